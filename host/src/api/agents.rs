@@ -1,0 +1,193 @@
+//! `/v1/agents`: create, list, retrieve (`?version=`), update (new version on
+//! change, optimistic `version` check), archive, list versions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, QueryParams, check_id};
+use super::pagination::{next_token, parse_limit, parse_order, position, seq_position, seq_token};
+use crate::ids::{Kind, new_id};
+use crate::model::Validate;
+use crate::model::agents::{Agent, AgentCreate, AgentUpdate, check_mcp_servers, resolve_skills, resolve_tools};
+use crate::model::common::{apply_metadata_patch, check_len};
+use crate::store::Order;
+use crate::time::{now_micros, rfc3339};
+
+impl Validate for AgentUpdate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(n) = &self.name {
+            check_len("name", n, 1, 256)?;
+        }
+        if let Some(Some(d)) = &self.description {
+            check_len("description", d, 0, 2048)?;
+        }
+        if let Some(Some(s)) = &self.system {
+            check_len("system", s, 0, 100_000)?;
+        }
+        if let Some(v) = self.version
+            && v < 1
+        {
+            return Err(ApiError::invalid("version: must be at least 1"));
+        }
+        if matches!(&self.multiagent, Some(Some(m)) if !m.is_null()) {
+            return Err(ApiError::invalid("multiagent: multi-agent coordinators are not supported by this server"));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>) -> ApiResult<Json<Agent>> {
+    let mcp_servers = p.mcp_servers.unwrap_or_default();
+    check_mcp_servers(&mcp_servers)?;
+    let tools = resolve_tools(p.tools.as_deref().unwrap_or_default(), &mcp_servers)?;
+    let now = now_micros();
+    let agent = Agent {
+        id: new_id(Kind::Agent),
+        archived_at: None,
+        created_at: rfc3339(now),
+        description: p.description.filter(|d| !d.is_empty()),
+        mcp_servers: mcp_servers.iter().map(|s| json!(s)).collect(),
+        metadata: p.metadata.unwrap_or_default(),
+        model: json!(p.model.resolve()?),
+        multiagent: None,
+        name: p.name,
+        skills: resolve_skills(p.skills.as_deref().unwrap_or_default())?,
+        system: p.system.filter(|s| !s.is_empty()),
+        tools,
+        kind: "agent".into(),
+        updated_at: rfc3339(now),
+        version: 1,
+    };
+    st.store.insert_agent(&agent, now).await?;
+    tracing::info!(agent_id = %agent.id, "agent created");
+    Ok(Json(agent))
+}
+
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]", "order"])?;
+    let order = parse_order(&q, Order::Desc)?;
+    let limit = parse_limit(&q, 20, 100)?;
+    let page = st
+        .store
+        .list_agents(
+            q.bool("include_archived")?,
+            q.time("created_at[gte]")?,
+            q.time("created_at[lte]")?,
+            order,
+            &position(&q, order)?,
+            limit,
+        )
+        .await?;
+    let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
+    let data: Vec<&Agent> = page.items.iter().map(|r| &r.agent).collect();
+    Ok(Json(json!({"data": data, "next_page": next})))
+}
+
+pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Agent>> {
+    q.allow(&["version"])?;
+    check_id(Kind::Agent, &id)?;
+    let version = q.int("version")?;
+    if let Some(v) = version
+        && v < 1
+    {
+        return Err(ApiError::invalid("query parameter `version` must be at least 1"));
+    }
+    match st.store.get_agent(&id, version).await? {
+        Some(a) => Ok(Json(a)),
+        None => match version {
+            Some(v) if st.store.get_agent(&id, None).await?.is_some() => {
+                Err(ApiError::NotFound(format!("agent `{id}` has no version {v}")))
+            }
+            _ => Err(ApiError::not_found(Kind::Agent, &id)),
+        },
+    }
+}
+
+pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<AgentUpdate>) -> ApiResult<Json<Agent>> {
+    check_id(Kind::Agent, &id)?;
+    let agent = st
+        .store
+        .update_agent(&id, p.version, |cur| -> Result<Option<Agent>, ApiError> {
+            let mut next = cur.clone();
+            if let Some(n) = &p.name {
+                next.name.clone_from(n);
+            }
+            if let Some(m) = &p.model {
+                next.model = json!(m.resolve()?);
+            }
+            if let Some(d) = &p.description {
+                next.description = d.clone().filter(|d| !d.is_empty());
+            }
+            if let Some(s) = &p.system {
+                next.system = s.clone().filter(|s| !s.is_empty());
+            }
+            let servers = match &p.mcp_servers {
+                Some(s) => s.clone().unwrap_or_default(),
+                None => serde_json::from_value(json!(cur.mcp_servers)).map_err(|e| ApiError::Internal(e.into()))?,
+            };
+            check_mcp_servers(&servers)?;
+            next.mcp_servers = servers.iter().map(|s| json!(s)).collect();
+            match &p.tools {
+                Some(t) => next.tools = resolve_tools(t.as_deref().unwrap_or_default(), &servers)?,
+                // Servers changed but tools did not: re-check the references.
+                None if p.mcp_servers.is_some() => {
+                    let referenced: Vec<&str> = cur
+                        .tools
+                        .iter()
+                        .filter_map(|t| t.get("mcp_server_name").and_then(Value::as_str))
+                        .collect();
+                    for s in &servers {
+                        if !referenced.contains(&s.name.as_str()) {
+                            return Err(ApiError::invalid(format!(
+                                "mcp_servers: server `{}` is not referenced by any mcp_toolset in tools",
+                                s.name
+                            )));
+                        }
+                    }
+                    for r in referenced {
+                        if !servers.iter().any(|s| s.name == r) {
+                            return Err(ApiError::invalid(format!(
+                                "mcp_servers: tools reference server `{r}`, which the update removes"
+                            )));
+                        }
+                    }
+                }
+                None => {}
+            }
+            if let Some(s) = &p.skills {
+                next.skills = resolve_skills(s.as_deref().unwrap_or_default())?;
+            }
+            if let Some(m) = &p.metadata {
+                apply_metadata_patch("metadata", &mut next.metadata, m)?;
+            }
+            if next.same_definition(cur) {
+                return Ok(None);
+            }
+            next.version = cur.version + 1;
+            next.updated_at = rfc3339(now_micros());
+            Ok(Some(next))
+        })
+        .await?;
+    Ok(Json(agent))
+}
+
+pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Agent>> {
+    check_id(Kind::Agent, &id)?;
+    st.store.archive_agent(&id, now_micros()).await?.map(Json).ok_or_else(|| ApiError::not_found(Kind::Agent, &id))
+}
+
+pub async fn versions(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&["limit", "page"])?;
+    check_id(Kind::Agent, &id)?;
+    if st.store.get_agent(&id, None).await?.is_none() {
+        return Err(ApiError::not_found(Kind::Agent, &id));
+    }
+    let limit = parse_limit(&q, 20, 100)?;
+    let after = seq_position(&q, Order::Desc)?;
+    let (items, more) = st.store.list_agent_versions(&id, after, limit).await?;
+    let next = more.then(|| items.last().map(|a| seq_token(Order::Desc, a.version))).flatten();
+    Ok(Json(json!({"data": items, "next_page": next})))
+}

@@ -1,0 +1,72 @@
+//! API key and beta-header checks for every `/v1` route.
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keys::hash_key;
+
+pub const BETA: &str = "managed-agents-2026-04-01";
+
+/// The key from `x-api-key` or `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check(&state, req.headers()).await {
+        Ok(key_id) => {
+            tracing::Span::current().record("api_key", key_id.as_str());
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
+        return Err(ApiError::Authentication(
+            "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>".into(),
+        ));
+    };
+    let Some(key_id) = state.store.find_api_key(&hash_key(key)).await.map_err(|e| ApiError::Internal(e.into()))? else {
+        return Err(ApiError::Authentication("invalid API key".into()));
+    };
+    let beta_ok = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|b| b.trim() == BETA);
+    if !beta_ok {
+        return Err(ApiError::invalid(format!(
+            "the Managed Agents API requires the `anthropic-beta: {BETA}` header"
+        )));
+    }
+    Ok(key_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_key_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("abc"));
+        h.insert("x-api-key", "xyz".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("xyz"));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(presented_key(&h), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! `/v1/environments`: create, list, retrieve, update, archive, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, QueryParams, check_id};
+use super::pagination::{next_token, parse_limit, parse_order, position};
+use crate::ids::{Kind, new_id};
+use crate::model::Validate;
+use crate::model::common::{Deleted, apply_metadata_patch, check_len};
+use crate::model::environments::{CloudConfig, Environment, EnvironmentCreate, EnvironmentUpdate};
+use crate::store::{DocRow, Order, Table};
+use crate::time::{now_micros, rfc3339};
+
+impl Validate for EnvironmentUpdate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(n) = &self.name {
+            check_len("name", n, 1, 256)?;
+        }
+        if let Some(Some(d)) = &self.description {
+            check_len("description", d, 0, 2048)?;
+        }
+        if self.scope.is_some() {
+            return Err(ApiError::invalid("scope: only applicable to self_hosted environments"));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<EnvironmentCreate>) -> ApiResult<Json<Environment>> {
+    let mut config = CloudConfig::default();
+    if let Some(c) = &p.config {
+        config.apply(c)?;
+    }
+    let now = now_micros();
+    let env = Environment {
+        id: new_id(Kind::Environment),
+        archived_at: None,
+        config,
+        created_at: rfc3339(now),
+        description: p.description.filter(|d| !d.is_empty()),
+        metadata: p.metadata.unwrap_or_default(),
+        name: p.name,
+        kind: "environment".into(),
+        updated_at: rfc3339(now),
+    };
+    st.store.insert_doc(Table::Environments, &env.id, now, &env).await?;
+    Ok(Json(env))
+}
+
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&["limit", "page", "include_archived", "order"])?;
+    let order = parse_order(&q, Order::Desc)?;
+    let limit = parse_limit(&q, 20, 100)?;
+    let page = st
+        .store
+        .list_docs::<Environment>(Table::Environments, None, q.bool("include_archived")?, order, &position(&q, order)?, limit)
+        .await?;
+    let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
+    let data: Vec<&Environment> = page.items.iter().map(|r| &r.doc).collect();
+    Ok(Json(json!({"data": data, "next_page": next})))
+}
+
+/// Fetch an environment or 404.
+pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Environment>> {
+    check_id(Kind::Environment, id)?;
+    st.store.get_doc(Table::Environments, id).await?.ok_or_else(|| ApiError::not_found(Kind::Environment, id))
+}
+
+pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Environment>> {
+    Ok(Json(load(&st, &id).await?.doc))
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(p): ApiJson<EnvironmentUpdate>,
+) -> ApiResult<Json<Environment>> {
+    check_id(Kind::Environment, &id)?;
+    let row = st
+        .store
+        .update_doc(Table::Environments, &id, |mut row: DocRow<Environment>| -> Result<_, ApiError> {
+            if row.archived {
+                return Err(ApiError::conflict(format!("environment `{id}` is archived and cannot be modified")));
+            }
+            let e = &mut row.doc;
+            if let Some(n) = &p.name {
+                e.name.clone_from(n);
+            }
+            if let Some(d) = &p.description {
+                e.description = d.clone().filter(|d| !d.is_empty());
+            }
+            if let Some(c) = &p.config {
+                e.config.apply(c)?;
+            }
+            if let Some(m) = &p.metadata {
+                apply_metadata_patch("metadata", &mut e.metadata, m)?;
+            }
+            e.updated_at = rfc3339(now_micros());
+            Ok((row, None))
+        })
+        .await?;
+    Ok(Json(row.doc))
+}
+
+pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Environment>> {
+    check_id(Kind::Environment, &id)?;
+    let row = st
+        .store
+        .update_doc(Table::Environments, &id, |mut row: DocRow<Environment>| -> Result<_, ApiError> {
+            if row.archived {
+                return Ok((row, None));
+            }
+            let now = now_micros();
+            row.doc.archived_at = Some(rfc3339(now));
+            row.doc.updated_at = rfc3339(now);
+            Ok((row, Some(now)))
+        })
+        .await?;
+    Ok(Json(row.doc))
+}
+
+pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+    load(&st, &id).await?;
+    let n = st.store.sessions_using_environment(&id).await?;
+    if n > 0 {
+        return Err(ApiError::conflict(format!(
+            "environment `{id}` is used by {n} session(s); delete them first or archive the environment instead"
+        )));
+    }
+    if !st.store.delete_doc(Table::Environments, &id).await? {
+        return Err(ApiError::not_found(Kind::Environment, &id));
+    }
+    Ok(Json(Deleted { id, kind: "environment_deleted".into() }))
+}

@@ -1,0 +1,131 @@
+//! The Anthropic error envelope: every error a client sees is
+//! `{"type":"error","error":{"type","message"},"request_id"}` with a matching
+//! HTTP status and a `request-id` header.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::ids::Kind;
+
+/// An error that reaches an API client. Each variant has a stable
+/// `error.type` string and status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Authentication(String),
+    #[error("{0}")]
+    Permission(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A conflict with the resource's current state (409, still
+    /// `invalid_request_error` as in Anthropic's API).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// Something broke on our side. The message is logged; the client gets a
+    /// generic one with the request id to quote.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(msg.into())
+    }
+
+    pub fn not_found(kind: Kind, id: &str) -> Self {
+        ApiError::NotFound(format!("{} `{id}` not found", kind.noun()))
+    }
+
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        ApiError::Conflict(msg.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Authentication(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Permission(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error.type` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::Conflict(_) | ApiError::Unprocessable(_) => {
+                "invalid_request_error"
+            }
+            ApiError::Authentication(_) => "authentication_error",
+            ApiError::Permission(_) => "permission_error",
+            ApiError::NotFound(_) => "not_found_error",
+            ApiError::TooLarge(_) => "request_too_large",
+            ApiError::RateLimited(_) => "rate_limit_error",
+            ApiError::Internal(_) => "api_error",
+        }
+    }
+}
+
+/// The request id of the request being answered, set by the request-id
+/// middleware and read when an error body is rendered.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+tokio::task_local! {
+    pub static REQUEST_ID: String;
+}
+
+fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| crate::ids::new_id(Kind::Request))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        let message = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(request_id = %request_id, error = ?e, "internal error");
+                format!("internal server error; quote request id {request_id} when reporting it")
+            }
+            other => other.to_string(),
+        };
+        let body = json!({
+            "type": "error",
+            "error": { "type": self.kind(), "message": message },
+            "request_id": request_id,
+        });
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("request-id", v);
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}

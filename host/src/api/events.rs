@@ -1,0 +1,104 @@
+//! `/v1/sessions/{id}/events`: send user events, list the log.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{QueryParams, check_id, read_json};
+use super::pagination::{parse_limit, parse_order, seq_position, seq_token};
+use crate::ids::Kind;
+use crate::model::events::{NewEvent, UserEvent, parse_user_event};
+use crate::model::sessions::SessionStatus;
+use crate::store::{EventFilter, Order};
+
+/// Events accepted in one request.
+const MAX_EVENTS_PER_SEND: usize = 50;
+
+pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Json<Value>> {
+    check_id(Kind::Session, &id)?;
+    let body = read_json(req, &st).await?;
+    let obj = body.as_object().ok_or_else(|| ApiError::invalid("request body must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "events") {
+        return Err(ApiError::invalid(format!("{k}: unknown field; the body is {{\"events\": [...]}}")));
+    }
+    let raw = match obj.get("events") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err(ApiError::invalid("events: must be an array of events")),
+        None => return Err(ApiError::invalid("events: required field is missing")),
+    };
+    if raw.is_empty() {
+        return Err(ApiError::invalid("events: must contain at least one event"));
+    }
+    if raw.len() > MAX_EVENTS_PER_SEND {
+        return Err(ApiError::invalid(format!("events: at most {MAX_EVENTS_PER_SEND} events per request, got {}", raw.len())));
+    }
+    let parsed = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_user_event(&format!("events[{i}]"), v))
+        .collect::<ApiResult<Vec<_>>>()?;
+
+    let session = super::sessions::load(&st, &id).await?;
+    if session.session.archived_at.is_some() {
+        return Err(ApiError::conflict(format!("session `{id}` is archived and accepts no new events")));
+    }
+    if session.session.status == SessionStatus::Terminated {
+        return Err(ApiError::conflict(format!("session `{id}` is terminated and accepts no new events")));
+    }
+    for (i, ev) in parsed.iter().enumerate() {
+        check_reference(&st, &id, i, ev).await?;
+    }
+    let events = parsed
+        .into_iter()
+        .map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("user event did not serialize to an object")))?;
+    let stored = st.store.append_events(&id, events, true).await?;
+    st.bus.publish(&id, &stored);
+    let data = stored
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.body).map_err(|e| ApiError::Internal(e.into())))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(json!({ "data": data })))
+}
+
+/// A confirmation or custom tool result must answer an event of this session.
+async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEvent) -> ApiResult<()> {
+    let (field, target, kinds): (&str, &str, &[&str]) = match ev {
+        UserEvent::ToolConfirmation { tool_use_id, .. } => ("tool_use_id", tool_use_id, &["agent.tool_use", "agent.mcp_tool_use"]),
+        UserEvent::CustomToolResult { custom_tool_use_id, .. } => ("custom_tool_use_id", custom_tool_use_id, &["agent.custom_tool_use"]),
+        _ => return Ok(()),
+    };
+    match st.store.get_event(session_id, target).await? {
+        Some(e) if kinds.contains(&e.kind.as_str()) => Ok(()),
+        Some(e) => Err(ApiError::invalid(format!(
+            "events[{i}].{field}: event `{target}` is a {}, not {}",
+            e.kind,
+            kinds.join(" or ")
+        ))),
+        None => Err(ApiError::invalid(format!("events[{i}].{field}: no event `{target}` in session `{session_id}`"))),
+    }
+}
+
+pub async fn list(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&["limit", "page", "order", "types", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"])?;
+    super::sessions::load(&st, &id).await?;
+    let order = parse_order(&q, Order::Asc)?;
+    let limit = parse_limit(&q, 1000, 1000)?;
+    let filter = EventFilter {
+        types: q.many("types"),
+        processed_gt: q.time("created_at[gt]")?,
+        processed_gte: q.time("created_at[gte]")?,
+        processed_lt: q.time("created_at[lt]")?,
+        processed_lte: q.time("created_at[lte]")?,
+    };
+    let (events, more) = st.store.list_events(&id, &filter, order, seq_position(&q, order)?, limit).await?;
+    let next = more.then(|| events.last().map(|e| seq_token(order, e.seq))).flatten();
+    let data = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.body).map_err(|e| ApiError::Internal(e.into())))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(json!({"data": data, "next_page": next})))
+}

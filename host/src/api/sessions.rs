@@ -1,0 +1,341 @@
+//! `/v1/sessions`: create (harness selection happens here), list, retrieve,
+//! update, archive, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, QueryParams, check_id};
+use super::pagination::{next_token, parse_limit, parse_order, position, prev_token};
+use crate::ids::{Kind, new_id};
+use crate::model::Validate;
+use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, resolve_tools};
+use crate::model::common::{Deleted, apply_metadata_patch, check_len};
+use crate::model::events::{NewEvent, UserEvent, parse_user_event};
+use crate::model::sessions::{AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate, check_session_metadata};
+use crate::model::vaults::Credential;
+use crate::selection::{CredentialFacts, VaultFacts, select};
+use crate::store::{Order, SessionFilter, Table};
+use crate::time::{now_micros, rfc3339};
+
+impl Validate for SessionUpdate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.vault_ids.is_some() {
+            return Err(ApiError::invalid("vault_ids: vaults are fixed at session create and cannot be updated"));
+        }
+        if let Some(Some(t)) = &self.title {
+            check_len("title", t, 0, 512)?;
+        }
+        if let Some(Some(b)) = &self.budget {
+            b.validate()?;
+        }
+        if let Some(m) = &self.metadata {
+            check_session_metadata(m.keys())?;
+        }
+        Ok(())
+    }
+}
+
+/// The agent snapshot a session runs: the referenced version with any
+/// overrides applied (each overridden field is replaced whole).
+async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)> {
+    let id = r.id();
+    if !crate::ids::has_kind(id, Kind::Agent) {
+        return Err(ApiError::invalid(format!("agent: `{id}` is not an agent id (agent_...)")));
+    }
+    let agent = match st.store.get_agent(id, r.version()).await? {
+        Some(a) => a,
+        None => {
+            return Err(match r.version() {
+                Some(v) if st.store.get_agent(id, None).await?.is_some() => {
+                    ApiError::invalid(format!("agent: agent `{id}` has no version {v}"))
+                }
+                _ => ApiError::not_found(Kind::Agent, id),
+            });
+        }
+    };
+    if agent.archived_at.is_some() {
+        return Err(ApiError::invalid(format!("agent: agent `{id}` is archived and cannot start new sessions")));
+    }
+    let mut snapshot = agent.session_snapshot();
+    if let AgentRef::Object(AgentRefObject::AgentWithOverrides { model, system, tools, mcp_servers, skills, .. }) = r {
+        if let Some(m) = model {
+            snapshot["model"] = json!(m.resolve()?);
+        }
+        if let Some(s) = system {
+            snapshot["system"] = json!(s.clone().filter(|s| !s.is_empty()));
+        }
+        let servers: Vec<McpServer> = match mcp_servers {
+            Some(s) => {
+                check_mcp_servers(s)?;
+                snapshot["mcp_servers"] = json!(s);
+                s.clone()
+            }
+            None => serde_json::from_value(snapshot["mcp_servers"].clone()).map_err(|e| ApiError::Internal(e.into()))?,
+        };
+        if let Some(t) = tools {
+            snapshot["tools"] = json!(resolve_tools(t, &servers).map_err(|e| prefix(e, "agent."))?);
+        }
+        if let Some(s) = skills {
+            snapshot["skills"] = json!(resolve_skills(s)?);
+        }
+    }
+    Ok((agent, snapshot))
+}
+
+fn prefix(e: ApiError, p: &str) -> ApiError {
+    match e {
+        ApiError::InvalidRequest(m) => ApiError::InvalidRequest(format!("{p}{m}")),
+        other => other,
+    }
+}
+
+/// Facts about each attached vault for harness selection.
+async fn vault_facts(st: &AppState, ids: &[String]) -> ApiResult<Vec<VaultFacts>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            return Err(ApiError::invalid(format!("vault_ids[{i}]: `{id}` is listed twice")));
+        }
+        if !crate::ids::has_kind(id, Kind::Vault) {
+            return Err(ApiError::invalid(format!("vault_ids[{i}]: `{id}` is not a vault id (vlt_...)")));
+        }
+        let vault = st
+            .store
+            .get_doc::<crate::model::vaults::Vault>(Table::Vaults, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(Kind::Vault, id))?;
+        if vault.archived {
+            return Err(ApiError::invalid(format!("vault_ids[{i}]: vault `{id}` is archived")));
+        }
+        let credentials = st
+            .store
+            .active_credentials::<Credential>(id)
+            .await?
+            .into_iter()
+            .map(|c| CredentialFacts {
+                id: c.doc.id,
+                auth_type: c.doc.auth.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                mcp_server_url: c.doc.auth.get("mcp_server_url").and_then(Value::as_str).map(str::to_owned),
+            })
+            .collect();
+        out.push(VaultFacts { id: id.clone(), metadata: vault.doc.metadata, credentials });
+    }
+    Ok(out)
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreate>) -> ApiResult<Json<Session>> {
+    // Check the initial events before creating anything.
+    let mut initial = Vec::new();
+    for (i, ev) in p.initial_events.clone().unwrap_or_default().into_iter().enumerate() {
+        let field = format!("initial_events[{i}]");
+        match parse_user_event(&field, ev)? {
+            ev @ UserEvent::Message { .. } => initial.push(ev),
+            _ => return Err(ApiError::invalid(format!("{field}: only user.message events may be sent at create"))),
+        }
+    }
+    if !crate::ids::has_kind(&p.environment_id, Kind::Environment) {
+        return Err(ApiError::invalid(format!("environment_id: `{}` is not an environment id (env_...)", p.environment_id)));
+    }
+    let env = super::environments::load(&st, &p.environment_id).await?;
+    if env.archived {
+        return Err(ApiError::invalid(format!(
+            "environment_id: environment `{}` is archived and cannot be used for new sessions",
+            p.environment_id
+        )));
+    }
+    let (agent, snapshot) = resolve_agent(&st, &p.agent).await?;
+    let vault_ids = p.vault_ids.clone().unwrap_or_default();
+    let facts = vault_facts(&st, &vault_ids).await?;
+    let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    let now = now_micros();
+    let session = Session {
+        id: new_id(Kind::Session),
+        agent: snapshot,
+        archived_at: None,
+        budget: p.budget.clone(),
+        created_at: rfc3339(now),
+        environment_id: p.environment_id.clone(),
+        metadata: p.metadata.clone().unwrap_or_default(),
+        outcome_evaluations: Vec::new(),
+        resources: Vec::new(),
+        stats: json!({"active_seconds": 0, "duration_seconds": 0}),
+        status: SessionStatus::Idle,
+        title: p.title.clone(),
+        kind: "session".into(),
+        updated_at: rfc3339(now),
+        usage: json!({"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                      "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0}}),
+        vault_ids,
+    };
+    st.store.insert_session(&session, &binding, now, agent.version).await?;
+    tracing::info!(session_id = %session.id, engine = %binding.engine, "session created");
+    if !initial.is_empty() {
+        let events = initial
+            .into_iter()
+            .filter_map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value))
+            .collect();
+        let stored = st.store.append_events(&session.id, events, true).await?;
+        st.bus.publish(&session.id, &stored);
+    }
+    Ok(Json(session))
+}
+
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&[
+        "limit",
+        "page",
+        "order",
+        "agent_id",
+        "agent_version",
+        "statuses",
+        "include_archived",
+        "created_at[gt]",
+        "created_at[gte]",
+        "created_at[lt]",
+        "created_at[lte]",
+    ])?;
+    let order = parse_order(&q, Order::Desc)?;
+    let limit = parse_limit(&q, 20, 100)?;
+    let statuses = q
+        .many("statuses")
+        .iter()
+        .map(|s| {
+            SessionStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!("statuses[]: unknown status `{s}`; expected idle, running, rescheduling or terminated"))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let filter = SessionFilter {
+        agent_id: q.one("agent_id")?.map(str::to_owned),
+        agent_version: q.int("agent_version")?,
+        statuses,
+        include_archived: q.bool("include_archived")?,
+        created_gt: q.time("created_at[gt]")?,
+        created_gte: q.time("created_at[gte]")?,
+        created_lt: q.time("created_at[lt]")?,
+        created_lte: q.time("created_at[lte]")?,
+    };
+    let page = st.store.list_sessions(&filter, order, &position(&q, order)?, limit).await?;
+    let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
+    let prev = page.more_before.then(|| page.items.first().map(|r| prev_token(order, &r.key))).flatten();
+    let data: Vec<&Session> = page.items.iter().map(|r| &r.session).collect();
+    Ok(Json(json!({"data": data, "next_page": next, "prev_page": prev})))
+}
+
+/// Fetch a session or 404.
+pub async fn load(st: &AppState, id: &str) -> ApiResult<crate::store::SessionRow> {
+    check_id(Kind::Session, id)?;
+    st.store.get_session(id).await?.ok_or_else(|| ApiError::not_found(Kind::Session, id))
+}
+
+pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
+    Ok(Json(load(&st, &id).await?.session))
+}
+
+pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<SessionUpdate>) -> ApiResult<Json<Session>> {
+    check_id(Kind::Session, &id)?;
+    let mut changed = serde_json::Map::new();
+    let session = st
+        .store
+        .update_session(&id, |mut s| -> Result<Session, ApiError> {
+            if s.archived_at.is_some() {
+                return Err(ApiError::conflict(format!("session `{id}` is archived and cannot be modified")));
+            }
+            if let Some(a) = &p.agent {
+                if s.status != SessionStatus::Idle {
+                    return Err(ApiError::conflict(format!(
+                        "session `{id}` is {}; its agent can only be updated while idle",
+                        s.status.as_str()
+                    )));
+                }
+                let servers: Vec<McpServer> = match &a.mcp_servers {
+                    Some(v) => v.clone().unwrap_or_default(),
+                    None => serde_json::from_value(s.agent["mcp_servers"].clone()).map_err(|e| ApiError::Internal(e.into()))?,
+                };
+                check_mcp_servers(&servers)?;
+                s.agent["mcp_servers"] = json!(servers);
+                if let Some(t) = &a.tools {
+                    s.agent["tools"] = json!(resolve_tools(t.as_deref().unwrap_or_default(), &servers).map_err(|e| prefix(e, "agent."))?);
+                }
+                changed.insert("agent".into(), s.agent.clone());
+            }
+            if let Some(b) = &p.budget {
+                s.budget = b.clone();
+                changed.insert("budget".into(), json!(s.budget));
+            }
+            if let Some(m) = &p.metadata {
+                apply_metadata_patch("metadata", &mut s.metadata, m)?;
+                changed.insert("metadata".into(), json!(s.metadata));
+            }
+            if let Some(t) = &p.title {
+                s.title = t.clone();
+                changed.insert("title".into(), json!(s.title));
+            }
+            s.updated_at = rfc3339(now_micros());
+            Ok(s)
+        })
+        .await?;
+    if !changed.is_empty() {
+        changed.insert("type".into(), json!("session.updated"));
+        let ev = NewEvent { id: None, body: changed };
+        let stored = st.store.append_events(&id, vec![ev], false).await?;
+        st.bus.publish(&id, &stored);
+    }
+    Ok(Json(session))
+}
+
+pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
+    check_id(Kind::Session, &id)?;
+    let session = st
+        .store
+        .update_session(&id, |mut s| -> Result<Session, ApiError> {
+            if s.archived_at.is_some() {
+                return Ok(s);
+            }
+            if matches!(s.status, SessionStatus::Running | SessionStatus::Rescheduling) {
+                return Err(ApiError::conflict(format!(
+                    "session `{id}` is {}; send a user.interrupt event and archive it once idle",
+                    s.status.as_str()
+                )));
+            }
+            let now = rfc3339(now_micros());
+            s.archived_at = Some(now.clone());
+            s.updated_at = now;
+            Ok(s)
+        })
+        .await?;
+    Ok(Json(session))
+}
+
+pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+    let row = load(&st, &id).await?;
+    if matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling) {
+        return Err(ApiError::conflict(format!(
+            "session `{id}` is {}; send a user.interrupt event and delete it once idle",
+            row.session.status.as_str()
+        )));
+    }
+    // Tell live readers first: `session.deleted` ends their streams.
+    let deleted = crate::model::events::StoredEvent {
+        session_id: id.clone(),
+        seq: row.last_seq + 1,
+        id: new_id(Kind::Event),
+        kind: "session.deleted".into(),
+        processed_at: now_micros(),
+        body: String::new(),
+    };
+    let deleted = crate::model::events::StoredEvent {
+        body: json!({"type": "session.deleted", "id": deleted.id, "processed_at": rfc3339(deleted.processed_at)}).to_string(),
+        ..deleted
+    };
+    if !st.store.delete_session(&id).await? {
+        return Err(ApiError::not_found(Kind::Session, &id));
+    }
+    st.bus.publish(&id, &[deleted]);
+    st.bus.close(&id);
+    tracing::info!(session_id = %id, "session deleted");
+    Ok(Json(Deleted { id, kind: "session_deleted".into() }))
+}

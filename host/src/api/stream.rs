@@ -1,0 +1,150 @@
+//! `GET /v1/sessions/{id}/events/stream`: Server-Sent Events.
+//!
+//! Each frame is `event: <type>` / `id: <seq>` / `data: <event JSON>`, the
+//! shape the official SDKs parse (frames without `event:` are skipped by
+//! them, so heartbeats are `event: ping`). A new stream delivers the events
+//! appended after it opened. A reconnect with `Last-Event-ID: <seq>` first
+//! replays every stored event after that seq, then follows live: the log is
+//! read for any gap, so nothing is lost or repeated.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::QueryParams;
+use crate::model::events::StoredEvent;
+
+/// Events read from the log per catch-up query.
+const CATCH_UP_BATCH: i64 = 500;
+
+fn frame(e: &StoredEvent) -> Event {
+    Event::default().event(&e.kind).id(e.seq.to_string()).data(&e.body)
+}
+
+fn error_frame(message: &str) -> Event {
+    let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+    Event::default().event("error").data(body.to_string())
+}
+
+pub async fn stream(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams, headers: HeaderMap) -> ApiResult<Response> {
+    q.allow(&["event_deltas"])?;
+    for d in q.many("event_deltas") {
+        if d != "agent.message" && d != "agent.thinking" {
+            return Err(ApiError::invalid(format!(
+                "event_deltas[]: `{d}` is not supported; expected agent.message or agent.thinking"
+            )));
+        }
+    }
+    super::sessions::load(&st, &id).await?;
+    let resume_from = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+        None => None,
+        Some(Ok(v)) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::invalid(format!("Last-Event-ID must be the `id:` of an event from this stream (a sequence number), got `{v}`"))
+        })?),
+        Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID is not valid text")),
+    };
+    // Subscribe before reading the log position, so no event falls between.
+    let rx = st.bus.subscribe(&id);
+    let start = match resume_from {
+        Some(n) => n,
+        None => st.store.last_seq(&id).await?.ok_or_else(|| ApiError::not_found(crate::ids::Kind::Session, &id))?,
+    };
+    tracing::debug!(session_id = %id, start, "event stream opened");
+    let events = follow(st.clone(), id, start, rx);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(st.heartbeat()).event(Event::default().event("ping").data("{}")))
+        .into_response())
+}
+
+fn follow(
+    st: AppState,
+    session_id: String,
+    start: i64,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<StoredEvent>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    async_stream::stream! {
+        let mut last = start;
+        // Replay what the client missed (only when resuming).
+        match catch_up(&st, &session_id, last).await {
+            Ok(batch) => {
+                for e in &batch {
+                    last = e.seq;
+                    yield Ok(frame(e));
+                }
+            }
+            Err(msg) => {
+                yield Ok(error_frame(&msg));
+                return;
+            }
+        }
+        loop {
+            let e = match rx.recv().await {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(session_id = %session_id, skipped = n, "stream lagged; catching up from the log");
+                    match catch_up(&st, &session_id, last).await {
+                        Ok(batch) => {
+                            for e in &batch {
+                                last = e.seq;
+                                yield Ok(frame(e));
+                            }
+                        }
+                        Err(msg) => {
+                            yield Ok(error_frame(&msg));
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            if e.kind == "session.deleted" {
+                yield Ok(frame(&e));
+                return;
+            }
+            if e.seq <= last {
+                continue;
+            }
+            if e.seq > last + 1 {
+                // Published out of order by concurrent appenders: fill the gap.
+                match catch_up(&st, &session_id, last).await {
+                    Ok(batch) => {
+                        // `last` moves to `e.seq` below.
+                        for b in batch.iter().filter(|b| b.seq < e.seq) {
+                            yield Ok(frame(b));
+                        }
+                    }
+                    Err(msg) => {
+                        yield Ok(error_frame(&msg));
+                        return;
+                    }
+                }
+            }
+            last = e.seq;
+            yield Ok(frame(&e));
+        }
+    }
+}
+
+/// Every stored event after `after`, oldest first.
+async fn catch_up(st: &AppState, session_id: &str, mut after: i64) -> Result<Vec<StoredEvent>, String> {
+    let mut all = Vec::new();
+    loop {
+        let batch = st.store.events_after(session_id, after, CATCH_UP_BATCH).await.map_err(|e| {
+            tracing::error!(session_id = %session_id, error = %e, "event stream catch-up failed");
+            "reading the event log failed; reconnect with Last-Event-ID to resume".to_owned()
+        })?;
+        let Some(tail) = batch.last() else { return Ok(all) };
+        after = tail.seq;
+        all.extend(batch);
+    }
+}

@@ -1,0 +1,110 @@
+//! `/v1/vaults`: create, list, retrieve, update, archive, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, QueryParams, check_id};
+use super::pagination::{next_token, parse_limit, parse_order, position};
+use crate::ids::{Kind, new_id};
+use crate::model::Validate;
+use crate::model::common::{Deleted, apply_metadata_patch, check_len};
+use crate::model::vaults::{Vault, VaultCreate, VaultUpdate, check_vault_reserved};
+use crate::store::{DocRow, Order, Table};
+use crate::time::{now_micros, rfc3339};
+
+impl Validate for VaultUpdate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(n) = &self.display_name {
+            check_len("display_name", n, 1, 255)?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<VaultCreate>) -> ApiResult<Json<Vault>> {
+    let now = now_micros();
+    let vault = Vault {
+        id: new_id(Kind::Vault),
+        archived_at: None,
+        created_at: rfc3339(now),
+        display_name: p.display_name,
+        metadata: p.metadata.unwrap_or_default(),
+        kind: "vault".into(),
+        updated_at: rfc3339(now),
+    };
+    st.store.insert_doc(Table::Vaults, &vault.id, now, &vault).await?;
+    Ok(Json(vault))
+}
+
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+    q.allow(&["limit", "page", "include_archived", "order"])?;
+    let order = parse_order(&q, Order::Desc)?;
+    let limit = parse_limit(&q, 20, 100)?;
+    let page = st
+        .store
+        .list_docs::<Vault>(Table::Vaults, None, q.bool("include_archived")?, order, &position(&q, order)?, limit)
+        .await?;
+    let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
+    let data: Vec<&Vault> = page.items.iter().map(|r| &r.doc).collect();
+    Ok(Json(json!({"data": data, "next_page": next})))
+}
+
+/// Fetch a vault or 404.
+pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Vault>> {
+    check_id(Kind::Vault, id)?;
+    st.store.get_doc(Table::Vaults, id).await?.ok_or_else(|| ApiError::not_found(Kind::Vault, id))
+}
+
+pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vault>> {
+    Ok(Json(load(&st, &id).await?.doc))
+}
+
+pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<VaultUpdate>) -> ApiResult<Json<Vault>> {
+    check_id(Kind::Vault, &id)?;
+    let row = st
+        .store
+        .update_doc(Table::Vaults, &id, |mut row: DocRow<Vault>| -> Result<_, ApiError> {
+            if row.archived {
+                return Err(ApiError::conflict(format!("vault `{id}` is archived and cannot be modified")));
+            }
+            if let Some(n) = &p.display_name {
+                row.doc.display_name.clone_from(n);
+            }
+            if let Some(m) = &p.metadata {
+                apply_metadata_patch("metadata", &mut row.doc.metadata, m)?;
+                check_vault_reserved(&row.doc.metadata)?;
+            }
+            row.doc.updated_at = rfc3339(now_micros());
+            Ok((row, None))
+        })
+        .await?;
+    Ok(Json(row.doc))
+}
+
+pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vault>> {
+    check_id(Kind::Vault, &id)?;
+    let row = st
+        .store
+        .update_doc(Table::Vaults, &id, |mut row: DocRow<Vault>| -> Result<_, ApiError> {
+            if row.archived {
+                return Ok((row, None));
+            }
+            let now = now_micros();
+            row.doc.archived_at = Some(rfc3339(now));
+            row.doc.updated_at = rfc3339(now);
+            Ok((row, Some(now)))
+        })
+        .await?;
+    Ok(Json(row.doc))
+}
+
+pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+    load(&st, &id).await?;
+    if !st.store.delete_doc(Table::Vaults, &id).await? {
+        return Err(ApiError::not_found(Kind::Vault, &id));
+    }
+    Ok(Json(Deleted { id, kind: "vault_deleted".into() }))
+}

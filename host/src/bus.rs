@@ -1,0 +1,53 @@
+//! In-process fan-out of appended session events to live SSE streams.
+//!
+//! The log in the store is the source of truth; the bus only wakes readers.
+//! A reader that falls behind (a lagged channel) or sees a gap in sequence
+//! numbers re-reads the log, so nothing is lost when the bus drops messages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::model::events::StoredEvent;
+
+/// Messages per session buffered for slow readers before they must catch up
+/// from the store.
+const CAPACITY: usize = 1024;
+
+#[derive(Debug, Default)]
+pub struct Bus {
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<StoredEvent>>>>,
+}
+
+impl Bus {
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Arc<StoredEvent>> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(session_id.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
+    }
+
+    /// Deliver events (already stored) to the session's live readers.
+    pub fn publish(&self, session_id: &str, events: &[StoredEvent]) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = map.get(session_id) else { return };
+        if tx.receiver_count() == 0 {
+            map.remove(session_id);
+            return;
+        }
+        for e in events {
+            let _ = tx.send(Arc::new(e.clone()));
+        }
+    }
+
+    /// End every live stream of a session (it was deleted).
+    pub fn close(&self, session_id: &str) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(session_id);
+    }
+
+    /// Open SSE readers across all sessions.
+    pub fn subscriber_count(&self) -> usize {
+        let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().map(broadcast::Sender::receiver_count).sum()
+    }
+}

@@ -1,0 +1,184 @@
+//! Server settings: embedded defaults, then an optional TOML file, then
+//! `BRIDLE_*` environment variables, then command-line flags (each layer
+//! overrides the one before).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The names of the built-in harnesses, known even before any plugin config.
+pub const BUILTIN_HARNESSES: [&str; 3] = ["claude", "codex", "openai-agents"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the server keeps its database (SQLite), secret key, workspaces
+    /// and caches. Created 0700 on first start.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds between SSE heartbeats (`event: ping`).
+    pub sse_heartbeat_secs: u64,
+    /// Base64 of a 32-byte key for vault secrets at rest. Default: generated
+    /// on first start into `<data_dir>/secret.key`.
+    pub secret_key: Option<String>,
+    /// The model endpoint used by sessions that attach no LLM vault.
+    pub default_llm: DefaultLlm,
+    /// Harness plugins by engine name.
+    pub harnesses: BTreeMap<String, HarnessConfig>,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLlm {
+    /// Upstream base URL, e.g. the Anthropic API or a gateway.
+    pub base_url: Option<String>,
+    /// The operator's credential for it (never shown to sessions).
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessConfig {
+    /// `builtin:<name>` or a path to a `.wasm` component.
+    pub plugin: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let harnesses = BUILTIN_HARNESSES
+            .iter()
+            .map(|name| {
+                let plugin = format!("builtin:{name}");
+                ((*name).to_owned(), HarnessConfig { plugin })
+            })
+            .collect();
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4040)),
+            data_dir: PathBuf::from(".bridle"),
+            database_url: None,
+            max_body_bytes: 32 * 1024 * 1024,
+            sse_heartbeat_secs: 15,
+            secret_key: None,
+            default_llm: DefaultLlm::default(),
+            harnesses,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Load defaults ← `file` (if given) ← `BRIDLE_*` env ← `overrides`.
+    /// Nested env keys use a double underscore: `BRIDLE_DEFAULT_LLM__BASE_URL`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            fig = fig.merge(Toml::file(file));
+        }
+        let fig = fig
+            .merge(Env::prefixed("BRIDLE_").split("__"))
+            .merge(Serialized::globals(overrides));
+        let config: Config = fig.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024");
+        anyhow::ensure!(self.sse_heartbeat_secs >= 1, "sse_heartbeat_secs must be at least 1");
+        for (name, h) in &self.harnesses {
+            anyhow::ensure!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "harness name `{name}` must be letters, digits, `-` or `_`"
+            );
+            anyhow::ensure!(!h.plugin.is_empty(), "harness `{name}` has an empty plugin source");
+        }
+        if let Some(url) = &self.database_url {
+            anyhow::ensure!(
+                url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"),
+                "database_url must start with sqlite: or postgres:, got `{url}`"
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("bridle.db").display()),
+        }
+    }
+
+    /// Engine names a session may select.
+    pub fn harness_names(&self) -> Vec<String> {
+        self.harnesses.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\n[harnesses.echo]\nplugin = \"/x/echo.wasm\"\n[default_llm]\nbase_url = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides { data_dir: Some("/tmp/d".into()), ..Default::default() };
+        let c = Config::load(Some(&file), &overrides).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(c.harnesses["echo"].plugin, "/x/echo.wasm");
+        assert_eq!(c.harnesses["claude"].plugin, "builtin:claude");
+        assert_eq!(c.default_llm.base_url.as_deref(), Some("http://127.0.0.1:1"));
+        assert!(c.database_url().starts_with("sqlite:///tmp/d/bridle.db"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        assert!(Config::load(Some(&dir.path().join("none.toml")), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Bridle: a self-hostable Managed Agents server.
+//!
+//! The crate is split by concern: [`api`] is the HTTP surface (axum), [`model`]
+//! the wire types, [`store`] persistence (sqlx, SQLite or PostgreSQL),
+//! [`bus`] the in-process fan-out of appended session events, [`selection`]
+//! the harness-selection rules applied at session create, [`secrets`]
+//! encryption of vault secrets at rest, and [`config`] the server settings.
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod secrets;
+pub mod selection;
+pub mod server;
+pub mod store;
+pub mod time;

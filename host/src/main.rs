@@ -1,0 +1,140 @@
+//! The `bridle` command: the server and its operator tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use bridle::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(name = "bridle", version, about = "A self-hostable Managed Agents server")]
+struct Cli {
+    /// TOML config file (settings also come from BRIDLE_* env variables).
+    #[arg(long, global = true, env = "BRIDLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, secret key, workspaces).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://... or postgres://...
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:4040.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only once).
+    Create {
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List keys (never their secret).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BRIDLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        log_format: cli.log_format.map(|f| match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }),
+        ..Default::default()
+    };
+    if let Command::Serve { listen } = &cli.command {
+        overrides.listen = *listen;
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_tracing(config.log_format);
+    match cli.command {
+        Command::Serve { .. } => bridle::server::serve(config).await,
+        Command::Keys { command } => {
+            let store = bridle::server::open_store(&config).await?;
+            match command {
+                KeysCommand::Create { name } => {
+                    let (row, raw) = bridle::keys::create_key(&store, &name).await?;
+                    eprintln!("created API key {} ({name}); it is shown only this once:", row.id);
+                    println!("{raw}");
+                }
+                KeysCommand::List => {
+                    println!("{:<34} {:<16} {:<20} {:<28} STATUS", "ID", "NAME", "KEY", "CREATED");
+                    for k in store.list_api_keys().await? {
+                        let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                        println!(
+                            "{:<34} {:<16} {:<20} {:<28} {status}",
+                            k.id,
+                            k.name,
+                            k.hint,
+                            bridle::time::rfc3339(k.created_at)
+                        );
+                    }
+                }
+                KeysCommand::Revoke { id } => {
+                    anyhow::ensure!(
+                        store.revoke_api_key(&id, bridle::time::now_micros()).await?,
+                        "no active API key with id {id}"
+                    );
+                    eprintln!("revoked {id}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Environments: where sessions run (network policy, packages).
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
+use crate::api::error::ApiError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConfigParams {
+    Cloud {
+        #[serde(default)]
+        networking: Option<NetworkingParams>,
+        #[serde(default)]
+        packages: Option<PackagesParams>,
+    },
+    SelfHosted {},
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NetworkingParams {
+    Unrestricted {},
+    Limited {
+        #[serde(default)]
+        allowed_hosts: Option<Vec<String>>,
+        #[serde(default)]
+        allow_mcp_servers: Option<bool>,
+        #[serde(default)]
+        allow_package_managers: Option<bool>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesParams {
+    #[serde(default)]
+    pub apt: Option<Vec<String>>,
+    #[serde(default)]
+    pub cargo: Option<Vec<String>>,
+    #[serde(default)]
+    pub gem: Option<Vec<String>>,
+    #[serde(default)]
+    pub go: Option<Vec<String>>,
+    #[serde(default)]
+    pub npm: Option<Vec<String>>,
+    #[serde(default)]
+    pub pip: Option<Vec<String>>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<PackagesType>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PackagesType {
+    Packages,
+}
+
+/// The resolved `config` of an environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub networking: Networking,
+    pub packages: Packages,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Networking {
+    Unrestricted,
+    Limited { allowed_hosts: Vec<String>, allow_mcp_servers: bool, allow_package_managers: bool },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Packages {
+    pub apt: Vec<String>,
+    pub cargo: Vec<String>,
+    pub gem: Vec<String>,
+    pub go: Vec<String>,
+    pub npm: Vec<String>,
+    pub pip: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            kind: "cloud".into(),
+            networking: Networking::Unrestricted,
+            packages: Packages { kind: "packages".into(), ..Default::default() },
+        }
+    }
+}
+
+impl CloudConfig {
+    /// Apply params over `self`: omitted fields keep their value.
+    pub fn apply(&mut self, params: &ConfigParams) -> Result<(), ApiError> {
+        let (networking, packages) = match params {
+            ConfigParams::Cloud { networking, packages } => (networking, packages),
+            ConfigParams::SelfHosted {} => {
+                return Err(ApiError::invalid(
+                    "config.type: self_hosted environments are not supported by this server; use \"cloud\"",
+                ));
+            }
+        };
+        if let Some(n) = networking {
+            self.networking = match n {
+                NetworkingParams::Unrestricted {} => Networking::Unrestricted,
+                NetworkingParams::Limited { allowed_hosts, allow_mcp_servers, allow_package_managers } => {
+                    let hosts = allowed_hosts.clone().unwrap_or_default();
+                    for (i, h) in hosts.iter().enumerate() {
+                        check_host(&format!("config.networking.allowed_hosts[{i}]"), h)?;
+                    }
+                    Networking::Limited {
+                        allowed_hosts: hosts,
+                        allow_mcp_servers: allow_mcp_servers.unwrap_or(false),
+                        allow_package_managers: allow_package_managers.unwrap_or(false),
+                    }
+                }
+            };
+        }
+        if let Some(p) = packages {
+            let set = |slot: &mut Vec<String>, v: &Option<Vec<String>>| {
+                if let Some(v) = v {
+                    slot.clone_from(v);
+                }
+            };
+            set(&mut self.packages.apt, &p.apt);
+            set(&mut self.packages.cargo, &p.cargo);
+            set(&mut self.packages.gem, &p.gem);
+            set(&mut self.packages.go, &p.go);
+            set(&mut self.packages.npm, &p.npm);
+            set(&mut self.packages.pip, &p.pip);
+        }
+        Ok(())
+    }
+}
+
+/// A hostname, IPv4 address, or `*.`-wildcard: no scheme, path or port.
+fn check_host(field: &str, h: &str) -> Result<(), ApiError> {
+    let bare = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !bare.starts_with('.')
+        && !bare.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field}: `{h}` is not a hostname, IPv4 address or `*.` wildcard (no scheme, port or path)"
+        )))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentCreate {
+    pub name: String,
+    #[serde(default)]
+    pub config: Option<ConfigParams>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl Validate for EnvironmentCreate {
+    fn validate(&self) -> Result<(), ApiError> {
+        check_len("name", &self.name, 1, 256)?;
+        if let Some(d) = &self.description {
+            check_len("description", d, 0, 2048)?;
+        }
+        if let Some(m) = &self.metadata {
+            check_metadata("metadata", m)?;
+        }
+        if self.scope.is_some() {
+            return Err(ApiError::invalid("scope: only applicable to self_hosted environments"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub config: Option<ConfigParams>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub description: Patch<String>,
+    #[serde(default)]
+    pub metadata: Option<MetadataPatch>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: String,
+    pub archived_at: Option<String>,
+    pub config: CloudConfig,
+    pub created_at: String,
+    pub description: Option<String>,
+    pub metadata: Metadata,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub updated_at: String,
+}

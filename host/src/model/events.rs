@@ -1,0 +1,193 @@
+//! Session events: what clients send (`user.*`) and what the log holds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+
+/// Event types a client may send, with their fields checked strictly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum UserEvent {
+    #[serde(rename = "user.message")]
+    Message { content: Vec<ContentBlock> },
+    #[serde(rename = "user.interrupt")]
+    Interrupt {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+    #[serde(rename = "user.tool_confirmation")]
+    ToolConfirmation {
+        tool_use_id: String,
+        result: Confirmation,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deny_message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+    #[serde(rename = "user.custom_tool_result")]
+    CustomToolResult {
+        custom_tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confirmation {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ContentBlock {
+    Text {
+        text: String,
+    },
+    Image {
+        source: Source,
+    },
+    Document {
+        source: Source,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    SearchResult {
+        source: String,
+        title: String,
+        content: Vec<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
+    },
+    Redacted {},
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    Base64 { data: String, media_type: String },
+    Text { data: String, media_type: String },
+    Url { url: String },
+    File { file_id: String },
+}
+
+/// Parse and check one client event; `field` names it in error messages.
+pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError> {
+    let ty = value.get("type").and_then(Value::as_str).map(str::to_owned);
+    match ty.as_deref() {
+        None => return Err(ApiError::invalid(format!("{field}.type: required string field is missing"))),
+        Some("user.define_outcome") => {
+            return Err(ApiError::invalid(format!(
+                "{field}: user.define_outcome (outcomes) is not supported by this server"
+            )));
+        }
+        Some("user.tool_result") => {
+            return Err(ApiError::invalid(format!(
+                "{field}: user.tool_result is only valid on self_hosted environments, which this server does not support"
+            )));
+        }
+        Some("system.message") => {
+            return Err(ApiError::invalid(format!("{field}: system.message is not supported by this server")));
+        }
+        Some(t @ ("user.message" | "user.interrupt" | "user.tool_confirmation" | "user.custom_tool_result")) => {
+            let _ = t;
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result"
+            )));
+        }
+    }
+    let ev: UserEvent = serde_path_to_error::deserialize(value)
+        .map_err(|e| ApiError::invalid(format!("{field}.{}: {}", e.path(), e.inner())))?;
+    match &ev {
+        UserEvent::Message { content } if content.is_empty() => {
+            Err(ApiError::invalid(format!("{field}.content: must contain at least one block")))
+        }
+        UserEvent::ToolConfirmation { result: Confirmation::Allow, deny_message: Some(_), .. } => Err(
+            ApiError::invalid(format!("{field}.deny_message: only allowed when result is \"deny\"")),
+        ),
+        UserEvent::ToolConfirmation { tool_use_id, .. } if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) => {
+            Err(ApiError::invalid(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
+        }
+        UserEvent::CustomToolResult { custom_tool_use_id, .. }
+            if !crate::ids::has_kind(custom_tool_use_id, crate::ids::Kind::Event) =>
+        {
+            Err(ApiError::invalid(format!(
+                "{field}.custom_tool_use_id: `{custom_tool_use_id}` is not an event id (sevt_...)"
+            )))
+        }
+        _ => Ok(ev),
+    }
+}
+
+/// One event as stored in a session's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub session_id: String,
+    /// Dense, 1-based position in the session's log.
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub processed_at: i64,
+    /// The full wire JSON (with `id`, `type`, `processed_at`).
+    pub body: String,
+}
+
+/// An event to append: its type and fields (without `id`/`processed_at`;
+/// the store assigns them unless `id` is already set).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Option<String>,
+    pub body: serde_json::Map<String, Value>,
+}
+
+impl NewEvent {
+    pub fn from_value(v: Value) -> Option<NewEvent> {
+        match v {
+            Value::Object(mut body) => {
+                let id = body.remove("id").and_then(|v| v.as_str().map(str::to_owned));
+                body.remove("processed_at");
+                body.get("type")?.as_str()?;
+                Some(NewEvent { id, body })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        self.body.get("type").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unsupported_and_unknown_types_are_named() {
+        let e = parse_user_event("events[0]", json!({"type": "user.define_outcome", "description": "x"})).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+        let e = parse_user_event("events[0]", json!({"type": "user.dance"})).unwrap_err();
+        assert!(e.to_string().contains("unknown event type `user.dance`"), "{e}");
+        let e = parse_user_event("events[1]", json!({"type": "user.message", "content": [{"type": "text"}]})).unwrap_err();
+        assert!(e.to_string().starts_with("events[1].content[0]"), "{e}");
+    }
+
+    #[test]
+    fn valid_events_parse() {
+        assert!(parse_user_event("e", json!({"type": "user.message", "content": [{"type": "text", "text": "hi"}]})).is_ok());
+        assert!(parse_user_event("e", json!({"type": "user.interrupt"})).is_ok());
+        let bad = json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_1", "result": "allow", "deny_message": "no"});
+        assert!(parse_user_event("e", bad).is_err());
+    }
+}

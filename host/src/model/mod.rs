@@ -1,0 +1,12 @@
+//! Wire types of the Managed Agents API (beta `managed-agents-2026-04-01`),
+//! as the official SDKs define them: request params (strict: unknown fields
+//! are rejected, as Anthropic's API does) and response objects.
+
+pub mod agents;
+pub mod common;
+pub mod environments;
+pub mod events;
+pub mod sessions;
+pub mod vaults;
+
+pub use common::{Metadata, MetadataPatch, Validate};

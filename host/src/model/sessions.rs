@@ -1,0 +1,238 @@
+//! Sessions: one agent at work in one environment.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::agents::{McpServer, ModelParam, SkillParam, ToolParam};
+use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
+use crate::api::error::ApiError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AgentRef {
+    Id(String),
+    Object(AgentRefObject),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentRefObject {
+    Agent {
+        id: String,
+        #[serde(default)]
+        version: Option<i64>,
+    },
+    AgentWithOverrides {
+        id: String,
+        #[serde(default)]
+        version: Option<i64>,
+        #[serde(default)]
+        model: Option<ModelParam>,
+        #[serde(default, with = "::serde_with::rust::double_option")]
+        system: Patch<String>,
+        #[serde(default)]
+        tools: Option<Vec<ToolParam>>,
+        #[serde(default)]
+        mcp_servers: Option<Vec<McpServer>>,
+        #[serde(default)]
+        skills: Option<Vec<SkillParam>>,
+    },
+}
+
+impl AgentRef {
+    pub fn id(&self) -> &str {
+        match self {
+            AgentRef::Id(id) => id,
+            AgentRef::Object(AgentRefObject::Agent { id, .. })
+            | AgentRef::Object(AgentRefObject::AgentWithOverrides { id, .. }) => id,
+        }
+    }
+
+    pub fn version(&self) -> Option<i64> {
+        match self {
+            AgentRef::Id(_) => None,
+            AgentRef::Object(AgentRefObject::Agent { version, .. })
+            | AgentRef::Object(AgentRefObject::AgentWithOverrides { version, .. }) => *version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Budget {
+    Limit { max_list_cost: Money },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl Budget {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let Budget::Limit { max_list_cost } = self;
+        if max_list_cost.currency != "USD" {
+            return Err(ApiError::invalid("budget.max_list_cost.currency: only \"USD\" is supported"));
+        }
+        if max_list_cost.amount.is_empty() || !max_list_cost.amount.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid(
+                "budget.max_list_cost.amount: must be an integer decimal string in minor units, e.g. \"2500\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCreate {
+    pub agent: AgentRef,
+    pub environment_id: String,
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    #[serde(default)]
+    pub initial_events: Option<Vec<Value>>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub resources: Option<Vec<Value>>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub vault_ids: Option<Vec<String>>,
+}
+
+impl Validate for SessionCreate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(m) = &self.metadata {
+            check_metadata("metadata", m)?;
+            check_session_metadata(m.keys())?;
+        }
+        if let Some(t) = &self.title {
+            check_len("title", t, 0, 512)?;
+        }
+        if let Some(b) = &self.budget {
+            b.validate()?;
+        }
+        if self.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+            return Err(ApiError::invalid(
+                "resources: session resources (files, GitHub repositories, memory stores) are not supported by this server yet",
+            ));
+        }
+        if let Some(ev) = &self.initial_events
+            && ev.len() > 50
+        {
+            return Err(ApiError::invalid("initial_events: at most 50 events are allowed"));
+        }
+        if let Some(v) = &self.vault_ids
+            && v.len() > 20
+        {
+            return Err(ApiError::invalid("vault_ids: at most 20 vaults are allowed"));
+        }
+        Ok(())
+    }
+}
+
+/// Reserved `sandbox0.managed_agents.*` keys belong on vault metadata only.
+pub fn check_session_metadata<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), ApiError> {
+    for k in keys {
+        if k.starts_with(super::vaults::RESERVED_PREFIX) {
+            return Err(ApiError::invalid(format!(
+                "metadata.{k}: reserved `{}*` keys are only supported on vault metadata; select the harness by attaching an LLM vault",
+                super::vaults::RESERVED_PREFIX
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionUpdate {
+    #[serde(default)]
+    pub agent: Option<SessionAgentUpdate>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub budget: Patch<Budget>,
+    #[serde(default)]
+    pub metadata: Option<MetadataPatch>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub title: Patch<String>,
+    #[serde(default)]
+    pub vault_ids: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionAgentUpdate {
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub tools: Patch<Vec<ToolParam>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub mcp_servers: Patch<Vec<McpServer>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Idle,
+    Running,
+    Rescheduling,
+    Terminated,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Idle => "idle",
+            SessionStatus::Running => "running",
+            SessionStatus::Rescheduling => "rescheduling",
+            SessionStatus::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "idle" => SessionStatus::Idle,
+            "running" => SessionStatus::Running,
+            "rescheduling" => SessionStatus::Rescheduling,
+            "terminated" => SessionStatus::Terminated,
+            _ => return None,
+        })
+    }
+}
+
+/// A session as returned by the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub agent: Value,
+    pub archived_at: Option<String>,
+    pub budget: Option<Budget>,
+    pub created_at: String,
+    pub environment_id: String,
+    pub metadata: Metadata,
+    pub outcome_evaluations: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub stats: Value,
+    pub status: SessionStatus,
+    pub title: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub updated_at: String,
+    pub usage: Value,
+    pub vault_ids: Vec<String>,
+}
+
+/// How a session's model traffic is wired: chosen once at create and kept
+/// with the session (never returned by the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HarnessBinding {
+    /// The harness engine name (`claude`, `codex`, `openai-agents`, ...).
+    pub engine: String,
+    /// The LLM vault and its one credential, if a vault selected the harness.
+    pub vault_id: Option<String>,
+    pub credential_id: Option<String>,
+    /// Upstream model base URL, if set on the vault (or the server default).
+    pub llm_base_url: Option<String>,
+}

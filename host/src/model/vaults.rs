@@ -1,0 +1,261 @@
+//! Vaults and their credentials. Secret fields exist only in the params
+//! types; the response types have no place for them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
+use crate::api::error::ApiError;
+
+/// Vault metadata keys that select a session's harness (see `selection`).
+pub const ROLE_KEY: &str = "sandbox0.managed_agents.role";
+pub const ENGINE_KEY: &str = "sandbox0.managed_agents.engine";
+pub const LLM_BASE_URL_KEY: &str = "sandbox0.managed_agents.llm_base_url";
+pub const RESERVED_PREFIX: &str = "sandbox0.managed_agents.";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCreate {
+    pub display_name: String,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for VaultCreate {
+    fn validate(&self) -> Result<(), ApiError> {
+        check_len("display_name", &self.display_name, 1, 255)?;
+        if let Some(m) = &self.metadata {
+            check_metadata("metadata", m)?;
+            check_vault_reserved(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// The reserved keys must make sense when present, so a typo fails at
+/// vault create instead of at the first session.
+pub fn check_vault_reserved(m: &Metadata) -> Result<(), ApiError> {
+    for (k, v) in m {
+        if let Some(name) = k.strip_prefix(RESERVED_PREFIX) {
+            match name {
+                "role" | "engine" => {}
+                "llm_base_url" => {
+                    if !(v.starts_with("https://") || v.starts_with("http://")) {
+                        return Err(ApiError::invalid(format!("metadata.{k}: must be an http(s) URL, got `{v}`")));
+                    }
+                }
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "metadata.{k}: unknown reserved key; known keys are {ROLE_KEY}, {ENGINE_KEY}, {LLM_BASE_URL_KEY}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultUpdate {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<MetadataPatch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vault {
+    pub id: String,
+    pub archived_at: Option<String>,
+    pub created_at: String,
+    pub display_name: String,
+    pub metadata: Metadata,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthCreate {
+    StaticBearer {
+        token: String,
+        #[serde(default)]
+        mcp_server_url: Option<String>,
+    },
+    McpOauth {
+        access_token: String,
+        mcp_server_url: String,
+        #[serde(default)]
+        expires_at: Option<String>,
+        #[serde(default)]
+        refresh: Option<RefreshCreate>,
+    },
+    EnvironmentVariable {
+        secret_name: String,
+        secret_value: String,
+        networking: EnvNetworking,
+        #[serde(default)]
+        injection_location: Option<InjectionLocation>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshCreate {
+    pub client_id: String,
+    pub refresh_token: String,
+    pub token_endpoint: String,
+    pub token_endpoint_auth: TokenEndpointAuth,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenEndpointAuth {
+    None {},
+    ClientSecretBasic { client_secret: String },
+    ClientSecretPost { client_secret: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EnvNetworking {
+    Unrestricted,
+    Limited { allowed_hosts: Vec<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionLocation {
+    #[serde(default)]
+    pub body: bool,
+    #[serde(default)]
+    pub header: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthUpdate {
+    StaticBearer {
+        #[serde(default)]
+        token: Option<String>,
+    },
+    McpOauth {
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default, with = "::serde_with::rust::double_option")]
+        expires_at: Patch<String>,
+        #[serde(default)]
+        refresh: Option<Value>,
+    },
+    EnvironmentVariable {
+        #[serde(default)]
+        secret_value: Option<String>,
+        #[serde(default)]
+        networking: Option<EnvNetworking>,
+        #[serde(default)]
+        injection_location: Option<InjectionLocation>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialCreate {
+    pub auth: AuthCreate,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+impl Validate for CredentialCreate {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(d) = &self.display_name {
+            check_len("display_name", d, 0, 255)?;
+        }
+        if let Some(m) = &self.metadata {
+            check_metadata("metadata", m)?;
+        }
+        match &self.auth {
+            AuthCreate::StaticBearer { token, mcp_server_url } => {
+                check_len("auth.token", token, 1, 8192)?;
+                if let Some(u) = mcp_server_url {
+                    check_url("auth.mcp_server_url", u)?;
+                }
+            }
+            AuthCreate::McpOauth { access_token, mcp_server_url, .. } => {
+                check_len("auth.access_token", access_token, 1, 8192)?;
+                check_url("auth.mcp_server_url", mcp_server_url)?;
+            }
+            AuthCreate::EnvironmentVariable { secret_name, secret_value, networking, .. } => {
+                check_len("auth.secret_name", secret_name, 1, 255)?;
+                if !secret_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || secret_name.as_bytes()[0].is_ascii_digit()
+                {
+                    return Err(ApiError::invalid(
+                        "auth.secret_name: must be an environment variable name (letters, digits, underscores; not starting with a digit)",
+                    ));
+                }
+                check_len("auth.secret_value", secret_value, 1, 65_536)?;
+                if let EnvNetworking::Limited { allowed_hosts } = networking
+                    && allowed_hosts.len() > 16
+                {
+                    return Err(ApiError::invalid("auth.networking.allowed_hosts: at most 16 hosts are allowed"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(field: &str, u: &str) -> Result<(), ApiError> {
+    if u.starts_with("https://") || u.starts_with("http://") {
+        check_len(field, u, 8, 2048)
+    } else {
+        Err(ApiError::invalid(format!("{field}: must be an http(s) URL")))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialUpdate {
+    #[serde(default)]
+    pub auth: Option<AuthUpdate>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    pub display_name: Patch<String>,
+    #[serde(default)]
+    pub metadata: Option<MetadataPatch>,
+}
+
+/// A credential as returned: `auth` holds only the non-secret fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: String,
+    pub archived_at: Option<String>,
+    pub auth: Value,
+    pub created_at: String,
+    pub display_name: Option<String>,
+    pub metadata: Metadata,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub updated_at: String,
+    pub vault_id: String,
+}
+
+/// What is sealed at rest for a credential (the secret half of `auth`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CredentialSecrets {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_value: Option<String>,
+}

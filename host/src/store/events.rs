@@ -1,0 +1,166 @@
+//! The session event log: append-only, with a dense per-session sequence
+//! number taken from the session row inside the appending transaction.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Arg, Order, Sql, Store, StoreError, StoreResult};
+use crate::ids::{Kind, new_id};
+use crate::model::events::{NewEvent, StoredEvent};
+use crate::time::{now_micros, rfc3339};
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub types: Vec<String>,
+    pub processed_gt: Option<i64>,
+    pub processed_gte: Option<i64>,
+    pub processed_lt: Option<i64>,
+    pub processed_lte: Option<i64>,
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> StoreResult<StoredEvent> {
+    Ok(StoredEvent {
+        session_id: row.try_get("session_id")?,
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        processed_at: row.try_get("processed_at")?,
+        body: row.try_get("body")?,
+    })
+}
+
+/// Rows per INSERT statement (keeps the bind count well under SQLite's limit).
+const INSERT_CHUNK: usize = 100;
+
+impl Store {
+    /// Append events to a session's log, in order, atomically. With
+    /// `require_open`, an archived session refuses (conflict).
+    pub async fn append_events(&self, session_id: &str, events: Vec<NewEvent>, require_open: bool) -> StoreResult<Vec<StoredEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len() as i64;
+        let mut tx = self.pool.begin().await?;
+        let guard = if require_open { " AND archived_at IS NULL" } else { "" };
+        let row = sqlx::query(&format!(
+            "UPDATE sessions SET last_seq = last_seq + $1 WHERE id = $2{guard} RETURNING last_seq"
+        ))
+        .bind(n)
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            drop(tx);
+            return Err(match self.get_session(session_id).await? {
+                Some(_) => StoreError::Conflict(format!("session `{session_id}` is archived and accepts no new events")),
+                None => StoreError::NotFound(format!("session `{session_id}` not found")),
+            });
+        };
+        let last: i64 = row.try_get("last_seq")?;
+        let now = now_micros();
+        let stored: Vec<StoredEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, ev)| {
+                let kind = ev.kind().to_owned();
+                let id = ev.id.unwrap_or_else(|| new_id(Kind::Event));
+                let mut body = ev.body;
+                body.insert("id".into(), Value::String(id.clone()));
+                body.insert("processed_at".into(), Value::String(rfc3339(now)));
+                StoredEvent {
+                    session_id: session_id.to_owned(),
+                    seq: last - n + 1 + i as i64,
+                    id,
+                    kind,
+                    processed_at: now,
+                    body: Value::Object(body).to_string(),
+                }
+            })
+            .collect();
+        for chunk in stored.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new("INSERT INTO session_events (session_id, seq, id, type, processed_at, body) VALUES ");
+            for (i, e) in chunk.iter().enumerate() {
+                let ps = [
+                    sql.arg(Arg::S(e.session_id.clone())),
+                    sql.arg(Arg::I(e.seq)),
+                    sql.arg(Arg::S(e.id.clone())),
+                    sql.arg(Arg::S(e.kind.clone())),
+                    sql.arg(Arg::I(e.processed_at)),
+                    sql.arg(Arg::S(e.body.clone())),
+                ];
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push(&format!("({})", ps.join(", ")));
+            }
+            sql.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// A page of a session's events. `after_seq` continues a previous page
+    /// in the same order.
+    pub async fn list_events(
+        &self,
+        session_id: &str,
+        f: &EventFilter,
+        order: Order,
+        after_seq: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<(Vec<StoredEvent>, bool)> {
+        let mut sql = Sql::new("SELECT * FROM session_events WHERE session_id = ");
+        let p = sql.arg(Arg::S(session_id.to_owned()));
+        sql.push(&p);
+        if !f.types.is_empty() {
+            let ps: Vec<String> = f.types.iter().map(|t| sql.arg(Arg::S(t.clone()))).collect();
+            sql.push(&format!(" AND type IN ({})", ps.join(", ")));
+        }
+        for (op, v) in [(">", f.processed_gt), (">=", f.processed_gte), ("<", f.processed_lt), ("<=", f.processed_lte)] {
+            if let Some(v) = v {
+                let p = sql.arg(Arg::I(v));
+                sql.push(&format!(" AND processed_at {op} {p}"));
+            }
+        }
+        if let Some(s) = after_seq {
+            let p = sql.arg(Arg::I(s));
+            sql.push(&format!(" AND seq {} {p}", order.after_op()));
+        }
+        let lim = sql.arg(Arg::I(limit + 1));
+        sql.push(&format!(" ORDER BY seq {} LIMIT {lim}", order.sql()));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let more = rows.len() as i64 > limit;
+        let events = rows.iter().take(limit as usize).map(decode).collect::<StoreResult<Vec<_>>>()?;
+        Ok((events, more))
+    }
+
+    /// Events after `seq`, oldest first (SSE catch-up).
+    pub async fn events_after(&self, session_id: &str, seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(session_id)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The highest sequence number of a session's log (0 when empty).
+    pub async fn last_seq(&self, session_id: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT last_seq FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("last_seq")).transpose()?)
+    }
+
+    /// Look an event up by id within a session.
+    pub async fn get_event(&self, session_id: &str, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        let row = sqlx::query("SELECT * FROM session_events WHERE session_id = $1 AND id = $2")
+            .bind(session_id)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+}

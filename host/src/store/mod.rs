@@ -1,0 +1,276 @@
+//! Persistence with sqlx over SQLite (embedded default) or PostgreSQL (several
+//! nodes share one). One code path drives both through sqlx's `Any` driver:
+//! the SQL is portable (`$N` placeholders, TEXT/BIGINT columns, RETURNING),
+//! and each backend has its own migration folder with the same schema.
+
+mod agents;
+mod documents;
+mod events;
+mod keys;
+mod sessions;
+
+pub use agents::AgentRow;
+pub use documents::{DocRow, Table};
+pub use events::EventFilter;
+pub use keys::ApiKeyRow;
+pub use sessions::{SessionFilter, SessionRow};
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Sort direction of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+impl Order {
+    fn sql(self) -> &'static str {
+        match self {
+            Order::Asc => "ASC",
+            Order::Desc => "DESC",
+        }
+    }
+
+    fn reverse(self) -> Order {
+        match self {
+            Order::Asc => Order::Desc,
+            Order::Desc => Order::Asc,
+        }
+    }
+
+    /// The comparison that selects rows after a key in this order.
+    fn after_op(self) -> &'static str {
+        match self {
+            Order::Asc => ">",
+            Order::Desc => "<",
+        }
+    }
+}
+
+/// Where a page starts: at the top, after a key, or (sessions only) before one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    Start,
+    After(Key),
+    Before(Key),
+}
+
+/// A row's place in a list ordered by creation time, then id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub created_at: i64,
+    pub id: String,
+}
+
+/// A page of rows and whether rows exist beyond either end of it.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more_after: bool,
+    pub more_before: bool,
+}
+
+/// Errors the API maps to client errors; everything else is internal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Other(anyhow::Error::new(e).context("database error"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl Store {
+    /// Connect and bring the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let opts = AnyConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database URL `{}`", redact(url)))?
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool_opts = match backend {
+            // SQLite: WAL lets readers run beside the one writer; writers wait
+            // on each other instead of failing with SQLITE_BUSY.
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = pool_opts
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("cannot connect to the database at `{}`", redact(url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.context("running database migrations")?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `(created_at, id)` comparison for keyset pagination, with its binds
+/// starting at `$n`.
+fn keyset_clause(order: Order, n: usize) -> String {
+    let op = order.after_op();
+    format!("(created_at {op} ${n} OR (created_at = ${n} AND id {op} ${}))", n + 1)
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> anyhow::Result<T> {
+    serde_json::from_str(body).with_context(|| format!("stored {what} is not valid JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}
+
+/// A bind value for SQL built at run time.
+#[derive(Debug, Clone)]
+enum Arg {
+    I(i64),
+    S(String),
+}
+
+/// SQL text with `$N` placeholders and their values, built piece by piece.
+#[derive(Debug, Default)]
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql { text: text.to_owned(), args: Vec::new() }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Add a value; returns its placeholder.
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::I(i) => q.bind(*i),
+                Arg::S(s) => q.bind(s.as_str()),
+            };
+        }
+        q
+    }
+}
+
+impl Store {
+    /// Keyset pagination over a query whose rows have `created_at` and `id`.
+    /// `sql` must end inside a WHERE clause (e.g. `... WHERE 1=1`).
+    async fn page_rows(
+        &self,
+        mut sql: Sql,
+        order: Order,
+        pos: &Position,
+        limit: i64,
+    ) -> StoreResult<Page<sqlx::any::AnyRow>> {
+        // Fetching "before" a key walks the list backwards, then flips it.
+        let (walk, key) = match pos {
+            Position::Start => (order, None),
+            Position::After(k) => (order, Some(k)),
+            Position::Before(k) => (order.reverse(), Some(k)),
+        };
+        if let Some(k) = key {
+            let a = sql.arg(Arg::I(k.created_at));
+            let _ = sql.arg(Arg::S(k.id.clone()));
+            let n: usize = a[1..].parse().unwrap_or(1);
+            sql.push(" AND ").push(&keyset_clause(walk, n));
+        }
+        let o = walk.sql();
+        let lim = sql.arg(Arg::I(limit + 1));
+        sql.push(&format!(" ORDER BY created_at {o}, id {o} LIMIT {lim}"));
+        let mut rows = sql.query().fetch_all(&self.pool).await?;
+        let overflow = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Ok(match pos {
+            Position::Start => Page { items: rows, more_after: overflow, more_before: false },
+            Position::After(_) => Page { items: rows, more_after: overflow, more_before: true },
+            Position::Before(_) => {
+                rows.reverse();
+                Page { items: rows, more_after: true, more_before: overflow }
+            }
+        })
+    }
+}
