@@ -37,6 +37,9 @@ pub struct Config {
     pub harnesses: BTreeMap<String, HarnessConfig>,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Requests per second allowed per API key (bursts up to one second's
+    /// worth); 0 turns rate limiting off.
+    pub rate_limit_per_second: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +85,7 @@ impl Default for Config {
             default_llm: DefaultLlm::default(),
             harnesses,
             log_format: LogFormat::Text,
+            rate_limit_per_second: 0,
         }
     }
 }
@@ -108,9 +112,7 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             fig = fig.merge(Toml::file(file));
         }
-        let fig = fig
-            .merge(Env::prefixed("BRIDLE_").split("__"))
-            .merge(Serialized::globals(overrides));
+        let fig = fig.merge(Env::prefixed("BRIDLE_").split("__")).merge(Serialized::globals(overrides));
         let config: Config = fig.extract().context("invalid configuration")?;
         config.validate()?;
         Ok(config)

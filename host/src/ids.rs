@@ -52,9 +52,8 @@ pub fn new_id(kind: Kind) -> String {
 
 /// Whether `id` looks like an id of `kind` (prefix and a plausible body).
 pub fn has_kind(id: &str, kind: Kind) -> bool {
-    id.strip_prefix(kind.prefix()).is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    id.strip_prefix(kind.prefix())
+        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]

@@ -41,8 +41,7 @@ impl SecretBox {
         }
         let path = data_dir.join("secret.key");
         if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let key = B64.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?;
             return Self::from_key(&key);
         }
@@ -61,10 +60,7 @@ impl SecretBox {
     /// Seal `plaintext`; the result is base64(nonce || ciphertext).
     pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<String> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let ct = self
-            .cipher
-            .encrypt(&nonce, plaintext)
-            .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+        let ct = self.cipher.encrypt(&nonce, plaintext).map_err(|_| anyhow::anyhow!("encryption failed"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(B64.encode(out))

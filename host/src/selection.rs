@@ -31,8 +31,13 @@ pub struct CredentialFacts {
     pub mcp_server_url: Option<String>,
 }
 
-pub fn select(vaults: &[VaultFacts], known_engines: &[String], default_base_url: Option<&str>) -> Result<HarnessBinding, ApiError> {
-    let llm: Vec<&VaultFacts> = vaults.iter().filter(|v| v.metadata.get(ROLE_KEY).is_some_and(|r| r == "llm")).collect();
+pub fn select(
+    vaults: &[VaultFacts],
+    known_engines: &[String],
+    default_base_url: Option<&str>,
+) -> Result<HarnessBinding, ApiError> {
+    let llm: Vec<&VaultFacts> =
+        vaults.iter().filter(|v| v.metadata.get(ROLE_KEY).is_some_and(|r| r == "llm")).collect();
     let vault = match llm.as_slice() {
         [] => {
             return Ok(HarnessBinding {
@@ -110,7 +115,11 @@ mod tests {
             credentials: creds
                 .iter()
                 .enumerate()
-                .map(|(i, (t, url))| CredentialFacts { id: format!("vcrd_{i}"), auth_type: (*t).into(), mcp_server_url: url.map(Into::into) })
+                .map(|(i, (t, url))| CredentialFacts {
+                    id: format!("vcrd_{i}"),
+                    auth_type: (*t).into(),
+                    mcp_server_url: url.map(Into::into),
+                })
                 .collect(),
         }
     }
@@ -125,7 +134,11 @@ mod tests {
 
     #[test]
     fn llm_vault_selects_engine_and_credential() {
-        let v = vault("vlt_a", &[(ROLE_KEY, "llm"), (ENGINE_KEY, "codex"), (LLM_BASE_URL_KEY, "https://x/v1")], &[("static_bearer", None)]);
+        let v = vault(
+            "vlt_a",
+            &[(ROLE_KEY, "llm"), (ENGINE_KEY, "codex"), (LLM_BASE_URL_KEY, "https://x/v1")],
+            &[("static_bearer", None)],
+        );
         let b = select(&[v], &engines(), None).unwrap();
         assert_eq!(b.engine, "codex");
         assert_eq!(b.credential_id.as_deref(), Some("vcrd_0"));

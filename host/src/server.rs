@@ -31,7 +31,8 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
     let secrets = SecretBox::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
-    Ok(AppState { store, bus: Arc::new(Bus::default()), secrets, config: Arc::new(config) })
+    let limiter = api::auth::limiter(config.rate_limit_per_second);
+    Ok(AppState { store, bus: Arc::new(Bus::default()), secrets, config: Arc::new(config), limiter })
 }
 
 /// Run the server until SIGINT/SIGTERM.
@@ -41,7 +42,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if state.store.count_active_api_keys().await? == 0 {
         let (row, raw) = crate::keys::create_key(&state.store, "initial").await?;
         // Printed once, to the terminal; only the hash is stored.
-        eprintln!("\nNo API key existed, so one was created ({}). Keep it; it is not shown again:\n\n    {raw}\n", row.id);
+        eprintln!(
+            "\nNo API key existed, so one was created ({}). Keep it; it is not shown again:\n\n    {raw}\n",
+            row.id
+        );
     }
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -51,7 +55,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir = %state.config.data_dir.display(),
         "bridle listening on http://{addr}"
     );
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await.context("server error")?;
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
     tracing::info!("bridle stopped");
     Ok(())
 }

@@ -13,13 +13,7 @@ pub fn rfc3339(micros: i64) -> String {
     let nanos = i128::from(micros) * 1_000;
     let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", t.hour(), t.minute(), t.second(), t.microsecond())
 }
 
 /// Parse an RFC 3339 timestamp into epoch microseconds.

@@ -106,7 +106,11 @@ pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>, q: Que
     }
 }
 
-pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<AgentUpdate>) -> ApiResult<Json<Agent>> {
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(p): ApiJson<AgentUpdate>,
+) -> ApiResult<Json<Agent>> {
     check_id(Kind::Agent, &id)?;
     let agent = st
         .store
@@ -134,11 +138,8 @@ pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(
                 Some(t) => next.tools = resolve_tools(t.as_deref().unwrap_or_default(), &servers)?,
                 // Servers changed but tools did not: re-check the references.
                 None if p.mcp_servers.is_some() => {
-                    let referenced: Vec<&str> = cur
-                        .tools
-                        .iter()
-                        .filter_map(|t| t.get("mcp_server_name").and_then(Value::as_str))
-                        .collect();
+                    let referenced: Vec<&str> =
+                        cur.tools.iter().filter_map(|t| t.get("mcp_server_name").and_then(Value::as_str)).collect();
                     for s in &servers {
                         if !referenced.contains(&s.name.as_str()) {
                             return Err(ApiError::invalid(format!(

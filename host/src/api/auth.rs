@@ -22,13 +22,32 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match check(&state, req.headers()).await {
-        Ok(key_id) => {
-            tracing::Span::current().record("api_key", key_id.as_str());
-            next.run(req).await
+    let key_id = match check(&state, req.headers()).await {
+        Ok(key_id) => key_id,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(limiter) = &state.limiter
+        && let Err(not_until) = limiter.check_key(&key_id)
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp = ApiError::RateLimited(format!("rate limit exceeded for this API key; retry after {secs} s"))
+            .into_response();
+        if let Ok(v) = secs.to_string().parse() {
+            resp.headers_mut().insert("retry-after", v);
         }
-        Err(e) => e.into_response(),
+        return resp;
     }
+    tracing::debug!(api_key = %key_id, "authenticated");
+    next.run(req).await
+}
+
+/// Per-API-key request rate limiter.
+pub type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+pub fn limiter(per_second: u32) -> Option<std::sync::Arc<Limiter>> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    Some(std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(rate))))
 }
 
 async fn check(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -47,9 +66,7 @@ async fn check(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError
         .flat_map(|v| v.split(','))
         .any(|b| b.trim() == BETA);
     if !beta_ok {
-        return Err(ApiError::invalid(format!(
-            "the Managed Agents API requires the `anthropic-beta: {BETA}` header"
-        )));
+        return Err(ApiError::invalid(format!("the Managed Agents API requires the `anthropic-beta: {BETA}` header")));
     }
     Ok(key_id)
 }

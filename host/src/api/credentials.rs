@@ -13,7 +13,9 @@ use super::pagination::{next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
-use crate::model::vaults::{AuthCreate, AuthUpdate, Credential, CredentialCreate, CredentialSecrets, CredentialUpdate, TokenEndpointAuth};
+use crate::model::vaults::{
+    AuthCreate, AuthUpdate, Credential, CredentialCreate, CredentialSecrets, CredentialUpdate, TokenEndpointAuth,
+};
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
 
@@ -136,7 +138,10 @@ async fn load(st: &AppState, vault_id: &str, id: &str) -> ApiResult<DocRow<Crede
     }
 }
 
-pub async fn retrieve(State(st): State<AppState>, Path((vault_id, id)): Path<(String, String)>) -> ApiResult<Json<Credential>> {
+pub async fn retrieve(
+    State(st): State<AppState>,
+    Path((vault_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Credential>> {
     Ok(Json(load(&st, &vault_id, &id).await?.doc))
 }
 
@@ -157,7 +162,9 @@ pub async fn update(
             if let Some(auth) = &p.auth {
                 let current_type = c.auth.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let mut secrets: CredentialSecrets = match &row.sealed {
-                    Some(s) => serde_json::from_slice(&secrets_box.open(s)?).map_err(|e| ApiError::Internal(e.into()))?,
+                    Some(s) => {
+                        serde_json::from_slice(&secrets_box.open(s)?).map_err(|e| ApiError::Internal(e.into()))?
+                    }
                     None => CredentialSecrets::default(),
                 };
                 let wanted = match auth {
@@ -224,7 +231,10 @@ pub async fn update(
     Ok(Json(row.doc))
 }
 
-pub async fn archive(State(st): State<AppState>, Path((vault_id, id)): Path<(String, String)>) -> ApiResult<Json<Credential>> {
+pub async fn archive(
+    State(st): State<AppState>,
+    Path((vault_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Credential>> {
     load(&st, &vault_id, &id).await?;
     let row = st
         .store
@@ -241,7 +251,10 @@ pub async fn archive(State(st): State<AppState>, Path((vault_id, id)): Path<(Str
     Ok(Json(row.doc))
 }
 
-pub async fn delete(State(st): State<AppState>, Path((vault_id, id)): Path<(String, String)>) -> ApiResult<Json<Deleted>> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Path((vault_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Deleted>> {
     load(&st, &vault_id, &id).await?;
     if !st.store.delete_doc(Table::Credentials, &id).await? {
         return Err(ApiError::not_found(Kind::Credential, &id));

@@ -30,7 +30,10 @@ impl Validate for EnvironmentUpdate {
     }
 }
 
-pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<EnvironmentCreate>) -> ApiResult<Json<Environment>> {
+pub async fn create(
+    State(st): State<AppState>,
+    ApiJson(p): ApiJson<EnvironmentCreate>,
+) -> ApiResult<Json<Environment>> {
     let mut config = CloudConfig::default();
     if let Some(c) = &p.config {
         config.apply(c)?;
@@ -57,7 +60,14 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     let limit = parse_limit(&q, 20, 100)?;
     let page = st
         .store
-        .list_docs::<Environment>(Table::Environments, None, q.bool("include_archived")?, order, &position(&q, order)?, limit)
+        .list_docs::<Environment>(
+            Table::Environments,
+            None,
+            q.bool("include_archived")?,
+            order,
+            &position(&q, order)?,
+            limit,
+        )
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let data: Vec<&Environment> = page.items.iter().map(|r| &r.doc).collect();

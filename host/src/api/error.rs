@@ -66,9 +66,7 @@ impl ApiError {
     /// The stable `error.type` string.
     pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::Conflict(_) | ApiError::Unprocessable(_) => {
-                "invalid_request_error"
-            }
+            ApiError::InvalidRequest(_) | ApiError::Conflict(_) | ApiError::Unprocessable(_) => "invalid_request_error",
             ApiError::Authentication(_) => "authentication_error",
             ApiError::Permission(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",
@@ -89,9 +87,7 @@ tokio::task_local! {
 }
 
 fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| crate::ids::new_id(Kind::Request))
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| crate::ids::new_id(Kind::Request))
 }
 
 impl IntoResponse for ApiError {

@@ -32,7 +32,10 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         return Err(ApiError::invalid("events: must contain at least one event"));
     }
     if raw.len() > MAX_EVENTS_PER_SEND {
-        return Err(ApiError::invalid(format!("events: at most {MAX_EVENTS_PER_SEND} events per request, got {}", raw.len())));
+        return Err(ApiError::invalid(format!(
+            "events: at most {MAX_EVENTS_PER_SEND} events per request, got {}",
+            raw.len()
+        )));
     }
     let parsed = raw
         .into_iter()
@@ -67,8 +70,12 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
 /// A confirmation or custom tool result must answer an event of this session.
 async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEvent) -> ApiResult<()> {
     let (field, target, kinds): (&str, &str, &[&str]) = match ev {
-        UserEvent::ToolConfirmation { tool_use_id, .. } => ("tool_use_id", tool_use_id, &["agent.tool_use", "agent.mcp_tool_use"]),
-        UserEvent::CustomToolResult { custom_tool_use_id, .. } => ("custom_tool_use_id", custom_tool_use_id, &["agent.custom_tool_use"]),
+        UserEvent::ToolConfirmation { tool_use_id, .. } => {
+            ("tool_use_id", tool_use_id, &["agent.tool_use", "agent.mcp_tool_use"])
+        }
+        UserEvent::CustomToolResult { custom_tool_use_id, .. } => {
+            ("custom_tool_use_id", custom_tool_use_id, &["agent.custom_tool_use"])
+        }
         _ => return Ok(()),
     };
     match st.store.get_event(session_id, target).await? {
@@ -83,7 +90,16 @@ async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEve
 }
 
 pub async fn list(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
-    q.allow(&["limit", "page", "order", "types", "created_at[gt]", "created_at[gte]", "created_at[lt]", "created_at[lte]"])?;
+    q.allow(&[
+        "limit",
+        "page",
+        "order",
+        "types",
+        "created_at[gt]",
+        "created_at[gte]",
+        "created_at[lt]",
+        "created_at[lte]",
+    ])?;
     super::sessions::load(&st, &id).await?;
     let order = parse_order(&q, Order::Asc)?;
     let limit = parse_limit(&q, 1000, 1000)?;

@@ -39,6 +39,7 @@ pub struct AppState {
     pub bus: Arc<Bus>,
     pub secrets: SecretBox,
     pub config: Arc<Config>,
+    pub limiter: Option<Arc<auth::Limiter>>,
 }
 
 impl AppState {
@@ -85,9 +86,7 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read by our own extractor, which enforces the limit
         // and answers 413 in the envelope.
         .layer(DefaultBodyLimit::disable())
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -103,9 +102,8 @@ async fn request_context(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
     );
     let started = std::time::Instant::now();
-    let mut resp = REQUEST_ID
-        .scope(request_id.clone(), tracing::Instrument::instrument(next.run(req), span.clone()))
-        .await;
+    let mut resp =
+        REQUEST_ID.scope(request_id.clone(), tracing::Instrument::instrument(next.run(req), span.clone())).await;
     let status = resp.status();
     span.in_scope(|| {
         tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request done");
@@ -121,7 +119,8 @@ async fn unknown_route(req: Request) -> ApiError {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    let mut resp = ApiError::invalid(format!("method {} is not allowed on {}", req.method(), req.uri().path())).into_response();
+    let mut resp =
+        ApiError::invalid(format!("method {} is not allowed on {}", req.method(), req.uri().path())).into_response();
     *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
     resp
 }

@@ -14,7 +14,9 @@ use crate::model::Validate;
 use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, resolve_tools};
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::events::{NewEvent, UserEvent, parse_user_event};
-use crate::model::sessions::{AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate, check_session_metadata};
+use crate::model::sessions::{
+    AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate, check_session_metadata,
+};
 use crate::model::vaults::Credential;
 use crate::selection::{CredentialFacts, VaultFacts, select};
 use crate::store::{Order, SessionFilter, Table};
@@ -73,7 +75,9 @@ async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)>
                 snapshot["mcp_servers"] = json!(s);
                 s.clone()
             }
-            None => serde_json::from_value(snapshot["mcp_servers"].clone()).map_err(|e| ApiError::Internal(e.into()))?,
+            None => {
+                serde_json::from_value(snapshot["mcp_servers"].clone()).map_err(|e| ApiError::Internal(e.into()))?
+            }
         };
         if let Some(t) = tools {
             snapshot["tools"] = json!(resolve_tools(t, &servers).map_err(|e| prefix(e, "agent."))?);
@@ -137,7 +141,10 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
         }
     }
     if !crate::ids::has_kind(&p.environment_id, Kind::Environment) {
-        return Err(ApiError::invalid(format!("environment_id: `{}` is not an environment id (env_...)", p.environment_id)));
+        return Err(ApiError::invalid(format!(
+            "environment_id: `{}` is not an environment id (env_...)",
+            p.environment_id
+        )));
     }
     let env = super::environments::load(&st, &p.environment_id).await?;
     if env.archived {
@@ -173,10 +180,8 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     st.store.insert_session(&session, &binding, now, agent.version).await?;
     tracing::info!(session_id = %session.id, engine = %binding.engine, "session created");
     if !initial.is_empty() {
-        let events = initial
-            .into_iter()
-            .filter_map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value))
-            .collect();
+        let events =
+            initial.into_iter().filter_map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value)).collect();
         let stored = st.store.append_events(&session.id, events, true).await?;
         st.bus.publish(&session.id, &stored);
     }
@@ -204,7 +209,9 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
         .iter()
         .map(|s| {
             SessionStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!("statuses[]: unknown status `{s}`; expected idle, running, rescheduling or terminated"))
+                ApiError::invalid(format!(
+                    "statuses[]: unknown status `{s}`; expected idle, running, rescheduling or terminated"
+                ))
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
@@ -235,7 +242,11 @@ pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> Api
     Ok(Json(load(&st, &id).await?.session))
 }
 
-pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<SessionUpdate>) -> ApiResult<Json<Session>> {
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(p): ApiJson<SessionUpdate>,
+) -> ApiResult<Json<Session>> {
     check_id(Kind::Session, &id)?;
     let mut changed = serde_json::Map::new();
     let session = st
@@ -253,12 +264,15 @@ pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(
                 }
                 let servers: Vec<McpServer> = match &a.mcp_servers {
                     Some(v) => v.clone().unwrap_or_default(),
-                    None => serde_json::from_value(s.agent["mcp_servers"].clone()).map_err(|e| ApiError::Internal(e.into()))?,
+                    None => serde_json::from_value(s.agent["mcp_servers"].clone())
+                        .map_err(|e| ApiError::Internal(e.into()))?,
                 };
                 check_mcp_servers(&servers)?;
                 s.agent["mcp_servers"] = json!(servers);
                 if let Some(t) = &a.tools {
-                    s.agent["tools"] = json!(resolve_tools(t.as_deref().unwrap_or_default(), &servers).map_err(|e| prefix(e, "agent."))?);
+                    s.agent["tools"] = json!(
+                        resolve_tools(t.as_deref().unwrap_or_default(), &servers).map_err(|e| prefix(e, "agent."))?
+                    );
                 }
                 changed.insert("agent".into(), s.agent.clone());
             }
@@ -328,7 +342,8 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
         body: String::new(),
     };
     let deleted = crate::model::events::StoredEvent {
-        body: json!({"type": "session.deleted", "id": deleted.id, "processed_at": rfc3339(deleted.processed_at)}).to_string(),
+        body: json!({"type": "session.deleted", "id": deleted.id, "processed_at": rfc3339(deleted.processed_at)})
+            .to_string(),
         ..deleted
     };
     if !st.store.delete_session(&id).await? {

@@ -35,7 +35,12 @@ fn error_frame(message: &str) -> Event {
     Event::default().event("error").data(body.to_string())
 }
 
-pub async fn stream(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     q.allow(&["event_deltas"])?;
     for d in q.many("event_deltas") {
         if d != "agent.message" && d != "agent.thinking" {
@@ -48,7 +53,9 @@ pub async fn stream(State(st): State<AppState>, Path(id): Path<String>, q: Query
     let resume_from = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
         None => None,
         Some(Ok(v)) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::invalid(format!("Last-Event-ID must be the `id:` of an event from this stream (a sequence number), got `{v}`"))
+            ApiError::invalid(format!(
+                "Last-Event-ID must be the `id:` of an event from this stream (a sequence number), got `{v}`"
+            ))
         })?),
         Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID is not valid text")),
     };

@@ -62,7 +62,11 @@ pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> Api
     Ok(Json(load(&st, &id).await?.doc))
 }
 
-pub async fn update(State(st): State<AppState>, Path(id): Path<String>, ApiJson(p): ApiJson<VaultUpdate>) -> ApiResult<Json<Vault>> {
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(p): ApiJson<VaultUpdate>,
+) -> ApiResult<Json<Vault>> {
     check_id(Kind::Vault, &id)?;
     let row = st
         .store

@@ -233,7 +233,9 @@ pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<V
                 if input_schema.kind != "object" {
                     return Err(ApiError::invalid(format!("tools[{i}].input_schema.type must be \"object\"")));
                 }
-                out.push(json!({"type": "custom", "name": name, "description": description, "input_schema": input_schema}));
+                out.push(
+                    json!({"type": "custom", "name": name, "description": description, "input_schema": input_schema}),
+                );
             }
         }
     }

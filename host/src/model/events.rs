@@ -106,16 +106,27 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError
             )));
         }
     }
+    // Internally tagged enums lose the error path, so content blocks are
+    // checked one by one first, for messages that point at the block.
+    if let Some(Value::Array(blocks)) = value.get("content") {
+        for (i, b) in blocks.iter().enumerate() {
+            serde_path_to_error::deserialize::<_, ContentBlock>(b.clone()).map_err(|e| {
+                ApiError::invalid(format!("{field}.content[{i}]{}: {}", path_suffix(e.path()), e.inner()))
+            })?;
+        }
+    }
     let ev: UserEvent = serde_path_to_error::deserialize(value)
-        .map_err(|e| ApiError::invalid(format!("{field}.{}: {}", e.path(), e.inner())))?;
+        .map_err(|e| ApiError::invalid(format!("{field}{}: {}", path_suffix(e.path()), e.inner())))?;
     match &ev {
         UserEvent::Message { content } if content.is_empty() => {
             Err(ApiError::invalid(format!("{field}.content: must contain at least one block")))
         }
-        UserEvent::ToolConfirmation { result: Confirmation::Allow, deny_message: Some(_), .. } => Err(
-            ApiError::invalid(format!("{field}.deny_message: only allowed when result is \"deny\"")),
-        ),
-        UserEvent::ToolConfirmation { tool_use_id, .. } if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) => {
+        UserEvent::ToolConfirmation { result: Confirmation::Allow, deny_message: Some(_), .. } => {
+            Err(ApiError::invalid(format!("{field}.deny_message: only allowed when result is \"deny\"")))
+        }
+        UserEvent::ToolConfirmation { tool_use_id, .. }
+            if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) =>
+        {
             Err(ApiError::invalid(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
         }
         UserEvent::CustomToolResult { custom_tool_use_id, .. }
@@ -127,6 +138,12 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError
         }
         _ => Ok(ev),
     }
+}
+
+/// `.a.b` for a non-empty path, `` for the root.
+fn path_suffix(p: &serde_path_to_error::Path) -> String {
+    let s = p.to_string();
+    if s == "." { String::new() } else { format!(".{s}") }
 }
 
 /// One event as stored in a session's log.
@@ -179,15 +196,19 @@ mod tests {
         assert!(e.to_string().contains("not supported"), "{e}");
         let e = parse_user_event("events[0]", json!({"type": "user.dance"})).unwrap_err();
         assert!(e.to_string().contains("unknown event type `user.dance`"), "{e}");
-        let e = parse_user_event("events[1]", json!({"type": "user.message", "content": [{"type": "text"}]})).unwrap_err();
+        let e =
+            parse_user_event("events[1]", json!({"type": "user.message", "content": [{"type": "text"}]})).unwrap_err();
         assert!(e.to_string().starts_with("events[1].content[0]"), "{e}");
     }
 
     #[test]
     fn valid_events_parse() {
-        assert!(parse_user_event("e", json!({"type": "user.message", "content": [{"type": "text", "text": "hi"}]})).is_ok());
+        assert!(
+            parse_user_event("e", json!({"type": "user.message", "content": [{"type": "text", "text": "hi"}]})).is_ok()
+        );
         assert!(parse_user_event("e", json!({"type": "user.interrupt"})).is_ok());
-        let bad = json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_1", "result": "allow", "deny_message": "no"});
+        let bad =
+            json!({"type": "user.tool_confirmation", "tool_use_id": "sevt_1", "result": "allow", "deny_message": "no"});
         assert!(parse_user_event("e", bad).is_err());
     }
 }

@@ -48,12 +48,7 @@ impl Store {
     /// The current version, or `version` if given.
     pub async fn get_agent(&self, id: &str, version: Option<i64>) -> StoreResult<Option<Agent>> {
         let row = match version {
-            None => {
-                sqlx::query(&format!("{SELECT_CURRENT} AND a.id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
+            None => sqlx::query(&format!("{SELECT_CURRENT} AND a.id = $1")).bind(id).fetch_optional(&self.pool).await?,
             Some(v) => {
                 sqlx::query(
                     "SELECT a.id AS id, a.created_at AS created_at, a.archived_at AS archived_at, v.body AS body \
@@ -95,7 +90,12 @@ impl Store {
     }
 
     /// Versions of one agent, newest first.
-    pub async fn list_agent_versions(&self, id: &str, after_version: Option<i64>, limit: i64) -> StoreResult<(Vec<Agent>, bool)> {
+    pub async fn list_agent_versions(
+        &self,
+        id: &str,
+        after_version: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<(Vec<Agent>, bool)> {
         let rows = sqlx::query(
             "SELECT v.body AS body, a.archived_at AS archived_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id \
              WHERE v.agent_id = $1 AND v.version < $2 ORDER BY v.version DESC LIMIT $3",

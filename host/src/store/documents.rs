@@ -145,7 +145,9 @@ impl Store {
         let body = to_body(&next.doc)?;
         let result: Result<(), sqlx::Error> = async {
             let sql = if table == Table::Credentials {
-                format!("UPDATE {name} SET body = $1, archived_at = COALESCE(archived_at, $2), sealed = $3 WHERE id = $4")
+                format!(
+                    "UPDATE {name} SET body = $1, archived_at = COALESCE(archived_at, $2), sealed = $3 WHERE id = $4"
+                )
             } else {
                 format!("UPDATE {name} SET body = $1, archived_at = COALESCE(archived_at, $2) WHERE id = $3")
             };
@@ -167,10 +169,8 @@ impl Store {
         if table == Table::Vaults {
             sqlx::query("DELETE FROM credentials WHERE vault_id = $1").bind(id).execute(&mut *tx).await?;
         }
-        let done = sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table.name()))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table.name())).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

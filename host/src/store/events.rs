@@ -35,7 +35,12 @@ const INSERT_CHUNK: usize = 100;
 impl Store {
     /// Append events to a session's log, in order, atomically. With
     /// `require_open`, an archived session refuses (conflict).
-    pub async fn append_events(&self, session_id: &str, events: Vec<NewEvent>, require_open: bool) -> StoreResult<Vec<StoredEvent>> {
+    pub async fn append_events(
+        &self,
+        session_id: &str,
+        events: Vec<NewEvent>,
+        require_open: bool,
+    ) -> StoreResult<Vec<StoredEvent>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -52,7 +57,9 @@ impl Store {
         let Some(row) = row else {
             drop(tx);
             return Err(match self.get_session(session_id).await? {
-                Some(_) => StoreError::Conflict(format!("session `{session_id}` is archived and accepts no new events")),
+                Some(_) => {
+                    StoreError::Conflict(format!("session `{session_id}` is archived and accepts no new events"))
+                }
                 None => StoreError::NotFound(format!("session `{session_id}` not found")),
             });
         };
@@ -78,7 +85,8 @@ impl Store {
             })
             .collect();
         for chunk in stored.chunks(INSERT_CHUNK) {
-            let mut sql = Sql::new("INSERT INTO session_events (session_id, seq, id, type, processed_at, body) VALUES ");
+            let mut sql =
+                Sql::new("INSERT INTO session_events (session_id, seq, id, type, processed_at, body) VALUES ");
             for (i, e) in chunk.iter().enumerate() {
                 let ps = [
                     sql.arg(Arg::S(e.session_id.clone())),
@@ -116,7 +124,8 @@ impl Store {
             let ps: Vec<String> = f.types.iter().map(|t| sql.arg(Arg::S(t.clone()))).collect();
             sql.push(&format!(" AND type IN ({})", ps.join(", ")));
         }
-        for (op, v) in [(">", f.processed_gt), (">=", f.processed_gte), ("<", f.processed_lt), ("<=", f.processed_lte)] {
+        for (op, v) in [(">", f.processed_gt), (">=", f.processed_gte), ("<", f.processed_lt), ("<=", f.processed_lte)]
+        {
             if let Some(v) = v {
                 let p = sql.arg(Arg::I(v));
                 sql.push(&format!(" AND processed_at {op} {p}"));

@@ -41,7 +41,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
 }
 
 impl Store {
-    pub async fn insert_session(&self, s: &Session, binding: &HarnessBinding, created_at: i64, agent_version: i64) -> StoreResult<()> {
+    pub async fn insert_session(
+        &self,
+        s: &Session,
+        binding: &HarnessBinding,
+        created_at: i64,
+        agent_version: i64,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (id, agent_id, agent_version, environment_id, status, created_at, binding, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -64,7 +70,13 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    pub async fn list_sessions(&self, f: &SessionFilter, order: Order, pos: &Position, limit: i64) -> StoreResult<Page<SessionRow>> {
+    pub async fn list_sessions(
+        &self,
+        f: &SessionFilter,
+        order: Order,
+        pos: &Position,
+        limit: i64,
+    ) -> StoreResult<Page<SessionRow>> {
         let mut sql = Sql::new("SELECT * FROM sessions WHERE 1=1");
         if let Some(a) = &f.agent_id {
             let p = sql.arg(Arg::S(a.clone()));
