@@ -15,5 +15,6 @@ pub mod model;
 pub mod secrets;
 pub mod selection;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod time;

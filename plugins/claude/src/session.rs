@@ -1,0 +1,836 @@
+//! One Claude Code session: the launch plan and the two-way mapping between
+//! stream-json lines and Managed Agents events.
+
+use crate::policy::{Perm, TOOLSET, ToolPolicy, toolset_name};
+use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+/// Claude Code's retry budget; set explicitly so reports carry it.
+const MAX_RETRIES: u32 = 10;
+
+/// A tool use we emitted: the Managed Agents event id its result points at.
+#[derive(Debug, Clone)]
+struct ToolRef {
+    event_id: String,
+    mcp: bool,
+}
+
+/// An `always_ask` tool use held back until Claude Code either asks for
+/// permission (→ `evaluated_permission: "ask"`) or runs it anyway (→ "allow").
+#[derive(Debug, Clone)]
+struct Held {
+    tool_use_id: String,
+    event: Value,
+}
+
+/// A `can_use_tool` control request waiting for `user.tool_confirmation`.
+#[derive(Debug, Clone)]
+struct PendingPermission {
+    request_id: String,
+    input: Value,
+}
+
+/// An open `span.model_request_*` pair.
+#[derive(Debug, Clone)]
+struct Span {
+    start_id: String,
+    message_id: Option<String>,
+    usage: Map<String, Value>,
+    /// Opened by a `stream_event` `message_start` (closed by `message_stop`);
+    /// otherwise opened by an `assistant` line and closed by the next line
+    /// that is not part of the same message.
+    streamed: bool,
+}
+
+/// The last API error of the turn (synthetic assistant message / result).
+#[derive(Debug, Clone, Default)]
+struct ApiError {
+    status: Option<u64>,
+    kind: String,
+    text: String,
+}
+
+pub struct ClaudeSession {
+    spec: SessionSpec,
+    policy: ToolPolicy,
+    checkpointed: Option<String>,
+    tools: HashMap<String, ToolRef>,
+    held: Vec<Held>,
+    permissions: HashMap<String, PendingPermission>,
+    span: Option<Span>,
+    /// A retry was reported and no progress seen since.
+    retrying: bool,
+    /// The message whose streamed span already closed (its `assistant`
+    /// lines may still follow).
+    closed_message: Option<String>,
+    api_error: Option<ApiError>,
+    turn_active: bool,
+    interrupting: bool,
+    next_request: u64,
+    /// Usage already reported in this turn's spans (the `USAGE_KEYS`).
+    reported: [u64; 4],
+}
+
+/// The `model_usage` counters, in the order of `ClaudeSession::reported`.
+const USAGE_KEYS: [&str; 4] =
+    ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"];
+
+impl ClaudeSession {
+    fn model(&self) -> String {
+        if !self.spec.llm.model.is_empty() {
+            return self.spec.llm.model.clone();
+        }
+        let m = &self.spec.agent["model"];
+        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
+    }
+
+    fn state_dir(&self) -> String {
+        format!("{}/.bridle/claude", self.spec.workspace.trim_end_matches('/'))
+    }
+
+    fn next_request_id(&mut self) -> String {
+        self.next_request += 1;
+        format!("bridle_{}", self.next_request)
+    }
+
+    // ---- output helpers -------------------------------------------------
+
+    fn close_span(&mut self, is_error: bool, out: &mut Vec<Action>) {
+        if let Some(span) = self.span.take() {
+            self.closed_message = span.message_id.clone();
+            let u = &span.usage;
+            let mut usage = json!({});
+            for (i, k) in USAGE_KEYS.iter().enumerate() {
+                let n = u.get(*k).and_then(Value::as_u64).unwrap_or(0);
+                self.reported[i] = self.reported[i].saturating_add(n);
+                usage[*k] = json!(n);
+            }
+            if let Some(speed) = u.get("speed").and_then(Value::as_str) {
+                usage["speed"] = json!(speed);
+            }
+            out.push(Action::emit_json(&json!({
+                "type": "span.model_request_end",
+                "model_request_start_id": span.start_id,
+                "is_error": is_error,
+                "model_usage": usage,
+            })));
+        }
+    }
+
+    fn open_span(&mut self, message_id: Option<String>, usage: &Value, streamed: bool, out: &mut Vec<Action>) {
+        self.close_span(false, out);
+        let start_id = new_event_id();
+        out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": start_id})));
+        self.span =
+            Some(Span { start_id, message_id, usage: usage.as_object().cloned().unwrap_or_default(), streamed });
+    }
+
+    /// The first progress after a retry report.
+    fn progress(&mut self, out: &mut Vec<Action>) {
+        if self.retrying {
+            self.retrying = false;
+            out.push(Action::Resumed);
+        }
+    }
+
+    /// Emit a held tool use with the given permission.
+    fn release_held(&mut self, tool_use_id: &str, permission: &str, out: &mut Vec<Action>) {
+        if let Some(pos) = self.held.iter().position(|h| h.tool_use_id == tool_use_id) {
+            let mut held = self.held.remove(pos);
+            held.event["evaluated_permission"] = json!(permission);
+            out.push(Action::emit_json(&held.event));
+        }
+    }
+
+    fn release_all_held(&mut self, out: &mut Vec<Action>) {
+        for mut held in std::mem::take(&mut self.held) {
+            held.event["evaluated_permission"] = json!("allow");
+            out.push(Action::emit_json(&held.event));
+        }
+    }
+
+    /// The permission and event body for a Claude tool use.
+    fn tool_event(&self, name: &str, input: &Value, event_id: &str) -> (Perm, Value, bool) {
+        if let Some(rest) = name.strip_prefix("mcp__") {
+            let (server, tool) = rest.split_once("__").unwrap_or((rest, ""));
+            let perm = self.policy.mcp.get(server).and_then(|p| p.perm(tool)).unwrap_or(Perm::Ask);
+            let event = json!({
+                "type": "agent.mcp_tool_use",
+                "id": event_id,
+                "mcp_server_name": server,
+                "name": tool,
+                "input": input,
+            });
+            return (perm, event, true);
+        }
+        let (ma_name, perm) = match toolset_name(name) {
+            Some(n) => (n, self.policy.builtin_perm(n).unwrap_or(Perm::Allow)),
+            // Not a toolset tool (Claude Code internals such as TodoWrite):
+            // keep its own name; Bridle has no policy for it.
+            None => (name, Perm::Allow),
+        };
+        let event = json!({
+            "type": "agent.tool_use",
+            "id": event_id,
+            "name": ma_name,
+            "input": input,
+        });
+        (perm, event, false)
+    }
+
+    fn on_tool_use(&mut self, block: &Value, out: &mut Vec<Action>) {
+        let Some(id) = block["id"].as_str() else {
+            log(LogLevel::Warn, "claude: tool_use block without id, skipped");
+            return;
+        };
+        let name = block["name"].as_str().unwrap_or("unknown");
+        let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+        let event_id = new_event_id();
+        let (perm, mut event, mcp) = self.tool_event(name, &input, &event_id);
+        self.tools.insert(id.to_string(), ToolRef { event_id: event_id.clone(), mcp });
+        match perm {
+            Perm::Allow => {
+                event["evaluated_permission"] = json!("allow");
+                out.push(Action::emit_json(&event));
+            }
+            Perm::Ask => self.held.push(Held { tool_use_id: id.to_string(), event }),
+        }
+    }
+
+    fn on_tool_result(&mut self, block: &Value, out: &mut Vec<Action>) {
+        let Some(id) = block["tool_use_id"].as_str() else {
+            log(LogLevel::Warn, "claude: tool_result without tool_use_id, skipped");
+            return;
+        };
+        // Ran without a permission prompt: it was allowed after all.
+        self.release_held(id, "allow", out);
+        let Some(tool) = self.tools.get(id).cloned() else {
+            log(LogLevel::Warn, &format!("claude: tool_result for unknown tool use {id}, skipped"));
+            return;
+        };
+        // A prompt Claude Code withdrew is no longer answerable.
+        self.permissions.remove(&tool.event_id);
+        let content = content_blocks(&block["content"]);
+        let is_error = block["is_error"].as_bool().unwrap_or(false);
+        let event = if tool.mcp {
+            json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": tool.event_id,
+                   "content": content, "is_error": is_error})
+        } else {
+            json!({"type": "agent.tool_result", "tool_use_id": tool.event_id,
+                   "content": content, "is_error": is_error})
+        };
+        out.push(Action::emit_json(&event));
+    }
+
+    fn permission_reply(request_id: &str, allow: bool, input: &Value, message: &str) -> Action {
+        let response = if allow {
+            json!({"behavior": "allow", "updatedInput": input})
+        } else {
+            json!({"behavior": "deny", "message": message})
+        };
+        Action::write_line(&json!({
+            "type": "control_response",
+            "response": {"subtype": "success", "request_id": request_id, "response": response},
+        }))
+    }
+
+    fn on_control_request(&mut self, v: &Value, out: &mut Vec<Action>) {
+        let Some(request_id) = v["request_id"].as_str().map(str::to_string) else {
+            log(LogLevel::Warn, "claude: control_request without request_id, skipped");
+            return;
+        };
+        let req = &v["request"];
+        let subtype = req["subtype"].as_str().unwrap_or_default();
+        if subtype != "can_use_tool" {
+            // Hooks, SDK MCP servers, ...: Bridle registers none; answer so
+            // the CLI never waits on us.
+            log(LogLevel::Debug, &format!("claude: unsupported control request `{subtype}`"));
+            out.push(Action::write_line(&json!({
+                "type": "control_response",
+                "response": {"subtype": "error", "request_id": request_id,
+                             "error": format!("bridle does not handle `{subtype}`")},
+            })));
+            return;
+        }
+        let name = req["tool_name"].as_str().unwrap_or("unknown");
+        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
+        // The request names the tool use; older CLIs may not, then match the
+        // oldest held use of the same tool.
+        let tool_use_id = match req["tool_use_id"].as_str() {
+            Some(id) => Some(id.to_string()),
+            None => self
+                .held
+                .iter()
+                .find(|h| {
+                    let n = &h.event["name"];
+                    n.as_str() == toolset_name(name).or(Some(name))
+                })
+                .map(|h| h.tool_use_id.clone()),
+        };
+        let held_pos = tool_use_id.as_deref().and_then(|id| self.held.iter().position(|h| h.tool_use_id == id));
+        let (perm, event) = match held_pos {
+            Some(pos) => {
+                let held = self.held.remove(pos);
+                (Perm::Ask, Some(held.event))
+            }
+            None => match tool_use_id.as_deref().and_then(|id| self.tools.get(id)) {
+                // Already emitted as allowed: Claude Code asks on its own
+                // (e.g. a path outside the workspace); the policy allows.
+                Some(_) => (Perm::Allow, None),
+                None => {
+                    let event_id = new_event_id();
+                    let (perm, event, mcp) = self.tool_event(name, &input, &event_id);
+                    if let Some(id) = &tool_use_id {
+                        self.tools.insert(id.clone(), ToolRef { event_id, mcp });
+                    }
+                    (perm, Some(event))
+                }
+            },
+        };
+        match (perm, event) {
+            (Perm::Ask, Some(mut event)) => {
+                event["input"] = input.clone();
+                event["evaluated_permission"] = json!("ask");
+                let event_id = event["id"].as_str().unwrap_or_default().to_string();
+                out.push(Action::emit_json(&event));
+                self.permissions.insert(event_id, PendingPermission { request_id, input });
+            }
+            (_, event) => {
+                if let Some(mut event) = event {
+                    event["evaluated_permission"] = json!("allow");
+                    out.push(Action::emit_json(&event));
+                }
+                out.push(Self::permission_reply(&request_id, true, &input, ""));
+            }
+        }
+    }
+
+    fn on_assistant(&mut self, v: &Value, out: &mut Vec<Action>) {
+        let msg = &v["message"];
+        if !msg["content"].is_array() {
+            log(LogLevel::Warn, "claude: assistant line without message content, skipped");
+            return;
+        }
+        // A synthetic message carrying an API error: the failure reports it.
+        if v["is_api_error_message"].as_bool() == Some(true) || v["error"].is_string() {
+            let text = msg["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            self.api_error = Some(ApiError {
+                status: v["api_error_status"].as_u64(),
+                kind: v["error"].as_str().unwrap_or_default().to_string(),
+                text,
+            });
+            return;
+        }
+        if !v["parent_tool_use_id"].is_null() {
+            // Sub-agent traffic (Task tool): not part of the session's thread.
+            log(LogLevel::Debug, "claude: sub-agent message skipped");
+            return;
+        }
+        self.progress(out);
+        let message_id = msg["id"].as_str().map(str::to_string);
+        let same_span = self.span.as_ref().is_some_and(|s| s.message_id.is_some() && s.message_id == message_id);
+        let closed = message_id.is_some() && message_id == self.closed_message;
+        if !same_span && !closed {
+            self.open_span(message_id, &msg["usage"], false, out);
+        }
+        for block in msg["content"].as_array().into_iter().flatten() {
+            match block["type"].as_str() {
+                Some("text") => {
+                    if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
+                        out.push(Action::emit_json(&json!({
+                            "type": "agent.message",
+                            "content": [{"type": "text", "text": text}],
+                        })));
+                    }
+                }
+                Some("thinking") | Some("redacted_thinking") => {
+                    out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
+                }
+                Some("tool_use") => self.on_tool_use(block, out),
+                other => log(LogLevel::Debug, &format!("claude: assistant block {other:?} skipped")),
+            }
+        }
+    }
+
+    fn on_stream_event(&mut self, v: &Value, out: &mut Vec<Action>) {
+        if !v["parent_tool_use_id"].is_null() {
+            return;
+        }
+        let ev = &v["event"];
+        match ev["type"].as_str() {
+            Some("message_start") => {
+                self.progress(out);
+                let msg = &ev["message"];
+                let id = msg["id"].as_str().map(str::to_string);
+                self.open_span(id, &msg["usage"], true, out);
+            }
+            Some("message_delta") => {
+                if let (Some(span), Some(usage)) = (self.span.as_mut(), ev["usage"].as_object()) {
+                    for (k, val) in usage {
+                        if !val.is_null() {
+                            span.usage.insert(k.clone(), val.clone());
+                        }
+                    }
+                }
+            }
+            Some("message_stop") => self.close_span(false, out),
+            _ => self.progress(out),
+        }
+    }
+
+    fn on_result(&mut self, v: &Value, out: &mut Vec<Action>) {
+        let is_error = v["is_error"].as_bool().unwrap_or_else(|| v["subtype"].as_str() != Some("success"));
+        // Without stream events an assistant line only carries the usage of
+        // `message_start`; the result has the turn's totals, so the last
+        // span gets what the earlier ones did not report.
+        if let (Some(span), Some(total)) = (self.span.as_mut(), v["usage"].as_object())
+            && !span.streamed
+        {
+            for (i, k) in USAGE_KEYS.iter().enumerate() {
+                if let Some(t) = total.get(*k).and_then(Value::as_u64) {
+                    let own = span.usage.get(*k).and_then(Value::as_u64).unwrap_or(0);
+                    let rest = t.saturating_sub(self.reported[i]);
+                    span.usage.insert((*k).to_string(), json!(rest.max(own)));
+                }
+            }
+        }
+        self.close_span(is_error && !self.interrupting, out);
+        self.release_all_held(out);
+        self.retrying = false;
+        let interrupted = std::mem::take(&mut self.interrupting);
+        let api_error = self.api_error.take();
+        self.turn_active = false;
+        self.reported = [0; 4];
+        self.permissions.clear();
+        if !is_error || interrupted {
+            out.push(Action::end_turn());
+            return;
+        }
+        let result_text = v["result"].as_str().unwrap_or_default();
+        let status = v["api_error_status"].as_u64().or(api_error.as_ref().and_then(|e| e.status));
+        if v["terminal_reason"].as_str() == Some("api_error") || status.is_some() || api_error.is_some() {
+            let kind = api_error
+                .as_ref()
+                .map(|e| e.kind.clone())
+                .filter(|k| !k.is_empty())
+                .or_else(|| v["api_error_type"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let error_type = classify(status, &kind);
+            let message = [result_text, api_error.as_ref().map(|e| e.text.as_str()).unwrap_or("")]
+                .into_iter()
+                .find(|s| !s.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("model API error {}", status.unwrap_or(0)));
+            let terminal = error_type == "billing_error"
+                || matches!(kind.as_str(), "authentication_failed" | "oauth_org_not_allowed" | "account_on_hold");
+            // Exhausted (the turn is dead, the session lives) unless the
+            // credentials themselves are refused.
+            out.push(Action::failed(error_type, &message, if terminal { "terminal" } else { "exhausted" }));
+            return;
+        }
+        // Not an API error: max turns, budget, execution error.
+        let errors =
+            v["errors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join("; ");
+        let subtype = v["subtype"].as_str().unwrap_or("error");
+        let message = if !errors.is_empty() {
+            errors
+        } else if !result_text.is_empty() {
+            result_text.to_string()
+        } else {
+            format!("Claude Code ended the turn with `{subtype}`")
+        };
+        out.push(Action::failed("unknown_error", &message, "exhausted"));
+    }
+
+    fn on_system(&mut self, v: &Value, out: &mut Vec<Action>) {
+        match v["subtype"].as_str() {
+            Some("init") => {
+                if let Some(id) = v["session_id"].as_str().filter(|s| !s.is_empty())
+                    && self.checkpointed.as_deref() != Some(id)
+                {
+                    self.checkpointed = Some(id.to_string());
+                    out.push(Action::Checkpoint(id.to_string()));
+                }
+            }
+            Some("api_retry") => {
+                let status = v["error_status"].as_u64();
+                let kind = match &v["error"] {
+                    Value::String(s) => s.clone(),
+                    Value::Object(o) => o.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    _ => String::new(),
+                };
+                let attempt = v["attempt"].as_u64().unwrap_or(1).max(1);
+                let max = v["max_retries"].as_u64();
+                let delay = v["retry_delay_ms"].as_u64();
+                let mut message = match (status, kind.as_str()) {
+                    (Some(s), "") => format!("model API returned HTTP {s}"),
+                    (Some(s), k) => format!("model API returned HTTP {s} ({k})"),
+                    // No HTTP response: a connection error or time-out.
+                    (None, "" | "unknown") => "model API request failed without a response".into(),
+                    (None, k) => format!("model API request failed ({k})"),
+                };
+                message.push_str(&format!("; Claude Code retry {attempt}"));
+                if let Some(m) = max {
+                    message.push_str(&format!(" of {m}"));
+                }
+                if let Some(d) = delay {
+                    message.push_str(&format!(" in {d} ms"));
+                }
+                self.retrying = true;
+                out.push(Action::Retrying(RetryReport {
+                    error_type: classify(status, &kind).to_string(),
+                    message,
+                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+                    delay_ms: delay,
+                }));
+            }
+            Some("compact_boundary") => {
+                out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
+            }
+            _ => {}
+        }
+    }
+
+    // ---- input ------------------------------------------------------------
+
+    fn user_message(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let content: Vec<Value> = match &event["content"] {
+            Value::String(s) => vec![json!({"type": "text", "text": s})],
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|b| match b["type"].as_str() {
+                    Some("text") => Some(json!({"type": "text", "text": b["text"].as_str()?})),
+                    // Anthropic Messages shapes: pass the source through.
+                    Some(kind @ ("image" | "document")) => {
+                        let mut block = json!({"type": kind, "source": b.get("source")?});
+                        for k in ["title", "context"] {
+                            if let Some(s) = b[k].as_str() {
+                                block[k] = json!(s);
+                            }
+                        }
+                        Some(block)
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if content.is_empty() {
+            return Err("user.message has no text, image or document content".into());
+        }
+        if !self.turn_active {
+            self.reported = [0; 4];
+        }
+        self.turn_active = true;
+        Ok(vec![Action::write_line(&json!({
+            "type": "user",
+            "message": {"role": "user", "content": content},
+            "parent_tool_use_id": null,
+        }))])
+    }
+
+    fn interrupt(&mut self) -> Vec<Action> {
+        if !self.turn_active {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        // Unanswered permission prompts would block the interrupt.
+        let mut pending: Vec<_> = self.permissions.drain().collect();
+        pending.sort_by(|a, b| a.1.request_id.cmp(&b.1.request_id));
+        for (_, p) in pending {
+            out.push(Self::permission_reply(&p.request_id, false, &p.input, "Interrupted by the user."));
+        }
+        let request_id = self.next_request_id();
+        self.interrupting = true;
+        out.push(Action::write_line(&json!({
+            "type": "control_request",
+            "request_id": request_id,
+            "request": {"subtype": "interrupt"},
+        })));
+        out
+    }
+
+    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
+        let Some(p) = self.permissions.remove(id) else {
+            return Err(format!("no tool use {id} is waiting for confirmation"));
+        };
+        let allow = match event["result"].as_str() {
+            Some("allow") => true,
+            Some("deny") => false,
+            other => return Err(format!("user.tool_confirmation result {other:?}")),
+        };
+        let message =
+            event["deny_message"].as_str().filter(|s| !s.is_empty()).unwrap_or("The user denied this tool call.");
+        Ok(vec![Self::permission_reply(&p.request_id, allow, &p.input, message)])
+    }
+}
+
+/// Managed Agents `session.error` type for an API failure.
+pub fn classify(status: Option<u64>, kind: &str) -> &'static str {
+    let kind = kind.to_ascii_lowercase();
+    if status == Some(529) || kind.contains("overloaded") {
+        "model_overloaded_error"
+    } else if status == Some(429) || kind.contains("rate_limit") {
+        "model_rate_limited_error"
+    } else if kind.contains("billing") {
+        "billing_error"
+    } else {
+        "model_request_failed_error"
+    }
+}
+
+/// Claude tool-result content (string or blocks) → Managed Agents blocks.
+fn content_blocks(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(s) if s.is_empty() => Vec::new(),
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| match b["type"].as_str() {
+                Some("text") => Some(json!({"type": "text", "text": b["text"].as_str()?})),
+                Some("image") => Some(json!({"type": "image", "source": b.get("source")?})),
+                _ => None,
+            })
+            .collect(),
+        Value::Null => Vec::new(),
+        other => vec![json!({"type": "text", "text": other.to_string()})],
+    }
+}
+
+impl HarnessSession for ClaudeSession {
+    fn new(spec: SessionSpec) -> Self {
+        let policy = ToolPolicy::from_agent(&spec.agent);
+        let checkpointed = spec.resume.clone();
+        ClaudeSession {
+            spec,
+            policy,
+            checkpointed,
+            tools: HashMap::new(),
+            held: Vec::new(),
+            permissions: HashMap::new(),
+            span: None,
+            retrying: false,
+            closed_message: None,
+            api_error: None,
+            turn_active: false,
+            interrupting: false,
+            next_request: 0,
+            reported: [0; 4],
+        }
+    }
+
+    fn launch(&mut self) -> Result<LaunchPlan, String> {
+        let model = self.model();
+        if model.is_empty() {
+            return Err("the agent has no model id".into());
+        }
+        let mut argv: Vec<String> = [
+            "claude",
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json",
+            "--verbose",
+            // message_start/stop bound the model-request spans.
+            "--include-partial-messages",
+            "--permission-mode",
+            "default",
+            // always_ask tools come back as can_use_tool control requests.
+            "--permission-prompt-tool",
+            "stdio",
+            "--model",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        argv.push(model);
+
+        let claude_name = |n: &str| TOOLSET.iter().find(|(m, _)| *m == n).map(|(_, c)| (*c).to_string());
+        let enabled: Vec<String> = self.policy.builtin.iter().filter_map(|(n, _)| claude_name(n)).collect();
+        let mut allowed: Vec<String> =
+            self.policy.builtin.iter().filter(|(_, p)| *p == Perm::Allow).filter_map(|(n, _)| claude_name(n)).collect();
+        let mut ask: Vec<String> =
+            self.policy.builtin.iter().filter(|(_, p)| *p == Perm::Ask).filter_map(|(n, _)| claude_name(n)).collect();
+        let mut disallowed = Vec::new();
+        argv.push("--tools".into());
+        argv.push(enabled.join(","));
+
+        // MCP servers the agent declares and a toolset enables.
+        let mut servers = Map::new();
+        for server in self.spec.agent["mcp_servers"].as_array().into_iter().flatten() {
+            let (Some(name), Some(url)) = (server["name"].as_str(), server["url"].as_str()) else {
+                continue;
+            };
+            let Some(p) = self.policy.mcp.get(name) else {
+                continue;
+            };
+            servers.insert(name.to_string(), json!({"type": "http", "url": url}));
+            if p.default == Some(Perm::Allow) {
+                allowed.push(format!("mcp__{name}"));
+            }
+            for (tool, perm) in &p.tools {
+                let full = format!("mcp__{name}__{tool}");
+                match perm {
+                    None => disallowed.push(full),
+                    Some(Perm::Allow) => allowed.push(full),
+                    Some(Perm::Ask) => ask.push(full),
+                }
+            }
+        }
+        if !allowed.is_empty() {
+            argv.push("--allowedTools".into());
+            argv.push(allowed.join(","));
+        }
+        if !disallowed.is_empty() {
+            argv.push("--disallowedTools".into());
+            argv.push(disallowed.join(","));
+        }
+        if !ask.is_empty() {
+            // Ask rules make Claude Code prompt even for tools it would
+            // otherwise auto-approve (reads inside the workspace).
+            argv.push("--settings".into());
+            argv.push(json!({"permissions": {"ask": ask}}).to_string());
+        }
+        if !servers.is_empty() {
+            argv.push("--mcp-config".into());
+            argv.push(json!({"mcpServers": servers}).to_string());
+            argv.push("--strict-mcp-config".into());
+        }
+        if let Some(system) = self.spec.agent["system"].as_str().filter(|s| !s.is_empty()) {
+            // Appended, so Claude Code keeps its own tool instructions.
+            argv.push("--append-system-prompt".into());
+            argv.push(system.to_string());
+        }
+        if !self.policy.custom.is_empty() {
+            log(LogLevel::Warn, "claude: custom tools are not supported by this harness; they are not offered");
+        }
+        if let Some(resume) = self.spec.resume.as_deref().filter(|s| !s.is_empty()) {
+            argv.push("--resume".into());
+            argv.push(resume.to_string());
+        }
+
+        let dir = self.state_dir();
+        let env: Vec<(String, String)> = [
+            // State (sessions for --resume) lives in the workspace, so it
+            // survives stop/resume of the sandbox.
+            ("HOME", dir.clone()),
+            ("CLAUDE_CONFIG_DIR", format!("{dir}/.claude")),
+            ("ANTHROPIC_BASE_URL", self.spec.llm.base_url.clone()),
+            ("CLAUDE_CODE_MAX_RETRIES", MAX_RETRIES.to_string()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_ERROR_REPORTING", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(LaunchPlan { argv, env, files: Vec::new(), cwd: Some(self.spec.workspace.clone()) })
+    }
+
+    fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
+        match event["type"].as_str() {
+            Some("user.message") => self.user_message(&event),
+            Some("user.interrupt") => Ok(self.interrupt()),
+            Some("user.tool_confirmation") => self.confirmation(&event),
+            Some("user.custom_tool_result") => Err("the claude harness does not support custom tools".into()),
+            other => Err(format!("the claude harness does not accept {other:?} events")),
+        }
+    }
+
+    fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                // Stray non-protocol output must not kill the session.
+                let head: String = line.chars().take(120).collect();
+                log(LogLevel::Warn, &format!("claude: non-JSON output skipped: {head}"));
+                return Ok(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        let kind = v["type"].as_str().unwrap_or_default();
+        // An assistant-opened span ends at the first line that is not part
+        // of the same message.
+        if let Some(span) = &self.span
+            && !span.streamed
+        {
+            let same = kind == "assistant"
+                && v["message"]["id"].as_str().is_some()
+                && v["message"]["id"].as_str() == span.message_id.as_deref();
+            let neutral = matches!(kind, "control_request" | "control_response" | "rate_limit_event")
+                || (kind == "system" && v["subtype"].as_str() == Some("status"));
+            if !same && !neutral && kind != "result" {
+                self.close_span(false, &mut out);
+            }
+        }
+        match kind {
+            "system" => self.on_system(&v, &mut out),
+            "assistant" => self.on_assistant(&v, &mut out),
+            "user" => {
+                if v["parent_tool_use_id"].is_null() && v["isReplay"].as_bool() != Some(true) {
+                    let blocks = v["message"]["content"].as_array().cloned().unwrap_or_default();
+                    let results: Vec<&Value> =
+                        blocks.iter().filter(|b| b["type"].as_str() == Some("tool_result")).collect();
+                    if !results.is_empty() {
+                        self.progress(&mut out);
+                    }
+                    for b in results {
+                        self.on_tool_result(b, &mut out);
+                    }
+                }
+            }
+            "stream_event" => self.on_stream_event(&v, &mut out),
+            "result" => self.on_result(&v, &mut out),
+            "control_request" => self.on_control_request(&v, &mut out),
+            "control_cancel_request" => {
+                if let Some(rid) = v["request_id"].as_str() {
+                    self.permissions.retain(|_, p| p.request_id != rid);
+                }
+            }
+            "control_response" | "rate_limit_event" => {}
+            other => log(LogLevel::Debug, &format!("claude: output type {other:?} skipped")),
+        }
+        Ok(out)
+    }
+
+    fn on_exit(&mut self, code: Option<i32>) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.turn_active {
+            return out;
+        }
+        self.turn_active = false;
+        self.close_span(true, &mut out);
+        self.release_all_held(&mut out);
+        self.permissions.clear();
+        self.retrying = false;
+        if std::mem::take(&mut self.interrupting) {
+            out.push(Action::end_turn());
+            return out;
+        }
+        let how = match code {
+            Some(c) => format!("with code {c}"),
+            None => "on a signal".to_string(),
+        };
+        out.push(Action::failed(
+            "unknown_error",
+            &format!("Claude Code exited {how} before the turn finished"),
+            "exhausted",
+        ));
+        out
+    }
+}

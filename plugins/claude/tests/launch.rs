@@ -1,0 +1,106 @@
+//! Launch plan, endpoint checks and harness info.
+
+use bridle_harness_sdk::{ApiShape, ExecutionModel, Harness, HarnessSession, LlmEndpoint, SessionSpec};
+use bridle_plugin_claude::{Claude, ClaudeSession};
+use serde_json::{Value, json};
+
+fn session(agent: Value, resume: Option<&str>) -> ClaudeSession {
+    let spec = json!({
+        "session_id": "sesn_1", "agent": agent, "workspace": "/workspace", "resume": resume,
+        "llm": {"base_url": "http://10.0.0.1:7070/llm/sesn_1", "upstream_base_url": "https://api.anthropic.com",
+                "model": "claude-sonnet-4-5"},
+    });
+    ClaudeSession::new(SessionSpec::from_json(&spec.to_string()).unwrap())
+}
+
+fn flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).map(String::as_str)
+}
+
+fn env<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn default_launch() {
+    let plan = session(json!({"model": {"id": "claude-sonnet-4-5"}}), None).launch().unwrap();
+    let argv = &plan.argv;
+    assert_eq!(argv[0], "claude");
+    for f in ["-p", "--verbose", "--include-partial-messages"] {
+        assert!(argv.iter().any(|a| a == f), "{f}");
+    }
+    assert_eq!(flag(argv, "--output-format"), Some("stream-json"));
+    assert_eq!(flag(argv, "--input-format"), Some("stream-json"));
+    assert_eq!(flag(argv, "--permission-prompt-tool"), Some("stdio"));
+    assert_eq!(flag(argv, "--model"), Some("claude-sonnet-4-5"));
+    assert_eq!(flag(argv, "--tools"), Some("Bash,Edit,Read,Write,Glob,Grep,WebFetch,WebSearch"));
+    assert_eq!(flag(argv, "--allowedTools"), flag(argv, "--tools"));
+    assert_eq!(flag(argv, "--settings"), None);
+    assert_eq!(flag(argv, "--resume"), None);
+    assert_eq!(plan.cwd.as_deref(), Some("/workspace"));
+    let e = &plan.env;
+    assert_eq!(env(e, "ANTHROPIC_BASE_URL"), Some("http://10.0.0.1:7070/llm/sesn_1"));
+    assert_eq!(env(e, "HOME"), Some("/workspace/.bridle/claude"));
+    assert_eq!(env(e, "CLAUDE_CONFIG_DIR"), Some("/workspace/.bridle/claude/.claude"));
+    assert_eq!(env(e, "CLAUDE_CODE_MAX_RETRIES"), Some("10"));
+    assert_eq!(env(e, "DISABLE_AUTOUPDATER"), Some("1"));
+    // Secrets never appear in a launch plan.
+    assert!(env(e, "ANTHROPIC_API_KEY").is_none());
+}
+
+#[test]
+fn policies_system_prompt_mcp_and_resume() {
+    let agent = json!({
+        "model": {"id": "claude-opus-4-7"},
+        "system": "Be terse.",
+        "mcp_servers": [{"name": "docs", "type": "url", "url": "https://mcp.example.com/mcp"},
+                        {"name": "unused", "type": "url", "url": "https://x.example.com"}],
+        "tools": [
+            {"type": "agent_toolset_20260401",
+             "default_config": {"permission_policy": {"type": "always_ask"}},
+             "configs": [{"name": "read", "permission_policy": {"type": "always_allow"}},
+                         {"name": "web_search", "enabled": false},
+                         {"name": "web_fetch", "enabled": false}]},
+            {"type": "mcp_toolset", "mcp_server_name": "docs",
+             "configs": [{"name": "search", "permission_policy": {"type": "always_allow"}},
+                         {"name": "drop", "enabled": false}]}
+        ]
+    });
+    let plan = session(agent, Some("87bd495a")).launch().unwrap();
+    let argv = &plan.argv;
+    assert_eq!(flag(argv, "--tools"), Some("Bash,Edit,Read,Write,Glob,Grep"));
+    assert_eq!(flag(argv, "--allowedTools"), Some("Read,mcp__docs__search"));
+    assert_eq!(flag(argv, "--disallowedTools"), Some("mcp__docs__drop"));
+    let settings: Value = serde_json::from_str(flag(argv, "--settings").unwrap()).unwrap();
+    assert_eq!(settings, json!({"permissions": {"ask": ["Bash", "Edit", "Write", "Glob", "Grep"]}}));
+    let mcp: Value = serde_json::from_str(flag(argv, "--mcp-config").unwrap()).unwrap();
+    assert_eq!(mcp, json!({"mcpServers": {"docs": {"type": "http", "url": "https://mcp.example.com/mcp"}}}));
+    assert_eq!(flag(argv, "--append-system-prompt"), Some("Be terse."));
+    assert_eq!(flag(argv, "--resume"), Some("87bd495a"));
+    assert_eq!(flag(argv, "--model"), Some("claude-sonnet-4-5")); // llm.model wins
+}
+
+#[test]
+fn no_toolset_disables_builtin_tools() {
+    let plan = session(json!({"model": "m", "tools": []}), None).launch().unwrap();
+    assert_eq!(flag(&plan.argv, "--tools"), Some(""));
+    assert_eq!(flag(&plan.argv, "--allowedTools"), None);
+}
+
+#[test]
+fn info_endpoint_and_credentials() {
+    let info = Claude::info();
+    assert_eq!(info.name, "claude");
+    assert_eq!(info.execution_model, ExecutionModel::AgentInSandbox);
+    assert_eq!(info.api_shape, ApiShape::AnthropicMessages);
+    let ep = |u: &str| LlmEndpoint { base_url: Some(u.into()), model: "m".into() };
+    assert!(Claude::check_endpoint(&ep("https://api.anthropic.com")).is_ok());
+    let err = Claude::check_endpoint(&ep("https://api.openai.com/v1")).unwrap_err();
+    assert!(err.contains("Anthropic Messages"), "{err}");
+    let plan = Claude::credentials(&ep("https://gateway.example.com"));
+    let keys: Vec<&str> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"]);
+    let headers: Vec<(&str, &str)> =
+        plan.inject.iter().map(|r| (r.header.as_str(), r.value_template.as_str())).collect();
+    assert_eq!(headers, [("x-api-key", "{token}"), ("authorization", "Bearer {token}")]);
+}

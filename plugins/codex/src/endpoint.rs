@@ -1,0 +1,235 @@
+//! Endpoint checks, the credential plan and the model-provider settings
+//! (OpenAI Responses, with MiniMax detected by host).
+
+use bridle_harness_sdk::{CredentialPlan, HeaderRule, LlmEndpoint};
+
+/// Placeholder the runtime sees instead of the real key; the gateway
+/// overwrites the `authorization` header that carries it.
+pub const PLACEHOLDER_KEY: &str = "sk-bridle-placeholder";
+
+/// The parts of a base URL the checks need.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Url<'a> {
+    /// Lower-cased host without port or user info.
+    pub host: String,
+    /// Path without query, without trailing `/`.
+    pub path: &'a str,
+}
+
+/// A small URL split (no URL crate: only scheme, host and path matter).
+pub fn parse_url(url: &str) -> Result<Url<'_>, String> {
+    let url = url.trim();
+    let (scheme, rest) =
+        url.split_once("://").ok_or_else(|| format!("base URL `{url}` has no scheme; use https://host/..."))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("base URL `{url}` must be http or https, not `{scheme}`"));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let after = &rest[end..];
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(stripped) = host_port.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        return Err(format!("base URL `{url}` has no host"));
+    }
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    Ok(Url { host: host.to_ascii_lowercase(), path: after[..path_end].trim_end_matches('/') })
+}
+
+/// The codex model provider Bridle configures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// Key under `[model_providers]` and the `model_provider` value.
+    pub id: &'static str,
+    pub name: &'static str,
+    /// The environment variable codex reads the (placeholder) key from.
+    pub env_key: &'static str,
+    /// Turn-level retries; they surface as `error {willRetry: true}`.
+    pub stream_max_retries: u32,
+}
+
+pub const OPENAI: Provider = Provider {
+    id: "bridle",
+    name: "Bridle gateway (OpenAI Responses)",
+    env_key: "OPENAI_API_KEY",
+    stream_max_retries: 5,
+};
+
+pub const MINIMAX: Provider = Provider {
+    id: "minimax",
+    name: "MiniMax (via Bridle gateway)",
+    env_key: "MINIMAX_API_KEY",
+    stream_max_retries: 10,
+};
+
+/// Is this (upstream) base URL MiniMax's API?
+pub fn is_minimax(base_url: Option<&str>) -> bool {
+    base_url.and_then(|u| parse_url(u).ok()).is_some_and(|u| {
+        ["api.minimax.io", "api.minimaxi.com"].iter().any(|h| u.host == *h || u.host.ends_with(&format!(".{h}")))
+    })
+}
+
+/// The provider for an upstream base URL.
+pub fn provider_for(upstream: Option<&str>) -> &'static Provider {
+    if is_minimax(upstream) { &MINIMAX } else { &OPENAI }
+}
+
+/// Codex posts to `<base>/responses`: the base must be the root of an
+/// OpenAI Responses–compatible API (usually ending in `/v1`).
+pub fn check(llm: &LlmEndpoint) -> Result<(), String> {
+    let Some(base) = llm.base_url.as_deref() else {
+        return Ok(()); // OpenAI's default endpoint
+    };
+    let url = parse_url(base)?;
+    let path = url.path.to_ascii_lowercase();
+    let minimax_hint = if is_minimax(Some(base)) { " For MiniMax use https://api.minimax.io/v1." } else { "" };
+    if url.host == "api.anthropic.com"
+        || path.ends_with("/anthropic")
+        || path.ends_with("/v1/messages")
+        || path.contains("/anthropic/")
+    {
+        return Err(format!(
+            "`{base}` is an Anthropic Messages endpoint; the codex engine needs an OpenAI \
+             Responses-compatible base URL (it calls <base>/responses).{minimax_hint} \
+             Use the claude engine for Anthropic endpoints."
+        ));
+    }
+    for suffix in ["/responses", "/chat/completions", "/completions"] {
+        if path.ends_with(suffix) {
+            return Err(format!(
+                "`{base}` ends in {suffix}; give the API root instead (e.g. https://api.openai.com/v1): \
+                 codex appends /responses itself.{minimax_hint}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Placeholder key in the provider's env var, bearer injection.
+pub fn credentials(llm: &LlmEndpoint) -> CredentialPlan {
+    let provider = provider_for(llm.base_url.as_deref());
+    CredentialPlan {
+        env: vec![(provider.env_key.into(), PLACEHOLDER_KEY.into())],
+        inject: vec![HeaderRule::new("authorization", "Bearer {token}")],
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `$CODEX_HOME/config.toml` for a session.
+pub struct ConfigToml<'a> {
+    pub model: &'a str,
+    pub base_url: &'a str,
+    pub provider: &'a Provider,
+    pub approval_policy: &'a str,
+    /// MCP servers: name → URL.
+    pub mcp_servers: Vec<(&'a str, &'a str)>,
+}
+
+impl ConfigToml<'_> {
+    pub fn render(&self) -> String {
+        let p = self.provider;
+        let mut t = String::from("# Written by Bridle at every launch of this session; edits are overwritten.\n");
+        t.push_str(&format!("model = {}\n", toml_str(self.model)));
+        t.push_str(&format!("model_provider = {}\n", toml_str(p.id)));
+        t.push_str(&format!("approval_policy = {}\n", toml_str(self.approval_policy)));
+        // The isolation is Bridle's sandbox; codex's own would get in the way.
+        t.push_str("sandbox_mode = \"danger-full-access\"\n");
+        t.push_str("check_for_update_on_startup = false\n\n");
+        t.push_str(&format!("[model_providers.{}]\n", p.id));
+        t.push_str(&format!("name = {}\n", toml_str(p.name)));
+        t.push_str(&format!("base_url = {}\n", toml_str(self.base_url)));
+        t.push_str("wire_api = \"responses\"\n");
+        t.push_str(&format!("env_key = {}\n", toml_str(p.env_key)));
+        if p.id != OPENAI.id {
+            t.push_str("requires_openai_auth = false\n");
+        }
+        // Transport retries are silent; with none, every retry is a
+        // turn-level one that codex reports as `error {willRetry: true}`.
+        t.push_str("request_max_retries = 0\n");
+        t.push_str(&format!("stream_max_retries = {}\n", p.stream_max_retries));
+        t.push_str("stream_idle_timeout_ms = 300000\n");
+        for (name, url) in &self.mcp_servers {
+            t.push_str(&format!("\n[mcp_servers.{}]\n", toml_str(name)));
+            t.push_str(&format!("url = {}\n", toml_str(url)));
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(url: Option<&str>) -> LlmEndpoint {
+        LlmEndpoint { base_url: url.map(str::to_string), model: "gpt-5-codex".into() }
+    }
+
+    #[test]
+    fn accepts_responses_roots() {
+        for u in [
+            None,
+            Some("https://api.openai.com/v1"),
+            Some("https://api.minimax.io/v1"),
+            Some("http://127.0.0.1:9000/v1/"),
+        ] {
+            assert_eq!(check(&ep(u)), Ok(()), "{u:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_anthropic_and_full_paths() {
+        for u in [
+            "https://api.anthropic.com",
+            "https://api.minimax.io/anthropic",
+            "https://api.openai.com/v1/responses",
+            "https://gw.example.com/v1/chat/completions",
+            "api.openai.com/v1",
+        ] {
+            let err = check(&ep(Some(u))).unwrap_err();
+            assert!(err.contains(u), "{err}");
+        }
+        assert!(
+            check(&ep(Some("https://api.minimax.io/anthropic"))).unwrap_err().contains("https://api.minimax.io/v1")
+        );
+    }
+
+    #[test]
+    fn minimax_detection() {
+        assert!(is_minimax(Some("https://api.minimax.io/v1")));
+        assert!(is_minimax(Some("https://API.MINIMAXI.COM/v1")));
+        assert!(!is_minimax(Some("https://api.minimax.io.evil.com/v1")));
+        assert!(!is_minimax(Some("https://api.openai.com/v1")));
+        assert!(!is_minimax(None));
+        assert_eq!(credentials(&ep(Some("https://api.minimaxi.com/v1"))).env[0].0, "MINIMAX_API_KEY");
+        assert_eq!(credentials(&ep(None)).env[0].0, "OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn toml_strings_escape() {
+        assert_eq!(toml_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

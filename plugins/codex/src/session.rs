@@ -1,0 +1,986 @@
+//! One codex app-server session: the launch plan, the JSON-RPC handshake and
+//! the mapping between app-server messages and Managed Agents events.
+
+use crate::endpoint::{ConfigToml, Provider, provider_for};
+use crate::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::{
+    Action, File, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// What one of our JSON-RPC requests was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Req {
+    Initialize,
+    ThreadStart,
+    ThreadResume,
+    TurnStart,
+    TurnInterrupt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing sent yet (the process starts with the first user message).
+    Fresh,
+    /// `initialize` / `thread/*` in flight.
+    Starting,
+    /// A thread is open.
+    Ready,
+}
+
+/// What kind of tool an item is, for its result event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ToolKind {
+    Builtin,
+    Mcp,
+}
+
+#[derive(Debug, Clone)]
+struct ItemRef {
+    event_id: String,
+    kind: ToolKind,
+}
+
+/// A server approval request waiting for `user.tool_confirmation`.
+#[derive(Debug, Clone)]
+struct Approval {
+    rpc_id: Value,
+    /// Pre-v2 methods (`execCommandApproval`, `applyPatchApproval`) use
+    /// `approved`/`denied` instead of `accept`/`decline`.
+    legacy: bool,
+}
+
+pub struct CodexSession {
+    spec: SessionSpec,
+    policy: ToolPolicy,
+    provider: &'static Provider,
+    next_id: u64,
+    pending: HashMap<u64, Req>,
+    phase: Phase,
+    thread_id: Option<String>,
+    checkpointed: Option<String>,
+    /// `turn/start` inputs waiting for the thread or for the current turn.
+    queue: Vec<Vec<Value>>,
+    turn_active: bool,
+    turn_id: Option<String>,
+    interrupting: bool,
+    /// An interrupt asked for before the turn id was known.
+    interrupt_deferred: bool,
+    items: HashMap<String, ItemRef>,
+    /// `always_ask` tool uses held until an approval request (→ "ask") or
+    /// their completion (→ "allow"), by item id, in arrival order.
+    held: Vec<(String, Value)>,
+    approvals: HashMap<String, Approval>,
+    thinking_items: Vec<String>,
+    span: Option<String>,
+    retrying: bool,
+    last_error: Option<Value>,
+}
+
+impl CodexSession {
+    fn model(&self) -> String {
+        if !self.spec.llm.model.is_empty() {
+            return self.spec.llm.model.clone();
+        }
+        let m = &self.spec.agent["model"];
+        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
+    }
+
+    fn codex_home(&self) -> String {
+        format!("{}/.bridle/codex", self.spec.workspace.trim_end_matches('/'))
+    }
+
+    /// `untrusted` makes codex ask before commands and patches; Bridle then
+    /// answers the ones whose tool is `always_allow` itself.
+    fn approval_policy(&self) -> &'static str {
+        let asks = ["bash", "edit", "write"].iter().any(|t| self.policy.builtin_perm(t) == Some(Perm::Ask));
+        if asks { "untrusted" } else { "never" }
+    }
+
+    fn request(&mut self, kind: Req, method: &str, params: Value) -> Action {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, kind);
+        Action::write_line(&json!({"method": method, "id": id, "params": params}))
+    }
+
+    fn thread_params(&self) -> Value {
+        let mut p = json!({
+            "cwd": self.spec.workspace,
+            "model": self.model(),
+            "modelProvider": self.provider.id,
+            "approvalPolicy": self.approval_policy(),
+            "sandbox": "danger-full-access",
+        });
+        if let Some(system) = self.spec.agent["system"].as_str().filter(|s| !s.is_empty()) {
+            p["developerInstructions"] = json!(system);
+        }
+        p
+    }
+
+    fn start_thread(&mut self, out: &mut Vec<Action>) {
+        match self.spec.resume.clone().filter(|s| !s.is_empty()) {
+            Some(thread_id) if self.thread_id.is_none() => {
+                let mut params = self.thread_params();
+                params["threadId"] = json!(thread_id);
+                out.push(self.request(Req::ThreadResume, "thread/resume", params));
+            }
+            _ => {
+                let params = self.thread_params();
+                out.push(self.request(Req::ThreadStart, "thread/start", params));
+            }
+        }
+    }
+
+    /// Send the next queued turn if the thread is ready and idle.
+    fn pump(&mut self, out: &mut Vec<Action>) {
+        if self.phase != Phase::Ready || self.turn_id.is_some() || self.queue.is_empty() {
+            return;
+        }
+        if self.pending.values().any(|r| *r == Req::TurnStart) {
+            return;
+        }
+        let input = self.queue.remove(0);
+        let Some(thread_id) = self.thread_id.clone() else {
+            return;
+        };
+        self.turn_active = true;
+        out.push(self.request(Req::TurnStart, "turn/start", json!({"threadId": thread_id, "input": input})));
+    }
+
+    fn progress(&mut self, out: &mut Vec<Action>) {
+        if self.retrying {
+            self.retrying = false;
+            out.push(Action::Resumed);
+        }
+    }
+
+    fn open_span(&mut self, out: &mut Vec<Action>) {
+        if self.span.is_none() {
+            let id = new_event_id();
+            out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
+            self.span = Some(id);
+        }
+    }
+
+    fn close_span(&mut self, is_error: bool, usage: Option<&Value>, out: &mut Vec<Action>) {
+        let Some(start_id) = self.span.take() else {
+            return;
+        };
+        let n = |k: &str| usage.and_then(|u| u[k].as_u64()).unwrap_or(0);
+        // OpenAI counts cached tokens inside input tokens; Managed Agents
+        // (Anthropic semantics) counts them apart.
+        let cached = n("cachedInputTokens");
+        out.push(Action::emit_json(&json!({
+            "type": "span.model_request_end",
+            "model_request_start_id": start_id,
+            "is_error": is_error,
+            "model_usage": {
+                "input_tokens": n("inputTokens").saturating_sub(cached),
+                "output_tokens": n("outputTokens"),
+                "cache_creation_input_tokens": n("cacheWriteInputTokens"),
+                "cache_read_input_tokens": cached,
+            },
+        })));
+    }
+
+    fn release_held(&mut self, item_id: &str, permission: &str, out: &mut Vec<Action>) {
+        if let Some(pos) = self.held.iter().position(|(id, _)| id == item_id) {
+            let (_, mut event) = self.held.remove(pos);
+            event["evaluated_permission"] = json!(permission);
+            out.push(Action::emit_json(&event));
+        }
+    }
+
+    fn release_all_held(&mut self, out: &mut Vec<Action>) {
+        for (_, mut event) in std::mem::take(&mut self.held) {
+            event["evaluated_permission"] = json!("allow");
+            out.push(Action::emit_json(&event));
+        }
+    }
+
+    /// Emit (or hold) the tool use for a started command / patch item.
+    fn tool_use(&mut self, item_id: &str, name: &str, input: Value, out: &mut Vec<Action>) {
+        if self.items.contains_key(item_id) {
+            return;
+        }
+        let event_id = new_event_id();
+        self.items.insert(item_id.to_string(), ItemRef { event_id: event_id.clone(), kind: ToolKind::Builtin });
+        let mut event = json!({"type": "agent.tool_use", "id": event_id, "name": name, "input": input});
+        if self.policy.builtin_perm(name) == Some(Perm::Ask) {
+            self.held.push((item_id.to_string(), event));
+        } else {
+            event["evaluated_permission"] = json!("allow");
+            out.push(Action::emit_json(&event));
+        }
+    }
+
+    fn tool_result(&mut self, item_id: &str, content: Vec<Value>, is_error: bool, out: &mut Vec<Action>) {
+        self.release_held(item_id, "allow", out);
+        let Some(item) = self.items.get(item_id).cloned() else {
+            log(LogLevel::Warn, &format!("codex: result for unknown item {item_id}, skipped"));
+            return;
+        };
+        self.approvals.retain(|id, _| *id != item.event_id);
+        let event = match item.kind {
+            ToolKind::Builtin => json!({"type": "agent.tool_result", "tool_use_id": item.event_id,
+                                        "content": content, "is_error": is_error}),
+            ToolKind::Mcp => {
+                json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": item.event_id,
+                                    "content": content, "is_error": is_error})
+            }
+        };
+        out.push(Action::emit_json(&event));
+    }
+
+    fn on_item_started(&mut self, item: &Value, out: &mut Vec<Action>) {
+        let Some(id) = item["id"].as_str().map(str::to_string) else {
+            log(LogLevel::Warn, "codex: item/started without an item id, skipped");
+            return;
+        };
+        match item["type"].as_str() {
+            Some("userMessage") | None => return,
+            _ => {}
+        }
+        self.progress(out);
+        if self.turn_active {
+            self.open_span(out);
+        }
+        match item["type"].as_str() {
+            Some("commandExecution") => {
+                let input = json!({"command": unwrap_shell(item["command"].as_str().unwrap_or_default())});
+                self.tool_use(&id, "bash", input, out);
+            }
+            Some("fileChange") => {
+                let (name, input) = file_change_input(item);
+                self.tool_use(&id, name, input, out);
+            }
+            Some("mcpToolCall") => {
+                if self.items.contains_key(&id) {
+                    return;
+                }
+                let event_id = new_event_id();
+                self.items.insert(id, ItemRef { event_id: event_id.clone(), kind: ToolKind::Mcp });
+                // Codex does not ask before MCP calls, so there is nothing
+                // to hold: the call is already under way.
+                out.push(Action::emit_json(&json!({
+                    "type": "agent.mcp_tool_use",
+                    "id": event_id,
+                    "mcp_server_name": item["server"].as_str().unwrap_or_default(),
+                    "name": item["tool"].as_str().unwrap_or_default(),
+                    "input": object_or_empty(&item["arguments"]),
+                    "evaluated_permission": "allow",
+                })));
+            }
+            Some("reasoning") if !self.thinking_items.contains(&id) => {
+                self.thinking_items.push(id);
+                out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_item_completed(&mut self, item: &Value, out: &mut Vec<Action>) {
+        let Some(id) = item["id"].as_str().map(str::to_string) else {
+            log(LogLevel::Warn, "codex: item/completed without an item id, skipped");
+            return;
+        };
+        let status = item["status"].as_str().unwrap_or("completed");
+        match item["type"].as_str() {
+            Some("agentMessage") => {
+                self.progress(out);
+                if let Some(text) = item["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(Action::emit_json(&json!({
+                        "type": "agent.message",
+                        "content": [{"type": "text", "text": text}],
+                    })));
+                }
+            }
+            Some("reasoning") if !self.thinking_items.contains(&id) => {
+                self.thinking_items.push(id);
+                out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
+            }
+            Some("commandExecution") => {
+                // An item that never started (e.g. declined before it ran).
+                if !self.items.contains_key(&id) {
+                    let input = json!({"command": unwrap_shell(item["command"].as_str().unwrap_or_default())});
+                    self.tool_use(&id, "bash", input, out);
+                }
+                let output = item["aggregatedOutput"].as_str().unwrap_or_default();
+                let exit = item["exitCode"].as_i64();
+                let is_error = status != "completed" || exit.is_some_and(|c| c != 0);
+                let text = if !output.is_empty() {
+                    output.to_string()
+                } else if status == "declined" {
+                    "The command was declined.".to_string()
+                } else {
+                    String::new()
+                };
+                self.tool_result(&id, text_content(&text), is_error, out);
+            }
+            Some("fileChange") => {
+                if !self.items.contains_key(&id) {
+                    let (name, input) = file_change_input(item);
+                    self.tool_use(&id, name, input, out);
+                }
+                let summary = item["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let kind = c["kind"]["type"].as_str().or(c["kind"].as_str()).unwrap_or("update");
+                        format!("{kind}: {}", c["path"].as_str().unwrap_or("?"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let text = match status {
+                    "completed" => summary,
+                    "declined" => "The change was declined.".to_string(),
+                    other => format!("The change {other}.\n{summary}"),
+                };
+                self.tool_result(&id, text_content(&text), status != "completed", out);
+            }
+            Some("mcpToolCall") => {
+                let error = item["error"]["message"].as_str();
+                let mut content: Vec<Value> =
+                    item["result"]["content"].as_array().into_iter().flatten().filter_map(mcp_block).collect();
+                if let Some(e) = error {
+                    content.push(json!({"type": "text", "text": e}));
+                }
+                let is_error = error.is_some() || status == "failed";
+                self.tool_result(&id, content, is_error, out);
+            }
+            Some("webSearch") => {
+                self.progress(out);
+                let event_id = new_event_id();
+                let query = item["query"].as_str().unwrap_or_default();
+                out.push(Action::emit_json(&json!({
+                    "type": "agent.tool_use", "id": event_id, "name": "web_search",
+                    "input": {"query": query}, "evaluated_permission": "allow",
+                })));
+                out.push(Action::emit_json(&json!({
+                    "type": "agent.tool_result", "tool_use_id": event_id,
+                    "content": [], "is_error": false,
+                })));
+            }
+            Some("contextCompaction") => {
+                out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_error_notification(&mut self, p: &Value, out: &mut Vec<Action>) {
+        let error = &p["error"];
+        if p["willRetry"].as_bool() == Some(true) {
+            let message = error["message"].as_str().unwrap_or("model request failed");
+            let (attempt, max) = parse_reconnecting(message);
+            let detail = error["additionalDetails"].as_str().unwrap_or_default();
+            let text = if detail.is_empty() {
+                format!("codex is retrying: {message}")
+            } else {
+                format!("codex is retrying: {message} ({detail})")
+            };
+            self.retrying = true;
+            // The failed attempt was a model request of its own.
+            self.close_span(true, None, out);
+            out.push(Action::Retrying(RetryReport {
+                error_type: classify(error).to_string(),
+                message: text,
+                attempt: attempt.unwrap_or(1),
+                max_attempts: max,
+                delay_ms: None,
+            }));
+        } else {
+            self.last_error = Some(error.clone());
+        }
+    }
+
+    fn end_turn(&mut self, turn: &Value, out: &mut Vec<Action>) {
+        let status = turn["status"].as_str().unwrap_or("completed");
+        self.close_span(status == "failed", None, out);
+        self.release_all_held(out);
+        self.retrying = false;
+        self.turn_active = false;
+        self.turn_id = None;
+        self.approvals.clear();
+        let interrupted = std::mem::take(&mut self.interrupting);
+        self.interrupt_deferred = false;
+        let last_error = self.last_error.take();
+        match status {
+            "failed" if !interrupted => {
+                let error =
+                    if turn["error"].is_object() { turn["error"].clone() } else { last_error.unwrap_or(Value::Null) };
+                out.push(failure(&error));
+            }
+            _ => out.push(Action::end_turn()),
+        }
+        self.pump(out);
+    }
+
+    fn on_notification(&mut self, method: &str, p: &Value, out: &mut Vec<Action>) {
+        match method {
+            "thread/started" => {
+                if let Some(id) = p["thread"]["id"].as_str() {
+                    self.set_thread(id, out);
+                }
+            }
+            "turn/started" => {
+                if let Some(id) = p["turn"]["id"].as_str() {
+                    self.turn_id = Some(id.to_string());
+                }
+                if self.turn_active {
+                    self.open_span(out);
+                }
+                if std::mem::take(&mut self.interrupt_deferred) {
+                    self.send_interrupt(out);
+                }
+            }
+            "item/started" => self.on_item_started(&p["item"], out),
+            "item/completed" => self.on_item_completed(&p["item"], out),
+            "item/agentMessage/delta"
+            | "item/reasoning/summaryTextDelta"
+            | "item/reasoning/textDelta"
+            | "item/reasoning/summaryPartAdded"
+            | "item/commandExecution/outputDelta"
+            | "item/fileChange/outputDelta"
+            | "item/mcpToolCall/progress" => self.progress(out),
+            "thread/tokenUsage/updated" if p["tokenUsage"]["last"].is_object() => {
+                self.progress(out);
+                // One model response finished: close its span (open one
+                // first if codex gave no earlier sign of the request).
+                self.open_span(out);
+                self.close_span(false, Some(&p["tokenUsage"]["last"]), out);
+            }
+            "error" => self.on_error_notification(p, out),
+            "turn/completed" if self.turn_active => self.end_turn(&p["turn"], out),
+            "serverRequest/resolved" => {
+                let rid = &p["requestId"];
+                self.approvals.retain(|_, a| a.rpc_id != *rid);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_thread(&mut self, id: &str, out: &mut Vec<Action>) {
+        self.thread_id = Some(id.to_string());
+        if self.checkpointed.as_deref() != Some(id) {
+            self.checkpointed = Some(id.to_string());
+            out.push(Action::Checkpoint(id.to_string()));
+        }
+    }
+
+    fn on_response(&mut self, id: u64, v: &Value, out: &mut Vec<Action>) {
+        let Some(kind) = self.pending.remove(&id) else {
+            log(LogLevel::Debug, &format!("codex: response to unknown request {id}"));
+            return;
+        };
+        let error = v.get("error").filter(|e| !e.is_null());
+        let message = error.and_then(|e| e["message"].as_str()).unwrap_or("unknown error").to_string();
+        match (kind, error) {
+            (Req::Initialize, Some(_)) if !message.contains("Already initialized") => {
+                self.fail_start(&format!("codex app-server refused initialize: {message}"), out);
+            }
+            (Req::Initialize, _) => {
+                out.push(Action::write_line(&json!({"method": "initialized"})));
+                self.start_thread(out);
+            }
+            (Req::ThreadResume, Some(_)) => {
+                // The saved thread is gone (e.g. a fresh workspace): go on
+                // with a new one rather than failing the session.
+                log(LogLevel::Warn, &format!("codex: thread/resume failed ({message}); starting a new thread"));
+                let params = self.thread_params();
+                out.push(self.request(Req::ThreadStart, "thread/start", params));
+            }
+            (Req::ThreadStart, Some(_)) => {
+                self.fail_start(&format!("codex could not start a thread: {message}"), out);
+            }
+            (Req::ThreadStart | Req::ThreadResume, None) => match v["result"]["thread"]["id"].as_str() {
+                Some(tid) => {
+                    self.set_thread(tid, out);
+                    self.phase = Phase::Ready;
+                    self.pump(out);
+                }
+                None => self.fail_start("codex answered thread/start without a thread id", out),
+            },
+            (Req::TurnStart, Some(_)) => {
+                self.turn_active = false;
+                self.interrupting = false;
+                out.push(Action::failed("unknown_error", &format!("codex refused the turn: {message}"), "exhausted"));
+                self.pump(out);
+            }
+            (Req::TurnStart, None) => {
+                if let Some(tid) = v["result"]["turn"]["id"].as_str() {
+                    self.turn_id = Some(tid.to_string());
+                    if std::mem::take(&mut self.interrupt_deferred) {
+                        self.send_interrupt(out);
+                    }
+                }
+            }
+            (Req::TurnInterrupt, Some(_)) => {
+                log(LogLevel::Warn, &format!("codex: turn/interrupt failed: {message}"));
+            }
+            (Req::TurnInterrupt, None) => {}
+        }
+    }
+
+    /// The handshake failed: the queued turn cannot run.
+    fn fail_start(&mut self, message: &str, out: &mut Vec<Action>) {
+        self.phase = Phase::Fresh;
+        self.queue.clear();
+        if std::mem::take(&mut self.turn_active) {
+            out.push(Action::failed("unknown_error", message, "exhausted"));
+        } else {
+            log(LogLevel::Error, message);
+        }
+    }
+
+    fn on_server_request(&mut self, method: &str, rpc_id: Value, p: &Value, out: &mut Vec<Action>) {
+        let (legacy, tool) = match method {
+            "item/commandExecution/requestApproval" => (false, "bash"),
+            "item/fileChange/requestApproval" => (false, "edit"),
+            "execCommandApproval" => (true, "bash"),
+            "applyPatchApproval" => (true, "edit"),
+            _ => {
+                // User-input prompts, dynamic tools, elicitations: Bridle
+                // offers none of them; answer so codex never waits.
+                log(LogLevel::Debug, &format!("codex: server request `{method}` refused"));
+                out.push(Action::write_line(&json!({
+                    "id": rpc_id,
+                    "error": {"code": -32601, "message": format!("`{method}` is not supported by Bridle")},
+                })));
+                return;
+            }
+        };
+        let item_id = p["itemId"].as_str().or(p["callId"].as_str()).unwrap_or_default().to_string();
+        // Unknown item (legacy flow, or no item/started yet): make its event.
+        if !self.items.contains_key(&item_id) {
+            let input = if tool == "bash" {
+                let command = match &p["command"] {
+                    Value::String(s) => unwrap_shell(s),
+                    Value::Array(parts) => parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+                    _ => String::new(),
+                };
+                json!({"command": command})
+            } else {
+                json!({"reason": p["reason"], "changes": p["fileChanges"]})
+            };
+            self.tool_use(&item_id, tool, input, out);
+        }
+        let held = self.held.iter().position(|(id, _)| *id == item_id);
+        match held {
+            Some(pos) => {
+                let (_, mut event) = self.held.remove(pos);
+                event["evaluated_permission"] = json!("ask");
+                let event_id = event["id"].as_str().unwrap_or_default().to_string();
+                out.push(Action::emit_json(&event));
+                self.approvals.insert(event_id, Approval { rpc_id, legacy });
+            }
+            // The agent's policy allows this tool: answer for the user.
+            None => out.push(approval_reply(&rpc_id, legacy, true)),
+        }
+    }
+
+    fn send_interrupt(&mut self, out: &mut Vec<Action>) {
+        if let (Some(thread_id), Some(turn_id)) = (self.thread_id.clone(), self.turn_id.clone()) {
+            out.push(self.request(
+                Req::TurnInterrupt,
+                "turn/interrupt",
+                json!({"threadId": thread_id, "turnId": turn_id}),
+            ));
+        }
+    }
+
+    fn user_message(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let input = turn_input(&event["content"]);
+        if input.is_empty() {
+            return Err("user.message has no text or image content".into());
+        }
+        let mut out = Vec::new();
+        self.queue.push(input);
+        self.turn_active = true;
+        match self.phase {
+            Phase::Fresh => {
+                self.phase = Phase::Starting;
+                out.push(self.request(
+                    Req::Initialize,
+                    "initialize",
+                    json!({"clientInfo": {"name": "bridle", "title": "Bridle", "version": env!("CARGO_PKG_VERSION")}}),
+                ));
+            }
+            Phase::Starting => {}
+            Phase::Ready => self.pump(&mut out),
+        }
+        Ok(out)
+    }
+
+    fn interrupt(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.turn_active {
+            return out;
+        }
+        self.queue.clear();
+        if self.phase != Phase::Ready {
+            // Nothing reached the model yet: the turn just ends.
+            self.turn_active = false;
+            out.push(Action::end_turn());
+            return out;
+        }
+        self.interrupting = true;
+        if self.turn_id.is_some() {
+            self.send_interrupt(&mut out);
+        } else {
+            self.interrupt_deferred = true;
+        }
+        out
+    }
+
+    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
+        let allow = match event["result"].as_str() {
+            Some("allow") => true,
+            Some("deny") => false,
+            other => return Err(format!("user.tool_confirmation result {other:?}")),
+        };
+        let approval =
+            self.approvals.remove(id).ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
+        Ok(vec![approval_reply(&approval.rpc_id, approval.legacy, allow)])
+    }
+}
+
+fn approval_reply(rpc_id: &Value, legacy: bool, allow: bool) -> Action {
+    // `decline` lets the turn go on (the model hears "declined");
+    // `cancel` would abort the turn.
+    let decision = match (legacy, allow) {
+        (false, true) => "accept",
+        (false, false) => "decline",
+        (true, true) => "approved",
+        (true, false) => "denied",
+    };
+    Action::write_line(&json!({"id": rpc_id, "result": {"decision": decision}}))
+}
+
+/// Managed Agents error type of a codex `TurnError`.
+pub fn classify(error: &Value) -> &'static str {
+    let info = &error["codexErrorInfo"];
+    let status = info.as_object().and_then(|o| o.values().next()).and_then(|v| v["httpStatusCode"].as_u64());
+    let name = match info {
+        Value::String(s) => s.as_str(),
+        Value::Object(o) => o.keys().next().map(String::as_str).unwrap_or(""),
+        _ => "",
+    };
+    let text = format!(
+        "{} {}",
+        error["message"].as_str().unwrap_or_default(),
+        error["additionalDetails"].as_str().unwrap_or_default()
+    )
+    .to_ascii_lowercase();
+    if status == Some(429) || name == "usageLimitExceeded" || text.contains("429") {
+        "model_rate_limited_error"
+    } else if status == Some(529) || text.contains("overloaded") {
+        "model_overloaded_error"
+    } else {
+        "model_request_failed_error"
+    }
+}
+
+/// `failed` for a codex `TurnError`: exhausted (the turn is dead, the
+/// session lives) unless the credentials are refused.
+fn failure(error: &Value) -> Action {
+    let message = error["message"].as_str().filter(|s| !s.is_empty()).unwrap_or("codex ended the turn with an error");
+    let message = match error["additionalDetails"].as_str().filter(|s| !s.is_empty()) {
+        Some(d) => format!("{message} ({d})"),
+        None => message.to_string(),
+    };
+    let name = error["codexErrorInfo"].as_str().unwrap_or_default();
+    let (error_type, retry) = match name {
+        "unauthorized" => ("model_request_failed_error", "terminal"),
+        "sandboxError" => ("unknown_error", "exhausted"),
+        _ if error.is_null() => ("unknown_error", "exhausted"),
+        _ => (classify(error), "exhausted"),
+    };
+    Action::failed(error_type, &message, retry)
+}
+
+/// `Reconnecting... 2/5` → (2, 5).
+fn parse_reconnecting(message: &str) -> (Option<u32>, Option<u32>) {
+    let Some(tail) = message.rsplit(' ').next() else {
+        return (None, None);
+    };
+    match tail.split_once('/') {
+        Some((a, b)) => (a.trim().parse().ok(), b.trim().parse().ok()),
+        None => (None, None),
+    }
+}
+
+/// `/bin/bash -lc 'cmd'` → `cmd` (what the model asked for).
+pub fn unwrap_shell(command: &str) -> String {
+    for prefix in ["/bin/bash -lc ", "bash -lc ", "/bin/sh -c ", "sh -c ", "/bin/zsh -lc "] {
+        if let Some(rest) = command.strip_prefix(prefix) {
+            if let Some(inner) = rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+                return inner.replace("'\\''", "'");
+            }
+            if let Some(inner) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                return inner.replace("\\\"", "\"");
+            }
+            return rest.to_string();
+        }
+    }
+    command.to_string()
+}
+
+fn file_change_input(item: &Value) -> (&'static str, Value) {
+    let changes: Vec<Value> = item["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let kind = c["kind"]["type"].as_str().or(c["kind"].as_str()).unwrap_or("update");
+            json!({"path": c["path"], "kind": kind, "diff": c["diff"]})
+        })
+        .collect();
+    let all_new = !changes.is_empty() && changes.iter().all(|c| c["kind"] == "add");
+    let file_path = changes.first().map(|c| c["path"].clone()).unwrap_or(Value::Null);
+    // A patch that only creates files is a `write`; anything else an `edit`.
+    let name = if all_new { "write" } else { "edit" };
+    (name, json!({"file_path": file_path, "changes": changes}))
+}
+
+fn object_or_empty(v: &Value) -> Value {
+    match v {
+        Value::Object(_) => v.clone(),
+        Value::String(s) => {
+            serde_json::from_str::<Value>(s).ok().filter(Value::is_object).unwrap_or_else(|| json!({"arguments": s}))
+        }
+        Value::Null => json!({}),
+        other => json!({"arguments": other}),
+    }
+}
+
+fn text_content(text: &str) -> Vec<Value> {
+    if text.is_empty() { Vec::new() } else { vec![json!({"type": "text", "text": text})] }
+}
+
+/// MCP content block → Managed Agents block.
+fn mcp_block(b: &Value) -> Option<Value> {
+    match b["type"].as_str()? {
+        "text" => Some(json!({"type": "text", "text": b["text"].as_str()?})),
+        "image" => Some(json!({"type": "image", "source": {
+            "type": "base64", "media_type": b["mimeType"].as_str()?, "data": b["data"].as_str()?}})),
+        _ => None,
+    }
+}
+
+/// `user.message` content → codex `UserInput` items.
+fn turn_input(content: &Value) -> Vec<Value> {
+    let blocks: Vec<Value> = match content {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(a) => a.clone(),
+        _ => Vec::new(),
+    };
+    blocks
+        .iter()
+        .filter_map(|b| match b["type"].as_str()? {
+            "text" => Some(json!({"type": "text", "text": b["text"].as_str()?, "text_elements": []})),
+            "image" => {
+                let src = &b["source"];
+                let url = match src["type"].as_str()? {
+                    "url" => src["url"].as_str()?.to_string(),
+                    "base64" => format!("data:{};base64,{}", src["media_type"].as_str()?, src["data"].as_str()?),
+                    _ => return None,
+                };
+                Some(json!({"type": "image", "url": url}))
+            }
+            // Plain-text documents go in as text; other documents have no
+            // codex input form.
+            "document" if b["source"]["type"].as_str() == Some("text") => Some(json!({
+                "type": "text", "text": b["source"]["data"].as_str()?, "text_elements": []})),
+            _ => None,
+        })
+        .collect()
+}
+
+impl HarnessSession for CodexSession {
+    fn new(spec: SessionSpec) -> Self {
+        let policy = ToolPolicy::from_agent(&spec.agent);
+        let provider = provider_for(spec.llm.upstream_base_url.as_deref());
+        let checkpointed = spec.resume.clone();
+        CodexSession {
+            spec,
+            policy,
+            provider,
+            next_id: 0,
+            pending: HashMap::new(),
+            phase: Phase::Fresh,
+            thread_id: None,
+            checkpointed,
+            queue: Vec::new(),
+            turn_active: false,
+            turn_id: None,
+            interrupting: false,
+            interrupt_deferred: false,
+            items: HashMap::new(),
+            held: Vec::new(),
+            approvals: HashMap::new(),
+            thinking_items: Vec::new(),
+            span: None,
+            retrying: false,
+            last_error: None,
+        }
+    }
+
+    fn launch(&mut self) -> Result<LaunchPlan, String> {
+        let model = self.model();
+        if model.is_empty() {
+            return Err("the agent has no model id".into());
+        }
+        if self.spec.llm.base_url.is_empty() {
+            return Err("the session spec has no llm.base_url".into());
+        }
+        let mut mcp_servers = Vec::new();
+        for server in self.spec.agent["mcp_servers"].as_array().into_iter().flatten() {
+            let (Some(name), Some(url)) = (server["name"].as_str(), server["url"].as_str()) else {
+                continue;
+            };
+            let Some(p) = self.policy.mcp.get(name) else {
+                continue;
+            };
+            if p.default.is_none() && p.tools.values().all(Option::is_none) {
+                continue; // every tool of the server is disabled
+            }
+            if p.default == Some(Perm::Ask) || p.tools.values().any(|t| *t == Some(Perm::Ask)) {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "codex: MCP server `{name}`: codex does not ask before MCP calls, always_ask is not enforced"
+                    ),
+                );
+            }
+            mcp_servers.push((name, url));
+        }
+        if !self.policy.custom.is_empty() {
+            log(LogLevel::Warn, "codex: custom tools are not supported by this harness");
+        }
+        let config = ConfigToml {
+            model: &model,
+            base_url: &self.spec.llm.base_url,
+            provider: self.provider,
+            approval_policy: self.approval_policy(),
+            mcp_servers,
+        }
+        .render();
+        let mut config_file = File::new(".bridle/codex/config.toml", config.into_bytes());
+        config_file.mode = 0o600;
+        Ok(LaunchPlan {
+            argv: vec!["codex".into(), "app-server".into()],
+            env: vec![
+                // Threads (rollouts) live in the workspace, so thread/resume
+                // works after the sandbox restarts.
+                ("CODEX_HOME".into(), self.codex_home()),
+                ("RUST_LOG".into(), "warn".into()),
+            ],
+            files: vec![config_file],
+            cwd: Some(self.spec.workspace.clone()),
+        })
+    }
+
+    fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
+        match event["type"].as_str() {
+            Some("user.message") => self.user_message(&event),
+            Some("user.interrupt") => Ok(self.interrupt()),
+            Some("user.tool_confirmation") => self.confirmation(&event),
+            Some("user.custom_tool_result") => Err("the codex harness does not support custom tools".into()),
+            other => Err(format!("the codex harness does not accept {other:?} events")),
+        }
+    }
+
+    fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                let head: String = line.chars().take(120).collect();
+                log(LogLevel::Warn, &format!("codex: non-JSON output skipped: {head}"));
+                return Ok(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        let params = v.get("params").cloned().unwrap_or(Value::Null);
+        // A null id is no request (JSON-RPC reserves it for parse errors).
+        match (v["method"].as_str(), v.get("id").filter(|id| !id.is_null())) {
+            (Some(method), Some(id)) => self.on_server_request(method, id.clone(), &params, &mut out),
+            (Some(method), None) => self.on_notification(method, &params, &mut out),
+            (None, Some(id)) => match id.as_u64() {
+                Some(n) => self.on_response(n, &v, &mut out),
+                None => log(LogLevel::Debug, "codex: response with a foreign id skipped"),
+            },
+            (None, None) => log(LogLevel::Debug, "codex: message without method or id skipped"),
+        }
+        Ok(out)
+    }
+
+    fn on_exit(&mut self, code: Option<i32>) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.phase = Phase::Fresh;
+        self.pending.clear();
+        self.thread_id = None;
+        self.turn_id = None;
+        self.queue.clear();
+        self.approvals.clear();
+        if !std::mem::take(&mut self.turn_active) {
+            return out;
+        }
+        self.close_span(true, None, &mut out);
+        self.release_all_held(&mut out);
+        self.retrying = false;
+        if std::mem::take(&mut self.interrupting) {
+            out.push(Action::end_turn());
+            return out;
+        }
+        let how = match code {
+            Some(c) => format!("with code {c}"),
+            None => "on a signal".to_string(),
+        };
+        out.push(Action::failed(
+            "unknown_error",
+            &format!("codex app-server exited {how} before the turn finished"),
+            "exhausted",
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_unwrapping() {
+        assert_eq!(unwrap_shell("/bin/bash -lc 'touch /w/a'"), "touch /w/a");
+        assert_eq!(unwrap_shell("/bin/bash -lc 'echo '\\''hi'\\'''"), "echo 'hi'");
+        assert_eq!(unwrap_shell("bash -lc \"ls \\\"x\\\"\""), "ls \"x\"");
+        assert_eq!(unwrap_shell("ls -la"), "ls -la");
+    }
+
+    #[test]
+    fn reconnecting_counts() {
+        assert_eq!(parse_reconnecting("Reconnecting... 2/5"), (Some(2), Some(5)));
+        assert_eq!(parse_reconnecting("boom"), (None, None));
+    }
+
+    #[test]
+    fn error_classes() {
+        let e = |v: Value| classify(&v);
+        assert_eq!(
+            e(json!({"codexErrorInfo": {"responseStreamDisconnected": {"httpStatusCode": 429}}})),
+            "model_rate_limited_error"
+        );
+        assert_eq!(e(json!({"codexErrorInfo": "internalServerError"})), "model_request_failed_error");
+        assert_eq!(e(json!({"message": "overloaded"})), "model_overloaded_error");
+        assert_eq!(e(json!(null)), "model_request_failed_error");
+    }
+}

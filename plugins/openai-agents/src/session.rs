@@ -1,0 +1,460 @@
+//! One session of the resident runtime: the messages written to it, and its
+//! messages mapped to Managed Agents events and tool calls.
+
+use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
+use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Perm {
+    Allow,
+    Ask,
+}
+
+/// A tool call the host runs (or the user must confirm first).
+#[derive(Debug, Clone)]
+struct Call {
+    call_id: String,
+    name: String,
+    input: Value,
+}
+
+pub struct AgentsSession {
+    spec: SessionSpec,
+    /// Enabled tools with their policies.
+    tools: Vec<(&'static str, Perm)>,
+    /// Tool-use event id → the runtime's call.
+    calls: HashMap<String, Call>,
+    /// `always_ask` calls waiting for `user.tool_confirmation`.
+    asking: Vec<String>,
+    span: Option<String>,
+    retrying: bool,
+    turn_active: bool,
+    interrupting: bool,
+}
+
+impl AgentsSession {
+    fn model(&self) -> String {
+        if !self.spec.llm.model.is_empty() {
+            return self.spec.llm.model.clone();
+        }
+        let m = &self.spec.agent["model"];
+        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
+    }
+
+    fn perm(&self, tool: &str) -> Option<Perm> {
+        self.tools.iter().find(|(n, _)| *n == tool).map(|(_, p)| *p)
+    }
+
+    /// The runtime's per-session configuration; sent before every input so
+    /// a restarted runtime picks the session up again.
+    fn start_message(&self) -> Value {
+        let resume =
+            self.spec.resume.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()).unwrap_or(Value::Null);
+        json!({
+            "type": "start",
+            "model": self.model(),
+            "base_url": self.spec.llm.base_url,
+            "system": self.spec.agent["system"],
+            "tools": self.tools.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            "max_retries": RETRY_BUDGET,
+            "resume": resume,
+        })
+    }
+
+    fn progress(&mut self, out: &mut Vec<Action>) {
+        if self.retrying {
+            self.retrying = false;
+            out.push(Action::Resumed);
+        }
+    }
+
+    fn close_span(&mut self, is_error: bool, usage: &Value, out: &mut Vec<Action>) {
+        let Some(start) = self.span.take() else {
+            return;
+        };
+        let n = |k: &str| usage[k].as_u64().unwrap_or(0);
+        // Responses counts cached tokens inside input tokens; Managed
+        // Agents counts them apart.
+        let cached = n("cached_tokens");
+        out.push(Action::emit_json(&json!({
+            "type": "span.model_request_end",
+            "model_request_start_id": start,
+            "is_error": is_error,
+            "model_usage": {
+                "input_tokens": n("input_tokens").saturating_sub(cached),
+                "output_tokens": n("output_tokens"),
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": cached,
+            },
+        })));
+    }
+
+    fn end(&mut self, out: &mut Vec<Action>) {
+        self.close_span(true, &Value::Null, out);
+        self.turn_active = false;
+        self.interrupting = false;
+        self.retrying = false;
+        self.asking.clear();
+    }
+
+    fn tool_call_action(id: &str, call: &Call) -> Action {
+        Action::tool_call_json(&json!({"id": id, "name": call.name, "input": call.input}))
+    }
+
+    fn on_tool_call(&mut self, m: &Value, out: &mut Vec<Action>) {
+        self.progress(out);
+        let (Some(call_id), Some(name)) = (m["call_id"].as_str(), m["name"].as_str()) else {
+            log(LogLevel::Warn, "openai-agents: tool_call without call_id or name, skipped");
+            return;
+        };
+        let input = if m["input"].is_object() { m["input"].clone() } else { json!({}) };
+        let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone() };
+        let id = new_event_id();
+        let perm = self.perm(name);
+        let permission = match perm {
+            Some(Perm::Allow) => "allow",
+            Some(Perm::Ask) => "ask",
+            None => "deny",
+        };
+        out.push(Action::emit_json(&json!({
+            "type": "agent.tool_use", "id": id, "name": name, "input": input,
+            "evaluated_permission": permission,
+        })));
+        match perm {
+            Some(Perm::Allow) => out.push(Self::tool_call_action(&id, &call)),
+            Some(Perm::Ask) => self.asking.push(id.clone()),
+            None => {
+                // Not offered to the model, yet called: refuse it.
+                let text = format!("The tool `{name}` is not enabled for this agent.");
+                out.push(Action::emit_json(&json!({
+                    "type": "agent.tool_result", "tool_use_id": id,
+                    "content": [{"type": "text", "text": text}], "is_error": true,
+                })));
+                out.push(Action::write_line(&json!({
+                    "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
+                })));
+                return;
+            }
+        }
+        self.calls.insert(id, call);
+    }
+
+    fn on_retry(&mut self, m: &Value, out: &mut Vec<Action>) {
+        if m["retry"].as_bool() != Some(true) {
+            // A refused retry: the error that follows ends the turn.
+            log(LogLevel::Debug, &format!("openai-agents: retry refused: {}", m["message"]));
+            return;
+        }
+        let status = m["status"].as_u64();
+        let error_type = classify(status, m["code"].as_str().unwrap_or_default());
+        let attempt = m["attempt"].as_u64().unwrap_or(1).max(1);
+        let max = m["max_retries"].as_u64();
+        let delay = m["delay_ms"].as_u64();
+        let cause = match (status, m["network"].as_bool() == Some(true)) {
+            (Some(s), _) => format!("model API returned HTTP {s}"),
+            (None, true) => "model API connection failed".to_string(),
+            (None, false) => "model request failed".to_string(),
+        };
+        let detail = m["message"].as_str().unwrap_or_default();
+        let mut message = format!("{cause}: {detail}; openai-agents retry {attempt}");
+        if let Some(max) = max {
+            message.push_str(&format!(" of {max}"));
+        }
+        self.close_span(true, &Value::Null, out);
+        self.retrying = true;
+        out.push(Action::Retrying(RetryReport {
+            error_type: error_type.to_string(),
+            message,
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+            delay_ms: delay,
+        }));
+    }
+
+    fn on_error(&mut self, m: &Value, out: &mut Vec<Action>) {
+        let message = m["message"].as_str().unwrap_or("the agent run failed");
+        let status = m["status"].as_u64();
+        let kind = m["kind"].as_str().unwrap_or("other");
+        if kind == "busy" || kind == "protocol" {
+            // About one message, not the turn: the runtime is still running.
+            log(LogLevel::Warn, &format!("openai-agents: {message}"));
+            return;
+        }
+        let was_interrupting = self.interrupting;
+        self.end(out);
+        if was_interrupting {
+            out.push(Action::end_turn());
+            return;
+        }
+        let (error_type, retry_status) = match (kind, status) {
+            // Retrying with the same credentials cannot succeed.
+            (_, Some(401 | 403)) => ("model_request_failed_error", "terminal"),
+            ("api", _) => match classify(status, m["code"].as_str().unwrap_or_default()) {
+                "billing_error" => ("billing_error", "terminal"),
+                other => (other, "exhausted"),
+            },
+            ("network", _) => ("model_request_failed_error", "exhausted"),
+            _ => ("unknown_error", "exhausted"),
+        };
+        out.push(Action::failed(error_type, message, retry_status));
+    }
+}
+
+/// Managed Agents error type for a model API failure.
+pub fn classify(status: Option<u64>, code: &str) -> &'static str {
+    let code = code.to_ascii_lowercase();
+    // OpenAI reports an empty balance as 429 `insufficient_quota`.
+    if code.contains("insufficient_quota") || code.contains("billing") {
+        "billing_error"
+    } else if status == Some(429) || code.contains("rate_limit") {
+        "model_rate_limited_error"
+    } else if status == Some(529) || code.contains("overloaded") {
+        "model_overloaded_error"
+    } else {
+        "model_request_failed_error"
+    }
+}
+
+/// `user.message` content → the runtime's content (`text` / `image` url).
+fn input_content(content: &Value) -> Vec<Value> {
+    match content {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| match b["type"].as_str()? {
+                "text" => Some(json!({"type": "text", "text": b["text"].as_str()?})),
+                "image" => {
+                    let src = &b["source"];
+                    let url = match src["type"].as_str()? {
+                        "url" => src["url"].as_str()?.to_string(),
+                        "base64" => format!("data:{};base64,{}", src["media_type"].as_str()?, src["data"].as_str()?),
+                        _ => return None,
+                    };
+                    Some(json!({"type": "image", "url": url}))
+                }
+                "document" if b["source"]["type"].as_str() == Some("text") => {
+                    Some(json!({"type": "text", "text": b["source"]["data"].as_str()?}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Enabled toolset tools and their policies (`agent.tools`); an agent without
+/// a `tools` array gets them all with `always_allow`.
+fn tool_policy(agent: &Value) -> Vec<(&'static str, Perm)> {
+    let Some(tools) = agent["tools"].as_array() else {
+        return TOOLS.iter().map(|t| (*t, Perm::Allow)).collect();
+    };
+    let mut out = Vec::new();
+    for entry in tools {
+        if !entry["type"].as_str().is_some_and(|t| t.starts_with("agent_toolset")) {
+            continue;
+        }
+        let def = &entry["default_config"];
+        let parse = |v: &Value, d: Perm| match v["type"].as_str() {
+            Some("always_ask") => Perm::Ask,
+            Some("always_allow") => Perm::Allow,
+            _ => d,
+        };
+        let def_on = def["enabled"].as_bool().unwrap_or(true);
+        let def_perm = parse(&def["permission_policy"], Perm::Allow);
+        for name in TOOLS {
+            let cfg = entry["configs"].as_array().and_then(|c| c.iter().find(|c| c["name"].as_str() == Some(name)));
+            let (on, perm) = match cfg {
+                Some(c) => (c["enabled"].as_bool().unwrap_or(def_on), parse(&c["permission_policy"], def_perm)),
+                None => (def_on, def_perm),
+            };
+            if on && !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, perm));
+            }
+        }
+    }
+    out
+}
+
+impl HarnessSession for AgentsSession {
+    fn new(spec: SessionSpec) -> Self {
+        let tools = tool_policy(&spec.agent);
+        AgentsSession {
+            spec,
+            tools,
+            calls: HashMap::new(),
+            asking: Vec::new(),
+            span: None,
+            retrying: false,
+            turn_active: false,
+            interrupting: false,
+        }
+    }
+
+    fn launch(&mut self) -> Result<LaunchPlan, String> {
+        if self.model().is_empty() {
+            return Err("the agent has no model id".into());
+        }
+        Ok(LaunchPlan {
+            argv: vec![RUNTIME_PROGRAM.into()],
+            env: vec![("OPENAI_AGENTS_DISABLE_TRACING".into(), "1".into()), ("PYTHONUNBUFFERED".into(), "1".into())],
+            files: Vec::new(),
+            cwd: None,
+        })
+    }
+
+    fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
+        match event["type"].as_str() {
+            Some("user.message") => {
+                let content = input_content(&event["content"]);
+                if content.is_empty() {
+                    return Err("user.message has no text or image content".into());
+                }
+                self.turn_active = true;
+                Ok(vec![
+                    Action::write_line(&self.start_message()),
+                    Action::write_line(&json!({"type": "input", "content": content})),
+                ])
+            }
+            Some("user.interrupt") => {
+                if !self.turn_active {
+                    return Ok(Vec::new());
+                }
+                self.interrupting = true;
+                self.asking.clear();
+                Ok(vec![Action::write_line(&json!({"type": "interrupt"}))])
+            }
+            Some("user.tool_confirmation") => {
+                let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
+                let allow = match event["result"].as_str() {
+                    Some("allow") => true,
+                    Some("deny") => false,
+                    other => return Err(format!("user.tool_confirmation result {other:?}")),
+                };
+                let pos = self
+                    .asking
+                    .iter()
+                    .position(|a| a == id)
+                    .ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
+                self.asking.remove(pos);
+                let Some(call) = self.calls.get(id).cloned() else {
+                    return Err(format!("no tool use {id} is waiting for confirmation"));
+                };
+                if allow {
+                    return Ok(vec![Self::tool_call_action(id, &call)]);
+                }
+                self.calls.remove(id);
+                let text = event["deny_message"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("The user denied this tool call.");
+                Ok(vec![
+                    Action::emit_json(&json!({
+                        "type": "agent.tool_result", "tool_use_id": id,
+                        "content": [{"type": "text", "text": text}], "is_error": true,
+                    })),
+                    Action::write_line(&json!({
+                        "type": "tool_result", "call_id": call.call_id, "output": text, "is_error": true,
+                    })),
+                ])
+            }
+            Some("user.custom_tool_result") => Err("the openai-agents harness does not support custom tools".into()),
+            other => Err(format!("the openai-agents harness does not accept {other:?} events")),
+        }
+    }
+
+    fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
+        let m: Value = match serde_json::from_str(line.trim()) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                let head: String = line.chars().take(120).collect();
+                log(LogLevel::Warn, &format!("openai-agents: non-JSON message skipped: {head}"));
+                return Ok(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        match m["type"].as_str().unwrap_or_default() {
+            "model_request_start" => {
+                self.progress(&mut out);
+                self.close_span(false, &Value::Null, &mut out);
+                let id = new_event_id();
+                out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
+                self.span = Some(id);
+            }
+            "model_request_end" => self.close_span(false, &m["usage"], &mut out),
+            "message" => {
+                self.progress(&mut out);
+                if let Some(text) = m["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(Action::emit_json(&json!({
+                        "type": "agent.message", "content": [{"type": "text", "text": text}],
+                    })));
+                }
+            }
+            "reasoning" => {
+                self.progress(&mut out);
+                out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
+            }
+            "tool_call" => self.on_tool_call(&m, &mut out),
+            "retry" => self.on_retry(&m, &mut out),
+            "checkpoint" => {
+                if m["state"].is_object() {
+                    out.push(Action::Checkpoint(m["state"].to_string()));
+                }
+            }
+            "turn_end" | "interrupted" if self.turn_active => {
+                self.end(&mut out);
+                out.push(Action::end_turn());
+            }
+            "error" => self.on_error(&m, &mut out),
+            "log" => log(LogLevel::Info, &format!("openai-agents runtime: {}", m["message"])),
+            other => log(LogLevel::Debug, &format!("openai-agents: message {other:?} skipped")),
+        }
+        Ok(out)
+    }
+
+    fn on_tool_result(&mut self, result: Value) -> Result<Vec<Action>, String> {
+        let id = result["id"].as_str().ok_or("tool result without id")?;
+        let call = self.calls.remove(id).ok_or_else(|| format!("tool result for unknown call {id}"))?;
+        let text = match &result["content"] {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let is_error = result["is_error"].as_bool().unwrap_or(false);
+        let content = if text.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) };
+        // Interrupted meanwhile: the runtime already gave up on the call.
+        if !self.turn_active {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            Action::emit_json(&json!({
+                "type": "agent.tool_result", "tool_use_id": id, "content": content, "is_error": is_error,
+            })),
+            Action::write_line(&json!({
+                "type": "tool_result", "call_id": call.call_id, "output": text, "is_error": is_error,
+            })),
+        ])
+    }
+
+    fn on_exit(&mut self, code: Option<i32>) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.turn_active {
+            return out;
+        }
+        let interrupted = self.interrupting;
+        self.end(&mut out);
+        self.calls.clear();
+        if interrupted {
+            out.push(Action::end_turn());
+        } else {
+            let how = code.map_or("on a signal".to_string(), |c| format!("with code {c}"));
+            out.push(Action::failed(
+                "unknown_error",
+                &format!("the openai-agents runtime exited {how} during the turn"),
+                "exhausted",
+            ));
+        }
+        out
+    }
+}
