@@ -40,6 +40,40 @@ pub struct Config {
     /// Requests per second allowed per API key (bursts up to one second's
     /// worth); 0 turns rate limiting off.
     pub rate_limit_per_second: u32,
+    /// Where the agent runtimes (Claude Code, codex, the openai-agents
+    /// runtime) are installed by `bridle runtimes install`. Kept outside the
+    /// data dir: sandboxes mount it read-only.
+    pub runtimes_dir: PathBuf,
+    /// Live-session settings.
+    pub sessions: SessionsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Stop an agent runtime after this many seconds without a turn; the
+    /// next message resumes it with its own resume mechanism.
+    pub runtime_idle_secs: u64,
+    /// Seconds a runtime may take to end its turn after `user.interrupt`.
+    pub interrupt_grace_secs: u64,
+    /// First host uid of the range sandboxes run as (one uid per sandbox).
+    pub sandbox_uid_base: u32,
+    /// How many sandboxes may run at once.
+    pub max_sandboxes: u32,
+    /// Release a sandbox idle this many seconds.
+    pub sandbox_idle_secs: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            runtime_idle_secs: 600,
+            interrupt_grace_secs: 15,
+            sandbox_uid_base: 600_000,
+            max_sandboxes: 1000,
+            sandbox_idle_secs: 900,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,6 +120,8 @@ impl Default for Config {
             harnesses,
             log_format: LogFormat::Text,
             rate_limit_per_second: 0,
+            runtimes_dir: PathBuf::from(".bridle-runtimes"),
+            sessions: SessionsConfig::default(),
         }
     }
 }

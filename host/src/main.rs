@@ -122,6 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Inside a sandbox this binary doubles as its init process.
+    bridle_sandbox::init::run_if_init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,6 +1,10 @@
 //! Start-up and shutdown of `bridle serve`.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use bridle_harness::{HarnessConfig, HarnessEntry, HarnessRuntime};
+use bridle_sandbox::{LocalConfig, LocalDriver, SandboxDriver};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -9,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::secrets::SecretBox;
+use crate::session::{RuntimeDirs, Sessions, Timing};
 use crate::store::Store;
 
 /// Create the data dir (0700: it holds the key and the database) and open
@@ -27,18 +32,85 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything the API needs, from config.
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+/// Everything the API needs, from config. With `live`, also the session
+/// host (plugins, sandboxes, runtimes) that runs sessions.
+pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
     let secrets = SecretBox::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
     let limiter = api::auth::limiter(config.rate_limit_per_second);
-    Ok(AppState { store, bus: Arc::new(Bus::default()), secrets, config: Arc::new(config), limiter })
+    let config = Arc::new(config);
+    let bus = Arc::new(Bus::default());
+    let sessions = if live {
+        Some(start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone()).await?)
+    } else {
+        None
+    };
+    Ok(AppState { store, bus, secrets, config, limiter, sessions })
+}
+
+/// The plugin runtime, the sandbox driver and the runtime programs.
+async fn start_sessions(
+    store: Store,
+    bus: Arc<Bus>,
+    secrets: SecretBox,
+    config: Arc<Config>,
+) -> anyhow::Result<Arc<Sessions>> {
+    let harness_config = HarnessConfig {
+        cache_dir: Some(config.data_dir.join("plugin-cache")),
+        harnesses: config
+            .harnesses
+            .iter()
+            .map(|(name, h)| {
+                let plugin = h.plugin.parse().unwrap_or_else(|never| match never {});
+                (name.clone(), HarnessEntry { plugin })
+            })
+            .collect(),
+        ..HarnessConfig::default()
+    };
+    // Compiling components takes a moment (once, then cached): off the reactor.
+    let harness = tokio::task::spawn_blocking(move || HarnessRuntime::new(harness_config))
+        .await
+        .context("plugin loader panicked")?
+        .context("starting the harness plugin runtime")?;
+    for e in harness.registry().errors() {
+        tracing::warn!(error = %e, "harness plugin not available");
+    }
+    let runtimes = runtime_dirs(&config)?;
+    let sc = &config.sessions;
+    let local = LocalConfig {
+        state_dir: config.data_dir.join("sandboxes"),
+        uid_base: sc.sandbox_uid_base,
+        uid_count: sc.max_sandboxes,
+        idle_timeout: Some(Duration::from_secs(sc.sandbox_idle_secs)),
+        extra_ro_binds: vec![(runtimes.host.clone(), runtimes.inside.clone())],
+        ..LocalConfig::default()
+    };
+    let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {
+        Ok(d) => Ok(Arc::new(d)),
+        Err(e) => {
+            tracing::warn!(error = %e, "sandboxes unavailable: sessions will fail until this is fixed");
+            Err(format!("sandboxes are unavailable on this server: {e}"))
+        }
+    };
+    let timing = Timing {
+        runtime_idle: Duration::from_secs(sc.runtime_idle_secs),
+        interrupt_grace: Duration::from_secs(sc.interrupt_grace_secs),
+    };
+    Ok(Sessions::new(store, bus, secrets, config.clone(), Arc::new(harness), sandboxes, runtimes, timing))
+}
+
+/// The runtimes directory: created world-readable so sandboxes can read it.
+fn runtime_dirs(config: &Config) -> anyhow::Result<RuntimeDirs> {
+    let host = &config.runtimes_dir;
+    std::fs::create_dir_all(host).with_context(|| format!("creating runtimes dir {}", host.display()))?;
+    let host = host.canonicalize().with_context(|| format!("resolving {}", host.display()))?;
+    Ok(RuntimeDirs { host, inside: "/opt/bridle/runtimes".into(), programs: Default::default() })
 }
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = build_state(config).await?;
+    let state = build_state(config, true).await?;
     if state.store.count_active_api_keys().await? == 0 {
         let (row, raw) = crate::keys::create_key(&state.store, "initial").await?;
         // Printed once, to the terminal; only the hash is stored.

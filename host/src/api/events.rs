@@ -60,6 +60,7 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("user event did not serialize to an object")))?;
     let stored = st.store.append_events(&id, events, true).await?;
     st.bus.publish(&id, &stored);
+    st.wake(&id);
     let data = stored
         .iter()
         .map(|e| serde_json::from_str::<Value>(&e.body).map_err(|e| ApiError::Internal(e.into())))

@@ -40,9 +40,18 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub config: Arc<Config>,
     pub limiter: Option<Arc<auth::Limiter>>,
+    /// The live-session host; `None` in API-only setups (tests of the API).
+    pub sessions: Option<Arc<crate::session::Sessions>>,
 }
 
 impl AppState {
+    /// New user input was stored for a session: let its runner take it.
+    pub fn wake(&self, session_id: &str) {
+        if let Some(s) = &self.sessions {
+            s.wake(session_id);
+        }
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.config.sse_heartbeat_secs)
     }

@@ -184,6 +184,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
             initial.into_iter().filter_map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value)).collect();
         let stored = st.store.append_events(&session.id, events, true).await?;
         st.bus.publish(&session.id, &stored);
+        st.wake(&session.id);
     }
     Ok(Json(session))
 }

@@ -1,6 +1,136 @@
-//! Live sessions: the state machine of one session and the checks on what
-//! its harness plugin emits. The runner that drives a runtime through a
-//! plugin and a sandbox builds on these.
+//! Live sessions. [`Sessions`] keeps one runner task per session with work
+//! to do; the API wakes it after storing user events. A runner drives the
+//! session's agent runtime through its harness plugin and its sandbox
+//! ([`runner`]), turns plugin facts into status events ([`status`]) and
+//! checks every plugin event before it is stored ([`validate`]).
 
+pub mod runner;
 pub mod status;
 pub mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridle_harness::HarnessRuntime;
+use bridle_sandbox::SandboxDriver;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::secrets::SecretBox;
+use crate::store::Store;
+
+/// Where runtime programs live, on the host and as the sandbox sees them.
+#[derive(Debug, Clone)]
+pub struct RuntimeDirs {
+    /// Host directory bind-mounted read-only into every sandbox.
+    pub host: PathBuf,
+    /// Its path inside the sandbox.
+    pub inside: String,
+    /// Bare program name (`claude`, `codex`) → host path of the executable.
+    pub programs: HashMap<String, PathBuf>,
+}
+
+impl RuntimeDirs {
+    /// The in-sandbox path of a program named in a launch plan.
+    pub fn resolve_inside(&self, program: &str) -> Option<String> {
+        if program.starts_with('/') {
+            return Some(program.to_owned());
+        }
+        let host = self.programs.get(program)?;
+        let rel = host.strip_prefix(&self.host).ok()?;
+        Some(format!("{}/{}", self.inside.trim_end_matches('/'), rel.display()))
+    }
+}
+
+/// Timing of live sessions.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Stop a runtime process (and its sandbox) after this long without a turn.
+    pub runtime_idle: Duration,
+    /// How long a runtime may take to end its turn after `user.interrupt`
+    /// before the host kills it and ends the turn itself.
+    pub interrupt_grace: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { runtime_idle: Duration::from_secs(600), interrupt_grace: Duration::from_secs(15) }
+    }
+}
+
+/// The live-session host: shared by the API (to wake runners) and the runners.
+pub struct Sessions {
+    pub(crate) store: Store,
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) secrets: SecretBox,
+    pub(crate) config: Arc<Config>,
+    pub(crate) harness: Arc<HarnessRuntime>,
+    /// The sandbox driver, or why there is none (e.g. bubblewrap missing);
+    /// sessions then fail with that message instead of the server refusing
+    /// to start.
+    pub(crate) sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+    pub(crate) runtimes: RuntimeDirs,
+    pub(crate) timing: Timing,
+    live: Mutex<HashMap<String, mpsc::UnboundedSender<()>>>,
+}
+
+impl Sessions {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        bus: Arc<Bus>,
+        secrets: SecretBox,
+        config: Arc<Config>,
+        harness: Arc<HarnessRuntime>,
+        sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+        runtimes: RuntimeDirs,
+        timing: Timing,
+    ) -> Arc<Self> {
+        Arc::new(Sessions {
+            store,
+            bus,
+            secrets,
+            config,
+            harness,
+            sandboxes,
+            runtimes,
+            timing,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// There is new user input for `session_id`: make sure a runner takes it.
+    pub fn wake(self: &Arc<Self>, session_id: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = live.get(session_id)
+            && tx.send(()).is_ok()
+        {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(());
+        live.insert(session_id.to_owned(), tx);
+        let span = tracing::info_span!("session", session_id = %session_id);
+        tokio::spawn(runner::run(self.clone(), session_id.to_owned(), rx).instrument(span));
+    }
+
+    /// A runner with nothing to do asks to leave. Refused (false) when a
+    /// wake arrived meanwhile, so no input is stranded.
+    pub(crate) fn leave(&self, session_id: &str, rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if rx.try_recv().is_ok() {
+            return false;
+        }
+        live.remove(session_id);
+        true
+    }
+
+    /// Sessions with a live runner.
+    pub fn live_count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -173,3 +173,17 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 }
+
+impl Store {
+    /// User events after `seq`, oldest first: the runner's input queue.
+    pub async fn user_events_after(&self, session_id: &str, seq: i64) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 AND type LIKE 'user.%' ORDER BY seq LIMIT 100",
+        )
+        .bind(session_id)
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+}

@@ -13,7 +13,7 @@ pub use agents::AgentRow;
 pub use documents::{DocRow, Table};
 pub use events::EventFilter;
 pub use keys::ApiKeyRow;
-pub use sessions::{SessionFilter, SessionRow};
+pub use sessions::{RunnerState, SessionFilter, SessionRow};
 
 use std::str::FromStr;
 

@@ -1,0 +1,393 @@
+//! A loaded plugin (`Plugin`: compiled component + `*Pre`) and one live
+//! session instance (`PluginSession`: its own `Store`).
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceAny};
+
+use crate::bindings::{HostState, v0_1};
+use crate::engine::RuntimeInner;
+use crate::{
+    Action, ApiShape, CredentialPlan, ExecutionModel, File, HarnessError, HarnessInfo, HeaderRule, LaunchPlan,
+    LlmEndpoint, PluginSource, RetryReport, SessionSpec,
+};
+
+use v0_1::bridle::harness::types as wit;
+
+/// A harness plugin ready to serve sessions: compiled once, linked once
+/// (`HarnessPre`), instantiated per session.
+pub struct Plugin {
+    name: Arc<str>,
+    source: PluginSource,
+    info: HarnessInfo,
+    contract: String,
+    sha256: String,
+    pre: v0_1::HarnessPre<HostState>,
+    rt: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("info", &self.info)
+            .field("contract", &self.contract)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Link a compiled component and ask it for its `info()`.
+    pub(crate) fn load(
+        rt: Arc<RuntimeInner>,
+        name: &str,
+        source: PluginSource,
+        component: &Component,
+        sha256: String,
+    ) -> Result<Plugin, HarnessError> {
+        let contract = crate::inspect::check_contract(&rt.engine, component, name)?;
+        let load_err = |e: wasmtime::Error| HarnessError::Load { plugin: name.to_string(), message: format!("{e:#}") };
+        let instance_pre = rt
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| load_err(e.context("it imports something this host does not provide")))?;
+        let pre = v0_1::HarnessPre::new(instance_pre).map_err(load_err)?;
+        let mut plugin = Plugin {
+            name: name.into(),
+            source,
+            info: HarnessInfo {
+                name: String::new(),
+                version: String::new(),
+                execution_model: ExecutionModel::AgentInSandbox,
+                api_shape: ApiShape::AnthropicMessages,
+                description: String::new(),
+            },
+            contract,
+            sha256,
+            pre,
+            rt,
+        };
+        plugin.info = futures::executor::block_on(plugin.call_info())?;
+        Ok(plugin)
+    }
+
+    /// The engine name this plugin is registered under (vault metadata
+    /// `sandbox0.managed_agents.engine`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the plugin declared about itself (read once, at load).
+    pub fn info(&self) -> &HarnessInfo {
+        &self.info
+    }
+
+    pub fn source(&self) -> &PluginSource {
+        &self.source
+    }
+
+    /// The contract version the component exports, e.g. `0.1.0`.
+    pub fn contract_version(&self) -> &str {
+        &self.contract
+    }
+
+    /// Hex SHA-256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Does this endpoint fit the harness's API shape? A rejection is
+    /// `HarnessError::Plugin` carrying the plugin's explanation.
+    pub async fn check_endpoint(&self, llm: &LlmEndpoint) -> Result<(), HarnessError> {
+        let llm = to_wit_endpoint(llm);
+        let verdict =
+            self.oneshot(async |store, h| h.bridle_harness_adapter().call_check_endpoint(store, &llm).await).await?;
+        verdict.map_err(|message| HarnessError::Plugin { plugin: self.name.to_string(), message })
+    }
+
+    /// The credential plan for this endpoint.
+    pub async fn credentials(&self, llm: &LlmEndpoint) -> Result<CredentialPlan, HarnessError> {
+        let llm = to_wit_endpoint(llm);
+        let plan =
+            self.oneshot(async |store, h| h.bridle_harness_adapter().call_credentials(store, &llm).await).await?;
+        Ok(CredentialPlan {
+            env: plan.env,
+            inject: plan
+                .inject
+                .into_iter()
+                .map(|r| HeaderRule { header: r.header, value_template: r.value_template })
+                .collect(),
+        })
+    }
+
+    /// A fresh instance (own `Store`, memory cap, deadlines) for one session
+    /// run. `spec_json` is the session spec (see [`SessionSpec`]).
+    pub async fn new_session(&self, spec_json: &str) -> Result<PluginSession, HarnessError> {
+        let session_id: Option<Arc<str>> = serde_json::from_str::<serde_json::Value>(spec_json)
+            .ok()
+            .and_then(|v| v.get("session_id")?.as_str().map(Arc::from));
+        let mut store = self.rt.new_store(self.name.clone(), session_id.clone());
+        let harness = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
+        let mut session = PluginSession {
+            plugin: self.name.clone(),
+            session_id,
+            store,
+            harness,
+            resource: None,
+            poisoned: None,
+            rt: self.rt.clone(),
+        };
+        let spec = spec_json.to_string();
+        let resource = session
+            .call(async |store, h| h.bridle_harness_adapter().session().call_constructor(store, &spec).await)
+            .await?;
+        session.resource = Some(resource);
+        Ok(session)
+    }
+
+    /// [`Plugin::new_session`] from a typed spec.
+    pub async fn new_session_with(&self, spec: &SessionSpec) -> Result<PluginSession, HarnessError> {
+        let json = serde_json::to_string(spec).expect("a SessionSpec always serializes");
+        self.new_session(&json).await
+    }
+
+    /// Benchmark hook: a `Store` plus `instantiate_pre`, nothing else.
+    #[doc(hidden)]
+    pub async fn bench_instantiate(&self) -> Result<(), HarnessError> {
+        let mut store = self.rt.new_store(self.name.clone(), None);
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
+        Ok(())
+    }
+
+    async fn call_info(&self) -> Result<HarnessInfo, HarnessError> {
+        let info = self.oneshot(async |store, h| h.bridle_harness_adapter().call_info(store).await).await?;
+        Ok(HarnessInfo {
+            name: info.name,
+            version: info.version,
+            execution_model: match info.execution_model {
+                wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
+                wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
+            },
+            api_shape: match info.api_shape {
+                wit::ApiShape::AnthropicMessages => ApiShape::AnthropicMessages,
+                wit::ApiShape::OpenaiCompatible => ApiShape::OpenaiCompatible,
+                wit::ApiShape::OpenaiResponses => ApiShape::OpenaiResponses,
+            },
+            description: info.description,
+        })
+    }
+
+    /// Plugin-level calls get a throwaway instance: the contract makes them
+    /// stateless, and a fault cannot leak into a session.
+    async fn oneshot<R>(
+        &self,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
+    ) -> Result<R, HarnessError> {
+        let mut store = self.rt.new_store(self.name.clone(), None);
+        let harness = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
+        match f(&mut store, &harness).await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(classify(&self.name, &self.rt, &store, e)),
+        }
+    }
+}
+
+/// One session's plugin instance. Calls are serialized by `&mut self`; the
+/// futures are `Send`, so the session runner can hold this in a tokio task.
+///
+/// After a fault (trap, time-out, memory) the instance is poisoned: every
+/// later call returns [`HarnessError::Poisoned`] without entering wasm.
+pub struct PluginSession {
+    plugin: Arc<str>,
+    session_id: Option<Arc<str>>,
+    store: Store<HostState>,
+    harness: v0_1::Harness,
+    resource: Option<ResourceAny>,
+    poisoned: Option<String>,
+    rt: Arc<RuntimeInner>,
+}
+
+impl PluginSession {
+    /// The engine name of the plugin behind this session.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// Set once a call faulted; the instance accepts no more calls.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// How to start the runtime.
+    pub async fn launch(&mut self) -> Result<LaunchPlan, HarnessError> {
+        let res = self.resource()?;
+        let plan =
+            self.call(async |store, h| h.bridle_harness_adapter().session().call_launch(store, res).await).await?;
+        let plan = self.guest_result(plan)?;
+        Ok(LaunchPlan {
+            argv: plan.argv,
+            env: plan.env,
+            files: plan.files.into_iter().map(|f| File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
+            cwd: plan.cwd,
+        })
+    }
+
+    /// A user event as JSON (with its `id`).
+    pub async fn on_input(&mut self, event_json: &str) -> Result<Vec<Action>, HarnessError> {
+        let res = self.resource()?;
+        let out = self
+            .call(async |store, h| h.bridle_harness_adapter().session().call_on_input(store, res, event_json).await)
+            .await?;
+        self.guest_result(out).map(actions)
+    }
+
+    /// One runtime stdout line, without the newline.
+    pub async fn on_output(&mut self, line: &str) -> Result<Vec<Action>, HarnessError> {
+        let res = self.resource()?;
+        let out = self
+            .call(async |store, h| h.bridle_harness_adapter().session().call_on_output(store, res, line).await)
+            .await?;
+        self.guest_result(out).map(actions)
+    }
+
+    /// Sandbox-as-tool: the result of a `tool-call` action, as JSON.
+    pub async fn on_tool_result(&mut self, result_json: &str) -> Result<Vec<Action>, HarnessError> {
+        let res = self.resource()?;
+        let out = self
+            .call(async |store, h| {
+                h.bridle_harness_adapter().session().call_on_tool_result(store, res, result_json).await
+            })
+            .await?;
+        self.guest_result(out).map(actions)
+    }
+
+    /// The runtime exited (`None`: killed by a signal).
+    pub async fn on_exit(&mut self, code: Option<i32>) -> Result<Vec<Action>, HarnessError> {
+        let res = self.resource()?;
+        let out = self
+            .call(async |store, h| h.bridle_harness_adapter().session().call_on_exit(store, res, code).await)
+            .await?;
+        Ok(actions(out))
+    }
+
+    fn resource(&self) -> Result<ResourceAny, HarnessError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(HarnessError::Poisoned { plugin: self.plugin.to_string(), cause: cause.clone() });
+        }
+        self.resource.ok_or_else(|| HarnessError::Poisoned {
+            plugin: self.plugin.to_string(),
+            cause: "the session constructor did not complete".into(),
+        })
+    }
+
+    fn guest_result<T>(&self, r: Result<T, String>) -> Result<T, HarnessError> {
+        r.map_err(|message| HarnessError::Plugin { plugin: self.plugin.to_string(), message })
+    }
+
+    /// Enter the instance with a fresh per-call deadline; classify and
+    /// remember any fault.
+    async fn call<R>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
+    ) -> Result<R, HarnessError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(HarnessError::Poisoned { plugin: self.plugin.to_string(), cause: cause.clone() });
+        }
+        let state = self.store.data_mut();
+        state.ticks_left = self.rt.limits.call_ticks();
+        state.timed_out = false;
+        state.stderr.clear();
+        self.store.set_epoch_deadline(1);
+        match f(&mut self.store, &self.harness).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let err = classify(&self.plugin, &self.rt, &self.store, e);
+                self.poisoned = Some(err.to_string());
+                Err(err)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PluginSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSession")
+            .field("plugin", &self.plugin)
+            .field("session_id", &self.session_id)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turn a wasmtime error from a call into the typed fault, and log it with
+/// the full backtrace (the typed error keeps the short form).
+fn classify(plugin: &str, rt: &RuntimeInner, store: &Store<HostState>, e: wasmtime::Error) -> HarnessError {
+    let state = store.data();
+    let session_id = state.session_id.as_deref().unwrap_or("");
+    tracing::error!(plugin, session_id, "harness plugin fault: {e:?}");
+    if state.timed_out {
+        return HarnessError::Timeout { plugin: plugin.to_string(), limit: rt.limits.call_timeout() };
+    }
+    if state.limiter.exceeded {
+        return HarnessError::MemoryExceeded { plugin: plugin.to_string(), limit_bytes: rt.limits.memory_bytes };
+    }
+    let mut message = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}"),
+    };
+    let stderr = state.stderr.text();
+    if !stderr.is_empty() {
+        message.push_str(&format!("; plugin stderr: {stderr}"));
+    }
+    HarnessError::Trap { plugin: plugin.to_string(), message }
+}
+
+fn classify_instantiate(plugin: &str, rt: &RuntimeInner, store: &Store<HostState>, e: wasmtime::Error) -> HarnessError {
+    let state = store.data();
+    if state.timed_out || state.limiter.exceeded || e.downcast_ref::<wasmtime::Trap>().is_some() {
+        return classify(plugin, rt, store, e);
+    }
+    HarnessError::Instantiate { plugin: plugin.to_string(), message: format!("{e:#}") }
+}
+
+fn to_wit_endpoint(llm: &LlmEndpoint) -> wit::LlmEndpoint {
+    wit::LlmEndpoint { base_url: llm.base_url.clone(), model: llm.model.clone() }
+}
+
+fn actions(list: Vec<wit::Action>) -> Vec<Action> {
+    list.into_iter()
+        .map(|a| match a {
+            wit::Action::Emit(s) => Action::Emit(s),
+            wit::Action::Write(b) => Action::Write(b),
+            wit::Action::Retrying(r) => Action::Retrying(RetryReport {
+                error_type: r.error_type,
+                message: r.message,
+                attempt: r.attempt,
+                max_attempts: r.max_attempts,
+                delay_ms: r.delay_ms,
+            }),
+            wit::Action::Resumed => Action::Resumed,
+            wit::Action::ToolCall(s) => Action::ToolCall(s),
+            wit::Action::Checkpoint(s) => Action::Checkpoint(s),
+            wit::Action::TurnEnded(s) => Action::TurnEnded(s),
+            wit::Action::Failed(s) => Action::Failed(s),
+        })
+        .collect()
+}

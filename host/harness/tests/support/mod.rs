@@ -1,0 +1,84 @@
+//! Test support: builds the wasm fixtures once per test binary.
+//!
+//! Fixtures are built here rather than in build.rs so ordinary builds never
+//! pay for them. The nested cargo uses `target/plugins-wasm` (the same dir
+//! as build.rs's builtins, sharing compiled dependencies) and a scrubbed
+//! environment, like build.rs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use bridle_harness::{HarnessConfig, HarnessRuntime, Limits, PluginSource};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn target_dir() -> PathBuf {
+    repo_root().join("target/plugins-wasm")
+}
+
+fn cargo_wasm(args: &[&str]) {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(repo_root())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().expect("running cargo for the wasm fixtures");
+    assert!(out.status.success(), "building wasm fixtures failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn wasm_file(crate_name: &str) -> PathBuf {
+    target_dir().join("wasm32-wasip2/release").join(format!("{crate_name}.wasm"))
+}
+
+pub struct Fixtures {
+    pub faulty: PathBuf,
+    pub wrong_version: PathBuf,
+}
+
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        cargo_wasm(&["-p", "bridle-harness-fixture-faulty", "-p", "bridle-harness-fixture-wrong-version"]);
+        Fixtures {
+            faulty: wasm_file("bridle_harness_fixture_faulty"),
+            wrong_version: wasm_file("bridle_harness_fixture_wrong_version"),
+        }
+    })
+}
+
+/// examples/harness-template, built the way a third-party author would.
+pub fn template() -> &'static Path {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let manifest = repo_root().join("examples/harness-template/Cargo.toml");
+        cargo_wasm(&["--manifest-path", manifest.to_str().unwrap()]);
+        wasm_file("harness_template")
+    })
+}
+
+/// A runtime with only the given engines (no builtins) and short limits.
+pub fn runtime(plugins: &[(&str, PluginSource)]) -> HarnessRuntime {
+    let mut config = HarnessConfig {
+        harnesses: Default::default(),
+        limits: Limits { memory_bytes: 32 << 20, call_timeout_ms: 300, ..Limits::default() },
+        ..HarnessConfig::default()
+    };
+    for (engine, source) in plugins {
+        config = config.with_plugin(*engine, source.clone());
+    }
+    HarnessRuntime::new(config).expect("runtime starts")
+}
+
+pub const SPEC: &str = r#"{"session_id":"sesn_test","agent":{"name":"a","model":"m"},"workspace":"/workspace","resume":null,"llm":{"base_url":"http://127.0.0.1:9/llm","upstream_base_url":null,"model":"m"},"resident":false}"#;

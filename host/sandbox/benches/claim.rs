@@ -1,0 +1,153 @@
+//! claim → first exec (`true`) → release, beside plain process spawn and
+//! Anthropic's sandbox runtime (`srt true`), in one run. Prints min, median
+//! and p99 per variant. Needs root and bubblewrap (like the tests).
+//!
+//! cargo bench -p bridle-sandbox --bench claim
+//! (BENCH_ITERS=N, SRT_ITERS=N, SRT_BIN=/path/to/srt)
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, Sandbox, SandboxSpec};
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    if v.is_empty() {
+        println!("{name:<48} (skipped)");
+        return;
+    }
+    v.sort();
+    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{name:<48} n={:<4} min {:>8.2} ms   median {:>8.2} ms   p99 {:>8.2} ms",
+        v.len(),
+        ms(v[0]),
+        ms(pct(0.5)),
+        ms(pct(0.99))
+    );
+}
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn find_srt() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SRT_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("/tmp/srt/node_modules/.bin/srt");
+    if local.exists() {
+        return Some(local);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("srt"))
+        .find(|p| p.exists())
+}
+
+async fn bridle_cycle(
+    d: &LocalDriver,
+    i: usize,
+) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let t0 = Instant::now();
+    let sbx = d.claim_local(SandboxSpec::new(format!("bench{}", i % 4))).await?;
+    let t_claim = t0.elapsed();
+    let child = sbx.exec(ExecRequest::new(["true"])).await?;
+    let st = child.wait().await;
+    anyhow::ensure!(st.success(), "true failed: {st}");
+    let t_exec = t0.elapsed();
+    sbx.release().await?;
+    Ok((t_claim, t_exec, t0.elapsed()))
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; ignore arguments.
+    let iters = env_usize("BENCH_ITERS", 200);
+    let srt_iters = env_usize("SRT_ITERS", 20);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let tmp = tempfile::tempdir()?;
+        let make = |cg: bool, sub: &str, base: u32| {
+            LocalDriver::new(LocalConfig {
+                state_dir: tmp.path().join(sub),
+                init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
+                uid_base: base,
+                uid_count: 16,
+                idle_timeout: None,
+                cgroups: cg,
+                ..LocalConfig::default()
+            })
+        };
+        let d = make(true, "cg", 680_000)?;
+        let d_nocg = make(false, "nocg", 680_100)?;
+        println!(
+            "claim -> exec `true` -> release; {iters} iterations (after 10 warm-up), {} cores",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        );
+
+        let mut spawn = Vec::new();
+        for i in 0..iters + 10 {
+            let t0 = Instant::now();
+            let st = tokio::process::Command::new("true").status().await?;
+            anyhow::ensure!(st.success());
+            if i >= 10 {
+                spawn.push(t0.elapsed());
+            }
+        }
+
+        let mut run = |d: LocalDriver| async move {
+            let (mut claim, mut exec, mut full) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..iters + 10 {
+                let (c, e, f) = bridle_cycle(&d, i).await?;
+                if i >= 10 {
+                    claim.push(c);
+                    exec.push(e);
+                    full.push(f);
+                }
+            }
+            anyhow::Ok((claim, exec, full))
+        };
+        let (claim, exec, full) = run(d.clone()).await?;
+        let (claim_n, exec_n, full_n) = run(d_nocg.clone()).await?;
+
+        let mut srt = Vec::new();
+        let srt_bin = find_srt();
+        if let Some(bin) = &srt_bin {
+            for i in 0..srt_iters + 2 {
+                let t0 = Instant::now();
+                let out = tokio::process::Command::new(bin).arg("true").output().await?;
+                if !out.status.success() {
+                    println!(
+                        "srt failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    srt.clear();
+                    break;
+                }
+                if i >= 2 {
+                    srt.push(t0.elapsed());
+                }
+            }
+        }
+
+        stats("plain spawn `true` (tokio::process)", spawn);
+        stats("bridle claim (cgroups)", claim);
+        stats("bridle claim + exec `true` (cgroups)", exec);
+        stats("bridle claim + exec + release (cgroups)", full);
+        stats("bridle claim (rlimits only)", claim_n);
+        stats("bridle claim + exec `true` (rlimits only)", exec_n);
+        stats("bridle claim + exec + release (rlimits only)", full_n);
+        stats(
+            &format!(
+                "srt true ({})",
+                srt_bin
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "srt not found".into())
+            ),
+            srt,
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,181 @@
+//! The driver abstraction: a [`SandboxDriver`] claims [`Sandbox`]es, a sandbox
+//! runs processes ([`ExecChild`]) with piped stdio. The local driver implements it
+//! with bubblewrap; a Kubernetes driver (a pod per sandbox, exec through the API
+//! server, the egress gateway as a sidecar) fits the same shape.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+use crate::spec::{EgressStats, ExecRequest, ExitStatus, SandboxSpec};
+
+pub type BoxedWrite = Pin<Box<dyn AsyncWrite + Send>>;
+pub type BoxedRead = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Claims and resumes sandboxes; owns workspaces.
+#[async_trait]
+pub trait SandboxDriver: Send + Sync {
+    /// A short name for logs (`"local"`).
+    fn name(&self) -> &'static str;
+
+    /// Start a sandbox for `spec.session_id`. Its workspace is created when
+    /// missing and reused when present, so claiming again after a stop, a release
+    /// or an idle release resumes on the same `/workspace`.
+    async fn claim(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>>;
+
+    /// Like [`claim`](Self::claim), but fails when the session has no workspace yet.
+    async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>>;
+
+    /// Whether the session has a workspace.
+    async fn workspace_exists(&self, session_id: &str) -> Result<bool>;
+
+    /// Delete the session's workspace (session deleted). Releases its sandbox first.
+    async fn delete_workspace(&self, session_id: &str) -> Result<()>;
+}
+
+/// A running sandbox. All methods take `&self`; the handle is shared.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Unique id of this sandbox instance (`sbx_…`).
+    fn id(&self) -> &str;
+    /// The session whose workspace is mounted.
+    fn session_id(&self) -> &str;
+    /// The model route as the sandbox reaches it (`http://127.0.0.1:PORT/llm`):
+    /// give it to the runtime as its base URL (`ANTHROPIC_BASE_URL`,
+    /// `OPENAI_BASE_URL`, Codex `openai_base_url`).
+    fn llm_base_url_inside(&self) -> String;
+    /// The HTTP proxy as the sandbox reaches it (`http://127.0.0.1:PORT`).
+    fn proxy_url_inside(&self) -> String;
+    /// The workspace path inside the sandbox (`/workspace`).
+    fn workspace_inside(&self) -> &str {
+        "/workspace"
+    }
+    /// Egress counters so far.
+    fn egress_stats(&self) -> EgressStats;
+    /// False once stopped or released.
+    fn is_running(&self) -> bool;
+
+    /// Start a process with piped stdin/stdout/stderr. A running exec keeps the
+    /// sandbox from idling out unless [`ExecRequest::resident`] is set.
+    async fn exec(&self, request: ExecRequest) -> Result<ExecChild>;
+    /// Keep the sandbox from idling out while the guard lives (a tool call in
+    /// flight, a turn in progress).
+    fn busy(&self) -> BusyGuard {
+        BusyGuard::noop()
+    }
+    /// Kill every process of the sandbox; the workspace stays. The handle is then
+    /// gone: claim again to resume.
+    async fn stop(&self) -> Result<()>;
+    /// Kill the whole process tree and free everything but the workspace
+    /// (uid, cgroups, gateway socket).
+    async fn release(&self) -> Result<()>;
+}
+
+/// Returned by [`Sandbox::busy`]; runs its release action on drop.
+pub struct BusyGuard(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl BusyGuard {
+    pub fn noop() -> Self {
+        Self(None)
+    }
+    pub fn new(on_drop: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(on_drop)))
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// Waiting for and killing one exec.
+#[async_trait]
+pub trait ExecControl: Send + Sync {
+    /// The process id inside the sandbox, when the driver knows it.
+    fn pid(&self) -> Option<i32>;
+    /// Wait for the process to end. Later calls return the same status.
+    async fn wait(&self) -> ExitStatus;
+    /// SIGKILL the process and its process group.
+    async fn kill(&self) -> Result<()>;
+}
+
+/// A process running in a sandbox.
+pub struct ExecChild {
+    pub stdin: Option<BoxedWrite>,
+    pub stdout: Option<BoxedRead>,
+    pub stderr: Option<BoxedRead>,
+    pub control: Arc<dyn ExecControl>,
+}
+
+impl ExecChild {
+    pub fn pid(&self) -> Option<i32> {
+        self.control.pid()
+    }
+    pub async fn wait(&self) -> ExitStatus {
+        self.control.wait().await
+    }
+    pub async fn kill(&self) -> Result<()> {
+        self.control.kill().await
+    }
+
+    /// Close stdin, collect stdout and stderr (each capped at `max_bytes`, the
+    /// rest counted and dropped), and wait.
+    pub async fn output(mut self, max_bytes: usize) -> Output {
+        use tokio::io::AsyncReadExt;
+        drop(self.stdin.take());
+        async fn collect(r: Option<BoxedRead>, max: usize) -> (Vec<u8>, u64) {
+            let mut buf = Vec::new();
+            let mut dropped = 0u64;
+            if let Some(mut r) = r {
+                let mut chunk = vec![0u8; 16 * 1024];
+                loop {
+                    match r.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let room = max.saturating_sub(buf.len());
+                            let take = room.min(n);
+                            buf.extend_from_slice(&chunk[..take]);
+                            dropped += (n - take) as u64;
+                        }
+                    }
+                }
+            }
+            (buf, dropped)
+        }
+        let (out, err) = tokio::join!(
+            collect(self.stdout.take(), max_bytes),
+            collect(self.stderr.take(), max_bytes)
+        );
+        let status = self.control.wait().await;
+        Output {
+            status,
+            stdout: out.0,
+            stderr: err.0,
+            truncated_bytes: out.1 + err.1,
+        }
+    }
+}
+
+/// Collected result of [`ExecChild::output`].
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated_bytes: u64,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}

@@ -1,0 +1,236 @@
+//! The in-sandbox init (`bridle-sandbox-init`), started by bubblewrap as the
+//! sandbox's first process (bwrap's own reaper is PID 1). It
+//!
+//! 1. closes every inherited descriptor but the control socket,
+//! 2. listens on `127.0.0.1:PORT` (and `[::1]:PORT`) and relays each connection
+//!    to the egress gateway's unix socket at `/run/bridle/gw.sock`,
+//! 3. tells the host it is ready, then starts processes on request (stdio
+//!    passed over the control socket), reports their exit and signals their
+//!    process groups.
+//!
+//! It exits when the host closes the control socket, which ends the sandbox.
+//!
+//! The same code runs from the dedicated binary or from any binary that calls
+//! [`run_if_init`] first thing in `main` (so `bridle` itself can serve as init).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpListener, UnixStream};
+
+use crate::proto::{Channel, FromInit, ToInit};
+
+/// The first argument that selects init mode.
+pub const INIT_ARG: &str = "__bridle-sandbox-init";
+
+static MULTICALL: AtomicBool = AtomicBool::new(false);
+
+/// Call first thing in `main`: when this process was started as a sandbox init
+/// it runs the init and exits; otherwise it returns at once and records that
+/// the current executable can serve as init (the local driver then uses it
+/// when no `bridle-sandbox-init` binary is configured or found).
+pub fn run_if_init() {
+    MULTICALL.store(true, Ordering::SeqCst);
+    let mut args = std::env::args();
+    let _argv0 = args.next();
+    if args.next().as_deref() == Some(INIT_ARG) {
+        let rest: Vec<String> = args.collect();
+        std::process::exit(main_with_args(&rest));
+    }
+}
+
+/// Whether [`run_if_init`] was called in this process.
+pub fn multicall_registered() -> bool {
+    MULTICALL.load(Ordering::SeqCst)
+}
+
+/// Entry point of the dedicated binary.
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match args.first() {
+        Some(a) if a == INIT_ARG => args[1..].to_vec(),
+        _ => args,
+    };
+    main_with_args(&args)
+}
+
+struct Opts {
+    control_fd: RawFd,
+    port: u16,
+    gateway: String,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Opts> {
+    let mut control_fd = None;
+    let mut port = None;
+    let mut gateway = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().with_context(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--control-fd" => control_fd = Some(v.parse().context("--control-fd")?),
+            "--port" => port = Some(v.parse().context("--port")?),
+            "--gateway" => gateway = Some(v.clone()),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Opts {
+        control_fd: control_fd.context("--control-fd is required")?,
+        port: port.context("--port is required")?,
+        gateway: gateway.context("--gateway is required")?,
+    })
+}
+
+fn main_with_args(args: &[String]) -> i32 {
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: {e:#}");
+            return 2;
+        }
+    };
+    close_other_fds(opts.control_fd);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(serve(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: {e:#}");
+            1
+        }
+    }
+}
+
+/// Close every descriptor above 2 except `keep` (bwrap leaves the bind-fd
+/// sources open; a directory fd from outside the mount namespace must never
+/// reach sandboxed code), and mark `keep` close-on-exec.
+fn close_other_fds(keep: RawFd) {
+    // SAFETY: plain syscalls on descriptor numbers; nothing in this process owns
+    // the descriptors being closed (the runtime has not started yet).
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        libc::fcntl(keep, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
+async fn serve(opts: Opts) -> anyhow::Result<()> {
+    // SAFETY: the host passed this descriptor to us and nothing else owns it.
+    let control = unsafe { OwnedFd::from_raw_fd(opts.control_fd) };
+    let chan = Arc::new(Channel::new(control)?);
+
+    let v4 = TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .with_context(|| format!("listen on 127.0.0.1:{}", opts.port))?;
+    tokio::spawn(relay(v4, opts.gateway.clone()));
+    if let Ok(v6) = TcpListener::bind(("::1", opts.port)).await {
+        tokio::spawn(relay(v6, opts.gateway.clone()));
+    }
+    chan.send(&FromInit::Ready, &[]).await?;
+
+    let mut groups: HashMap<u64, i32> = HashMap::new();
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    loop {
+        tokio::select! {
+            msg = chan.recv::<ToInit>() => {
+                let Some((msg, fds)) = msg? else { return Ok(()) };
+                match msg {
+                    ToInit::Exec { id, argv, env, cwd } => {
+                        match spawn(&argv, &env, cwd.as_deref(), fds) {
+                            Ok(mut child) => {
+                                let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+                                groups.insert(id, pid);
+                                chan.send(&FromInit::Started { id, pid }, &[]).await?;
+                                let chan = chan.clone();
+                                let exited_tx = exited_tx.clone();
+                                tokio::spawn(async move {
+                                    let (code, signal) = match child.wait().await {
+                                        Ok(st) => (st.code(), st.signal()),
+                                        Err(_) => (None, Some(libc::SIGKILL)),
+                                    };
+                                    let _ = exited_tx.send(id);
+                                    let _ = chan.send(&FromInit::Exited { id, code, signal }, &[]).await;
+                                });
+                            }
+                            Err(e) => {
+                                chan.send(&FromInit::Failed { id, error: format!("{e:#}") }, &[]).await?;
+                            }
+                        }
+                    }
+                    ToInit::Signal { id, signal } => {
+                        if let Some(pid) = groups.get(&id).copied().filter(|p| *p > 0) {
+                            // SAFETY: kill(2) on a process group we created.
+                            unsafe {
+                                libc::kill(-pid, signal);
+                                libc::kill(pid, signal);
+                            }
+                        }
+                    }
+                }
+            }
+            Some(id) = exited_rx.recv() => {
+                groups.remove(&id);
+            }
+        }
+    }
+}
+
+fn spawn(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    fds: Vec<OwnedFd>,
+) -> anyhow::Result<tokio::process::Child> {
+    let Some(prog) = argv.first() else {
+        bail!("empty argv");
+    };
+    let mut fds = fds.into_iter();
+    let (Some(stdin), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
+        bail!("exec request without its three stdio descriptors");
+    };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(cwd.unwrap_or("/workspace"))
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.spawn().with_context(|| format!("cannot run {prog}"))
+}
+
+async fn relay(listener: TcpListener, gateway: String) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            if let Ok(mut up) = UnixStream::connect(&gateway).await {
+                let _ = tcp.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+            }
+        });
+    }
+}
+
+#[allow(dead_code)]
+fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,26 @@
+//! Bridle's sandboxes.
+//!
+//! * [`SandboxDriver`] / [`Sandbox`] / [`ExecChild`]: the driver abstraction.
+//! * [`LocalDriver`]: one machine, bubblewrap, one unprivileged host uid per
+//!   sandbox, cgroups or rlimits, seccomp, an in-sandbox init ([`init`]).
+//! * [`egress`]: the host-side gateway (HTTP proxy with the environment's
+//!   network policy, and the model route that adds the vault credential).
+//! * [`tools`]: sandbox-as-tool (bash/read/write/edit/glob/grep).
+
+pub mod driver;
+pub mod egress;
+pub mod error;
+pub mod init;
+pub mod local;
+pub mod proto;
+pub mod seccomp;
+pub mod spec;
+pub mod tools;
+
+pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Output, Sandbox, SandboxDriver};
+pub use error::{Result, SandboxError};
+pub use local::{Doctor, LocalConfig, LocalDriver};
+pub use spec::{
+    EgressPolicy, EgressStats, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute,
+    Networking, SandboxSpec, Secret,
+};

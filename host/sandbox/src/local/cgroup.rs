@@ -1,0 +1,211 @@
+//! Per-sandbox cgroups (memory + pids), v1 (separate hierarchies) or v2
+//! (unified), when the server may create them (root, writable cgroupfs).
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where the `bridle` parent cgroups live.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub version: Version,
+    /// v1: `[pids parent, memory parent]`; v2: `[parent]`.
+    parents: Vec<PathBuf>,
+}
+
+/// The cgroup(s) of one sandbox.
+#[derive(Debug)]
+pub struct SandboxCgroup {
+    version: Version,
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each dir, prepared for the pre-exec hook.
+    pub procs: Vec<CString>,
+    pids_dir: PathBuf,
+    memory_dir: PathBuf,
+}
+
+impl Cgroups {
+    /// Find a usable hierarchy and create the `bridle` parent(s). `None` when
+    /// cgroups cannot be managed here (then rlimits alone apply).
+    pub fn detect() -> Option<Cgroups> {
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() {
+            let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+            if !(controllers.contains("pids") && controllers.contains("memory")) {
+                return None;
+            }
+            let parent = root.join("bridle");
+            std::fs::create_dir_all(&parent).ok()?;
+            // Delegate pids+memory to children of the root and of `bridle`.
+            std::fs::write(root.join("cgroup.subtree_control"), "+pids +memory").ok()?;
+            std::fs::write(parent.join("cgroup.subtree_control"), "+pids +memory").ok()?;
+            return Some(Cgroups {
+                version: Version::V2,
+                parents: vec![parent],
+            });
+        }
+        let pids = root.join("pids");
+        let memory = root.join("memory");
+        if pids.join("cgroup.procs").exists() && memory.join("cgroup.procs").exists() {
+            let pp = pids.join("bridle");
+            let mp = memory.join("bridle");
+            std::fs::create_dir_all(&pp).ok()?;
+            std::fs::create_dir_all(&mp).ok()?;
+            // Hierarchical accounting so the sandbox's limit covers its children.
+            let _ = std::fs::write(mp.join("memory.use_hierarchy"), "1");
+            return Some(Cgroups {
+                version: Version::V1,
+                parents: vec![pp, mp],
+            });
+        }
+        None
+    }
+
+    pub fn describe(&self) -> String {
+        let dirs: Vec<String> = self.parents.iter().map(|p| p.display().to_string()).collect();
+        format!("cgroup {:?} at {}", self.version, dirs.join(", "))
+    }
+
+    /// Create the sandbox's cgroup(s) with the given limits.
+    pub fn create(
+        &self,
+        name: &str,
+        memory: Option<u64>,
+        pids: Option<u64>,
+    ) -> anyhow::Result<SandboxCgroup> {
+        let dirs: Vec<PathBuf> = self.parents.iter().map(|p| p.join(name)).collect();
+        for d in &dirs {
+            std::fs::create_dir(d).with_context(|| format!("create cgroup {}", d.display()))?;
+        }
+        let (pids_dir, memory_dir) = match self.version {
+            Version::V1 => (dirs[0].clone(), dirs[1].clone()),
+            Version::V2 => (dirs[0].clone(), dirs[0].clone()),
+        };
+        let cg = SandboxCgroup {
+            version: self.version,
+            procs: dirs
+                .iter()
+                .map(|d| {
+                    CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                        .context("cgroup path")
+                })
+                .collect::<anyhow::Result<_>>()?,
+            dirs,
+            pids_dir,
+            memory_dir,
+        };
+        let write = |dir: &Path, file: &str, value: String| -> anyhow::Result<()> {
+            std::fs::write(dir.join(file), &value)
+                .with_context(|| format!("write {value} to {}", dir.join(file).display()))
+        };
+        if let Some(p) = pids {
+            write(&cg.pids_dir, "pids.max", p.to_string())?;
+        }
+        if let Some(m) = memory {
+            match self.version {
+                Version::V1 => {
+                    write(&cg.memory_dir, "memory.limit_in_bytes", m.to_string())?;
+                    if cg.memory_dir.join("memory.memsw.limit_in_bytes").exists() {
+                        let _ = write(&cg.memory_dir, "memory.memsw.limit_in_bytes", m.to_string());
+                    }
+                }
+                Version::V2 => {
+                    write(&cg.memory_dir, "memory.max", m.to_string())?;
+                    let _ = write(&cg.memory_dir, "memory.swap.max", "0".into());
+                }
+            }
+        }
+        Ok(cg)
+    }
+}
+
+fn read_counter(path: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(key))
+                    .then(|| it.next().and_then(|v| v.parse().ok()))
+                    .flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+impl SandboxCgroup {
+    /// Times a fork failed because of `pids.max`.
+    pub fn pids_limit_hits(&self) -> u64 {
+        read_counter(&self.pids_dir.join("pids.events"), "max")
+    }
+
+    /// Whether the sandbox holds as many processes as `pids.max` allows.
+    pub fn at_pids_limit(&self) -> bool {
+        let read = |f: &str| {
+            std::fs::read_to_string(self.pids_dir.join(f))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
+        match (read("pids.current"), read("pids.max")) {
+            (Some(cur), Some(max)) => cur >= max,
+            _ => false,
+        }
+    }
+
+    /// OOM kills inside the sandbox.
+    pub fn oom_kills(&self) -> u64 {
+        match self.version {
+            Version::V1 => read_counter(&self.memory_dir.join("memory.oom_control"), "oom_kill"),
+            Version::V2 => read_counter(&self.memory_dir.join("memory.events"), "oom_kill"),
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// SIGKILL everything in the cgroup until it is empty, then remove it.
+    pub fn kill_and_remove(&self) {
+        for attempt in 0..100 {
+            if self.version == Version::V2 {
+                let _ = std::fs::write(self.dirs[0].join("cgroup.kill"), "1");
+            }
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: kill(2) with a pid read from our own cgroup.
+                unsafe {
+                    libc::kill(p, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(if attempt < 10 { 1 } else { 20 }));
+        }
+        for d in &self.dirs {
+            for _ in 0..50 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1601 @@
+//! The local driver: one machine, bubblewrap.
+//!
+//! Each sandbox is one `bwrap` process started **as its own unprivileged host
+//! uid** (`uid_base + slot`, dropped in the pre-exec hook after the process
+//! joined its cgroups and took its rlimits), with its own user (no nested ones:
+//! `--disable-userns`), mount, pid, ipc, uts, network and cgroup namespaces, no
+//! capabilities, a seccomp deny list, the host `/usr` (and a curated `/etc`)
+//! read-only, a private `/tmp`, and the session workspace read-write at
+//! `/workspace`. Host paths are handed over as open descriptors (`--bind-fd`),
+//! so the state dir may sit inside a root-only data dir. bwrap runs our init
+//! ([`crate::init`]), which relays `127.0.0.1:PORT` to the egress gateway and
+//! starts processes on request.
+
+mod cgroup;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use nix::fcntl::{OFlag, open};
+use nix::sys::resource::Resource;
+use nix::sys::stat::Mode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{oneshot, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::driver::{BusyGuard, ExecChild, ExecControl, Sandbox, SandboxDriver};
+use crate::egress::{Activity, Gateway, GatewayConfig};
+use crate::error::{Result, SandboxError};
+use crate::proto::{Channel, FromInit, ToInit, seqpacket_pair};
+use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, SandboxSpec};
+use cgroup::{Cgroups, SandboxCgroup};
+
+/// The uid/gid processes have inside the sandbox (mapped to the host uid of
+/// the sandbox's slot).
+pub const INSIDE_UID: u32 = 1000;
+
+const INSTALL_HINT: &str = "install it with `apt-get install -y bubblewrap` (Debian/Ubuntu; \
+     `dnf install -y bubblewrap` on Fedora)";
+
+/// Settings of the local driver.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Holds `workspaces/<session>` and `run/<sandbox>`. May live inside a
+    /// root-only (0700) data dir: sandboxes get their paths as descriptors.
+    pub state_dir: PathBuf,
+    /// The `bwrap` executable; default: found on `PATH`.
+    pub bwrap: Option<PathBuf>,
+    /// The init executable; default: `$BRIDLE_SANDBOX_INIT`, then
+    /// `bridle-sandbox-init` beside the current executable (or one directory
+    /// up), then the current executable if it called
+    /// [`crate::init::run_if_init`].
+    pub init_binary: Option<PathBuf>,
+    /// First host uid (and gid) of the sandbox range.
+    pub uid_base: u32,
+    /// How many sandboxes may run at once (size of the uid range).
+    pub uid_count: u32,
+    /// Port of the egress relay on the sandbox's loopback.
+    pub relay_port: u16,
+    /// Release sandboxes idle this long (no exec running, no stdio, no egress).
+    pub idle_timeout: Option<Duration>,
+    /// Extra read-only binds `(host path, path inside)`, e.g. `/opt/node`.
+    pub extra_ro_binds: Vec<(PathBuf, String)>,
+    /// Apply the seccomp deny list.
+    pub seccomp: bool,
+    /// Use cgroups for memory and pids when the host allows it.
+    pub cgroups: bool,
+    /// How long a claim may take before it fails.
+    pub ready_timeout: Duration,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/bridle/sandboxes"),
+            bwrap: None,
+            init_binary: None,
+            uid_base: 600_000,
+            uid_count: 1000,
+            relay_port: 41_080,
+            idle_timeout: Some(Duration::from_secs(15 * 60)),
+            extra_ro_binds: Vec::new(),
+            seccomp: true,
+            cgroups: true,
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Entries of the host `/etc` copied into the sandbox's `/etc` (one read-only
+/// bind, built when the driver starts: one mount instead of thirty);
+/// `passwd`, `group` and `hosts` are generated. Files not readable by others
+/// on the host are never copied.
+const ETC_ENTRIES: &[&str] = &[
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "environment",
+    "gai.conf",
+    "host.conf",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "magic",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "pki",
+    "profile",
+    "profile.d",
+    "protocols",
+    "python3",
+    "python3.11",
+    "perl",
+    "services",
+    "ssl",
+    "terminfo",
+    "timezone",
+    "vim",
+    "wgetrc",
+    "gitconfig",
+];
+
+/// Build the sandbox `/etc` under `dir` (replaced if present).
+fn build_etc(dir: &Path) -> anyhow::Result<()> {
+    fn copy(src: &Path, dst: &Path) -> anyhow::Result<()> {
+        let md = std::fs::symlink_metadata(src)?;
+        if md.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
+        } else if md.is_dir() {
+            if md.permissions().mode() & 0o005 != 0o005 {
+                return Ok(());
+            }
+            std::fs::create_dir(dst)?;
+            std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755))?;
+            for e in std::fs::read_dir(src)? {
+                let e = e?;
+                copy(&e.path(), &dst.join(e.file_name()))?;
+            }
+        } else if md.is_file() && md.permissions().mode() & 0o004 != 0 {
+            std::fs::copy(src, dst)?;
+            std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(())
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for e in ETC_ENTRIES {
+        let src = Path::new("/etc").join(e);
+        if std::fs::symlink_metadata(&src).is_ok() {
+            copy(&src, &dir.join(e)).with_context(|| format!("copy {}", src.display()))?;
+        }
+    }
+    let write = |name: &str, body: String| -> anyhow::Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, body).with_context(|| format!("write {}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))?;
+        Ok(())
+    };
+    write(
+        "passwd",
+        format!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{INSIDE_UID}:{INSIDE_UID}:agent:/workspace:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    )?;
+    write("group", format!("root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n"))?;
+    write(
+        "hosts",
+        "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+    )?;
+    Ok(())
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone)]
+pub struct Doctor {
+    pub bwrap: std::result::Result<PathBuf, String>,
+    pub bwrap_version: Option<String>,
+    pub init: std::result::Result<PathBuf, String>,
+    pub root: bool,
+    pub cgroups: Option<String>,
+    pub seccomp: std::result::Result<(), String>,
+    /// A trial `bwrap` run as the first sandbox uid.
+    pub probe: std::result::Result<(), String>,
+}
+
+impl Doctor {
+    /// Whether the local driver can run.
+    pub fn ok(&self) -> bool {
+        self.bwrap.is_ok() && self.init.is_ok() && self.probe.is_ok()
+    }
+
+    /// Human-readable report, one line per item.
+    pub fn report(&self) -> String {
+        let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+        let mut s = String::new();
+        match &self.bwrap {
+            Ok(p) => s.push_str(&format!(
+                "{} bubblewrap: {} ({})\n",
+                mark(true),
+                p.display(),
+                self.bwrap_version.as_deref().unwrap_or("?")
+            )),
+            Err(e) => s.push_str(&format!("{} bubblewrap: {e}\n", mark(false))),
+        }
+        match &self.init {
+            Ok(p) => s.push_str(&format!("{} sandbox init: {}\n", mark(true), p.display())),
+            Err(e) => s.push_str(&format!("{} sandbox init: {e}\n", mark(false))),
+        }
+        s.push_str(&format!(
+            "{} privileges: {}\n",
+            mark(true),
+            if self.root {
+                "root: one unprivileged host uid per sandbox"
+            } else {
+                "not root: every sandbox runs as the server's own uid, no cgroups"
+            }
+        ));
+        match &self.cgroups {
+            Some(c) => s.push_str(&format!("{} limits: {c} + rlimits\n", mark(true))),
+            None => s.push_str(&format!(
+                "{} limits: rlimits only (no writable cgroup hierarchy; memory via RLIMIT_AS)\n",
+                mark(true)
+            )),
+        }
+        match &self.seccomp {
+            Ok(()) => s.push_str(&format!("{} seccomp: deny list compiled\n", mark(true))),
+            Err(e) => s.push_str(&format!("{} seccomp: {e}\n", mark(false))),
+        }
+        match &self.probe {
+            Ok(()) => s.push_str(&format!("{} trial sandbox: started\n", mark(true))),
+            Err(e) => s.push_str(&format!("{} trial sandbox: {e}\n", mark(false))),
+        }
+        s
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn find_bwrap(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
+    if let Some(p) = &cfg.bwrap {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(format!("bubblewrap not found at {}; {INSTALL_HINT}", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]) {
+        let c = dir.join("bwrap");
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    Err(format!(
+        "bubblewrap (`bwrap`) is not installed (not on PATH); {INSTALL_HINT}"
+    ))
+}
+
+fn find_init(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
+    if let Some(p) = &cfg.init_binary {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(format!("sandbox init binary not found at {}", p.display()))
+        };
+    }
+    if let Some(p) = std::env::var_os("BRIDLE_SANDBOX_INIT") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let exe = std::env::current_exe().ok();
+    let mut looked = Vec::new();
+    if let Some(dir) = exe.as_ref().and_then(|e| e.parent()) {
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            let c = d.join("bridle-sandbox-init");
+            if c.is_file() {
+                return Ok(c);
+            }
+            looked.push(c.display().to_string());
+        }
+    }
+    if crate::init::multicall_registered()
+        && let Some(e) = exe
+    {
+        return Ok(e);
+    }
+    Err(format!(
+        "the sandbox init binary `bridle-sandbox-init` was not found (looked at {}); build it with \
+         `cargo build --release -p bridle-sandbox --bin bridle-sandbox-init` and place it beside the \
+         server binary, or set BRIDLE_SANDBOX_INIT",
+        if looked.is_empty() { "nothing".into() } else { looked.join(", ") }
+    ))
+}
+
+/// Report what the local driver needs and whether it is there. Starts one
+/// trial sandbox (a few milliseconds).
+pub fn check(cfg: &LocalConfig) -> Doctor {
+    let bwrap = find_bwrap(cfg);
+    let bwrap_version = bwrap.as_ref().ok().and_then(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    });
+    let root = is_root();
+    let cgroups = if cfg.cgroups && root {
+        Cgroups::detect().map(|c| c.describe())
+    } else {
+        None
+    };
+    let seccomp = crate::seccomp::compile().map(|_| ()).map_err(|e| format!("{e:#}"));
+    let probe = match &bwrap {
+        Ok(b) => probe(b, cfg, root),
+        Err(_) => Err("skipped: bubblewrap missing".into()),
+    };
+    Doctor {
+        bwrap,
+        bwrap_version,
+        init: find_init(cfg),
+        root,
+        cgroups,
+        seccomp,
+        probe,
+    }
+}
+
+fn probe(bwrap: &Path, cfg: &LocalConfig, root: bool) -> std::result::Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(bwrap);
+    cmd.args([
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "/usr/bin/true",
+    ]);
+    if root {
+        cmd.uid(cfg.uid_base).gid(cfg.uid_base);
+    }
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "bwrap failed ({}): {}; unprivileged user namespaces must be enabled \
+             (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, \
+             kernel.apparmor_restrict_unprivileged_userns=0)",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run bwrap: {e}")),
+    }
+}
+
+struct Shared {
+    cfg: LocalConfig,
+    bwrap: PathBuf,
+    init_fd: OwnedFd,
+    etc_fd: OwnedFd,
+    seccomp: Option<Vec<u8>>,
+    cgroups: Option<Cgroups>,
+    root: bool,
+    base_args: Vec<OsString>,
+    uids: Mutex<BTreeSet<u32>>,
+    live: Mutex<HashMap<String, Weak<LocalSandbox>>>,
+    model_client: reqwest::Client,
+}
+
+/// The local bubblewrap driver. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalDriver {
+    shared: Arc<Shared>,
+}
+
+fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
+    match std::fs::create_dir(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("create {}", p.display())),
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))
+}
+
+fn open_path(p: &Path, dir: bool) -> anyhow::Result<OwnedFd> {
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    open(p, flags, Mode::empty()).with_context(|| format!("open {}", p.display()))
+}
+
+/// bwrap resolves bind sources by path as the sandbox uid, so every ancestor
+/// of the state dir must be searchable by others (`o+x`; listing can stay off).
+fn check_traversable(dir: &Path) -> Result<()> {
+    let full = dir
+        .canonicalize()
+        .with_context(|| format!("resolve {}", dir.display()))?;
+    for anc in full.ancestors().skip(1) {
+        let mode = std::fs::metadata(anc)
+            .with_context(|| format!("stat {}", anc.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(SandboxError::Unavailable(format!(
+                "the sandbox state dir {} is below {} (mode {:o}), which the unprivileged sandbox \
+                 uids cannot traverse; put the state dir outside the server's private data dir \
+                 (e.g. /var/lib/bridle-sandboxes) or allow traversal only with `chmod o+x {}`",
+                full.display(),
+                anc.display(),
+                mode & 0o7777,
+                anc.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl LocalDriver {
+    /// Check prerequisites and prepare the state dir. Fails with
+    /// [`SandboxError::Unavailable`] naming what is missing and how to install it.
+    pub fn new(cfg: LocalConfig) -> Result<Self> {
+        let bwrap = find_bwrap(&cfg).map_err(SandboxError::Unavailable)?;
+        let init = find_init(&cfg).map_err(SandboxError::Unavailable)?;
+        let root = is_root();
+        if cfg.uid_count == 0 {
+            return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
+        }
+        let seccomp = if cfg.seccomp {
+            Some(crate::seccomp::compile().map_err(SandboxError::Other)?)
+        } else {
+            None
+        };
+        let cgroups = if cfg.cgroups && root {
+            Cgroups::detect()
+        } else {
+            None
+        };
+
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("create state dir {}", cfg.state_dir.display()))?;
+        mkdir_mode(&cfg.state_dir, 0o711)?;
+        if root {
+            check_traversable(&cfg.state_dir)?;
+        }
+        mkdir_mode(&cfg.state_dir.join("workspaces"), 0o711)?;
+        mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
+        let etc = cfg.state_dir.join("etc");
+        build_etc(&etc).map_err(SandboxError::Other)?;
+        let etc_fd = open_path(&etc, true)?;
+        let init_fd = open_path(&init, false)?;
+
+        let base_args = base_args(&cfg);
+        let shared = Arc::new(Shared {
+            model_client: crate::egress::model_client()?,
+            cfg,
+            bwrap,
+            init_fd,
+            etc_fd,
+            seccomp,
+            cgroups,
+            root,
+            base_args,
+            uids: Mutex::new(BTreeSet::new()),
+            live: Mutex::new(HashMap::new()),
+        });
+        info!(
+            bwrap = %shared.bwrap.display(),
+            init = %init.display(),
+            cgroups = shared.cgroups.as_ref().map(|c| c.describe()).unwrap_or_else(|| "none".into()),
+            root,
+            "local sandbox driver ready"
+        );
+        Ok(Self { shared })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &LocalConfig {
+        &self.shared.cfg
+    }
+
+    /// Host path of a session's workspace.
+    pub fn workspace_path(&self, session_id: &str) -> PathBuf {
+        self.shared
+            .cfg
+            .state_dir
+            .join("workspaces")
+            .join(session_id)
+    }
+
+    /// The running sandbox of a session, if any.
+    pub fn live(&self, session_id: &str) -> Option<Arc<LocalSandbox>> {
+        let live = self.shared.live.lock().ok()?;
+        live.get(session_id)
+            .and_then(Weak::upgrade)
+            .filter(|s| s.is_running())
+    }
+
+    /// Claim, returning the concrete type.
+    pub async fn claim_local(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
+        if !valid_session_id(&spec.session_id) {
+            return Err(SandboxError::Invalid(format!(
+                "session id {:?} must match [A-Za-z0-9_-]{{1,128}}",
+                spec.session_id
+            )));
+        }
+        if let Some(s) = self.live(&spec.session_id) {
+            return Ok(s);
+        }
+        let ws = self.workspace_path(&spec.session_id);
+        let existed = ws.exists();
+        if !existed {
+            mkdir_mode(&ws, 0o700)?;
+        }
+        let owner = std::fs::symlink_metadata(&ws)
+            .with_context(|| format!("stat {}", ws.display()))?
+            .uid();
+        let uid = self.allocate_uid(owner)?;
+        let guard = UidGuard {
+            shared: self.shared.clone(),
+            uid: Some(uid),
+        };
+        if self.shared.root && owner != uid {
+            let ws2 = ws.clone();
+            tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
+                .await
+                .map_err(|e| anyhow!("chown task: {e}"))??;
+        }
+        let sbx = start(self.shared.clone(), spec, ws, guard).await?;
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.retain(|_, w| w.strong_count() > 0);
+            live.insert(sbx.session_id.clone(), Arc::downgrade(&sbx));
+        }
+        Ok(sbx)
+    }
+
+    fn allocate_uid(&self, prefer: u32) -> Result<u32> {
+        let cfg = &self.shared.cfg;
+        let mut used = self
+            .shared
+            .uids
+            .lock()
+            .map_err(|_| anyhow!("uid table poisoned"))?;
+        if !self.shared.root {
+            return Ok(nix::unistd::geteuid().as_raw());
+        }
+        let range = cfg.uid_base..cfg.uid_base.saturating_add(cfg.uid_count);
+        if range.contains(&prefer) && !used.contains(&prefer) {
+            used.insert(prefer);
+            return Ok(prefer);
+        }
+        for u in range {
+            if !used.contains(&u) {
+                used.insert(u);
+                return Ok(u);
+            }
+        }
+        Err(SandboxError::Exhausted(used.len()))
+    }
+}
+
+/// Gives the uid back when the claim fails or the sandbox is released.
+struct UidGuard {
+    shared: Arc<Shared>,
+    uid: Option<u32>,
+}
+
+impl Drop for UidGuard {
+    fn drop(&mut self) {
+        if let Some(u) = self.uid.take()
+            && let Ok(mut used) = self.shared.uids.lock()
+        {
+            used.remove(&u);
+        }
+    }
+}
+
+fn chown_tree(root: &Path, uid: u32) -> anyhow::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid))
+            .with_context(|| format!("chown {}", p.display()))?;
+        let md = std::fs::symlink_metadata(&p)?;
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(OsString::from(s));
+    for s in [
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        "--hostname",
+        "sandbox",
+        "--uid",
+        &INSIDE_UID.to_string(),
+        "--gid",
+        &INSIDE_UID.to_string(),
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ] {
+        push(s);
+    }
+    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = PathBuf::from("/").join(top);
+        match std::fs::symlink_metadata(&host) {
+            Ok(md) if md.file_type().is_symlink() => {
+                if let Ok(target) = std::fs::read_link(&host) {
+                    a.push("--symlink".into());
+                    a.push(target.into_os_string());
+                    a.push(host.into_os_string());
+                }
+            }
+            Ok(md) if md.is_dir() => {
+                a.push("--ro-bind".into());
+                a.push(host.clone().into_os_string());
+                a.push(host.into_os_string());
+            }
+            _ => {}
+        }
+    }
+    for (host, inside) in &cfg.extra_ro_binds {
+        a.push("--ro-bind-try".into());
+        a.push(host.clone().into_os_string());
+        a.push(inside.into());
+    }
+    for s in [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--symlink",
+        "/tmp",
+        "/var/tmp",
+        "--chdir",
+        "/workspace",
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// Fixed descriptor numbers inside bwrap.
+const FD_CONTROL: RawFd = 3;
+const FD_SECCOMP: RawFd = 4;
+const FD_WORKSPACE: RawFd = 5;
+const FD_RUN: RawFd = 6;
+const FD_INIT: RawFd = 7;
+const FD_ETC: RawFd = 8;
+
+fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("sbx_{}", hex::encode(b))
+}
+
+async fn start(
+    shared: Arc<Shared>,
+    spec: SandboxSpec,
+    workspace: PathBuf,
+    uid_guard: UidGuard,
+) -> Result<Arc<LocalSandbox>> {
+    let t0 = std::time::Instant::now();
+    let id = random_id();
+    let uid = uid_guard.uid.unwrap_or(0);
+    let span = info_span!("sandbox", sandbox = %id, session = %spec.session_id, uid);
+    let cfg = &shared.cfg;
+    let port = cfg.relay_port;
+
+    // Gateway socket directory, visible only to this sandbox (read-only).
+    let run_dir = cfg.state_dir.join("run").join(&id);
+    mkdir_mode(&run_dir, 0o700)?;
+    let mut cleanup = RunDirGuard(Some(run_dir.clone()));
+    let activity = Activity::new();
+    let sock = run_dir.join("gw.sock");
+    let gateway = Gateway::bind(
+        &sock,
+        GatewayConfig {
+            sandbox_id: id.clone(),
+            session_id: spec.session_id.clone(),
+            policy: spec.egress.clone(),
+            llm: spec.llm.clone(),
+            relay_port: port,
+            model_client: shared.model_client.clone(),
+        },
+        activity.clone(),
+    )?;
+    if shared.root {
+        std::os::unix::fs::chown(&run_dir, Some(uid), Some(uid)).context("chown run dir")?;
+        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
+    }
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .context("chmod gateway socket")?;
+
+    let t_gateway = t0.elapsed();
+    let cgroup = match &shared.cgroups {
+        Some(c) => Some(
+            c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes)
+                .map_err(SandboxError::Other)?,
+        ),
+        None => None,
+    };
+    let cgroup_guard = CgroupGuard(cgroup);
+
+    let t_cgroup = t0.elapsed();
+    // Descriptors for bwrap.
+    let (host_end, init_end) = seqpacket_pair()?;
+    let ws_fd = open_path(&workspace, true)?;
+    let run_fd = open_path(&run_dir, true)?;
+    let seccomp_fd = match &shared.seccomp {
+        Some(bytes) => Some(seccomp_pipe(bytes)?),
+        None => None,
+    };
+
+    let mut args = shared.base_args.clone();
+    let fdarg = |flag: &str, fd: RawFd, dest: &str| -> [OsString; 3] {
+        [flag.into(), fd.to_string().into(), dest.into()]
+    };
+    args.extend(fdarg("--bind-fd", FD_WORKSPACE, "/workspace"));
+    args.extend(fdarg("--ro-bind-fd", FD_RUN, "/run/bridle"));
+    args.extend(fdarg("--ro-bind-fd", FD_INIT, "/run/bridle-init"));
+    args.extend(fdarg("--ro-bind-fd", FD_ETC, "/etc"));
+    let tmp = spec.limits.tmp_bytes;
+    for dir in ["/tmp", "/dev/shm"] {
+        if let Some(size) = tmp {
+            args.push("--size".into());
+            args.push(size.to_string().into());
+        }
+        args.push("--tmpfs".into());
+        args.push(dir.into());
+    }
+    args.push("--remount-ro".into());
+    args.push("/".into());
+    if seccomp_fd.is_some() {
+        args.push("--seccomp".into());
+        args.push(FD_SECCOMP.to_string().into());
+    }
+    let proxy = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME".into(), "/workspace".into()),
+        ("USER".into(), "agent".into()),
+        ("LOGNAME".into(), "agent".into()),
+        ("SHELL".into(), "/bin/bash".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("HTTP_PROXY".into(), proxy.clone()),
+        ("HTTPS_PROXY".into(), proxy.clone()),
+        ("http_proxy".into(), proxy.clone()),
+        ("https_proxy".into(), proxy.clone()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost,::1".into()),
+        ("no_proxy".into(), "127.0.0.1,localhost,::1".into()),
+    ];
+    if spec.llm.is_some() {
+        env.push(("BRIDLE_LLM_BASE_URL".into(), format!("{proxy}/llm")));
+    }
+    env.extend(spec.env.iter().cloned());
+    for (k, v) in &env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
+        }
+        args.push("--setenv".into());
+        args.push(k.into());
+        args.push(v.into());
+    }
+    args.push("--".into());
+    args.push("/run/bridle-init".into());
+    for s in [
+        crate::init::INIT_ARG,
+        "--control-fd",
+        &FD_CONTROL.to_string(),
+        "--port",
+        &port.to_string(),
+        "--gateway",
+        "/run/bridle/gw.sock",
+    ] {
+        args.push(s.into());
+    }
+
+    let mut fd_map: Vec<(RawFd, RawFd)> = vec![
+        (init_end.as_raw_fd(), FD_CONTROL),
+        (ws_fd.as_raw_fd(), FD_WORKSPACE),
+        (run_fd.as_raw_fd(), FD_RUN),
+        (shared.init_fd.as_raw_fd(), FD_INIT),
+        (shared.etc_fd.as_raw_fd(), FD_ETC),
+    ];
+    if let Some(fd) = &seccomp_fd {
+        fd_map.push((fd.as_raw_fd(), FD_SECCOMP));
+    }
+    let limits = &spec.limits;
+    let mut rlimits: Vec<(Resource, u64, u64)> = vec![(Resource::RLIMIT_CORE, 0, 0)];
+    if let Some(n) = limits.max_processes {
+        // With a pids cgroup, the cgroup binds first (and its refusals are
+        // observable in pids.events); RLIMIT_NPROC of the sandbox's own uid is
+        // the backstop.
+        let n = if cgroup_guard.0.is_some() { n.saturating_mul(2) } else { n };
+        rlimits.push((Resource::RLIMIT_NPROC, n, n));
+    }
+    if let Some(s) = limits.cpu_seconds {
+        rlimits.push((Resource::RLIMIT_CPU, s, s.saturating_add(5)));
+    }
+    if let Some(b) = limits.file_size_bytes {
+        rlimits.push((Resource::RLIMIT_FSIZE, b, b));
+    }
+    if let Some(n) = limits.open_files {
+        rlimits.push((Resource::RLIMIT_NOFILE, n, n));
+    }
+    if cgroup_guard.0.is_none()
+        && let Some(m) = limits.memory_bytes
+    {
+        rlimits.push((Resource::RLIMIT_AS, m, m));
+    }
+    let procs: Vec<std::ffi::CString> = cgroup_guard
+        .0
+        .as_ref()
+        .map(|c| c.procs.clone())
+        .unwrap_or_default();
+    let drop_to = shared.root.then_some(uid);
+
+    let mut cmd = tokio::process::Command::new(&shared.bwrap);
+    cmd.args(&args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: the hook only makes async-signal-safe syscalls (open, write,
+    // close, setrlimit, fcntl, dup2, setgroups, setresgid, setresuid) on data
+    // prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || child_setup(&procs, &rlimits, &fd_map, drop_to));
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {}", shared.bwrap.display()))?;
+    drop(init_end);
+    drop(seccomp_fd);
+    drop(ws_fd);
+    drop(run_fd);
+    let bwrap_pid = child.id();
+    let stderr = child.stderr.take();
+    let t_spawn = t0.elapsed();
+
+    let chan = Arc::new(Channel::new(host_end)?);
+    let ready = tokio::time::timeout(cfg.ready_timeout, chan.recv::<FromInit>()).await;
+    let ready_err = match ready {
+        Ok(Ok(Some((FromInit::Ready, _)))) => None,
+        Ok(Ok(Some((other, _)))) => Some(format!("unexpected first message {other:?}")),
+        Ok(Ok(None)) => Some("the sandbox exited during start-up".to_string()),
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some(format!("not ready within {:?}", cfg.ready_timeout)),
+    };
+    if let Some(err) = ready_err {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        let mut msg = String::new();
+        if let Some(mut e) = stderr {
+            use tokio::io::AsyncReadExt;
+            let _ = tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut msg)).await;
+        }
+        return Err(SandboxError::Other(anyhow!(
+            "sandbox failed to start: {err}; bwrap said: {}",
+            msg.trim()
+        )));
+    }
+    if let Some(stderr) = stderr {
+        tokio::spawn(log_stderr(stderr).instrument(span.clone()));
+    }
+    cleanup.0 = None;
+    let sbx = Arc::new(LocalSandbox {
+        id: id.clone(),
+        session_id: spec.session_id.clone(),
+        relay_port: port,
+        shared: shared.clone(),
+        chan: chan.clone(),
+        gateway: Mutex::new(Some(gateway)),
+        activity,
+        cgroup: Mutex::new({
+            let mut g = cgroup_guard;
+            g.0.take()
+        }),
+        run_dir,
+        bwrap: Mutex::new(Some(child)),
+        bwrap_pid,
+        table: Mutex::new(ExecTable::default()),
+        next_id: AtomicU64::new(1),
+        running: AtomicBool::new(true),
+        released: AtomicBool::new(false),
+        end_reason: Mutex::new(None),
+        uid: Mutex::new(uid_guard),
+        span: span.clone(),
+    });
+    let _ = bwrap_pid;
+    sbx.activity.touch();
+    tokio::spawn(reader(Arc::downgrade(&sbx), chan).instrument(span.clone()));
+    tokio::spawn(monitor(Arc::downgrade(&sbx)).instrument(span.clone()));
+    let t_ready = t0.elapsed();
+    span.in_scope(|| {
+        info!(
+            gateway_us = t_gateway.as_micros() as u64,
+            cgroup_us = t_cgroup.as_micros() as u64,
+            spawn_us = t_spawn.as_micros() as u64,
+            ready_us = t_ready.as_micros() as u64,
+            "sandbox started"
+        )
+    });
+    Ok(sbx)
+}
+
+struct RunDirGuard(Option<PathBuf>);
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+struct CgroupGuard(Option<SandboxCgroup>);
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.kill_and_remove();
+        }
+    }
+}
+
+fn seccomp_pipe(bytes: &[u8]) -> anyhow::Result<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    let mut f = std::fs::File::from(w);
+    std::io::Write::write_all(&mut f, bytes).context("write seccomp filter")?;
+    Ok(r)
+}
+
+fn child_setup(
+    procs: &[std::ffi::CString],
+    rlimits: &[(Resource, u64, u64)],
+    fd_map: &[(RawFd, RawFd)],
+    drop_to: Option<u32>,
+) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: async-signal-safe syscalls on memory owned by the closure.
+    unsafe {
+        for p in procs {
+            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(err());
+            }
+            let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if r < 0 {
+                return Err(err());
+            }
+        }
+        for (res, soft, hard) in rlimits {
+            nix::sys::resource::setrlimit(*res, *soft, *hard).map_err(std::io::Error::from)?;
+        }
+        let mut tmp = [0 as RawFd; 16];
+        for (i, (src, _)) in fd_map.iter().enumerate().take(16) {
+            let t = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64);
+            if t < 0 {
+                return Err(err());
+            }
+            tmp[i] = t;
+        }
+        for (i, (_, dst)) in fd_map.iter().enumerate().take(16) {
+            if libc::dup2(tmp[i], *dst) < 0 {
+                return Err(err());
+            }
+        }
+        if let Some(uid) = drop_to {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(err());
+            }
+            if libc::setresgid(uid, uid, uid) != 0 {
+                return Err(err());
+            }
+            if libc::setresuid(uid, uid, uid) != 0 {
+                return Err(err());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn log_stderr(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        warn!(line = %line, "sandbox init stderr");
+    }
+}
+
+#[derive(Default)]
+struct ExecTable {
+    pending: HashMap<u64, oneshot::Sender<std::result::Result<i32, String>>>,
+    live: HashMap<u64, LiveExec>,
+}
+
+struct LiveExec {
+    status: watch::Sender<Option<ExitStatus>>,
+    oom_base: u64,
+    pids_base: u64,
+    keeps_busy: bool,
+}
+
+/// A sandbox of the local driver.
+pub struct LocalSandbox {
+    id: String,
+    session_id: String,
+    relay_port: u16,
+    shared: Arc<Shared>,
+    chan: Arc<Channel>,
+    gateway: Mutex<Option<Gateway>>,
+    activity: Arc<Activity>,
+    cgroup: Mutex<Option<SandboxCgroup>>,
+    run_dir: PathBuf,
+    bwrap: Mutex<Option<tokio::process::Child>>,
+    bwrap_pid: Option<u32>,
+    table: Mutex<ExecTable>,
+    next_id: AtomicU64,
+    running: AtomicBool,
+    released: AtomicBool,
+    end_reason: Mutex<Option<ExitStatus>>,
+    uid: Mutex<UidGuard>,
+    span: tracing::Span,
+}
+
+impl std::fmt::Debug for LocalSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSandbox")
+            .field("id", &self.id)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn reader(weak: Weak<LocalSandbox>, chan: Arc<Channel>) {
+    loop {
+        let msg = chan.recv::<FromInit>().await;
+        let Some(sbx) = weak.upgrade() else { return };
+        match msg {
+            Ok(Some((m, _))) => sbx.on_message(m),
+            Ok(None) | Err(_) => {
+                if sbx.running.load(Ordering::SeqCst) {
+                    warn!("sandbox init went away");
+                }
+                let _ = sbx.release_inner("init exited").await;
+                return;
+            }
+        }
+    }
+}
+
+/// Watches for a fork bomb (sustained `pids.max` hits) and for idleness.
+async fn monitor(weak: Weak<LocalSandbox>) {
+    let mut last_hits = 0u64;
+    let mut streak = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(sbx) = weak.upgrade() else { return };
+        if !sbx.running.load(Ordering::SeqCst) {
+            return;
+        }
+        let hits = sbx.pids_hits();
+        let at_limit = sbx
+            .cgroup
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.at_pids_limit()))
+            .unwrap_or(false);
+        if hits > last_hits || at_limit {
+            streak += 1;
+        } else {
+            streak = 0;
+        }
+        last_hits = hits;
+        if streak >= 3 {
+            warn!(hits, "process limit hit repeatedly (fork bomb?): stopping the sandbox");
+            sbx.set_end_reason(ExitStatus::LimitExceeded {
+                limit: Limit::Processes,
+                signal: Some(libc::SIGKILL),
+            });
+            let _ = sbx.release_inner("process limit").await;
+            return;
+        }
+        if let Some(idle) = sbx.shared.cfg.idle_timeout
+            && sbx.activity.idle_for() >= idle
+        {
+            info!(idle_secs = idle.as_secs(), "releasing idle sandbox");
+            let _ = sbx.release_inner("idle").await;
+            return;
+        }
+    }
+}
+
+impl LocalSandbox {
+    fn set_end_reason(&self, st: ExitStatus) {
+        if let Ok(mut r) = self.end_reason.lock() {
+            r.get_or_insert(st);
+        }
+    }
+
+    fn on_message(&self, m: FromInit) {
+        let Ok(mut t) = self.table.lock() else { return };
+        match m {
+            FromInit::Ready => {}
+            FromInit::Started { id, pid } => {
+                if let Some(tx) = t.pending.remove(&id) {
+                    let _ = tx.send(Ok(pid));
+                }
+            }
+            FromInit::Failed { id, error } => {
+                if let Some(tx) = t.pending.remove(&id) {
+                    let _ = tx.send(Err(error));
+                }
+                if let Some(l) = t.live.remove(&id)
+                    && l.keeps_busy
+                {
+                    self.activity.close();
+                }
+            }
+            FromInit::Exited { id, code, signal } => {
+                if let Some(l) = t.live.remove(&id) {
+                    let st = self.classify(code, signal, l.oom_base, l.pids_base);
+                    debug!(exec = id, status = %st, "exec ended");
+                    let _ = l.status.send(Some(st));
+                    if l.keeps_busy {
+                        self.activity.close();
+                    }
+                }
+            }
+        }
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.cgroup
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.oom_kills()))
+            .unwrap_or(0)
+    }
+
+    fn pids_hits(&self) -> u64 {
+        self.cgroup
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.pids_limit_hits()))
+            .unwrap_or(0)
+    }
+
+    fn classify(
+        &self,
+        code: Option<i32>,
+        signal: Option<i32>,
+        oom_base: u64,
+        pids_base: u64,
+    ) -> ExitStatus {
+        if let Some(r) = self.end_reason.lock().ok().and_then(|r| *r) {
+            return r;
+        }
+        match (code, signal) {
+            // A shell whose child the OOM killer took reports 128 + SIGKILL.
+            (Some(137), _) if self.oom_kills() > oom_base => ExitStatus::LimitExceeded {
+                limit: Limit::Memory,
+                signal: Some(libc::SIGKILL),
+            },
+            // Failed while forks were being refused by the process limit.
+            (Some(code), _) if code != 0 && self.pids_hits() > pids_base => {
+                ExitStatus::LimitExceeded {
+                    limit: Limit::Processes,
+                    signal: None,
+                }
+            }
+            (Some(code), _) => ExitStatus::Exited { code },
+            (None, Some(sig)) if sig == libc::SIGKILL && self.oom_kills() > oom_base => {
+                ExitStatus::LimitExceeded {
+                    limit: Limit::Memory,
+                    signal: Some(sig),
+                }
+            }
+            (None, Some(sig)) if sig == libc::SIGXCPU => ExitStatus::LimitExceeded {
+                limit: Limit::CpuTime,
+                signal: Some(sig),
+            },
+            (None, Some(sig)) if sig == libc::SIGXFSZ => ExitStatus::LimitExceeded {
+                limit: Limit::FileSize,
+                signal: Some(sig),
+            },
+            (None, Some(sig)) => ExitStatus::Signaled { signal: sig },
+            (None, None) => ExitStatus::SandboxGone,
+        }
+    }
+
+    /// Host uid the sandbox runs as.
+    pub fn host_uid(&self) -> Option<u32> {
+        self.uid.lock().ok().and_then(|g| g.uid)
+    }
+
+    /// Host pid of the outer `bwrap` process.
+    pub fn bwrap_pid(&self) -> Option<u32> {
+        self.bwrap_pid
+    }
+
+    async fn exec_inner(&self, request: ExecRequest) -> Result<ExecChild> {
+        let keeps_busy = !request.resident;
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(SandboxError::Gone(self.id.clone()));
+        }
+        if request.argv.is_empty() {
+            return Err(SandboxError::Invalid("exec needs a program".into()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+        let (tx, rx) = oneshot::channel();
+        let (stx, srx) = watch::channel(None);
+        let oom_base = self.oom_kills();
+        let pids_base = self.pids_hits();
+        {
+            let mut t = self
+                .table
+                .lock()
+                .map_err(|_| anyhow!("exec table poisoned"))?;
+            t.pending.insert(id, tx);
+            t.live.insert(
+                id,
+                LiveExec {
+                    status: stx,
+                    oom_base,
+                    pids_base,
+                    keeps_busy,
+                },
+            );
+        }
+        if keeps_busy {
+            self.activity.open_raw();
+        } else {
+            self.activity.touch();
+        }
+        let sent = self
+            .chan
+            .send(
+                &ToInit::Exec {
+                    id,
+                    argv: request.argv.clone(),
+                    env: request.env,
+                    cwd: request.cwd,
+                },
+                &[in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+            )
+            .await;
+        drop((in_r, out_w, err_w));
+        let fail = |this: &Self| {
+            if let Ok(mut t) = this.table.lock() {
+                t.pending.remove(&id);
+                if let Some(l) = t.live.remove(&id)
+                    && l.keeps_busy
+                {
+                    this.activity.close();
+                }
+            }
+        };
+        if let Err(e) = sent {
+            fail(self);
+            if !self.running.load(Ordering::SeqCst) {
+                return Err(SandboxError::Gone(self.id.clone()));
+            }
+            return Err(SandboxError::Other(e));
+        }
+        let pid = match rx.await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => {
+                fail(self);
+                return Err(SandboxError::Invalid(format!(
+                    "cannot start {:?}: {e}",
+                    request.argv[0]
+                )));
+            }
+            Err(_) => {
+                fail(self);
+                return Err(SandboxError::Gone(self.id.clone()));
+            }
+        };
+        debug!(parent: &self.span, exec = id, pid, argv0 = %request.argv[0], "exec started");
+        let stdin = tokio::net::unix::pipe::Sender::from_owned_fd(in_w).context("stdin pipe")?;
+        let stdout =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).context("stdout pipe")?;
+        let stderr =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).context("stderr pipe")?;
+        let act = self.activity.clone();
+        Ok(ExecChild {
+            stdin: Some(Box::pin(Touching::new(stdin, act.clone()))),
+            stdout: Some(Box::pin(Touching::new(stdout, act.clone()))),
+            stderr: Some(Box::pin(Touching::new(stderr, act))),
+            control: Arc::new(LocalExec {
+                id,
+                pid,
+                chan: self.chan.clone(),
+                status: srx,
+            }),
+        })
+    }
+
+    async fn release_inner(&self, why: &str) -> Result<()> {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.running.store(false, Ordering::SeqCst);
+        let child = self.bwrap.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut child) = child {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        let cg = self.cgroup.lock().ok().and_then(|mut c| c.take());
+        if let Some(cg) = cg {
+            let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
+        }
+        self.finish_all();
+        if let Ok(mut g) = self.gateway.lock() {
+            g.take();
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        if let Ok(mut g) = self.uid.lock()
+            && let Some(u) = g.uid.take()
+            && let Ok(mut used) = self.shared.uids.lock()
+        {
+            used.remove(&u);
+        }
+        if let Ok(mut live) = self.shared.live.lock()
+            && live
+                .get(&self.session_id)
+                .and_then(Weak::upgrade)
+                .is_some_and(|s| s.id == self.id)
+        {
+            live.remove(&self.session_id);
+        }
+        info!(parent: &self.span, reason = why, "sandbox released");
+        Ok(())
+    }
+
+    fn finish_all(&self) {
+        let end = self
+            .end_reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or(ExitStatus::SandboxGone);
+        if let Ok(mut t) = self.table.lock() {
+            t.pending.clear();
+            for (_, l) in t.live.drain() {
+                let _ = l.status.send(Some(end));
+            }
+        }
+    }
+}
+
+impl Drop for LocalSandbox {
+    fn drop(&mut self) {
+        if !self.released.load(Ordering::SeqCst) {
+            // kill_on_drop takes the bwrap process (and with it the pid namespace).
+            if let Ok(mut c) = self.cgroup.lock()
+                && let Some(cg) = c.take()
+            {
+                cg.kill_and_remove();
+            }
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for LocalSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+    fn llm_base_url_inside(&self) -> String {
+        format!("http://127.0.0.1:{}/llm", self.relay_port)
+    }
+    fn proxy_url_inside(&self) -> String {
+        format!("http://127.0.0.1:{}", self.relay_port)
+    }
+    fn egress_stats(&self) -> EgressStats {
+        self.gateway
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|g| g.stats()))
+            .unwrap_or_default()
+    }
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+    async fn exec(&self, request: ExecRequest) -> Result<ExecChild> {
+        self.exec_inner(request).await
+    }
+    fn busy(&self) -> BusyGuard {
+        if !self.is_running() {
+            return BusyGuard::noop();
+        }
+        self.activity.open_raw();
+        let act = self.activity.clone();
+        BusyGuard::new(move || act.close())
+    }
+    async fn stop(&self) -> Result<()> {
+        self.release_inner("stopped").await
+    }
+    async fn release(&self) -> Result<()> {
+        self.release_inner("released").await
+    }
+}
+
+struct LocalExec {
+    id: u64,
+    pid: i32,
+    chan: Arc<Channel>,
+    status: watch::Receiver<Option<ExitStatus>>,
+}
+
+#[async_trait]
+impl ExecControl for LocalExec {
+    fn pid(&self) -> Option<i32> {
+        Some(self.pid)
+    }
+    async fn wait(&self) -> ExitStatus {
+        let mut rx = self.status.clone();
+        match rx.wait_for(|s| s.is_some()).await {
+            Ok(s) => (*s).unwrap_or(ExitStatus::SandboxGone),
+            Err(_) => ExitStatus::SandboxGone,
+        }
+    }
+    async fn kill(&self) -> Result<()> {
+        if self.status.borrow().is_some() {
+            return Ok(());
+        }
+        self.chan
+            .send(
+                &ToInit::Signal {
+                    id: self.id,
+                    signal: libc::SIGKILL,
+                },
+                &[],
+            )
+            .await
+            .map_err(SandboxError::Other)
+    }
+}
+
+/// Marks stdio traffic as sandbox activity.
+struct Touching<T> {
+    inner: T,
+    act: Arc<Activity>,
+}
+
+impl<T> Touching<T> {
+    fn new(inner: T, act: Arc<Activity>) -> Self {
+        Self { inner, act }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Touching<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            self.act.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.act.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl SandboxDriver for LocalDriver {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    async fn claim(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
+        Ok(self.claim_local(spec).await?)
+    }
+    async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
+        if !self.workspace_exists(&spec.session_id).await? {
+            return Err(SandboxError::Invalid(format!(
+                "session {} has no workspace to resume",
+                spec.session_id
+            )));
+        }
+        Ok(self.claim_local(spec).await?)
+    }
+    async fn workspace_exists(&self, session_id: &str) -> Result<bool> {
+        if !valid_session_id(session_id) {
+            return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
+        }
+        Ok(self.workspace_path(session_id).is_dir())
+    }
+    async fn delete_workspace(&self, session_id: &str) -> Result<()> {
+        if !valid_session_id(session_id) {
+            return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
+        }
+        if let Some(s) = self.live(session_id) {
+            s.release_inner("workspace deleted").await?;
+        }
+        let p = self.workspace_path(session_id);
+        match tokio::fs::remove_dir_all(&p).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(SandboxError::Other(
+                anyhow::Error::from(e).context(format!("remove {}", p.display())),
+            )),
+        }
+    }
+}

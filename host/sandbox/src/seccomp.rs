@@ -1,0 +1,129 @@
+//! The seccomp filter handed to bubblewrap (`--seccomp FD`): a deny list that
+//! answers `EPERM` to syscalls a coding agent never needs and that widen the
+//! kernel's attack surface (mounts, namespaces, keyrings, bpf, io_uring,
+//! kernel modules, clocks, reboot). Namespace creation is also stopped by
+//! `--disable-userns` and by the empty capability set; this is depth.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, anyhow};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// Syscalls denied outright.
+fn denied_syscalls() -> Vec<i64> {
+    let mut v: Vec<libc::c_long> = vec![
+        libc::SYS_acct,
+        libc::SYS_add_key,
+        libc::SYS_bpf,
+        libc::SYS_clock_adjtime,
+        libc::SYS_clock_settime,
+        libc::SYS_delete_module,
+        libc::SYS_finit_module,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fsopen,
+        libc::SYS_fspick,
+        libc::SYS_init_module,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_io_uring_setup,
+        libc::SYS_kexec_file_load,
+        libc::SYS_kexec_load,
+        libc::SYS_keyctl,
+        libc::SYS_lookup_dcookie,
+        libc::SYS_mount,
+        libc::SYS_mount_setattr,
+        libc::SYS_move_mount,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_open_tree,
+        libc::SYS_perf_event_open,
+        libc::SYS_pivot_root,
+        libc::SYS_quotactl,
+        libc::SYS_reboot,
+        libc::SYS_request_key,
+        libc::SYS_setns,
+        libc::SYS_settimeofday,
+        libc::SYS_swapoff,
+        libc::SYS_swapon,
+        libc::SYS_syslog,
+        libc::SYS_umount2,
+        libc::SYS_unshare,
+        libc::SYS_userfaultfd,
+        libc::SYS_vhangup,
+        libc::SYS_adjtimex,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
+        libc::SYS_uselib,
+        libc::SYS_nfsservctl,
+    ]);
+    v.into_iter().map(i64::from).collect()
+}
+
+/// Namespace flags refused on `clone(2)`.
+const CLONE_NS_FLAGS: [u64; 7] = [
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// The compiled filter as the raw `struct sock_filter[]` bytes bwrap reads.
+pub fn compile() -> anyhow::Result<Vec<u8>> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|e| anyhow!("seccomp: unsupported architecture: {e:?}"))?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for nr in denied_syscalls() {
+        rules.insert(nr, Vec::new());
+    }
+    let mut clone_rules = Vec::new();
+    for flag in CLONE_NS_FLAGS {
+        let cond = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )
+        .map_err(|e| anyhow!("seccomp condition: {e:?}"))?;
+        clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| anyhow!("seccomp rule: {e:?}"))?);
+    }
+    rules.insert(i64::from(libc::SYS_clone), clone_rules);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e| anyhow!("seccomp compile: {e:?}"))
+        .context("compile seccomp filter")?;
+    let mut bytes = Vec::with_capacity(program.len() * 8);
+    for ins in program {
+        bytes.extend_from_slice(&ins.code.to_ne_bytes());
+        bytes.push(ins.jt);
+        bytes.push(ins.jf);
+        bytes.extend_from_slice(&ins.k.to_ne_bytes());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compiles_to_whole_instructions() {
+        let bytes = super::compile().expect("compile");
+        assert!(!bytes.is_empty());
+        assert_eq!(bytes.len() % 8, 0);
+    }
+}

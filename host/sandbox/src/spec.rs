@@ -1,0 +1,278 @@
+//! What a sandbox is asked to be: the spec handed to [`crate::SandboxDriver::claim`],
+//! the egress policy, the model route with its credential, resource limits, and
+//! the request/outcome types of one exec.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A secret string (the vault token). `Debug`/`Display` never print it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself. Only the host-side egress gateway calls this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// `environment.config.networking` of the Managed Agents API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Networking {
+    Unrestricted,
+    Limited {
+        #[serde(default)]
+        allowed_hosts: Vec<String>,
+        #[serde(default)]
+        allow_package_managers: bool,
+        #[serde(default)]
+        allow_mcp_servers: bool,
+    },
+}
+
+impl Default for Networking {
+    fn default() -> Self {
+        Networking::Limited {
+            allowed_hosts: Vec::new(),
+            allow_package_managers: false,
+            allow_mcp_servers: false,
+        }
+    }
+}
+
+/// The egress policy of one sandbox: the environment's networking plus the hosts
+/// of the agent's MCP server URLs (used when `allow_mcp_servers` is true).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressPolicy {
+    pub networking: Networking,
+    /// Hostnames (or URLs; the host is taken) of the agent's MCP servers.
+    #[serde(default)]
+    pub mcp_server_hosts: Vec<String>,
+}
+
+/// A header the gateway adds on the model route: `value_template` with `{token}`
+/// replaced by the vault token (from the harness plugin's credential plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRule {
+    pub header: String,
+    pub value_template: String,
+}
+
+/// The session's model endpoint as seen by the host-side gateway.
+#[derive(Debug, Clone)]
+pub struct LlmRoute {
+    /// Upstream base URL (`https://…`, or `http://` for loopback test upstreams).
+    /// The sandbox reaches it as [`crate::Sandbox::llm_base_url_inside`]; a request to
+    /// `<inside>/v1/messages` goes to `<llm_base_url>/v1/messages`.
+    pub base_url: String,
+    pub header_rules: Vec<HeaderRule>,
+    pub token: Secret,
+}
+
+/// Resource limits of one sandbox. `None` leaves a limit off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory of the whole sandbox (cgroup), or per-process address space
+    /// (`RLIMIT_AS`) where no memory cgroup is available.
+    pub memory_bytes: Option<u64>,
+    /// Processes/threads of the whole sandbox (pids cgroup and `RLIMIT_NPROC` of
+    /// the sandbox's own host uid).
+    pub max_processes: Option<u64>,
+    /// CPU seconds per process (`RLIMIT_CPU`).
+    pub cpu_seconds: Option<u64>,
+    /// Largest file a process may write (`RLIMIT_FSIZE`).
+    pub file_size_bytes: Option<u64>,
+    /// Open files per process (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+    /// Size of the private `/tmp` tmpfs.
+    pub tmp_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: Some(4 << 30),
+            max_processes: Some(1024),
+            cpu_seconds: Some(4 * 3600),
+            file_size_bytes: Some(8 << 30),
+            open_files: Some(8192),
+            tmp_bytes: Some(1 << 30),
+        }
+    }
+}
+
+/// What to create. The workspace of `session_id` is created on first claim and
+/// kept (across stop, release, idle release and later claims) until
+/// [`crate::SandboxDriver::delete_workspace`].
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// `[A-Za-z0-9_-]{1,128}`; names the workspace.
+    pub session_id: String,
+    pub egress: EgressPolicy,
+    /// The model route; `None` when the runtime reaches no model from inside
+    /// (sandbox-as-tool).
+    pub llm: Option<LlmRoute>,
+    pub limits: Limits,
+    /// Extra environment for every process of the sandbox (placeholders such as
+    /// `ANTHROPIC_API_KEY=placeholder`, never the real token).
+    pub env: Vec<(String, String)>,
+}
+
+impl SandboxSpec {
+    pub fn new(session_id: impl Into<String>) -> Self {
+        Self {
+            session_id: session_id.into(),
+            egress: EgressPolicy::default(),
+            llm: None,
+            limits: Limits::default(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// One process to start inside a sandbox, stdio piped.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// `argv[0]` is looked up in the sandbox's `PATH`.
+    pub argv: Vec<String>,
+    /// Added to (and overriding) the sandbox environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the sandbox; default `/workspace`.
+    pub cwd: Option<String>,
+    /// A resident process (a runtime waiting for its next turn, a persistent
+    /// shell): it does not keep the sandbox from idling out; its stdio still
+    /// counts as activity.
+    pub resident: bool,
+}
+
+impl ExecRequest {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// `sh -c <script>`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self::new(["/bin/sh".to_string(), "-c".to_string(), script.into()])
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    pub fn resident(mut self, resident: bool) -> Self {
+        self.resident = resident;
+        self
+    }
+}
+
+/// Which limit stopped a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    Memory,
+    Processes,
+    CpuTime,
+    FileSize,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Memory => "memory",
+            Limit::Processes => "process count",
+            Limit::CpuTime => "CPU time",
+            Limit::FileSize => "file size",
+        })
+    }
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// The process exited by itself.
+    Exited { code: i32 },
+    /// Killed by a signal that no limit explains (including [`crate::ExecChild::kill`]).
+    Signaled { signal: i32 },
+    /// Stopped by a resource limit: the runner reports this as `session.error`.
+    LimitExceeded { limit: Limit, signal: Option<i32> },
+    /// The sandbox was stopped, released (also after idling) or its init died.
+    SandboxGone,
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        matches!(self, ExitStatus::Exited { code: 0 })
+    }
+    /// The exit code, `128 + signal` for signals (shell convention), `None` when
+    /// the sandbox went away.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited { code } => Some(*code),
+            ExitStatus::Signaled { signal } => Some(128 + signal),
+            ExitStatus::LimitExceeded { signal, .. } => signal.map(|s| 128 + s),
+            ExitStatus::SandboxGone => None,
+        }
+    }
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ExitStatus::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited { code } => write!(f, "exited with code {code}"),
+            ExitStatus::Signaled { signal } => write!(f, "killed by signal {signal}"),
+            ExitStatus::LimitExceeded { limit, .. } => {
+                write!(f, "stopped: sandbox {limit} limit exceeded")
+            }
+            ExitStatus::SandboxGone => f.write_str("sandbox stopped"),
+        }
+    }
+}
+
+/// Per-sandbox egress counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EgressStats {
+    pub requests_allowed: u64,
+    pub requests_denied: u64,
+    pub model_requests: u64,
+    /// Bytes from the sandbox to upstreams (request bodies, tunnel upload).
+    pub bytes_sent: u64,
+    /// Bytes from upstreams to the sandbox.
+    pub bytes_received: u64,
+}

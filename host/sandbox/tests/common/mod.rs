@@ -1,0 +1,153 @@
+#![allow(dead_code)]
+//! Helpers shared by the integration tests (run as root, as in CI).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bridle_sandbox::{
+    ExecRequest, LocalConfig, LocalDriver, Output, Sandbox, SandboxSpec,
+};
+
+static NEXT_RANGE: AtomicU32 = AtomicU32::new(0);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A driver over a fresh state dir with its own uid range (tests in one
+/// process run in parallel; each gets 20 uids of its own).
+pub fn driver(tmp: &Path) -> LocalDriver {
+    init_tracing();
+    let n = NEXT_RANGE.fetch_add(1, Ordering::SeqCst);
+    let base = 610_000 + std::process::id() % 1000 * 1000 + n * 20;
+    LocalDriver::new(LocalConfig {
+        state_dir: tmp.join("state"),
+        init_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_bridle-sandbox-init"))),
+        uid_base: base,
+        uid_count: 20,
+        idle_timeout: None,
+        ..LocalConfig::default()
+    })
+    .expect("local driver (is bubblewrap installed? apt-get install -y bubblewrap)")
+}
+
+pub fn spec(session: &str) -> SandboxSpec {
+    SandboxSpec::new(session)
+}
+
+/// Run a shell script in the sandbox and collect its output (10 s cap).
+pub async fn sh(sbx: &dyn Sandbox, script: &str) -> Output {
+    let child = sbx.exec(ExecRequest::shell(script)).await.expect("exec");
+    tokio::time::timeout(Duration::from_secs(30), child.output(1 << 20))
+        .await
+        .expect("exec finished in time")
+}
+
+/// One request seen by [`FakeUpstream`].
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP/1.1 server that records requests and answers
+/// `200 upstream-ok <path>`.
+pub struct FakeUpstream {
+    pub port: u16,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let Ok(n) = s.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let mut lines = head.split("\r\n");
+                    let request_line = lines.next().unwrap_or_default().to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = buf[head_end + 4..].to_vec();
+                    while body.len() < len {
+                        let Ok(n) = s.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        body.extend_from_slice(&chunk[..n]);
+                    }
+                    let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(Seen {
+                        request_line,
+                        headers,
+                        body,
+                    });
+                    let reply = format!("upstream-ok {path}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                        reply.len(),
+                        reply
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Self { port, seen, task }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}

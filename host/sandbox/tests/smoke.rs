@@ -1,0 +1,85 @@
+//! The doctor, the missing-prerequisite message, and a basic round trip.
+
+mod common;
+
+use bridle_sandbox::local::check;
+use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, Sandbox, SandboxError};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[test]
+fn doctor_reports_ok_here() {
+    let doc = check(&LocalConfig {
+        init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
+        ..LocalConfig::default()
+    });
+    let report = doc.report();
+    assert!(doc.ok(), "{report}");
+    assert!(report.contains("bubblewrap") && report.contains("trial sandbox"), "{report}");
+}
+
+#[test]
+fn missing_bwrap_says_what_and_how() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = LocalDriver::new(LocalConfig {
+        state_dir: tmp.path().join("s"),
+        bwrap: Some("/nonexistent/bwrap".into()),
+        ..LocalConfig::default()
+    })
+    .err()
+    .expect("must fail");
+    assert!(matches!(err, SandboxError::Unavailable(_)));
+    let msg = err.to_string();
+    assert!(msg.contains("bubblewrap") && msg.contains("apt-get install -y bubblewrap"), "{msg}");
+    let doc = check(&LocalConfig {
+        bwrap: Some("/nonexistent/bwrap".into()),
+        ..LocalConfig::default()
+    });
+    assert!(!doc.ok());
+    assert!(doc.report().contains("FAIL bubblewrap"), "{}", doc.report());
+}
+
+#[tokio::test]
+async fn interactive_stdio_kill_and_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim_local(spec("stdio")).await.unwrap();
+    // A line-oriented process fed through stdin.
+    let mut child = sbx
+        .exec(ExecRequest::new(["/bin/sh", "-c", "while read l; do echo \"got $l\"; done; exit 3"]))
+        .await
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").await.unwrap();
+    drop(stdin);
+    let mut s = String::new();
+    stdout.read_to_string(&mut s).await.unwrap();
+    assert_eq!(s, "got one\ngot two\n");
+    assert_eq!(child.wait().await.code(), Some(3));
+
+    // kill() ends a process and its group.
+    let child = sbx.exec(ExecRequest::shell("sleep 100 & sleep 100")).await.unwrap();
+    child.kill().await.unwrap();
+    assert_eq!(child.wait().await.code(), Some(137));
+    let out = sh(&*sbx, "pgrep -c sleep || true").await;
+    assert_eq!(out.stdout_str().trim(), "0");
+
+    // An unknown program is a clear error, not a hang.
+    let err = sbx.exec(ExecRequest::new(["/nope"])).await.err().unwrap();
+    assert!(err.to_string().contains("/nope"), "{err}");
+
+    // stop(): every process ends, execs report SandboxGone, the workspace stays.
+    sh(&*sbx, "echo kept > /workspace/k").await;
+    let long = sbx.exec(ExecRequest::shell("sleep 100")).await.unwrap();
+    sbx.stop().await.unwrap();
+    assert_eq!(long.wait().await, bridle_sandbox::ExitStatus::SandboxGone);
+    assert!(!sbx.is_running());
+    assert!(matches!(
+        sbx.exec(ExecRequest::new(["true"])).await,
+        Err(SandboxError::Gone(_))
+    ));
+    let again = d.claim_local(spec("stdio")).await.unwrap();
+    assert_eq!(sh(&*again, "cat /workspace/k").await.stdout_str(), "kept\n");
+    again.release().await.unwrap();
+}

@@ -1,0 +1,728 @@
+//! The runner of one live session: it takes the session's user events in
+//! order, starts the agent runtime in the session's sandbox from the harness
+//! plugin's launch plan, pumps the runtime's output through the plugin, and
+//! stores and fans out the resulting events. Status events come only from
+//! the [`StatusMachine`]; plugin events are checked before they are stored.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bridle_harness::{Action, ApiShape, HarnessError, LlmEndpoint, PluginSession};
+use bridle_sandbox::{BoxedWrite, ExecControl, ExecRequest, ExitStatus, Sandbox, SandboxSpec};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::Sessions;
+use super::status::{Fact, StatusMachine};
+use super::validate::check_plugin_event;
+use crate::ids::{Kind, new_id};
+use crate::model::environments::{Environment, Networking};
+use crate::model::events::{NewEvent, StoredEvent};
+use crate::model::sessions::{HarnessBinding, SessionStatus};
+use crate::model::vaults::{Credential, CredentialSecrets};
+use crate::store::{RunnerState, Table};
+use crate::time::{now_micros, rfc3339};
+
+/// Lines of runtime stderr kept for error messages.
+const STDERR_TAIL: usize = 20;
+/// How long an idle runner without a runtime lingers before its task ends.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// Run one session until it has nothing left to do.
+pub(crate) async fn run(host: Arc<Sessions>, id: String, mut rx: mpsc::UnboundedReceiver<()>) {
+    let mut runner = match Runner::load(host.clone(), id.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "cannot start the session runner");
+            host.leave(&id, &mut rx);
+            return;
+        }
+    };
+    runner.main(&mut rx).await;
+    runner.shutdown_runtime("runner ended").await;
+}
+
+/// A line from the runtime, or its end.
+enum Out {
+    Line(String),
+    Exit(ExitStatus),
+}
+
+/// A running runtime process and what belongs to it.
+struct Runtime {
+    plugin: PluginSession,
+    sandbox: Arc<dyn Sandbox>,
+    stdin: Option<BoxedWrite>,
+    out: mpsc::Receiver<Out>,
+    control: Arc<dyn ExecControl>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+struct Runner {
+    host: Arc<Sessions>,
+    id: String,
+    binding: HarnessBinding,
+    agent: Value,
+    environment_id: String,
+    machine: StatusMachine,
+    state: RunnerState,
+    /// A turn is in progress (between taking a message and its end).
+    turn: bool,
+    /// Messages that arrived during a turn, taken in order after it.
+    queue: VecDeque<StoredEvent>,
+    rt: Option<Runtime>,
+    interrupt_deadline: Option<Instant>,
+    last_activity: Instant,
+    usage: Map<String, Value>,
+}
+
+/// Why the runtime could not be started, in words for `session.error`.
+struct StartError {
+    error_type: &'static str,
+    message: String,
+}
+
+impl StartError {
+    fn new(message: impl Into<String>) -> Self {
+        StartError { error_type: "unknown_error", message: message.into() }
+    }
+}
+
+impl Runner {
+    async fn load(host: Arc<Sessions>, id: String) -> anyhow::Result<Runner> {
+        let row = host.store.get_session(&id).await?.context("session not found")?;
+        let state = host.store.runner_state(&id).await?.unwrap_or_default();
+        let usage = row.session.usage.as_object().cloned().unwrap_or_default();
+        // A runner starting on a session left running (a restart) picks it
+        // up idle: the turn that was in flight is reported as interrupted.
+        let mut machine = StatusMachine::new(row.session.status);
+        let mut runner = Runner {
+            host,
+            id,
+            binding: row.binding,
+            agent: row.session.agent,
+            environment_id: row.session.environment_id,
+            machine: StatusMachine::new(SessionStatus::Idle),
+            state,
+            turn: false,
+            queue: VecDeque::new(),
+            rt: None,
+            interrupt_deadline: None,
+            last_activity: Instant::now(),
+            usage,
+        };
+        if matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling) {
+            let step = machine.apply(Fact::Failed {
+                error_type: "unknown_error".into(),
+                message: "the server restarted during this turn; send the message again to continue".into(),
+                terminal: false,
+            });
+            runner.machine = machine;
+            runner.emit(step.events).await?;
+            runner.save_status().await?;
+        } else {
+            runner.machine = machine;
+        }
+        Ok(runner)
+    }
+
+    async fn main(&mut self, rx: &mut mpsc::UnboundedReceiver<()>) {
+        loop {
+            let idle_at = (!self.turn && self.rt.is_some()).then(|| self.last_activity + self.host.timing.runtime_idle);
+            let linger_at = (!self.turn && self.rt.is_none()).then(|| self.last_activity + LINGER);
+            tokio::select! {
+                wake = rx.recv() => {
+                    if wake.is_none() {
+                        return;
+                    }
+                    if let Err(e) = self.take_inputs().await {
+                        tracing::error!(error = format!("{e:#}"), "taking user events failed");
+                    }
+                }
+                out = recv_out(&mut self.rt) => {
+                    self.last_activity = Instant::now();
+                    if let Err(e) = self.on_out(out).await {
+                        tracing::error!(error = format!("{e:#}"), "handling runtime output failed");
+                    }
+                }
+                () = sleep_until(self.interrupt_deadline) => {
+                    self.interrupt_deadline = None;
+                    if self.turn {
+                        tracing::warn!("runtime did not end its turn after an interrupt; stopping it");
+                        self.shutdown_runtime("interrupt grace period over").await;
+                        let _ = self.apply_fact(Fact::TurnEnded(json!({"type": "end_turn"}))).await;
+                        self.turn = false;
+                        let _ = self.next_queued().await;
+                    }
+                }
+                () = sleep_until(idle_at) => {
+                    tracing::info!("runtime idle; stopping it (it resumes on the next message)");
+                    self.shutdown_runtime("idle").await;
+                    self.last_activity = Instant::now();
+                }
+                () = sleep_until(linger_at) => {
+                    if self.host.leave(&self.id, rx) {
+                        return;
+                    }
+                    self.last_activity = Instant::now();
+                    if let Err(e) = self.take_inputs().await {
+                        tracing::error!(error = format!("{e:#}"), "taking user events failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Take every user event stored since the last one taken.
+    async fn take_inputs(&mut self) -> anyhow::Result<()> {
+        loop {
+            let events = self.host.store.user_events_after(&self.id, self.state.input_seq).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            for ev in events {
+                self.state.input_seq = ev.seq;
+                self.host.store.set_input_seq(&self.id, ev.seq).await?;
+                self.last_activity = Instant::now();
+                self.on_input(ev).await?;
+            }
+        }
+    }
+
+    async fn on_input(&mut self, ev: StoredEvent) -> anyhow::Result<()> {
+        match ev.kind.as_str() {
+            "user.message" if self.turn => {
+                self.queue.push_back(ev);
+                Ok(())
+            }
+            "user.message" => self.start_turn(ev).await,
+            "user.interrupt" => {
+                if self.turn {
+                    self.interrupt_deadline = Some(Instant::now() + self.host.timing.interrupt_grace);
+                    self.plugin_input(&ev).await
+                } else {
+                    Ok(())
+                }
+            }
+            "user.tool_confirmation" | "user.custom_tool_result" => {
+                let body: Value = serde_json::from_str(&ev.body)?;
+                let target = body
+                    .get("tool_use_id")
+                    .or_else(|| body.get("custom_tool_use_id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                if !self.machine.pending().contains(&target) {
+                    tracing::warn!(target = %target, "answer for a tool call that is not pending; ignored");
+                    return Ok(());
+                }
+                self.apply_fact(Fact::Answered(vec![target])).await?;
+                self.plugin_input(&ev).await
+            }
+            other => {
+                tracing::warn!(kind = other, "user event type the runner does not handle");
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_turn(&mut self, ev: StoredEvent) -> anyhow::Result<()> {
+        self.turn = true;
+        self.apply_fact(Fact::TurnStarted).await?;
+        if self.rt.is_none()
+            && let Err(e) = self.start_runtime().await
+        {
+            tracing::warn!(error = %e.message, "runtime could not start");
+            self.fail_turn(e.error_type, &e.message).await?;
+            return Ok(());
+        }
+        self.plugin_input(&ev).await
+    }
+
+    /// End the turn with a failure the session can recover from.
+    async fn fail_turn(&mut self, error_type: &str, message: &str) -> anyhow::Result<()> {
+        self.apply_fact(Fact::Failed { error_type: error_type.into(), message: message.into(), terminal: false })
+            .await?;
+        self.turn = false;
+        self.interrupt_deadline = None;
+        self.next_queued().await
+    }
+
+    /// Start the next queued message, if any.
+    async fn next_queued(&mut self) -> anyhow::Result<()> {
+        if let Some(next) = self.queue.pop_front() {
+            Box::pin(self.start_turn(next)).await?;
+        }
+        Ok(())
+    }
+
+    async fn plugin_input(&mut self, ev: &StoredEvent) -> anyhow::Result<()> {
+        let Some(rt) = self.rt.as_mut() else { return Ok(()) };
+        let result = rt.plugin.on_input(&ev.body).await;
+        self.after_plugin_call(result).await
+    }
+
+    async fn on_out(&mut self, out: Out) -> anyhow::Result<()> {
+        match out {
+            Out::Line(line) => {
+                let Some(rt) = self.rt.as_mut() else { return Ok(()) };
+                let result = rt.plugin.on_output(&line).await;
+                self.after_plugin_call(result).await
+            }
+            Out::Exit(status) => {
+                let Some(mut rt) = self.rt.take() else { return Ok(()) };
+                let stderr = tail(&rt.stderr);
+                tracing::info!(%status, "runtime exited");
+                let actions = rt.plugin.on_exit(status.code()).await;
+                let _ = rt.sandbox.stop().await;
+                self.apply_actions(actions.unwrap_or_default()).await?;
+                if self.turn {
+                    let why = match status.limit() {
+                        Some(limit) => format!("the agent runtime was stopped: sandbox {limit} limit exceeded"),
+                        None => format!("the agent runtime {status} before finishing the turn{stderr}"),
+                    };
+                    self.fail_turn("unknown_error", &why).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Handle a plugin call's result: its actions, or its fault.
+    async fn after_plugin_call(&mut self, result: Result<Vec<Action>, HarnessError>) -> anyhow::Result<()> {
+        match result {
+            Ok(actions) => self.apply_actions(actions).await,
+            Err(e) if e.is_fault() => {
+                tracing::error!(error = %e, "harness plugin fault; stopping the runtime");
+                self.shutdown_runtime("plugin fault").await;
+                if self.turn {
+                    self.fail_turn("unknown_error", &format!("harness {e}")).await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The plugin could not map this input or line: log it, go on.
+                tracing::warn!(error = %e, "harness plugin refused an input");
+                Ok(())
+            }
+        }
+    }
+
+    async fn apply_actions(&mut self, actions: Vec<Action>) -> anyhow::Result<()> {
+        let mut work: VecDeque<Action> = actions.into();
+        while let Some(action) = work.pop_front() {
+            match action {
+                Action::Emit(json) => {
+                    if let Err(msg) = self.emit_plugin_event(&json).await? {
+                        tracing::error!(error = %msg, event = %truncate(&json, 500), "plugin emitted an invalid event");
+                        self.shutdown_runtime("invalid plugin event").await;
+                        if self.turn {
+                            let m = format!("harness plugin `{}` emitted an invalid event: {msg}", self.binding.engine);
+                            self.fail_turn("unknown_error", &m).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+                Action::Write(bytes) => self.write_stdin(&bytes).await,
+                Action::Retrying(r) => {
+                    tracing::info!(attempt = r.attempt, error_type = %r.error_type, "runtime retrying a model request");
+                    self.apply_fact(Fact::Retrying { error_type: r.error_type, message: r.message }).await?;
+                }
+                Action::Resumed => self.apply_fact(Fact::Resumed).await?,
+                Action::ToolCall(call) => {
+                    let result = self.run_tool(&call).await;
+                    if let Some(rt) = self.rt.as_mut() {
+                        match rt.plugin.on_tool_result(&result.to_string()).await {
+                            Ok(more) => work.extend(more),
+                            Err(e) => return Box::pin(self.after_plugin_call(Err(e))).await,
+                        }
+                    }
+                }
+                Action::Checkpoint(token) => {
+                    self.host.store.set_resume(&self.id, &token).await?;
+                    self.state.resume = Some(token);
+                }
+                Action::TurnEnded(stop) => {
+                    let stop: Value =
+                        serde_json::from_str(&stop).unwrap_or_else(|_| json!({"type": "end_turn"}));
+                    self.apply_fact(Fact::TurnEnded(stop)).await?;
+                    self.turn = false;
+                    self.interrupt_deadline = None;
+                    self.next_queued().await?;
+                }
+                Action::Failed(err) => {
+                    let err: Value = serde_json::from_str(&err).unwrap_or(Value::Null);
+                    let error_type = err.get("type").and_then(Value::as_str).unwrap_or("unknown_error").to_owned();
+                    let message = err.get("message").and_then(Value::as_str).unwrap_or("the agent runtime failed");
+                    let terminal = err.pointer("/retry_status/type").and_then(Value::as_str) == Some("terminal");
+                    self.apply_fact(Fact::Failed { error_type, message: message.to_owned(), terminal }).await?;
+                    self.turn = false;
+                    self.interrupt_deadline = None;
+                    if terminal {
+                        self.shutdown_runtime("terminal failure").await;
+                    } else {
+                        self.next_queued().await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Check, id and store one plugin event. `Ok(Err(msg))` when invalid.
+    async fn emit_plugin_event(&mut self, json: &str) -> anyhow::Result<Result<(), String>> {
+        let mut map = match serde_json::from_str::<Value>(json) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Ok(Err("not a JSON object".into())),
+            Err(e) => return Ok(Err(format!("not JSON: {e}"))),
+        };
+        if let Err(e) = check_plugin_event(&map) {
+            return Ok(Err(e.to_string()));
+        }
+        if !map.contains_key("id") {
+            map.insert("id".into(), Value::String(new_id(Kind::Event)));
+        }
+        if map.get("type").and_then(Value::as_str) == Some("span.model_request_end")
+            && let Some(Value::Object(u)) = map.get("model_usage")
+        {
+            add_usage(&mut self.usage, u);
+        }
+        self.apply_fact(Fact::Event(map)).await?;
+        Ok(Ok(()))
+    }
+
+    /// Run a fact through the status machine; store what it yields.
+    async fn apply_fact(&mut self, fact: Fact) -> anyhow::Result<()> {
+        let step = self.machine.apply(fact);
+        self.emit(step.events).await?;
+        if step.status_changed {
+            self.save_status().await?;
+        }
+        Ok(())
+    }
+
+    async fn emit(&mut self, events: Vec<Map<String, Value>>) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let new = events
+            .into_iter()
+            .map(|mut body| {
+                let id = body.remove("id").and_then(|v| v.as_str().map(str::to_owned));
+                NewEvent { id, body }
+            })
+            .collect();
+        let stored = self.host.store.append_events(&self.id, new, false).await?;
+        self.host.bus.publish(&self.id, &stored);
+        Ok(())
+    }
+
+    async fn save_status(&mut self) -> anyhow::Result<()> {
+        let status = self.machine.status();
+        let usage = Value::Object(self.usage.clone());
+        self.host
+            .store
+            .update_session(&self.id, |mut s| -> Result<_, crate::store::StoreError> {
+                s.status = status;
+                s.usage = usage;
+                s.updated_at = rfc3339(now_micros());
+                Ok(s)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn write_stdin(&mut self, bytes: &[u8]) {
+        let Some(rt) = self.rt.as_mut() else { return };
+        let Some(stdin) = rt.stdin.as_mut() else { return };
+        let res = async {
+            stdin.write_all(bytes).await?;
+            stdin.flush().await
+        }
+        .await;
+        if let Err(e) = res {
+            // The exit that follows reports the failure; keep the log line.
+            tracing::warn!(error = %e, "writing to the runtime's stdin failed");
+        }
+    }
+
+    /// The model credential and upstream URL of this session.
+    async fn credential(&mut self, api_shape: ApiShape) -> Result<(String, String), StartError> {
+        let default_url = match api_shape {
+            ApiShape::AnthropicMessages => "https://api.anthropic.com",
+            _ => "https://api.openai.com/v1",
+        };
+        let Some(cred_id) = &self.binding.credential_id else {
+            let llm = &self.host.config.default_llm;
+            let Some(key) = &llm.api_key else {
+                return Err(StartError::new(
+                    "no model credential: this session has no LLM vault and the server has no default_llm.api_key configured; \
+                     attach a vault with sandbox0.managed_agents.role = \"llm\" holding the provider token",
+                ));
+            };
+            let url = llm.base_url.clone().or_else(|| self.binding.llm_base_url.clone());
+            return Ok((key.clone(), url.unwrap_or_else(|| default_url.to_owned())));
+        };
+        let row = self
+            .host
+            .store
+            .get_doc::<Credential>(Table::Credentials, cred_id)
+            .await
+            .map_err(|e| StartError::new(format!("reading the LLM credential failed: {e}")))?;
+        let Some(row) = row.filter(|r| !r.archived) else {
+            return Err(StartError::new(format!(
+                "the LLM credential `{cred_id}` selected at session create was deleted or archived"
+            )));
+        };
+        let sealed = row.sealed.unwrap_or_default();
+        let secrets: CredentialSecrets = self
+            .host
+            .secrets
+            .open(&sealed)
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .ok_or_else(|| StartError::new("the LLM credential cannot be decrypted with this server's key"))?;
+        let token = secrets.token.ok_or_else(|| StartError::new("the LLM credential has no token"))?;
+        Ok((token, self.binding.llm_base_url.clone().unwrap_or_else(|| default_url.to_owned())))
+    }
+
+    async fn start_runtime(&mut self) -> Result<(), StartError> {
+        let plugin = self.host.harness.plugin(&self.binding.engine).map_err(|e| StartError::new(e.to_string()))?;
+        let (token, upstream) = self.credential(plugin.info().api_shape).await?;
+        let model = self.agent.pointer("/model/id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.clone() };
+        let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
+        let driver = self.host.sandboxes.clone().map_err(StartError::new)?;
+        let env = self
+            .host
+            .store
+            .get_doc::<Environment>(Table::Environments, &self.environment_id)
+            .await
+            .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
+            .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", self.environment_id)))?;
+        let mut spec = SandboxSpec::new(self.id.clone());
+        spec.egress = bridle_sandbox::EgressPolicy {
+            networking: match env.doc.config.networking {
+                Networking::Unrestricted => bridle_sandbox::Networking::Unrestricted,
+                Networking::Limited { allowed_hosts, allow_mcp_servers, allow_package_managers } => {
+                    bridle_sandbox::Networking::Limited { allowed_hosts, allow_package_managers, allow_mcp_servers }
+                }
+            },
+            mcp_server_hosts: self
+                .agent
+                .get("mcp_servers")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|s| s.get("url").and_then(Value::as_str).map(str::to_owned)).collect())
+                .unwrap_or_default(),
+        };
+        spec.llm = Some(bridle_sandbox::LlmRoute {
+            base_url: upstream.clone(),
+            header_rules: plan
+                .inject
+                .iter()
+                .map(|r| bridle_sandbox::HeaderRule { header: r.header.clone(), value_template: r.value_template.clone() })
+                .collect(),
+            token: bridle_sandbox::Secret::new(token),
+        });
+        spec.env = plan.env.clone();
+        let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
+        let spec_json = json!({
+            "session_id": self.id,
+            "agent": self.agent,
+            "workspace": sandbox.workspace_inside(),
+            "resume": self.state.resume,
+            "llm": {"base_url": sandbox.llm_base_url_inside(), "upstream_base_url": upstream, "model": model},
+            "resident": false,
+        });
+        match self.launch(&plugin, sandbox.clone(), &spec_json.to_string()).await {
+            Ok(rt) => {
+                self.rt = Some(rt);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sandbox.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn launch(
+        &mut self,
+        plugin: &bridle_harness::Plugin,
+        sandbox: Arc<dyn Sandbox>,
+        spec_json: &str,
+    ) -> Result<Runtime, StartError> {
+        let mut session = plugin.new_session(spec_json).await.map_err(|e| StartError::new(e.to_string()))?;
+        let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+        for f in &plan.files {
+            write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;
+        }
+        let mut argv = plan.argv.clone();
+        let Some(program) = argv.first().cloned() else {
+            return Err(StartError::new(format!("harness `{}` returned an empty launch command", self.binding.engine)));
+        };
+        argv[0] = self.host.runtimes.resolve_inside(&program).ok_or_else(|| {
+            StartError::new(format!(
+                "the agent runtime `{program}` is not installed on this server; run `bridle runtimes install`"
+            ))
+        })?;
+        let mut req = ExecRequest::new(argv);
+        req.env = plan.env.clone();
+        req.cwd = plan.cwd.clone();
+        let mut child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
+        tracing::info!(program = %program, sandbox = sandbox.id(), "runtime started");
+        let (tx, out) = mpsc::channel(256);
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let control = child.control.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send(Out::Line(line)).await.is_err() {
+                        return;
+                    }
+                }
+                let status = control.wait().await;
+                let _ = tx.send(Out::Exit(status)).await;
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(target: "bridle::runtime_stderr", "{line}");
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            });
+        }
+        Ok(Runtime { plugin: session, sandbox, stdin: child.stdin.take(), out, control: child.control.clone(), stderr })
+    }
+
+    /// Sandbox-as-tool: run one tool call. Returns the result JSON for the plugin.
+    async fn run_tool(&mut self, call: &str) -> Value {
+        let call: Value = serde_json::from_str(call).unwrap_or(Value::Null);
+        let id = call.get("id").cloned().unwrap_or(Value::Null);
+        json!({"id": id, "content": "sandbox tools are not available for this harness", "is_error": true, "exit_code": null})
+    }
+
+    /// Stop the runtime process and its sandbox (the workspace stays).
+    async fn shutdown_runtime(&mut self, why: &str) {
+        let Some(mut rt) = self.rt.take() else { return };
+        tracing::info!(why, "stopping the runtime");
+        drop(rt.stdin.take());
+        let _ = rt.control.kill().await;
+        let _ = rt.sandbox.stop().await;
+    }
+}
+
+async fn recv_out(rt: &mut Option<Runtime>) -> Out {
+    match rt {
+        Some(rt) => rt.out.recv().await.unwrap_or(Out::Exit(ExitStatus::SandboxGone)),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Write a launch-plan file into the workspace as the sandbox user, so it
+/// ends up owned by the runtime that will read it.
+async fn write_file(sandbox: &dyn Sandbox, path: &str, contents: &[u8], mode: u32) -> Result<(), StartError> {
+    let ws = sandbox.workspace_inside();
+    if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return Err(StartError::new(format!("launch plan file `{path}` is outside the workspace")));
+    }
+    let full = format!("{ws}/{path}");
+    let mut req = ExecRequest::new([
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\" && chmod \"$2\" \"$1\"".to_owned(),
+        "sh".to_owned(),
+        full.clone(),
+        format!("{mode:o}"),
+    ]);
+    req.cwd = Some(ws.to_owned());
+    let mut child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("writing {full}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(contents).await;
+        let _ = stdin.shutdown().await;
+    }
+    let out = child.output(4096).await;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(StartError::new(format!("writing {full} failed: {} {}", out.status, out.stderr_str().trim())))
+    }
+}
+
+fn tail(buf: &Mutex<VecDeque<String>>) -> String {
+    let t = buf.lock().unwrap_or_else(|p| p.into_inner());
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output: {}", t.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Add a `span.model_request_end` usage to the session's running totals.
+fn add_usage(total: &mut Map<String, Value>, u: &Map<String, Value>) {
+    for (from, to) in [
+        ("input_tokens", "input_tokens"),
+        ("output_tokens", "output_tokens"),
+        ("cache_read_input_tokens", "cache_read_input_tokens"),
+    ] {
+        if let Some(n) = u.get(from).and_then(Value::as_u64) {
+            let cur = total.get(to).and_then(Value::as_u64).unwrap_or(0);
+            total.insert(to.into(), json!(cur + n));
+        }
+    }
+    if let Some(n) = u.get("cache_creation_input_tokens").and_then(Value::as_u64) {
+        let cc = total.entry("cache_creation").or_insert_with(|| json!({}));
+        if let Some(cc) = cc.as_object_mut() {
+            let cur = cc.get("ephemeral_5m_input_tokens").and_then(Value::as_u64).unwrap_or(0);
+            cc.insert("ephemeral_5m_input_tokens".into(), json!(cur + n));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_adds_up() {
+        let mut total = Map::new();
+        let u = json!({"input_tokens": 3, "output_tokens": 2, "cache_creation_input_tokens": 5}).as_object().cloned().unwrap();
+        add_usage(&mut total, &u);
+        add_usage(&mut total, &u);
+        assert_eq!(total["input_tokens"], 6);
+        assert_eq!(total["output_tokens"], 4);
+        assert_eq!(total["cache_creation"]["ephemeral_5m_input_tokens"], 10);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("hi", 5), "hi");
+    }
+}
