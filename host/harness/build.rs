@@ -78,8 +78,7 @@ fn build_plugin(root: &Path, target_dir: &Path, package: &str) -> Result<PathBuf
     scrub_env(&mut cmd);
     // The embedded artifact is what every session runs: optimize it as a
     // whole (cross-crate inlining of serde_json matters in wasm).
-    cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "true").env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     let output = cmd.output().map_err(|e| format!("could not run cargo: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);

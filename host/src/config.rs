@@ -62,6 +62,10 @@ pub struct SessionsConfig {
     pub max_sandboxes: u32,
     /// Release a sandbox idle this many seconds.
     pub sandbox_idle_secs: u64,
+    /// Where sandboxes keep their workspaces and run state. Every parent
+    /// must be traversable by other users (the sandbox uids), so it lives
+    /// outside the 0700 data dir.
+    pub sandbox_dir: PathBuf,
 }
 
 impl Default for SessionsConfig {
@@ -72,6 +76,7 @@ impl Default for SessionsConfig {
             sandbox_uid_base: 600_000,
             max_sandboxes: 1000,
             sandbox_idle_secs: 900,
+            sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
         }
     }
 }
@@ -126,6 +131,22 @@ impl Default for Config {
     }
 }
 
+/// Top-level setting names (for picking `BRIDLE_*` variables).
+const SETTINGS: [&str; 12] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "max_body_bytes",
+    "sse_heartbeat_secs",
+    "secret_key",
+    "default_llm",
+    "harnesses",
+    "log_format",
+    "rate_limit_per_second",
+    "runtimes_dir",
+    "sessions",
+];
+
 /// Values given on the command line; `None` leaves the lower layers alone.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overrides {
@@ -148,7 +169,15 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             fig = fig.merge(Toml::file(file));
         }
-        let fig = fig.merge(Env::prefixed("BRIDLE_").split("__")).merge(Serialized::globals(overrides));
+        // Only variables naming a setting: BRIDLE_LOG, BRIDLE_CONFIG and
+        // tooling variables share the prefix without being settings.
+        let env = Env::prefixed("BRIDLE_")
+            .filter(|k| {
+                let top = k.as_str().split("__").next().unwrap_or_default();
+                SETTINGS.iter().any(|s| top.eq_ignore_ascii_case(s))
+            })
+            .split("__");
+        let fig = fig.merge(env).merge(Serialized::globals(overrides));
         let config: Config = fig.extract().context("invalid configuration")?;
         config.validate()?;
         Ok(config)

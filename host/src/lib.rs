@@ -12,6 +12,7 @@ pub mod config;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod runtimes;
 pub mod secrets;
 pub mod selection;
 pub mod server;

@@ -45,6 +45,22 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Install and inspect the agent runtimes (Claude Code, codex, openai-agents).
+    Runtimes {
+        #[command(subcommand)]
+        command: RuntimesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuntimesCommand {
+    /// Install the pinned runtimes (all, or those named) into `runtimes_dir`.
+    Install {
+        /// claude, codex or openai-agents; default: all.
+        names: Vec<String>,
+    },
+    /// Show what is installed and what is missing.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +103,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(config.log_format);
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,
+        Command::Runtimes { command } => {
+            use bridle::runtimes::{Runtime, Runtimes};
+            let runtimes = Runtimes::new(&config.runtimes_dir);
+            match command {
+                RuntimesCommand::Install { names } => {
+                    let which = if names.is_empty() {
+                        Runtime::ALL.to_vec()
+                    } else {
+                        names
+                            .iter()
+                            .map(|n| {
+                                Runtime::parse(n).ok_or_else(|| {
+                                    anyhow::anyhow!("unknown runtime `{n}`; expected claude, codex or openai-agents")
+                                })
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()?
+                    };
+                    let r = runtimes.clone();
+                    tokio::task::spawn_blocking(move || r.install(&which)).await??;
+                    for st in runtimes.status() {
+                        println!("{st}");
+                    }
+                }
+                RuntimesCommand::List => {
+                    for st in runtimes.status() {
+                        println!("{st}");
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Keys { command } => {
             let store = bridle::server::open_store(&config).await?;
             match command {

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::session::{RuntimeDirs, Sessions, Timing};
 use crate::store::Store;
@@ -78,11 +79,11 @@ async fn start_sessions(
     let runtimes = runtime_dirs(&config)?;
     let sc = &config.sessions;
     let local = LocalConfig {
-        state_dir: config.data_dir.join("sandboxes"),
+        state_dir: sc.sandbox_dir.clone(),
         uid_base: sc.sandbox_uid_base,
         uid_count: sc.max_sandboxes,
         idle_timeout: Some(Duration::from_secs(sc.sandbox_idle_secs)),
-        extra_ro_binds: vec![(runtimes.host.clone(), runtimes.inside.clone())],
+        extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
         ..LocalConfig::default()
     };
     let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {
@@ -101,11 +102,22 @@ async fn start_sessions(
 
 /// The runtimes directory: created world-readable so sandboxes can read it.
 fn runtime_dirs(config: &Config) -> anyhow::Result<RuntimeDirs> {
-    let host = &config.runtimes_dir;
-    std::fs::create_dir_all(host).with_context(|| format!("creating runtimes dir {}", host.display()))?;
-    let host = host.canonicalize().with_context(|| format!("resolving {}", host.display()))?;
-    Ok(RuntimeDirs { host, inside: "/opt/bridle/runtimes".into(), programs: Default::default() })
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.runtimes_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating runtimes dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting permissions of {}", dir.display()))?;
+    let runtimes = Runtimes::new(dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?);
+    for st in runtimes.status() {
+        if !st.ready() {
+            tracing::warn!("{st}");
+        }
+    }
+    Ok(RuntimeDirs { runtimes, inside: RUNTIMES_INSIDE.into() })
 }
+
+/// Where sandboxes see the runtimes directory.
+pub const RUNTIMES_INSIDE: &str = "/opt/bridle/runtimes";
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {

@@ -173,5 +173,20 @@ fn instantiation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, instantiation, mapping);
+/// The floor: one call that does (almost) nothing, through wasmtime vs native.
+fn call_overhead(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let runtime = harness(true);
+    let spec = spec();
+    let plugin = runtime.plugin("claude").unwrap();
+    let mut wasm = rt.block_on(plugin.new_session(&spec)).unwrap();
+    let mut native =
+        <bridle_plugin_claude::ClaudeSession as HarnessSession>::new(SessionSpec::from_json(&spec).unwrap());
+    let mut group = c.benchmark_group("call/claude on_output(\"\")");
+    group.bench_function("native", |b| b.iter(|| std::hint::black_box(native.on_output(""))));
+    group.bench_function("wasm", |b| b.iter(|| rt.block_on(wasm.on_output(""))));
+    group.finish();
+}
+
+criterion_group!(benches, instantiation, call_overhead, mapping);
 criterion_main!(benches);

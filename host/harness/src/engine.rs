@@ -128,6 +128,11 @@ fn base_config() -> Config {
     cfg
 }
 
+/// Bytes of each pooled memory reset with memset instead of madvise when an
+/// instance ends, so the next session on that slot takes no page faults on
+/// the stack and low heap (a Rust plugin's 1 MiB shadow stack comes first).
+const KEEP_RESIDENT: usize = 2 << 20;
+
 /// Pooling first (instantiation ~2x faster), on-demand when the pool's
 /// address-space reservation fails (small VMs, ulimit -v, some CI) or when
 /// disabled by config.
@@ -142,7 +147,9 @@ fn build_engine(limits: &Limits) -> Result<(Engine, bool)> {
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
-            .max_memory_size(limits.memory_bytes as usize);
+            .max_memory_size(limits.memory_bytes as usize)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
         let mut cfg = base_config();
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         match Engine::new(&cfg) {

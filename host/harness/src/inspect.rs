@@ -104,7 +104,9 @@ pub(crate) fn api_shape(info: &HarnessInfo) -> &'static str {
 /// Describe a component file. Fails only if the file cannot be read or is
 /// not a component at all; anything else lands in `error`.
 pub fn inspect(path: impl AsRef<Path>) -> Result<PluginDescription, HarnessError> {
-    let rt = HarnessRuntime::new(crate::HarnessConfig { harnesses: Default::default(), ..Default::default() })?;
+    // A one-off engine: no registry, and no pool to reserve for one instance.
+    let limits = crate::Limits { pooling: false, ..Default::default() };
+    let rt = HarnessRuntime::new(crate::HarnessConfig { harnesses: Default::default(), limits, ..Default::default() })?;
     rt.inspect(path)
 }
 

@@ -144,3 +144,42 @@ fn a_component_that_is_not_a_harness_is_refused() {
     assert!(matches!(err, HarnessError::Load { .. }), "{err:?}");
     assert!(rt.plugin("nope").unwrap_err().to_string().contains("no harness plugin"));
 }
+
+#[test]
+fn plugin_log_lines_reach_tracing_with_plugin_and_session() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = faulty_runtime();
+        let plugin = rt.plugin("faulty").unwrap();
+        futures_lite_block_on(async {
+            let mut session = plugin.new_session(SPEC).await.unwrap();
+            assert!(session.on_output("log").await.unwrap().is_empty());
+        });
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let line =
+        out.lines().find(|l| l.contains("hello from faulty")).unwrap_or_else(|| panic!("no log line in:\n{out}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("plugin=\"faulty\""), "{line}");
+    assert!(line.contains("session_id=\"sesn_test\""), "{line}");
+}
+
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}

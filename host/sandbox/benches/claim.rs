@@ -40,15 +40,10 @@ fn find_srt() -> Option<PathBuf> {
         return Some(local);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("srt"))
-        .find(|p| p.exists())
+    std::env::split_paths(&path).map(|d| d.join("srt")).find(|p| p.exists())
 }
 
-async fn bridle_cycle(
-    d: &LocalDriver,
-    i: usize,
-) -> anyhow::Result<(Duration, Duration, Duration)> {
+async fn bridle_cycle(d: &LocalDriver, i: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
     let t0 = Instant::now();
     let sbx = d.claim_local(SandboxSpec::new(format!("bench{}", i % 4))).await?;
     let t_claim = t0.elapsed();
@@ -95,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
 
-        let mut run = |d: LocalDriver| async move {
+        let run = |d: LocalDriver| async move {
             let (mut claim, mut exec, mut full) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..iters + 10 {
                 let (c, e, f) = bridle_cycle(&d, i).await?;
@@ -117,11 +112,7 @@ fn main() -> anyhow::Result<()> {
                 let t0 = Instant::now();
                 let out = tokio::process::Command::new(bin).arg("true").output().await?;
                 if !out.status.success() {
-                    println!(
-                        "srt failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
+                    println!("srt failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
                     srt.clear();
                     break;
                 }
@@ -141,10 +132,7 @@ fn main() -> anyhow::Result<()> {
         stats(
             &format!(
                 "srt true ({})",
-                srt_bin
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "srt not found".into())
+                srt_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "srt not found".into())
             ),
             srt,
         );

@@ -148,17 +148,9 @@ impl ExecChild {
             }
             (buf, dropped)
         }
-        let (out, err) = tokio::join!(
-            collect(self.stdout.take(), max_bytes),
-            collect(self.stderr.take(), max_bytes)
-        );
+        let (out, err) = tokio::join!(collect(self.stdout.take(), max_bytes), collect(self.stderr.take(), max_bytes));
         let status = self.control.wait().await;
-        Output {
-            status,
-            stdout: out.0,
-            stderr: err.0,
-            truncated_bytes: out.1 + err.1,
-        }
+        Output { status, stdout: out.0, stderr: err.0, truncated_bytes: out.1 + err.1 }
     }
 }
 

@@ -14,7 +14,7 @@
 //! [`run_if_init`] first thing in `main` (so `bridle` itself can serve as init).
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -95,10 +95,7 @@ fn main_with_args(args: &[String]) -> i32 {
         }
     };
     close_other_fds(opts.control_fd);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bridle-sandbox-init: runtime: {e}");
@@ -228,9 +225,4 @@ async fn relay(listener: TcpListener, gateway: String) {
             }
         });
     }
-}
-
-#[allow(dead_code)]
-fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }

@@ -7,8 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, bail};
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::Interest;
@@ -23,12 +22,7 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 pub enum ToInit {
     /// Start a process; three fds ride along: stdin (read end), stdout and
     /// stderr (write ends).
-    Exec {
-        id: u64,
-        argv: Vec<String>,
-        env: Vec<(String, String)>,
-        cwd: Option<String>,
-    },
+    Exec { id: u64, argv: Vec<String>, env: Vec<(String, String)>, cwd: Option<String> },
     /// Send `signal` to the process group of exec `id`.
     Signal { id: u64, signal: i32 },
 }
@@ -56,13 +50,8 @@ pub enum FromInit {
 
 /// A connected `SOCK_SEQPACKET` pair (both ends close-on-exec).
 pub fn seqpacket_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-    )
-    .context("socketpair(AF_UNIX, SOCK_SEQPACKET)")
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+        .context("socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
 /// One end of the control channel, driven by tokio.
@@ -90,19 +79,10 @@ impl Channel {
             let mut guard = self.fd.writable().await.context("control socket")?;
             let res = guard.try_io(|inner| {
                 let iov = [IoSlice::new(&body)];
-                let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![ControlMessage::ScmRights(fds)]
-                };
-                sendmsg::<()>(
-                    inner.as_raw_fd(),
-                    &iov,
-                    &cmsgs,
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
-                )
-                .map_err(std::io::Error::from)
+                let cmsgs: Vec<ControlMessage<'_>> =
+                    if fds.is_empty() { Vec::new() } else { vec![ControlMessage::ScmRights(fds)] };
+                sendmsg::<()>(inner.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+                    .map_err(std::io::Error::from)
             });
             match res {
                 Ok(Ok(_)) => return Ok(()),
@@ -113,9 +93,7 @@ impl Channel {
     }
 
     /// The next message and the fds it carried; `None` at end of stream.
-    pub async fn recv<T: for<'de> Deserialize<'de>>(
-        &self,
-    ) -> anyhow::Result<Option<(T, Vec<OwnedFd>)>> {
+    pub async fn recv<T: for<'de> Deserialize<'de>>(&self) -> anyhow::Result<Option<(T, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let mut guard = self.fd.readable().await.context("control socket")?;
@@ -123,8 +101,7 @@ impl Channel {
             match res {
                 Ok(Ok(None)) => return Ok(None),
                 Ok(Ok(Some((n, fds)))) => {
-                    let msg = serde_json::from_slice(&buf[..n])
-                        .context("decode control message")?;
+                    let msg = serde_json::from_slice(&buf[..n]).context("decode control message")?;
                     return Ok(Some((msg, fds)));
                 }
                 Ok(Err(e)) => return Err(e).context("receive control message"),
@@ -137,8 +114,7 @@ impl Channel {
 fn recv_packet(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(std::io::Error::from)?;
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
     let mut fds = Vec::new();
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, anyhow};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
 /// Syscalls denied outright.
+// `c_long` is `i64` on the 64-bit targets seccompiler supports.
+#[allow(clippy::useless_conversion)]
 fn denied_syscalls() -> Vec<i64> {
     let mut v: Vec<libc::c_long> = vec![
         libc::SYS_acct,
@@ -57,12 +58,7 @@ fn denied_syscalls() -> Vec<i64> {
         libc::SYS_adjtimex,
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend([
-        libc::SYS_iopl,
-        libc::SYS_ioperm,
-        libc::SYS_uselib,
-        libc::SYS_nfsservctl,
-    ]);
+    v.extend([libc::SYS_iopl, libc::SYS_ioperm, libc::SYS_uselib, libc::SYS_nfsservctl]);
     v.into_iter().map(i64::from).collect()
 }
 
@@ -78,6 +74,7 @@ const CLONE_NS_FLAGS: [u64; 7] = [
 ];
 
 /// The compiled filter as the raw `struct sock_filter[]` bytes bwrap reads.
+#[allow(clippy::useless_conversion)]
 pub fn compile() -> anyhow::Result<Vec<u8>> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| anyhow!("seccomp: unsupported architecture: {e:?}"))?;
@@ -87,27 +84,15 @@ pub fn compile() -> anyhow::Result<Vec<u8>> {
     }
     let mut clone_rules = Vec::new();
     for flag in CLONE_NS_FLAGS {
-        let cond = SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(flag),
-            flag,
-        )
-        .map_err(|e| anyhow!("seccomp condition: {e:?}"))?;
+        let cond = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
+            .map_err(|e| anyhow!("seccomp condition: {e:?}"))?;
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| anyhow!("seccomp rule: {e:?}"))?);
     }
     rules.insert(i64::from(libc::SYS_clone), clone_rules);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e| anyhow!("seccomp compile: {e:?}"))
-        .context("compile seccomp filter")?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
+        .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
+    let program: BpfProgram =
+        filter.try_into().map_err(|e| anyhow!("seccomp compile: {e:?}")).context("compile seccomp filter")?;
     let mut bytes = Vec::with_capacity(program.len() * 8);
     for ins in program {
         bytes.extend_from_slice(&ins.code.to_ne_bytes());

@@ -49,11 +49,7 @@ pub enum Networking {
 
 impl Default for Networking {
     fn default() -> Self {
-        Networking::Limited {
-            allowed_hosts: Vec::new(),
-            allow_package_managers: false,
-            allow_mcp_servers: false,
-        }
+        Networking::Limited { allowed_hosts: Vec::new(), allow_package_managers: false, allow_mcp_servers: false }
     }
 }
 
@@ -168,10 +164,7 @@ impl ExecRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self {
-            argv: argv.into_iter().map(Into::into).collect(),
-            ..Self::default()
-        }
+        Self { argv: argv.into_iter().map(Into::into).collect(), ..Self::default() }
     }
 
     /// `sh -c <script>`.

@@ -158,11 +158,7 @@ struct Capped {
 
 impl Capped {
     fn new(max: usize) -> Self {
-        Self {
-            kept: Vec::new(),
-            dropped: 0,
-            max,
-        }
+        Self { kept: Vec::new(), dropped: 0, max }
     }
     fn push(&mut self, b: &[u8]) {
         let room = self.max.saturating_sub(self.kept.len());
@@ -174,10 +170,7 @@ impl Capped {
         let mut s = String::from_utf8_lossy(&self.kept).into_owned();
         let truncated = self.dropped > 0;
         if truncated {
-            s.push_str(&format!(
-                "\n[output truncated: {} more bytes omitted]",
-                self.dropped
-            ));
+            s.push_str(&format!("\n[output truncated: {} more bytes omitted]", self.dropped));
         }
         (s, truncated)
     }
@@ -196,12 +189,7 @@ fn sh_quote(s: &str) -> String {
 
 impl ToolSandbox {
     pub fn new(driver: Arc<dyn SandboxDriver>, spec: SandboxSpec, cfg: ToolConfig) -> Self {
-        Self {
-            driver,
-            spec,
-            cfg,
-            state: Mutex::new(ToolState::default()),
-        }
+        Self { driver, spec, cfg, state: Mutex::new(ToolState::default()) }
     }
 
     /// The sandbox, when one has been claimed and is still running.
@@ -235,11 +223,7 @@ impl ToolSandbox {
     /// Run one tool call. Never fails: problems become an error result.
     pub async fn call(&self, name: &str, input: &serde_json::Value) -> ToolResult {
         let mut st = self.state.lock().await;
-        st.busy = st
-            .sandbox
-            .as_ref()
-            .filter(|s| s.is_running())
-            .map(|s| s.busy());
+        st.busy = st.sandbox.as_ref().filter(|s| s.is_running()).map(|s| s.busy());
         let res = self.dispatch(&mut st, name, input).await;
         st.busy = None;
         match res {
@@ -251,12 +235,7 @@ impl ToolSandbox {
         }
     }
 
-    async fn dispatch(
-        &self,
-        st: &mut ToolState,
-        name: &str,
-        input: &serde_json::Value,
-    ) -> Result<ToolResult> {
+    async fn dispatch(&self, st: &mut ToolState, name: &str, input: &serde_json::Value) -> Result<ToolResult> {
         let st = &mut *st;
         match name {
             "bash" => match serde_json::from_value::<BashInput>(input.clone()) {
@@ -289,30 +268,21 @@ impl ToolSandbox {
 
     async fn start_bash(&self, sbx: &Arc<dyn Sandbox>) -> Result<BashSession> {
         let mut child = sbx
-            .exec(ExecRequest::new([
-                "/bin/bash",
-                "--noprofile",
-                "--norc",
-                "-c",
-                "exec 2>&1; exec /bin/bash --noprofile --norc",
-            ])
-            .resident(true))
+            .exec(
+                ExecRequest::new([
+                    "/bin/bash",
+                    "--noprofile",
+                    "--norc",
+                    "-c",
+                    "exec 2>&1; exec /bin/bash --noprofile --norc",
+                ])
+                .resident(true),
+            )
             .await?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| SandboxError::Invalid("bash without stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| SandboxError::Invalid("bash without stdout".into()))?;
+        let stdin = child.stdin.take().ok_or_else(|| SandboxError::Invalid("bash without stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| SandboxError::Invalid("bash without stdout".into()))?;
         drop(child.stderr.take());
-        Ok(BashSession {
-            child,
-            stdin,
-            stdout,
-            nonce: random_nonce(),
-        })
+        Ok(BashSession { child, stdin, stdout, nonce: random_nonce() })
     }
 
     async fn bash(&self, st: &mut ToolState, input: BashInput) -> Result<ToolResult> {
@@ -341,15 +311,11 @@ impl ToolSandbox {
         };
         let marker = format!("__BRIDLE_DONE_{}_", session.nonce);
         let b64 = base64::engine::general_purpose::STANDARD.encode(command.as_bytes());
-        let line = format!(
-            "eval \"$(printf '%s' '{b64}' | base64 -d)\" < /dev/null; printf '\\n{marker}%d\\n' \"$?\"\n"
-        );
+        let line =
+            format!("eval \"$(printf '%s' '{b64}' | base64 -d)\" < /dev/null; printf '\\n{marker}%d\\n' \"$?\"\n");
         if let Err(e) = session.stdin.write_all(line.as_bytes()).await {
             let status = session.child.wait().await;
-            return Ok(gone_result(
-                format!("the bash session ended ({e})"),
-                status,
-            ));
+            return Ok(gone_result(format!("the bash session ended ({e})"), status));
         }
         let _ = session.stdin.flush().await;
 
@@ -367,9 +333,7 @@ impl ToolSandbox {
                 if let Some(i) = find(&pending, needle.as_bytes()) {
                     let after = &pending[i + needle.len()..];
                     if let Some(nl) = after.iter().position(|b| *b == b'\n') {
-                        let code = std::str::from_utf8(&after[..nl])
-                            .ok()
-                            .and_then(|s| s.trim().parse::<i32>().ok());
+                        let code = std::str::from_utf8(&after[..nl]).ok().and_then(|s| s.trim().parse::<i32>().ok());
                         out.push(&pending[..i]);
                         return Some(code.unwrap_or(-1));
                     }
@@ -417,14 +381,7 @@ impl ToolSandbox {
                     "\n[timed out after {} ms; the bash session was restarted]",
                     timeout.as_millis()
                 ));
-                Ok(ToolResult {
-                    content,
-                    is_error: true,
-                    exit_code: None,
-                    truncated,
-                    timed_out: true,
-                    limit: None,
-                })
+                Ok(ToolResult { content, is_error: true, exit_code: None, truncated, timed_out: true, limit: None })
             }
         }
     }
@@ -460,21 +417,14 @@ impl ToolSandbox {
             }
             Err(_) => {
                 let _ = control.kill().await;
-                let mut r = ToolResult::error(format!(
-                    "timed out after {} ms",
-                    self.cfg.file_timeout.as_millis()
-                ));
+                let mut r = ToolResult::error(format!("timed out after {} ms", self.cfg.file_timeout.as_millis()));
                 r.timed_out = true;
                 Ok(Err(r))
             }
         }
     }
 
-    async fn read_file(
-        &self,
-        st: &mut ToolState,
-        path: &str,
-    ) -> Result<std::result::Result<Vec<u8>, ToolResult>> {
+    async fn read_file(&self, st: &mut ToolState, path: &str) -> Result<std::result::Result<Vec<u8>, ToolResult>> {
         let req = ExecRequest::new(["cat", "--", path]);
         match self.run(st, req, None, self.cfg.max_file_bytes + 1).await? {
             Err(r) => Ok(Err(r)),
@@ -551,11 +501,7 @@ impl ToolSandbox {
     async fn write(&self, st: &mut ToolState, i: WriteInput) -> Result<ToolResult> {
         match self.write_file(st, &i.file_path, i.content.as_bytes()).await? {
             Err(r) => Ok(r),
-            Ok(()) => Ok(ToolResult::ok(format!(
-                "Wrote {} bytes to {}",
-                i.content.len(),
-                i.file_path
-            ))),
+            Ok(()) => Ok(ToolResult::ok(format!("Wrote {} bytes to {}", i.content.len(), i.file_path))),
         }
     }
 
@@ -576,10 +522,7 @@ impl ToolSandbox {
         let count = text.matches(&i.old_string).count();
         let replace_all = i.replace_all.unwrap_or(false);
         if count == 0 {
-            return Ok(ToolResult::error(format!(
-                "old_string was not found in {}",
-                i.file_path
-            )));
+            return Ok(ToolResult::error(format!("old_string was not found in {}", i.file_path)));
         }
         if count > 1 && !replace_all {
             return Ok(ToolResult::error(format!(
@@ -629,20 +572,11 @@ impl ToolSandbox {
                 let mut files: Vec<String> = text
                     .lines()
                     .filter(|l| !l.is_empty())
-                    .map(|l| {
-                        if l.starts_with('/') {
-                            l.to_string()
-                        } else {
-                            format!("{prefix}/{l}")
-                        }
-                    })
+                    .map(|l| if l.starts_with('/') { l.to_string() } else { format!("{prefix}/{l}") })
                     .collect();
                 files.sort();
-                let mut r = ToolResult::ok(if files.is_empty() {
-                    "No files found".to_string()
-                } else {
-                    files.join("\n")
-                });
+                let mut r =
+                    ToolResult::ok(if files.is_empty() { "No files found".to_string() } else { files.join("\n") });
                 r.truncated = truncated;
                 Ok(r)
             }
@@ -651,15 +585,8 @@ impl ToolSandbox {
 
     async fn grep(&self, st: &mut ToolState, i: SearchInput) -> Result<ToolResult> {
         let base = i.path.unwrap_or_else(|| "/workspace".into());
-        let req = ExecRequest::new([
-            "grep",
-            "-rnIE",
-            "--exclude-dir=.git",
-            "-e",
-            i.pattern.as_str(),
-            "--",
-            base.as_str(),
-        ]);
+        let req =
+            ExecRequest::new(["grep", "-rnIE", "--exclude-dir=.git", "-e", i.pattern.as_str(), "--", base.as_str()]);
         match self.run(st, req, None, self.cfg.max_output_bytes).await? {
             Err(r) => Ok(r),
             Ok((ExitStatus::Exited { code: 1 }, _, _, _)) => Ok(ToolResult::ok("No matches found")),
@@ -683,11 +610,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn failed(status: &ExitStatus, stderr: &str) -> ToolResult {
-    let mut r = ToolResult::error(if stderr.is_empty() {
-        format!("command {status}")
-    } else {
-        stderr.to_string()
-    });
+    let mut r = ToolResult::error(if stderr.is_empty() { format!("command {status}") } else { stderr.to_string() });
     r.exit_code = status.code();
     r.limit = status.limit();
     r

@@ -71,10 +71,7 @@ async fn cannot_write_outside_workspace_even_after_remount() {
     assert!(!s.contains("MOUNTED"), "{s}");
     assert!(s.contains("WORKSPACE-OK") && s.contains("TMP-OK"), "{s}");
     for dir in ["/usr", "/etc", "/usr/bin", "/"] {
-        assert!(
-            !std::path::Path::new(dir).join(&probe).exists(),
-            "host {dir}/{probe} was created"
-        );
+        assert!(!std::path::Path::new(dir).join(&probe).exists(), "host {dir}/{probe} was created");
     }
     // The workspace write landed on the host, owned by the sandbox uid.
     let ws = d.workspace_path("writes").join("inside.txt");
@@ -119,14 +116,8 @@ async fn cannot_write_proc_sys_or_change_devices() {
         assert!(!s.contains(bad), "{bad}: {s}");
     }
     assert!(s.contains("done"), "{s}");
-    assert_eq!(
-        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
-        before_core
-    );
-    assert_eq!(
-        std::fs::metadata("/dev/null").unwrap().permissions().mode(),
-        before_null
-    );
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before_core);
+    assert_eq!(std::fs::metadata("/dev/null").unwrap().permissions().mode(), before_null);
     sbx.release().await.unwrap();
 }
 
@@ -262,19 +253,12 @@ async fn no_direct_network_host_loopback_included() {
     .await;
     let s = out.stdout_str();
     assert_eq!(s.lines().next(), Some("lo"), "{s}");
-    for bad in [
-        "CONNECTED-HOST-LOOPBACK",
-        "CONNECTED-PRIVATE",
-        "CONNECTED-PUBLIC",
-        "CURL-HOST",
-        "HAS-DEFAULT-ROUTE",
-    ] {
+    for bad in ["CONNECTED-HOST-LOOPBACK", "CONNECTED-PRIVATE", "CONNECTED-PUBLIC", "CURL-HOST", "HAS-DEFAULT-ROUTE"] {
         assert!(!s.contains(bad), "{bad}: {s}");
     }
     assert!(s.contains("done"), "{s}");
     // Nothing ever reached the host listener.
-    let accepted =
-        tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+    let accepted = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "the host listener got a connection");
     sbx.release().await.unwrap();
 }
@@ -339,10 +323,7 @@ async fn unrestricted_still_closes_host_loopback() {
     let d = driver(tmp.path());
     let up = FakeUpstream::start().await;
     let mut sp = spec("unrestricted");
-    sp.egress = EgressPolicy {
-        networking: Networking::Unrestricted,
-        mcp_server_hosts: vec![],
-    };
+    sp.egress = EgressPolicy { networking: Networking::Unrestricted, mcp_server_hosts: vec![] };
     let sbx = d.claim_local(sp).await.unwrap();
     let out = sh(
         &*sbx,

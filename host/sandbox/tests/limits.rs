@@ -49,24 +49,14 @@ async fn fork_bomb_is_stopped_and_neighbour_unaffected() {
 
     // The neighbour works steadily through the bomb.
     let steady = neighbour
-        .exec(ExecRequest::shell(
-            "for i in $(seq 1 30); do echo $i > /workspace/n; sleep 0.05; done; echo finished",
-        ))
+        .exec(ExecRequest::shell("for i in $(seq 1 30); do echo $i > /workspace/n; sleep 0.05; done; echo finished"))
         .await
         .unwrap();
 
     let started = Instant::now();
-    let bomb = bomb_box
-        .exec(ExecRequest::new([
-            "/bin/bash",
-            "-c",
-            ":(){ :|:& };: ; while :; do :; done",
-        ]))
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), bomb.wait())
-        .await
-        .expect("the fork bomb was stopped");
+    let bomb =
+        bomb_box.exec(ExecRequest::new(["/bin/bash", "-c", ":(){ :|:& };: ; while :; do :; done"])).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), bomb.wait()).await.expect("the fork bomb was stopped");
     // The bomb's first shell may die of a refused fork before the sandbox is
     // stopped; either way the status names the process limit.
     assert_eq!(status.limit(), Some(Limit::Processes), "{status:?}");
@@ -86,9 +76,7 @@ async fn fork_bomb_is_stopped_and_neighbour_unaffected() {
     assert_eq!(host_processes_of(bomb_uid), 0);
 
     // The neighbour finished normally and still runs commands.
-    let out = tokio::time::timeout(Duration::from_secs(30), steady.output(1 << 16))
-        .await
-        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), steady.output(1 << 16)).await.unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     assert!(out.stdout_str().contains("finished"));
     let again = sh(&*neighbour, "echo still-here").await;
@@ -116,22 +104,9 @@ async fn memory_hog_is_stopped_sandbox_survives() {
     let neighbour = d.claim_local(spec("hog-neighbour")).await.unwrap();
 
     // Directly (the process itself is killed) ...
-    let hog = sbx
-        .exec(ExecRequest::new(["perl", "-e", "$x = 'x' x (1 << 31); print length($x)"]))
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(60), hog.output(4096))
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status,
-        ExitStatus::LimitExceeded {
-            limit: Limit::Memory,
-            signal: Some(9)
-        },
-        "{}",
-        out.stderr_str()
-    );
+    let hog = sbx.exec(ExecRequest::new(["perl", "-e", "$x = 'x' x (1 << 31); print length($x)"])).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), hog.output(4096)).await.unwrap();
+    assert_eq!(out.status, ExitStatus::LimitExceeded { limit: Limit::Memory, signal: Some(9) }, "{}", out.stderr_str());
     // ... and under a shell (the shell reports 137 after the OOM kill).
     let out = sh(&*sbx, "perl -e '$x = \"x\" x (1 << 31)'").await;
     assert_eq!(out.status.limit(), Some(Limit::Memory), "{:?}", out.status);
@@ -149,11 +124,7 @@ async fn cpu_time_and_file_size_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let d = driver(tmp.path());
     let mut sp = spec("cpu");
-    sp.limits = Limits {
-        cpu_seconds: Some(1),
-        file_size_bytes: Some(1 << 20),
-        ..small_limits()
-    };
+    sp.limits = Limits { cpu_seconds: Some(1), file_size_bytes: Some(1 << 20), ..small_limits() };
     let sbx = d.claim_local(sp).await.unwrap();
     let out = sh(&*sbx, "exec /bin/bash -c 'while :; do :; done'").await;
     assert_eq!(out.status.limit(), Some(Limit::CpuTime), "{:?}", out.status);

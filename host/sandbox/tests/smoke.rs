@@ -31,10 +31,7 @@ fn missing_bwrap_says_what_and_how() {
     assert!(matches!(err, SandboxError::Unavailable(_)));
     let msg = err.to_string();
     assert!(msg.contains("bubblewrap") && msg.contains("apt-get install -y bubblewrap"), "{msg}");
-    let doc = check(&LocalConfig {
-        bwrap: Some("/nonexistent/bwrap".into()),
-        ..LocalConfig::default()
-    });
+    let doc = check(&LocalConfig { bwrap: Some("/nonexistent/bwrap".into()), ..LocalConfig::default() });
     assert!(!doc.ok());
     assert!(doc.report().contains("FAIL bubblewrap"), "{}", doc.report());
 }
@@ -45,10 +42,8 @@ async fn interactive_stdio_kill_and_stop() {
     let d = driver(tmp.path());
     let sbx = d.claim_local(spec("stdio")).await.unwrap();
     // A line-oriented process fed through stdin.
-    let mut child = sbx
-        .exec(ExecRequest::new(["/bin/sh", "-c", "while read l; do echo \"got $l\"; done; exit 3"]))
-        .await
-        .unwrap();
+    let mut child =
+        sbx.exec(ExecRequest::new(["/bin/sh", "-c", "while read l; do echo \"got $l\"; done; exit 3"])).await.unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     stdin.write_all(b"one\ntwo\n").await.unwrap();
@@ -75,10 +70,7 @@ async fn interactive_stdio_kill_and_stop() {
     sbx.stop().await.unwrap();
     assert_eq!(long.wait().await, bridle_sandbox::ExitStatus::SandboxGone);
     assert!(!sbx.is_running());
-    assert!(matches!(
-        sbx.exec(ExecRequest::new(["true"])).await,
-        Err(SandboxError::Gone(_))
-    ));
+    assert!(matches!(sbx.exec(ExecRequest::new(["true"])).await, Err(SandboxError::Gone(_))));
     let again = d.claim_local(spec("stdio")).await.unwrap();
     assert_eq!(sh(&*again, "cat /workspace/k").await.stdout_str(), "kept\n");
     again.release().await.unwrap();

@@ -17,14 +17,8 @@ async fn token_is_injected_upstream_and_absent_inside() {
     sp.llm = Some(LlmRoute {
         base_url: format!("http://127.0.0.1:{}/base", up.port),
         header_rules: vec![
-            HeaderRule {
-                header: "x-api-key".into(),
-                value_template: "{token}".into(),
-            },
-            HeaderRule {
-                header: "Authorization".into(),
-                value_template: "Bearer {token}".into(),
-            },
+            HeaderRule { header: "x-api-key".into(), value_template: "{token}".into() },
+            HeaderRule { header: "Authorization".into(), value_template: "Bearer {token}".into() },
         ],
         token: Secret::new(TOKEN),
     });
@@ -37,12 +31,7 @@ async fn token_is_injected_upstream_and_absent_inside() {
     assert_eq!(inside, "http://127.0.0.1:41080/llm");
 
     // A resident process (like a runtime) stays up while we look around.
-    let resident = sbx
-        .exec(
-            ExecRequest::shell("sleep 30").env("ANTHROPIC_BASE_URL", inside.clone()),
-        )
-        .await
-        .unwrap();
+    let resident = sbx.exec(ExecRequest::shell("sleep 30").env("ANTHROPIC_BASE_URL", inside.clone())).await.unwrap();
 
     // Three model requests, the runtime's own placeholder headers included.
     let out = sh(
@@ -61,23 +50,14 @@ async fn token_is_injected_upstream_and_absent_inside() {
     )
     .await;
     let s = out.stdout_str();
-    assert_eq!(
-        s.matches("upstream-ok /base/v1/messages?beta=true").count(),
-        3,
-        "{s} {}",
-        out.stderr_str()
-    );
+    assert_eq!(s.matches("upstream-ok /base/v1/messages?beta=true").count(), 3, "{s} {}", out.stderr_str());
 
     // Upstream saw the real token on every request, never the placeholders.
     let reqs = up.requests();
     assert_eq!(reqs.len(), 3, "{reqs:?}");
     for r in &reqs {
         assert_eq!(r.header("x-api-key"), Some(TOKEN), "{r:?}");
-        assert_eq!(
-            r.header("authorization"),
-            Some(format!("Bearer {TOKEN}").as_str()),
-            "{r:?}"
-        );
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()), "{r:?}");
         assert!(!format!("{r:?}").contains("placeholder"), "{r:?}");
         assert!(r.request_line.starts_with("POST /base/v1/messages?beta=true"));
     }
@@ -111,15 +91,10 @@ async fn token_is_injected_upstream_and_absent_inside() {
     // And from the host: no workspace file holds it.
     for e in walk(&d.workspace_path("token")) {
         let body = std::fs::read(&e).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&body).contains(TOKEN),
-            "{} holds the token",
-            e.display()
-        );
+        assert!(!String::from_utf8_lossy(&body).contains(TOKEN), "{} holds the token", e.display());
     }
     // The host-side bwrap command line does not carry it either.
-    let cmdline =
-        std::fs::read(format!("/proc/{}/cmdline", sbx.bwrap_pid().unwrap())).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", sbx.bwrap_pid().unwrap())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(TOKEN));
 
     let st = sbx.egress_stats();
@@ -135,11 +110,7 @@ async fn model_route_through_the_proxy_and_without_llm() {
     let d = driver(tmp.path());
     // No model route configured: a clear 503.
     let sbx = d.claim_local(spec("nollm")).await.unwrap();
-    let out = sh(
-        &*sbx,
-        "curl -s -w ' status=%{http_code}' http://127.0.0.1:41080/llm/v1/messages",
-    )
-    .await;
+    let out = sh(&*sbx, "curl -s -w ' status=%{http_code}' http://127.0.0.1:41080/llm/v1/messages").await;
     let s = out.stdout_str();
     assert!(s.contains("status=503") && s.contains("no model route"), "{s}");
     sbx.release().await.unwrap();

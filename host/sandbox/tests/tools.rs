@@ -7,19 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
-use bridle_sandbox::{LocalConfig, LocalDriver, Sandbox, SandboxDriver};
+use bridle_sandbox::{LocalConfig, LocalDriver, SandboxDriver};
 use common::*;
 use serde_json::json;
 
 fn tools(d: &LocalDriver, session: &str) -> ToolSandbox {
-    ToolSandbox::new(
-        Arc::new(d.clone()),
-        spec(session),
-        ToolConfig {
-            max_output_bytes: 2000,
-            ..ToolConfig::default()
-        },
-    )
+    ToolSandbox::new(Arc::new(d.clone()), spec(session), ToolConfig { max_output_bytes: 2000, ..ToolConfig::default() })
 }
 
 #[tokio::test]
@@ -85,7 +78,9 @@ async fn file_tools_work_inside_the_workspace_only() {
     assert!(r.is_error && r.content.contains("occurs 2 times"), "{r:?}");
     let r = t.call("edit", &json!({"file_path": "src/a.txt", "old_string": "three", "new_string": "3"})).await;
     assert!(!r.is_error, "{r:?}");
-    let r = t.call("edit", &json!({"file_path": "src/a.txt", "old_string": "two", "new_string": "2", "replace_all": true})).await;
+    let r = t
+        .call("edit", &json!({"file_path": "src/a.txt", "old_string": "two", "new_string": "2", "replace_all": true}))
+        .await;
     assert!(!r.is_error && r.content.contains("2 occurrences"), "{r:?}");
     let r = t.call("edit", &json!({"file_path": "src/a.txt", "old_string": "zzz", "new_string": "y"})).await;
     assert!(r.is_error && r.content.contains("not found"), "{r:?}");

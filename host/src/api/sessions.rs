@@ -130,6 +130,35 @@ async fn vault_facts(st: &AppState, ids: &[String]) -> ApiResult<Vec<VaultFacts>
     Ok(out)
 }
 
+/// Ask the selected harness whether the vault's base URL fits its API shape.
+/// Sessions without an LLM vault skip this: creating them always succeeds.
+async fn check_endpoint(
+    st: &AppState,
+    binding: &crate::model::sessions::HarnessBinding,
+    agent: &Value,
+) -> ApiResult<()> {
+    let (Some(sessions), Some(vault_id)) = (&st.sessions, &binding.vault_id) else { return Ok(()) };
+    let plugin = sessions.harness.plugin(&binding.engine).map_err(|e| {
+        ApiError::invalid(format!(
+            "vault `{vault_id}`: harness `{}` is not available on this server: {e}",
+            binding.engine
+        ))
+    })?;
+    let llm = bridle_harness::LlmEndpoint {
+        base_url: binding.llm_base_url.clone(),
+        model: agent.pointer("/model/id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    };
+    match plugin.check_endpoint(&llm).await {
+        Ok(()) => Ok(()),
+        Err(bridle_harness::HarnessError::Plugin { message, .. }) => Err(ApiError::invalid(format!(
+            "vault `{vault_id}`: the `{}` harness cannot use llm_base_url {}: {message}",
+            binding.engine,
+            binding.llm_base_url.as_deref().unwrap_or("(none)")
+        ))),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(e))),
+    }
+}
+
 pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreate>) -> ApiResult<Json<Session>> {
     // Check the initial events before creating anything.
     let mut initial = Vec::new();
@@ -157,6 +186,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let vault_ids = p.vault_ids.clone().unwrap_or_default();
     let facts = vault_facts(&st, &vault_ids).await?;
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    check_endpoint(&st, &binding, &snapshot).await?;
     let now = now_micros();
     let session = Session {
         id: new_id(Kind::Session),

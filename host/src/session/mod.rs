@@ -20,29 +20,38 @@ use tracing::Instrument;
 
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
 /// Where runtime programs live, on the host and as the sandbox sees them.
 #[derive(Debug, Clone)]
 pub struct RuntimeDirs {
-    /// Host directory bind-mounted read-only into every sandbox.
-    pub host: PathBuf,
-    /// Its path inside the sandbox.
+    /// The installed runtimes; their directory is bind-mounted read-only
+    /// into every sandbox.
+    pub runtimes: Runtimes,
+    /// That directory's path inside the sandbox.
     pub inside: String,
-    /// Bare program name (`claude`, `codex`) → host path of the executable.
-    pub programs: HashMap<String, PathBuf>,
 }
 
 impl RuntimeDirs {
-    /// The in-sandbox path of a program named in a launch plan.
+    /// The in-sandbox path of a program named in a launch plan (`claude`,
+    /// `codex`), or `None` when it is not installed.
     pub fn resolve_inside(&self, program: &str) -> Option<String> {
         if program.starts_with('/') {
             return Some(program.to_owned());
         }
-        let host = self.programs.get(program)?;
-        let rel = host.strip_prefix(&self.host).ok()?;
+        let host = self.runtimes.resolve(program)?;
+        let root = self.runtimes.dir().canonicalize().ok()?;
+        let host = host.canonicalize().ok()?;
+        let rel = host.strip_prefix(&root).ok()?;
         Some(format!("{}/{}", self.inside.trim_end_matches('/'), rel.display()))
+    }
+
+    /// The host path of a program (for resident runtimes, which run outside
+    /// any sandbox).
+    pub fn resolve_host(&self, program: &str) -> Option<PathBuf> {
+        self.runtimes.resolve(program)
     }
 }
 
@@ -68,7 +77,7 @@ pub struct Sessions {
     pub(crate) bus: Arc<Bus>,
     pub(crate) secrets: SecretBox,
     pub(crate) config: Arc<Config>,
-    pub(crate) harness: Arc<HarnessRuntime>,
+    pub harness: Arc<HarnessRuntime>,
     /// The sandbox driver, or why there is none (e.g. bubblewrap missing);
     /// sessions then fail with that message instead of the server refusing
     /// to start.
@@ -114,7 +123,7 @@ impl Sessions {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(());
         live.insert(session_id.to_owned(), tx);
-        let span = tracing::info_span!("session", session_id = %session_id);
+        let span = tracing::info_span!(parent: None, "session", session_id = %session_id);
         tokio::spawn(runner::run(self.clone(), session_id.to_owned(), rx).instrument(span));
     }
 

@@ -75,6 +75,8 @@ struct Runner {
     /// Messages that arrived during a turn, taken in order after it.
     queue: VecDeque<StoredEvent>,
     rt: Option<Runtime>,
+    /// Keeps the sandbox from idle release while a turn runs.
+    busy: Option<bridle_sandbox::BusyGuard>,
     interrupt_deadline: Option<Instant>,
     last_activity: Instant,
     usage: Map<String, Value>,
@@ -111,6 +113,7 @@ impl Runner {
             turn: false,
             queue: VecDeque::new(),
             rt: None,
+            busy: None,
             interrupt_deadline: None,
             last_activity: Instant::now(),
             usage,
@@ -155,7 +158,7 @@ impl Runner {
                         tracing::warn!("runtime did not end its turn after an interrupt; stopping it");
                         self.shutdown_runtime("interrupt grace period over").await;
                         let _ = self.apply_fact(Fact::TurnEnded(json!({"type": "end_turn"}))).await;
-                        self.turn = false;
+                        self.turn_over();
                         let _ = self.next_queued().await;
                     }
                 }
@@ -240,6 +243,7 @@ impl Runner {
             self.fail_turn(e.error_type, &e.message).await?;
             return Ok(());
         }
+        self.busy = self.rt.as_ref().map(|rt| rt.sandbox.busy());
         self.plugin_input(&ev).await
     }
 
@@ -247,9 +251,15 @@ impl Runner {
     async fn fail_turn(&mut self, error_type: &str, message: &str) -> anyhow::Result<()> {
         self.apply_fact(Fact::Failed { error_type: error_type.into(), message: message.into(), terminal: false })
             .await?;
-        self.turn = false;
-        self.interrupt_deadline = None;
+        self.turn_over();
         self.next_queued().await
+    }
+
+    /// Between turns: no deadline, the sandbox may idle.
+    fn turn_over(&mut self) {
+        self.turn = false;
+        self.busy = None;
+        self.interrupt_deadline = None;
     }
 
     /// Start the next queued message, if any.
@@ -347,11 +357,9 @@ impl Runner {
                     self.state.resume = Some(token);
                 }
                 Action::TurnEnded(stop) => {
-                    let stop: Value =
-                        serde_json::from_str(&stop).unwrap_or_else(|_| json!({"type": "end_turn"}));
+                    let stop: Value = serde_json::from_str(&stop).unwrap_or_else(|_| json!({"type": "end_turn"}));
                     self.apply_fact(Fact::TurnEnded(stop)).await?;
-                    self.turn = false;
-                    self.interrupt_deadline = None;
+                    self.turn_over();
                     self.next_queued().await?;
                 }
                 Action::Failed(err) => {
@@ -360,8 +368,7 @@ impl Runner {
                     let message = err.get("message").and_then(Value::as_str).unwrap_or("the agent runtime failed");
                     let terminal = err.pointer("/retry_status/type").and_then(Value::as_str) == Some("terminal");
                     self.apply_fact(Fact::Failed { error_type, message: message.to_owned(), terminal }).await?;
-                    self.turn = false;
-                    self.interrupt_deadline = None;
+                    self.turn_over();
                     if terminal {
                         self.shutdown_runtime("terminal failure").await;
                     } else {
@@ -524,7 +531,10 @@ impl Runner {
             header_rules: plan
                 .inject
                 .iter()
-                .map(|r| bridle_sandbox::HeaderRule { header: r.header.clone(), value_template: r.value_template.clone() })
+                .map(|r| bridle_sandbox::HeaderRule {
+                    header: r.header.clone(),
+                    value_template: r.value_template.clone(),
+                })
                 .collect(),
             token: bridle_sandbox::Secret::new(token),
         });
@@ -570,7 +580,9 @@ impl Runner {
                 "the agent runtime `{program}` is not installed on this server; run `bridle runtimes install`"
             ))
         })?;
-        let mut req = ExecRequest::new(argv);
+        // The runtime waits between turns: it must not keep the sandbox busy
+        // on its own (the runner holds a busy guard during each turn).
+        let mut req = ExecRequest::new(argv).resident(true);
         req.env = plan.env.clone();
         req.cwd = plan.cwd.clone();
         let mut child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
@@ -616,6 +628,7 @@ impl Runner {
 
     /// Stop the runtime process and its sandbox (the workspace stays).
     async fn shutdown_runtime(&mut self, why: &str) {
+        self.busy = None;
         let Some(mut rt) = self.rt.take() else { return };
         tracing::info!(why, "stopping the runtime");
         drop(rt.stdin.take());
@@ -712,7 +725,10 @@ mod tests {
     #[test]
     fn usage_adds_up() {
         let mut total = Map::new();
-        let u = json!({"input_tokens": 3, "output_tokens": 2, "cache_creation_input_tokens": 5}).as_object().cloned().unwrap();
+        let u = json!({"input_tokens": 3, "output_tokens": 2, "cache_creation_input_tokens": 5})
+            .as_object()
+            .cloned()
+            .unwrap();
         add_usage(&mut total, &u);
         add_usage(&mut total, &u);
         assert_eq!(total["input_tokens"], 6);

@@ -54,11 +54,7 @@ pub struct Activity {
 
 impl Activity {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            open: AtomicU64::new(0),
-        })
+        Arc::new(Self { epoch: Instant::now(), last_ms: AtomicU64::new(0), open: AtomicU64::new(0) })
     }
     pub fn touch(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
@@ -144,8 +140,8 @@ impl Gateway {
     /// Listen on `socket` (created; an existing file is replaced).
     pub fn bind(socket: &Path, cfg: GatewayConfig, activity: Arc<Activity>) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(socket);
-        let listener = UnixListener::bind(socket)
-            .with_context(|| format!("bind egress socket {}", socket.display()))?;
+        let listener =
+            UnixListener::bind(socket).with_context(|| format!("bind egress socket {}", socket.display()))?;
         let state = Arc::new(State {
             hosts: HostPolicy::new(&cfg.policy),
             cfg,
@@ -204,16 +200,9 @@ impl Gateway {
 }
 
 fn full(status: StatusCode, body: String) -> Response<GwBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
@@ -228,11 +217,7 @@ fn deny(st: &State, target: &str, why: &Denial) -> Response<GwBody> {
     let reason = match why {
         Denial::NotAllowed => match &st.cfg.policy.networking {
             crate::spec::Networking::Unrestricted => "not allowed".to_string(),
-            crate::spec::Networking::Limited {
-                allow_package_managers,
-                allow_mcp_servers,
-                ..
-            } => format!(
+            crate::spec::Networking::Limited { allow_package_managers, allow_mcp_servers, .. } => format!(
                 "networking is `limited` and the host is not in allowed_hosts \
                  (allow_package_managers={allow_package_managers}, allow_mcp_servers={allow_mcp_servers})"
             ),
@@ -246,22 +231,16 @@ fn deny(st: &State, target: &str, why: &Denial) -> Response<GwBody> {
     warn!(target_host = %target, reason = %reason, "egress denied");
     let mut r = full(
         StatusCode::FORBIDDEN,
-        format!(
-            "bridle egress gateway: access to {target} denied by the environment's network policy: {reason}\n"
-        ),
+        format!("bridle egress gateway: access to {target} denied by the environment's network policy: {reason}\n"),
     );
-    r.headers_mut()
-        .insert("x-bridle-egress", HeaderValue::from_static("denied"));
+    r.headers_mut().insert("x-bridle-egress", HeaderValue::from_static("denied"));
     r
 }
 
 fn bad_gateway(st: &State, target: &str, err: impl std::fmt::Display) -> Response<GwBody> {
     warn!(target_host = %target, error = %err, "egress upstream failed");
     let _ = st;
-    full(
-        StatusCode::BAD_GATEWAY,
-        format!("bridle egress gateway: upstream {target} failed: {err}\n"),
-    )
+    full(StatusCode::BAD_GATEWAY, format!("bridle egress gateway: upstream {target} failed: {err}\n"))
 }
 
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
@@ -278,21 +257,14 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
             } else {
                 full(
                     StatusCode::NOT_FOUND,
-                    format!(
-                        "bridle egress gateway: unknown path {}; the model route is {LLM_PREFIX}/…\n",
-                        uri.path()
-                    ),
+                    format!("bridle egress gateway: unknown path {}; the model route is {LLM_PREFIX}/…\n", uri.path()),
                 )
             }
         }
         Some(host) => {
             let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
                 && uri.port_u16() == Some(st.cfg.relay_port);
-            if local && is_model_route(uri.path()) {
-                model_route(st, req).await
-            } else {
-                forward(st, req).await
-            }
+            if local && is_model_route(uri.path()) { model_route(st, req).await } else { forward(st, req).await }
         }
     }
 }
@@ -325,10 +297,7 @@ async fn resolve(st: &State, host: &str, port: u16) -> Result<Vec<SocketAddr>, R
 
 async fn connect(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     let Some(auth) = req.uri().authority().cloned() else {
-        return full(
-            StatusCode::BAD_REQUEST,
-            "bridle egress gateway: CONNECT needs host:port\n".into(),
-        );
+        return full(StatusCode::BAD_REQUEST, "bridle egress gateway: CONNECT needs host:port\n".into());
     };
     let host = auth.host().to_string();
     let port = auth.port_u16().unwrap_or(443);
@@ -401,12 +370,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 fn counting_request_body(st: &Arc<State>, body: Incoming) -> reqwest::Body {
     let st = st.clone();
-    let stream = BodyStream::new(body)
-        .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
-        .inspect_ok(move |b: &Bytes| {
+    let stream = BodyStream::new(body).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }).inspect_ok(
+        move |b: &Bytes| {
             st.counters.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
             st.activity.touch();
-        });
+        },
+    );
     reqwest::Body::wrap_stream(stream)
 }
 
@@ -420,9 +389,7 @@ fn relay_response(st: &Arc<State>, resp: reqwest::Response) -> Response<GwBody> 
         let _keep = &open;
         match r {
             Ok(b) => {
-                st2.counters
-                    .received
-                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+                st2.counters.received.fetch_add(b.len() as u64, Ordering::Relaxed);
                 st2.activity.touch();
                 Ok(Frame::data(b))
             }
@@ -439,7 +406,8 @@ fn relay_response(st: &Arc<State>, resp: reqwest::Response) -> Response<GwBody> 
 async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     let uri = req.uri().clone();
     let host = uri.host().unwrap_or_default().to_string();
-    let target = format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""));
+    let target =
+        format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""));
     if uri.scheme_str() != Some("http") {
         return full(
             StatusCode::BAD_REQUEST,
@@ -485,12 +453,7 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
         headers.insert(http::header::HOST, h);
     }
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
-    let result = client
-        .request(parts.method, url)
-        .headers(headers)
-        .body(counting_request_body(&st, body))
-        .send()
-        .await;
+    let result = client.request(parts.method, url).headers(headers).body(counting_request_body(&st, body)).send().await;
     match result {
         Ok(resp) => relay_response(&st, resp),
         Err(e) => bad_gateway(&st, &target, e),

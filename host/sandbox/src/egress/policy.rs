@@ -21,10 +21,7 @@ pub const PACKAGE_MANAGER_HOSTS: &[(&str, &[&str])] = &[
     ),
     ("pip", &["pypi.org", "files.pythonhosted.org"]),
     ("npm", &["registry.npmjs.org", "registry.yarnpkg.com"]),
-    (
-        "cargo",
-        &["crates.io", "index.crates.io", "static.crates.io", "static.rust-lang.org"],
-    ),
+    ("cargo", &["crates.io", "index.crates.io", "static.crates.io", "static.rust-lang.org"]),
     ("go", &["proxy.golang.org", "sum.golang.org", "storage.googleapis.com"]),
     ("gem", &["rubygems.org", "index.rubygems.org", "rubygems.global.ssl.fastly.net"]),
 ];
@@ -72,19 +69,11 @@ pub fn normalize_host(raw: &str) -> String {
 
 impl HostPolicy {
     pub fn new(policy: &EgressPolicy) -> Self {
-        let mut p = HostPolicy {
-            unrestricted: false,
-            exact: HashSet::new(),
-            suffixes: Vec::new(),
-            explicit: HashSet::new(),
-        };
+        let mut p =
+            HostPolicy { unrestricted: false, exact: HashSet::new(), suffixes: Vec::new(), explicit: HashSet::new() };
         match &policy.networking {
             Networking::Unrestricted => p.unrestricted = true,
-            Networking::Limited {
-                allowed_hosts,
-                allow_package_managers,
-                allow_mcp_servers,
-            } => {
+            Networking::Limited { allowed_hosts, allow_package_managers, allow_mcp_servers } => {
                 for h in allowed_hosts {
                     p.add(h);
                     let n = normalize_host(h);
@@ -106,11 +95,8 @@ impl HostPolicy {
                 }
             }
         }
-        if p.unrestricted {
-            // Unrestricted still keeps loopback/private addresses closed unless
-            // named in allowed_hosts (which the API only carries for `limited`).
-            p.exact.clear();
-        }
+        // Unrestricted still keeps loopback/private addresses closed: `explicit`
+        // is empty, so `check_addr` refuses them.
         p
     }
 
@@ -174,10 +160,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal(IpAddr::V4(v4));
             }
             let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
+            v6.is_loopback() || v6.is_unspecified() || (seg[0] & 0xfe00) == 0xfc00 || (seg[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -224,10 +207,7 @@ mod tests {
         let p = limited(&["127.0.0.1", "*.internal"], false, false, &[]);
         assert!(p.check_addr("127.0.0.1", "127.0.0.1".parse().unwrap()).is_ok());
         assert!(p.check_addr("x.internal", "10.0.0.1".parse().unwrap()).is_err());
-        let u = HostPolicy::new(&EgressPolicy {
-            networking: Networking::Unrestricted,
-            mcp_server_hosts: vec![],
-        });
+        let u = HostPolicy::new(&EgressPolicy { networking: Networking::Unrestricted, mcp_server_hosts: vec![] });
         assert!(u.allows("anything.example").is_ok());
         assert!(u.check_addr("metadata", "169.254.169.254".parse().unwrap()).is_err());
         assert!(u.check_addr("x", "::ffff:127.0.0.1".parse().unwrap()).is_err());

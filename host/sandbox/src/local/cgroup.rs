@@ -47,10 +47,7 @@ impl Cgroups {
             // Delegate pids+memory to children of the root and of `bridle`.
             std::fs::write(root.join("cgroup.subtree_control"), "+pids +memory").ok()?;
             std::fs::write(parent.join("cgroup.subtree_control"), "+pids +memory").ok()?;
-            return Some(Cgroups {
-                version: Version::V2,
-                parents: vec![parent],
-            });
+            return Some(Cgroups { version: Version::V2, parents: vec![parent] });
         }
         let pids = root.join("pids");
         let memory = root.join("memory");
@@ -61,10 +58,7 @@ impl Cgroups {
             std::fs::create_dir_all(&mp).ok()?;
             // Hierarchical accounting so the sandbox's limit covers its children.
             let _ = std::fs::write(mp.join("memory.use_hierarchy"), "1");
-            return Some(Cgroups {
-                version: Version::V1,
-                parents: vec![pp, mp],
-            });
+            return Some(Cgroups { version: Version::V1, parents: vec![pp, mp] });
         }
         None
     }
@@ -75,12 +69,7 @@ impl Cgroups {
     }
 
     /// Create the sandbox's cgroup(s) with the given limits.
-    pub fn create(
-        &self,
-        name: &str,
-        memory: Option<u64>,
-        pids: Option<u64>,
-    ) -> anyhow::Result<SandboxCgroup> {
+    pub fn create(&self, name: &str, memory: Option<u64>, pids: Option<u64>) -> anyhow::Result<SandboxCgroup> {
         let dirs: Vec<PathBuf> = self.parents.iter().map(|p| p.join(name)).collect();
         for d in &dirs {
             std::fs::create_dir(d).with_context(|| format!("create cgroup {}", d.display()))?;
@@ -94,8 +83,7 @@ impl Cgroups {
             procs: dirs
                 .iter()
                 .map(|d| {
-                    CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes())
-                        .context("cgroup path")
+                    CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).context("cgroup path")
                 })
                 .collect::<anyhow::Result<_>>()?,
             dirs,
@@ -133,9 +121,7 @@ fn read_counter(path: &Path, key: &str) -> u64 {
         .and_then(|s| {
             s.lines().find_map(|l| {
                 let mut it = l.split_whitespace();
-                (it.next() == Some(key))
-                    .then(|| it.next().and_then(|v| v.parse().ok()))
-                    .flatten()
+                (it.next() == Some(key)).then(|| it.next().and_then(|v| v.parse().ok())).flatten()
             })
         })
         .unwrap_or(0)
@@ -149,11 +135,8 @@ impl SandboxCgroup {
 
     /// Whether the sandbox holds as many processes as `pids.max` allows.
     pub fn at_pids_limit(&self) -> bool {
-        let read = |f: &str| {
-            std::fs::read_to_string(self.pids_dir.join(f))
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-        };
+        let read =
+            |f: &str| std::fs::read_to_string(self.pids_dir.join(f)).ok().and_then(|s| s.trim().parse::<u64>().ok());
         match (read("pids.current"), read("pids.max")) {
             (Some(cur), Some(max)) => cur >= max,
             _ => false,

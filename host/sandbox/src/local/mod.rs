@@ -6,8 +6,9 @@
 //! `--disable-userns`), mount, pid, ipc, uts, network and cgroup namespaces, no
 //! capabilities, a seccomp deny list, the host `/usr` (and a curated `/etc`)
 //! read-only, a private `/tmp`, and the session workspace read-write at
-//! `/workspace`. Host paths are handed over as open descriptors (`--bind-fd`),
-//! so the state dir may sit inside a root-only data dir. bwrap runs our init
+//! `/workspace`. Host paths are handed over as open descriptors (`--bind-fd`);
+//! bwrap still resolves them as the sandbox uid, so the state dir's ancestors
+//! must be traversable (checked at start-up). bwrap runs our init
 //! ([`crate::init`]), which relays `127.0.0.1:PORT` to the egress gateway and
 //! starts processes on request.
 
@@ -50,8 +51,10 @@ const INSTALL_HINT: &str = "install it with `apt-get install -y bubblewrap` (Deb
 /// Settings of the local driver.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
-    /// Holds `workspaces/<session>` and `run/<sandbox>`. May live inside a
-    /// root-only (0700) data dir: sandboxes get their paths as descriptors.
+    /// Holds `workspaces/<session>` (0700, owned by the sandbox uid),
+    /// `run/<sandbox>` (the gateway socket) and `etc/`. Its ancestors must be
+    /// traversable by others (`o+x`): keep it outside a 0700 data dir, e.g.
+    /// `/var/lib/bridle-sandboxes`.
     pub state_dir: PathBuf,
     /// The `bwrap` executable; default: found on `PATH`.
     pub bwrap: Option<PathBuf>,
@@ -81,7 +84,7 @@ pub struct LocalConfig {
 impl Default for LocalConfig {
     fn default() -> Self {
         Self {
-            state_dir: PathBuf::from("/var/lib/bridle/sandboxes"),
+            state_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
             bwrap: None,
             init_binary: None,
             uid_base: 600_000,
@@ -180,10 +183,7 @@ fn build_etc(dir: &Path) -> anyhow::Result<()> {
         ),
     )?;
     write("group", format!("root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n"))?;
-    write(
-        "hosts",
-        "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
-    )?;
+    write("hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".into())?;
     Ok(())
 }
 
@@ -270,9 +270,7 @@ fn find_bwrap(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
             return Ok(c);
         }
     }
-    Err(format!(
-        "bubblewrap (`bwrap`) is not installed (not on PATH); {INSTALL_HINT}"
-    ))
+    Err(format!("bubblewrap (`bwrap`) is not installed (not on PATH); {INSTALL_HINT}"))
 }
 
 fn find_init(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
@@ -325,25 +323,13 @@ pub fn check(cfg: &LocalConfig) -> Doctor {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
     let root = is_root();
-    let cgroups = if cfg.cgroups && root {
-        Cgroups::detect().map(|c| c.describe())
-    } else {
-        None
-    };
+    let cgroups = if cfg.cgroups && root { Cgroups::detect().map(|c| c.describe()) } else { None };
     let seccomp = crate::seccomp::compile().map(|_| ()).map_err(|e| format!("{e:#}"));
     let probe = match &bwrap {
         Ok(b) => probe(b, cfg, root),
         Err(_) => Err("skipped: bubblewrap missing".into()),
     };
-    Doctor {
-        bwrap,
-        bwrap_version,
-        init: find_init(cfg),
-        root,
-        cgroups,
-        seccomp,
-        probe,
-    }
+    Doctor { bwrap, bwrap_version, init: find_init(cfg), root, cgroups, seccomp, probe }
 }
 
 fn probe(bwrap: &Path, cfg: &LocalConfig, root: bool) -> std::result::Result<(), String> {
@@ -410,8 +396,7 @@ fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("create {}", p.display())),
     }
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", p.display()))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", p.display()))
 }
 
 fn open_path(p: &Path, dir: bool) -> anyhow::Result<OwnedFd> {
@@ -425,14 +410,9 @@ fn open_path(p: &Path, dir: bool) -> anyhow::Result<OwnedFd> {
 /// bwrap resolves bind sources by path as the sandbox uid, so every ancestor
 /// of the state dir must be searchable by others (`o+x`; listing can stay off).
 fn check_traversable(dir: &Path) -> Result<()> {
-    let full = dir
-        .canonicalize()
-        .with_context(|| format!("resolve {}", dir.display()))?;
+    let full = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
     for anc in full.ancestors().skip(1) {
-        let mode = std::fs::metadata(anc)
-            .with_context(|| format!("stat {}", anc.display()))?
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(anc).with_context(|| format!("stat {}", anc.display()))?.permissions().mode();
         if mode & 0o001 == 0 {
             return Err(SandboxError::Unavailable(format!(
                 "the sandbox state dir {} is below {} (mode {:o}), which the unprivileged sandbox \
@@ -449,11 +429,7 @@ fn check_traversable(dir: &Path) -> Result<()> {
 }
 
 fn valid_session_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl LocalDriver {
@@ -466,16 +442,8 @@ impl LocalDriver {
         if cfg.uid_count == 0 {
             return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
         }
-        let seccomp = if cfg.seccomp {
-            Some(crate::seccomp::compile().map_err(SandboxError::Other)?)
-        } else {
-            None
-        };
-        let cgroups = if cfg.cgroups && root {
-            Cgroups::detect()
-        } else {
-            None
-        };
+        let seccomp = if cfg.seccomp { Some(crate::seccomp::compile().map_err(SandboxError::Other)?) } else { None };
+        let cgroups = if cfg.cgroups && root { Cgroups::detect() } else { None };
 
         std::fs::create_dir_all(&cfg.state_dir)
             .with_context(|| format!("create state dir {}", cfg.state_dir.display()))?;
@@ -521,19 +489,13 @@ impl LocalDriver {
 
     /// Host path of a session's workspace.
     pub fn workspace_path(&self, session_id: &str) -> PathBuf {
-        self.shared
-            .cfg
-            .state_dir
-            .join("workspaces")
-            .join(session_id)
+        self.shared.cfg.state_dir.join("workspaces").join(session_id)
     }
 
     /// The running sandbox of a session, if any.
     pub fn live(&self, session_id: &str) -> Option<Arc<LocalSandbox>> {
         let live = self.shared.live.lock().ok()?;
-        live.get(session_id)
-            .and_then(Weak::upgrade)
-            .filter(|s| s.is_running())
+        live.get(session_id).and_then(Weak::upgrade).filter(|s| s.is_running())
     }
 
     /// Claim, returning the concrete type.
@@ -552,14 +514,9 @@ impl LocalDriver {
         if !existed {
             mkdir_mode(&ws, 0o700)?;
         }
-        let owner = std::fs::symlink_metadata(&ws)
-            .with_context(|| format!("stat {}", ws.display()))?
-            .uid();
+        let owner = std::fs::symlink_metadata(&ws).with_context(|| format!("stat {}", ws.display()))?.uid();
         let uid = self.allocate_uid(owner)?;
-        let guard = UidGuard {
-            shared: self.shared.clone(),
-            uid: Some(uid),
-        };
+        let guard = UidGuard { shared: self.shared.clone(), uid: Some(uid) };
         if self.shared.root && owner != uid {
             let ws2 = ws.clone();
             tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
@@ -576,11 +533,7 @@ impl LocalDriver {
 
     fn allocate_uid(&self, prefer: u32) -> Result<u32> {
         let cfg = &self.shared.cfg;
-        let mut used = self
-            .shared
-            .uids
-            .lock()
-            .map_err(|_| anyhow!("uid table poisoned"))?;
+        let mut used = self.shared.uids.lock().map_err(|_| anyhow!("uid table poisoned"))?;
         if !self.shared.root {
             return Ok(nix::unistd::geteuid().as_raw());
         }
@@ -618,8 +571,7 @@ impl Drop for UidGuard {
 fn chown_tree(root: &Path, uid: u32) -> anyhow::Result<()> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
-        std::os::unix::fs::lchown(&p, Some(uid), Some(uid))
-            .with_context(|| format!("chown {}", p.display()))?;
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).with_context(|| format!("chown {}", p.display()))?;
         let md = std::fs::symlink_metadata(&p)?;
         if md.is_dir() {
             for e in std::fs::read_dir(&p)? {
@@ -681,17 +633,7 @@ fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
         a.push(host.clone().into_os_string());
         a.push(inside.into());
     }
-    for s in [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--symlink",
-        "/tmp",
-        "/var/tmp",
-        "--chdir",
-        "/workspace",
-    ] {
+    for s in ["--proc", "/proc", "--dev", "/dev", "--symlink", "/tmp", "/var/tmp", "--chdir", "/workspace"] {
         a.push(s.into());
     }
     a
@@ -747,15 +689,13 @@ async fn start(
         std::os::unix::fs::chown(&run_dir, Some(uid), Some(uid)).context("chown run dir")?;
         std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
     }
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-        .context("chmod gateway socket")?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
 
     let t_gateway = t0.elapsed();
     let cgroup = match &shared.cgroups {
-        Some(c) => Some(
-            c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes)
-                .map_err(SandboxError::Other)?,
-        ),
+        Some(c) => {
+            Some(c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes).map_err(SandboxError::Other)?)
+        }
         None => None,
     };
     let cgroup_guard = CgroupGuard(cgroup);
@@ -771,9 +711,8 @@ async fn start(
     };
 
     let mut args = shared.base_args.clone();
-    let fdarg = |flag: &str, fd: RawFd, dest: &str| -> [OsString; 3] {
-        [flag.into(), fd.to_string().into(), dest.into()]
-    };
+    let fdarg =
+        |flag: &str, fd: RawFd, dest: &str| -> [OsString; 3] { [flag.into(), fd.to_string().into(), dest.into()] };
     args.extend(fdarg("--bind-fd", FD_WORKSPACE, "/workspace"));
     args.extend(fdarg("--ro-bind-fd", FD_RUN, "/run/bridle"));
     args.extend(fdarg("--ro-bind-fd", FD_INIT, "/run/bridle-init"));
@@ -795,10 +734,7 @@ async fn start(
     }
     let proxy = format!("http://127.0.0.1:{port}");
     let mut env: Vec<(String, String)> = vec![
-        (
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ),
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ("HOME".into(), "/workspace".into()),
         ("USER".into(), "agent".into()),
         ("LOGNAME".into(), "agent".into()),
@@ -871,11 +807,7 @@ async fn start(
     {
         rlimits.push((Resource::RLIMIT_AS, m, m));
     }
-    let procs: Vec<std::ffi::CString> = cgroup_guard
-        .0
-        .as_ref()
-        .map(|c| c.procs.clone())
-        .unwrap_or_default();
+    let procs: Vec<std::ffi::CString> = cgroup_guard.0.as_ref().map(|c| c.procs.clone()).unwrap_or_default();
     let drop_to = shared.root.then_some(uid);
 
     let mut cmd = tokio::process::Command::new(&shared.bwrap);
@@ -891,9 +823,7 @@ async fn start(
     unsafe {
         cmd.pre_exec(move || child_setup(&procs, &rlimits, &fd_map, drop_to));
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawn {}", shared.bwrap.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("spawn {}", shared.bwrap.display()))?;
     drop(init_end);
     drop(seccomp_fd);
     drop(ws_fd);
@@ -919,10 +849,7 @@ async fn start(
             use tokio::io::AsyncReadExt;
             let _ = tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut msg)).await;
         }
-        return Err(SandboxError::Other(anyhow!(
-            "sandbox failed to start: {err}; bwrap said: {}",
-            msg.trim()
-        )));
+        return Err(SandboxError::Other(anyhow!("sandbox failed to start: {err}; bwrap said: {}", msg.trim())));
     }
     if let Some(stderr) = stderr {
         tokio::spawn(log_stderr(stderr).instrument(span.clone()));
@@ -1124,12 +1051,7 @@ async fn monitor(weak: Weak<LocalSandbox>) {
             return;
         }
         let hits = sbx.pids_hits();
-        let at_limit = sbx
-            .cgroup
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.at_pids_limit()))
-            .unwrap_or(false);
+        let at_limit = sbx.cgroup.lock().ok().and_then(|c| c.as_ref().map(|c| c.at_pids_limit())).unwrap_or(false);
         if hits > last_hits || at_limit {
             streak += 1;
         } else {
@@ -1138,10 +1060,7 @@ async fn monitor(weak: Weak<LocalSandbox>) {
         last_hits = hits;
         if streak >= 3 {
             warn!(hits, "process limit hit repeatedly (fork bomb?): stopping the sandbox");
-            sbx.set_end_reason(ExitStatus::LimitExceeded {
-                limit: Limit::Processes,
-                signal: Some(libc::SIGKILL),
-            });
+            sbx.set_end_reason(ExitStatus::LimitExceeded { limit: Limit::Processes, signal: Some(libc::SIGKILL) });
             let _ = sbx.release_inner("process limit").await;
             return;
         }
@@ -1195,59 +1114,36 @@ impl LocalSandbox {
     }
 
     fn oom_kills(&self) -> u64 {
-        self.cgroup
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.oom_kills()))
-            .unwrap_or(0)
+        self.cgroup.lock().ok().and_then(|c| c.as_ref().map(|c| c.oom_kills())).unwrap_or(0)
     }
 
     fn pids_hits(&self) -> u64 {
-        self.cgroup
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.pids_limit_hits()))
-            .unwrap_or(0)
+        self.cgroup.lock().ok().and_then(|c| c.as_ref().map(|c| c.pids_limit_hits())).unwrap_or(0)
     }
 
-    fn classify(
-        &self,
-        code: Option<i32>,
-        signal: Option<i32>,
-        oom_base: u64,
-        pids_base: u64,
-    ) -> ExitStatus {
+    fn classify(&self, code: Option<i32>, signal: Option<i32>, oom_base: u64, pids_base: u64) -> ExitStatus {
         if let Some(r) = self.end_reason.lock().ok().and_then(|r| *r) {
             return r;
         }
         match (code, signal) {
             // A shell whose child the OOM killer took reports 128 + SIGKILL.
-            (Some(137), _) if self.oom_kills() > oom_base => ExitStatus::LimitExceeded {
-                limit: Limit::Memory,
-                signal: Some(libc::SIGKILL),
-            },
+            (Some(137), _) if self.oom_kills() > oom_base => {
+                ExitStatus::LimitExceeded { limit: Limit::Memory, signal: Some(libc::SIGKILL) }
+            }
             // Failed while forks were being refused by the process limit.
             (Some(code), _) if code != 0 && self.pids_hits() > pids_base => {
-                ExitStatus::LimitExceeded {
-                    limit: Limit::Processes,
-                    signal: None,
-                }
+                ExitStatus::LimitExceeded { limit: Limit::Processes, signal: None }
             }
             (Some(code), _) => ExitStatus::Exited { code },
             (None, Some(sig)) if sig == libc::SIGKILL && self.oom_kills() > oom_base => {
-                ExitStatus::LimitExceeded {
-                    limit: Limit::Memory,
-                    signal: Some(sig),
-                }
+                ExitStatus::LimitExceeded { limit: Limit::Memory, signal: Some(sig) }
             }
-            (None, Some(sig)) if sig == libc::SIGXCPU => ExitStatus::LimitExceeded {
-                limit: Limit::CpuTime,
-                signal: Some(sig),
-            },
-            (None, Some(sig)) if sig == libc::SIGXFSZ => ExitStatus::LimitExceeded {
-                limit: Limit::FileSize,
-                signal: Some(sig),
-            },
+            (None, Some(sig)) if sig == libc::SIGXCPU => {
+                ExitStatus::LimitExceeded { limit: Limit::CpuTime, signal: Some(sig) }
+            }
+            (None, Some(sig)) if sig == libc::SIGXFSZ => {
+                ExitStatus::LimitExceeded { limit: Limit::FileSize, signal: Some(sig) }
+            }
             (None, Some(sig)) => ExitStatus::Signaled { signal: sig },
             (None, None) => ExitStatus::SandboxGone,
         }
@@ -1280,20 +1176,9 @@ impl LocalSandbox {
         let oom_base = self.oom_kills();
         let pids_base = self.pids_hits();
         {
-            let mut t = self
-                .table
-                .lock()
-                .map_err(|_| anyhow!("exec table poisoned"))?;
+            let mut t = self.table.lock().map_err(|_| anyhow!("exec table poisoned"))?;
             t.pending.insert(id, tx);
-            t.live.insert(
-                id,
-                LiveExec {
-                    status: stx,
-                    oom_base,
-                    pids_base,
-                    keeps_busy,
-                },
-            );
+            t.live.insert(id, LiveExec { status: stx, oom_base, pids_base, keeps_busy });
         }
         if keeps_busy {
             self.activity.open_raw();
@@ -1303,12 +1188,7 @@ impl LocalSandbox {
         let sent = self
             .chan
             .send(
-                &ToInit::Exec {
-                    id,
-                    argv: request.argv.clone(),
-                    env: request.env,
-                    cwd: request.cwd,
-                },
+                &ToInit::Exec { id, argv: request.argv.clone(), env: request.env, cwd: request.cwd },
                 &[in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
             )
             .await;
@@ -1334,10 +1214,7 @@ impl LocalSandbox {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => {
                 fail(self);
-                return Err(SandboxError::Invalid(format!(
-                    "cannot start {:?}: {e}",
-                    request.argv[0]
-                )));
+                return Err(SandboxError::Invalid(format!("cannot start {:?}: {e}", request.argv[0])));
             }
             Err(_) => {
                 fail(self);
@@ -1346,21 +1223,14 @@ impl LocalSandbox {
         };
         debug!(parent: &self.span, exec = id, pid, argv0 = %request.argv[0], "exec started");
         let stdin = tokio::net::unix::pipe::Sender::from_owned_fd(in_w).context("stdin pipe")?;
-        let stdout =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).context("stdout pipe")?;
-        let stderr =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).context("stderr pipe")?;
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).context("stdout pipe")?;
+        let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).context("stderr pipe")?;
         let act = self.activity.clone();
         Ok(ExecChild {
             stdin: Some(Box::pin(Touching::new(stdin, act.clone()))),
             stdout: Some(Box::pin(Touching::new(stdout, act.clone()))),
             stderr: Some(Box::pin(Touching::new(stderr, act))),
-            control: Arc::new(LocalExec {
-                id,
-                pid,
-                chan: self.chan.clone(),
-                status: srx,
-            }),
+            control: Arc::new(LocalExec { id, pid, chan: self.chan.clone(), status: srx }),
         })
     }
 
@@ -1390,10 +1260,7 @@ impl LocalSandbox {
             used.remove(&u);
         }
         if let Ok(mut live) = self.shared.live.lock()
-            && live
-                .get(&self.session_id)
-                .and_then(Weak::upgrade)
-                .is_some_and(|s| s.id == self.id)
+            && live.get(&self.session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
         {
             live.remove(&self.session_id);
         }
@@ -1402,12 +1269,7 @@ impl LocalSandbox {
     }
 
     fn finish_all(&self) {
-        let end = self
-            .end_reason
-            .lock()
-            .ok()
-            .and_then(|r| *r)
-            .unwrap_or(ExitStatus::SandboxGone);
+        let end = self.end_reason.lock().ok().and_then(|r| *r).unwrap_or(ExitStatus::SandboxGone);
         if let Ok(mut t) = self.table.lock() {
             t.pending.clear();
             for (_, l) in t.live.drain() {
@@ -1446,11 +1308,7 @@ impl Sandbox for LocalSandbox {
         format!("http://127.0.0.1:{}", self.relay_port)
     }
     fn egress_stats(&self) -> EgressStats {
-        self.gateway
-            .lock()
-            .ok()
-            .and_then(|g| g.as_ref().map(|g| g.stats()))
-            .unwrap_or_default()
+        self.gateway.lock().ok().and_then(|g| g.as_ref().map(|g| g.stats())).unwrap_or_default()
     }
     fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
@@ -1497,16 +1355,7 @@ impl ExecControl for LocalExec {
         if self.status.borrow().is_some() {
             return Ok(());
         }
-        self.chan
-            .send(
-                &ToInit::Signal {
-                    id: self.id,
-                    signal: libc::SIGKILL,
-                },
-                &[],
-            )
-            .await
-            .map_err(SandboxError::Other)
+        self.chan.send(&ToInit::Signal { id: self.id, signal: libc::SIGKILL }, &[]).await.map_err(SandboxError::Other)
     }
 }
 
@@ -1537,11 +1386,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touching<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if r.is_ready() {
             self.act.touch();
@@ -1551,10 +1396,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -1569,10 +1411,7 @@ impl SandboxDriver for LocalDriver {
     }
     async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
         if !self.workspace_exists(&spec.session_id).await? {
-            return Err(SandboxError::Invalid(format!(
-                "session {} has no workspace to resume",
-                spec.session_id
-            )));
+            return Err(SandboxError::Invalid(format!("session {} has no workspace to resume", spec.session_id)));
         }
         Ok(self.claim_local(spec).await?)
     }
@@ -1593,9 +1432,7 @@ impl SandboxDriver for LocalDriver {
         match tokio::fs::remove_dir_all(&p).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(SandboxError::Other(
-                anyhow::Error::from(e).context(format!("remove {}", p.display())),
-            )),
+            Err(e) => Err(SandboxError::Other(anyhow::Error::from(e).context(format!("remove {}", p.display())))),
         }
     }
 }

@@ -5,18 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bridle_sandbox::{
-    ExecRequest, LocalConfig, LocalDriver, Output, Sandbox, SandboxSpec,
-};
+use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, Output, Sandbox, SandboxSpec};
 
 static NEXT_RANGE: AtomicU32 = AtomicU32::new(0);
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
 }
@@ -45,9 +40,7 @@ pub fn spec(session: &str) -> SandboxSpec {
 /// Run a shell script in the sandbox and collect its output (10 s cap).
 pub async fn sh(sbx: &dyn Sandbox, script: &str) -> Output {
     let child = sbx.exec(ExecRequest::shell(script)).await.expect("exec");
-    tokio::time::timeout(Duration::from_secs(30), child.output(1 << 20))
-        .await
-        .expect("exec finished in time")
+    tokio::time::timeout(Duration::from_secs(30), child.output(1 << 20)).await.expect("exec finished in time")
 }
 
 /// One request seen by [`FakeUpstream`].
@@ -60,10 +53,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -128,11 +118,7 @@ impl FakeUpstream {
                         body.extend_from_slice(&chunk[..n]);
                     }
                     let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-                    seen.lock().unwrap().push(Seen {
-                        request_line,
-                        headers,
-                        body,
-                    });
+                    seen.lock().unwrap().push(Seen { request_line, headers, body });
                     let reply = format!("upstream-ok {path}");
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
