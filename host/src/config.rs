@@ -46,11 +46,18 @@ pub struct Config {
     pub runtimes_dir: PathBuf,
     /// Live-session settings.
     pub sessions: SessionsConfig,
+    /// Install missing prerequisites at start-up: bubblewrap (with apt-get,
+    /// when running as root) and the agent runtimes (from the npm and PyPI
+    /// registries, in the background).
+    pub auto_install: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
+    /// Run sessions on this node. `false` makes an API-only node: events are
+    /// stored and streamed, but no runtime takes them.
+    pub enabled: bool,
     /// Stop an agent runtime after this many seconds without a turn; the
     /// next message resumes it with its own resume mechanism.
     pub runtime_idle_secs: u64,
@@ -71,6 +78,7 @@ pub struct SessionsConfig {
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
+            enabled: true,
             runtime_idle_secs: 600,
             interrupt_grace_secs: 15,
             sandbox_uid_base: 600_000,
@@ -127,12 +135,14 @@ impl Default for Config {
             rate_limit_per_second: 0,
             runtimes_dir: PathBuf::from(".bridle-runtimes"),
             sessions: SessionsConfig::default(),
+            auto_install: true,
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 12] = [
+const SETTINGS: [&str; 13] = [
+    "auto_install",
     "listen",
     "data_dir",
     "database_url",

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::model::sessions::SessionStatus;
 use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::session::{RuntimeDirs, Sessions, Timing};
@@ -77,6 +78,10 @@ async fn start_sessions(
         tracing::warn!(error = %e, "harness plugin not available");
     }
     let runtimes = runtime_dirs(&config)?;
+    if config.auto_install {
+        install_bubblewrap().await;
+        install_runtimes(runtimes.runtimes.clone());
+    }
     let sc = &config.sessions;
     let local = LocalConfig {
         state_dir: sc.sandbox_dir.clone(),
@@ -116,13 +121,66 @@ fn runtime_dirs(config: &Config) -> anyhow::Result<RuntimeDirs> {
     Ok(RuntimeDirs { runtimes, inside: RUNTIMES_INSIDE.into() })
 }
 
+/// bubblewrap is the local sandbox driver's one external program; on a
+/// fresh Debian machine, install it (as root) rather than fail every session.
+async fn install_bubblewrap() {
+    let have = |p: &str| std::path::Path::new(p).exists();
+    if have("/usr/bin/bwrap") || have("/usr/local/bin/bwrap") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !have("/usr/bin/apt-get") {
+        tracing::warn!(
+            "bubblewrap is missing: install it with `apt-get install -y bubblewrap`; sessions fail until then"
+        );
+        return;
+    }
+    tracing::info!("bubblewrap is missing; installing it with apt-get (auto_install = true)");
+    let run = |args: &'static [&'static str]| async move {
+        tokio::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .await
+            .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned()))
+    };
+    let mut result = run(&["install", "-y", "-qq", "bubblewrap"]).await;
+    if !matches!(result, Ok((true, _))) {
+        let _ = run(&["update", "-qq"]).await;
+        result = run(&["install", "-y", "-qq", "bubblewrap"]).await;
+    }
+    match result {
+        Ok((true, _)) => tracing::info!("bubblewrap installed"),
+        Ok((false, err)) => tracing::warn!(stderr = %err.trim(), "installing bubblewrap failed"),
+        Err(e) => tracing::warn!(error = %e, "running apt-get failed"),
+    }
+}
+
+/// Install missing agent runtimes in the background; sessions that start
+/// before it finishes fail with "not installed" and work once it is done.
+fn install_runtimes(runtimes: Runtimes) {
+    let missing: Vec<_> = runtimes.status().into_iter().filter(|s| !s.ready()).map(|s| s.runtime).collect();
+    if missing.is_empty() {
+        return;
+    }
+    tracing::info!(?missing, dir = %runtimes.dir().display(), "installing agent runtimes in the background (auto_install = true)");
+    tokio::task::spawn_blocking(move || match runtimes.install(&missing) {
+        Ok(()) => tracing::info!("agent runtimes installed"),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "installing agent runtimes failed; run `bridle runtimes install`")
+        }
+    });
+}
+
 /// Where sandboxes see the runtimes directory.
 pub const RUNTIMES_INSIDE: &str = "/opt/bridle/runtimes";
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = build_state(config, true).await?;
+    let live = config.sessions.enabled;
+    let state = build_state(config, live).await?;
     if state.store.count_active_api_keys().await? == 0 {
         let (row, raw) = crate::keys::create_key(&state.store, "initial").await?;
         // Printed once, to the terminal; only the hash is stored.
@@ -130,6 +188,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "\nNo API key existed, so one was created ({}). Keep it; it is not shown again:\n\n    {raw}\n",
             row.id
         );
+    }
+    if let Some(sessions) = &state.sessions {
+        // Sessions left running by a previous process: their runners report
+        // the lost turn and bring them back to idle.
+        let orphans = state.store.sessions_in_status(&[SessionStatus::Running, SessionStatus::Rescheduling]).await?;
+        for id in orphans {
+            tracing::info!(session_id = %id, "recovering a session left running");
+            sessions.wake(&id);
+        }
     }
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;

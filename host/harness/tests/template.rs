@@ -8,13 +8,17 @@ use serde_json::{Value, json};
 use support::{SPEC, template};
 
 fn runtime_from_toml() -> HarnessRuntime {
+    runtime_for(template())
+}
+
+fn runtime_for(wasm: &std::path::Path) -> HarnessRuntime {
     // What an operator writes; `[harnesses.*]` goes over the builtins.
     let toml = format!(
         r#"
         [harnesses.echo]
         plugin = "{}"
         "#,
-        template().display()
+        wasm.display()
     );
     let operator: HarnessConfig = toml::from_str(&toml).unwrap();
     let config = HarnessConfig { harnesses: Default::default(), limits: Limits::default(), ..HarnessConfig::default() }
@@ -24,7 +28,19 @@ fn runtime_from_toml() -> HarnessRuntime {
 
 #[tokio::test]
 async fn template_runs_a_session_under_a_new_engine_name() {
-    let rt = runtime_from_toml();
+    drive_echo(runtime_from_toml()).await;
+}
+
+#[tokio::test]
+async fn template_built_with_cargo_component_runs_too() {
+    let Some(wasm) = support::template_cargo_component() else {
+        eprintln!("SKIPPED: cargo-component is not installed (cargo install cargo-component --locked)");
+        return;
+    };
+    drive_echo(runtime_for(wasm)).await;
+}
+
+async fn drive_echo(rt: HarnessRuntime) {
     assert_eq!(rt.registry().engines().collect::<Vec<_>>(), vec!["echo"]);
     let echo = rt.registry().get("echo").unwrap();
     assert_eq!(echo.info().name, "echo");

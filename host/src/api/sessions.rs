@@ -382,6 +382,9 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
     }
     st.bus.publish(&id, &[deleted]);
     st.bus.close(&id);
+    if let Some(sessions) = &st.sessions {
+        sessions.forget(&id).await;
+    }
     tracing::info!(session_id = %id, "session deleted");
     Ok(Json(Deleted { id, kind: "session_deleted".into() }))
 }

@@ -138,6 +138,17 @@ impl Sessions {
         true
     }
 
+    /// The session was deleted: end its runner and remove its workspace.
+    pub async fn forget(&self, session_id: &str) {
+        // Dropping the sender ends the runner's loop; it stops its runtime.
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
+        if let Ok(driver) = &self.sandboxes
+            && let Err(e) = driver.delete_workspace(session_id).await
+        {
+            tracing::warn!(session_id, error = %e, "deleting the session workspace failed");
+        }
+    }
+
     /// Sessions with a live runner.
     pub fn live_count(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -28,14 +28,19 @@ fn cargo_wasm(args: &[&str]) {
         .args(args)
         .arg("--target-dir")
         .arg(target_dir());
+    scrub(&mut cmd);
+    let out = cmd.output().expect("running cargo for the wasm fixtures");
+    assert!(out.status.success(), "building wasm fixtures failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The outer cargo's per-build environment must not leak into nested builds.
+fn scrub(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
             cmd.env_remove(key);
         }
     }
-    let out = cmd.output().expect("running cargo for the wasm fixtures");
-    assert!(out.status.success(), "building wasm fixtures failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn wasm_file(crate_name: &str) -> PathBuf {
@@ -66,6 +71,27 @@ pub fn template() -> &'static Path {
         cargo_wasm(&["--manifest-path", manifest.to_str().unwrap()]);
         wasm_file("harness_template")
     })
+}
+
+/// examples/harness-template built with `cargo component build` (wasip1 +
+/// adapter), or `None` when cargo-component is not installed here.
+pub fn template_cargo_component() -> Option<&'static Path> {
+    static T: OnceLock<Option<PathBuf>> = OnceLock::new();
+    T.get_or_init(|| {
+        let probe = Command::new("cargo").args(["component", "--version"]).output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(repo_root().join("examples/harness-template"))
+            .args(["component", "build", "--release", "--target-dir"])
+            .arg(target_dir().join("cargo-component"));
+        scrub(&mut cmd);
+        let out = cmd.output().expect("running cargo component");
+        assert!(out.status.success(), "cargo component build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        Some(target_dir().join("cargo-component/wasm32-wasip1/release/harness_template.wasm"))
+    })
+    .as_deref()
 }
 
 /// A runtime with only the given engines (no builtins) and short limits.
