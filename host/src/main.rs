@@ -45,11 +45,24 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// List the configured harness plugins, or inspect a component file.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
     /// Install and inspect the agent runtimes (Claude Code, codex, openai-agents).
     Runtimes {
         #[command(subcommand)]
         command: RuntimesCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every configured engine: version, execution model, API shape, source.
+    List,
+    /// What a `.wasm` component declares and whether this server can load it.
+    Inspect { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +116,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(config.log_format);
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,
+        Command::Plugins { command: PluginsCommand::Inspect { file } } => {
+            let desc = tokio::task::spawn_blocking(move || bridle_harness::inspect(&file)).await??;
+            println!("{desc}");
+            Ok(())
+        }
+        Command::Plugins { command: PluginsCommand::List } => {
+            let runtime = bridle::server::harness_runtime(&config).await?;
+            println!("{:<16} {:<9} {:<18} {:<20} {:<9} SOURCE", "ENGINE", "VERSION", "MODEL", "API", "CONTRACT");
+            for e in runtime.registry().entries() {
+                match &e.plugin {
+                    Ok(p) => {
+                        let info = p.info();
+                        println!(
+                            "{:<16} {:<9} {:<18} {:<20} {:<9} {}",
+                            e.engine,
+                            info.version,
+                            format!("{:?}", info.execution_model),
+                            format!("{:?}", info.api_shape),
+                            p.contract_version(),
+                            e.source
+                        );
+                    }
+                    Err(err) => println!("{:<16} unavailable: {err}", e.engine),
+                }
+            }
+            Ok(())
+        }
         Command::Runtimes { command } => {
             use bridle::runtimes::{Runtime, Runtimes};
             let runtimes = Runtimes::new(&config.runtimes_dir);

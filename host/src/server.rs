@@ -57,23 +57,7 @@ async fn start_sessions(
     secrets: SecretBox,
     config: Arc<Config>,
 ) -> anyhow::Result<Arc<Sessions>> {
-    let harness_config = HarnessConfig {
-        cache_dir: Some(config.data_dir.join("plugin-cache")),
-        harnesses: config
-            .harnesses
-            .iter()
-            .map(|(name, h)| {
-                let plugin = h.plugin.parse().unwrap_or_else(|never| match never {});
-                (name.clone(), HarnessEntry { plugin })
-            })
-            .collect(),
-        ..HarnessConfig::default()
-    };
-    // Compiling components takes a moment (once, then cached): off the reactor.
-    let harness = tokio::task::spawn_blocking(move || HarnessRuntime::new(harness_config))
-        .await
-        .context("plugin loader panicked")?
-        .context("starting the harness plugin runtime")?;
+    let harness = harness_runtime(&config).await?;
     for e in harness.registry().errors() {
         tracing::warn!(error = %e, "harness plugin not available");
     }
@@ -103,6 +87,27 @@ async fn start_sessions(
         interrupt_grace: Duration::from_secs(sc.interrupt_grace_secs),
     };
     Ok(Sessions::new(store, bus, secrets, config.clone(), Arc::new(harness), sandboxes, runtimes, timing))
+}
+
+/// Start the plugin runtime with every configured harness loaded.
+pub async fn harness_runtime(config: &Config) -> anyhow::Result<HarnessRuntime> {
+    let harness_config = HarnessConfig {
+        cache_dir: Some(config.data_dir.join("plugin-cache")),
+        harnesses: config
+            .harnesses
+            .iter()
+            .map(|(name, h)| {
+                let plugin = h.plugin.parse().unwrap_or_else(|never| match never {});
+                (name.clone(), HarnessEntry { plugin })
+            })
+            .collect(),
+        ..HarnessConfig::default()
+    };
+    // Compiling components takes a moment (once, then cached): off the reactor.
+    tokio::task::spawn_blocking(move || HarnessRuntime::new(harness_config))
+        .await
+        .context("plugin loader panicked")?
+        .context("starting the harness plugin runtime")
 }
 
 /// The runtimes directory: created world-readable so sandboxes can read it.
