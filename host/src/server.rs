@@ -42,6 +42,9 @@ pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState>
     let limiter = api::auth::limiter(config.rate_limit_per_second);
     let config = Arc::new(config);
     let bus = Arc::new(Bus::default());
+    if store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(crate::bus::follow_other_nodes(store.clone(), bus.clone()));
+    }
     let sessions = if live {
         Some(start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone()).await?)
     } else {

@@ -24,7 +24,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key_id = match check(&state, req.headers()).await {
         Ok(key_id) => key_id,
-        Err(e) => return e.into_response(),
+        Err(e) => return super::drain_then(req, e).await,
     };
     if let Some(limiter) = &state.limiter
         && let Err(not_until) = limiter.check_key(&key_id)

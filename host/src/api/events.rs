@@ -17,8 +17,10 @@ use crate::store::{EventFilter, Order};
 const MAX_EVENTS_PER_SEND: usize = 50;
 
 pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Json<Value>> {
+    // The body first: an early answer would leave it unread on the connection.
+    let body = read_json(req, &st).await;
     check_id(Kind::Session, &id)?;
-    let body = read_json(req, &st).await?;
+    let body = body?;
     let obj = body.as_object().ok_or_else(|| ApiError::invalid("request body must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "events") {
         return Err(ApiError::invalid(format!("{k}: unknown field; the body is {{\"events\": [...]}}")));

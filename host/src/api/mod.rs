@@ -123,13 +123,27 @@ async fn request_context(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn unknown_route(req: Request) -> ApiError {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+async fn unknown_route(req: Request) -> Response {
+    let err = ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()));
+    drain_then(req, err).await
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    let mut resp =
-        ApiError::invalid(format!("method {} is not allowed on {}", req.method(), req.uri().path())).into_response();
+    let err = ApiError::invalid(format!("method {} is not allowed on {}", req.method(), req.uri().path()));
+    let mut resp = drain_then(req, err).await;
     *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
+
+/// Answer an error for a request whose body was not read. The body is read
+/// (up to a bound) first: answering early leaves unread bytes on a
+/// keep-alive connection, which hyper then closes under the client.
+pub(crate) async fn drain_then(req: Request, err: ApiError) -> Response {
+    const DRAIN_LIMIT: usize = 1 << 20;
+    let mut resp = err.into_response();
+    if axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await.is_err() {
+        // Too big to drain: tell the client this connection ends here.
+        resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }

@@ -103,6 +103,7 @@ impl Store {
             }
             sql.query().execute(&mut *tx).await?;
         }
+        self.notify(&mut *tx, session_id, &format!("{} {}", last - n + 1, last)).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -141,6 +142,17 @@ impl Store {
         let more = rows.len() as i64 > limit;
         let events = rows.iter().take(limit as usize).map(decode).collect::<StoreResult<Vec<_>>>()?;
         Ok((events, more))
+    }
+
+    /// Events with `first <= seq <= last`, oldest first.
+    pub async fn events_between(&self, session_id: &str, first: i64, last: i64) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT * FROM session_events WHERE session_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
+            .bind(session_id)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
     }
 
     /// Events after `seq`, oldest first (SSE catch-up).

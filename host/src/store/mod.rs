@@ -32,7 +32,13 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: String,
+    /// This process's id in cross-node notifications (PostgreSQL).
+    node_id: String,
 }
+
+/// The PostgreSQL channel on which nodes announce appended events.
+pub const EVENTS_CHANNEL: &str = "bridle_events";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -139,7 +145,8 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("running database migrations")?;
-        Ok(Store { pool, backend })
+        let node_id = format!("node_{}", ulid::Ulid::new());
+        Ok(Store { pool, backend, url: url.to_owned(), node_id })
     }
 
     pub fn backend(&self) -> Backend {
@@ -148,6 +155,28 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The database URL (for a dedicated LISTEN connection).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Tell the other nodes something happened to a session (PostgreSQL
+    /// only; one node on SQLite). Inside a transaction, delivered at commit.
+    async fn notify<'c, E>(&self, exec: E, session_id: &str, what: &str) -> StoreResult<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        if self.backend == Backend::Postgres {
+            let payload = format!("{} {session_id} {what}", self.node_id);
+            sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(payload).execute(exec).await?;
+        }
+        Ok(())
     }
 
     /// A cheap round trip, for readiness checks.

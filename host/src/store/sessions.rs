@@ -149,6 +149,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM session_events WHERE session_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        self.notify(&mut *tx, id, "deleted").await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
