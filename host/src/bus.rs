@@ -110,7 +110,9 @@ pub async fn follow_other_nodes(store: crate::store::Store, bus: Arc<Bus>) {
                     match store.events_between(session, first, last).await {
                         Ok(events) => bus.publish(session, &events),
                         // Readers re-read the log on the next event they see.
-                        Err(e) => tracing::warn!(session_id = session, error = %e, "reading another node's events failed"),
+                        Err(e) => {
+                            tracing::warn!(session_id = session, error = %e, "reading another node's events failed")
+                        }
                     }
                 }
                 _ => tracing::warn!(payload = n.payload(), "unexpected notification"),

@@ -45,12 +45,16 @@ pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState>
     if store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::bus::follow_other_nodes(store.clone(), bus.clone()));
     }
+    let harness = Arc::new(harness_runtime(&config).await?);
+    for e in harness.registry().errors() {
+        tracing::warn!(error = %e, "harness plugin not available");
+    }
     let sessions = if live {
-        Some(start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone()).await?)
+        Some(start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone(), harness.clone()).await?)
     } else {
         None
     };
-    Ok(AppState { store, bus, secrets, config, limiter, sessions })
+    Ok(AppState { store, bus, secrets, config, limiter, harness, sessions })
 }
 
 /// The plugin runtime, the sandbox driver and the runtime programs.
@@ -59,11 +63,8 @@ async fn start_sessions(
     bus: Arc<Bus>,
     secrets: SecretBox,
     config: Arc<Config>,
+    harness: Arc<HarnessRuntime>,
 ) -> anyhow::Result<Arc<Sessions>> {
-    let harness = harness_runtime(&config).await?;
-    for e in harness.registry().errors() {
-        tracing::warn!(error = %e, "harness plugin not available");
-    }
     let runtimes = runtime_dirs(&config)?;
     if config.auto_install {
         install_bubblewrap().await;
@@ -89,7 +90,7 @@ async fn start_sessions(
         runtime_idle: Duration::from_secs(sc.runtime_idle_secs),
         interrupt_grace: Duration::from_secs(sc.interrupt_grace_secs),
     };
-    Ok(Sessions::new(store, bus, secrets, config.clone(), Arc::new(harness), sandboxes, runtimes, timing))
+    Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, runtimes, timing))
 }
 
 /// Start the plugin runtime with every configured harness loaded.

@@ -40,7 +40,9 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub config: Arc<Config>,
     pub limiter: Option<Arc<auth::Limiter>>,
-    /// The live-session host; `None` in API-only setups (tests of the API).
+    /// The harness plugins (asked at session create whether an endpoint fits).
+    pub harness: Arc<bridle_harness::HarnessRuntime>,
+    /// The live-session host; `None` on API-only nodes.
     pub sessions: Option<Arc<crate::session::Sessions>>,
 }
 

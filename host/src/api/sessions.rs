@@ -137,8 +137,8 @@ async fn check_endpoint(
     binding: &crate::model::sessions::HarnessBinding,
     agent: &Value,
 ) -> ApiResult<()> {
-    let (Some(sessions), Some(vault_id)) = (&st.sessions, &binding.vault_id) else { return Ok(()) };
-    let plugin = sessions.harness.plugin(&binding.engine).map_err(|e| {
+    let Some(vault_id) = &binding.vault_id else { return Ok(()) };
+    let plugin = st.harness.plugin(&binding.engine).map_err(|e| {
         ApiError::invalid(format!(
             "vault `{vault_id}`: harness `{}` is not available on this server: {e}",
             binding.engine

@@ -77,7 +77,7 @@ pub struct Sessions {
     pub(crate) bus: Arc<Bus>,
     pub(crate) secrets: SecretBox,
     pub(crate) config: Arc<Config>,
-    pub harness: Arc<HarnessRuntime>,
+    pub(crate) harness: Arc<HarnessRuntime>,
     /// The sandbox driver, or why there is none (e.g. bubblewrap missing);
     /// sessions then fail with that message instead of the server refusing
     /// to start.

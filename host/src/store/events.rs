@@ -146,12 +146,13 @@ impl Store {
 
     /// Events with `first <= seq <= last`, oldest first.
     pub async fn events_between(&self, session_id: &str, first: i64, last: i64) -> StoreResult<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT * FROM session_events WHERE session_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
-            .bind(session_id)
-            .bind(first)
-            .bind(last)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM session_events WHERE session_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq")
+                .bind(session_id)
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(decode).collect()
     }
 

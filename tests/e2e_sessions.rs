@@ -1,0 +1,185 @@
+//! Sessions end to end: the official `anthropic` Python SDK drives a real `bridle serve`, which
+//! runs real Claude Code / real `codex app-server` in real bubblewrap sandboxes, their model
+//! traffic going through Bridle's egress gateway to the project's scripted fake model server
+//! (`bridle-fake-model`, in process here). The pytest suite is `tests/python/e2e/`.
+//!
+//! Per harness (one `#[test]` each, run in parallel): a text turn, a bash tool turn, the retry
+//! sequence on 529/500/429 and its exhaustion, an interrupt, tool confirmation allow/deny, a
+//! resume after the runtime was stopped for idleness, and the credential checks. Once: a
+//! session without any model credential, and a server whose runtimes are missing.
+//!
+//! Needs root (the sandbox switches uids), bubblewrap, node/npm and python3 (the runtimes are
+//! installed on first use into `<workspace>/target/bridle-runtimes`, or `$BRIDLE_RUNTIMES_DIR`,
+//! the same directory the fake model's own runtime tests use).
+//!
+//! Run: `cargo test -p bridle --test e2e_sessions -- --nocapture`
+//! Narrow the pytest selection with `BRIDLE_E2E_PYTEST_ARGS="-k interrupt"`.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bridle::runtimes::{Runtime, Runtimes};
+use bridle_fake_model::{Config, FakeModel};
+use support::{Backend, Server};
+
+/// The runtimes directory shared by every test binary: `$BRIDLE_RUNTIMES_DIR`, else
+/// `<workspace>/target/bridle-runtimes`.
+fn runtimes_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BRIDLE_RUNTIMES_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes")
+}
+
+/// Install Claude Code and codex (once per process; the installer's own lock serializes
+/// processes, and an up-to-date install is a no-op).
+fn install_runtimes() -> PathBuf {
+    static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
+    let _guard = INSTALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let dir = runtimes_dir();
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let rt = Runtimes::new(&dir);
+    if let Err(e) = rt.install(&[Runtime::ClaudeCode, Runtime::Codex]) {
+        panic!("installing the runtimes into {}: {e:#}", dir.display());
+    }
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// A token no one else uses, so finding it anywhere means it leaked from this run.
+fn fresh_token() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("sk-fake-e2e-{:x}{:x}", std::process::id(), nanos)
+}
+
+/// A sandbox directory outside the 0700 data dir, traversable by the sandbox uids.
+fn sandbox_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("bridle-e2e-sandboxes-").tempdir().expect("create sandbox dir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
+    d
+}
+
+fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
+    let runtimes = runtimes.to_str().expect("utf-8 runtimes dir");
+    let sandboxes = sandboxes.to_str().expect("utf-8 sandbox dir");
+    Server::start_opts(
+        Backend::Sqlite,
+        &[],
+        &[
+            ("BRIDLE_RUNTIMES_DIR", runtimes),
+            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes),
+            ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
+            ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
+            ("BRIDLE_LOG", "info,bridle=debug"),
+        ],
+    )
+}
+
+fn log_path(s: &Server) -> String {
+    s.data_dir().join("server.log").to_string_lossy().into_owned()
+}
+
+/// `python -m pytest` on files of `tests/python/e2e`, with `envs`.
+fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
+    let python = support::python_venv();
+    let suite = support::tests_dir().join("python/e2e");
+    let mut cmd = Command::new(python);
+    support::scrub(&mut cmd);
+    cmd.args(["-m", "pytest"])
+        .args(files.iter().map(|f| suite.join(f)))
+        .args(["-v", "-rfE", "-p", "no:cacheprovider", "--timeout=180", "--color=no", "--durations=5"])
+        .current_dir(&suite)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    if let Ok(extra) = std::env::var("BRIDLE_E2E_PYTEST_ARGS") {
+        cmd.args(extra.split_whitespace());
+    }
+    support::run_and_report(&mut cmd, label);
+}
+
+/// The whole per-harness suite against a fresh fake model and two servers: one with the
+/// default runtime idle time, one that stops runtimes after 2 s idle.
+fn harness_suite(engine: &str) {
+    let started = Instant::now();
+    let runtimes = install_runtimes();
+    let token = fresh_token();
+    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
+        .expect("start the fake model server");
+    let main_sb = sandbox_dir();
+    let idle_sb = sandbox_dir();
+    let mut main = server(&runtimes, main_sb.path(), "600");
+    let mut idle = server(&runtimes, idle_sb.path(), "2");
+    run_pytest(
+        &["test_sessions.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", engine.to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", main_sb.path().to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_IDLE_URL", idle.base_url.clone()),
+            ("BRIDLE_E2E_IDLE_KEY", idle.api_key.clone()),
+            ("BRIDLE_E2E_IDLE_LOG", log_path(&idle)),
+            ("BRIDLE_E2E_IDLE_SANDBOX_DIR", idle_sb.path().to_string_lossy().into_owned()),
+        ],
+        &format!("pytest tests/python/e2e/test_sessions.py ({engine})"),
+    );
+    main.assert_alive();
+    idle.assert_alive();
+    // The server logs never carry the vault token either.
+    for (name, s) in [("main", &main), ("idle", &idle)] {
+        assert!(!s.log().contains(&token), "the vault token appears in the {name} server's log");
+    }
+    println!("{engine} end-to-end suite: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn e2e_claude() {
+    harness_suite("claude");
+}
+
+#[test]
+fn e2e_codex() {
+    harness_suite("codex");
+}
+
+/// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no
+/// `default_llm`), and a server whose runtimes directory is empty.
+#[test]
+fn e2e_start_failures() {
+    let runtimes = install_runtimes();
+    let token = fresh_token();
+    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
+        .expect("start the fake model server");
+    let sb = sandbox_dir();
+    let empty_runtimes = tempfile::Builder::new().prefix("bridle-e2e-no-runtimes-").tempdir().expect("tempdir");
+    let norun_sb = sandbox_dir();
+    let mut main = server(&runtimes, sb.path(), "600");
+    let mut norun = server(empty_runtimes.path(), norun_sb.path(), "600");
+    run_pytest(
+        &["test_start_failures.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_NORUNTIME_URL", norun.base_url.clone()),
+            ("BRIDLE_E2E_NORUNTIME_KEY", norun.api_key.clone()),
+            ("BRIDLE_E2E_NORUNTIME_LOG", log_path(&norun)),
+        ],
+        "pytest tests/python/e2e/test_start_failures.py",
+    );
+    main.assert_alive();
+    norun.assert_alive();
+}
