@@ -1,0 +1,547 @@
+//! Scenarios: what the fake answers, chosen by the model name in the request.
+//!
+//! A scenario's replies are derived from the conversation the runtime sends (which user turn
+//! it is, how many tool results came back since that user message), not from a request
+//! counter, so retries, resumes and extra requests never shift the script. Only injected
+//! failures are consumed in order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The script for one model name. JSON example:
+///
+/// ```json
+/// {
+///   "failures": [{"status": 529, "retry_after": 1, "times": 2}],
+///   "turns": [
+///     {"tools": [{"command": "echo hi > /workspace/out.txt"}], "text": "Done: {{tool_output}}"},
+///     {"text": "You asked me to remember {{remembered}}"}
+///   ]
+/// }
+/// ```
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Served first, one per model request, in order (`times` repeats one entry).
+    pub failures: Vec<Failure>,
+    /// Once `failures` are used up, every model request fails like this (persistent failure).
+    pub fail_always: Option<Failure>,
+    /// The reply for user turn k (1-based) is `turns[k-1]`; the last one repeats. Empty: the
+    /// default reply.
+    pub turns: Vec<Reply>,
+}
+
+/// One injected HTTP failure, with the provider's real error body.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    /// HTTP status: 529, 500, 429, 503, 400, ...
+    pub status: u16,
+    /// Seconds for a `retry-after` header; absent: no header.
+    #[serde(default)]
+    pub retry_after: Option<f64>,
+    /// An `x-should-retry` header.
+    #[serde(default)]
+    pub should_retry: Option<bool>,
+    /// Error message; a default per status otherwise.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// How many consecutive requests fail this way (default 1).
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Failure {
+    pub fn new(status: u16) -> Failure {
+        Failure { status, retry_after: None, should_retry: None, message: None, times: 1 }
+    }
+    pub fn times(mut self, n: u32) -> Failure {
+        self.times = n;
+        self
+    }
+    pub fn retry_after(mut self, secs: f64) -> Failure {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+/// The reply to one user turn: its tool calls (one per model request, each after the previous
+/// one's result came back), then the final text.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reply {
+    /// Final text. Templates: `{{last_user}}`, `{{remembered}}` (what follows "remember" in
+    /// the earliest user text that has it), `{{turn}}`, `{{tool_output}}` (the last tool
+    /// result's text), `{{model}}`.
+    pub text: String,
+    /// Tool calls made before the text.
+    pub tools: Vec<ToolCall>,
+    /// A thinking / reasoning block before the text.
+    pub thinking: Option<String>,
+    /// Split the text into this many streamed deltas (default: one per word).
+    pub chunks: Option<usize>,
+    /// Pause between streamed deltas (a slow reply to interrupt mid-turn).
+    pub chunk_delay_ms: u64,
+    /// Pause before the response starts.
+    pub delay_ms: u64,
+}
+
+impl Default for Reply {
+    fn default() -> Reply {
+        Reply {
+            text: DEFAULT_TEXT.into(),
+            tools: Vec::new(),
+            thinking: None,
+            chunks: None,
+            chunk_delay_ms: 0,
+            delay_ms: 0,
+        }
+    }
+}
+
+/// The reply when nothing else is scripted.
+pub const DEFAULT_TEXT: &str = "Hello from the fake model.";
+
+/// A tool call. `command` is a bash command mapped onto whatever shell tool the runtime
+/// offers (Claude Code `Bash`, codex `exec_command` / `shell`, Bridle's `bash`); `name` +
+/// `input` call any tool verbatim.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolCall {
+    pub command: Option<String>,
+    pub name: Option<String>,
+    pub input: Option<Value>,
+}
+
+impl ToolCall {
+    pub fn bash(command: impl Into<String>) -> ToolCall {
+        ToolCall { command: Some(command.into()), ..ToolCall::default() }
+    }
+}
+
+impl Scenario {
+    pub fn text(text: impl Into<String>) -> Scenario {
+        Scenario { turns: vec![Reply::text(text)], ..Scenario::default() }
+    }
+    pub fn with_failures(mut self, f: Failure) -> Scenario {
+        self.failures.push(f);
+        self
+    }
+
+    /// Built-in scenarios by model name, so the binary is useful without control calls:
+    /// `fake-tool` (bash `echo hello > out.txt`, then text), `fake-recall`
+    /// (turn 1 "OK", later turns answer `{{remembered}}`), `fake-slow` (20 deltas, 500 ms
+    /// apart), `fake-fail-<status>-<n>` (n failures with `retry-after: 1`, then text),
+    /// `fake-fail-<status>-always`. Anything else: `None` (the default reply).
+    pub fn builtin(model: &str) -> Option<Scenario> {
+        let rest = model.strip_prefix("fake-")?;
+        match rest {
+            "tool" => Some(Scenario {
+                turns: vec![Reply {
+                    tools: vec![ToolCall::bash("echo hello > out.txt")],
+                    text: "I wrote out.txt. Output: {{tool_output}}".into(),
+                    ..Reply::default()
+                }],
+                ..Scenario::default()
+            }),
+            "recall" => Some(Scenario {
+                turns: vec![
+                    Reply::text("OK, I will remember that."),
+                    Reply::text("You asked me to remember {{remembered}}"),
+                ],
+                ..Scenario::default()
+            }),
+            "slow" => Some(Scenario {
+                turns: vec![Reply {
+                    text: (1..=20).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" "),
+                    chunk_delay_ms: 500,
+                    ..Reply::default()
+                }],
+                ..Scenario::default()
+            }),
+            _ => {
+                let fail = rest.strip_prefix("fail-")?;
+                let (status, n) = fail.split_once('-')?;
+                let status: u16 = status.parse().ok()?;
+                let f = Failure::new(status).retry_after(1.0);
+                if n == "always" {
+                    Some(Scenario { fail_always: Some(f), ..Scenario::default() })
+                } else {
+                    let n: u32 = n.parse().ok()?;
+                    Some(Scenario::default().with_failures(f.times(n)))
+                }
+            }
+        }
+    }
+}
+
+impl Reply {
+    pub fn text(text: impl Into<String>) -> Reply {
+        Reply { text: text.into(), ..Reply::default() }
+    }
+}
+
+/// What one model request asked for, read from its body (provider-neutral).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Conversation {
+    pub model: String,
+    /// Texts of the user's own messages, oldest first (runtime-injected context excluded).
+    pub user_texts: Vec<String>,
+    /// Tool results since the last user message, oldest first.
+    pub tool_results: Vec<String>,
+    /// Names of the tools offered.
+    pub tools: Vec<String>,
+    pub stream: bool,
+}
+
+/// Text that runtimes inject as user messages (`<system-reminder>`, `<environment_context>`,
+/// AGENTS.md) is not the user's.
+fn is_injected(text: &str) -> bool {
+    let t = text.trim_start();
+    t.is_empty() || t.starts_with('<') || t.starts_with("# AGENTS.md")
+}
+
+/// The text of a tool result's `content` (string, or blocks with `text`).
+fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|b| b.get("text").or_else(|| b.get("output")).and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl Conversation {
+    /// From an Anthropic Messages request body.
+    pub fn from_messages(body: &Value) -> Conversation {
+        let mut c = Conversation {
+            model: str_field(body, "model"),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            tools: tool_names(body),
+            ..Conversation::default()
+        };
+        let empty = Vec::new();
+        let messages = body.get("messages").and_then(Value::as_array).unwrap_or(&empty);
+        for m in messages {
+            if m.get("role").and_then(Value::as_str) != Some("user") {
+                continue;
+            }
+            let mut texts = Vec::new();
+            let mut results = Vec::new();
+            match m.get("content") {
+                Some(Value::String(s)) => texts.push(s.clone()),
+                Some(Value::Array(blocks)) => {
+                    for b in blocks {
+                        match b.get("type").and_then(Value::as_str) {
+                            Some("text") => texts.push(str_field(b, "text")),
+                            Some("tool_result") => results.push(content_text(b.get("content").unwrap_or(&Value::Null))),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+            c.absorb(texts, results);
+        }
+        c
+    }
+
+    /// From an OpenAI Responses request body.
+    pub fn from_responses(body: &Value) -> Conversation {
+        let mut c = Conversation {
+            model: str_field(body, "model"),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            tools: tool_names(body),
+            ..Conversation::default()
+        };
+        match body.get("input") {
+            Some(Value::String(s)) => c.absorb(vec![s.clone()], Vec::new()),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let kind = item.get("type").and_then(Value::as_str);
+                    let role = item.get("role").and_then(Value::as_str);
+                    match (kind, role) {
+                        (Some("function_call_output" | "custom_tool_call_output"), _) => {
+                            c.absorb(Vec::new(), vec![content_text(item.get("output").unwrap_or(&Value::Null))])
+                        }
+                        (Some("message") | None, Some("user")) => {
+                            let texts = match item.get("content") {
+                                Some(Value::String(s)) => vec![s.clone()],
+                                Some(Value::Array(parts)) => parts
+                                    .iter()
+                                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                                    .map(str::to_owned)
+                                    .collect(),
+                                _ => Vec::new(),
+                            };
+                            c.absorb(texts, Vec::new());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        c
+    }
+
+    /// One user message's parts: real text starts a new turn (and forgets earlier tool
+    /// results); tool results accumulate within the turn.
+    fn absorb(&mut self, texts: Vec<String>, results: Vec<String>) {
+        let own: Vec<String> = texts.into_iter().filter(|t| !is_injected(t)).collect();
+        if !own.is_empty() {
+            self.user_texts.push(own.join("\n"));
+            self.tool_results.clear();
+        }
+        self.tool_results.extend(results);
+    }
+
+    /// 1-based user turn (0 when the request has no user text at all).
+    pub fn turn(&self) -> usize {
+        self.user_texts.len()
+    }
+
+    /// What follows "remember" in the earliest user text that has it.
+    pub fn remembered(&self) -> String {
+        for t in &self.user_texts {
+            let lower = t.to_lowercase();
+            if let Some(i) = lower.find("remember") {
+                // "remember" is ASCII, so the byte offset is valid in the original too.
+                let rest = &t[i + "remember".len()..];
+                return rest.trim_start_matches([':', ' ', ',', '\n']).trim().trim_end_matches(['.', '!']).to_owned();
+            }
+        }
+        String::new()
+    }
+
+    fn render(&self, template: &str) -> String {
+        template
+            .replace("{{last_user}}", self.user_texts.last().map(String::as_str).unwrap_or(""))
+            .replace("{{remembered}}", &self.remembered())
+            .replace("{{turn}}", &self.turn().to_string())
+            .replace("{{tool_output}}", self.tool_results.last().map(|s| s.trim()).unwrap_or(""))
+            .replace("{{model}}", &self.model)
+    }
+}
+
+fn str_field(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+fn tool_names(body: &Value) -> Vec<String> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t.get("name").or_else(|| t.get("type")).and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What to send for one model request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    Fail(Failure),
+    Respond(Response),
+}
+
+/// A successful reply, provider-neutral.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub thinking: Option<String>,
+    /// Text deltas (joined: the message text). Empty when the reply is a tool call.
+    pub chunks: Vec<String>,
+    pub tool: Option<ToolCall>,
+    pub chunk_delay_ms: u64,
+    pub delay_ms: u64,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+/// The successful reply a scenario gives to a conversation.
+pub fn respond(scenario: &Scenario, conv: &Conversation) -> Response {
+    let default = Reply::default();
+    let reply = if scenario.turns.is_empty() {
+        &default
+    } else {
+        let k = conv.turn().clamp(1, scenario.turns.len());
+        &scenario.turns[k - 1]
+    };
+    let done = conv.tool_results.len();
+    if let Some(tool) = reply.tools.get(done) {
+        return Response {
+            thinking: reply.thinking.clone(),
+            chunks: Vec::new(),
+            tool: Some(tool.clone()),
+            chunk_delay_ms: 0,
+            delay_ms: reply.delay_ms,
+        };
+    }
+    let text = conv.render(&reply.text);
+    Response {
+        thinking: reply.thinking.clone(),
+        chunks: split_chunks(&text, reply.chunks),
+        tool: None,
+        chunk_delay_ms: reply.chunk_delay_ms,
+        delay_ms: reply.delay_ms,
+    }
+}
+
+/// Split text into `n` roughly equal pieces on char boundaries, or per word.
+fn split_chunks(text: &str, n: Option<usize>) -> Vec<String> {
+    if text.is_empty() {
+        return vec![String::new()];
+    }
+    match n {
+        Some(n) if n > 1 => {
+            let chars: Vec<char> = text.chars().collect();
+            let size = chars.len().div_ceil(n).max(1);
+            chars.chunks(size).map(|c| c.iter().collect()).collect()
+        }
+        Some(_) => vec![text.to_owned()],
+        None => {
+            let mut out = Vec::new();
+            let mut cur = String::new();
+            for ch in text.chars() {
+                cur.push(ch);
+                if ch == ' ' {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            if !cur.is_empty() {
+                out.push(cur);
+            }
+            out
+        }
+    }
+}
+
+/// The arguments for a tool call, mapped onto the shell tool the runtime offers.
+/// Returns `(name, input)`.
+pub fn tool_call_args(call: &ToolCall, offered: &[String]) -> (String, Value) {
+    if let Some(name) = &call.name {
+        let input = call.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
+        return (name.clone(), input);
+    }
+    let cmd = call.command.clone().unwrap_or_default();
+    let has = |n: &str| offered.iter().any(|t| t == n);
+    if has("Bash") {
+        // Claude Code.
+        ("Bash".into(), serde_json::json!({"command": cmd, "description": "Run the scripted command"}))
+    } else if has("exec_command") {
+        // codex (unified exec).
+        ("exec_command".into(), serde_json::json!({"cmd": cmd, "yield_time_ms": 10000}))
+    } else if has("shell") {
+        // older codex.
+        ("shell".into(), serde_json::json!({"command": ["bash", "-lc", cmd]}))
+    } else if has("shell_command") {
+        ("shell_command".into(), serde_json::json!({"command": cmd}))
+    } else {
+        // Bridle's openai-agents runtime, and the default.
+        ("bash".into(), serde_json::json!({"command": cmd}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn anthropic_turns_and_tool_results() {
+        let body = json!({
+            "model": "m", "stream": true, "tools": [{"name": "Bash"}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                    {"type": "text", "text": "Please remember PAPAYA."}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "OK"}]},
+                {"role": "user", "content": "what was it?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "hi\n"}]}
+            ]
+        });
+        let c = Conversation::from_messages(&body);
+        assert_eq!(c.turn(), 2);
+        assert_eq!(c.remembered(), "PAPAYA");
+        assert_eq!(c.tool_results, vec!["hi\n"]);
+        assert_eq!(c.tools, vec!["Bash"]);
+        assert!(c.stream);
+    }
+
+    #[test]
+    fn responses_turns_and_tool_results() {
+        let body = json!({
+            "model": "m", "tools": [{"type": "function", "name": "exec_command"}],
+            "input": [
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>..</environment_context>"}]},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "do it"}]},
+                {"type": "function_call", "call_id": "c", "name": "exec_command", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": "done"}
+            ]
+        });
+        let c = Conversation::from_responses(&body);
+        assert_eq!(c.turn(), 1);
+        assert_eq!(c.tool_results, vec!["done"]);
+        let s = Scenario {
+            turns: vec![Reply {
+                tools: vec![ToolCall::bash("echo hi")],
+                text: "got {{tool_output}}".into(),
+                ..Reply::default()
+            }],
+            ..Scenario::default()
+        };
+        let r = respond(&s, &c);
+        assert_eq!(r.tool, None);
+        assert_eq!(r.text(), "got done");
+        let mut first = c.clone();
+        first.tool_results.clear();
+        let r = respond(&s, &first);
+        let (name, args) = tool_call_args(r.tool.as_ref().unwrap(), &first.tools);
+        assert_eq!(name, "exec_command");
+        assert_eq!(args["cmd"], "echo hi");
+    }
+
+    #[test]
+    fn builtins_parse() {
+        let s = Scenario::builtin("fake-fail-529-2").unwrap();
+        assert_eq!(s.failures[0].status, 529);
+        assert_eq!(s.failures[0].times, 2);
+        assert!(Scenario::builtin("fake-fail-500-always").unwrap().fail_always.is_some());
+        assert!(Scenario::builtin("fake-fail-x-1").is_none());
+        assert!(Scenario::builtin("claude-sonnet").is_none());
+    }
+
+    #[test]
+    fn chunks_rejoin() {
+        let t = "héllo wörld, this is text";
+        assert_eq!(split_chunks(t, None).concat(), t);
+        assert_eq!(split_chunks(t, Some(4)).concat(), t);
+        assert_eq!(split_chunks(t, Some(4)).len(), 4);
+        assert_eq!(split_chunks(t, Some(1)), vec![t.to_string()]);
+    }
+
+    #[test]
+    fn scenario_json_round_trips_and_rejects_typos() {
+        let s: Scenario = serde_json::from_value(json!({
+            "failures": [{"status": 429}],
+            "turns": [{"text": "x", "tools": [{"command": "ls"}]}]
+        }))
+        .unwrap();
+        assert_eq!(s.failures[0].times, 1);
+        assert!(serde_json::from_value::<Scenario>(json!({"turnz": []})).is_err());
+    }
+}
