@@ -69,6 +69,18 @@ fn main() {
 /// `cargo build --release --target wasm32-wasip2 -p <package>`; the path of
 /// the component, or why there is none.
 fn build_plugin(root: &Path, target_dir: &Path, package: &str) -> Result<PathBuf, String> {
+    match build_plugin_once(root, target_dir, package) {
+        // rust-toolchain.toml lists the target, but rustup adds listed targets
+        // only when it installs the toolchain: add it to an existing one.
+        Err(e) if e.contains("rustup target add") => {
+            let added = Command::new("rustup").args(["target", "add", TARGET]).current_dir(root).status();
+            if added.is_ok_and(|s| s.success()) { build_plugin_once(root, target_dir, package) } else { Err(e) }
+        }
+        other => other,
+    }
+}
+
+fn build_plugin_once(root: &Path, target_dir: &Path, package: &str) -> Result<PathBuf, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)

@@ -26,6 +26,7 @@ fn builtins_are_listed_and_either_load_or_say_why_not() {
         }
     }
     let listing = rt.registry().to_string();
+    eprintln!("{listing}");
     assert!(listing.starts_with("ENGINE"), "{listing}");
 
     // Second start: compiled components come from the cache.

@@ -33,10 +33,7 @@ async fn template_runs_a_session_under_a_new_engine_name() {
 
 #[tokio::test]
 async fn template_built_with_cargo_component_runs_too() {
-    let Some(wasm) = support::template_cargo_component() else {
-        eprintln!("SKIPPED: cargo-component is not installed (cargo install cargo-component --locked)");
-        return;
-    };
+    let wasm = support::template_cargo_component().expect("cargo component build of the template");
     drive_echo(runtime_for(wasm)).await;
 }
 

@@ -74,14 +74,26 @@ pub fn template() -> &'static Path {
 }
 
 /// examples/harness-template built with `cargo component build` (wasip1 +
-/// adapter), or `None` when cargo-component is not installed here.
+/// adapter). Installs cargo-component (pinned) and the wasip1 target first
+/// when they are missing: the test never skips for want of a tool.
 pub fn template_cargo_component() -> Option<&'static Path> {
     static T: OnceLock<Option<PathBuf>> = OnceLock::new();
     T.get_or_init(|| {
         let probe = Command::new("cargo").args(["component", "--version"]).output();
         if !probe.is_ok_and(|o| o.status.success()) {
-            return None;
+            eprintln!("installing cargo-component 0.21.1 (once; takes a few minutes)");
+            let mut install = Command::new("cargo");
+            install.args(["install", "cargo-component", "--locked", "--version", "0.21.1"]);
+            scrub(&mut install);
+            let out = install.output().expect("running cargo install");
+            assert!(
+                out.status.success(),
+                "cargo install cargo-component failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
+        let target = Command::new("rustup").args(["target", "add", "wasm32-wasip1"]).output();
+        assert!(target.is_ok_and(|o| o.status.success()), "rustup target add wasm32-wasip1 failed");
         let mut cmd = Command::new("cargo");
         cmd.current_dir(repo_root().join("examples/harness-template"))
             .args(["component", "build", "--release", "--target-dir"])
