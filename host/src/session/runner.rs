@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::Sessions;
 use super::status::{Fact, StatusMachine};
@@ -589,32 +590,43 @@ impl Runner {
         tracing::info!(program = %program, sandbox = sandbox.id(), "runtime started");
         let (tx, out) = mpsc::channel(256);
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        // stderr is read to its end before the exit is reported, so the
+        // error for a runtime that dies at start carries its last words.
+        let stderr_done = child.stderr.take().map(|err| {
+            let tail = stderr.clone();
+            tokio::spawn(
+                async move {
+                    let mut lines = BufReader::new(err).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::debug!(target: "bridle::runtime_stderr", "{line}");
+                        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        if t.len() == STDERR_TAIL {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                }
+                .in_current_span(),
+            )
+        });
         if let Some(stdout) = child.stdout.take() {
             let control = child.control.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tx.send(Out::Line(line)).await.is_err() {
-                        return;
+            tokio::spawn(
+                async move {
+                    let mut lines = BufReader::new(stdout).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if tx.send(Out::Line(line)).await.is_err() {
+                            return;
+                        }
                     }
-                }
-                let status = control.wait().await;
-                let _ = tx.send(Out::Exit(status)).await;
-            });
-        }
-        if let Some(err) = child.stderr.take() {
-            let tail = stderr.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(err).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(target: "bridle::runtime_stderr", "{line}");
-                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    if t.len() == STDERR_TAIL {
-                        t.pop_front();
+                    let status = control.wait().await;
+                    if let Some(done) = stderr_done {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
                     }
-                    t.push_back(line);
+                    let _ = tx.send(Out::Exit(status)).await;
                 }
-            });
+                .in_current_span(),
+            );
         }
         Ok(Runtime { plugin: session, sandbox, stdin: child.stdin.take(), out, control: child.control.clone(), stderr })
     }

@@ -96,8 +96,12 @@ impl StatusMachine {
         match fact {
             Fact::TurnStarted | Fact::Resumed => self.running(&mut step),
             Fact::Event(e) => {
-                // Any agent output after a retry means the run resumed.
-                self.running(&mut step);
+                // Agent output after a retry means the run resumed. Output
+                // while a tool call waits on the user (e.g. the end of the
+                // model request that asked) leaves the session idle.
+                if self.status == SessionStatus::Rescheduling {
+                    self.running(&mut step);
+                }
                 let waits = match e.get("type").and_then(Value::as_str) {
                     Some("agent.custom_tool_use") => true,
                     Some("agent.tool_use" | "agent.mcp_tool_use") => {
@@ -219,6 +223,10 @@ mod tests {
         m.apply(Fact::Event(a));
         let s = m.apply(Fact::Event(b));
         assert_eq!(s.events.last().unwrap()["stop_reason"]["event_ids"], json!(["sevt_a", "sevt_b"]));
+        // Output while waiting (the end of the model request) keeps it idle.
+        let end = ev(json!({"type": "span.model_request_end", "model_request_start_id": "sevt_x"}));
+        assert_eq!(types(&m.apply(Fact::Event(end))), ["span.model_request_end"]);
+        assert_eq!(m.status(), SessionStatus::Idle);
         let s = m.apply(Fact::Answered(vec!["sevt_a".into()]));
         assert_eq!(s.events[0]["stop_reason"]["event_ids"], json!(["sevt_b"]));
         let s = m.apply(Fact::Answered(vec!["sevt_b".into()]));

@@ -155,7 +155,11 @@ impl ConfigToml<'_> {
         let mut t = String::from("# Written by Bridle at every launch of this session; edits are overwritten.\n");
         t.push_str(&format!("model = {}\n", toml_str(self.model)));
         t.push_str(&format!("model_provider = {}\n", toml_str(p.id)));
-        t.push_str(&format!("approval_policy = {}\n", toml_str(self.approval_policy)));
+        // codex 0.171 refuses `untrusted` in config.toml (it is still a valid
+        // `approvalPolicy` on thread/start, where the session sets it).
+        if self.approval_policy != "untrusted" {
+            t.push_str(&format!("approval_policy = {}\n", toml_str(self.approval_policy)));
+        }
         // The isolation is Bridle's sandbox; codex's own would get in the way.
         t.push_str("sandbox_mode = \"danger-full-access\"\n");
         t.push_str("check_for_update_on_startup = false\n\n");
