@@ -20,6 +20,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,15 +64,28 @@ fn sandbox_dir() -> tempfile::TempDir {
     d
 }
 
+/// A distinct sandbox uid range per server (several servers and test binaries run at once; two
+/// sandboxes must never share a host uid).
+fn uid_base() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) % 10;
+    (700_000 + (std::process::id() % 1000) * 10_000 + n * 1_000).to_string()
+}
+
 fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
     let runtimes = runtimes.to_str().expect("utf-8 runtimes dir");
     let sandboxes = sandboxes.to_str().expect("utf-8 sandbox dir");
+    let uids = uid_base();
     Server::start_opts(
         Backend::Sqlite,
         &[],
         &[
             ("BRIDLE_RUNTIMES_DIR", runtimes),
+            // The runtimes are installed (or, for the missing-runtime server, absent) on purpose.
+            ("BRIDLE_AUTO_INSTALL", "false"),
             ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes),
+            ("BRIDLE_SESSIONS__SANDBOX_UID_BASE", &uids),
+            ("BRIDLE_SESSIONS__MAX_SANDBOXES", "1000"),
             ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
             ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
             ("BRIDLE_LOG", "info,bridle=debug"),

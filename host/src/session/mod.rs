@@ -41,6 +41,11 @@ impl RuntimeDirs {
         if program.starts_with('/') {
             return Some(program.to_owned());
         }
+        // Programs Bridle does not install (a third-party plugin's `cat`,
+        // `python3`) are looked up on the sandbox's PATH.
+        if crate::runtimes::Runtime::from_program(program).is_none() {
+            return Some(program.to_owned());
+        }
         let host = self.runtimes.resolve(program)?;
         let root = self.runtimes.dir().canonicalize().ok()?;
         let host = host.canonicalize().ok()?;

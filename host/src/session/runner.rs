@@ -406,11 +406,12 @@ impl Runner {
     /// Run a fact through the status machine; store what it yields.
     async fn apply_fact(&mut self, fact: Fact) -> anyhow::Result<()> {
         let step = self.machine.apply(fact);
-        self.emit(step.events).await?;
+        // The row first: a client that reacts to a status event by fetching
+        // the session must see that status.
         if step.status_changed {
             self.save_status().await?;
         }
-        Ok(())
+        self.emit(step.events).await
     }
 
     async fn emit(&mut self, events: Vec<Map<String, Value>>) -> anyhow::Result<()> {

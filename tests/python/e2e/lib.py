@@ -30,12 +30,13 @@ def uniq(prefix: str = "e2e") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Colour codes, raw or (in runtime stderr relayed through the log) escaped as text.
+ANSI = re.compile(r"(\x1b|\\x1b)\[[0-9;]*m")
 
 
 def log_tail(path: str | None, lines: int = 80, only: str | None = None) -> str:
     """The server log's last `lines` lines (colour codes stripped); with `only`, just the lines
-    mentioning it or carrying a warning / error."""
+    mentioning it, and runtime stderr lines, warnings and errors that name no session."""
     if not path:
         return "(no server log path given)"
     try:
@@ -44,7 +45,8 @@ def log_tail(path: str | None, lines: int = 80, only: str | None = None) -> str:
         return f"(cannot read server log {path}: {e})"
     rows = text.splitlines()
     if only:
-        rows = [r for r in rows if only in r or " WARN " in r or " ERROR " in r]
+        rows = [r for r in rows if only in r
+                or (("runtime_stderr" in r or " WARN " in r or " ERROR " in r) and "sesn_" not in r)]
     return "\n".join(r[:600] for r in rows[-lines:])
 
 
@@ -222,8 +224,11 @@ class Live:
         with self.cv:
             while True:
                 while i < len(self.events):
-                    if pred(self.events[i]):
-                        return i, self.events[i]
+                    ev = self.events[i]
+                    if pred(ev):
+                        return i, ev
+                    if ev.get("type") == "session.status_terminated" or is_idle("retries_exhausted")(ev):
+                        raise self.fail(f"the turn failed ({ev.get('type')}) while waiting for {what}")
                     i += 1
                 if self.error is not None:
                     raise self.fail(f"stream failed while waiting for {what}: {self.error!r}")

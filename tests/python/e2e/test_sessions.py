@@ -130,6 +130,27 @@ def test_retry_then_success(stack, model, sessions, status, error_type):
     s.check_credentials(min_requests=3)
 
 
+def test_message_sent_while_rescheduling_is_queued(stack, model, sessions):
+    stack.fake.set_scenario(model, {"failures": [{"status": 529, "retry_after": 1, "times": 2}],
+                                    "turns": [{"text": "First answer."}, {"text": "Second answer: {{last_user}}"}]})
+    s = stack.session(model)
+    sessions.append(s)
+    start = s.message("First question.")
+    s.wait_type("session.status_rescheduled", start)
+    second = f"second question {uniq('q')}"
+    s.message(second)
+    i, _ = s.wait_idle(start, "end_turn")
+    j, _ = s.wait_idle(i + 1, "end_turn")
+    evs = s.snapshot(start)[: j - start + 1]
+    s.expect_order(evs, ["session.status_rescheduled", "user.message", "session.status_running",
+                         lambda e: e["type"] == "agent.message" and text_of(e) == "First answer.",
+                         is_idle("end_turn"), "session.status_running",
+                         lambda e: e["type"] == "agent.message" and text_of(e) == f"Second answer: {second}",
+                         is_idle("end_turn")], "a message sent during a retry outage")
+    s.check(not errors(evs, "exhausted"), "no failure")
+    s.check_credentials(min_requests=4)
+
+
 # Claude Code backs off exponentially (up to ~40 s a try) whatever `retry-after` says, and the
 # plugin allows it 10 retries: an endless 5xx takes ~3 minutes to exhaust (see
 # tests/RUNNER_BUGS.md). So for claude the outage is two retried 529s, then 529s with
@@ -199,6 +220,11 @@ def test_interrupt_mid_turn(stack, model, sessions):
     s.check(not full, f"the slow reply ran to the end despite the interrupt ({took:.1f}s)")
     s.check(not errors(evs, "exhausted") and not errors(evs, "terminal"),
             "an interrupt is not a failure")
+    # The runtime itself ended the turn: the server's fallback (kill it after the grace
+    # period) did not have to step in.
+    killed = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
+              if s.id in line and "did not end its turn after an interrupt" in line]
+    s.check(not killed, f"the runtime ignored the interrupt and was stopped after the grace period ({took:.1f}s)")
     # The session takes the next message.
     evs2 = s.turn("Are you there?")
     msgs = of_type(evs2, "agent.message")
@@ -317,6 +343,9 @@ def test_resume_after_idle_stop(idle_stack, model, sessions):
     got = text_of(of_type(evs2, "agent.message")[-1])
     s.check(got == f"You asked me to remember the word {word}",
             f"the resumed runtime lost its context: {got!r}")
+    started = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
+               if s.id in line and "runtime started" in line]
+    s.check(len(started) == 2, f"expected the runtime started twice (first turn, resume), log says {len(started)}")
     last = stack.fake.requests(model)[-1]["body"]
     s.check(word in json.dumps(last), "the last model request carries the first turn")
     s.check_credentials(min_requests=2)

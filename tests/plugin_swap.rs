@@ -1,0 +1,149 @@
+//! A third-party harness plugin swapped in by configuration: the template
+//! plugin (examples/harness-template, an "echo" runtime that is just `cat`)
+//! is built as a component, configured under a new engine name, selected
+//! through an LLM vault's metadata, and runs a real session in a real
+//! sandbox. Runs as root (sandbox uid switching), as in CI.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use support::{Backend, Server};
+
+/// Build the template with `cargo build --target wasm32-wasip2`, as a plugin
+/// author would.
+fn build_template() -> PathBuf {
+    let root = support::tests_dir().parent().expect("repo root").to_path_buf();
+    let target = root.join("target/template-wasm");
+    let mut cmd = Command::new("cargo");
+    support::scrub(&mut cmd);
+    cmd.current_dir(root.join("examples/harness-template"))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target);
+    support::run_ok(&mut cmd, "cargo build of examples/harness-template");
+    let wasm = target.join("wasm32-wasip2/release/harness_template.wasm");
+    assert!(wasm.is_file(), "the template build produced no {}", wasm.display());
+    wasm
+}
+
+struct Api {
+    http: Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", &self.key)
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert_eq!(status, 200, "POST {path}: {v}");
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_plugin_runs_a_session_under_a_new_engine_name() {
+    let wasm = build_template();
+    let sandboxes = tempfile::Builder::new().prefix("bridle-swap-sbx-").tempdir().unwrap();
+    let runtimes = tempfile::Builder::new().prefix("bridle-swap-rt-").tempdir().unwrap();
+    for dir in [sandboxes.path(), runtimes.path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let wasm = wasm.to_string_lossy().into_owned();
+    let server = Server::start_opts(
+        Backend::Sqlite,
+        &[],
+        &[
+            ("BRIDLE_HARNESSES__ECHO__PLUGIN", wasm.as_str()),
+            ("BRIDLE_SESSIONS__SANDBOX_DIR", &sandboxes.path().to_string_lossy()),
+            ("BRIDLE_RUNTIMES_DIR", &runtimes.path().to_string_lossy()),
+        ],
+    );
+    let api = Api { http: Client::new(), base: server.base_url.clone(), key: server.api_key.clone() };
+
+    // The new engine is listed beside the built-ins.
+    let out = server.cli(&["plugins", "list"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.lines().any(|l| l.starts_with("echo ") && l.contains(&wasm)), "plugins list:\n{listing}");
+
+    let env = api.post("/v1/environments", json!({"name": "swap"})).await;
+    let agent = api.post("/v1/agents", json!({"name": "echo", "model": "echo-1"})).await;
+    let vault = api
+        .post(
+            "/v1/vaults",
+            json!({"display_name": "echo LLM", "metadata": {
+                "sandbox0.managed_agents.role": "llm",
+                "sandbox0.managed_agents.engine": "echo",
+            }}),
+        )
+        .await;
+    let vid = vault["id"].as_str().unwrap();
+    api.post(&format!("/v1/vaults/{vid}/credentials"), json!({"auth": {"type": "static_bearer", "token": "tok-echo"}}))
+        .await;
+    let session =
+        api.post("/v1/sessions", json!({"agent": agent["id"], "environment_id": env["id"], "vault_ids": [vid]})).await;
+    let sid = session["id"].as_str().unwrap();
+
+    // An unknown engine name is still refused: the config is what makes `echo` known.
+    let bogus = api
+        .post(
+            "/v1/vaults",
+            json!({"display_name": "bogus", "metadata": {
+                "sandbox0.managed_agents.role": "llm", "sandbox0.managed_agents.engine": "echo2"}}),
+        )
+        .await;
+    let bid = bogus["id"].as_str().unwrap();
+    api.post(&format!("/v1/vaults/{bid}/credentials"), json!({"auth": {"type": "static_bearer", "token": "t"}})).await;
+    let (status, err) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/sessions",
+            Some(json!({"agent": agent["id"], "environment_id": env["id"], "vault_ids": [bid]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap_or("").contains("echo2"), "{err}");
+
+    api.post(
+        &format!("/v1/sessions/{sid}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "ping from the test"}]}]}),
+    )
+    .await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let (_, page) = api.call(reqwest::Method::GET, &format!("/v1/sessions/{sid}/events"), None).await;
+        let events = page["data"].as_array().cloned().unwrap_or_default();
+        if events.iter().any(|e| e["type"] == "session.status_idle") {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "no session.status_idle within 60 s; events: {events:#?}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["user.message", "session.status_running", "agent.message", "session.status_idle"],
+        "events: {events:#?}"
+    );
+    assert_eq!(events[2]["content"][0]["text"], "ping from the test", "cat echoed the message: {events:#?}");
+    assert_eq!(events[3]["stop_reason"]["type"], "end_turn");
+}
