@@ -80,7 +80,11 @@ async fn template_plugin_runs_a_session_under_a_new_engine_name() {
     let api = Api { http: Client::new(), base: server.base_url.clone(), key: server.api_key.clone() };
 
     // The new engine is listed beside the built-ins.
-    let out = server.cli(&["plugins", "list"]);
+    let out = server
+        .cli_command(&["plugins", "list"])
+        .env("BRIDLE_HARNESSES__ECHO__PLUGIN", &wasm)
+        .output()
+        .expect("bridle plugins list");
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.lines().any(|l| l.starts_with("echo ") && l.contains(&wasm)), "plugins list:\n{listing}");
 
