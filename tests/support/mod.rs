@@ -451,6 +451,7 @@ impl Server {
             // once never share a uid.
             cmd.env("BRIDLE_AUTO_INSTALL", "false");
             if self.envs.iter().any(|(k, _)| k == "BRIDLE_SESSIONS__SANDBOX_DIR") {
+                ensure_bubblewrap();
                 cmd.env("BRIDLE_SESSIONS__SANDBOX_UID_BASE", sandbox_uid_base().to_string());
             } else {
                 cmd.env("BRIDLE_SESSIONS__ENABLED", "false");
@@ -671,4 +672,26 @@ pub fn run_and_report(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{what} failed ({}); its output is above", out.status);
+}
+
+/// bubblewrap is the sandbox's one external program: install it when it is
+/// missing (as root, with apt-get), so the suite runs on a fresh machine.
+pub fn ensure_bubblewrap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::path::Path::new("/usr/bin/bwrap").exists() {
+            return;
+        }
+        let install = || {
+            std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "bubblewrap"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
+            assert!(install(), "bubblewrap is missing and `apt-get install -y bubblewrap` failed");
+        }
+    });
 }

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[test]
 fn doctor_reports_ok_here() {
+    common::ensure_bubblewrap();
     let doc = check(&LocalConfig {
         init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
         ..LocalConfig::default()

@@ -119,6 +119,7 @@ async fn file_tools_work_inside_the_workspace_only() {
 async fn idle_sandboxes_are_released_and_workspace_kept_until_deleted() {
     let tmp = tempfile::tempdir().unwrap();
     init_tracing();
+    common::ensure_bubblewrap();
     let d = LocalDriver::new(LocalConfig {
         state_dir: tmp.path().join("state"),
         init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),

@@ -20,6 +20,7 @@ pub fn init_tracing() {
 /// process run in parallel; each gets 20 uids of its own).
 pub fn driver(tmp: &Path) -> LocalDriver {
     init_tracing();
+    ensure_bubblewrap();
     let n = NEXT_RANGE.fetch_add(1, Ordering::SeqCst);
     let base = 610_000 + std::process::id() % 1000 * 1000 + n * 20;
     LocalDriver::new(LocalConfig {
@@ -136,4 +137,26 @@ impl FakeUpstream {
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// bubblewrap is the sandbox's one external program: install it when it is
+/// missing (as root, with apt-get), so the suite runs on a fresh machine.
+pub fn ensure_bubblewrap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::path::Path::new("/usr/bin/bwrap").exists() {
+            return;
+        }
+        let install = || {
+            std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "bubblewrap"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
+            assert!(install(), "bubblewrap is missing and `apt-get install -y bubblewrap` failed");
+        }
+    });
 }
