@@ -165,6 +165,13 @@ fn e2e_codex() {
     harness_suite("codex");
 }
 
+/// Sandbox as tool: the resident openai-agents runtime outside the sandbox,
+/// the sandbox claimed on its first tool call.
+#[test]
+fn e2e_openai_agents() {
+    harness_suite("openai-agents");
+}
+
 /// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no
 /// `default_llm`), and a server whose runtimes directory is empty.
 #[test]

@@ -288,7 +288,10 @@ impl ToolSandbox {
     async fn bash(&self, st: &mut ToolState, input: BashInput) -> Result<ToolResult> {
         if input.restart.unwrap_or(false) {
             if let Some(b) = st.bash.take() {
-                let _ = b.child.kill().await;
+                let _ = {
+                    let c = b.child.control.clone();
+                    c.kill().await
+                };
             }
             if input.command.as_deref().unwrap_or("").trim().is_empty() {
                 return Ok(ToolResult::ok("bash session restarted"));
@@ -314,7 +317,10 @@ impl ToolSandbox {
         let line =
             format!("eval \"$(printf '%s' '{b64}' | base64 -d)\" < /dev/null; printf '\\n{marker}%d\\n' \"$?\"\n");
         if let Err(e) = session.stdin.write_all(line.as_bytes()).await {
-            let status = session.child.wait().await;
+            let status = {
+                let c = session.child.control.clone();
+                c.wait().await
+            };
             return Ok(gone_result(format!("the bash session ended ({e})"), status));
         }
         let _ = session.stdin.flush().await;
@@ -367,14 +373,20 @@ impl ToolSandbox {
             Ok(None) => {
                 // The shell itself ended (`exit`, a limit, the sandbox stopped).
                 out.push(&pending);
-                let status = session.child.wait().await;
+                let status = {
+                    let c = session.child.control.clone();
+                    c.wait().await
+                };
                 let (content, truncated) = out.finish();
                 let mut r = gone_result(content, status);
                 r.truncated = truncated;
                 Ok(r)
             }
             Err(_) => {
-                let _ = session.child.kill().await;
+                let _ = {
+                    let c = session.child.control.clone();
+                    c.kill().await
+                };
                 out.push(&pending);
                 let (mut content, truncated) = out.finish();
                 content.push_str(&format!(

@@ -4,6 +4,7 @@
 //! ([`runner`]), turns plugin facts into status events ([`status`]) and
 //! checks every plugin event before it is stored ([`validate`]).
 
+pub mod resident;
 pub mod runner;
 pub mod status;
 pub mod validate;
@@ -89,6 +90,7 @@ pub struct Sessions {
     pub(crate) sandboxes: Result<Arc<dyn SandboxDriver>, String>,
     pub(crate) runtimes: RuntimeDirs,
     pub(crate) timing: Timing,
+    pub(crate) residents: resident::Residents,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<()>>>,
 }
 
@@ -113,6 +115,7 @@ impl Sessions {
             sandboxes,
             runtimes,
             timing,
+            residents: resident::Residents::default(),
             live: Mutex::new(HashMap::new()),
         })
     }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bridle_harness::{Action, ApiShape, HarnessError, LlmEndpoint, PluginSession};
+use bridle_harness::{Action, ApiShape, ExecutionModel, HarnessError, LlmEndpoint, PluginSession};
+use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
 use bridle_sandbox::{BoxedWrite, ExecControl, ExecRequest, ExitStatus, Sandbox, SandboxSpec};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Sessions;
+use super::resident::ResidentProc;
 use super::status::{Fact, StatusMachine};
 use super::validate::check_plugin_event;
 use crate::ids::{Kind, new_id};
@@ -48,19 +50,26 @@ pub(crate) async fn run(host: Arc<Sessions>, id: String, mut rx: mpsc::Unbounded
 }
 
 /// A line from the runtime, or its end.
-enum Out {
+pub(crate) enum Out {
     Line(String),
     Exit(ExitStatus),
 }
 
-/// A running runtime process and what belongs to it.
+/// A running runtime and what belongs to it.
 struct Runtime {
     plugin: PluginSession,
-    sandbox: Arc<dyn Sandbox>,
-    stdin: Option<BoxedWrite>,
+    io: Io,
     out: mpsc::Receiver<Out>,
-    control: Arc<dyn ExecControl>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// How the runner reaches the runtime.
+enum Io {
+    /// Agent in sandbox: the runtime process of this session, in its sandbox.
+    Own { sandbox: Arc<dyn Sandbox>, stdin: Option<BoxedWrite>, control: Arc<dyn ExecControl> },
+    /// Sandbox as tool: a shared resident process; the sandbox is claimed on
+    /// the first tool call.
+    Resident { proc: Arc<ResidentProc>, tools: ToolSandbox, api_key: String },
 }
 
 struct Runner {
@@ -244,7 +253,10 @@ impl Runner {
             self.fail_turn(e.error_type, &e.message).await?;
             return Ok(());
         }
-        self.busy = self.rt.as_ref().map(|rt| rt.sandbox.busy());
+        self.busy = match self.rt.as_ref().map(|rt| &rt.io) {
+            Some(Io::Own { sandbox, .. }) => Some(sandbox.busy()),
+            _ => None,
+        };
         self.plugin_input(&ev).await
     }
 
@@ -289,7 +301,7 @@ impl Runner {
                 let stderr = tail(&rt.stderr);
                 tracing::info!(%status, "runtime exited");
                 let actions = rt.plugin.on_exit(status.code()).await;
-                let _ = rt.sandbox.stop().await;
+                release_io(rt.io, &self.id).await;
                 self.apply_actions(actions.unwrap_or_default()).await?;
                 if self.turn {
                     let why = match status.limit() {
@@ -447,15 +459,35 @@ impl Runner {
 
     async fn write_stdin(&mut self, bytes: &[u8]) {
         let Some(rt) = self.rt.as_mut() else { return };
-        let Some(stdin) = rt.stdin.as_mut() else { return };
-        let res = async {
-            stdin.write_all(bytes).await?;
-            stdin.flush().await
-        }
-        .await;
+        let res = match &mut rt.io {
+            Io::Own { stdin: Some(stdin), .. } => {
+                async {
+                    stdin.write_all(bytes).await?;
+                    stdin.flush().await
+                }
+                .await
+            }
+            Io::Own { stdin: None, .. } => Ok(()),
+            Io::Resident { proc, api_key, .. } => {
+                // One JSON message per write; the host frames it and adds
+                // the session's key to `start` (the plugin never holds it).
+                match serde_json::from_slice::<Value>(bytes) {
+                    Ok(mut msg) => {
+                        if msg.get("type").and_then(Value::as_str) == Some("start") {
+                            msg["api_key"] = Value::String(api_key.clone());
+                        }
+                        proc.send(&self.id, msg).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "plugin wrote a non-JSON message for the resident runtime");
+                        Ok(())
+                    }
+                }
+            }
+        };
         if let Err(e) = res {
             // The exit that follows reports the failure; keep the log line.
-            tracing::warn!(error = %e, "writing to the runtime's stdin failed");
+            tracing::warn!(error = %e, "writing to the runtime failed");
         }
     }
 
@@ -506,6 +538,7 @@ impl Runner {
         let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.clone() };
         let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
         let driver = self.host.sandboxes.clone().map_err(StartError::new)?;
+        let resident = plugin.info().execution_model == ExecutionModel::SandboxAsTool;
         let env = self
             .host
             .store
@@ -528,6 +561,13 @@ impl Runner {
                 .map(|a| a.iter().filter_map(|s| s.get("url").and_then(Value::as_str).map(str::to_owned)).collect())
                 .unwrap_or_default(),
         };
+        if resident {
+            // Sandbox as tool: the sandbox runs tools only; the resident
+            // runtime reaches the model itself with the key the host adds.
+            let rt = self.start_resident(&plugin, driver, spec, token, upstream, model).await?;
+            self.rt = Some(rt);
+            return Ok(());
+        }
         spec.llm = Some(bridle_sandbox::LlmRoute {
             base_url: upstream.clone(),
             header_rules: plan
@@ -560,6 +600,52 @@ impl Runner {
                 Err(e)
             }
         }
+    }
+
+    async fn start_resident(
+        &mut self,
+        plugin: &bridle_harness::Plugin,
+        driver: Arc<dyn bridle_sandbox::SandboxDriver>,
+        spec: SandboxSpec,
+        token: String,
+        upstream: String,
+        model: String,
+    ) -> Result<Runtime, StartError> {
+        let spec_json = json!({
+            "session_id": self.id,
+            "agent": self.agent,
+            "workspace": "/workspace",
+            "resume": self.state.resume,
+            "llm": {"base_url": upstream, "upstream_base_url": upstream, "model": model},
+            "resident": true,
+        });
+        let mut session =
+            plugin.new_session(&spec_json.to_string()).await.map_err(|e| StartError::new(e.to_string()))?;
+        let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+        let mut argv = plan.argv.clone();
+        let Some(program) = argv.first().cloned() else {
+            return Err(StartError::new(format!("harness `{}` returned an empty launch command", self.binding.engine)));
+        };
+        argv[0] = self.host.runtimes.resolve_host(&program).map(|p| p.display().to_string()).ok_or_else(|| {
+            StartError::new(format!(
+                "the agent runtime `{program}` is not installed on this server; run `bridle runtimes install`"
+            ))
+        })?;
+        let cwd = self.host.runtimes.runtimes.dir().to_path_buf();
+        let (proc, out) = self
+            .host
+            .residents
+            .attach(&self.binding.engine, &argv, &plan.env, &cwd, &self.id)
+            .await
+            .map_err(StartError::new)?;
+        let tools = ToolSandbox::new(driver, spec, ToolConfig::default());
+        tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
+        Ok(Runtime {
+            plugin: session,
+            io: Io::Resident { proc, tools, api_key: token },
+            out,
+            stderr: Arc::new(Mutex::new(VecDeque::new())),
+        })
     }
 
     async fn launch(
@@ -629,24 +715,47 @@ impl Runner {
                 .in_current_span(),
             );
         }
-        Ok(Runtime { plugin: session, sandbox, stdin: child.stdin.take(), out, control: child.control.clone(), stderr })
+        let io = Io::Own { sandbox, stdin: child.stdin.take(), control: child.control.clone() };
+        Ok(Runtime { plugin: session, io, out, stderr })
     }
 
-    /// Sandbox-as-tool: run one tool call. Returns the result JSON for the plugin.
+    /// Sandbox-as-tool: run one tool call in the session's sandbox (claimed
+    /// on the first call). Returns the result JSON for the plugin.
     async fn run_tool(&mut self, call: &str) -> Value {
         let call: Value = serde_json::from_str(call).unwrap_or(Value::Null);
         let id = call.get("id").cloned().unwrap_or(Value::Null);
-        json!({"id": id, "content": "sandbox tools are not available for this harness", "is_error": true, "exit_code": null})
+        let Some(Runtime { io: Io::Resident { tools, .. }, .. }) = self.rt.as_mut() else {
+            return json!({"id": id, "content": "this harness has no sandbox tools", "is_error": true, "exit_code": null});
+        };
+        let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+        let input = call.get("input").cloned().unwrap_or_else(|| json!({}));
+        tracing::debug!(tool = name, "running a tool call in the sandbox");
+        let r = tools.call(name, &input).await;
+        json!({"id": id, "content": r.content, "is_error": r.is_error, "exit_code": r.exit_code})
     }
 
     /// Stop the runtime process and its sandbox (the workspace stays).
     async fn shutdown_runtime(&mut self, why: &str) {
         self.busy = None;
-        let Some(mut rt) = self.rt.take() else { return };
+        let Some(rt) = self.rt.take() else { return };
         tracing::info!(why, "stopping the runtime");
-        drop(rt.stdin.take());
-        let _ = rt.control.kill().await;
-        let _ = rt.sandbox.stop().await;
+        release_io(rt.io, &self.id).await;
+    }
+}
+
+/// Let go of a runtime: kill an own process and stop its sandbox; detach
+/// from a resident and release the tool sandbox (workspaces stay).
+async fn release_io(io: Io, session_id: &str) {
+    match io {
+        Io::Own { sandbox, stdin, control } => {
+            drop(stdin);
+            let _ = control.kill().await;
+            let _ = sandbox.stop().await;
+        }
+        Io::Resident { proc, tools, .. } => {
+            proc.detach(session_id);
+            let _ = tools.release().await;
+        }
     }
 }
 

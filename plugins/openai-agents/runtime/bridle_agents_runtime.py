@@ -137,6 +137,7 @@ class Session:
         self.sid = sid
         self.model = ""
         self.base_url = ""
+        self.api_key = ""
         self.system: str | None = None
         self.tool_names: list[str] = []
         self.max_retries = 5
@@ -151,10 +152,13 @@ class Session:
 
     def configure(self, msg: dict[str, Any]) -> None:
         base_url = str(msg.get("base_url") or "")
-        if self.client is None or base_url != self.base_url:
+        # The host adds the session's key to `start` (the plugin never sees it).
+        api_key = str(msg.get("api_key") or PLACEHOLDER_KEY)
+        if self.client is None or base_url != self.base_url or api_key != self.api_key:
             # max_retries=0: every retry goes through the runner's policy.
-            self.client = AsyncOpenAI(base_url=base_url or None, api_key=PLACEHOLDER_KEY, max_retries=0)
+            self.client = AsyncOpenAI(base_url=base_url or None, api_key=api_key, max_retries=0)
         self.base_url = base_url
+        self.api_key = api_key
         self.model = str(msg.get("model") or "")
         self.system = msg.get("system") or None
         self.tool_names = [t for t in msg.get("tools", []) if t in TOOLS]

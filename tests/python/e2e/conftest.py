@@ -3,7 +3,7 @@
 tests/e2e_sessions.rs starts the fake model server and real `bridle serve` processes, then runs
 this suite with pytest once per harness (BRIDLE_E2E_ENGINE=claude|codex). Environment:
 
-  BRIDLE_E2E_ENGINE          claude | codex
+  BRIDLE_E2E_ENGINE          claude | codex | openai-agents
   BRIDLE_BASE_URL, BRIDLE_API_KEY, BRIDLE_E2E_SERVER_LOG, BRIDLE_E2E_SANDBOX_DIR
                              the main server (default runtime idle time)
   BRIDLE_E2E_IDLE_URL, BRIDLE_E2E_IDLE_KEY, BRIDLE_E2E_IDLE_LOG, BRIDLE_E2E_IDLE_SANDBOX_DIR

@@ -1,5 +1,5 @@
 """Sessions end to end, for one harness (BRIDLE_E2E_ENGINE): the official SDK drives a real
-`bridle serve`, which runs the real runtime (Claude Code or codex app-server) in a real
+`bridle serve`, which runs the real runtime (Claude Code, codex app-server, or the resident openai-agents runtime with sandbox tools) in a real
 sandbox against the scripted fake model server."""
 
 from __future__ import annotations
