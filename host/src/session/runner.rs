@@ -69,7 +69,7 @@ enum Io {
     Own { sandbox: Arc<dyn Sandbox>, stdin: Option<BoxedWrite>, control: Arc<dyn ExecControl> },
     /// Sandbox as tool: a shared resident process; the sandbox is claimed on
     /// the first tool call.
-    Resident { proc: Arc<ResidentProc>, tools: ToolSandbox, api_key: String },
+    Resident { proc: Arc<ResidentProc>, tools: Box<ToolSandbox>, api_key: String },
 }
 
 struct Runner {
@@ -638,7 +638,7 @@ impl Runner {
             .attach(&self.binding.engine, &argv, &plan.env, &cwd, &self.id)
             .await
             .map_err(StartError::new)?;
-        let tools = ToolSandbox::new(driver, spec, ToolConfig::default());
+        let tools = Box::new(ToolSandbox::new(driver, spec, ToolConfig::default()));
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
         Ok(Runtime {
             plugin: session,
