@@ -18,6 +18,9 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::runner::Out;
 
+/// The unprivileged uid/gid resident runtimes run as when the server is root.
+const NOBODY: u32 = 65534;
+
 /// The resident processes of this node, by engine.
 #[derive(Default)]
 pub(crate) struct Residents {
@@ -62,10 +65,15 @@ impl Residents {
 impl ResidentProc {
     fn spawn(engine: &str, argv: &[String], env: &[(String, String)], cwd: &Path) -> Result<Arc<Self>, String> {
         let (program, args) = argv.split_first().ok_or("empty launch command")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(cwd)
+        let mut cmd = Command::new(program);
+        cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
+        // It runs no user code itself (tools run in sandboxes), but it need
+        // not be root either: as root, run it as `nobody`.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.uid(NOBODY).gid(NOBODY).env("HOME", "/tmp");
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
