@@ -73,6 +73,17 @@ impl ResidentProc {
         if unsafe { libc::geteuid() } == 0 {
             cmd.uid(NOBODY).gid(NOBODY).env("HOME", "/tmp");
         }
+        // Die with the server, even when it is killed outright.
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the hook.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
