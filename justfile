@@ -1,0 +1,48 @@
+# Short names for common work. `just` is a convenience for contributors;
+# the front door is cargo itself (see README.md).
+
+# Build everything (the server embeds the built-in plugins).
+build:
+    cargo build --workspace
+
+# Run the server with the embedded defaults.
+serve:
+    cargo run --release -- serve
+
+# Every test, as CI runs them (CI also checks formatting and lints).
+test:
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# CI, locally.
+ci:
+    .ci/run
+
+# Benchmarks: API load, plugin mapping and instantiation, sandbox claim.
+bench:
+    cargo bench -p bridle --bench api_load
+    cargo bench -p bridle-harness --bench plugins
+    cargo bench -p bridle-sandbox --bench claim
+
+# The configured harness plugins, and what a component declares.
+plugins:
+    cargo run -q -- plugins list
+
+inspect FILE:
+    cargo run -q -- plugins inspect {{FILE}}
+
+# Build the template plugin as a component.
+template:
+    cd examples/harness-template && cargo build --release --target wasm32-wasip2
+
+# A whole session offline against the fake model (ENGINE=claude|codex|openai-agents).
+demo:
+    examples/offline-demo.sh
+
+# Install the agent runtimes (Claude Code, codex, openai-agents).
+runtimes:
+    cargo run -q -- runtimes install
