@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A whole session, offline, with one command: builds Bridle and the fake model
 # server, installs the agent runtimes and the Python SDK on first use, runs a
-# real Claude Code (or codex: ENGINE=codex) in a real sandbox against the fake
+# real Claude Code (or codex, or the openai-agents runtime with sandbox tools) against the fake
 # model, and prints the event stream.
 #
-#   examples/offline-demo.sh            # or: ENGINE=codex examples/offline-demo.sh
+#   examples/offline-demo.sh      # or ENGINE=codex, ENGINE=openai-agents
 #
 # Needs root for the sandbox's uid switch (as the test suite does).
 set -euo pipefail

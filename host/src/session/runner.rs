@@ -109,16 +109,14 @@ impl Runner {
         let row = host.store.get_session(&id).await?.context("session not found")?;
         let state = host.store.runner_state(&id).await?.unwrap_or_default();
         let usage = row.session.usage.as_object().cloned().unwrap_or_default();
-        // A runner starting on a session left running (a restart) picks it
-        // up idle: the turn that was in flight is reported as interrupted.
-        let mut machine = StatusMachine::new(row.session.status);
+        let was_running = matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling);
         let mut runner = Runner {
             host,
             id,
             binding: row.binding,
             agent: row.session.agent,
             environment_id: row.session.environment_id,
-            machine: StatusMachine::new(SessionStatus::Idle),
+            machine: StatusMachine::new(row.session.status),
             state,
             turn: false,
             queue: VecDeque::new(),
@@ -128,17 +126,16 @@ impl Runner {
             last_activity: Instant::now(),
             usage,
         };
-        if matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling) {
-            let step = machine.apply(Fact::Failed {
-                error_type: "unknown_error".into(),
-                message: "the server restarted during this turn; send the message again to continue".into(),
-                terminal: false,
-            });
-            runner.machine = machine;
-            runner.emit(step.events).await?;
-            runner.save_status().await?;
-        } else {
-            runner.machine = machine;
+        // A runner starting on a session left running (the process died)
+        // reports the lost turn and brings the session back to idle.
+        if was_running {
+            runner
+                .apply_fact(Fact::Failed {
+                    error_type: "unknown_error".into(),
+                    message: "the server restarted during this turn; send the message again to continue".into(),
+                    terminal: false,
+                })
+                .await?;
         }
         Ok(runner)
     }
