@@ -37,7 +37,7 @@ fn runtimes_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes")
 }
 
-/// Install Claude Code and codex (once per process; the installer's own lock serializes
+/// Install every runtime (once per process; the installer's own lock serializes
 /// processes, and an up-to-date install is a no-op).
 fn install_runtimes() -> PathBuf {
     static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
@@ -45,7 +45,7 @@ fn install_runtimes() -> PathBuf {
     let dir = runtimes_dir();
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     let rt = Runtimes::new(&dir);
-    if let Err(e) = rt.install(&[Runtime::ClaudeCode, Runtime::Codex]) {
+    if let Err(e) = rt.install(&Runtime::ALL) {
         panic!("installing the runtimes into {}: {e:#}", dir.display());
     }
     dir.canonicalize().unwrap_or(dir)
