@@ -150,6 +150,7 @@ impl Sessions {
     pub async fn forget(&self, session_id: &str) {
         // Dropping the sender ends the runner's loop; it stops its runtime.
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
+        self.residents.close_session(session_id).await;
         if let Ok(driver) = &self.sandboxes
             && let Err(e) = driver.delete_workspace(session_id).await
         {

@@ -62,6 +62,19 @@ impl Residents {
     }
 }
 
+impl Residents {
+    /// The session is gone (deleted): let every resident forget it.
+    pub async fn close_session(&self, session_id: &str) {
+        let procs: Vec<_> = self.procs.lock().await.values().cloned().collect();
+        for p in procs.iter().filter(|p| p.alive.load(Ordering::SeqCst)) {
+            p.detach(session_id);
+            if let Err(e) = p.send(session_id, json!({"type": "close"})).await {
+                tracing::debug!(engine = %p.engine, error = %e, "could not tell the resident runtime to close a session");
+            }
+        }
+    }
+}
+
 impl ResidentProc {
     fn spawn(engine: &str, argv: &[String], env: &[(String, String)], cwd: &Path) -> Result<Arc<Self>, String> {
         let (program, args) = argv.split_first().ok_or("empty launch command")?;
