@@ -61,6 +61,12 @@ pub trait Sandbox: Send + Sync {
     /// Start a process with piped stdin/stdout/stderr. A running exec keeps the
     /// sandbox from idling out unless [`ExecRequest::resident`] is set.
     async fn exec(&self, request: ExecRequest) -> Result<ExecChild>;
+    /// A resource limit this sandbox has hit so far, if any: lets the caller
+    /// explain a process that died of it in its own way (e.g. a runtime that
+    /// aborts when it cannot start a thread).
+    fn limit_hit(&self) -> Option<crate::spec::Limit> {
+        None
+    }
     /// Keep the sandbox from idling out while the guard lives (a tool call in
     /// flight, a turn in progress).
     fn busy(&self) -> BusyGuard {

@@ -296,12 +296,23 @@ impl Runner {
             Out::Exit(status) => {
                 let Some(mut rt) = self.rt.take() else { return Ok(()) };
                 let stderr = tail(&rt.stderr);
-                tracing::info!(%status, "runtime exited");
+                // A runtime that died of a sandbox limit (directly, or by
+                // aborting when it could not get a thread) is reported as
+                // that limit, whatever the plugin makes of the exit.
+                let limit = status.limit().or_else(|| match &rt.io {
+                    Io::Own { sandbox, .. } => sandbox.limit_hit(),
+                    Io::Resident { .. } => None,
+                });
+                tracing::info!(%status, ?limit, "runtime exited");
                 let actions = rt.plugin.on_exit(status.code()).await;
                 release_io(rt.io, &self.id).await;
+                if let (Some(limit), true) = (limit, self.turn) {
+                    let why = format!("the agent runtime was stopped: sandbox {limit} limit exceeded");
+                    return self.fail_turn("unknown_error", &why).await;
+                }
                 self.apply_actions(actions.unwrap_or_default()).await?;
                 if self.turn {
-                    let why = match status.limit() {
+                    let why = match limit {
                         Some(limit) => format!("the agent runtime was stopped: sandbox {limit} limit exceeded"),
                         None => format!("the agent runtime {status} before finishing the turn{stderr}"),
                     };

@@ -371,3 +371,29 @@ def test_vault_token_reaches_the_model_but_not_the_sandbox(stack, model, session
     s.check(len(reqs) >= 2 and all(r["authorized"] for r in reqs),
             f"every model request carries the vault token: {[(r['seq'], r['authorized']) for r in reqs]}")
     s.check_credentials(min_requests=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# limits: a fork bomb run by the agent is stopped and reported; the session goes on
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fork_bomb_is_stopped_and_reported(stack, engine, model, sessions):
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "f(){ f | f; }; f"}], "text": "After the bomb."},
+                                              {"text": "Still here."}]})
+    s = stack.session(model)
+    sessions.append(s)
+    if engine == "openai-agents":
+        # Sandbox as tool: the tool's sandbox is stopped, the tool call fails, the turn goes on.
+        evs = s.turn("Run the command.")
+        result = of_type(evs, "agent.tool_result")[-1]
+        s.check(bool(result.get("is_error")), f"the fork bomb's tool result is not an error: {result}")
+    else:
+        # Agent in sandbox: the runtime dies with its sandbox; the turn ends with the limit named.
+        evs = s.turn("Run the command.", stop="retries_exhausted")
+        err = of_type(evs, "session.error")[-1]["error"]
+        s.check("process count limit" in err["message"], f"the session.error does not name the limit: {err}")
+        s.check(err["retry_status"]["type"] == "exhausted", f"retry_status {err['retry_status']}")
+    # The session (and the server) carry on: the next message is answered.
+    evs2 = s.turn("Are you still there?")
+    s.check(text_of(of_type(evs2, "agent.message")[-1]) == "Still here.", "the session did not recover after the bomb")

@@ -1313,6 +1313,18 @@ impl Sandbox for LocalSandbox {
     fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
     }
+    fn limit_hit(&self) -> Option<Limit> {
+        if let Some(ExitStatus::LimitExceeded { limit, .. }) = self.end_reason.lock().ok().and_then(|r| *r) {
+            return Some(limit);
+        }
+        if self.pids_hits() > 0 {
+            Some(Limit::Processes)
+        } else if self.oom_kills() > 0 {
+            Some(Limit::Memory)
+        } else {
+            None
+        }
+    }
     async fn exec(&self, request: ExecRequest) -> Result<ExecChild> {
         self.exec_inner(request).await
     }
