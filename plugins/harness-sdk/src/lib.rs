@@ -114,6 +114,7 @@
 //! the engine name is what vault metadata `sandbox0.managed_agents.engine`
 //! selects. `bridle plugins inspect x.wasm` shows what the component declares.
 
+pub mod policy;
 mod types;
 
 pub use serde_json;
