@@ -1,46 +1,11 @@
 //! Endpoint shape checks and the credential plan for Anthropic Messages.
 
+pub use bridle_harness_sdk::url::parse_url;
 use bridle_harness_sdk::{CredentialPlan, HeaderRule, LlmEndpoint};
 
 /// Placeholder the runtime sees instead of the real key; the gateway
 /// overwrites the header that carries it.
 pub const PLACEHOLDER_KEY: &str = "sk-ant-bridle-placeholder";
-
-/// The parts of a base URL the checks need.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Url<'a> {
-    pub scheme: &'a str,
-    /// Lower-cased host without port or user info.
-    pub host: String,
-    /// Path without query, without trailing `/`.
-    pub path: &'a str,
-}
-
-/// A small URL split (the plugin carries no URL crate: it only needs the
-/// scheme, host and path of a base URL).
-pub fn parse_url(url: &str) -> Result<Url<'_>, String> {
-    let url = url.trim();
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| format!("base URL `{url}` has no scheme; use https://host/..."))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("base URL `{url}` must be http or https, not `{scheme}`"));
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let after = &rest[end..];
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host = if let Some(stripped) = host_port.strip_prefix('[') {
-        stripped.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(format!("base URL `{url}` has no host"));
-    }
-    let path_end = after.find(['?', '#']).unwrap_or(after.len());
-    let path = after[..path_end].trim_end_matches('/');
-    Ok(Url { scheme, host: host.to_ascii_lowercase(), path })
-}
 
 /// Claude Code appends `/v1/messages` to `ANTHROPIC_BASE_URL`, so the base
 /// must be the API root of an Anthropic Messages–compatible endpoint.
@@ -49,7 +14,6 @@ pub fn check(llm: &LlmEndpoint) -> Result<(), String> {
         return Ok(()); // Claude Code's default, api.anthropic.com
     };
     let url = parse_url(base)?;
-    let _ = url.scheme;
     if url.host == "api.openai.com" {
         return Err(format!(
             "`{base}` is the OpenAI API; the claude engine needs an Anthropic Messages endpoint \
@@ -106,17 +70,6 @@ mod tests {
 
     fn ep(url: Option<&str>) -> LlmEndpoint {
         LlmEndpoint { base_url: url.map(str::to_string), model: "claude-sonnet-4-5".into() }
-    }
-
-    #[test]
-    fn url_parts() {
-        let u = parse_url("https://User@API.Example.com:8443/anthropic/?x=1").unwrap();
-        assert_eq!(u.host, "api.example.com");
-        assert_eq!(u.path, "/anthropic");
-        assert_eq!(parse_url("http://[::1]:80").unwrap().host, "::1");
-        assert!(parse_url("api.anthropic.com").is_err());
-        assert!(parse_url("ftp://x").is_err());
-        assert!(parse_url("https://").is_err());
     }
 
     #[test]

@@ -1,44 +1,12 @@
 //! Endpoint checks, the credential plan and the model-provider settings
 //! (OpenAI Responses, with MiniMax detected by host).
 
+pub use bridle_harness_sdk::url::parse_url;
 use bridle_harness_sdk::{CredentialPlan, HeaderRule, LlmEndpoint};
 
 /// Placeholder the runtime sees instead of the real key; the gateway
 /// overwrites the `authorization` header that carries it.
 pub const PLACEHOLDER_KEY: &str = "sk-bridle-placeholder";
-
-/// The parts of a base URL the checks need.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Url<'a> {
-    /// Lower-cased host without port or user info.
-    pub host: String,
-    /// Path without query, without trailing `/`.
-    pub path: &'a str,
-}
-
-/// A small URL split (no URL crate: only scheme, host and path matter).
-pub fn parse_url(url: &str) -> Result<Url<'_>, String> {
-    let url = url.trim();
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| format!("base URL `{url}` has no scheme; use https://host/..."))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("base URL `{url}` must be http or https, not `{scheme}`"));
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let after = &rest[end..];
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host = if let Some(stripped) = host_port.strip_prefix('[') {
-        stripped.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(format!("base URL `{url}` has no host"));
-    }
-    let path_end = after.find(['?', '#']).unwrap_or(after.len());
-    Ok(Url { host: host.to_ascii_lowercase(), path: after[..path_end].trim_end_matches('/') })
-}
 
 /// The codex model provider Bridle configures.
 #[derive(Debug, Clone, PartialEq, Eq)]

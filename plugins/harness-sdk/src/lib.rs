@@ -116,6 +116,7 @@
 
 pub mod policy;
 mod types;
+pub mod url;
 
 pub use serde_json;
 pub use types::{
