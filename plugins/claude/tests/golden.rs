@@ -10,15 +10,11 @@
 //! The expected actions are in `NAME.expected.json`. Regenerate them with
 //! `BLESS=1 cargo test -p bridle-plugin-claude --test golden`, then review the
 //! diff by eye.
+//! The driver is `bridle_harness_sdk::golden`.
 
-use bridle_harness_sdk::{Action, HarnessSession, SessionSpec, reset_event_ids};
+use bridle_harness_sdk::golden::Golden;
 use bridle_plugin_claude::ClaudeSession;
 use serde_json::{Value, json};
-use std::path::PathBuf;
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
 
 fn default_spec() -> Value {
     json!({
@@ -34,88 +30,17 @@ fn default_spec() -> Value {
     })
 }
 
-enum Step {
-    In(Value),
-    Out(String),
-    Exit(Option<i32>),
-}
-
-fn load(name: &str) -> (Value, Vec<Step>) {
-    let text = std::fs::read_to_string(data(name)).expect("case file");
-    let mut spec = default_spec();
-    let mut steps = Vec::new();
-    if name.ends_with(".script.jsonl") {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line).expect("script line is JSON");
-            if let Some(s) = v.get("spec") {
-                spec = s.clone();
-            } else if let Some(e) = v.get("in") {
-                steps.push(Step::In(e.clone()));
-            } else if let Some(o) = v.get("out") {
-                steps.push(Step::Out(match o {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }));
-            } else if let Some(c) = v.get("exit") {
-                steps.push(Step::Exit(c.as_i64().map(|c| c as i32)));
-            } else {
-                panic!("bad script line {line}");
-            }
-        }
-    } else {
-        steps.push(Step::In(json!({"type": "user.message", "id": "sevt_user_1",
-            "content": [{"type": "text", "text": "say hi"}]})));
-        steps.extend(text.lines().map(|l| Step::Out(l.to_string())));
-    }
-    (spec, steps)
-}
-
-/// Run a case; the result lists every step that produced actions.
-fn run(name: &str) -> Value {
-    reset_event_ids();
-    let (spec, steps) = load(name);
-    let spec = SessionSpec::from_json(&spec.to_string()).expect("spec");
-    let mut session = ClaudeSession::new(spec);
-    let mut log = Vec::new();
-    for (i, step) in steps.into_iter().enumerate() {
-        let (label, result) = match step {
-            Step::In(e) => (format!("in {}", e["type"].as_str().unwrap_or("?")), session.on_input(e)),
-            Step::Out(line) => {
-                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                let kind = [v["type"].as_str(), v["subtype"].as_str(), v["event"]["type"].as_str()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("/");
-                (format!("out {kind}"), session.on_output(&line))
-            }
-            Step::Exit(code) => (format!("exit {code:?}"), Ok(session.on_exit(code))),
-        };
-        match result {
-            Ok(actions) if actions.is_empty() => {}
-            Ok(actions) => log.push(json!({
-                "step": i, "what": label,
-                "actions": actions.iter().map(Action::to_golden).collect::<Vec<_>>(),
-            })),
-            Err(e) => log.push(json!({"step": i, "what": label, "error": e})),
-        }
-    }
-    Value::Array(log)
+fn describe_out(v: &Value) -> String {
+    bridle_harness_sdk::golden::describe_typed(v)
 }
 
 fn golden(name: &str) {
-    let actual = run(name);
-    let stem = name.trim_end_matches(".jsonl").trim_end_matches(".script");
-    let path = data(&format!("{stem}.expected.json"));
-    let pretty = serde_json::to_string_pretty(&actual).expect("json") + "\n";
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(&path, pretty).expect("write expected");
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing; run with BLESS=1", path.display()));
-    let expected: Value = serde_json::from_str(&expected).expect("expected is JSON");
-    assert!(expected == actual, "{name}: actions differ from {}\n--- actual ---\n{pretty}", path.display());
+    let g = Golden {
+        data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+        default_spec: default_spec(),
+        describe_out,
+    };
+    g.check::<ClaudeSession>(name);
 }
 
 macro_rules! cases {

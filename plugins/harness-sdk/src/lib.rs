@@ -114,6 +114,8 @@
 //! the engine name is what vault metadata `sandbox0.managed_agents.engine`
 //! selects. `bridle plugins inspect x.wasm` shows what the component declares.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod golden;
 pub mod policy;
 mod types;
 pub mod url;

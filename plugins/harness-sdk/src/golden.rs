@@ -1,0 +1,138 @@
+//! Golden tests for plugins: a transcript in, the exact actions out (native
+//! builds only). A plugin's `tests/golden.rs` names its session type, a
+//! default spec and how to label a runtime line, then lists its cases.
+//!
+//! Cases live in the plugin's `tests/data/`:
+//! * `NAME.jsonl` — recorded runtime stdout: the run starts with a
+//!   `user.message` and feeds every line to `on_output`;
+//! * `NAME.script.jsonl` — one step per line: `{"spec": {...}}` (first line,
+//!   optional), `{"in": <user event>}`, `{"out": <runtime line as JSON, or a
+//!   string for raw text>}`, `{"tool_result": {...}}` (its `id` defaults to
+//!   the last `tool-call` action's), `{"exit": <code or null>}`.
+//!
+//! The expected actions are in `NAME.expected.json`; `BLESS=1 cargo test
+//! --test golden` rewrites them (then review the diff by eye).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::{Action, HarnessSession, SessionSpec, reset_event_ids};
+
+/// One plugin's golden-test settings.
+pub struct Golden {
+    /// `tests/data` of the plugin.
+    pub data_dir: PathBuf,
+    /// The session spec used when a script gives none.
+    pub default_spec: Value,
+    /// A short label for a runtime line in the results (`out <label>`).
+    pub describe_out: fn(&Value) -> String,
+}
+
+enum Step {
+    In(Value),
+    Out(String),
+    ToolResult(Value),
+    Exit(Option<i32>),
+}
+
+impl Golden {
+    fn load(&self, name: &str) -> (Value, Vec<Step>) {
+        let text = std::fs::read_to_string(self.data_dir.join(name)).expect("case file");
+        let mut spec = self.default_spec.clone();
+        let mut steps = Vec::new();
+        if name.ends_with(".script.jsonl") {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).expect("script line is JSON");
+                if let Some(s) = v.get("spec") {
+                    spec = s.clone();
+                } else if let Some(e) = v.get("in") {
+                    steps.push(Step::In(e.clone()));
+                } else if let Some(o) = v.get("out") {
+                    steps.push(Step::Out(match o {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    }));
+                } else if let Some(r) = v.get("tool_result") {
+                    steps.push(Step::ToolResult(r.clone()));
+                } else if let Some(c) = v.get("exit") {
+                    steps.push(Step::Exit(c.as_i64().map(|c| c as i32)));
+                } else {
+                    panic!("bad script line {line}");
+                }
+            }
+        } else {
+            steps.push(Step::In(json!({"type": "user.message", "id": "sevt_user_1",
+                "content": [{"type": "text", "text": "say hi"}]})));
+            steps.extend(text.lines().map(|l| Step::Out(l.to_string())));
+        }
+        (spec, steps)
+    }
+
+    /// Run a case; the result lists every step that produced actions.
+    pub fn run<S: HarnessSession>(&self, name: &str) -> Value {
+        reset_event_ids();
+        let (spec, steps) = self.load(name);
+        let mut session = S::new(SessionSpec::from_json(&spec.to_string()).expect("spec"));
+        let mut log = Vec::new();
+        let mut last_call: Option<String> = None;
+        for (i, step) in steps.into_iter().enumerate() {
+            let (label, result) = match step {
+                Step::In(e) => (format!("in {}", e["type"].as_str().unwrap_or("?")), session.on_input(e)),
+                Step::Out(line) => {
+                    let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    (format!("out {}", (self.describe_out)(&v)), session.on_output(&line))
+                }
+                Step::ToolResult(mut r) => {
+                    if r.get("id").is_none() {
+                        r["id"] = json!(last_call.clone().unwrap_or_default());
+                    }
+                    ("tool result".to_string(), session.on_tool_result(r))
+                }
+                Step::Exit(code) => (format!("exit {code:?}"), Ok(session.on_exit(code))),
+            };
+            if let Ok(actions) = &result {
+                for a in actions {
+                    if let Action::ToolCall(call) = a {
+                        let v: Value = serde_json::from_str(call).unwrap_or(Value::Null);
+                        last_call = v["id"].as_str().map(str::to_string);
+                    }
+                }
+            }
+            match result {
+                Ok(actions) if actions.is_empty() => {}
+                Ok(actions) => log.push(json!({
+                    "step": i, "what": label,
+                    "actions": actions.iter().map(Action::to_golden).collect::<Vec<_>>(),
+                })),
+                Err(e) => log.push(json!({"step": i, "what": label, "error": e})),
+            }
+        }
+        Value::Array(log)
+    }
+
+    /// Run a case and compare with (or, with `BLESS=1`, write) its expected file.
+    pub fn check<S: HarnessSession>(&self, name: &str) {
+        let actual = self.run::<S>(name);
+        let stem = name.trim_end_matches(".jsonl").trim_end_matches(".script");
+        let path = self.data_dir.join(format!("{stem}.expected.json"));
+        let pretty = serde_json::to_string_pretty(&actual).expect("json") + "\n";
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&path, pretty).expect("write expected");
+            return;
+        }
+        let expected =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing; run with BLESS=1", path.display()));
+        let expected: Value = serde_json::from_str(&expected).expect("expected is JSON");
+        assert!(expected == actual, "{name}: actions differ from {}\n--- actual ---\n{pretty}", path.display());
+    }
+}
+
+/// `type/subtype/event.type` of a JSON line (stream-json style labels).
+pub fn describe_typed(v: &Value) -> String {
+    [v["type"].as_str(), v["subtype"].as_str(), v["event"]["type"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/")
+}
