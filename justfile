@@ -22,11 +22,20 @@ lint:
 ci:
     .ci/run
 
-# Benchmarks: API load, plugin mapping and instantiation, sandbox claim.
+# Benchmarks: API load, event ingest, SSE fan-out, live sessions, session latency per
+# harness, plugin mapping and instantiation, sandbox claim.
 bench:
     cargo bench -p bridle --bench api_load
+    cargo bench -p bridle --bench event_ingest
+    cargo bench -p bridle --bench sse_fanout
+    cargo bench -p bridle --bench live_sessions
+    cargo bench -p bridle --bench session_latency
     cargo bench -p bridle-harness --bench plugins
     cargo bench -p bridle-sandbox --bench claim
+
+# Failover soak: sessions across 3 nodes while nodes are killed and restarted (about 4 min).
+soak:
+    cargo bench -p bridle --bench failover_soak
 
 # The configured harness plugins, and what a component declares.
 plugins:

@@ -59,8 +59,14 @@ impl Bus {
 }
 
 /// Follow the other nodes' appends (PostgreSQL `LISTEN`) and deliver them to
-/// this node's live readers. Runs until the process ends; reconnects on error.
-pub async fn follow_other_nodes(store: crate::store::Store, bus: Arc<Bus>) {
+/// this node's live readers; wake this node's runner of a session another
+/// node appended user input to, and try to adopt sessions other nodes hand
+/// over. Runs until the process ends; reconnects on error.
+pub async fn follow_other_nodes(
+    store: crate::store::Store,
+    bus: Arc<Bus>,
+    sessions: Option<Arc<crate::session::Sessions>>,
+) {
     use crate::store::EVENTS_CHANNEL;
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect(store.url()).await {
@@ -77,6 +83,13 @@ pub async fn follow_other_nodes(store: crate::store::Store, bus: Arc<Bus>) {
             continue;
         }
         tracing::info!(channel = EVENTS_CHANNEL, "following other nodes' events");
+        // Notifications sent while (re)connecting are gone: let every live
+        // runner look for input it may have missed.
+        if let Some(s) = &sessions {
+            for id in s.live_ids() {
+                s.wake(&id);
+            }
+        }
         loop {
             let n = match listener.recv().await {
                 Ok(n) => n,
@@ -102,7 +115,17 @@ pub async fn follow_other_nodes(store: crate::store::Store, bus: Arc<Bus>) {
                     bus.publish(session, &[ev]);
                     bus.close(session);
                 }
+                [_, session, "released"] => {
+                    if let Some(s) = &sessions {
+                        s.remote_activity(session, true);
+                    }
+                }
                 [_, session, first, last] => {
+                    // Only the owner appends runtime output; another node's
+                    // append is user input for the runner here, if any.
+                    if let Some(s) = &sessions {
+                        s.remote_activity(session, false);
+                    }
                     if !bus.has_readers(session) {
                         continue;
                     }

@@ -50,6 +50,26 @@ pub struct Config {
     /// when running as root) and the agent runtimes (from the npm and PyPI
     /// registries, in the background).
     pub auto_install: bool,
+    /// The Prometheus scrape endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `/metrics` is served without an API key, like `/healthz`: it carries no
+/// resource ids or contents. Turn it off, or move it to a path a reverse
+/// proxy keeps internal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Record metrics and serve them.
+    pub enabled: bool,
+    /// Where they are served.
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, path: "/metrics".into() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +93,16 @@ pub struct SessionsConfig {
     /// must be traversable by other users (the sandbox uids), so it lives
     /// outside the 0700 data dir.
     pub sandbox_dir: PathBuf,
+    /// Seconds a node's ownership of a live session lasts unless renewed;
+    /// after a node dies, another adopts its sessions within about this long.
+    pub lease_secs: u64,
+    /// Seconds between lease renewals (and scans for sessions to adopt);
+    /// well under `lease_secs`.
+    pub lease_renew_secs: u64,
+    /// This node's name in session leases. Default: generated once into
+    /// `<data_dir>/node-id`, so a restarted node takes its sessions back at
+    /// once. Must differ between nodes that run at the same time.
+    pub node_name: Option<String>,
 }
 
 impl Default for SessionsConfig {
@@ -85,6 +115,9 @@ impl Default for SessionsConfig {
             max_sandboxes: 1000,
             sandbox_idle_secs: 900,
             sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
+            lease_secs: 15,
+            lease_renew_secs: 5,
+            node_name: None,
         }
     }
 }
@@ -136,12 +169,13 @@ impl Default for Config {
             runtimes_dir: PathBuf::from(".bridle-runtimes"),
             sessions: SessionsConfig::default(),
             auto_install: true,
+            metrics: MetricsConfig::default(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 13] = [
+const SETTINGS: [&str; 14] = [
     "auto_install",
     "listen",
     "data_dir",
@@ -155,6 +189,7 @@ const SETTINGS: [&str; 13] = [
     "rate_limit_per_second",
     "runtimes_dir",
     "sessions",
+    "metrics",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -203,6 +238,15 @@ impl Config {
             );
             anyhow::ensure!(!h.plugin.is_empty(), "harness `{name}` has an empty plugin source");
         }
+        let mp = &self.metrics.path;
+        anyhow::ensure!(
+            mp.starts_with('/')
+                && mp.len() > 1
+                && !mp.contains(['{', '}', '*', '?', '#'])
+                && !mp.starts_with("/v1/")
+                && !["/v1", "/healthz", "/readyz"].contains(&mp.as_str()),
+            "metrics.path must be an absolute path outside /v1, /healthz and /readyz, without {{ }} * ? #; got `{mp}`"
+        );
         if let Some(url) = &self.database_url {
             anyhow::ensure!(
                 url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"),
@@ -247,6 +291,23 @@ mod tests {
         assert_eq!(c.harnesses["claude"].plugin, "builtin:claude");
         assert_eq!(c.default_llm.base_url.as_deref(), Some("http://127.0.0.1:1"));
         assert!(c.database_url().starts_with("sqlite:///tmp/d/bridle.db"));
+    }
+
+    #[test]
+    fn metrics_path_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, ok) in [
+            ("[metrics]\npath = \"/internal/metrics\"\n", true),
+            ("[metrics]\nenabled = false\n", true),
+            ("[metrics]\npath = \"metrics\"\n", false),
+            ("[metrics]\npath = \"/v1/metrics\"\n", false),
+            ("[metrics]\npath = \"/healthz\"\n", false),
+            ("[metrics]\npath = \"/m/{x}\"\n", false),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            assert_eq!(Config::load(Some(&file), &Overrides::default()).is_ok(), ok, "{toml}");
+        }
     }
 
     #[test]

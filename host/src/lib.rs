@@ -4,13 +4,16 @@
 //! the wire types, [`store`] persistence (sqlx, SQLite or PostgreSQL),
 //! [`bus`] the in-process fan-out of appended session events, [`selection`]
 //! the harness-selection rules applied at session create, [`secrets`]
-//! encryption of vault secrets at rest, and [`config`] the server settings.
+//! encryption of vault secrets at rest, [`metrics`] the Prometheus metrics,
+//! and [`config`] the server settings.
 
 pub mod api;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod runtimes;
 pub mod secrets;

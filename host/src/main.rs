@@ -55,6 +55,15 @@ enum Command {
         #[command(subcommand)]
         command: RuntimesCommand,
     },
+    /// Sessions on a running server: list them, or follow one's events.
+    Sessions {
+        #[command(subcommand)]
+        command: bridle::cli::SessionsCommand,
+    },
+    /// Check runtimes, sandbox support, database, plugins and permissions; says what to fix.
+    Doctor(bridle::cli::doctor::DoctorArgs),
+    /// Print the OpenAPI document of the HTTP API (regenerates host/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -89,9 +98,9 @@ enum KeysCommand {
     Revoke { id: String },
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BRIDLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("BRIDLE_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -113,9 +122,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         overrides.listen = *listen;
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
-    init_tracing(config.log_format);
+    // The commands for people print their own findings; logs only for real trouble.
+    let quiet = matches!(cli.command, Command::Sessions { .. } | Command::Doctor(_));
+    init_tracing(config.log_format, if quiet { "error" } else { "info,sqlx=warn" });
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,
+        Command::Openapi => {
+            print!("{}", bridle::api::openapi::document_json());
+            Ok(())
+        }
+        Command::Sessions { command } => bridle::cli::sessions(&config, command).await,
+        Command::Doctor(args) => bridle::cli::doctor(&config, args).await,
         Command::Plugins { command: PluginsCommand::Inspect { file } } => {
             let desc = tokio::task::spawn_blocking(move || bridle_harness::inspect(&file)).await??;
             println!("{desc}");

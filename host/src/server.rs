@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::model::sessions::SessionStatus;
 use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::session::{RuntimeDirs, Sessions, Timing};
@@ -37,14 +36,14 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 /// Everything the API needs, from config. With `live`, also the session
 /// host (plugins, sandboxes, runtimes) that runs sessions.
 pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState> {
+    if config.metrics.enabled {
+        crate::metrics::install();
+    }
     let store = open_store(&config).await?;
     let secrets = SecretBox::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
     let limiter = api::auth::limiter(config.rate_limit_per_second);
     let config = Arc::new(config);
     let bus = Arc::new(Bus::default());
-    if store.backend() == crate::store::Backend::Postgres {
-        tokio::spawn(crate::bus::follow_other_nodes(store.clone(), bus.clone()));
-    }
     let harness = Arc::new(harness_runtime(&config).await?);
     for e in harness.registry().errors() {
         tracing::warn!(error = %e, "harness plugin not available");
@@ -54,6 +53,9 @@ pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState>
     } else {
         None
     };
+    if store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(crate::bus::follow_other_nodes(store.clone(), bus.clone(), sessions.clone()));
+    }
     Ok(AppState { store, bus, secrets, config, limiter, harness, sessions })
 }
 
@@ -199,13 +201,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     if let Some(sessions) = &state.sessions {
-        // Sessions left running by a previous process: their runners report
-        // the lost turn and bring them back to idle.
-        let orphans = state.store.sessions_in_status(&[SessionStatus::Running, SessionStatus::Rescheduling]).await?;
-        for id in orphans {
-            tracing::info!(session_id = %id, "recovering a session left running");
-            sessions.wake(&id);
-        }
+        // Renews this node's leases; takes back the sessions a previous run
+        // of this node owned and adopts those whose owner is gone (their
+        // interrupted turns resume).
+        tokio::spawn(crate::session::ownership::keep_leases(sessions.clone()));
     }
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -215,13 +214,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir = %state.config.data_dir.display(),
         "bridle listening on http://{addr}"
     );
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let sessions = state.sessions.clone();
+    let (stop_tx, mut stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(signal).into_future();
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        r = &mut server => return r.context("server error"),
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    // The listener accepts no more connections. Park the live sessions:
+    // runtimes stopped, leases released, turns in progress handed over to
+    // another node (requests in flight go on meanwhile).
+    if let Some(s) = &sessions {
+        s.park_all(SHUTDOWN_GRACE).await;
+    }
+    // Open event streams would hold the shutdown forever: they get a moment
+    // to end, then the process exits (clients resume with Last-Event-ID).
+    tokio::select! {
+        r = &mut server => r.context("server error")?,
+        () = tokio::time::sleep(Duration::from_secs(2)) => tracing::info!("closing the remaining event streams"),
+    }
     tracing::info!("bridle stopped");
     Ok(())
 }
+
+/// How long shutdown waits for live sessions to park.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -427,6 +427,26 @@ impl Server {
         self.spawn();
     }
 
+    /// Stop the server gracefully (SIGTERM) and wait for it to exit (the data dir stays).
+    pub fn terminate(&mut self) {
+        stop_watchdog(&mut self.watchdog);
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the server again after [`Server::stop`] or [`Server::terminate`], on the same data
+    /// dir and database (on a new port: `base_url` changes).
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Kill the server process (the data dir stays).
     pub fn stop(&mut self) {
         stop_watchdog(&mut self.watchdog);
@@ -491,6 +511,11 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The `bridle serve` process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Everything the server wrote to stdout/stderr so far.

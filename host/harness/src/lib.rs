@@ -39,6 +39,7 @@ mod bindings;
 mod engine;
 mod error;
 mod inspect;
+pub mod metrics;
 mod plugin;
 mod registry;
 

@@ -102,16 +102,20 @@ impl Plugin {
     /// `HarnessError::Plugin` carrying the plugin's explanation.
     pub async fn check_endpoint(&self, llm: &LlmEndpoint) -> Result<(), HarnessError> {
         let llm = to_wit_endpoint(llm);
-        let verdict =
-            self.oneshot(async |store, h| h.bridle_harness_adapter().call_check_endpoint(store, &llm).await).await?;
+        let verdict = self
+            .oneshot("check_endpoint", async |store, h| {
+                h.bridle_harness_adapter().call_check_endpoint(store, &llm).await
+            })
+            .await?;
         verdict.map_err(|message| HarnessError::Plugin { plugin: self.name.to_string(), message })
     }
 
     /// The credential plan for this endpoint.
     pub async fn credentials(&self, llm: &LlmEndpoint) -> Result<CredentialPlan, HarnessError> {
         let llm = to_wit_endpoint(llm);
-        let plan =
-            self.oneshot(async |store, h| h.bridle_harness_adapter().call_credentials(store, &llm).await).await?;
+        let plan = self
+            .oneshot("credentials", async |store, h| h.bridle_harness_adapter().call_credentials(store, &llm).await)
+            .await?;
         Ok(CredentialPlan {
             env: plan.env,
             inject: plan
@@ -145,7 +149,9 @@ impl Plugin {
         };
         let spec = spec_json.to_string();
         let resource = session
-            .call(async |store, h| h.bridle_harness_adapter().session().call_constructor(store, &spec).await)
+            .call("new_session", async |store, h| {
+                h.bridle_harness_adapter().session().call_constructor(store, &spec).await
+            })
             .await?;
         session.resource = Some(resource);
         Ok(session)
@@ -169,7 +175,7 @@ impl Plugin {
     }
 
     async fn call_info(&self) -> Result<HarnessInfo, HarnessError> {
-        let info = self.oneshot(async |store, h| h.bridle_harness_adapter().call_info(store).await).await?;
+        let info = self.oneshot("info", async |store, h| h.bridle_harness_adapter().call_info(store).await).await?;
         Ok(HarnessInfo {
             name: info.name,
             version: info.version,
@@ -190,18 +196,19 @@ impl Plugin {
     /// stateless, and a fault cannot leak into a session.
     async fn oneshot<R>(
         &self,
+        what: &'static str,
         f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
     ) -> Result<R, HarnessError> {
+        let started = std::time::Instant::now();
         let mut store = self.rt.new_store(self.name.clone(), None);
         let harness = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
-        match f(&mut store, &harness).await {
-            Ok(r) => Ok(r),
-            Err(e) => Err(classify(&self.name, &self.rt, &store, e)),
-        }
+        let result = f(&mut store, &harness).await.map_err(|e| classify(&self.name, &self.rt, &store, e));
+        crate::metrics::call(&self.name, what, started.elapsed(), result.as_ref().map(|_| ()));
+        result
     }
 }
 
@@ -238,8 +245,9 @@ impl PluginSession {
     /// How to start the runtime.
     pub async fn launch(&mut self) -> Result<LaunchPlan, HarnessError> {
         let res = self.resource()?;
-        let plan =
-            self.call(async |store, h| h.bridle_harness_adapter().session().call_launch(store, res).await).await?;
+        let plan = self
+            .call("launch", async |store, h| h.bridle_harness_adapter().session().call_launch(store, res).await)
+            .await?;
         let plan = self.guest_result(plan)?;
         Ok(LaunchPlan {
             argv: plan.argv,
@@ -253,7 +261,9 @@ impl PluginSession {
     pub async fn on_input(&mut self, event_json: &str) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
         let out = self
-            .call(async |store, h| h.bridle_harness_adapter().session().call_on_input(store, res, event_json).await)
+            .call("on_input", async |store, h| {
+                h.bridle_harness_adapter().session().call_on_input(store, res, event_json).await
+            })
             .await?;
         self.guest_result(out).map(actions)
     }
@@ -262,7 +272,9 @@ impl PluginSession {
     pub async fn on_output(&mut self, line: &str) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
         let out = self
-            .call(async |store, h| h.bridle_harness_adapter().session().call_on_output(store, res, line).await)
+            .call("on_output", async |store, h| {
+                h.bridle_harness_adapter().session().call_on_output(store, res, line).await
+            })
             .await?;
         self.guest_result(out).map(actions)
     }
@@ -271,7 +283,7 @@ impl PluginSession {
     pub async fn on_tool_result(&mut self, result_json: &str) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
         let out = self
-            .call(async |store, h| {
+            .call("on_tool_result", async |store, h| {
                 h.bridle_harness_adapter().session().call_on_tool_result(store, res, result_json).await
             })
             .await?;
@@ -282,7 +294,7 @@ impl PluginSession {
     pub async fn on_exit(&mut self, code: Option<i32>) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
         let out = self
-            .call(async |store, h| h.bridle_harness_adapter().session().call_on_exit(store, res, code).await)
+            .call("on_exit", async |store, h| h.bridle_harness_adapter().session().call_on_exit(store, res, code).await)
             .await?;
         Ok(actions(out))
     }
@@ -305,6 +317,7 @@ impl PluginSession {
     /// remember any fault.
     async fn call<R>(
         &mut self,
+        what: &'static str,
         f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
     ) -> Result<R, HarnessError> {
         if let Some(cause) = &self.poisoned {
@@ -315,14 +328,14 @@ impl PluginSession {
         state.timed_out = false;
         state.stderr.clear();
         self.store.set_epoch_deadline(1);
-        match f(&mut self.store, &self.harness).await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let err = classify(&self.plugin, &self.rt, &self.store, e);
-                self.poisoned = Some(err.to_string());
-                Err(err)
-            }
+        let started = std::time::Instant::now();
+        let result = f(&mut self.store, &self.harness).await;
+        let result = result.map_err(|e| classify(&self.plugin, &self.rt, &self.store, e));
+        crate::metrics::call(&self.plugin, what, started.elapsed(), result.as_ref().map(|_| ()));
+        if let Err(err) = &result {
+            self.poisoned = Some(err.to_string());
         }
+        result
     }
 }
 

@@ -180,6 +180,37 @@ fn plugin_log_lines_reach_tracing_with_plugin_and_session() {
     assert!(line.contains("session_id=\"sesn_test\""), "{line}");
 }
 
+/// Every call is timed and every fault counted, under the plugin's engine name and the call.
+#[test]
+fn calls_and_faults_are_recorded_as_metrics() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let rt = faulty_runtime();
+    let plugin = rt.plugin("faulty").unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        futures_lite_block_on(async {
+            let mut session = plugin.new_session(SPEC).await.unwrap();
+            session.on_output("hello").await.unwrap();
+            session.on_output("hello").await.unwrap();
+            assert!(matches!(session.on_output("trap").await, Err(HarnessError::Trap { .. })));
+            // Poisoned: refused without entering wasm, so neither timed nor counted again.
+            assert!(matches!(session.on_output("hello").await, Err(HarnessError::Poisoned { .. })));
+        });
+    });
+    let text = handle.render();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{text}"))
+            .to_owned()
+    };
+    let calls = "bridle_plugin_call_duration_seconds_count{plugin=\"faulty\",call=";
+    assert_eq!(line(&format!("{calls}\"new_session\"}}")), "1");
+    assert_eq!(line(&format!("{calls}\"on_output\"}}")), "3");
+    assert_eq!(line("bridle_plugin_faults_total{plugin=\"faulty\",call=\"on_output\",kind=\"trap\"}"), "1");
+}
+
 fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }

@@ -6,12 +6,14 @@
 //! * [`egress`]: the host-side gateway (HTTP proxy with the environment's
 //!   network policy, and the model route that adds the vault credential).
 //! * [`tools`]: sandbox-as-tool (bash/read/write/edit/glob/grep).
+//! * [`metrics`]: claim and egress metrics (the `metrics` facade).
 
 pub mod driver;
 pub mod egress;
 pub mod error;
 pub mod init;
 pub mod local;
+pub mod metrics;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
-use super::pagination::{next_token, parse_limit, parse_order, position, seq_position, seq_token};
+use super::pagination::{Page, next_token, parse_limit, parse_order, position, seq_position, seq_token};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::agents::{Agent, AgentCreate, AgentUpdate, check_mcp_servers, resolve_skills, resolve_tools};
@@ -39,6 +39,15 @@ impl Validate for AgentUpdate {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/agents",
+    tag = "agents",
+    operation_id = "agents_create",
+    summary = "Create an agent",
+    request_body = AgentCreate,
+    responses((status = 200, description = "OK", body = Agent))
+)]
 pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>) -> ApiResult<Json<Agent>> {
     let mcp_servers = p.mcp_servers.unwrap_or_default();
     check_mcp_servers(&mcp_servers)?;
@@ -66,7 +75,23 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>
     Ok(Json(agent))
 }
 
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/agents",
+    tag = "agents",
+    operation_id = "agents_list",
+    summary = "List agents",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation time (default `desc`)."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived resources."),
+        ("created_at[gte]" = Option<String>, Query, description = "RFC 3339 lower bound on creation time."),
+        ("created_at[lte]" = Option<String>, Query, description = "RFC 3339 upper bound on creation time.")
+    ),
+    responses((status = 200, description = "OK", body = Page<Agent>))
+)]
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Page<Agent>>> {
     q.allow(&["limit", "page", "include_archived", "created_at[gte]", "created_at[lte]", "order"])?;
     let order = parse_order(&q, Order::Desc)?;
     let limit = parse_limit(&q, 20, 100)?;
@@ -82,10 +107,22 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
         )
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
-    let data: Vec<&Agent> = page.items.iter().map(|r| &r.agent).collect();
-    Ok(Json(json!({"data": data, "next_page": next})))
+    let data = page.items.into_iter().map(|r| r.agent).collect();
+    Ok(Json(Page { data, next_page: next }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "agents_retrieve",
+    summary = "Retrieve an agent (latest version, or `version`)",
+    params(
+        ("agent_id" = String, Path),
+        ("version" = Option<i64>, Query, description = "A version number (default: the latest).")
+    ),
+    responses((status = 200, description = "OK", body = Agent))
+)]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Agent>> {
     q.allow(&["version"])?;
     check_id(Kind::Agent, &id)?;
@@ -106,6 +143,18 @@ pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>, q: Que
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "agents_update",
+    summary = "Update an agent (a change makes a new version)",
+    params(
+        ("agent_id" = String, Path)
+    ),
+    request_body = AgentUpdate,
+    responses((status = 200, description = "OK", body = Agent))
+)]
 pub async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -175,12 +224,40 @@ pub async fn update(
     Ok(Json(agent))
 }
 
+#[utoipa::path(
+    post,
+    path = "/agents/{agent_id}/archive",
+    tag = "agents",
+    operation_id = "agents_archive",
+    summary = "Archive an agent",
+    params(
+        ("agent_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Agent))
+)]
 pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Agent>> {
     check_id(Kind::Agent, &id)?;
     st.store.archive_agent(&id, now_micros()).await?.map(Json).ok_or_else(|| ApiError::not_found(Kind::Agent, &id))
 }
 
-pub async fn versions(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/agents/{agent_id}/versions",
+    tag = "agents",
+    operation_id = "agents_versions",
+    summary = "List an agent's versions, newest first",
+    params(
+        ("agent_id" = String, Path),
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response.")
+    ),
+    responses((status = 200, description = "OK", body = Page<Agent>))
+)]
+pub async fn versions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+) -> ApiResult<Json<Page<Agent>>> {
     q.allow(&["limit", "page"])?;
     check_id(Kind::Agent, &id)?;
     if st.store.get_agent(&id, None).await?.is_none() {
@@ -190,5 +267,5 @@ pub async fn versions(State(st): State<AppState>, Path(id): Path<String>, q: Que
     let after = seq_position(&q, Order::Desc)?;
     let (items, more) = st.store.list_agent_versions(&id, after, limit).await?;
     let next = more.then(|| items.last().map(|a| seq_token(Order::Desc, a.version))).flatten();
-    Ok(Json(json!({"data": items, "next_page": next})))
+    Ok(Json(Page { data: items, next_page: next }))
 }

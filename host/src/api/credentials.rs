@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
-use super::pagination::{next_token, parse_limit, parse_order, position};
+use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
@@ -83,6 +83,18 @@ async fn load_vault_open(st: &AppState, vault_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults/{vault_id}/credentials",
+    tag = "credentials",
+    operation_id = "credentials_create",
+    summary = "Add a credential to a vault (its secret is write-only)",
+    params(
+        ("vault_id" = String, Path)
+    ),
+    request_body = CredentialCreate,
+    responses((status = 200, description = "OK", body = Credential))
+)]
 pub async fn create(
     State(st): State<AppState>,
     Path(vault_id): Path<String>,
@@ -108,7 +120,26 @@ pub async fn create(
     Ok(Json(cred))
 }
 
-pub async fn list(State(st): State<AppState>, Path(vault_id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/vaults/{vault_id}/credentials",
+    tag = "credentials",
+    operation_id = "credentials_list",
+    summary = "List a vault's credentials",
+    params(
+        ("vault_id" = String, Path),
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation time (default `desc`)."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived resources.")
+    ),
+    responses((status = 200, description = "OK", body = Page<Credential>))
+)]
+pub async fn list(
+    State(st): State<AppState>,
+    Path(vault_id): Path<String>,
+    q: QueryParams,
+) -> ApiResult<Json<Page<Credential>>> {
     q.allow(&["limit", "page", "include_archived", "order"])?;
     super::vaults::load(&st, &vault_id).await?;
     let order = parse_order(&q, Order::Desc)?;
@@ -125,8 +156,8 @@ pub async fn list(State(st): State<AppState>, Path(vault_id): Path<String>, q: Q
         )
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
-    let data: Vec<&Credential> = page.items.iter().map(|r| &r.doc).collect();
-    Ok(Json(json!({"data": data, "next_page": next})))
+    let data = page.items.into_iter().map(|r| r.doc).collect();
+    Ok(Json(Page { data, next_page: next }))
 }
 
 async fn load(st: &AppState, vault_id: &str, id: &str) -> ApiResult<DocRow<Credential>> {
@@ -138,6 +169,18 @@ async fn load(st: &AppState, vault_id: &str, id: &str) -> ApiResult<DocRow<Crede
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/vaults/{vault_id}/credentials/{credential_id}",
+    tag = "credentials",
+    operation_id = "credentials_retrieve",
+    summary = "Retrieve a credential",
+    params(
+        ("vault_id" = String, Path),
+        ("credential_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Credential))
+)]
 pub async fn retrieve(
     State(st): State<AppState>,
     Path((vault_id, id)): Path<(String, String)>,
@@ -145,6 +188,19 @@ pub async fn retrieve(
     Ok(Json(load(&st, &vault_id, &id).await?.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults/{vault_id}/credentials/{credential_id}",
+    tag = "credentials",
+    operation_id = "credentials_update",
+    summary = "Update a credential",
+    params(
+        ("vault_id" = String, Path),
+        ("credential_id" = String, Path)
+    ),
+    request_body = CredentialUpdate,
+    responses((status = 200, description = "OK", body = Credential))
+)]
 pub async fn update(
     State(st): State<AppState>,
     Path((vault_id, id)): Path<(String, String)>,
@@ -231,6 +287,18 @@ pub async fn update(
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults/{vault_id}/credentials/{credential_id}/archive",
+    tag = "credentials",
+    operation_id = "credentials_archive",
+    summary = "Archive a credential",
+    params(
+        ("vault_id" = String, Path),
+        ("credential_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Credential))
+)]
 pub async fn archive(
     State(st): State<AppState>,
     Path((vault_id, id)): Path<(String, String)>,
@@ -251,6 +319,18 @@ pub async fn archive(
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/vaults/{vault_id}/credentials/{credential_id}",
+    tag = "credentials",
+    operation_id = "credentials_delete",
+    summary = "Delete a credential",
+    params(
+        ("vault_id" = String, Path),
+        ("credential_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Deleted))
+)]
 pub async fn delete(
     State(st): State<AppState>,
     Path((vault_id, id)): Path<(String, String)>,

@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
-use super::pagination::{next_token, parse_limit, parse_order, position};
+use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
@@ -30,6 +29,15 @@ impl Validate for EnvironmentUpdate {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/environments",
+    tag = "environments",
+    operation_id = "environments_create",
+    summary = "Create an environment",
+    request_body = EnvironmentCreate,
+    responses((status = 200, description = "OK", body = Environment))
+)]
 pub async fn create(
     State(st): State<AppState>,
     ApiJson(p): ApiJson<EnvironmentCreate>,
@@ -54,7 +62,21 @@ pub async fn create(
     Ok(Json(env))
 }
 
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/environments",
+    tag = "environments",
+    operation_id = "environments_list",
+    summary = "List environments",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation time (default `desc`)."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived resources.")
+    ),
+    responses((status = 200, description = "OK", body = Page<Environment>))
+)]
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Page<Environment>>> {
     q.allow(&["limit", "page", "include_archived", "order"])?;
     let order = parse_order(&q, Order::Desc)?;
     let limit = parse_limit(&q, 20, 100)?;
@@ -70,8 +92,8 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
         )
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
-    let data: Vec<&Environment> = page.items.iter().map(|r| &r.doc).collect();
-    Ok(Json(json!({"data": data, "next_page": next})))
+    let data = page.items.into_iter().map(|r| r.doc).collect();
+    Ok(Json(Page { data, next_page: next }))
 }
 
 /// Fetch an environment or 404.
@@ -80,10 +102,33 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Environment>> {
     st.store.get_doc(Table::Environments, id).await?.ok_or_else(|| ApiError::not_found(Kind::Environment, id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/environments/{environment_id}",
+    tag = "environments",
+    operation_id = "environments_retrieve",
+    summary = "Retrieve an environment",
+    params(
+        ("environment_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Environment))
+)]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Environment>> {
     Ok(Json(load(&st, &id).await?.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/environments/{environment_id}",
+    tag = "environments",
+    operation_id = "environments_update",
+    summary = "Update an environment",
+    params(
+        ("environment_id" = String, Path)
+    ),
+    request_body = EnvironmentUpdate,
+    responses((status = 200, description = "OK", body = Environment))
+)]
 pub async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -116,6 +161,17 @@ pub async fn update(
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/environments/{environment_id}/archive",
+    tag = "environments",
+    operation_id = "environments_archive",
+    summary = "Archive an environment",
+    params(
+        ("environment_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Environment))
+)]
 pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Environment>> {
     check_id(Kind::Environment, &id)?;
     let row = st
@@ -133,6 +189,17 @@ pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/environments/{environment_id}",
+    tag = "environments",
+    operation_id = "environments_delete",
+    summary = "Delete an environment",
+    params(
+        ("environment_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Deleted))
+)]
 pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     load(&st, &id).await?;
     let n = st.store.sessions_using_environment(&id).await?;

@@ -4,7 +4,8 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ids::Kind;
 
@@ -30,6 +31,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The server cannot serve right now (e.g. `/readyz` with the database
+    /// unreachable): 503, `api_error`.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something broke on our side. The message is logged; the client gets a
     /// generic one with the request id to quote.
     #[error(transparent)]
@@ -59,6 +64,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,8 +78,47 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found_error",
             ApiError::TooLarge(_) => "request_too_large",
             ApiError::RateLimited(_) => "rate_limit_error",
-            ApiError::Internal(_) => "api_error",
+            ApiError::Internal(_) | ApiError::Unavailable(_) => "api_error",
         }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// Always `error`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^error$")]
+    pub kind: &'static str,
+    pub error: ErrorDetail,
+    /// Also sent as the `request-id` header.
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[serde(rename = "type")]
+    #[schema(value_type = ErrorType)]
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// The `error.type` values [`ApiError::kind`] gives (for the document).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequestError,
+    AuthenticationError,
+    PermissionError,
+    NotFoundError,
+    RequestTooLarge,
+    RateLimitError,
+    ApiError,
+}
+
+impl ApiError {
+    fn envelope(&self, message: String, request_id: String) -> ErrorEnvelope {
+        ErrorEnvelope { kind: "error", error: ErrorDetail { kind: self.kind(), message }, request_id }
     }
 }
 
@@ -100,12 +145,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = json!({
-            "type": "error",
-            "error": { "type": self.kind(), "message": message },
-            "request_id": request_id,
-        });
-        let mut resp = (self.status(), axum::Json(body)).into_response();
+        let mut resp = (self.status(), axum::Json(self.envelope(message, request_id.clone()))).into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("request-id", v);
         }
@@ -121,7 +161,37 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Fenced(m) => ApiError::Conflict(m),
             StoreError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_type_is_in_the_documented_enum() {
+        let all = [
+            ApiError::invalid("x"),
+            ApiError::Authentication("x".into()),
+            ApiError::Permission("x".into()),
+            ApiError::NotFound("x".into()),
+            ApiError::conflict("x"),
+            ApiError::TooLarge("x".into()),
+            ApiError::Unprocessable("x".into()),
+            ApiError::RateLimited("x".into()),
+            ApiError::Unavailable("x".into()),
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        for e in all {
+            let v = serde_json::json!(e.kind());
+            assert!(
+                serde_json::from_value::<ErrorType>(v).is_ok(),
+                "error type `{}` is missing from ErrorType",
+                e.kind()
+            );
         }
     }
 }

@@ -16,6 +16,18 @@ use crate::store::{EventFilter, Order};
 /// Events accepted in one request.
 const MAX_EVENTS_PER_SEND: usize = 50;
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/events",
+    tag = "events",
+    operation_id = "events_send",
+    summary = "Send user events to a session",
+    params(
+        ("session_id" = String, Path)
+    ),
+    request_body = super::openapi::SendEvents,
+    responses((status = 200, description = "OK", body = super::openapi::SentEvents))
+)]
 pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Json<Value>> {
     // The body first: an early answer would leave it unread on the connection.
     let body = read_json(req, &st).await;
@@ -52,8 +64,9 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     if session.session.status == SessionStatus::Terminated {
         return Err(ApiError::conflict(format!("session `{id}` is terminated and accepts no new events")));
     }
+    let mut answered = Vec::new();
     for (i, ev) in parsed.iter().enumerate() {
-        check_reference(&st, &id, i, ev).await?;
+        check_reference(&st, &id, i, ev, &mut answered).await?;
     }
     let events = parsed
         .into_iter()
@@ -70,8 +83,16 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     Ok(Json(json!({ "data": data })))
 }
 
-/// A confirmation or custom tool result must answer an event of this session.
-async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEvent) -> ApiResult<()> {
+/// A confirmation or custom tool result must answer a tool use of this
+/// session that is waiting for it (`answered`: targets of earlier events of
+/// the same request).
+async fn check_reference(
+    st: &AppState,
+    session_id: &str,
+    i: usize,
+    ev: &UserEvent,
+    answered: &mut Vec<String>,
+) -> ApiResult<()> {
     let (field, target, kinds): (&str, &str, &[&str]) = match ev {
         UserEvent::ToolConfirmation { tool_use_id, .. } => {
             ("tool_use_id", tool_use_id, &["agent.tool_use", "agent.mcp_tool_use"])
@@ -82,7 +103,19 @@ async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEve
         _ => return Ok(()),
     };
     match st.store.get_event(session_id, target).await? {
-        Some(e) if kinds.contains(&e.kind.as_str()) => Ok(()),
+        Some(e) if kinds.contains(&e.kind.as_str()) => {
+            if answered.iter().any(|a| a == target)
+                || !pending_answers(st, session_id).await?.iter().any(|p| p == target)
+            {
+                return Err(ApiError::invalid(format!(
+                    "events[{i}].{field}: {} `{target}` is not waiting for an answer (it was answered already, \
+                     or its turn ended)",
+                    e.kind
+                )));
+            }
+            answered.push(target.to_owned());
+            Ok(())
+        }
         Some(e) => Err(ApiError::invalid(format!(
             "events[{i}].{field}: event `{target}` is a {}, not {}",
             e.kind,
@@ -92,6 +125,64 @@ async fn check_reference(st: &AppState, session_id: &str, i: usize, ev: &UserEve
     }
 }
 
+/// Tool uses waiting on the user, from the log: the `event_ids` of the last
+/// status event if it is `status_idle` `requires_action`, less those answered
+/// since (answers the runner has not taken yet).
+async fn pending_answers(st: &AppState, session_id: &str) -> ApiResult<Vec<String>> {
+    let statuses = EventFilter {
+        types: [
+            "session.status_idle",
+            "session.status_running",
+            "session.status_rescheduled",
+            "session.status_terminated",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..EventFilter::default()
+    };
+    let (last, _) = st.store.list_events(session_id, &statuses, Order::Desc, None, 1).await?;
+    let Some(last) = last.first() else { return Ok(Vec::new()) };
+    let body: Value = serde_json::from_str(&last.body).map_err(|e| ApiError::Internal(e.into()))?;
+    if body.pointer("/stop_reason/type").and_then(Value::as_str) != Some("requires_action") {
+        return Ok(Vec::new());
+    }
+    let mut pending: Vec<String> = body
+        .pointer("/stop_reason/event_ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let answers = EventFilter {
+        types: vec!["user.tool_confirmation".into(), "user.custom_tool_result".into()],
+        ..EventFilter::default()
+    };
+    let (since, _) = st.store.list_events(session_id, &answers, Order::Asc, Some(last.seq), 1000).await?;
+    for e in since {
+        let body: Value = serde_json::from_str(&e.body).map_err(|e| ApiError::Internal(e.into()))?;
+        let target = body.get("tool_use_id").or_else(|| body.get("custom_tool_use_id")).and_then(Value::as_str);
+        pending.retain(|p| Some(p.as_str()) != target);
+    }
+    Ok(pending)
+}
+
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}/events",
+    tag = "events",
+    operation_id = "events_list",
+    summary = "List a session's events",
+    params(
+        ("session_id" = String, Path),
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 1000, default 1000."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` (default) or `desc` by position in the log."),
+        ("types[]" = Option<Vec<String>>, Query, description = "Only events of these types."),
+        ("created_at[gt]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
+        ("created_at[gte]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
+        ("created_at[lt]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
+        ("created_at[lte]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`.")
+    ),
+    responses((status = 200, description = "OK", body = super::pagination::Page<super::openapi::SessionEvent>))
+)]
 pub async fn list(State(st): State<AppState>, Path(id): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
     q.allow(&[
         "limit",

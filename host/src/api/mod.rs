@@ -1,5 +1,6 @@
 //! The HTTP API: the Managed Agents routes (one file per resource), the error
-//! envelope, authentication, pagination and the SSE event stream.
+//! envelope, authentication, pagination, the SSE event stream and the OpenAPI
+//! document of it all.
 
 pub mod agents;
 pub mod auth;
@@ -9,6 +10,8 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod sessions;
 pub mod stream;
@@ -22,8 +25,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::bus::Bus;
 use crate::config::Config;
@@ -59,39 +63,48 @@ impl AppState {
     }
 }
 
+/// The `/v1` routes. Each handler's `#[utoipa::path]` documents it, so this
+/// one table makes both the router and the OpenAPI document.
+pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(agents::create, agents::list))
+        .routes(routes!(agents::retrieve, agents::update))
+        .routes(routes!(agents::archive))
+        .routes(routes!(agents::versions))
+        .routes(routes!(environments::create, environments::list))
+        .routes(routes!(environments::retrieve, environments::update, environments::delete))
+        .routes(routes!(environments::archive))
+        .routes(routes!(vaults::create, vaults::list))
+        .routes(routes!(vaults::retrieve, vaults::update, vaults::delete))
+        .routes(routes!(vaults::archive))
+        .routes(routes!(credentials::create, credentials::list))
+        .routes(routes!(credentials::retrieve, credentials::update, credentials::delete))
+        .routes(routes!(credentials::archive))
+        .routes(routes!(sessions::create, sessions::list))
+        .routes(routes!(sessions::retrieve, sessions::update, sessions::delete))
+        .routes(routes!(sessions::archive))
+        .routes(routes!(events::send, events::list))
+        .routes(routes!(stream::stream))
+}
+
+/// The routes outside `/v1`, answered without an API key (`/metrics` is
+/// added by [`router`], where the configuration puts it).
+pub(crate) fn root_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::serve))
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/agents", post(agents::create).get(agents::list))
-        .route("/agents/{agent_id}", get(agents::retrieve).post(agents::update))
-        .route("/agents/{agent_id}/archive", post(agents::archive))
-        .route("/agents/{agent_id}/versions", get(agents::versions))
-        .route("/environments", post(environments::create).get(environments::list))
-        .route(
-            "/environments/{environment_id}",
-            get(environments::retrieve).post(environments::update).delete(environments::delete),
-        )
-        .route("/environments/{environment_id}/archive", post(environments::archive))
-        .route("/vaults", post(vaults::create).get(vaults::list))
-        .route("/vaults/{vault_id}", get(vaults::retrieve).post(vaults::update).delete(vaults::delete))
-        .route("/vaults/{vault_id}/archive", post(vaults::archive))
-        .route("/vaults/{vault_id}/credentials", post(credentials::create).get(credentials::list))
-        .route(
-            "/vaults/{vault_id}/credentials/{credential_id}",
-            get(credentials::retrieve).post(credentials::update).delete(credentials::delete),
-        )
-        .route("/vaults/{vault_id}/credentials/{credential_id}/archive", post(credentials::archive))
-        .route("/sessions", post(sessions::create).get(sessions::list))
-        .route("/sessions/{session_id}", get(sessions::retrieve).post(sessions::update).delete(sessions::delete))
-        .route("/sessions/{session_id}/archive", post(sessions::archive))
-        .route("/sessions/{session_id}/events", post(events::send).get(events::list))
-        .route("/sessions/{session_id}/events/stream", get(stream::stream))
+    let v1 = Router::from(v1_routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
     Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .merge(Router::from(root_routes()))
+        .merge(metrics::routes(&state.config))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by our own extractor, which enforces the limit
@@ -99,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
@@ -111,6 +125,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         request_id = %request_id,
         method = %req.method(),
         path = %req.uri().path(),
+        session_id = session_in_path(req.uri().path()),
     );
     let started = std::time::Instant::now();
     let mut resp =
@@ -123,6 +138,12 @@ async fn request_context(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("request-id", v);
     }
     resp
+}
+
+/// The session a `/v1/sessions/{id}/...` request is about, for its span.
+fn session_in_path(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/v1/sessions/")?.split('/').next()?;
+    crate::ids::has_kind(id, Kind::Session).then_some(id)
 }
 
 async fn unknown_route(req: Request) -> Response {

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::QueryParams;
@@ -20,6 +21,24 @@ struct Token {
     t: i64,
     /// id of the boundary row (empty for events).
     i: String,
+}
+
+/// One page of a list (`next_page` is the token for the following page).
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    #[schema(required)]
+    pub next_page: Option<String>,
+}
+
+/// A page of sessions, which can also be walked backwards.
+#[derive(Serialize, ToSchema)]
+pub struct SessionPage {
+    pub data: Vec<crate::model::sessions::Session>,
+    #[schema(required)]
+    pub next_page: Option<String>,
+    #[schema(required)]
+    pub prev_page: Option<String>,
 }
 
 fn order_str(o: Order) -> &'static str {

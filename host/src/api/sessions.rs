@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
-use super::pagination::{next_token, parse_limit, parse_order, position, prev_token};
+use super::pagination::{SessionPage, next_token, parse_limit, parse_order, position, prev_token};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, resolve_tools};
@@ -159,6 +159,15 @@ async fn check_endpoint(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    operation_id = "sessions_create",
+    summary = "Create a session",
+    request_body = SessionCreate,
+    responses((status = 200, description = "OK", body = Session))
+)]
 pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreate>) -> ApiResult<Json<Session>> {
     // Check the initial events before creating anything.
     let mut initial = Vec::new();
@@ -219,7 +228,28 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     Ok(Json(session))
 }
 
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    operation_id = "sessions_list",
+    summary = "List sessions",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation time (default `desc`)."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived resources."),
+        ("agent_id" = Option<String>, Query, description = "Only sessions of this agent."),
+        ("agent_version" = Option<i64>, Query, description = "Only sessions of this agent version."),
+        ("statuses[]" = Option<Vec<SessionStatus>>, Query, description = "Only sessions in these statuses."),
+        ("created_at[gt]" = Option<String>, Query, description = "RFC 3339 bound on creation time."),
+        ("created_at[gte]" = Option<String>, Query, description = "RFC 3339 bound on creation time."),
+        ("created_at[lt]" = Option<String>, Query, description = "RFC 3339 bound on creation time."),
+        ("created_at[lte]" = Option<String>, Query, description = "RFC 3339 bound on creation time.")
+    ),
+    responses((status = 200, description = "OK", body = SessionPage))
+)]
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<SessionPage>> {
     q.allow(&[
         "limit",
         "page",
@@ -259,8 +289,8 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     let page = st.store.list_sessions(&filter, order, &position(&q, order)?, limit).await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let prev = page.more_before.then(|| page.items.first().map(|r| prev_token(order, &r.key))).flatten();
-    let data: Vec<&Session> = page.items.iter().map(|r| &r.session).collect();
-    Ok(Json(json!({"data": data, "next_page": next, "prev_page": prev})))
+    let data = page.items.into_iter().map(|r| r.session).collect();
+    Ok(Json(SessionPage { data, next_page: next, prev_page: prev }))
 }
 
 /// Fetch a session or 404.
@@ -269,10 +299,33 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<crate::store::SessionRow
     st.store.get_session(id).await?.ok_or_else(|| ApiError::not_found(Kind::Session, id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}",
+    tag = "sessions",
+    operation_id = "sessions_retrieve",
+    summary = "Retrieve a session",
+    params(
+        ("session_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Session))
+)]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
     Ok(Json(load(&st, &id).await?.session))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}",
+    tag = "sessions",
+    operation_id = "sessions_update",
+    summary = "Update a session",
+    params(
+        ("session_id" = String, Path)
+    ),
+    request_body = SessionUpdate,
+    responses((status = 200, description = "OK", body = Session))
+)]
 pub async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -332,6 +385,17 @@ pub async fn update(
     Ok(Json(session))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{session_id}/archive",
+    tag = "sessions",
+    operation_id = "sessions_archive",
+    summary = "Archive a session",
+    params(
+        ("session_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Session))
+)]
 pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
     check_id(Kind::Session, &id)?;
     let session = st
@@ -355,6 +419,17 @@ pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     Ok(Json(session))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/sessions/{session_id}",
+    tag = "sessions",
+    operation_id = "sessions_delete",
+    summary = "Delete a session and its events",
+    params(
+        ("session_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Deleted))
+)]
 pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     let row = load(&st, &id).await?;
     if matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling) {

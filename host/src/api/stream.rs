@@ -35,6 +35,21 @@ fn error_frame(message: &str) -> Event {
     Event::default().event("error").data(body.to_string())
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}/events/stream",
+    tag = "events",
+    operation_id = "events_stream",
+    summary = "Follow a session's events (Server-Sent Events)",
+    description = "Each frame is `event: <type>`, `id: <seq>`, `data: <event JSON>`; heartbeats are `event: ping`. \
+                   A reconnect with `Last-Event-ID` first replays the events after that seq.",
+    params(
+        ("session_id" = String, Path),
+        ("event_deltas[]" = Option<Vec<String>>, Query, description = "`agent.message` and/or `agent.thinking`."),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event seq.")
+    ),
+    responses((status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String))
+)]
 pub async fn stream(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
-use super::pagination::{next_token, parse_limit, parse_order, position};
+use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::Validate;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
@@ -24,6 +23,15 @@ impl Validate for VaultUpdate {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults",
+    tag = "vaults",
+    operation_id = "vaults_create",
+    summary = "Create a vault",
+    request_body = VaultCreate,
+    responses((status = 200, description = "OK", body = Vault))
+)]
 pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<VaultCreate>) -> ApiResult<Json<Vault>> {
     let now = now_micros();
     let vault = Vault {
@@ -39,7 +47,21 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<VaultCreate>
     Ok(Json(vault))
 }
 
-pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/vaults",
+    tag = "vaults",
+    operation_id = "vaults_list",
+    summary = "List vaults",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size: 1 to 100, default 20."),
+        ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation time (default `desc`)."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived resources.")
+    ),
+    responses((status = 200, description = "OK", body = Page<Vault>))
+)]
+pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<Page<Vault>>> {
     q.allow(&["limit", "page", "include_archived", "order"])?;
     let order = parse_order(&q, Order::Desc)?;
     let limit = parse_limit(&q, 20, 100)?;
@@ -48,8 +70,8 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
         .list_docs::<Vault>(Table::Vaults, None, q.bool("include_archived")?, order, &position(&q, order)?, limit)
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
-    let data: Vec<&Vault> = page.items.iter().map(|r| &r.doc).collect();
-    Ok(Json(json!({"data": data, "next_page": next})))
+    let data = page.items.into_iter().map(|r| r.doc).collect();
+    Ok(Json(Page { data, next_page: next }))
 }
 
 /// Fetch a vault or 404.
@@ -58,10 +80,33 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Vault>> {
     st.store.get_doc(Table::Vaults, id).await?.ok_or_else(|| ApiError::not_found(Kind::Vault, id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/vaults/{vault_id}",
+    tag = "vaults",
+    operation_id = "vaults_retrieve",
+    summary = "Retrieve a vault",
+    params(
+        ("vault_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Vault))
+)]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vault>> {
     Ok(Json(load(&st, &id).await?.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults/{vault_id}",
+    tag = "vaults",
+    operation_id = "vaults_update",
+    summary = "Update a vault",
+    params(
+        ("vault_id" = String, Path)
+    ),
+    request_body = VaultUpdate,
+    responses((status = 200, description = "OK", body = Vault))
+)]
 pub async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -88,6 +133,17 @@ pub async fn update(
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vaults/{vault_id}/archive",
+    tag = "vaults",
+    operation_id = "vaults_archive",
+    summary = "Archive a vault",
+    params(
+        ("vault_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Vault))
+)]
 pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vault>> {
     check_id(Kind::Vault, &id)?;
     let row = st
@@ -105,6 +161,17 @@ pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     Ok(Json(row.doc))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/vaults/{vault_id}",
+    tag = "vaults",
+    operation_id = "vaults_delete",
+    summary = "Delete a vault and its credentials",
+    params(
+        ("vault_id" = String, Path)
+    ),
+    responses((status = 200, description = "OK", body = Deleted))
+)]
 pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
     load(&st, &id).await?;
     if !st.store.delete_doc(Table::Vaults, &id).await? {

@@ -2,19 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
 use crate::api::error::ApiError;
 
 /// `model`: a model id string or a config object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ModelParam {
     Id(String),
     Config(ModelConfigParams),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfigParams {
     pub id: String,
@@ -26,7 +27,7 @@ pub struct ModelConfigParams {
     pub speed: Option<Speed>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum EffortParam {
     Level(Effort),
@@ -36,7 +37,7 @@ pub enum EffortParam {
     },
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Effort {
     Low,
@@ -46,7 +47,7 @@ pub enum Effort {
     Max,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Speed {
     Standard,
@@ -54,7 +55,7 @@ pub enum Speed {
 }
 
 /// The resolved model config returned on agents: never a bare string.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelConfig {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -65,7 +66,7 @@ pub struct ModelConfig {
     pub speed: Option<Speed>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EffortObject {
     #[serde(rename = "type")]
     pub kind: Effort,
@@ -95,7 +96,7 @@ impl ModelParam {
 /// The built-in agent toolset's tool names.
 pub const TOOLSET_TOOLS: [&str; 8] = ["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ToolParam {
     #[serde(rename = "agent_toolset_20260401")]
@@ -117,7 +118,7 @@ pub enum ToolParam {
     Custom { name: String, description: String, input_schema: InputSchema },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfigParam {
     pub name: String,
@@ -138,7 +139,7 @@ pub struct ToolConfigParam {
     pub user_location: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultConfigParam {
     #[serde(default)]
@@ -147,14 +148,14 @@ pub struct DefaultConfigParam {
     pub permission_policy: Option<PermissionPolicy>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PermissionPolicy {
     AlwaysAllow,
     AlwaysAsk,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InputSchema {
     #[serde(rename = "type")]
     pub kind: String,
@@ -162,7 +163,7 @@ pub struct InputSchema {
     pub rest: serde_json::Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     pub name: String,
@@ -171,13 +172,13 @@ pub struct McpServer {
     pub url: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum McpServerType {
     Url,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillParam {
     #[serde(rename = "type")]
@@ -187,7 +188,7 @@ pub struct SkillParam {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SkillType {
     Anthropic,
@@ -332,7 +333,7 @@ pub fn check_mcp_servers(servers: &[McpServer]) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCreate {
     pub name: String,
@@ -350,6 +351,7 @@ pub struct AgentCreate {
     #[serde(default)]
     pub multiagent: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataSchema>)]
     pub metadata: Option<Metadata>,
 }
 
@@ -372,7 +374,7 @@ impl Validate for AgentCreate {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentUpdate {
     #[serde(default)]
@@ -380,36 +382,50 @@ pub struct AgentUpdate {
     #[serde(default)]
     pub model: Option<ModelParam>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub system: Patch<String>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Vec<ToolParam>>)]
     pub tools: Patch<Vec<ToolParam>>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Vec<McpServer>>)]
     pub mcp_servers: Patch<Vec<McpServer>>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Vec<SkillParam>>)]
     pub skills: Patch<Vec<SkillParam>>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Object>)]
     pub multiagent: Patch<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataPatchSchema>)]
     pub metadata: Option<MetadataPatch>,
     #[serde(default)]
     pub version: Option<i64>,
 }
 
 /// An agent as returned by the API (one version of it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Agent {
     pub id: String,
+    #[schema(required)]
     pub archived_at: Option<String>,
     pub created_at: String,
+    #[schema(required)]
     pub description: Option<String>,
+    #[schema(value_type = Vec<McpServer>)]
     pub mcp_servers: Vec<Value>,
+    #[schema(value_type = super::common::MetadataSchema)]
     pub metadata: Metadata,
+    #[schema(value_type = ModelConfig)]
     pub model: Value,
+    #[schema(required)]
     pub multiagent: Option<Value>,
     pub name: String,
     pub skills: Vec<Value>,
+    #[schema(required)]
     pub system: Option<String>,
     pub tools: Vec<Value>,
     #[serde(rename = "type")]

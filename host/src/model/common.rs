@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 
@@ -11,6 +12,20 @@ pub type Metadata = BTreeMap<String, String>;
 
 /// A metadata patch: a string upserts the key, `null` deletes it.
 pub type MetadataPatch = BTreeMap<String, Option<String>>;
+
+// OpenAPI schemas for the two aliases above (an alias has no schema of its own).
+
+/// Up to 16 key-value pairs; keys up to 64 characters, values up to 512.
+#[derive(ToSchema)]
+#[schema(as = Metadata)]
+#[allow(dead_code)]
+pub struct MetadataSchema(BTreeMap<String, String>);
+
+/// A string sets the key; `null` or `""` deletes it.
+#[derive(ToSchema)]
+#[schema(as = MetadataPatch)]
+#[allow(dead_code)]
+pub struct MetadataPatchSchema(BTreeMap<String, Option<String>>);
 
 /// Validation beyond what the types express, with messages that name the field.
 pub trait Validate {
@@ -59,7 +74,7 @@ pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(),
 }
 
 /// `{"id": ..., "type": "<kind>_deleted"}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Deleted {
     pub id: String,
     #[serde(rename = "type")]

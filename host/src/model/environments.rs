@@ -1,11 +1,12 @@
 //! Environments: where sessions run (network policy, packages).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
 use crate::api::error::ApiError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConfigParams {
     Cloud {
@@ -17,7 +18,7 @@ pub enum ConfigParams {
     SelfHosted {},
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NetworkingParams {
     Unrestricted {},
@@ -31,7 +32,7 @@ pub enum NetworkingParams {
     },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackagesParams {
     #[serde(default)]
@@ -50,14 +51,14 @@ pub struct PackagesParams {
     pub kind: Option<PackagesType>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PackagesType {
     Packages,
 }
 
 /// The resolved `config` of an environment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CloudConfig {
     #[serde(rename = "type")]
     pub kind: String,
@@ -65,14 +66,14 @@ pub struct CloudConfig {
     pub packages: Packages,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Networking {
     Unrestricted,
     Limited { allowed_hosts: Vec<String>, allow_mcp_servers: bool, allow_package_managers: bool },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Packages {
     pub apt: Vec<String>,
     pub cargo: Vec<String>,
@@ -155,7 +156,7 @@ fn check_host(field: &str, h: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentCreate {
     pub name: String,
@@ -164,6 +165,7 @@ pub struct EnvironmentCreate {
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataSchema>)]
     pub metadata: Option<Metadata>,
     #[serde(default)]
     pub scope: Option<String>,
@@ -185,7 +187,7 @@ impl Validate for EnvironmentCreate {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentUpdate {
     #[serde(default)]
@@ -193,20 +195,25 @@ pub struct EnvironmentUpdate {
     #[serde(default)]
     pub config: Option<ConfigParams>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataPatchSchema>)]
     pub metadata: Option<MetadataPatch>,
     #[serde(default)]
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Environment {
     pub id: String,
+    #[schema(required)]
     pub archived_at: Option<String>,
     pub config: CloudConfig,
     pub created_at: String,
+    #[schema(required)]
     pub description: Option<String>,
+    #[schema(value_type = super::common::MetadataSchema)]
     pub metadata: Metadata,
     pub name: String,
     #[serde(rename = "type")]

@@ -2,19 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::agents::{McpServer, ModelParam, SkillParam, ToolParam};
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
 use crate::api::error::ApiError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AgentRef {
     Id(String),
     Object(AgentRefObject),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentRefObject {
     Agent {
@@ -29,6 +30,7 @@ pub enum AgentRefObject {
         #[serde(default)]
         model: Option<ModelParam>,
         #[serde(default, with = "::serde_with::rust::double_option")]
+        #[schema(value_type = Option<String>)]
         system: Patch<String>,
         #[serde(default)]
         tools: Option<Vec<ToolParam>>,
@@ -57,13 +59,13 @@ impl AgentRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Budget {
     Limit { max_list_cost: Money },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount: String,
@@ -85,7 +87,7 @@ impl Budget {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionCreate {
     pub agent: AgentRef,
@@ -93,8 +95,10 @@ pub struct SessionCreate {
     #[serde(default)]
     pub budget: Option<Budget>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::events::UserEvent>>)]
     pub initial_events: Option<Vec<Value>>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataSchema>)]
     pub metadata: Option<Metadata>,
     #[serde(default)]
     pub resources: Option<Vec<Value>>,
@@ -148,31 +152,36 @@ pub fn check_session_metadata<'a>(keys: impl IntoIterator<Item = &'a String>) ->
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionUpdate {
     #[serde(default)]
     pub agent: Option<SessionAgentUpdate>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Budget>)]
     pub budget: Patch<Budget>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataPatchSchema>)]
     pub metadata: Option<MetadataPatch>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub title: Patch<String>,
     #[serde(default)]
     pub vault_ids: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionAgentUpdate {
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Vec<ToolParam>>)]
     pub tools: Patch<Vec<ToolParam>>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<Vec<McpServer>>)]
     pub mcp_servers: Patch<Vec<McpServer>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Idle,
@@ -203,19 +212,23 @@ impl SessionStatus {
 }
 
 /// A session as returned by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Session {
     pub id: String,
     pub agent: Value,
+    #[schema(required)]
     pub archived_at: Option<String>,
+    #[schema(required)]
     pub budget: Option<Budget>,
     pub created_at: String,
     pub environment_id: String,
+    #[schema(value_type = super::common::MetadataSchema)]
     pub metadata: Metadata,
     pub outcome_evaluations: Vec<Value>,
     pub resources: Vec<Value>,
     pub stats: Value,
     pub status: SessionStatus,
+    #[schema(required)]
     pub title: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,

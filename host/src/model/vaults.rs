@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
 use crate::api::error::ApiError;
@@ -13,11 +14,12 @@ pub const ENGINE_KEY: &str = "sandbox0.managed_agents.engine";
 pub const LLM_BASE_URL_KEY: &str = "sandbox0.managed_agents.llm_base_url";
 pub const RESERVED_PREFIX: &str = "sandbox0.managed_agents.";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultCreate {
     pub display_name: String,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataSchema>)]
     pub metadata: Option<Metadata>,
 }
 
@@ -55,28 +57,31 @@ pub fn check_vault_reserved(m: &Metadata) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultUpdate {
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataPatchSchema>)]
     pub metadata: Option<MetadataPatch>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Vault {
     pub id: String,
+    #[schema(required)]
     pub archived_at: Option<String>,
     pub created_at: String,
     pub display_name: String,
+    #[schema(value_type = super::common::MetadataSchema)]
     pub metadata: Metadata,
     #[serde(rename = "type")]
     pub kind: String,
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthCreate {
     StaticBearer {
@@ -101,7 +106,7 @@ pub enum AuthCreate {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshCreate {
     pub client_id: String,
@@ -114,7 +119,7 @@ pub struct RefreshCreate {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenEndpointAuth {
     None {},
@@ -122,14 +127,14 @@ pub enum TokenEndpointAuth {
     ClientSecretPost { client_secret: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EnvNetworking {
     Unrestricted,
     Limited { allowed_hosts: Vec<String> },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectionLocation {
     #[serde(default)]
@@ -138,7 +143,7 @@ pub struct InjectionLocation {
     pub header: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthUpdate {
     StaticBearer {
@@ -149,6 +154,7 @@ pub enum AuthUpdate {
         #[serde(default)]
         access_token: Option<String>,
         #[serde(default, with = "::serde_with::rust::double_option")]
+        #[schema(value_type = Option<String>)]
         expires_at: Patch<String>,
         #[serde(default)]
         refresh: Option<Value>,
@@ -163,13 +169,14 @@ pub enum AuthUpdate {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialCreate {
     pub auth: AuthCreate,
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataSchema>)]
     pub metadata: Option<Metadata>,
 }
 
@@ -221,25 +228,30 @@ fn check_url(field: &str, u: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialUpdate {
     #[serde(default)]
     pub auth: Option<AuthUpdate>,
     #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>)]
     pub display_name: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<super::common::MetadataPatchSchema>)]
     pub metadata: Option<MetadataPatch>,
 }
 
 /// A credential as returned: `auth` holds only the non-secret fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Credential {
     pub id: String,
+    #[schema(required)]
     pub archived_at: Option<String>,
     pub auth: Value,
     pub created_at: String,
+    #[schema(required)]
     pub display_name: Option<String>,
+    #[schema(value_type = super::common::MetadataSchema)]
     pub metadata: Metadata,
     #[serde(rename = "type")]
     pub kind: String,

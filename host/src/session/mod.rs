@@ -4,6 +4,7 @@
 //! ([`runner`]), turns plugin facts into status events ([`status`]) and
 //! checks every plugin event before it is stored ([`validate`]).
 
+pub mod ownership;
 pub mod resident;
 pub mod runner;
 pub mod status;
@@ -11,6 +12,7 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +94,13 @@ pub struct Sessions {
     pub(crate) timing: Timing,
     pub(crate) residents: resident::Residents,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<()>>>,
+    /// This node's name in session leases.
+    pub(crate) node: String,
+    pub(crate) lease: ownership::LeaseTiming,
+    /// Shutting down: no new runners start here.
+    pub(crate) draining: AtomicBool,
+    /// Runner tasks still running (shutdown waits for them).
+    pub(crate) running: AtomicUsize,
 }
 
 impl Sessions {
@@ -106,6 +115,13 @@ impl Sessions {
         runtimes: RuntimeDirs,
         timing: Timing,
     ) -> Arc<Self> {
+        let node = ownership::node_name(config.sessions.node_name.as_deref(), &config.data_dir).unwrap_or_else(|e| {
+            let n = format!("node_{}", ulid::Ulid::new());
+            tracing::warn!(error = format!("{e:#}"), node = %n, "cannot keep a node name in the data dir; using a fresh one");
+            n
+        });
+        let lease = ownership::LeaseTiming::new(config.sessions.lease_secs, config.sessions.lease_renew_secs);
+        tracing::info!(node = %node, lease_secs = lease.lease.as_secs_f64(), renew_secs = lease.renew.as_secs_f64(), "session leases");
         Arc::new(Sessions {
             store,
             bus,
@@ -117,11 +133,19 @@ impl Sessions {
             timing,
             residents: resident::Residents::default(),
             live: Mutex::new(HashMap::new()),
+            node,
+            lease,
+            draining: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
         })
     }
 
     /// There is new user input for `session_id`: make sure a runner takes it.
     pub fn wake(self: &Arc<Self>, session_id: &str) {
+        if self.draining.load(Ordering::SeqCst) {
+            // Stored input waits for the node that adopts the session.
+            return;
+        }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = live.get(session_id)
             && tx.send(()).is_ok()
@@ -131,6 +155,7 @@ impl Sessions {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(());
         live.insert(session_id.to_owned(), tx);
+        self.running.fetch_add(1, Ordering::SeqCst);
         let span = tracing::info_span!(parent: None, "session", session_id = %session_id);
         tokio::spawn(runner::run(self.clone(), session_id.to_owned(), rx).instrument(span));
     }
@@ -144,6 +169,18 @@ impl Sessions {
         }
         live.remove(session_id);
         true
+    }
+
+    /// A runner task ends: forget it (unless a newer runner took its
+    /// place) and count it out.
+    pub(crate) fn runner_gone(&self, session_id: &str, rx: mpsc::UnboundedReceiver<()>) {
+        drop(rx);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.get(session_id).is_some_and(|tx| tx.is_closed()) {
+            live.remove(session_id);
+        }
+        drop(live);
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The session was deleted: end its runner and remove its workspace.
@@ -161,5 +198,20 @@ impl Sessions {
     /// Sessions with a live runner.
     pub fn live_count(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether a runner for this session lives on this node.
+    pub fn is_live(&self, session_id: &str) -> bool {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(session_id)
+    }
+
+    /// The sessions with a live runner here.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// This node's name in session leases.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 }

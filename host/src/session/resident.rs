@@ -133,6 +133,7 @@ impl ResidentProc {
     async fn route_output(self: Arc<Self>, stdout: tokio::process::ChildStdout) {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            let read_at = crate::time::now_micros();
             let framed: Value = match serde_json::from_str(&line) {
                 Ok(v) => v,
                 Err(_) => {
@@ -147,7 +148,7 @@ impl ResidentProc {
             let tx = self.routes.lock().unwrap_or_else(|p| p.into_inner()).get(session).cloned();
             match tx {
                 Some(tx) => {
-                    let _ = tx.send(Out::Line(msg.to_string())).await;
+                    let _ = tx.send(Out::Line(msg.to_string(), read_at)).await;
                 }
                 None => tracing::debug!(engine = %self.engine, session, "output for a session not attached here"),
             }

@@ -27,8 +27,8 @@ use crate::model::environments::{Environment, Networking};
 use crate::model::events::{NewEvent, StoredEvent};
 use crate::model::sessions::{HarnessBinding, SessionStatus};
 use crate::model::vaults::{Credential, CredentialSecrets};
-use crate::store::{RunnerState, Table};
-use crate::time::{now_micros, rfc3339};
+use crate::store::{RunnerState, StatusChange, StoreError, Table};
+use crate::time::now_micros;
 
 /// Lines of runtime stderr kept for error messages.
 const STDERR_TAIL: usize = 20;
@@ -38,20 +38,28 @@ const LINGER: Duration = Duration::from_secs(30);
 /// Run one session until it has nothing left to do.
 pub(crate) async fn run(host: Arc<Sessions>, id: String, mut rx: mpsc::UnboundedReceiver<()>) {
     let mut runner = match Runner::load(host.clone(), id.clone()).await {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            // The owner (woken by the database notification) takes the input.
+            tracing::debug!("another node owns this session");
+            host.runner_gone(&id, rx);
+            return;
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "cannot start the session runner");
-            host.leave(&id, &mut rx);
+            host.runner_gone(&id, rx);
             return;
         }
     };
     runner.main(&mut rx).await;
     runner.shutdown_runtime("runner ended").await;
+    runner.release().await;
+    host.runner_gone(&id, rx);
 }
 
-/// A line from the runtime, or its end.
+/// A line from the runtime (with when it was read, epoch µs), or its end.
 pub(crate) enum Out {
-    Line(String),
+    Line(String, i64),
     Exit(ExitStatus),
 }
 
@@ -90,6 +98,21 @@ struct Runner {
     interrupt_deadline: Option<Instant>,
     last_activity: Instant,
     usage: Map<String, Value>,
+    /// The lease epoch this runner claimed; every write carries it.
+    epoch: i64,
+    /// Another node adopted the session: stop without writing.
+    fenced: bool,
+    /// The user event of a turn being started, saved with its status.
+    start_seq: Option<i64>,
+    /// A resume token not yet stored (it is, when its turn ends).
+    resume_unsaved: bool,
+    /// A turn cut off by the previous owner's end, to resume first.
+    recover: Option<Option<StoredEvent>>,
+    /// When the runtime line being handled was read (epoch µs), for the
+    /// `bridle::ingest` debug record of live-event latency.
+    line_read_at: Option<i64>,
+    /// This session in the live-sessions gauge, under its current status.
+    live: crate::metrics::LiveSession,
 }
 
 /// Why the runtime could not be started, in words for `session.error`.
@@ -105,11 +128,16 @@ impl StartError {
 }
 
 impl Runner {
-    async fn load(host: Arc<Sessions>, id: String) -> anyhow::Result<Runner> {
+    /// Claim the session and load it; `None` when another node owns it.
+    async fn load(host: Arc<Sessions>, id: String) -> anyhow::Result<Option<Runner>> {
+        let Some(claim) = host.store.claim_session(&id, &host.node, host.lease.lease_micros()).await? else {
+            return Ok(None);
+        };
         let row = host.store.get_session(&id).await?.context("session not found")?;
         let state = host.store.runner_state(&id).await?.unwrap_or_default();
         let usage = row.session.usage.as_object().cloned().unwrap_or_default();
         let was_running = matches!(row.session.status, SessionStatus::Running | SessionStatus::Rescheduling);
+        let live = crate::metrics::LiveSession::new(&row.binding.engine, row.session.status);
         let mut runner = Runner {
             host,
             id,
@@ -125,23 +153,51 @@ impl Runner {
             interrupt_deadline: None,
             last_activity: Instant::now(),
             usage,
+            epoch: claim.epoch,
+            fenced: false,
+            start_seq: None,
+            resume_unsaved: false,
+            recover: None,
+            line_read_at: None,
+            live,
         };
-        // A runner starting on a session left running (the process died)
-        // reports the lost turn and brings the session back to idle.
+        // User events taken in after the last turn started were queued
+        // messages (or input for that turn); a runner that died left them.
+        let taken = if runner.state.input_seq > claim.turn_seq {
+            runner.host.store.user_events_between(&runner.id, claim.turn_seq + 1, runner.state.input_seq).await?
+        } else {
+            Vec::new()
+        };
+        runner.queue = taken.iter().filter(|e| e.kind == "user.message").cloned().collect();
+        // A session left mid-turn (its node died or parked it): resume that
+        // turn, unless the user interrupted it.
         if was_running {
-            runner
-                .apply_fact(Fact::Failed {
-                    error_type: "unknown_error".into(),
-                    message: "the server restarted during this turn; send the message again to continue".into(),
-                    terminal: false,
-                })
-                .await?;
+            let turn = match claim.turn_seq {
+                0 => None,
+                seq => runner.host.store.events_between(&runner.id, seq, seq).await?.pop(),
+            };
+            let interrupted = taken.iter().any(|e| e.kind == "user.interrupt");
+            runner.recover = Some(turn.filter(|_| !interrupted));
         }
-        Ok(runner)
+        Ok(Some(runner))
     }
 
     async fn main(&mut self, rx: &mut mpsc::UnboundedReceiver<()>) {
+        if let Some(turn) = self.recover.take()
+            && let Err(e) = self.resume_turn(turn).await
+        {
+            tracing::error!(error = format!("{e:#}"), "resuming the cut-off turn failed");
+        }
+        if !self.turn
+            && let Err(e) = self.next_queued().await
+        {
+            tracing::error!(error = format!("{e:#}"), "starting a queued message failed");
+        }
         loop {
+            if self.fenced {
+                tracing::warn!("another node adopted this session; this runner stops");
+                return;
+            }
             let idle_at = (!self.turn && self.rt.is_some()).then(|| self.last_activity + self.host.timing.runtime_idle);
             let linger_at = (!self.turn && self.rt.is_none()).then(|| self.last_activity + LINGER);
             tokio::select! {
@@ -196,7 +252,8 @@ impl Runner {
             }
             for ev in events {
                 self.state.input_seq = ev.seq;
-                self.host.store.set_input_seq(&self.id, ev.seq).await?;
+                let r = self.host.store.set_input_seq_fenced(&self.id, self.epoch, ev.seq).await;
+                self.fence(r)?;
                 self.last_activity = Instant::now();
                 self.on_input(ev).await?;
             }
@@ -242,6 +299,7 @@ impl Runner {
 
     async fn start_turn(&mut self, ev: StoredEvent) -> anyhow::Result<()> {
         self.turn = true;
+        self.start_seq = Some(ev.seq);
         self.apply_fact(Fact::TurnStarted).await?;
         if self.rt.is_none()
             && let Err(e) = self.start_runtime().await
@@ -288,10 +346,13 @@ impl Runner {
 
     async fn on_out(&mut self, out: Out) -> anyhow::Result<()> {
         match out {
-            Out::Line(line) => {
+            Out::Line(line, read_at) => {
                 let Some(rt) = self.rt.as_mut() else { return Ok(()) };
                 let result = rt.plugin.on_output(&line).await;
-                self.after_plugin_call(result).await
+                self.line_read_at = Some(read_at);
+                let done = self.after_plugin_call(result).await;
+                self.line_read_at = None;
+                done
             }
             Out::Exit(status) => {
                 let Some(mut rt) = self.rt.take() else { return Ok(()) };
@@ -365,6 +426,8 @@ impl Runner {
                 }
                 Action::Resumed => self.apply_fact(Fact::Resumed).await?,
                 Action::ToolCall(call) => {
+                    // What follows a host-run tool is not this line's output.
+                    self.line_read_at = None;
                     let result = self.run_tool(&call).await;
                     if let Some(rt) = self.rt.as_mut() {
                         match rt.plugin.on_tool_result(&result.to_string()).await {
@@ -374,11 +437,15 @@ impl Runner {
                     }
                 }
                 Action::Checkpoint(token) => {
-                    self.host.store.set_resume(&self.id, &token).await?;
+                    // Kept once the turn ends: a runtime cut off in its
+                    // first turn may not have saved what the token names
+                    // (Claude Code writes its transcript late).
                     self.state.resume = Some(token);
+                    self.resume_unsaved = true;
                 }
                 Action::TurnEnded(stop) => {
                     let stop: Value = serde_json::from_str(&stop).unwrap_or_else(|_| json!({"type": "end_turn"}));
+                    self.save_resume().await?;
                     self.apply_fact(Fact::TurnEnded(stop)).await?;
                     self.turn_over();
                     self.next_queued().await?;
@@ -388,6 +455,7 @@ impl Runner {
                     let error_type = err.get("type").and_then(Value::as_str).unwrap_or("unknown_error").to_owned();
                     let message = err.get("message").and_then(Value::as_str).unwrap_or("the agent runtime failed");
                     let terminal = err.pointer("/retry_status/type").and_then(Value::as_str) == Some("terminal");
+                    self.save_resume().await?;
                     self.apply_fact(Fact::Failed { error_type, message: message.to_owned(), terminal }).await?;
                     self.turn_over();
                     if terminal {
@@ -426,16 +494,18 @@ impl Runner {
     /// Run a fact through the status machine; store what it yields.
     async fn apply_fact(&mut self, fact: Fact) -> anyhow::Result<()> {
         let step = self.machine.apply(fact);
-        // The row first: a client that reacts to a status event by fetching
-        // the session must see that status.
-        if step.status_changed {
-            self.save_status().await?;
-        }
-        self.emit(step.events).await
+        self.live.set(self.machine.status());
+        // The status row changes in the same transaction as the events that
+        // announce it: a client that reacts to a status event by fetching
+        // the session sees that status, and a crash loses neither.
+        let status = step
+            .status_changed
+            .then(|| StatusChange { status: self.machine.status(), usage: Value::Object(self.usage.clone()) });
+        self.emit(status, step.events).await
     }
 
-    async fn emit(&mut self, events: Vec<Map<String, Value>>) -> anyhow::Result<()> {
-        if events.is_empty() {
+    async fn emit(&mut self, status: Option<StatusChange>, events: Vec<Map<String, Value>>) -> anyhow::Result<()> {
+        if events.is_empty() && status.is_none() && self.start_seq.is_none() {
             return Ok(());
         }
         let new = events
@@ -445,24 +515,82 @@ impl Runner {
                 NewEvent { id, body }
             })
             .collect();
-        let stored = self.host.store.append_events(&self.id, new, false).await?;
+        let turn_seq = self.start_seq.take();
+        let r = self.host.store.runner_commit(&self.id, self.epoch, status, turn_seq, new).await;
+        let stored = self.fence(r)?;
         self.host.bus.publish(&self.id, &stored);
+        if let (Some(read_at), Some(first), Some(last)) = (self.line_read_at, stored.first(), stored.last()) {
+            // Pairs an SSE frame's `id:` (seq) with when its runtime line was read.
+            tracing::debug!(target: "bridle::ingest", session_id = %self.id, read_at_us = read_at, first_seq = first.seq, last_seq = last.seq, "runtime output stored");
+        }
         Ok(())
     }
 
-    async fn save_status(&mut self) -> anyhow::Result<()> {
-        let status = self.machine.status();
-        let usage = Value::Object(self.usage.clone());
-        self.host
-            .store
-            .update_session(&self.id, |mut s| -> Result<_, crate::store::StoreError> {
-                s.status = status;
-                s.usage = usage;
-                s.updated_at = rfc3339(now_micros());
-                Ok(s)
-            })
-            .await?;
+    /// Store the runtime's resume token taken during the turn that ends.
+    async fn save_resume(&mut self) -> anyhow::Result<()> {
+        if let (true, Some(token)) = (self.resume_unsaved, self.state.resume.clone()) {
+            let r = self.host.store.set_resume_fenced(&self.id, self.epoch, &token).await;
+            self.fence(r)?;
+            self.resume_unsaved = false;
+        }
         Ok(())
+    }
+
+    /// Note a fenced write (another node adopted the session) so the
+    /// runner stops; pass every result on.
+    fn fence<T>(&mut self, r: Result<T, StoreError>) -> anyhow::Result<T> {
+        if let Err(StoreError::Fenced(_)) = &r {
+            self.fenced = true;
+        }
+        Ok(r?)
+    }
+
+    /// Resume the turn the previous owner of this session was running when
+    /// it died or parked it: `session.status_rescheduled`, the runtime
+    /// started again with its resume token, `session.status_running`, and
+    /// the turn's message delivered to it again.
+    async fn resume_turn(&mut self, turn: Option<StoredEvent>) -> anyhow::Result<()> {
+        tracing::info!(turn_seq = turn.as_ref().map(|t| t.seq), "adopting a session cut off mid-turn");
+        self.apply_fact(Fact::Adopted).await?;
+        let Some(ev) = turn else {
+            // Nothing to resume (the turn was interrupted): end it.
+            self.apply_fact(Fact::TurnEnded(json!({"type": "end_turn"}))).await?;
+            return Ok(());
+        };
+        self.turn = true;
+        if let Err(e) = self.start_runtime().await {
+            tracing::warn!(error = %e.message, "runtime could not be resumed");
+            return self.fail_turn(e.error_type, &e.message).await;
+        }
+        self.apply_fact(Fact::Resumed).await?;
+        self.busy = match self.rt.as_ref().map(|rt| &rt.io) {
+            Some(Io::Own { sandbox, .. }) => Some(sandbox.busy()),
+            _ => None,
+        };
+        self.plugin_input(&ev).await
+    }
+
+    /// The runner ends: give the lease up. A turn in progress (the node is
+    /// shutting down) is handed over so another node resumes it at once;
+    /// user input that arrived after the last take wakes a runner again.
+    async fn release(&mut self) {
+        if self.fenced {
+            return;
+        }
+        let handover = self.turn || !self.queue.is_empty();
+        if let Err(e) = self.host.store.release_session(&self.id, self.epoch, handover).await {
+            tracing::warn!(error = format!("{e:#}"), "releasing the session lease failed; it lapses on its own");
+            return;
+        }
+        if handover {
+            tracing::info!("session parked mid-turn; another node resumes it");
+            return;
+        }
+        match self.host.store.user_events_after(&self.id, self.state.input_seq).await {
+            Ok(events) if !events.is_empty() => self.host.wake(&self.id),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "checking for new user events failed"),
+        }
     }
 
     async fn write_stdin(&mut self, bytes: &[u8]) {
@@ -710,7 +838,7 @@ impl Runner {
                 async move {
                     let mut lines = BufReader::new(stdout).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
-                        if tx.send(Out::Line(line)).await.is_err() {
+                        if tx.send(Out::Line(line, now_micros())).await.is_err() {
                             return;
                         }
                     }

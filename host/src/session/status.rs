@@ -29,6 +29,9 @@ pub enum Fact {
         message: String,
     },
     Resumed,
+    /// This node adopted the session mid-turn (its owner died or handed it
+    /// over); the runtime is being resumed here.
+    Adopted,
     /// The user answered pending tool calls (by event id).
     Answered(Vec<String>),
     TurnEnded(Value),
@@ -95,6 +98,9 @@ impl StatusMachine {
         }
         match fact {
             Fact::TurnStarted | Fact::Resumed => self.running(&mut step),
+            Fact::Adopted => {
+                self.set(SessionStatus::Rescheduling, &mut step, json!({"type": "session.status_rescheduled"}))
+            }
             Fact::Event(e) => {
                 // Agent output after a retry means the run resumed. Output
                 // while a tool call waits on the user (e.g. the end of the

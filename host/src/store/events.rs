@@ -44,7 +44,9 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let _timer = crate::metrics::AppendTimer::start(self.backend(), "api");
         let n = events.len() as i64;
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let guard = if require_open { " AND archived_at IS NULL" } else { "" };
         let row = sqlx::query(&format!(
@@ -64,6 +66,22 @@ impl Store {
             });
         };
         let last: i64 = row.try_get("last_seq")?;
+        let stored = self.insert_events(&mut tx, session_id, last, events).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Insert events whose sequence numbers end at `last` (already taken
+    /// from the session row in `tx`) and announce them at commit. Shared by
+    /// every append path (the runner's fenced one is in `leases.rs`).
+    pub(super) async fn insert_events(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        session_id: &str,
+        last: i64,
+        events: Vec<NewEvent>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let n = events.len() as i64;
         let now = now_micros();
         let stored: Vec<StoredEvent> = events
             .into_iter()
@@ -101,10 +119,9 @@ impl Store {
                 }
                 sql.push(&format!("({})", ps.join(", ")));
             }
-            sql.query().execute(&mut *tx).await?;
+            sql.query().execute(&mut **tx).await?;
         }
-        self.notify(&mut *tx, session_id, &format!("{} {}", last - n + 1, last)).await?;
-        tx.commit().await?;
+        self.notify(&mut **tx, session_id, &format!("{} {}", last - n + 1, last)).await?;
         Ok(stored)
     }
 

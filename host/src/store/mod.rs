@@ -7,12 +7,14 @@ mod agents;
 mod documents;
 mod events;
 mod keys;
+mod leases;
 mod sessions;
 
 pub use agents::AgentRow;
 pub use documents::{DocRow, Table};
 pub use events::EventFilter;
 pub use keys::ApiKeyRow;
+pub use leases::{Claim, StatusChange};
 pub use sessions::{RunnerState, SessionFilter, SessionRow};
 
 use std::str::FromStr;
@@ -35,6 +37,8 @@ pub struct Store {
     url: String,
     /// This process's id in cross-node notifications (PostgreSQL).
     node_id: String,
+    /// Whose turn it is to write (SQLite); see [`Store::write_turn`].
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The PostgreSQL channel on which nodes announce appended events.
@@ -42,6 +46,15 @@ pub const EVENTS_CHANNEL: &str = "bridle_events";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The migrations this build applies on `backend` (`bridle doctor` compares them with the
+/// database's `_sqlx_migrations`).
+pub fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
 
 /// Sort direction of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +117,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A runner's write refused because its lease epoch is no longer the
+    /// session's: another node adopted the session.
+    #[error("{0}")]
+    Fenced(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -146,7 +163,7 @@ impl Store {
         };
         migrator.run(&pool).await.context("running database migrations")?;
         let node_id = format!("node_{}", ulid::Ulid::new());
-        Ok(Store { pool, backend, url: url.to_owned(), node_id })
+        Ok(Store { pool, backend, url: url.to_owned(), node_id, write_lock: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -179,6 +196,18 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite has one writer at a time: hot writers (event appends) wait for
+    /// their turn here, in process and in arrival order. Left to SQLite's busy
+    /// handler, which sleeps 1, 2, 5, 10… ms between retries, concurrent
+    /// sessions' appends stalled for tens of milliseconds. `None` (no wait)
+    /// on PostgreSQL, where row locks order writers.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
@@ -187,7 +216,7 @@ impl Store {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

@@ -172,27 +172,4 @@ impl Store {
             .await?;
         row.map(|r| Ok(RunnerState { input_seq: r.try_get("input_seq")?, resume: r.try_get("resume")? })).transpose()
     }
-
-    pub async fn set_input_seq(&self, id: &str, seq: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET input_seq = $1 WHERE id = $2 AND input_seq < $1")
-            .bind(seq)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_resume(&self, id: &str, resume: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET resume = $1 WHERE id = $2").bind(resume).bind(id).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Sessions whose status says a runner should be at work (after a restart).
-    pub async fn sessions_in_status(&self, statuses: &[SessionStatus]) -> StoreResult<Vec<String>> {
-        let mut sql = Sql::new("SELECT id FROM sessions WHERE status IN (");
-        let ps: Vec<String> = statuses.iter().map(|s| sql.arg(Arg::S(s.as_str().to_owned()))).collect();
-        sql.push(&ps.join(", ")).push(")");
-        let rows = sql.query().fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
-    }
 }

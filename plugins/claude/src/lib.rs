@@ -17,9 +17,11 @@
 //! | `assistant` thinking / redacted_thinking | emit `agent.thinking` |
 //! | `assistant` tool_use (`Bash`, `Read`, ...) | emit `agent.tool_use` (`bash`, `read`, ...; `evaluated_permission: "allow"`) |
 //! | `assistant` tool_use `mcp__srv__tool` | emit `agent.mcp_tool_use` |
+//! | `assistant` tool_use `mcp__bridle__<custom tool>` | emit `agent.custom_tool_use` (plain name; its `user` tool_result emits nothing) |
+//! | `control_request` `mcp_message` for server `bridle` | the agent's custom tools as an SDK MCP server: `initialize`, `tools/list` answered at once; `tools/call` held until `user.custom_tool_result` (`--mcp-config` names it `{"type":"sdk","name":"bridle"}`, `--allowedTools` allows `mcp__bridle`) |
 //! | tool_use of an `always_ask` tool | held until `can_use_tool` (→ `"ask"`) or its result (→ `"allow"`) |
 //! | `control_request` `can_use_tool` | `always_ask`: emit the tool use with `"ask"`, wait for `user.tool_confirmation`; otherwise `write` an allow reply |
-//! | other `control_request` | `write` an error reply (Bridle registers no hooks) |
+//! | other `control_request` | `write` an error reply (Bridle registers no hooks or other SDK servers) |
 //! | `user` tool_result | emit `agent.tool_result` / `agent.mcp_tool_result`; `tool_use_id` is the event id of the tool use |
 //! | `system/api_retry` | `retrying` (529/overloaded → `model_overloaded_error`, 429/rate_limit → `model_rate_limited_error`, else `model_request_failed_error`) |
 //! | first progress line after a retry | `resumed` |
@@ -41,7 +43,8 @@
 //! | `user.interrupt` | `{"type":"control_request","request_id":"bridle_N","request":{"subtype":"interrupt"}}` |
 //! | `user.tool_confirmation` allow | `control_response` success `{"behavior":"allow","updatedInput":<input>}` |
 //! | `user.tool_confirmation` deny | `control_response` success `{"behavior":"deny","message":<deny_message>}` |
-//! | `user.custom_tool_result` | error: custom tools are not supported by this harness |
+//! | `user.custom_tool_result` | `control_response` success `{"mcp_response": {"result": {"content", "isError"}}}` to the held `tools/call` (kept if the call has not come yet) |
+//! | `user.interrupt` with a held `tools/call` | that call is answered `isError` first, so the CLI can stop |
 //!
 //! ## Resume
 //!
@@ -49,6 +52,7 @@
 //! `--resume <id>`. Its transcripts live under `CLAUDE_CONFIG_DIR`, which is
 //! `<workspace>/.bridle/claude/.claude`, so they survive a sandbox restart.
 
+mod custom;
 mod endpoint;
 mod policy;
 mod session;

@@ -1,6 +1,7 @@
 //! One Claude Code session: the launch plan and the two-way mapping between
 //! stream-json lines and Managed Agents events.
 
+use crate::custom::{self, CustomServer};
 use crate::policy::{Perm, TOOLSET, ToolPolicy, toolset_name};
 use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
 use serde_json::{Map, Value, json};
@@ -14,6 +15,8 @@ const MAX_RETRIES: u32 = 10;
 struct ToolRef {
     event_id: String,
     mcp: bool,
+    /// A custom tool: its result is the user's, not an agent event.
+    custom: bool,
 }
 
 /// An `always_ask` tool use held back until Claude Code either asks for
@@ -54,6 +57,7 @@ struct ApiError {
 pub struct ClaudeSession {
     spec: SessionSpec,
     policy: ToolPolicy,
+    custom: CustomServer,
     checkpointed: Option<String>,
     tools: HashMap<String, ToolRef>,
     held: Vec<Held>,
@@ -186,9 +190,16 @@ impl ClaudeSession {
         };
         let name = block["name"].as_str().unwrap_or("unknown");
         let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+        if let Some(custom) = self.custom.custom_name(name) {
+            let event = self.custom.tool_use(id, custom, &input);
+            let event_id = event["id"].as_str().unwrap_or_default().to_string();
+            self.tools.insert(id.to_string(), ToolRef { event_id, mcp: false, custom: true });
+            out.push(Action::emit_json(&event));
+            return;
+        }
         let event_id = new_event_id();
         let (perm, mut event, mcp) = self.tool_event(name, &input, &event_id);
-        self.tools.insert(id.to_string(), ToolRef { event_id: event_id.clone(), mcp });
+        self.tools.insert(id.to_string(), ToolRef { event_id: event_id.clone(), mcp, custom: false });
         match perm {
             Perm::Allow => {
                 event["evaluated_permission"] = json!("allow");
@@ -211,6 +222,9 @@ impl ClaudeSession {
         };
         // A prompt Claude Code withdrew is no longer answerable.
         self.permissions.remove(&tool.event_id);
+        if tool.custom {
+            return;
+        }
         let content = content_blocks(&block["content"]);
         let is_error = block["is_error"].as_bool().unwrap_or(false);
         let event = if tool.mcp {
@@ -242,6 +256,10 @@ impl ClaudeSession {
         };
         let req = &v["request"];
         let subtype = req["subtype"].as_str().unwrap_or_default();
+        if subtype == "mcp_message" && req["server_name"].as_str() == Some(custom::SERVER) && self.custom.enabled() {
+            self.custom.on_mcp_message(&request_id, &req["message"], out);
+            return;
+        }
         if subtype != "can_use_tool" {
             // Hooks, SDK MCP servers, ...: Bridle registers none; answer so
             // the CLI never waits on us.
@@ -255,6 +273,11 @@ impl ClaudeSession {
         }
         let name = req["tool_name"].as_str().unwrap_or("unknown");
         let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
+        if self.custom.custom_name(name).is_some() {
+            // The client runs custom tools; they need no confirmation.
+            out.push(Self::permission_reply(&request_id, true, &input, ""));
+            return;
+        }
         // The request names the tool use; older CLIs may not, then match the
         // oldest held use of the same tool.
         let tool_use_id = match req["tool_use_id"].as_str() {
@@ -282,7 +305,7 @@ impl ClaudeSession {
                     let event_id = new_event_id();
                     let (perm, event, mcp) = self.tool_event(name, &input, &event_id);
                     if let Some(id) = &tool_use_id {
-                        self.tools.insert(id.clone(), ToolRef { event_id, mcp });
+                        self.tools.insert(id.clone(), ToolRef { event_id, mcp, custom: false });
                     }
                     (perm, Some(event))
                 }
@@ -409,6 +432,7 @@ impl ClaudeSession {
         self.turn_active = false;
         self.reported = [0; 4];
         self.permissions.clear();
+        self.custom.forget_all();
         if !is_error || interrupted {
             out.push(Action::end_turn());
             return;
@@ -548,6 +572,7 @@ impl ClaudeSession {
         for (_, p) in pending {
             out.push(Self::permission_reply(&p.request_id, false, &p.input, "Interrupted by the user."));
         }
+        self.custom.release_all("Interrupted by the user.", &mut out);
         let request_id = self.next_request_id();
         self.interrupting = true;
         out.push(Action::write_line(&json!({
@@ -609,10 +634,12 @@ fn content_blocks(content: &Value) -> Vec<Value> {
 impl HarnessSession for ClaudeSession {
     fn new(spec: SessionSpec) -> Self {
         let policy = ToolPolicy::from_agent(&spec.agent);
+        let custom = CustomServer::new(&spec.agent);
         let checkpointed = spec.resume.clone();
         ClaudeSession {
             spec,
             policy,
+            custom,
             checkpointed,
             tools: HashMap::new(),
             held: Vec::new(),
@@ -675,6 +702,10 @@ impl HarnessSession for ClaudeSession {
                 continue;
             };
             servers.insert(name.to_string(), json!({"type": "http", "url": url}));
+            if name == custom::SERVER && self.custom.enabled() {
+                log(LogLevel::Warn, "claude: MCP server `bridle` is shadowed by the agent's custom tools");
+                continue;
+            }
             if p.default == Some(Perm::Allow) {
                 allowed.push(format!("mcp__{name}"));
             }
@@ -686,6 +717,11 @@ impl HarnessSession for ClaudeSession {
                     Some(Perm::Ask) => ask.push(full),
                 }
             }
+        }
+        if self.custom.enabled() {
+            // The client runs custom tools: Claude Code must not ask first.
+            servers.insert(custom::SERVER.to_string(), self.custom.mcp_config());
+            allowed.push(format!("mcp__{}", custom::SERVER));
         }
         if !allowed.is_empty() {
             argv.push("--allowedTools".into());
@@ -710,9 +746,6 @@ impl HarnessSession for ClaudeSession {
             // Appended, so Claude Code keeps its own tool instructions.
             argv.push("--append-system-prompt".into());
             argv.push(system.to_string());
-        }
-        if !self.policy.custom.is_empty() {
-            log(LogLevel::Warn, "claude: custom tools are not supported by this harness; they are not offered");
         }
         if let Some(resume) = self.spec.resume.as_deref().filter(|s| !s.is_empty()) {
             argv.push("--resume".into());
@@ -743,7 +776,7 @@ impl HarnessSession for ClaudeSession {
             Some("user.message") => self.user_message(&event),
             Some("user.interrupt") => Ok(self.interrupt()),
             Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => Err("the claude harness does not support custom tools".into()),
+            Some("user.custom_tool_result") => self.custom.on_result(&event),
             other => Err(format!("the claude harness does not accept {other:?} events")),
         }
     }
@@ -800,6 +833,7 @@ impl HarnessSession for ClaudeSession {
             "control_cancel_request" => {
                 if let Some(rid) = v["request_id"].as_str() {
                     self.permissions.retain(|_, p| p.request_id != rid);
+                    self.custom.cancel(rid);
                 }
             }
             "control_response" | "rate_limit_event" => {}
@@ -817,6 +851,7 @@ impl HarnessSession for ClaudeSession {
         self.close_span(true, &mut out);
         self.release_all_held(&mut out);
         self.permissions.clear();
+        self.custom.forget_all();
         self.retrying = false;
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());

@@ -63,4 +63,7 @@ cases! {
     malformed_output => "malformed.script.jsonl",
     exit_mid_turn => "exit_mid_turn.script.jsonl",
     resume_same_session => "resume.script.jsonl",
+    custom_tool_round_trip => "custom_tool.script.jsonl",
+    custom_tool_error_result => "custom_tool_error.script.jsonl",
+    custom_tool_early_answer_and_interrupt => "custom_tool_edges.script.jsonl",
 }

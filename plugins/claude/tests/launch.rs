@@ -104,3 +104,21 @@ fn info_endpoint_and_credentials() {
         plan.inject.iter().map(|r| (r.header.as_str(), r.value_template.as_str())).collect();
     assert_eq!(headers, [("x-api-key", "{token}"), ("authorization", "Bearer {token}")]);
 }
+
+#[test]
+fn custom_tools_are_an_allowed_sdk_mcp_server() {
+    let agent = json!({"model": {"id": "claude-sonnet-4-5"}, "tools": [
+        {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}},
+        {"type": "custom", "name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}
+    ]});
+    let plan = session(agent, None).launch().unwrap();
+    let argv = &plan.argv;
+    let mcp: Value = serde_json::from_str(flag(argv, "--mcp-config").expect("--mcp-config")).unwrap();
+    assert_eq!(mcp, json!({"mcpServers": {"bridle": {"type": "sdk", "name": "bridle"}}}));
+    assert!(argv.iter().any(|a| a == "--strict-mcp-config"));
+    // Custom tools never wait on a permission prompt, whatever the toolset's policy.
+    assert_eq!(flag(argv, "--allowedTools"), Some("mcp__bridle"));
+    // Without custom tools there is no such server.
+    let plan = session(json!({"model": {"id": "claude-sonnet-4-5"}}), None).launch().unwrap();
+    assert_eq!(flag(&plan.argv, "--mcp-config"), None);
+}

@@ -6,8 +6,10 @@
 //!
 //! ## Handshake (written by the plugin)
 //!
-//! On the first `user.message`: `initialize` → (reply) `initialized` +
-//! `thread/start`, or `thread/resume {threadId}` when the spec carries a
+//! On the first `user.message`: `initialize` (with `capabilities.experimentalApi`
+//! when the agent has custom tools) → (reply) `initialized` + `thread/start`
+//! (the custom tools as `dynamicTools`; a resumed thread keeps them), or
+//! `thread/resume {threadId}` when the spec carries a
 //! checkpoint → (reply) `checkpoint(thread id)` + `turn/start {threadId,
 //! input}`. Later messages go straight to `turn/start`; a message that
 //! arrives during a turn is queued until `turn/completed`. A failed
@@ -30,7 +32,8 @@
 //! | `item/completed` contextCompaction | emit `agent.thread_context_compacted` |
 //! | tool use of an `always_ask` tool | held until its approval request (→ `"ask"`) or completion (→ `"allow"`) |
 //! | `item/commandExecution/requestApproval`, `item/fileChange/requestApproval` (and legacy `execCommandApproval`, `applyPatchApproval`) | `always_ask`: emit the tool use with `evaluated_permission: "ask"`; otherwise `write` `{"decision":"accept"}` |
-//! | other server requests | `write` a JSON-RPC error (Bridle offers no user-input prompts or dynamic tools) |
+//! | `item/started` dynamicToolCall, server request `item/tool/call` | emit `agent.custom_tool_use` (once per call id); the request is held until `user.custom_tool_result` |
+//! | other server requests | `write` a JSON-RPC error (Bridle offers no user-input prompts) |
 //! | `error` `willRetry: true` | `retrying` (attempt from `Reconnecting... n/N`; 429 → `model_rate_limited_error`) and the failed attempt's span ends with `is_error` |
 //! | first item, delta or usage after a retry | `resumed` |
 //! | `error` `willRetry: false` | remembered for the failure |
@@ -45,7 +48,7 @@
 //! | `user.message` | `turn/start {threadId, input: [{"type":"text","text","text_elements":[]}, {"type":"image","url"}]}` |
 //! | `user.interrupt` | `turn/interrupt {threadId, turnId}` (the turn then completes `interrupted`) |
 //! | `user.tool_confirmation` allow / deny | JSON-RPC reply `{"decision":"accept"}` / `{"decision":"decline"}` to the approval request |
-//! | `user.custom_tool_result` | error: custom tools are not supported by this harness |
+//! | `user.custom_tool_result` | reply to the held `item/tool/call`: `{"contentItems": [{"type":"inputText","text"} \| {"type":"inputImage","imageUrl"}], "success": !is_error}` |
 //!
 //! ## Launch
 //!
@@ -59,6 +62,7 @@
 //! `always_ask` (else `never`). MiniMax upstreams (`api.minimax.io`,
 //! `api.minimaxi.com`) get a `minimax` provider reading `MINIMAX_API_KEY`.
 
+mod custom;
 mod endpoint;
 mod policy;
 mod session;

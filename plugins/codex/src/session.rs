@@ -1,6 +1,7 @@
 //! One codex app-server session: the launch plan, the JSON-RPC handshake and
 //! the mapping between app-server messages and Managed Agents events.
 
+use crate::custom::DynamicTools;
 use crate::endpoint::{ConfigToml, Provider, provider_for};
 use crate::policy::{Perm, ToolPolicy};
 use bridle_harness_sdk::{
@@ -54,6 +55,7 @@ struct Approval {
 pub struct CodexSession {
     spec: SessionSpec,
     policy: ToolPolicy,
+    custom: DynamicTools,
     provider: &'static Provider,
     next_id: u64,
     pending: HashMap<u64, Req>,
@@ -119,6 +121,16 @@ impl CodexSession {
         p
     }
 
+    /// `thread/start` params: the thread params plus the custom tools (a
+    /// resumed thread keeps the tools it was started with).
+    fn thread_start_params(&self) -> Value {
+        let mut p = self.thread_params();
+        if self.custom.enabled() {
+            p["dynamicTools"] = json!(self.custom.specs());
+        }
+        p
+    }
+
     fn start_thread(&mut self, out: &mut Vec<Action>) {
         match self.spec.resume.clone().filter(|s| !s.is_empty()) {
             Some(thread_id) if self.thread_id.is_none() => {
@@ -127,7 +139,7 @@ impl CodexSession {
                 out.push(self.request(Req::ThreadResume, "thread/resume", params));
             }
             _ => {
-                let params = self.thread_params();
+                let params = self.thread_start_params();
                 out.push(self.request(Req::ThreadStart, "thread/start", params));
             }
         }
@@ -277,6 +289,10 @@ impl CodexSession {
                 self.thinking_items.push(id);
                 out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
             }
+            Some("dynamicToolCall") if item["namespace"].is_null() => {
+                let tool = item["tool"].as_str().unwrap_or_default();
+                self.custom.announce(&id, tool, object_or_empty(&item["arguments"]), out);
+            }
             _ => {}
         }
     }
@@ -405,6 +421,7 @@ impl CodexSession {
         self.turn_active = false;
         self.turn_id = None;
         self.approvals.clear();
+        self.custom.forget_all();
         let interrupted = std::mem::take(&mut self.interrupting);
         self.interrupt_deferred = false;
         let last_error = self.last_error.take();
@@ -458,6 +475,7 @@ impl CodexSession {
             "serverRequest/resolved" => {
                 let rid = &p["requestId"];
                 self.approvals.retain(|_, a| a.rpc_id != *rid);
+                self.custom.resolved(rid);
             }
             _ => {}
         }
@@ -490,7 +508,7 @@ impl CodexSession {
                 // The saved thread is gone (e.g. a fresh workspace): go on
                 // with a new one rather than failing the session.
                 log(LogLevel::Warn, &format!("codex: thread/resume failed ({message}); starting a new thread"));
-                let params = self.thread_params();
+                let params = self.thread_start_params();
                 out.push(self.request(Req::ThreadStart, "thread/start", params));
             }
             (Req::ThreadStart, Some(_)) => {
@@ -537,6 +555,11 @@ impl CodexSession {
     }
 
     fn on_server_request(&mut self, method: &str, rpc_id: Value, p: &Value, out: &mut Vec<Action>) {
+        if method == "item/tool/call" && self.custom.enabled() {
+            self.progress(out);
+            self.custom.on_call(rpc_id, p, out);
+            return;
+        }
         let (legacy, tool) = match method {
             "item/commandExecution/requestApproval" => (false, "bash"),
             "item/fileChange/requestApproval" => (false, "edit"),
@@ -603,11 +626,13 @@ impl CodexSession {
         match self.phase {
             Phase::Fresh => {
                 self.phase = Phase::Starting;
-                out.push(self.request(
-                    Req::Initialize,
-                    "initialize",
-                    json!({"clientInfo": {"name": "bridle", "title": "Bridle", "version": env!("CARGO_PKG_VERSION")}}),
-                ));
+                let mut params =
+                    json!({"clientInfo": {"name": "bridle", "title": "Bridle", "version": env!("CARGO_PKG_VERSION")}});
+                if self.custom.enabled() {
+                    // `dynamicTools` is an experimental field.
+                    params["capabilities"] = json!({"experimentalApi": true});
+                }
+                out.push(self.request(Req::Initialize, "initialize", params));
             }
             Phase::Starting => {}
             Phase::Ready => self.pump(&mut out),
@@ -628,6 +653,7 @@ impl CodexSession {
             return out;
         }
         self.interrupting = true;
+        self.custom.release_all("Interrupted by the user.", &mut out);
         if self.turn_id.is_some() {
             self.send_interrupt(&mut out);
         } else {
@@ -661,10 +687,16 @@ fn approval_reply(rpc_id: &Value, legacy: bool, allow: bool) -> Action {
     Action::write_line(&json!({"id": rpc_id, "result": {"decision": decision}}))
 }
 
+/// The HTTP status inside an object-shaped `codexErrorInfo`
+/// (`{"responseStreamConnectionFailed": {"httpStatusCode": 401}}`).
+fn http_status(error: &Value) -> Option<u64> {
+    error["codexErrorInfo"].as_object().and_then(|o| o.values().next()).and_then(|v| v["httpStatusCode"].as_u64())
+}
+
 /// Managed Agents error type of a codex `TurnError`.
 pub fn classify(error: &Value) -> &'static str {
     let info = &error["codexErrorInfo"];
-    let status = info.as_object().and_then(|o| o.values().next()).and_then(|v| v["httpStatusCode"].as_u64());
+    let status = http_status(error);
     let name = match info {
         Value::String(s) => s.as_str(),
         Value::Object(o) => o.keys().next().map(String::as_str).unwrap_or(""),
@@ -694,8 +726,10 @@ fn failure(error: &Value) -> Action {
         None => message.to_string(),
     };
     let name = error["codexErrorInfo"].as_str().unwrap_or_default();
+    // Retrying with credentials the provider refused cannot succeed.
+    let refused = name == "unauthorized" || matches!(http_status(error), Some(401 | 403));
     let (error_type, retry) = match name {
-        "unauthorized" => ("model_request_failed_error", "terminal"),
+        _ if refused => ("model_request_failed_error", "terminal"),
         "sandboxError" => ("unknown_error", "exhausted"),
         _ if error.is_null() => ("unknown_error", "exhausted"),
         _ => (classify(error), "exhausted"),
@@ -804,11 +838,13 @@ fn turn_input(content: &Value) -> Vec<Value> {
 impl HarnessSession for CodexSession {
     fn new(spec: SessionSpec) -> Self {
         let policy = ToolPolicy::from_agent(&spec.agent);
+        let custom = DynamicTools::new(&spec.agent);
         let provider = provider_for(spec.llm.upstream_base_url.as_deref());
         let checkpointed = spec.resume.clone();
         CodexSession {
             spec,
             policy,
+            custom,
             provider,
             next_id: 0,
             pending: HashMap::new(),
@@ -859,9 +895,6 @@ impl HarnessSession for CodexSession {
             }
             mcp_servers.push((name, url));
         }
-        if !self.policy.custom.is_empty() {
-            log(LogLevel::Warn, "codex: custom tools are not supported by this harness");
-        }
         let config = ConfigToml {
             model: &model,
             base_url: &self.spec.llm.base_url,
@@ -890,7 +923,7 @@ impl HarnessSession for CodexSession {
             Some("user.message") => self.user_message(&event),
             Some("user.interrupt") => Ok(self.interrupt()),
             Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => Err("the codex harness does not support custom tools".into()),
+            Some("user.custom_tool_result") => self.custom.on_result(&event),
             other => Err(format!("the codex harness does not accept {other:?} events")),
         }
     }
@@ -931,6 +964,7 @@ impl HarnessSession for CodexSession {
         self.turn_id = None;
         self.queue.clear();
         self.approvals.clear();
+        self.custom.forget_all();
         if !std::mem::take(&mut self.turn_active) {
             return out;
         }
@@ -982,5 +1016,20 @@ mod tests {
         assert_eq!(e(json!({"codexErrorInfo": "internalServerError"})), "model_request_failed_error");
         assert_eq!(e(json!({"message": "overloaded"})), "model_overloaded_error");
         assert_eq!(e(json!(null)), "model_request_failed_error");
+    }
+
+    #[test]
+    fn refused_credentials_are_terminal() {
+        let retry = |v: Value| match failure(&v) {
+            Action::Failed(j) => serde_json::from_str::<Value>(&j).unwrap()["retry_status"]["type"].clone(),
+            other => panic!("expected failed, got {other:?}"),
+        };
+        let refused =
+            json!({"message": "401", "codexErrorInfo": {"responseStreamConnectionFailed": {"httpStatusCode": 401}}});
+        assert_eq!(retry(refused), "terminal");
+        assert_eq!(retry(json!({"message": "x", "codexErrorInfo": "unauthorized"})), "terminal");
+        let busy =
+            json!({"message": "500", "codexErrorInfo": {"responseTooManyFailedAttempts": {"httpStatusCode": 500}}});
+        assert_eq!(retry(busy), "exhausted");
     }
 }

@@ -72,4 +72,7 @@ cases! {
     bad_request_failure => "bad_request.script.jsonl",
     malformed_output => "malformed.script.jsonl",
     exit_mid_turn => "exit_mid_turn.script.jsonl",
+    custom_tool_round_trip => "custom_tool.script.jsonl",
+    custom_tool_error_result => "custom_tool_error.script.jsonl",
+    custom_tool_early_answer_and_interrupt => "custom_tool_edges.script.jsonl",
 }

@@ -8,12 +8,14 @@ in short:
 
   in:  start, input, tool_result, interrupt, close
   out: model_request_start, model_request_end, message, reasoning,
-       tool_call, retry, checkpoint, turn_end, interrupted, error, log
+       tool_call, custom_tool_call, retry, checkpoint, turn_end, interrupted,
+       error, log
 
 The agent loop runs here, outside any sandbox. Its tools (bash, read, write,
 edit, glob, grep) do not run here: each call is sent out as a ``tool_call``
 and awaited until the matching ``tool_result`` comes back (the host runs it
-in the session's sandbox).
+in the session's sandbox). The agent's custom tools work the same way, sent
+as ``custom_tool_call``: the client of the session runs them.
 
 No retry is hidden: the OpenAI client is built with ``max_retries=0``, and
 the runner's ``ModelRetrySettings`` policy reports every decision it makes.
@@ -140,6 +142,7 @@ class Session:
         self.api_key = ""
         self.system: str | None = None
         self.tool_names: list[str] = []
+        self.custom_tools: list[dict[str, Any]] = []
         self.max_retries = 5
         self.max_turns = 100
         self.history: list[Any] = []
@@ -162,6 +165,13 @@ class Session:
         self.model = str(msg.get("model") or "")
         self.system = msg.get("system") or None
         self.tool_names = [t for t in msg.get("tools", []) if t in TOOLS]
+        self.custom_tools = []
+        for t in msg.get("custom_tools") or []:
+            name = t.get("name") if isinstance(t, dict) else None
+            if not isinstance(name, str) or not name or name in self.tool_names:
+                send(self.sid, {"type": "log", "level": "warn", "message": f"custom tool {name!r} skipped"})
+                continue
+            self.custom_tools.append(t)
         self.max_retries = int(msg.get("max_retries", 5))
         self.max_turns = int(msg.get("max_turns", 100))
         resume = msg.get("resume") or {}
@@ -172,6 +182,17 @@ class Session:
 
     def _tool(self, name: str) -> FunctionTool:
         description, schema = TOOLS[name]
+        return self._remote_tool(name, description, schema, "tool_call")
+
+    def _custom_tool(self, spec: dict[str, Any]) -> FunctionTool:
+        schema = spec.get("input_schema")
+        if not isinstance(schema, dict):
+            schema = {"type": "object", "properties": {}}
+        return self._remote_tool(str(spec["name"]), str(spec.get("description") or ""), schema, "custom_tool_call")
+
+    def _remote_tool(self, name: str, description: str, schema: dict[str, Any], kind: str) -> FunctionTool:
+        """A function tool that runs elsewhere: the call goes out as `kind`
+        and the turn waits for the matching `tool_result`."""
 
         async def invoke(ctx: Any, args_json: str) -> str:
             try:
@@ -183,7 +204,7 @@ class Session:
             call_id = getattr(ctx, "tool_call_id", None) or f"call_{id(args)}"
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self.pending[call_id] = fut
-            send(self.sid, {"type": "tool_call", "call_id": call_id, "name": name, "input": args})
+            send(self.sid, {"type": kind, "call_id": call_id, "name": name, "input": args})
             try:
                 res = await fut
             finally:
@@ -232,7 +253,7 @@ class Session:
         agent = Agent(
             name="bridle",
             instructions=self.system,
-            tools=[self._tool(n) for n in self.tool_names],
+            tools=[self._tool(n) for n in self.tool_names] + [self._custom_tool(t) for t in self.custom_tools],
             model=OpenAIResponsesModel(model=self.model, openai_client=self.client),
             model_settings=ModelSettings(
                 retry=ModelRetrySettings(max_retries=self.max_retries, backoff=BACKOFF, policy=reporting_policy(self.sid))

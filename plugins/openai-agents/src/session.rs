@@ -2,6 +2,7 @@
 //! messages mapped to Managed Agents events and tool calls.
 
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
+use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -28,6 +29,10 @@ pub struct AgentsSession {
     calls: HashMap<String, Call>,
     /// `always_ask` calls waiting for `user.tool_confirmation`.
     asking: Vec<String>,
+    /// The agent's custom tools, and their calls waiting for
+    /// `user.custom_tool_result` (answered by the runtime's call id).
+    custom: Vec<CustomTool>,
+    custom_calls: CustomCalls<String>,
     span: Option<String>,
     retrying: bool,
     turn_active: bool,
@@ -52,7 +57,7 @@ impl AgentsSession {
     fn start_message(&self) -> Value {
         let resume =
             self.spec.resume.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()).unwrap_or(Value::Null);
-        json!({
+        let mut start = json!({
             "type": "start",
             "model": self.model(),
             "base_url": self.spec.llm.base_url,
@@ -60,7 +65,15 @@ impl AgentsSession {
             "tools": self.tools.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             "max_retries": RETRY_BUDGET,
             "resume": resume,
-        })
+        });
+        if !self.custom.is_empty() {
+            start["custom_tools"] = self
+                .custom
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+                .collect();
+        }
+        start
     }
 
     fn progress(&mut self, out: &mut Vec<Action>) {
@@ -97,6 +110,39 @@ impl AgentsSession {
         self.interrupting = false;
         self.retrying = false;
         self.asking.clear();
+        self.custom_calls.drain();
+    }
+
+    /// The runtime invoked a custom tool and waits for its result.
+    fn on_custom_tool_call(&mut self, m: &Value, out: &mut Vec<Action>) {
+        self.progress(out);
+        let (Some(call_id), Some(name)) = (m["call_id"].as_str(), m["name"].as_str()) else {
+            log(LogLevel::Warn, "openai-agents: custom_tool_call without call_id or name, skipped");
+            return;
+        };
+        if !self.custom.iter().any(|t| t.name == name) {
+            let text = format!("`{name}` is not a custom tool of this agent");
+            out.push(Action::write_line(&json!({
+                "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
+            })));
+            return;
+        }
+        let input = if m["input"].is_object() { m["input"].clone() } else { json!({}) };
+        let id = new_event_id();
+        self.custom_calls.announce(call_id, &id);
+        self.custom_calls.wait(&id, call_id.to_string());
+        out.push(Action::emit_json(&json!({"type": "agent.custom_tool_use", "id": id, "name": name, "input": input})));
+    }
+
+    fn on_custom_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let result = CustomResult::from_event(event)?;
+        match self.custom_calls.answer(result)? {
+            Answer::Now(call_id, result) => Ok(vec![Action::write_line(&json!({
+                "type": "tool_result", "call_id": call_id, "output": result.text(), "is_error": result.is_error,
+            }))]),
+            // Not reachable: a use is announced with its waiting call.
+            Answer::Kept => Ok(Vec::new()),
+        }
     }
 
     fn tool_call_action(id: &str, call: &Call) -> Action {
@@ -280,11 +326,14 @@ fn tool_policy(agent: &Value) -> Vec<(&'static str, Perm)> {
 impl HarnessSession for AgentsSession {
     fn new(spec: SessionSpec) -> Self {
         let tools = tool_policy(&spec.agent);
+        let custom = custom_tools(&spec.agent);
         AgentsSession {
             spec,
             tools,
             calls: HashMap::new(),
             asking: Vec::new(),
+            custom,
+            custom_calls: CustomCalls::default(),
             span: None,
             retrying: false,
             turn_active: false,
@@ -323,6 +372,8 @@ impl HarnessSession for AgentsSession {
                 }
                 self.interrupting = true;
                 self.asking.clear();
+                // The runtime fails its own waiting calls on an interrupt.
+                self.custom_calls.drain();
                 Ok(vec![Action::write_line(&json!({"type": "interrupt"}))])
             }
             Some("user.tool_confirmation") => {
@@ -359,7 +410,7 @@ impl HarnessSession for AgentsSession {
                     })),
                 ])
             }
-            Some("user.custom_tool_result") => Err("the openai-agents harness does not support custom tools".into()),
+            Some("user.custom_tool_result") => self.on_custom_result(&event),
             other => Err(format!("the openai-agents harness does not accept {other:?} events")),
         }
     }
@@ -396,6 +447,7 @@ impl HarnessSession for AgentsSession {
                 out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
             }
             "tool_call" => self.on_tool_call(&m, &mut out),
+            "custom_tool_call" => self.on_custom_tool_call(&m, &mut out),
             "retry" => self.on_retry(&m, &mut out),
             "checkpoint" => {
                 if m["state"].is_object() {

@@ -65,4 +65,7 @@ cases! {
     resume_and_errors => "resume.script.jsonl",
     malformed_output => "malformed.script.jsonl",
     exit_mid_turn => "exit_mid_turn.script.jsonl",
+    recorded_custom_tool_round_trip => "rec_custom_tool.script.jsonl",
+    recorded_custom_tool_error_result => "rec_custom_tool_error.script.jsonl",
+    custom_tool_edges => "custom_tool_edges.script.jsonl",
 }

@@ -108,12 +108,15 @@ pub const DEFAULT_TEXT: &str = "Hello from the fake model.";
 
 /// A tool call. `command` is a bash command mapped onto whatever shell tool the runtime
 /// offers (Claude Code `Bash`, codex `exec_command` / `shell`, Bridle's `bash`); `name` +
-/// `input` call any tool verbatim.
+/// `input` call any tool verbatim; `custom` + `input` call the offered tool whose name is
+/// `custom` or ends with it (an agent's custom tool, which a runtime may prefix, e.g. Claude
+/// Code's `mcp__bridle__get_weather`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolCall {
     pub command: Option<String>,
     pub name: Option<String>,
+    pub custom: Option<String>,
     pub input: Option<Value>,
 }
 
@@ -133,7 +136,8 @@ impl Scenario {
     }
 
     /// Built-in scenarios by model name, so the binary is useful without control calls:
-    /// `fake-tool` (bash `echo hello > out.txt`, then text), `fake-recall`
+    /// `fake-tool` (bash `echo hello > out.txt`, then text), `fake-custom-tool` (the agent's
+    /// custom tool `get_weather` with `{"city": "Paris"}`, then text quoting its result), `fake-recall`
     /// (turn 1 "OK", later turns answer `{{remembered}}`), `fake-slow` (20 deltas, 500 ms
     /// apart), `fake-fail-<status>-<n>` (n failures with `retry-after: 1`, then text),
     /// `fake-fail-<status>-always`. Anything else: `None` (the default reply).
@@ -144,6 +148,18 @@ impl Scenario {
                 turns: vec![Reply {
                     tools: vec![ToolCall::bash("echo hello > out.txt")],
                     text: "I wrote out.txt. Output: {{tool_output}}".into(),
+                    ..Reply::default()
+                }],
+                ..Scenario::default()
+            }),
+            "custom-tool" => Some(Scenario {
+                turns: vec![Reply {
+                    tools: vec![ToolCall {
+                        custom: Some("get_weather".into()),
+                        input: Some(serde_json::json!({"city": "Paris"})),
+                        ..ToolCall::default()
+                    }],
+                    text: "The tool said: {{tool_output}}".into(),
                     ..Reply::default()
                 }],
                 ..Scenario::default()
@@ -436,6 +452,15 @@ pub fn tool_call_args(call: &ToolCall, offered: &[String]) -> (String, Value) {
         let input = call.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
         return (name.clone(), input);
     }
+    if let Some(custom) = &call.custom {
+        let input = call.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
+        let name = offered
+            .iter()
+            .find(|t| *t == custom)
+            .or_else(|| offered.iter().find(|t| t.ends_with(custom.as_str())))
+            .unwrap_or(custom);
+        return (name.clone(), input);
+    }
     let cmd = call.command.clone().unwrap_or_default();
     let has = |n: &str| offered.iter().any(|t| t == n);
     if has("Bash") {
@@ -513,6 +538,18 @@ mod tests {
         let (name, args) = tool_call_args(r.tool.as_ref().unwrap(), &first.tools);
         assert_eq!(name, "exec_command");
         assert_eq!(args["cmd"], "echo hi");
+    }
+
+    #[test]
+    fn custom_tools_match_a_prefixed_offer() {
+        let s = Scenario::builtin("fake-custom-tool").unwrap();
+        let call = &s.turns[0].tools[0];
+        let offered = vec!["Bash".to_string(), "mcp__bridle__get_weather".to_string()];
+        let (name, input) = tool_call_args(call, &offered);
+        assert_eq!(name, "mcp__bridle__get_weather");
+        assert_eq!(input, json!({"city": "Paris"}));
+        let (name, _) = tool_call_args(call, &["get_weather".to_string()]);
+        assert_eq!(name, "get_weather");
     }
 
     #[test]

@@ -140,6 +140,8 @@ def describe(ev: dict) -> str:
         extra = f"is_error={ev.get('is_error')} {json.dumps(ev.get('content'))[:150]}"
     elif t == "user.tool_confirmation":
         extra = f"{ev.get('tool_use_id')} {ev.get('result')}"
+    elif t == "user.custom_tool_result":
+        extra = f"{ev.get('custom_tool_use_id')} is_error={ev.get('is_error')} {json.dumps(ev.get('content'))[:150]}"
     return f"  {ev.get('id', '?')} {t} {extra}".rstrip()
 
 

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 
+import anthropic
 import pytest
 
 from .lib import TURN_TIMEOUT, is_idle, log_tail, text_of, uniq
@@ -397,3 +398,103 @@ def test_fork_bomb_is_stopped_and_reported(stack, engine, model, sessions):
     # The session (and the server) carry on: the next message is answered.
     evs2 = s.turn("Are you still there?")
     s.check(text_of(of_type(evs2, "agent.message")[-1]) == "Still here.", "the session did not recover after the bomb")
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. custom tools: the model calls one, the client runs it and answers
+# ---------------------------------------------------------------------------------------------
+
+WEATHER = {"type": "custom", "name": "get_weather", "description": "Get the current weather for a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def _custom_until_requires_action(stack, model, sessions):
+    """A turn that calls the agent's custom tool `get_weather`, up to the idle that waits on the
+    client. The fake calls whichever offered tool ends in `get_weather` (Claude Code offers it as
+    `mcp__bridle__get_weather`), then quotes the tool result."""
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"custom": "get_weather", "input": {"city": "Paris"}}],
+                                               "text": "The tool said: {{tool_output}}"}]})
+    s = stack.session(model, tools=[{"type": "agent_toolset_20260401"}, WEATHER])
+    sessions.append(s)
+    start = s.message("What is the weather in Paris?")
+    i, _ = s.wait_idle(start)
+    evs = s.snapshot(start)[: i - start + 1]
+    _, _, use, idle = s.expect_order(evs, ["user.message", "session.status_running", "agent.custom_tool_use",
+                                           "session.status_idle"], "a custom tool call")
+    s.check(use.get("name") == "get_weather", f"custom tool name {use.get('name')!r}, expected 'get_weather'")
+    s.check(use.get("input") == {"city": "Paris"}, f"custom tool input {use.get('input')}")
+    stop = idle.get("stop_reason") or {}
+    s.check(stop == {"type": "requires_action", "event_ids": [use["id"]]},
+            f"expected requires_action with [{use['id']}], got {stop}")
+    s.check(not of_type(evs, "agent.tool_use") and not of_type(evs, "agent.mcp_tool_use"),
+            "the custom tool call was also reported as a built-in or MCP tool use")
+    got = stack.client.beta.sessions.retrieve(s.id)
+    s.check(got.status == "idle", f"sessions.retrieve says {got.status!r} while the custom tool waits")
+    return s, use, i + 1
+
+
+def _answer_custom(s, use, text: str, is_error: bool) -> list[dict]:
+    """Send the custom tool result; returns the events up to the end of the turn."""
+    mark = s.mark()
+    s.send({"type": "user.custom_tool_result", "custom_tool_use_id": use["id"],
+            "content": [{"type": "text", "text": text}], "is_error": is_error})
+    end, _ = s.wait_idle(mark, "end_turn")
+    evs = s.snapshot(mark)[: end - mark + 1]
+    _, _, msg, _ = s.expect_order(evs, ["user.custom_tool_result", "session.status_running", "agent.message",
+                                        is_idle("end_turn")], "after the custom tool result")
+    s.check(text in text_of(msg), f"the model did not get the custom tool result back: {text_of(msg)!r}")
+    s.check(not errors(evs), f"session.error after the custom tool result: {errors(evs)}")
+    return evs
+
+
+def _last_tool_result_sent(stack, model) -> str:
+    return json.dumps(stack.fake.requests(model)[-1]["body"])
+
+
+def test_custom_tool_round_trip(stack, model, sessions):
+    s, use, mark = _custom_until_requires_action(stack, model, sessions)
+    text = f"Sunny and 21 C, {uniq('w')}"
+    evs = _answer_custom(s, use, text, is_error=False)
+    s.check(text in _last_tool_result_sent(stack, model), "the last model request does not carry the tool result")
+    s.check(not of_type(evs, "agent.tool_result"), "a custom tool's result is the client's event, not an agent one")
+    got = stack.client.beta.sessions.retrieve(s.id)
+    s.check(got.status == "idle", f"session status after the turn: {got.status}")
+    s.check_credentials(min_requests=2)
+
+
+def test_custom_tool_error_result(stack, engine, model, sessions):
+    s, use, _ = _custom_until_requires_action(stack, model, sessions)
+    text = f"No weather service for Paris, {uniq('e')}"
+    _answer_custom(s, use, text, is_error=True)
+    sent = stack.fake.requests(model)[-1]["body"]
+    s.check(text in json.dumps(sent), "the last model request does not carry the error result")
+    if engine == "claude":
+        # Anthropic Messages carries the flag itself.
+        results = [b for m in sent["messages"] if isinstance(m.get("content"), list)
+                   for b in m["content"] if b.get("type") == "tool_result"]
+        s.check(bool(results) and results[-1].get("is_error") is True,
+                f"the tool_result sent to the model is not marked is_error: {results[-1:]}")
+    s.check_credentials(min_requests=2)
+
+
+def test_custom_tool_result_with_a_bad_id_is_a_400(stack, model, sessions):
+    s, use, _ = _custom_until_requires_action(stack, model, sessions)
+
+    def refused(target: str, what: str) -> None:
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            s.send({"type": "user.custom_tool_result", "custom_tool_use_id": target,
+                    "content": [{"type": "text", "text": "x"}]})
+        body = ei.value.body if isinstance(ei.value.body, dict) else {}
+        err = body.get("error") or {}
+        s.check(ei.value.status_code == 400 and body.get("type") == "error"
+                and err.get("type") == "invalid_request_error" and target in (err.get("message") or ""),
+                f"{what}: expected a 400 invalid_request_error naming {target}, got {ei.value.status_code} {body}")
+
+    refused("sevt_01JZZZZZZZZZZZZZZZZZZZZZZZ", "an id that names no event")
+    message_id = of_type(s.snapshot(), "user.message")[0]["id"]
+    refused(message_id, "the id of an event that is no custom tool use")
+    # Nothing of that reached the runtime: the real answer still completes the turn.
+    _answer_custom(s, use, f"Cloudy, {uniq('w')}", is_error=False)
+    refused(use["id"], "a custom tool use answered already")
+    stored = [e for e in s.all_events() if e["type"] == "user.custom_tool_result"]
+    s.check(len(stored) == 1, f"refused results were stored: {len(stored)} user.custom_tool_result events")

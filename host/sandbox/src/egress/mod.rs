@@ -149,7 +149,7 @@ impl Gateway {
             activity,
             forward_client: tokio::sync::OnceCell::new(),
         });
-        let span = info_span!("egress", sandbox = %state.cfg.sandbox_id, session = %state.cfg.session_id);
+        let span = info_span!("egress", sandbox = %state.cfg.sandbox_id, session_id = %state.cfg.session_id);
         let st = state.clone();
         let task = tokio::spawn(
             async move {
@@ -212,8 +212,9 @@ fn empty(status: StatusCode) -> Response<GwBody> {
     r
 }
 
-fn deny(st: &State, target: &str, why: &Denial) -> Response<GwBody> {
+fn deny(st: &State, route: &'static str, target: &str, why: &Denial) -> Response<GwBody> {
     st.counters.denied.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::egress("denied", route);
     let reason = match why {
         Denial::NotAllowed => match &st.cfg.policy.networking {
             crate::spec::Networking::Unrestricted => "not allowed".to_string(),
@@ -303,11 +304,11 @@ async fn connect(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     let port = auth.port_u16().unwrap_or(443);
     let target = format!("{host}:{port}");
     if let Err(d) = st.hosts.allows(&host) {
-        return deny(&st, &target, &d);
+        return deny(&st, "connect", &target, &d);
     }
     let addrs = match resolve(&st, &host, port).await {
         Ok(a) => a,
-        Err(Ok(d)) => return deny(&st, &target, &d),
+        Err(Ok(d)) => return deny(&st, "connect", &target, &d),
         Err(Err(e)) => return bad_gateway(&st, &target, e),
     };
     let mut upstream = match TcpStream::connect(&addrs[..]).await {
@@ -315,6 +316,7 @@ async fn connect(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
         Err(e) => return bad_gateway(&st, &target, e),
     };
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::egress("allowed", "connect");
     debug!(target_host = %target, "egress tunnel");
     let st2 = st.clone();
     tokio::spawn(
@@ -415,12 +417,12 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
         );
     }
     if let Err(d) = st.hosts.allows(&host) {
-        return deny(&st, &target, &d);
+        return deny(&st, "http", &target, &d);
     }
     let port = uri.port_u16().unwrap_or(80);
     let addrs = match resolve(&st, &host, port).await {
         Ok(a) => a,
-        Err(Ok(d)) => return deny(&st, &target, &d),
+        Err(Ok(d)) => return deny(&st, "http", &target, &d),
         Err(Err(e)) => return bad_gateway(&st, &target, e),
     };
     let client = match st
@@ -453,6 +455,7 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
         headers.insert(http::header::HOST, h);
     }
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::egress("allowed", "http");
     let result = client.request(parts.method, url).headers(headers).body(counting_request_body(&st, body)).send().await;
     match result {
         Ok(resp) => relay_response(&st, resp),
@@ -495,6 +498,7 @@ async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody>
     }
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     st.counters.model.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::egress("allowed", "model");
     debug!(path = %rest, "model request");
     let result = st
         .cfg

@@ -137,6 +137,24 @@ const ETC_ENTRIES: &[&str] = &[
     "gitconfig",
 ];
 
+/// `<state_dir>/etc-<host>-<pid>`: this process's sandbox `/etc`. Copies
+/// left by processes of this host that are gone are removed on the way.
+fn own_etc_dir(state_dir: &Path) -> PathBuf {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let prefix = format!("etc-{host}-");
+    if let Ok(entries) = std::fs::read_dir(state_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    state_dir.join(format!("{prefix}{}", std::process::id()))
+}
+
 /// Build the sandbox `/etc` under `dir` (replaced if present).
 fn build_etc(dir: &Path) -> anyhow::Result<()> {
     fn copy(src: &Path, dst: &Path) -> anyhow::Result<()> {
@@ -453,7 +471,10 @@ impl LocalDriver {
         }
         mkdir_mode(&cfg.state_dir.join("workspaces"), 0o711)?;
         mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
-        let etc = cfg.state_dir.join("etc");
+        // Each server process builds its own copy: several nodes may share
+        // one state dir, and rebuilding a directory another node's
+        // sandboxes bind (by fd) would empty theirs.
+        let etc = own_etc_dir(&cfg.state_dir);
         build_etc(&etc).map_err(SandboxError::Other)?;
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
@@ -507,8 +528,18 @@ impl LocalDriver {
             )));
         }
         if let Some(s) = self.live(&spec.session_id) {
+            crate::metrics::claim("local", "reused", None);
             return Ok(s);
         }
+        let started = std::time::Instant::now();
+        let result = self.start_claim(spec).await;
+        let outcome = if result.is_ok() { "started" } else { "error" };
+        crate::metrics::claim("local", outcome, Some(started.elapsed()));
+        result
+    }
+
+    /// The part of a claim that starts a new sandbox.
+    async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
         let ws = self.workspace_path(&spec.session_id);
         let existed = ws.exists();
         if !existed {
@@ -663,7 +694,7 @@ async fn start(
     let t0 = std::time::Instant::now();
     let id = random_id();
     let uid = uid_guard.uid.unwrap_or(0);
-    let span = info_span!("sandbox", sandbox = %id, session = %spec.session_id, uid);
+    let span = info_span!("sandbox", sandbox = %id, session_id = %spec.session_id, uid);
     let cfg = &shared.cfg;
     let port = cfg.relay_port;
 

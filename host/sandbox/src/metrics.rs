@@ -1,0 +1,41 @@
+//! The sandbox metrics, recorded through the `metrics` facade: whatever
+//! recorder the embedding process installed (the server's Prometheus
+//! recorder) sees them; without one they cost nothing. Labels are bounded
+//! sets (driver, outcome, decision, route): never session or sandbox ids.
+
+use std::time::Duration;
+
+/// Sandbox claims, by driver and outcome (`started`, `reused`, `error`).
+pub const CLAIMS: &str = "bridle_sandbox_claims_total";
+/// How long claims that started a sandbox (or failed to) took.
+pub const CLAIM_DURATION: &str = "bridle_sandbox_claim_duration_seconds";
+/// Egress gateway requests, by decision (`allowed`, `denied`) and route
+/// (`model`, `connect`, `http`).
+pub const EGRESS: &str = "bridle_egress_requests_total";
+
+/// Register the help texts (call once the recorder is installed).
+pub fn describe() {
+    metrics::describe_counter!(CLAIMS, "Sandbox claims, by driver and outcome (started, reused, error).");
+    metrics::describe_histogram!(
+        CLAIM_DURATION,
+        metrics::Unit::Seconds,
+        "Time to start a sandbox for a claim (started or failed), by driver and outcome."
+    );
+    metrics::describe_counter!(
+        EGRESS,
+        "Egress gateway requests, by decision (allowed, denied) and route (model, connect, http)."
+    );
+}
+
+/// One claim: `elapsed` is `None` when an already running sandbox was reused.
+pub(crate) fn claim(driver: &'static str, outcome: &'static str, elapsed: Option<Duration>) {
+    metrics::counter!(CLAIMS, "driver" => driver, "outcome" => outcome).increment(1);
+    if let Some(d) = elapsed {
+        metrics::histogram!(CLAIM_DURATION, "driver" => driver, "outcome" => outcome).record(d.as_secs_f64());
+    }
+}
+
+/// One egress decision.
+pub(crate) fn egress(decision: &'static str, route: &'static str) {
+    metrics::counter!(EGRESS, "decision" => decision, "route" => route).increment(1);
+}

@@ -1,0 +1,166 @@
+//! The agent's custom tools, served to Claude Code as an SDK MCP server that
+//! lives in this plugin. `--mcp-config` names it (`{"type": "sdk", "name":
+//! "bridle"}`); the CLI then sends every MCP message for it as a
+//! `control_request` `mcp_message` and takes the JSON-RPC reply from our
+//! `control_response` (`{"mcp_response": ...}`). The model sees the tools as
+//! `mcp__bridle__<name>`; a `tools/call` is held open until the user's
+//! `user.custom_tool_result` arrives.
+
+use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
+use bridle_harness_sdk::{Action, LogLevel, log, new_event_id};
+use serde_json::{Value, json};
+
+/// The SDK MCP server's name (the middle of `mcp__bridle__<tool>`).
+pub const SERVER: &str = "bridle";
+const PREFIX: &str = "mcp__bridle__";
+/// MCP protocol version answered when the client names none.
+const PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// A `tools/call` waiting for the user: the control request to answer and
+/// the JSON-RPC id inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    request_id: String,
+    rpc_id: Value,
+}
+
+#[derive(Debug, Default)]
+pub struct CustomServer {
+    tools: Vec<CustomTool>,
+    calls: CustomCalls<Waiting>,
+}
+
+fn mcp_reply(request_id: &str, response: Value) -> Action {
+    Action::write_line(&json!({
+        "type": "control_response",
+        "response": {"subtype": "success", "request_id": request_id, "response": {"mcp_response": response}},
+    }))
+}
+
+fn call_result(w: &Waiting, content: Vec<Value>, is_error: bool) -> Action {
+    mcp_reply(
+        &w.request_id,
+        json!({"jsonrpc": "2.0", "id": w.rpc_id, "result": {"content": content, "isError": is_error}}),
+    )
+}
+
+impl CustomServer {
+    pub fn new(agent: &Value) -> Self {
+        CustomServer { tools: custom_tools(agent), calls: CustomCalls::default() }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.tools.is_empty()
+    }
+
+    /// The `--mcp-config` entry for the server.
+    pub fn mcp_config(&self) -> Value {
+        json!({"type": "sdk", "name": SERVER})
+    }
+
+    /// The custom tool behind a Claude Code tool name, if it is one.
+    pub fn custom_name<'a>(&self, claude_name: &'a str) -> Option<&'a str> {
+        claude_name.strip_prefix(PREFIX).filter(|n| self.tools.iter().any(|t| t.name == *n))
+    }
+
+    /// The `agent.custom_tool_use` for a model's tool use, remembered so its
+    /// `tools/call` and the user's answer find it.
+    pub fn tool_use(&mut self, tool_use_id: &str, name: &str, input: &Value) -> Value {
+        let event_id = new_event_id();
+        self.calls.announce(tool_use_id, &event_id);
+        json!({"type": "agent.custom_tool_use", "id": event_id, "name": name, "input": input})
+    }
+
+    /// One `mcp_message` control request for our server.
+    pub fn on_mcp_message(&mut self, request_id: &str, message: &Value, out: &mut Vec<Action>) {
+        let method = message["method"].as_str().unwrap_or_default();
+        let Some(rpc_id) = message.get("id").filter(|id| !id.is_null()).cloned() else {
+            // A notification: the CLI still wants its control request answered.
+            out.push(mcp_reply(request_id, json!({"jsonrpc": "2.0", "result": {}, "id": 0})));
+            return;
+        };
+        let ok = |result: Value| json!({"jsonrpc": "2.0", "id": rpc_id, "result": result});
+        match method {
+            "initialize" => {
+                let version = message["params"]["protocolVersion"].as_str().unwrap_or(PROTOCOL_VERSION);
+                out.push(mcp_reply(
+                    request_id,
+                    ok(json!({
+                        "protocolVersion": version,
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
+                    })),
+                ));
+            }
+            "tools/list" => {
+                let tools: Vec<Value> = self
+                    .tools
+                    .iter()
+                    .map(|t| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema}))
+                    .collect();
+                out.push(mcp_reply(request_id, ok(json!({"tools": tools}))));
+            }
+            "ping" => out.push(mcp_reply(request_id, ok(json!({})))),
+            "tools/call" => self.on_call(request_id, rpc_id, &message["params"], out),
+            other => out.push(mcp_reply(
+                request_id,
+                json!({"jsonrpc": "2.0", "id": rpc_id,
+                       "error": {"code": -32601, "message": format!("method `{other}` not found")}}),
+            )),
+        }
+    }
+
+    fn on_call(&mut self, request_id: &str, rpc_id: Value, params: &Value, out: &mut Vec<Action>) {
+        let waiting = Waiting { request_id: request_id.to_string(), rpc_id };
+        let name = params["name"].as_str().unwrap_or_default();
+        if !self.tools.iter().any(|t| t.name == name) {
+            let text = format!("`{name}` is not a custom tool of this agent");
+            out.push(call_result(&waiting, vec![json!({"type": "text", "text": text})], true));
+            return;
+        }
+        let tool_use_id = params["_meta"]["claudecode/toolUseId"].as_str().unwrap_or_default().to_string();
+        let event_id = match self.calls.event_for(&tool_use_id) {
+            Some(e) => e.to_string(),
+            None => {
+                // No tool use seen for this call (an older CLI without the
+                // id in `_meta`): announce it now.
+                let input = if params["arguments"].is_object() { params["arguments"].clone() } else { json!({}) };
+                let key = if tool_use_id.is_empty() { request_id.to_string() } else { tool_use_id };
+                let event = self.tool_use(&key, name, &input);
+                out.push(Action::emit_json(&event));
+                event["id"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        if let Some((w, result)) = self.calls.wait(&event_id, waiting) {
+            out.push(call_result(&w, result.mcp_content(), result.is_error));
+        }
+    }
+
+    /// `user.custom_tool_result`.
+    pub fn on_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
+        let result = CustomResult::from_event(event)?;
+        Ok(match self.calls.answer(result)? {
+            Answer::Now(w, result) => vec![call_result(&w, result.mcp_content(), result.is_error)],
+            Answer::Kept => Vec::new(),
+        })
+    }
+
+    /// The CLI withdrew a control request.
+    pub fn cancel(&mut self, request_id: &str) {
+        self.calls.withdraw(|w| w.request_id == request_id);
+    }
+
+    /// End every open call (an interrupt): waiting ones get an error result
+    /// so the CLI is not left blocked.
+    pub fn release_all(&mut self, why: &str, out: &mut Vec<Action>) {
+        for (event_id, w) in self.calls.drain() {
+            log(LogLevel::Debug, &format!("claude: custom tool use {event_id} released: {why}"));
+            out.push(call_result(&w, vec![json!({"type": "text", "text": why})], true));
+        }
+    }
+
+    /// Forget every open call (the turn or the process ended).
+    pub fn forget_all(&mut self) {
+        self.calls.drain();
+    }
+}

@@ -1,0 +1,575 @@
+//! The CLI for people and the examples, against real servers.
+//!
+//! * `bridle sessions list` pages through a server's sessions.
+//! * `bridle sessions tail --until-idle` follows a real session (real Claude Code in a real
+//!   sandbox, the scripted fake model with one injected 529) while it runs, and renders the
+//!   same lines again for the recorded session afterwards.
+//! * `bridle doctor` fails, with the fix, on a machine missing its runtimes or with an
+//!   unmigrated database, and passes on a healthy config.
+//! * `examples/curl/walkthrough.sh` and `examples/typescript/quickstart.ts` (type-checked
+//!   with tsc, then run with node) complete a session against the fake model.
+//!
+//! Needs root (sandbox uids), bubblewrap, node/npm, python3, curl and jq; runtimes are
+//! installed on first use into `<workspace>/target/bridle-runtimes` (or `$BRIDLE_RUNTIMES_DIR`).
+//!
+//! Run: `cargo test -p bridle --test cli -- --nocapture`
+
+mod support;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bridle::runtimes::{Runtime, Runtimes};
+use bridle_fake_model::{Config as FakeConfig, Failure, FakeModel, Reply, Scenario, ToolCall};
+use serde_json::{Value, json};
+use support::{Backend, Server};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The runtimes directory shared with the other test binaries (the installer locks it).
+fn install_runtimes() -> PathBuf {
+    static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
+    let _guard = INSTALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::var_os("BRIDLE_RUNTIMES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    if let Err(e) = Runtimes::new(&dir).install(&Runtime::ALL) {
+        panic!("installing the runtimes into {}: {e:#}", dir.display());
+    }
+    dir.canonicalize().unwrap_or(dir)
+}
+
+fn fresh_token() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("sk-fake-cli-{:x}{:x}", std::process::id(), nanos)
+}
+
+/// A directory others may traverse (sandbox state dirs must be).
+fn open_tempdir(prefix: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix(prefix).tempdir().expect("create temp dir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    d
+}
+
+/// A server that runs sessions: the installed runtimes and its own sandbox dir.
+fn live_server(runtimes: &Path, sandboxes: &Path) -> Server {
+    Server::start_opts(
+        Backend::Sqlite,
+        &[],
+        &[
+            ("BRIDLE_RUNTIMES_DIR", runtimes.to_str().unwrap()),
+            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.to_str().unwrap()),
+        ],
+    )
+}
+
+/// One API call (blocking), with the headers the SDKs send; panics on an error status.
+fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), format!("{}{path}", server.base_url))
+            .header("x-api-key", &server.api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path} -> {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: bad JSON {e}: {text}"))
+    })
+}
+
+/// Environment, agent on `model`, and (with a fake model) an LLM vault pointing at it.
+fn setup(server: &Server, model: &str, fake: Option<(&FakeModel, &str)>) -> (String, String, Option<String>) {
+    let env = api(server, "POST", "/v1/environments", Some(json!({"name": "cli-env"})));
+    let agent = api(
+        server,
+        "POST",
+        "/v1/agents",
+        Some(json!({"name": "cli-agent", "model": model, "tools": [{"type": "agent_toolset_20260401"}]})),
+    );
+    let vault = fake.map(|(fake, token)| {
+        let vault = api(
+            server,
+            "POST",
+            "/v1/vaults",
+            Some(json!({"display_name": "fake LLM", "metadata": {
+                "sandbox0.managed_agents.role": "llm",
+                "sandbox0.managed_agents.engine": "claude",
+                "sandbox0.managed_agents.llm_base_url": fake.base_url(),
+            }})),
+        );
+        let vid = vault["id"].as_str().unwrap().to_owned();
+        api(
+            server,
+            "POST",
+            &format!("/v1/vaults/{vid}/credentials"),
+            Some(json!({"auth": {"type": "static_bearer", "token": token}})),
+        );
+        vid
+    });
+    (env["id"].as_str().unwrap().to_owned(), agent["id"].as_str().unwrap().to_owned(), vault)
+}
+
+/// A `bridle` client command for `server` (scrubbed environment, explicit URL and key).
+fn client(server: &Server, args: &[&str]) -> Command {
+    let mut cmd = Command::new(support::bridle_bin());
+    support::scrub(&mut cmd);
+    cmd.args(args)
+        .args(["--url", &server.base_url, "--api-key", &server.api_key])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!("status {}\n--- stdout ---\n{}\n--- stderr ---\n{}", out.status, text(&out.stdout), text(&out.stderr))
+}
+
+/// Run with a bound on its time (a hung child fails the test instead of hanging it).
+fn run_bounded(cmd: &mut Command, limit: Duration, what: &str) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (out_t.join().unwrap(), err_t.join().unwrap());
+            panic!(
+                "{what} did not finish within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                text(&o),
+                text(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
+}
+
+/// A tail line without its `HH:MM:SS ` time column.
+fn untimed(line: &str) -> &str {
+    let b = line.as_bytes();
+    if b.len() > 9 && b[2] == b':' && b[5] == b':' && b[8] == b' ' { &line[9..] } else { line }
+}
+
+/// Assert `wanted` lines appear in `lines` in this order (other lines may come between).
+fn assert_in_order(lines: &[&str], wanted: &[&str], output: &str) {
+    let mut at = 0;
+    for w in wanted {
+        match lines[at..].iter().position(|l| l == w) {
+            Some(i) => at += i + 1,
+            None => panic!("expected line {w:?} (in this order: {wanted:#?})\n--- output ---\n{output}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions list
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sessions_list_pages_through_sessions() {
+    let server = Server::start(Backend::Sqlite);
+    let (env, agent, _) = setup(&server, "claude-sonnet-4-6", None);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let s = api(
+                &server,
+                "POST",
+                "/v1/sessions",
+                Some(json!({"agent": agent, "environment_id": env, "title": format!("cli title {i}")})),
+            );
+            s["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+
+    let out = client(&server, &["sessions", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "header + 3 rows:\n{stdout}");
+    for h in ["ID", "STATUS", "AGENT", "CREATED", "TITLE"] {
+        assert!(lines[0].contains(h), "header {:?} lacks {h}", lines[0]);
+    }
+    // Newest first, every column filled.
+    for (line, i) in lines[1..].iter().zip([2, 1, 0]) {
+        assert!(line.starts_with(&format!("{} ", ids[i])), "row {line:?} should be session {}", ids[i]);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[1], "idle", "{line}");
+        assert!(line.contains("cli-agent (claude-sonnet-4-6)"), "{line}");
+        assert!(line.ends_with(&format!(" cli title {i}")), "{line}");
+        assert!(cols.iter().any(|c| c.len() == 10 && c.starts_with("20")), "no creation date in {line}");
+    }
+
+    // One page at a time: the next page's token is printed on stderr.
+    let out = client(&server, &["sessions", "list", "--limit", "2"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let page1 = text(&out.stdout);
+    assert_eq!(page1.lines().count(), 3, "{page1}");
+    assert!(page1.contains(&ids[2]) && page1.contains(&ids[1]) && !page1.contains(&ids[0]), "{page1}");
+    let stderr = text(&out.stderr);
+    let token = stderr
+        .split("--page ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no next-page hint on stderr: {stderr}"))
+        .to_owned();
+    let out = client(&server, &["sessions", "list", "--limit", "2", "--page", &token]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let page2 = text(&out.stdout);
+    assert_eq!(page2.lines().count(), 2, "{page2}");
+    assert!(page2.lines().nth(1).unwrap().starts_with(&ids[0]), "{page2}");
+    assert!(!text(&out.stderr).contains("--page"), "the last page has no next page: {}", show(&out));
+
+    // --all follows every page.
+    let out = client(&server, &["sessions", "list", "--limit", "1", "--all"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(text(&out.stdout).lines().count(), 4, "{}", show(&out));
+
+    // Errors say what is wrong.
+    let mut bad_key = Command::new(support::bridle_bin());
+    support::scrub(&mut bad_key);
+    let out =
+        bad_key.args(["sessions", "list", "--url", &server.base_url, "--api-key", "sk-bridle-wrong"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401 authentication_error"), "{}", show(&out));
+    let mut nobody = Command::new(support::bridle_bin());
+    support::scrub(&mut nobody);
+    let url = format!("http://127.0.0.1:{}", support::free_port());
+    let out = nobody.args(["sessions", "list", "--url", &url, "--api-key", "k"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot reach Bridle"), "{}", show(&out));
+    let out = client(&server, &["sessions", "tail", "sesn_011CZkYpogX7uDKUyvBTophP"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("404 not_found_error"), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions tail
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tail_follows_a_live_session_and_replays_it_the_same() {
+    let runtimes = install_runtimes();
+    let token = fresh_token();
+    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
+        .expect("start the fake model");
+    // One overloaded answer (retried by the runtime), then a bash call and a text reply.
+    fake.set_scenario(
+        "cli-tail",
+        Scenario {
+            turns: vec![Reply {
+                tools: vec![ToolCall::bash("echo hello-from-tail > out.txt && cat out.txt")],
+                text: "Done: {{tool_output}}".into(),
+                ..Reply::default()
+            }],
+            ..Scenario::default()
+        }
+        .with_failures(Failure::new(529).retry_after(1.0)),
+    );
+    let sandboxes = open_tempdir("bridle-cli-sandboxes-");
+    let server = live_server(&runtimes, sandboxes.path());
+    let (env, agent, vault) = setup(&server, "cli-tail", Some((&fake, &token)));
+    let session = api(
+        &server,
+        "POST",
+        "/v1/sessions",
+        Some(json!({"agent": agent, "environment_id": env, "vault_ids": [vault.unwrap()], "title": "tail test"})),
+    );
+    let sid = session["id"].as_str().unwrap().to_owned();
+
+    // Live: tail starts on an empty session, the message is sent while it follows.
+    let mut live = client(&server, &["sessions", "tail", &sid, "--until-idle"]);
+    let live = std::thread::spawn(move || run_bounded(&mut live, Duration::from_secs(300), "live tail"));
+    api(
+        &server,
+        "POST",
+        &format!("/v1/sessions/{sid}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "Create out.txt"}]}]})),
+    );
+    let live = live.join().unwrap();
+    assert!(live.status.success(), "{}", show(&live));
+    let live_out = text(&live.stdout);
+    println!("--- live tail ---\n{live_out}");
+    assert!(!live_out.contains('\x1b'), "no escape codes when stdout is not a terminal:\n{live_out}");
+
+    let lines: Vec<&str> = live_out.lines().collect();
+    // The header shows the status when tail started: idle, or running if the runner was quicker.
+    let header = |status: &str| format!("session {sid} · {status} · agent cli-agent (cli-tail) · \"tail test\"");
+    assert!(lines[0] == header("idle") || lines[0] == header("running"), "header: {:?}", lines[0]);
+    let body: Vec<&str> = lines[1..].iter().map(|l| untimed(l)).collect();
+    for l in &lines[1..] {
+        assert!(l.starts_with(' ') || untimed(l) != *l, "line without a time column: {l:?}");
+    }
+    assert_in_order(
+        &body,
+        &[
+            "user     Create out.txt",
+            "status   running",
+            "status   rescheduled",
+            "status   running",
+            "tool     bash  echo hello-from-tail > out.txt && cat out.txt",
+            "result   bash  →",
+            "agent    Done: hello-from-tail",
+            "status   idle (end_turn)",
+        ],
+        &live_out,
+    );
+    let error = body.iter().find(|l| l.starts_with("error ")).unwrap_or_else(|| panic!("no error line:\n{live_out}"));
+    assert!(
+        error.starts_with("error    model_overloaded_error: ") && error.ends_with(" [retrying]"),
+        "the 529 is shown with its retry status: {error}"
+    );
+    let result_at = body.iter().position(|l| *l == "result   bash  →").unwrap();
+    assert_eq!(body[result_at + 1].trim(), "hello-from-tail", "the tool output follows its result line");
+    let usage = body.iter().filter(|l| l.starts_with("usage    in ")).count();
+    assert!(usage >= 1, "model usage is shown:\n{live_out}");
+    assert_eq!(*body.last().unwrap(), "status   idle (end_turn)", "--until-idle stops at the idle event");
+
+    // Recorded: the same session again, now finished, is replayed from its log line for line.
+    let mut again = client(&server, &["sessions", "tail", &sid, "--until-idle", "--no-color"]);
+    let recorded = run_bounded(&mut again, Duration::from_secs(60), "recorded tail");
+    assert!(recorded.status.success(), "{}", show(&recorded));
+    let replay = text(&recorded.stdout);
+    assert_eq!(replay.lines().next().unwrap(), header("idle"));
+    assert_eq!(
+        replay.lines().skip(1).collect::<Vec<_>>(),
+        lines[1..],
+        "replaying the recorded session renders the same lines\n--- replay ---\n{replay}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// doctor
+// ---------------------------------------------------------------------------------------------
+
+/// `bridle doctor` on the server's data dir and database, with `envs`.
+fn doctor(server: &Server, envs: &[(&str, &Path)], extra: &[&str]) -> Output {
+    let mut cmd = server.cli_command(&["doctor"]);
+    cmd.args(extra);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    run_bounded(&mut cmd, Duration::from_secs(180), "bridle doctor")
+}
+
+fn line_of<'a>(stdout: &'a str, start: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no line starting {start:?}:\n{stdout}"))
+}
+
+#[test]
+fn doctor_fails_with_fixes_when_runtimes_are_missing() {
+    let server = Server::start(Backend::Sqlite);
+    let empty = tempfile::Builder::new().prefix("bridle-cli-no-runtimes-").tempdir().unwrap();
+    let sandboxes = open_tempdir("bridle-cli-doctor-sb-");
+    let out = doctor(
+        &server,
+        &[("BRIDLE_RUNTIMES_DIR", empty.path()), ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(!out.status.success(), "a missing runtime is a failure:\n{}", show(&out));
+    assert!(text(&out.stderr).contains("check(s) failed"), "{}", show(&out));
+    for r in Runtime::ALL {
+        let name = format!("runtime {}", r.name());
+        let line = line_of(&stdout, &format!("FAIL {name} "));
+        assert!(line.contains("not installed"), "{line}");
+        // The fix is on the next line.
+        let next = stdout.lines().skip_while(|l| *l != line).nth(1).unwrap();
+        assert!(next.contains(&format!("fix: bridle runtimes install {}", r.name())), "{next}");
+    }
+    // The other checks still ran and passed on this machine.
+    assert!(line_of(&stdout, "OK   database ").contains("migrations applied"), "{stdout}");
+    for engine in ["claude", "codex", "openai-agents"] {
+        assert!(line_of(&stdout, &format!("OK   plugin {engine} ")).contains("contract 0.1"), "{stdout}");
+    }
+    line_of(&stdout, "OK   bubblewrap ");
+    line_of(&stdout, "OK   trial sandbox ");
+    line_of(&stdout, "OK   secret key ");
+    line_of(&stdout, "OK   data dir ");
+
+    // An empty database file: connects, but nothing is migrated.
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("empty.db");
+    std::fs::write(&db, b"").unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let out = doctor(&server, &[("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())], &["--database-url", &url]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{}", show(&out));
+    let line = line_of(&stdout, "FAIL database ");
+    assert!(line.contains("no migrations applied"), "{line}");
+    assert!(stdout.contains("fix: start `bridle serve` once: it applies the migrations"), "{stdout}");
+}
+
+#[test]
+fn doctor_passes_on_a_healthy_config() {
+    let runtimes = install_runtimes();
+    let server = Server::start(Backend::Sqlite);
+    let sandboxes = open_tempdir("bridle-cli-doctor-ok-");
+    let out =
+        doctor(&server, &[("BRIDLE_RUNTIMES_DIR", &runtimes), ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())], &[]);
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    for r in Runtime::ALL {
+        let line = line_of(&stdout, &format!("OK   runtime {} ", r.name()));
+        assert!(line.contains(r.version()), "the runtime ran and reported its pinned version: {line}");
+    }
+    assert!(stdout.lines().last().unwrap().ends_with(" 0 failure(s)"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// examples
+// ---------------------------------------------------------------------------------------------
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// curl and jq, installed with apt-get when missing (as root).
+fn ensure_curl_and_jq() {
+    let have = |p: &str| {
+        Command::new("sh").args(["-c", &format!("command -v {p}")]).output().is_ok_and(|o| o.status.success())
+    };
+    if have("curl") && have("jq") {
+        return;
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "curl", "jq"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        assert!(install(), "curl and jq are missing and `apt-get install -y curl jq` failed");
+    }
+}
+
+/// The example settings for a session on the fake model's `fake-tool` script.
+fn example_env(cmd: &mut Command, server: &Server, fake: &FakeModel, token: &str) {
+    support::scrub(cmd);
+    cmd.env("BRIDLE_BASE_URL", &server.base_url)
+        .env("BRIDLE_API_KEY", &server.api_key)
+        .env("MODEL_API_KEY", token)
+        .env("LLM_BASE_URL", fake.base_url())
+        .env("MODEL", "fake-tool")
+        .env("ENGINE", "claude")
+        .stdin(Stdio::null());
+}
+
+#[test]
+fn curl_walkthrough_runs_a_session() {
+    ensure_curl_and_jq();
+    let runtimes = install_runtimes();
+    let token = fresh_token();
+    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
+        .expect("start the fake model");
+    let sandboxes = open_tempdir("bridle-cli-curl-sb-");
+    let server = live_server(&runtimes, sandboxes.path());
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_dir().join("examples/curl/walkthrough.sh")).arg("Create out.txt");
+    example_env(&mut cmd, &server, &fake, &token);
+    cmd.env("STREAM_TIMEOUT", "300");
+    let out = run_bounded(&mut cmd, Duration::from_secs(320), "examples/curl/walkthrough.sh");
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}", show(&out));
+    for want in [
+        "environment  env_",
+        "agent        agent_",
+        "vault        vlt_",
+        "session      sesn_",
+        "sent         Create out.txt",
+        "status   running",
+        "tool     bash {\"command\":\"echo hello > out.txt\"",
+        "agent    I wrote out.txt.",
+        "usage    in ",
+        "status   idle (end_turn)",
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(want)), "no line starting {want:?}:\n{stdout}");
+    }
+    assert!(stdout.lines().last().unwrap().contains(" events in session sesn_"), "{stdout}");
+    let calls = fake.model_requests("fake-tool");
+    assert!(!calls.is_empty() && calls.iter().all(|r| r.authorized), "the model was called with the vault token");
+}
+
+#[test]
+fn typescript_quickstart_runs_a_session() {
+    let ts = support::node_modules();
+    // The example pins what this test runs it with.
+    let pins = |p: PathBuf| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let example = pins(repo_dir().join("examples/typescript/package.json"));
+    let tested = pins(ts.join("package.json"));
+    assert_eq!(example["dependencies"]["@anthropic-ai/sdk"], tested["dependencies"]["@anthropic-ai/sdk"]);
+    for dev in ["typescript", "@types/node"] {
+        assert_eq!(example["devDependencies"][dev], tested["devDependencies"][dev], "{dev} pin");
+    }
+
+    // Build it as a user would (tsc with the example's tsconfig, strict), in a scratch copy.
+    let build = tempfile::Builder::new().prefix("bridle-ts-quickstart-").tempdir().unwrap();
+    for f in ["quickstart.ts", "tsconfig.json", "package.json"] {
+        std::fs::copy(repo_dir().join("examples/typescript").join(f), build.path().join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(ts.join("node_modules"), build.path().join("node_modules")).unwrap();
+    let mut tsc = Command::new("node");
+    tsc.arg(ts.join("node_modules/typescript/bin/tsc")).args(["-p", "."]).current_dir(build.path());
+    support::run_and_report(&mut tsc, "tsc -p examples/typescript");
+
+    let runtimes = install_runtimes();
+    let token = fresh_token();
+    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
+        .expect("start the fake model");
+    let sandboxes = open_tempdir("bridle-cli-ts-sb-");
+    let server = live_server(&runtimes, sandboxes.path());
+    let mut node = Command::new("node");
+    node.arg("dist/quickstart.js").arg("Create out.txt").current_dir(build.path());
+    example_env(&mut node, &server, &fake, &token);
+    let out = run_bounded(&mut node, Duration::from_secs(300), "node dist/quickstart.js");
+    let stdout = text(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}", show(&out));
+    for want in [
+        "session sesn_",
+        "tool:  bash {\"command\":\"echo hello > out.txt\"",
+        "agent: I wrote out.txt.",
+        "session.status_idle end_turn",
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(want)), "no line starting {want:?}:\n{stdout}");
+    }
+    let calls = fake.model_requests("fake-tool");
+    assert!(!calls.is_empty() && calls.iter().all(|r| r.authorized), "the model was called with the vault token");
+}

@@ -1,0 +1,146 @@
+"""Failures that are not retries, for one harness (BRIDLE_E2E_ENGINE):
+
+* the model refuses the vault's credential: the runtime gives up for good, the session ends
+  with `session.error {retry_status: terminal}` then `session.status_terminated`, and accepts
+  no further events;
+* the runtime process dies mid-turn (not a sandbox limit): a clear `session.error`, the turn
+  ends with `retries_exhausted`, and the next message starts the runtime again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import anthropic
+
+from .lib import TURN_TIMEOUT, Live, is_idle, text_of, uniq
+
+
+def of_type(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e.get("type") == kind]
+
+
+# ---------------------------------------------------------------------------------------------
+# the terminal path: refused credentials
+# ---------------------------------------------------------------------------------------------
+
+
+def test_refused_credential_terminates_the_session(stack, model, sessions):
+    # The provider refuses the vault's key (revoked, say): 401 on every request. `should_retry:
+    # false` is the provider's `x-should-retry` header, which keeps Claude Code from backing off
+    # for minutes before it gives up.
+    stack.fake.set_scenario(model, {"fail_always": {"status": 401, "should_retry": False}})
+    s = stack.session(model)
+    sessions.append(s)
+    start = s.message("Hello?")
+    # Runtimes retry a 401 a few times at most; the bound covers claude's backoff.
+    end, last = _wait_terminal(s, start)
+    evs = s.snapshot(start)[: end - start + 1]
+    s.check(last["type"] == "session.status_terminated",
+            f"refused credentials should terminate the session, the turn ended with {last}")
+    terminal = [e for e in of_type(evs, "session.error")
+                if ((e.get("error") or {}).get("retry_status") or {}).get("type") == "terminal"]
+    s.check(len(terminal) == 1, f"one session.error with retry_status terminal, got {len(terminal)}")
+    s.expect_order(evs, ["user.message", "session.status_running", lambda e: e in terminal,
+                         "session.status_terminated"], "the terminal path")
+    err = terminal[0]["error"]
+    s.check(bool(err.get("type")) and bool((err.get("message") or "").strip()),
+            f"the terminal error has a type and a message: {err}")
+    s.check(not of_type(evs, "agent.message"), "no agent.message when the model refused every request")
+    got = stack.client.beta.sessions.retrieve(s.id)
+    s.check(got.status == "terminated", f"session status after the terminal error: {got.status}")
+    # A terminated session takes no new work, with a clear error in the envelope.
+    try:
+        s.send({"type": "user.message", "content": [{"type": "text", "text": "again?"}]})
+    except anthropic.APIStatusError as e:
+        body = e.response.json()
+        s.check(e.status_code in (400, 409), f"status for a message to a terminated session: {e.status_code}")
+        s.check(body.get("type") == "error" and "terminated" in body["error"]["message"],
+                f"error envelope for a message to a terminated session: {body}")
+    else:
+        raise s.fail("a terminated session accepted a user.message")
+
+
+def _wait_terminal(s: Live, start: int) -> tuple[int, dict]:
+    """The first terminated or idle status from `start` (wait_for treats both as failures of
+    the turn, so this scans the stream itself)."""
+    deadline = time.monotonic() + 150
+    while True:
+        evs = s.snapshot(start)
+        for i, e in enumerate(evs):
+            if e.get("type") in ("session.status_terminated", "session.status_idle"):
+                return start + i, e
+        if time.monotonic() > deadline:
+            raise s.fail("timed out waiting for session.status_terminated")
+        if s.error is not None:
+            raise s.fail(f"stream failed while waiting for session.status_terminated: {s.error!r}")
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------------------------
+# a runtime crash mid-turn
+# ---------------------------------------------------------------------------------------------
+
+
+def resident_runtime_pids(server_pid: int) -> list[int]:
+    """The server's child processes running the resident openai-agents runtime."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            status = (d / "status").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), -1)
+        if ppid == server_pid and "bridle_agents_runtime" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def test_runtime_crash_mid_turn_is_reported_and_recovered(stack, engine, model, sessions):
+    after = f"Back after the crash, {uniq('w')}."
+    if engine == "openai-agents":
+        # Sandbox as tool: the runtime is one resident process outside any sandbox; kill it
+        # while the model is still streaming the reply.
+        slow = " ".join(f"word{i}" for i in range(1, 41))
+        stack.fake.set_scenario(model, {"turns": [{"text": slow, "chunk_delay_ms": 500}, {"text": after}]})
+    else:
+        # Agent in sandbox: the agent's own bash tool kills the runtime process (the shell's
+        # parent) with SIGKILL; nothing here touches a sandbox limit.
+        stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "kill -9 $PPID"}], "text": "unreachable"},
+                                                  {"text": after}]})
+    s = stack.session(model)
+    sessions.append(s)
+    start = s.message("Do the thing.")
+    if engine == "openai-agents":
+        s.wait_type("session.status_running", start)
+        server_pid = int(os.environ["BRIDLE_E2E_SERVER_PID"])
+        deadline = time.monotonic() + 30
+        while len(stack.fake.requests(model)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few deltas into the reply
+        pids = resident_runtime_pids(server_pid)
+        s.check(len(pids) == 1, f"expected one resident openai-agents runtime under pid {server_pid}, got {pids}")
+        os.kill(pids[0], signal.SIGKILL)
+    end, idle = s.wait_idle(start, "retries_exhausted", timeout=TURN_TIMEOUT)
+    evs = s.snapshot(start)[: end - start + 1]
+    errs = of_type(evs, "session.error")
+    s.check(len(errs) == 1, f"one session.error for the crash, got {len(errs)}")
+    err = errs[0]["error"]
+    s.check(err.get("type") == "unknown_error", f"crash error type {err.get('type')!r}")
+    s.check((err.get("retry_status") or {}).get("type") == "exhausted", f"retry_status {err.get('retry_status')}")
+    msg = err.get("message") or ""
+    s.check("exited" in msg and "limit" not in msg,
+            f"the crash error should say the runtime died mid-turn (and name no limit): {msg!r}")
+    s.check(stack.client.beta.sessions.retrieve(s.id).status == "idle", "the session is idle after the crash")
+    # The next message starts the runtime again and is answered. (The crashed turn may or may
+    # not be in the runtime's history, so the fake answers every turn the same from here.)
+    stack.fake.set_scenario(model, {"turns": [{"text": after}]})
+    evs2 = s.turn("Are you back?")
+    msgs = of_type(evs2, "agent.message")
+    s.check(bool(msgs) and text_of(msgs[-1]) == after, "the session did not recover after the crash")
