@@ -11,11 +11,10 @@ mod support;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
 use reqwest::header::HeaderMap;
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, Postgres, Server};
+use support::{Api, BETA, Backend, Postgres, Server};
 
-const BETA: &str = "managed-agents-2026-04-01";
 const MODEL: &str = "claude-sonnet-4-6";
 
 // ---------------------------------------------------------------------------------------------
@@ -66,21 +65,7 @@ impl Resp {
     }
 }
 
-struct Api {
-    base: String,
-    key: String,
-    http: Client,
-}
-
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: server.base_url.clone(),
-            key: server.api_key.clone(),
-            http: Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap(),
-        }
-    }
-
     async fn send(&self, method: Method, path: &str, auth: Auth, body: Body) -> Result<Resp, String> {
         if let Body::Oversize { len, chunked } = body {
             let addr = self.base.trim_start_matches("http://").to_string();

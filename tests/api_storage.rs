@@ -13,41 +13,17 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, Postgres, Server};
-
-const BETA: &str = "managed-agents-2026-04-01";
+use support::{Api, Backend, Postgres, Server};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-struct Api {
-    base: String,
-    key: String,
-    http: Client,
-}
-
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api::with_key(server, &server.api_key)
-    }
-
-    fn with_key(server: &Server, key: &str) -> Api {
-        Api {
-            base: server.base_url.clone(),
-            key: key.to_string(),
-            http: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-        }
-    }
-
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("x-api-key", &self.key)
-            .header("anthropic-beta", BETA);
+        let mut rb = self.request(method.clone(), path);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -74,11 +50,8 @@ impl Api {
         on_open: impl std::future::Future<Output = ()>,
     ) -> Vec<(u64, String)> {
         let mut rb = self
-            .http
-            .get(format!("{}/v1/sessions/{sid}/events/stream", self.base))
-            .timeout(timeout + Duration::from_secs(5))
-            .header("x-api-key", &self.key)
-            .header("anthropic-beta", BETA);
+            .request(Method::GET, &format!("/v1/sessions/{sid}/events/stream"))
+            .timeout(timeout + Duration::from_secs(5));
         if let Some(id) = last_event_id {
             rb = rb.header("Last-Event-ID", id);
         }

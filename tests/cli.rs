@@ -17,57 +17,35 @@
 mod support;
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bridle::runtimes::{Runtime, Runtimes};
-use bridle_fake_model::{Config as FakeConfig, Failure, FakeModel, Reply, Scenario, ToolCall};
+use bridle::runtimes::Runtime;
+use bridle_fake_model::{Failure, FakeModel, Reply, Scenario, ToolCall};
 use serde_json::{Value, json};
+use support::sessions::{fake_model, install_runtimes, sandbox_dir, session_server};
 use support::{Backend, Server};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-/// The runtimes directory shared with the other test binaries (the installer locks it).
-fn install_runtimes() -> PathBuf {
-    static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
-    let _guard = INSTALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::var_os("BRIDLE_RUNTIMES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes"));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    if let Err(e) = Runtimes::new(&dir).install(&Runtime::ALL) {
-        panic!("installing the runtimes into {}: {e:#}", dir.display());
-    }
-    dir.canonicalize().unwrap_or(dir)
+/// The installed runtimes, the fake model, and a server that runs sessions with them.
+/// (Fields drop in order: the server goes first.)
+struct Live {
+    server: Server,
+    _sandboxes: tempfile::TempDir,
+    fake: FakeModel,
+    token: String,
 }
 
-fn fresh_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("sk-fake-cli-{:x}{:x}", std::process::id(), nanos)
-}
-
-/// A directory others may traverse (sandbox state dirs must be).
-fn open_tempdir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix(prefix).tempdir().expect("create temp dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
-    d
-}
-
-/// A server that runs sessions: the installed runtimes and its own sandbox dir.
-fn live_server(runtimes: &Path, sandboxes: &Path) -> Server {
-    Server::start_opts(
-        Backend::Sqlite,
-        &[],
-        &[
-            ("BRIDLE_RUNTIMES_DIR", runtimes.to_str().unwrap()),
-            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.to_str().unwrap()),
-        ],
-    )
+fn live_server() -> Live {
+    let runtimes = install_runtimes();
+    let (fake, token) = fake_model("cli");
+    let sandboxes = sandbox_dir();
+    let server = session_server(Backend::Sqlite, &runtimes, sandboxes.path(), &[]);
+    Live { server, _sandboxes: sandboxes, fake, token }
 }
 
 /// One API call (blocking), with the headers the SDKs send; panics on an error status.
@@ -280,10 +258,7 @@ fn sessions_list_pages_through_sessions() {
 
 #[test]
 fn tail_follows_a_live_session_and_replays_it_the_same() {
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model");
+    let Live { fake, token, server, .. } = &live_server();
     // One overloaded answer (retried by the runtime), then a bash call and a text reply.
     fake.set_scenario(
         "cli-tail",
@@ -297,11 +272,9 @@ fn tail_follows_a_live_session_and_replays_it_the_same() {
         }
         .with_failures(Failure::new(529).retry_after(1.0)),
     );
-    let sandboxes = open_tempdir("bridle-cli-sandboxes-");
-    let server = live_server(&runtimes, sandboxes.path());
-    let (env, agent, vault) = setup(&server, "cli-tail", Some((&fake, &token)));
+    let (env, agent, vault) = setup(server, "cli-tail", Some((fake, token)));
     let session = api(
-        &server,
+        server,
         "POST",
         "/v1/sessions",
         Some(json!({"agent": agent, "environment_id": env, "vault_ids": [vault.unwrap()], "title": "tail test"})),
@@ -309,10 +282,10 @@ fn tail_follows_a_live_session_and_replays_it_the_same() {
     let sid = session["id"].as_str().unwrap().to_owned();
 
     // Live: tail starts on an empty session, the message is sent while it follows.
-    let mut live = client(&server, &["sessions", "tail", &sid, "--until-idle"]);
+    let mut live = client(server, &["sessions", "tail", &sid, "--until-idle"]);
     let live = std::thread::spawn(move || run_bounded(&mut live, Duration::from_secs(300), "live tail"));
     api(
-        &server,
+        server,
         "POST",
         &format!("/v1/sessions/{sid}/events"),
         Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "Create out.txt"}]}]})),
@@ -357,7 +330,7 @@ fn tail_follows_a_live_session_and_replays_it_the_same() {
     assert_eq!(*body.last().unwrap(), "status   idle (end_turn)", "--until-idle stops at the idle event");
 
     // Recorded: the same session again, now finished, is replayed from its log line for line.
-    let mut again = client(&server, &["sessions", "tail", &sid, "--until-idle", "--no-color"]);
+    let mut again = client(server, &["sessions", "tail", &sid, "--until-idle", "--no-color"]);
     let recorded = run_bounded(&mut again, Duration::from_secs(60), "recorded tail");
     assert!(recorded.status.success(), "{}", show(&recorded));
     let replay = text(&recorded.stdout);
@@ -391,7 +364,7 @@ fn line_of<'a>(stdout: &'a str, start: &str) -> &'a str {
 fn doctor_fails_with_fixes_when_runtimes_are_missing() {
     let server = Server::start(Backend::Sqlite);
     let empty = tempfile::Builder::new().prefix("bridle-cli-no-runtimes-").tempdir().unwrap();
-    let sandboxes = open_tempdir("bridle-cli-doctor-sb-");
+    let sandboxes = sandbox_dir();
     let out = doctor(
         &server,
         &[("BRIDLE_RUNTIMES_DIR", empty.path()), ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())],
@@ -436,7 +409,7 @@ fn doctor_fails_with_fixes_when_runtimes_are_missing() {
 fn doctor_passes_on_a_healthy_config() {
     let runtimes = install_runtimes();
     let server = Server::start(Backend::Sqlite);
-    let sandboxes = open_tempdir("bridle-cli-doctor-ok-");
+    let sandboxes = sandbox_dir();
     let out =
         doctor(&server, &[("BRIDLE_RUNTIMES_DIR", &runtimes), ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())], &[]);
     let stdout = text(&out.stdout);
@@ -463,68 +436,65 @@ fn ensure_curl_and_jq() {
     let have = |p: &str| {
         Command::new("sh").args(["-c", &format!("command -v {p}")]).output().is_ok_and(|o| o.status.success())
     };
-    if have("curl") && have("jq") {
-        return;
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "curl", "jq"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        assert!(install(), "curl and jq are missing and `apt-get install -y curl jq` failed");
+    if !(have("curl") && have("jq")) {
+        support::apt_install(&["curl", "jq"]);
     }
 }
 
 /// The example settings for a session on the fake model's `fake-tool` script.
-fn example_env(cmd: &mut Command, server: &Server, fake: &FakeModel, token: &str) {
+fn example_env(cmd: &mut Command, live: &Live) {
     support::scrub(cmd);
-    cmd.env("BRIDLE_BASE_URL", &server.base_url)
-        .env("BRIDLE_API_KEY", &server.api_key)
-        .env("MODEL_API_KEY", token)
-        .env("LLM_BASE_URL", fake.base_url())
+    cmd.env("BRIDLE_BASE_URL", &live.server.base_url)
+        .env("BRIDLE_API_KEY", &live.server.api_key)
+        .env("MODEL_API_KEY", &live.token)
+        .env("LLM_BASE_URL", live.fake.base_url())
         .env("MODEL", "fake-tool")
         .env("ENGINE", "claude")
         .stdin(Stdio::null());
 }
 
-#[test]
-fn curl_walkthrough_runs_a_session() {
-    ensure_curl_and_jq();
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model");
-    let sandboxes = open_tempdir("bridle-cli-curl-sb-");
-    let server = live_server(&runtimes, sandboxes.path());
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo_dir().join("examples/curl/walkthrough.sh")).arg("Create out.txt");
-    example_env(&mut cmd, &server, &fake, &token);
-    cmd.env("STREAM_TIMEOUT", "300");
-    let out = run_bounded(&mut cmd, Duration::from_secs(320), "examples/curl/walkthrough.sh");
+/// Run an example to completion (bounded by `limit`); it must succeed, print a line starting
+/// with each of `want`, and have called the model with the vault token. Returns its stdout.
+fn run_example(live: &Live, cmd: &mut Command, limit: Duration, what: &str, want: &[&str]) -> String {
+    let out = run_bounded(cmd, limit, what);
     let stdout = text(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "{}", show(&out));
-    for want in [
-        "environment  env_",
-        "agent        agent_",
-        "vault        vlt_",
-        "session      sesn_",
-        "sent         Create out.txt",
-        "status   running",
-        "tool     bash {\"command\":\"echo hello > out.txt\"",
-        "agent    I wrote out.txt.",
-        "usage    in ",
-        "status   idle (end_turn)",
-    ] {
+    for want in want {
         assert!(stdout.lines().any(|l| l.starts_with(want)), "no line starting {want:?}:\n{stdout}");
     }
-    assert!(stdout.lines().last().unwrap().contains(" events in session sesn_"), "{stdout}");
-    let calls = fake.model_requests("fake-tool");
+    let calls = live.fake.model_requests("fake-tool");
     assert!(!calls.is_empty() && calls.iter().all(|r| r.authorized), "the model was called with the vault token");
+    stdout
+}
+
+#[test]
+fn curl_walkthrough_runs_a_session() {
+    ensure_curl_and_jq();
+    let live = live_server();
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_dir().join("examples/curl/walkthrough.sh")).arg("Create out.txt");
+    example_env(&mut cmd, &live);
+    cmd.env("STREAM_TIMEOUT", "300");
+    let stdout = run_example(
+        &live,
+        &mut cmd,
+        Duration::from_secs(320),
+        "examples/curl/walkthrough.sh",
+        &[
+            "environment  env_",
+            "agent        agent_",
+            "vault        vlt_",
+            "session      sesn_",
+            "sent         Create out.txt",
+            "status   running",
+            "tool     bash {\"command\":\"echo hello > out.txt\"",
+            "agent    I wrote out.txt.",
+            "usage    in ",
+            "status   idle (end_turn)",
+        ],
+    );
+    assert!(stdout.lines().last().unwrap().contains(" events in session sesn_"), "{stdout}");
 }
 
 #[test]
@@ -549,27 +519,20 @@ fn typescript_quickstart_runs_a_session() {
     tsc.arg(ts.join("node_modules/typescript/bin/tsc")).args(["-p", "."]).current_dir(build.path());
     support::run_and_report(&mut tsc, "tsc -p examples/typescript");
 
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(FakeConfig { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model");
-    let sandboxes = open_tempdir("bridle-cli-ts-sb-");
-    let server = live_server(&runtimes, sandboxes.path());
+    let live = live_server();
     let mut node = Command::new("node");
     node.arg("dist/quickstart.js").arg("Create out.txt").current_dir(build.path());
-    example_env(&mut node, &server, &fake, &token);
-    let out = run_bounded(&mut node, Duration::from_secs(300), "node dist/quickstart.js");
-    let stdout = text(&out.stdout);
-    println!("{stdout}");
-    assert!(out.status.success(), "{}", show(&out));
-    for want in [
-        "session sesn_",
-        "tool:  bash {\"command\":\"echo hello > out.txt\"",
-        "agent: I wrote out.txt.",
-        "session.status_idle end_turn",
-    ] {
-        assert!(stdout.lines().any(|l| l.starts_with(want)), "no line starting {want:?}:\n{stdout}");
-    }
-    let calls = fake.model_requests("fake-tool");
-    assert!(!calls.is_empty() && calls.iter().all(|r| r.authorized), "the model was called with the vault token");
+    example_env(&mut node, &live);
+    run_example(
+        &live,
+        &mut node,
+        Duration::from_secs(300),
+        "node dist/quickstart.js",
+        &[
+            "session sesn_",
+            "tool:  bash {\"command\":\"echo hello > out.txt\"",
+            "agent: I wrote out.txt.",
+            "session.status_idle end_turn",
+        ],
+    );
 }

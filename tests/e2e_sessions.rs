@@ -17,75 +17,22 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use bridle::runtimes::{Runtime, Runtimes};
-use bridle_fake_model::{Config, FakeModel};
+use support::sessions::{fake_model, install_runtimes, sandbox_dir, session_server};
 use support::{Backend, Server};
 
-/// The runtimes directory shared by every test binary: `$BRIDLE_RUNTIMES_DIR`, else
-/// `<workspace>/target/bridle-runtimes`.
-fn runtimes_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BRIDLE_RUNTIMES_DIR") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes")
-}
-
-/// Install every runtime (once per process; the installer's own lock serializes
-/// processes, and an up-to-date install is a no-op).
-fn install_runtimes() -> PathBuf {
-    static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
-    let _guard = INSTALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let dir = runtimes_dir();
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    let rt = Runtimes::new(&dir);
-    if let Err(e) = rt.install(&Runtime::ALL) {
-        panic!("installing the runtimes into {}: {e:#}", dir.display());
-    }
-    dir.canonicalize().unwrap_or(dir)
-}
-
-/// A token no one else uses, so finding it anywhere means it leaked from this run.
-fn fresh_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("sk-fake-e2e-{:x}{:x}", std::process::id(), nanos)
-}
-
-/// A sandbox directory outside the 0700 data dir, traversable by the sandbox uids.
-fn sandbox_dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("bridle-e2e-sandboxes-").tempdir().expect("create sandbox dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
-    d
-}
-
-/// A distinct sandbox uid range per server (several servers and test binaries run at once; two
-/// sandboxes must never share a host uid).
-fn uid_base() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst) % 10;
-    (700_000 + (std::process::id() % 1000) * 10_000 + n * 1_000).to_string()
-}
-
+/// A server running sessions from `sandboxes` (the support code gives it its own uid range and
+/// never lets it install runtimes: they are installed, or for the missing-runtime server
+/// absent, on purpose).
 fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
-    let runtimes = runtimes.to_str().expect("utf-8 runtimes dir");
-    let sandboxes = sandboxes.to_str().expect("utf-8 sandbox dir");
-    let uids = uid_base();
-    Server::start_opts(
+    session_server(
         Backend::Sqlite,
-        &[],
+        runtimes,
+        sandboxes,
         &[
-            ("BRIDLE_RUNTIMES_DIR", runtimes),
-            // The runtimes are installed (or, for the missing-runtime server, absent) on purpose.
-            ("BRIDLE_AUTO_INSTALL", "false"),
-            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes),
-            ("BRIDLE_SESSIONS__SANDBOX_UID_BASE", &uids),
-            ("BRIDLE_SESSIONS__MAX_SANDBOXES", "1000"),
             ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
             ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
             ("BRIDLE_LOG", "info,bridle=debug"),
@@ -122,9 +69,7 @@ fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
 fn harness_suite(engine: &str) {
     let started = Instant::now();
     let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
+    let (fake, token) = fake_model("e2e");
     let main_sb = sandbox_dir();
     let idle_sb = sandbox_dir();
     let mut main = server(&runtimes, main_sb.path(), "600");
@@ -178,9 +123,7 @@ fn e2e_openai_agents() {
 #[test]
 fn e2e_start_failures() {
     let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
+    let (fake, token) = fake_model("e2e");
     let sb = sandbox_dir();
     let empty_runtimes = tempfile::Builder::new().prefix("bridle-e2e-no-runtimes-").tempdir().expect("tempdir");
     let norun_sb = sandbox_dir();

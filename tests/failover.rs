@@ -26,10 +26,14 @@
 mod cluster;
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use bridle_fake_model::{Config, FakeModel};
+use bridle_fake_model::FakeModel;
 use cluster::{Api, Frame, Log, Stream, asked, database_url, install_runtimes, sandbox_dir, slow_echo, start_node};
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::sessions::fake_model;
 use support::{Backend, Postgres, Server};
 
 /// A bound on hangs (never a speed check): a turn on two busy cores takes seconds.
@@ -39,10 +43,45 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-fn fresh_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("sk-fake-failover-{:x}{:x}", std::process::id(), nanos)
+/// What every test starts from: the runtimes, the fake model streaming the slow echo for
+/// `model`, and the sandbox dir all nodes share.
+struct Fixture {
+    runtimes: PathBuf,
+    fake: FakeModel,
+    token: String,
+    model: String,
+    sandboxes: tempfile::TempDir,
 }
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let runtimes = install_runtimes();
+        let (fake, token) = fake_model("failover");
+        let model = format!("failover-{name}-{}", std::process::id());
+        fake.set_scenario(&model, slow_echo(12, 400));
+        Fixture { runtimes, fake, token, model, sandboxes: sandbox_dir() }
+    }
+
+    /// The first node (4 s leases); more join with [`Server::start_second_node`].
+    fn node(&self, backend: Backend<'_>) -> Server {
+        start_node(backend, &self.runtimes, self.sandboxes.path(), 4)
+    }
+
+    /// A session on the fake model through `api`.
+    async fn session(&self, api: &Api) -> String {
+        api.session(&self.model, &self.fake.base_url(), &self.token).await
+    }
+}
+
+/// The statuses after a cut-off turn: the session moves, finishes that turn, then runs the
+/// next message's turn.
+const MOVED_THEN_TWO_TURNS: [&str; 5] = [
+    "session.status_rescheduled",
+    "session.status_running",
+    "session.status_idle",
+    "session.status_running",
+    "session.status_idle",
+];
 
 fn node_name(s: &Server) -> String {
     std::fs::read_to_string(s.data_dir().join("node-id")).expect("node-id in the data dir").trim().to_owned()
@@ -61,9 +100,11 @@ fn statuses(frames: &[Frame], from: usize) -> Vec<String> {
     frames[from..].iter().filter(|f| f.kind.starts_with("session.status_")).map(|f| f.kind.clone()).collect()
 }
 
-/// Frames streamed from the start of the log: sequence numbers 1, 2, 3, ... without a gap or
-/// repeat, each the same event as the stored log's.
-fn check_stream(frames: &[Frame], log: &Log) {
+/// The stored log keeps its invariants, and the frames streamed from the start of the log have
+/// sequence numbers 1, 2, 3, ... without a gap or repeat, each the same event as the stored
+/// log's.
+fn check_log(frames: &[Frame], log: &Log) {
+    assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants");
     for (i, f) in frames.iter().enumerate() {
         assert_eq!(f.seq, i as i64 + 1, "streamed seqs must be dense and ordered: {:?}", seqs(frames));
         let (seq, id, kind, _) = &log.events[i];
@@ -91,14 +132,8 @@ fn reached_runtime_once(fake: &FakeModel, model: &str, text: &str) {
 #[test]
 fn postgres_owner_killed_mid_turn_is_adopted() {
     let pg = Postgres::start();
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
-    let model = format!("failover-pg-{}", std::process::id());
-    fake.set_scenario(&model, slow_echo(12, 400));
-    let sb = sandbox_dir();
-    let a = start_node(Backend::Postgres(&pg), &runtimes, sb.path(), 4);
+    let fx = Fixture::new("pg");
+    let a = fx.node(Backend::Postgres(&pg));
     let b = a.start_second_node();
     let c = a.start_second_node();
     let mut nodes = [a, b, c];
@@ -107,7 +142,7 @@ fn postgres_owner_killed_mid_turn_is_adopted() {
     let stopped = rt.block_on(async {
         let apis: Vec<Api> = nodes.iter().map(Api::new).collect();
         let api = |i: usize| apis[i].clone();
-        let sid = api(0).session(&model, &fake.base_url(), &token).await;
+        let sid = fx.session(&api(0)).await;
         // A client streams from node A; the first message goes through node B, whose runner
         // takes the session.
         let stream = Stream::open(&api(0), &sid).await;
@@ -129,26 +164,14 @@ fn postgres_owner_killed_mid_turn_is_adopted() {
         stream.wait_for(second, "turn 2 idle", WAIT, is_idle).await;
         let frames = stream.snapshot();
         println!("adoption: session.status_rescheduled {adopted_after:?} after kill -9 (lease 4 s)");
-        assert_eq!(
-            statuses(&frames, mid),
-            [
-                "session.status_rescheduled",
-                "session.status_running",
-                "session.status_idle",
-                "session.status_running",
-                "session.status_idle"
-            ],
-            "statuses after the owner died"
-        );
+        assert_eq!(statuses(&frames, mid), MOVED_THEN_TWO_TURNS, "statuses after the owner died");
         let log = Log::read(&db, &sid).await;
-        assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants");
-        check_stream(&frames, &log);
+        check_log(&frames, &log);
         let adopter = log.lease_owner.clone().expect("the adopter owns the session");
         assert_ne!(adopter, node_name(&nodes[1]), "a surviving node adopted the session");
         assert_eq!(log.user_messages("second question"), 1, "the message sent during the failover is stored once");
-        let answers = log.agent_texts().iter().filter(|t| t.contains("[second question]")).count();
-        assert_eq!(answers, 1, "the message sent during the failover is answered once");
-        reached_runtime_once(&fake, &model, "second question");
+        assert_eq!(log.answers("second question"), 1, "the message sent during the failover is answered once");
+        reached_runtime_once(&fx.fake, &fx.model, "second question");
 
         // The killed node comes back (its own sessions: none left); the adopter is stopped
         // gracefully mid-turn and hands the session over at once.
@@ -174,13 +197,12 @@ fn postgres_owner_killed_mid_turn_is_adopted() {
             "statuses after the owner shut down"
         );
         let log = Log::read(&db, &sid).await;
-        assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants");
-        check_stream(&frames, &log);
+        check_log(&frames, &log);
         let owner = log.lease_owner.clone().expect("a node owns the session");
         assert_ne!(owner, adopter, "another node took the session over");
         // The cut-off turn's own message is delivered again to the resumed runtime (its saved
         // transcript may or may not hold it); it reached the runtime, and the log holds it once.
-        let asked = asked(&fake, &model);
+        let asked = asked(&fx.fake, &fx.model);
         assert!(asked.iter().any(|texts| texts.iter().any(|t| t == "third question")), "{asked:?}");
         assert_eq!(log.user_messages("third question"), 1);
         o
@@ -194,19 +216,13 @@ fn postgres_owner_killed_mid_turn_is_adopted() {
 
 #[test]
 fn sqlite_node_killed_mid_turn_recovers_on_restart() {
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
-    let model = format!("failover-sqlite-{}", std::process::id());
-    fake.set_scenario(&model, slow_echo(12, 400));
-    let sb = sandbox_dir();
-    let mut node = start_node(Backend::Sqlite, &runtimes, sb.path(), 4);
+    let fx = Fixture::new("sqlite");
+    let mut node = fx.node(Backend::Sqlite);
     let db = database_url(&node);
     let rt = rt();
     rt.block_on(async {
         let api = Api::new(&node);
-        let sid = api.session(&model, &fake.base_url(), &token).await;
+        let sid = fx.session(&api).await;
         let stream = Stream::open(&api, &sid).await;
         api.send(&sid, "first question").await;
         stream.wait_for(0, "turn 1 model request", WAIT, |f| f.kind == "span.model_request_start").await;
@@ -231,27 +247,148 @@ fn sqlite_node_killed_mid_turn_recovers_on_restart() {
         let second = stream.wait_for(idle1, "answer 2", WAIT, is_answer("second question")).await;
         stream.wait_for(second, "turn 2 idle", WAIT, is_idle).await;
         let frames = stream.snapshot();
-        assert_eq!(
-            statuses(&frames, from),
-            [
-                "session.status_rescheduled",
-                "session.status_running",
-                "session.status_idle",
-                "session.status_running",
-                "session.status_idle"
-            ],
-            "statuses after the restart"
-        );
+        assert_eq!(statuses(&frames, from), MOVED_THEN_TWO_TURNS, "statuses after the restart");
         let log = Log::read(&db, &sid).await;
-        assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants");
-        check_stream(&frames, &log);
+        check_log(&frames, &log);
         assert_eq!(log.user_messages("second question"), 1);
-        let answers = log.agent_texts().iter().filter(|t| t.contains("[second question]")).count();
-        assert_eq!(answers, 1, "the queued message is answered once");
+        assert_eq!(log.answers("second question"), 1, "the queued message is answered once");
         assert!(!log.kinds().contains(&"session.error"), "recovery reports no error: {:?}", log.kinds());
-        reached_runtime_once(&fake, &model, "second question");
+        reached_runtime_once(&fx.fake, &fx.model, "second question");
     });
     node.assert_alive();
+}
+
+/// A session whose agent asks before every bash call (`always_ask`), on the fixture's model.
+async fn ask_session(fx: &Fixture, api: &Api) -> String {
+    let env = api.ok(Method::POST, "/v1/environments", Some(json!({"name": format!("env-{}", fx.model)}))).await;
+    let tools = json!([{"type": "agent_toolset_20260401",
+        "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}]}]);
+    let agent = api
+        .ok(
+            Method::POST,
+            "/v1/agents",
+            Some(json!({"name": format!("ask-{}", fx.model), "model": fx.model, "tools": tools})),
+        )
+        .await;
+    let meta = json!({"sandbox0.managed_agents.role": "llm", "sandbox0.managed_agents.engine": "claude",
+        "sandbox0.managed_agents.llm_base_url": fx.fake.base_url()});
+    let vault = api.ok(Method::POST, "/v1/vaults", Some(json!({"display_name": "llm", "metadata": meta}))).await;
+    let vid = vault["id"].as_str().unwrap();
+    let cred = json!({"display_name": "model key", "auth": {"type": "static_bearer", "token": fx.token}});
+    api.ok(Method::POST, &format!("/v1/vaults/{vid}/credentials"), Some(cred)).await;
+    let body = json!({"agent": agent["id"], "environment_id": env["id"], "vault_ids": [vid]});
+    api.ok(Method::POST, "/v1/sessions", Some(body)).await["id"].as_str().unwrap().to_owned()
+}
+
+fn confirm(tool_use_id: &str) -> Value {
+    json!({"events": [{"type": "user.tool_confirmation", "tool_use_id": tool_use_id, "result": "allow"}]})
+}
+
+/// Start a turn on an `always_ask` session through `api` and wait until it asks; returns the
+/// waiting tool use's id and the last stored seq.
+async fn wait_for_ask(api: &Api, db: &str, sid: &str) -> (String, i64) {
+    let stream = Stream::open(api, sid).await;
+    api.send(sid, "run it").await;
+    let asks = |f: &Frame| f.kind == "session.status_idle" && f.body["stop_reason"]["type"] == "requires_action";
+    let waiting = stream.wait_for(0, "requires_action", WAIT, asks).await;
+    let use_id = stream.snapshot()[waiting].body["stop_reason"]["event_ids"][0].as_str().unwrap().to_owned();
+    (use_id, Log::read(db, sid).await.last_seq)
+}
+
+/// After the runtime holding `use_id` died with its node: an answer sent at once gets a clear
+/// outcome either way (refused, or taken and reported as undeliverable); the call's turn ends
+/// in the open (a `session.error` naming it, then `retries_exhausted`); a later answer is
+/// refused; the next message is answered.
+async fn lost_call_ends(fx: &Fixture, api: &Api, db: &str, sid: &str, use_id: &str, before: i64) {
+    fx.fake.set_scenario(&fx.model, slow_echo(3, 0));
+    let path = format!("/v1/sessions/{sid}/events");
+    // Races the runner that takes the session over.
+    let (early, early_body) = api.call(Method::POST, &path, Some(confirm(use_id))).await.unwrap();
+    assert!(early == 200 || early == 400, "answer right after the runtime died → {early}: {early_body}");
+    println!("an answer sent right after the runtime died got {early}");
+    let stream = Stream::open(api, sid).await;
+    let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == before).await + 1;
+    let lost = stream.wait_for(from, "the lost call's error", WAIT, |f| f.kind == "session.error").await;
+    let err = &stream.snapshot()[lost].body["error"];
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert_eq!(err["type"], "unknown_error");
+    assert_eq!(err["retry_status"]["type"], "exhausted");
+    assert!(msg.contains(use_id) && msg.contains("can no longer be answered"), "error message: {msg}");
+    let ended = |f: &Frame| f.kind == "session.status_idle" && f.body["stop_reason"]["type"] == "retries_exhausted";
+    let mut idle = stream.wait_for(lost, "the turn's end", WAIT, ended).await;
+    assert_eq!(statuses(&stream.snapshot()[..=idle], from), ["session.status_idle"], "no turn resumed first");
+    if early == 200 {
+        let undelivered = |f: &Frame| {
+            f.kind == "session.error"
+                && f.body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(use_id) && m.contains("could not be delivered"))
+        };
+        let at = stream.wait_for(lost + 1, "the undelivered answer's error", WAIT, undelivered).await;
+        idle = stream.wait_for(at, "idle after the undelivered answer", WAIT, ended).await;
+    } else {
+        assert_eq!(early_body["error"]["type"], "invalid_request_error", "{early_body}");
+    }
+    // The answer is late now: refused in the error envelope.
+    let (late, body) = api.call(Method::POST, &path, Some(confirm(use_id))).await.unwrap();
+    assert_eq!(late, 400, "a late answer is refused: {body}");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("not waiting"), "{body}");
+    // The session goes on.
+    api.send(sid, "third question").await;
+    let answer = stream.wait_for(idle, "the next answer", WAIT, is_answer("third question")).await;
+    let done = stream.wait_for(answer, "the next turn's end", WAIT, is_idle).await;
+    assert_eq!(stream.snapshot()[done].body["stop_reason"]["type"], "end_turn");
+    check_log(&stream.snapshot(), &Log::read(db, sid).await);
+}
+
+fn ask_fixture(name: &str) -> Fixture {
+    let fx = Fixture::new(name);
+    let scenario = json!({"turns": [{"tools": [{"command": "echo never-confirmed"}], "text": "unreachable"}]});
+    fx.fake.set_scenario(&fx.model, serde_json::from_value(scenario).unwrap());
+    fx
+}
+
+/// The server dies (`kill -9`) while a session waits on a tool confirmation; the runtime that
+/// held the call dies with it. After the restart nothing waits forever: see [`lost_call_ends`].
+#[test]
+fn sqlite_restart_ends_a_confirmation_that_can_no_longer_be_answered() {
+    let fx = ask_fixture("ask");
+    let mut node = fx.node(Backend::Sqlite);
+    let db = database_url(&node);
+    let rt = rt();
+    rt.block_on(async {
+        let sid = ask_session(&fx, &Api::new(&node)).await;
+        let (use_id, before) = wait_for_ask(&Api::new(&node), &db, &sid).await;
+        node.stop();
+        node.start_again();
+        lost_call_ends(&fx, &Api::new(&node), &db, &sid, &use_id, before).await;
+    });
+    node.assert_alive();
+}
+
+/// Failover: the node running a session that waits on a tool confirmation is killed
+/// (`kill -9`); the other node adopts the session once the lease lapses and ends the call's
+/// turn in the open: see [`lost_call_ends`].
+#[test]
+fn postgres_adoption_ends_a_confirmation_that_can_no_longer_be_answered() {
+    let pg = Postgres::start();
+    let fx = ask_fixture("ask-pg");
+    let mut a = fx.node(Backend::Postgres(&pg));
+    let mut b = a.start_second_node();
+    let db = database_url(&a);
+    let rt = rt();
+    rt.block_on(async {
+        let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+        let sid = ask_session(&fx, &api_b).await;
+        let (use_id, before) = wait_for_ask(&api_b, &db, &sid).await;
+        assert_eq!(Log::read(&db, &sid).await.lease_owner.as_deref(), Some(node_name(&b).as_str()));
+        b.stop();
+        lost_call_ends(&fx, &api_a, &db, &sid, &use_id, before).await;
+        assert_eq!(Log::read(&db, &sid).await.lease_owner.as_deref(), Some(node_name(&a).as_str()));
+    });
+    a.assert_alive();
 }
 
 fn seq_of(log: &Log, event_id: &str) -> i64 {
@@ -265,14 +402,8 @@ fn seq_of(log: &Log, event_id: &str) -> i64 {
 #[test]
 fn postgres_paused_owner_is_fenced_out() {
     let pg = Postgres::start();
-    let runtimes = install_runtimes();
-    let token = fresh_token();
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
-    let model = format!("failover-fence-{}", std::process::id());
-    fake.set_scenario(&model, slow_echo(12, 400));
-    let sb = sandbox_dir();
-    let mut a = start_node(Backend::Postgres(&pg), &runtimes, sb.path(), 4);
+    let fx = Fixture::new("fence");
+    let mut a = fx.node(Backend::Postgres(&pg));
     let mut b = a.start_second_node();
     let db = database_url(&a);
     let signal = |sig: &str, s: &Server| {
@@ -282,7 +413,7 @@ fn postgres_paused_owner_is_fenced_out() {
     let rt = rt();
     rt.block_on(async {
         let (api_a, api_b) = (Api::new(&a), Api::new(&b));
-        let sid = api_a.session(&model, &fake.base_url(), &token).await;
+        let sid = fx.session(&api_a).await;
         let stream = Stream::open(&api_a, &sid).await;
         api_b.send(&sid, "first question").await;
         let mid = stream.wait_for(0, "turn 1 model request", WAIT, |f| f.kind == "span.model_request_start").await;
@@ -306,23 +437,12 @@ fn postgres_paused_owner_is_fenced_out() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let frames = stream.snapshot();
-        assert_eq!(
-            statuses(&frames, mid),
-            [
-                "session.status_rescheduled",
-                "session.status_running",
-                "session.status_idle",
-                "session.status_running",
-                "session.status_idle"
-            ],
-            "statuses after the owner was paused"
-        );
+        assert_eq!(statuses(&frames, mid), MOVED_THEN_TWO_TURNS, "statuses after the owner was paused");
         let log = Log::read(&db, &sid).await;
-        assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants");
-        check_stream(&frames, &log);
+        check_log(&frames, &log);
         assert_eq!(log.lease_owner.as_deref(), Some(node_name(&a).as_str()), "the adopter keeps the session");
-        assert_eq!(log.agent_texts().iter().filter(|t| t.contains("[after the pause]")).count(), 1);
-        reached_runtime_once(&fake, &model, "after the pause");
+        assert_eq!(log.answers("after the pause"), 1);
+        reached_runtime_once(&fx.fake, &fx.model, "after the pause");
     });
     a.assert_alive();
     b.assert_alive();

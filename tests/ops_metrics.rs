@@ -18,17 +18,15 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use bridle::runtimes::{Runtime, Runtimes};
-use bridle_fake_model::{Config, FakeModel, Reply, Scenario, ToolCall};
+use bridle::runtimes::Runtime;
+use bridle_fake_model::{Reply, Scenario, ToolCall};
 use futures::StreamExt;
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, Postgres, Server};
-
-const BETA: &str = "managed-agents-2026-04-01";
+use support::{Api, Backend, Postgres, Server, sessions};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -250,26 +248,13 @@ impl Resp {
     }
 }
 
-struct Api {
-    base: String,
-    key: String,
-    http: Client,
-}
-
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: server.base_url.clone(),
-            key: server.api_key.clone(),
-            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
-        }
-    }
-
     async fn send(&self, method: Method, path: &str, body: Option<Value>, auth: bool) -> Resp {
-        let mut rb = self.http.request(method.clone(), format!("{}{path}", self.base));
-        if auth {
-            rb = rb.header("x-api-key", &self.key).header("anthropic-beta", BETA);
-        }
+        let mut rb = if auth {
+            self.request(method.clone(), path)
+        } else {
+            self.http.request(method.clone(), format!("{}{path}", self.base))
+        };
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -389,48 +374,12 @@ fn metrics_health_and_readiness() {
 // A session run
 // ---------------------------------------------------------------------------------------------
 
-/// The runtimes directory shared with `e2e_sessions` (same default and override).
-fn runtimes_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BRIDLE_RUNTIMES_DIR") {
-        return PathBuf::from(d);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes")
-}
-
-fn install_claude() -> PathBuf {
-    let dir = runtimes_dir();
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    Runtimes::new(&dir)
-        .install(&[Runtime::ClaudeCode])
-        .unwrap_or_else(|e| panic!("installing Claude Code into {}: {e:#}", dir.display()));
-    dir.canonicalize().unwrap_or(dir)
-}
-
 /// The probe runs `/usr/bin/curl` inside the sandbox (which sees the host's `/usr`): install
 /// it when missing, as the support code does for bubblewrap.
 fn ensure_curl() {
-    if Path::new("/usr/bin/curl").exists() {
-        return;
+    if !Path::new("/usr/bin/curl").exists() {
+        support::apt_install(&["curl"]);
     }
-    let install = || {
-        std::process::Command::new("apt-get")
-            .args(["install", "-y", "-qq", "curl"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
-        assert!(install(), "curl is missing and `apt-get install -y curl` failed");
-    }
-}
-
-/// A sandbox directory outside the 0700 data dir, traversable by the sandbox uids.
-fn sandbox_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("bridle-ops-sandboxes-").tempdir().expect("create sandbox dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
-    d
 }
 
 /// Read SSE frames until one of type `kind` (bounded by `limit`); returns the event bodies seen.
@@ -481,11 +430,9 @@ async fn scrape_until(api: &Api, what: &str, limit: Duration, pred: impl Fn(&Exp
 
 #[test]
 fn session_run_moves_session_metrics() {
-    let runtimes = install_claude();
+    let runtimes = sessions::install(&[Runtime::ClaudeCode]);
     ensure_curl();
-    let token = format!("sk-fake-ops-{}", std::process::id());
-    let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
-        .expect("start the fake model server");
+    let (fake, token) = sessions::fake_model("ops");
     let model = format!("ops-metrics-{}", std::process::id());
     // One turn: a bash call that tries a host the environment does not allow (the gateway
     // answers 403), then text. Each model request waits a little, so the turn is still running
@@ -503,17 +450,12 @@ fn session_run_moves_session_metrics() {
             ..Scenario::default()
         },
     );
-    let sandboxes = sandbox_dir();
-    let server = Server::start_opts(
+    let sandboxes = sessions::sandbox_dir();
+    let server = sessions::session_server(
         Backend::Sqlite,
-        &[],
-        &[
-            ("BRIDLE_RUNTIMES_DIR", runtimes.to_str().expect("utf-8 runtimes dir")),
-            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path().to_str().expect("utf-8 sandbox dir")),
-            ("BRIDLE_SSE_HEARTBEAT_SECS", "1"),
-            ("BRIDLE_LOG_FORMAT", "json"),
-            ("BRIDLE_LOG", "info,bridle=debug"),
-        ],
+        &runtimes,
+        sandboxes.path(),
+        &[("BRIDLE_SSE_HEARTBEAT_SECS", "1"), ("BRIDLE_LOG_FORMAT", "json"), ("BRIDLE_LOG", "info,bridle=debug")],
     );
     rt().block_on(async {
         let api = Api::new(&server);
@@ -561,11 +503,8 @@ fn session_run_moves_session_metrics() {
         let (before, _) = api.scrape("/metrics").await;
         assert_eq!(before.sum("bridle_sse_subscribers", &[]), 0.0);
         let stream = api
-            .http
-            .get(format!("{}/v1/sessions/{sid}/events/stream", api.base))
+            .request(Method::GET, &format!("/v1/sessions/{sid}/events/stream"))
             .timeout(Duration::from_secs(600))
-            .header("x-api-key", &api.key)
-            .header("anthropic-beta", BETA)
             .send()
             .await
             .expect("open the event stream");

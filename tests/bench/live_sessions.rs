@@ -65,9 +65,9 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Resident KiB of a process in wasm linear memories: writable mappings followed directly by
-/// an inaccessible reservation of at least 1 GiB (the rest of a wasmtime memory slot and its
-/// guard; malloc arenas reserve at most 64 MiB).
+/// Resident KiB of a process in wasm linear memories: runs of adjacent writable mappings that
+/// end at an inaccessible reservation of at least 1 GiB (the rest of a wasmtime memory slot
+/// and its guard; malloc arenas reserve at most 64 MiB).
 fn wasm_memory_rss_kib(pid: u32) -> u64 {
     let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return 0 };
     // (start, end, perms, rss KiB) per mapping, in address order.
@@ -84,10 +84,19 @@ fn wasm_memory_rss_kib(pid: u32) -> u64 {
             maps.push((a, b, rest.split_whitespace().next().unwrap_or_default().to_owned(), 0));
         }
     }
-    maps.windows(2)
-        .filter(|w| w[0].2.starts_with("rw") && w[1].0 == w[0].1 && w[1].2 == "---p" && w[1].1 - w[1].0 >= 1 << 30)
-        .map(|w| w[0].3)
-        .sum()
+    let (mut total, mut run, mut run_end) = (0, 0, 0);
+    for (a, b, perms, rss) in maps {
+        if perms.starts_with("rw") {
+            run = if a == run_end { run + rss } else { rss };
+            run_end = b;
+        } else {
+            if perms == "---p" && a == run_end && b - a >= 1 << 30 {
+                total += run;
+            }
+            (run, run_end) = (0, 0);
+        }
+    }
+    total
 }
 
 /// CPU time (user + system) a process has used, in ms.

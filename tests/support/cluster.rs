@@ -4,55 +4,31 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bridle::runtimes::{Runtime, Runtimes};
 use futures::StreamExt;
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Row;
 
+use crate::support::sessions::session_server;
 use crate::support::{Backend, Server};
 
-pub const BETA: &str = "managed-agents-2026-04-01";
-
-/// The runtimes directory shared by every test binary: `$BRIDLE_RUNTIMES_DIR`, else
-/// `<workspace>/target/bridle-runtimes`; every runtime installed there (once per process; an
-/// up-to-date install is a no-op).
-pub fn install_runtimes() -> PathBuf {
-    static INSTALL: OnceLock<Mutex<()>> = OnceLock::new();
-    let _guard = INSTALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::var_os("BRIDLE_RUNTIMES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bridle-runtimes"));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    if let Err(e) = Runtimes::new(&dir).install(&Runtime::ALL) {
-        panic!("installing the runtimes into {}: {e:#}", dir.display());
-    }
-    dir.canonicalize().unwrap_or(dir)
-}
-
-/// A sandbox directory outside the 0700 data dirs, traversable by the sandbox uids: the
-/// "shared workspace storage" of every node of a test.
-pub fn sandbox_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("bridle-failover-sandboxes-").tempdir().expect("create sandbox dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
-    d
-}
+// The soak benchmark takes these from here.
+pub use crate::support::Api;
+pub use crate::support::sessions::{install_runtimes, sandbox_dir};
 
 /// Start a node running sessions from `sandboxes` with `runtimes`, with short leases. Each
 /// node gets its own sandbox uid range from the test support.
 pub fn start_node(backend: Backend<'_>, runtimes: &Path, sandboxes: &Path, lease_secs: u64) -> Server {
     let lease = lease_secs.to_string();
-    Server::start_opts(
+    session_server(
         backend,
-        &[],
+        runtimes,
+        sandboxes,
         &[
-            ("BRIDLE_RUNTIMES_DIR", runtimes.to_str().expect("utf-8 runtimes dir")),
-            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.to_str().expect("utf-8 sandbox dir")),
             ("BRIDLE_SESSIONS__LEASE_SECS", &lease),
             ("BRIDLE_SESSIONS__LEASE_RENEW_SECS", "1"),
             ("BRIDLE_LOG", "info,bridle=debug"),
@@ -68,29 +44,9 @@ pub fn database_url(server: &Server) -> String {
     }
 }
 
-/// A REST client for one node.
-#[derive(Clone)]
-pub struct Api {
-    pub base: String,
-    pub key: String,
-    pub http: Client,
-}
-
 impl Api {
-    pub fn new(server: &Server) -> Api {
-        Api {
-            base: server.base_url.clone(),
-            key: server.api_key.clone(),
-            http: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-        }
-    }
-
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-        let mut rb = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("x-api-key", &self.key)
-            .header("anthropic-beta", BETA);
+        let mut rb = self.request(method.clone(), path);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -181,11 +137,8 @@ impl Stream {
     /// Open the stream (from the start of the log) and collect its frames until dropped.
     pub async fn open(api: &Api, sid: &str) -> Stream {
         let resp = api
-            .http
-            .get(format!("{}/v1/sessions/{sid}/events/stream", api.base))
+            .request(Method::GET, &format!("/v1/sessions/{sid}/events/stream"))
             .timeout(Duration::from_secs(3600))
-            .header("x-api-key", &api.key)
-            .header("anthropic-beta", BETA)
             // Replay the whole log first, then follow it live.
             .header("Last-Event-ID", "0")
             .send()

@@ -10,9 +10,14 @@
 //!   and `tests/ts/node_modules` from pinned manifests, rebuilt when a manifest changes, and
 //!   guarded by a file lock so parallel test binaries never install concurrently.
 //!
+//! * [`sessions`]: servers that run sessions (runtimes, sandbox dirs, uid ranges, the fake
+//!   model).
+//!
 //! Included by each test target with `#[path = "../tests/support/mod.rs"] mod support;`-style
 //! paths (or `mod support;` from a file beside this directory).
 #![allow(dead_code)]
+
+pub mod sessions;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -55,15 +60,6 @@ pub const SCRUBBED_ENV: &[&str] = &[
 
 /// Remove [`SCRUBBED_ENV`] and every other `BRIDLE_*` variable of the test process (the
 /// server reads all `BRIDLE_*` variables as configuration) from a command's environment.
-/// A sandbox uid range (1000 uids) not used by another test server: distinct
-/// per server in this process, and spread by pid across test processes.
-fn sandbox_uid_base() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let slot = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 400;
-    600_000 + slot * 1000
-}
-
 pub fn scrub(cmd: &mut Command) -> &mut Command {
     for k in SCRUBBED_ENV {
         cmd.env_remove(k);
@@ -92,6 +88,24 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
         panic!("{what} failed: {cmd:?}\n{}", output_text(&out));
     }
     out
+}
+
+/// Install Debian `packages` with apt-get (we run as root), refreshing the package lists once
+/// if the first try fails: tools the tests need are installed, never skipped.
+pub fn apt_install(packages: &[&str]) {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let list = packages.join(" ");
+        assert!(install(), "{list} missing and `apt-get install -y {list}` failed");
+    }
 }
 
 /// Is this process running as root? (The owner of a file we create is our effective uid.)
@@ -330,6 +344,9 @@ pub const STARTUP_TIMEOUT_SECS: u64 = 240;
 pub struct Server {
     child: Option<Child>,
     watchdog: Option<Child>,
+    /// Claimed on the first start with a sandbox dir and kept across restarts, like a real
+    /// node's configured range.
+    uid_range: Option<sessions::UidRange>,
     data_dir: tempfile::TempDir,
     log_path: PathBuf,
     extra_args: Vec<String>,
@@ -362,6 +379,7 @@ impl Server {
         let mut server = Server {
             child: None,
             watchdog: None,
+            uid_range: None,
             log_path: data_dir.path().join("server.log"),
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -392,6 +410,7 @@ impl Server {
         let mut node = Server {
             child: None,
             watchdog: None,
+            uid_range: None,
             log_path: data_dir.path().join("server.log"),
             data_dir,
             extra_args: self.extra_args.clone(),
@@ -471,8 +490,10 @@ impl Server {
             // once never share a uid.
             cmd.env("BRIDLE_AUTO_INSTALL", "false");
             if self.envs.iter().any(|(k, _)| k == "BRIDLE_SESSIONS__SANDBOX_DIR") {
-                ensure_bubblewrap();
-                cmd.env("BRIDLE_SESSIONS__SANDBOX_UID_BASE", sandbox_uid_base().to_string());
+                sessions::ensure_bubblewrap();
+                let uids = self.uid_range.get_or_insert_with(sessions::claim_uid_range);
+                cmd.env("BRIDLE_SESSIONS__SANDBOX_UID_BASE", uids.base.to_string())
+                    .env("BRIDLE_SESSIONS__MAX_SANDBOXES", sessions::UID_RANGE_LEN.to_string());
             } else {
                 cmd.env("BRIDLE_SESSIONS__ENABLED", "false");
             }
@@ -601,6 +622,45 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Re
 }
 
 // ---------------------------------------------------------------------------------------------
+// REST client
+// ---------------------------------------------------------------------------------------------
+
+/// The `anthropic-beta` value the SDKs send with Managed Agents requests.
+pub const BETA: &str = "managed-agents-2026-04-01";
+
+/// A REST client for one server: its base URL and API key, and an HTTP client whose timeout
+/// bounds a hang. Each test target adds the calls it needs in its own `impl Api` block.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &Server) -> Api {
+        Api::with_key(server, &server.api_key)
+    }
+
+    /// A client for `server` that authenticates with `key`.
+    pub fn with_key(server: &Server, key: &str) -> Api {
+        Api {
+            base: server.base_url.clone(),
+            key: key.to_owned(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
+        }
+    }
+
+    /// `method path` with the API key and the beta header.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", &self.key)
+            .header("anthropic-beta", BETA)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // SDK toolchains (Python venv, node_modules)
 // ---------------------------------------------------------------------------------------------
 
@@ -697,26 +757,4 @@ pub fn run_and_report(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{what} failed ({}); its output is above", out.status);
-}
-
-/// bubblewrap is the sandbox's one external program: install it when it is
-/// missing (as root, with apt-get), so the suite runs on a fresh machine.
-pub fn ensure_bubblewrap() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::path::Path::new("/usr/bin/bwrap").exists() {
-            return;
-        }
-        let install = || {
-            std::process::Command::new("apt-get")
-                .args(["install", "-y", "-qq", "bubblewrap"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
-            assert!(install(), "bubblewrap is missing and `apt-get install -y bubblewrap` failed");
-        }
-    });
 }

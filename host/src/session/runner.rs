@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Sessions;
+use super::orphans;
 use super::resident::ResidentProc;
 use super::status::{Fact, StatusMachine};
 use super::validate::check_plugin_event;
@@ -108,6 +109,9 @@ struct Runner {
     resume_unsaved: bool,
     /// A turn cut off by the previous owner's end, to resume first.
     recover: Option<Option<StoredEvent>>,
+    /// Tool calls the log says wait on the user, held by a runtime that is
+    /// gone (this runner is new): their turn is ended first.
+    orphaned: Vec<String>,
     /// When the runtime line being handled was read (epoch µs), for the
     /// `bridle::ingest` debug record of live-event latency.
     line_read_at: Option<i64>,
@@ -158,6 +162,7 @@ impl Runner {
             start_seq: None,
             resume_unsaved: false,
             recover: None,
+            orphaned: Vec::new(),
             line_read_at: None,
             live,
         };
@@ -179,10 +184,18 @@ impl Runner {
             let interrupted = taken.iter().any(|e| e.kind == "user.interrupt");
             runner.recover = Some(turn.filter(|_| !interrupted));
         }
+        if runner.machine.status() == SessionStatus::Idle {
+            runner.orphaned = orphans::pending_in_log(&runner.host.store, &runner.id).await?;
+        }
         Ok(Some(runner))
     }
 
     async fn main(&mut self, rx: &mut mpsc::UnboundedReceiver<()>) {
+        if !self.orphaned.is_empty()
+            && let Err(e) = self.end_orphaned_wait().await
+        {
+            tracing::error!(error = format!("{e:#}"), "ending the orphaned tool calls' turn failed");
+        }
         if let Some(turn) = self.recover.take()
             && let Err(e) = self.resume_turn(turn).await
         {
@@ -284,8 +297,7 @@ impl Runner {
                     .unwrap_or_default()
                     .to_owned();
                 if !self.machine.pending().contains(&target) {
-                    tracing::warn!(target = %target, "answer for a tool call that is not pending; ignored");
-                    return Ok(());
+                    return self.answer_undelivered(&ev.kind, &target).await;
                 }
                 self.apply_fact(Fact::Answered(vec![target])).await?;
                 self.plugin_input(&ev).await
@@ -321,6 +333,34 @@ impl Runner {
             .await?;
         self.turn_over();
         self.next_queued().await
+    }
+
+    /// This runner is new, yet the log says tool calls wait on the user: the
+    /// runtime that held them is gone (server restart, adoption by this
+    /// node), so end their turn in the open (see [`orphans`]).
+    async fn end_orphaned_wait(&mut self) -> anyhow::Result<()> {
+        let ids = std::mem::take(&mut self.orphaned);
+        tracing::warn!(?ids, "tool calls wait on a runtime that is gone; ending their turn");
+        let cause = "the agent runtime holding the call stopped (the server restarted, or another node took the \
+                     session over)";
+        let message = orphans::lost_calls_message(&ids, cause);
+        self.apply_fact(Fact::Failed { error_type: "unknown_error".into(), message, terminal: false }).await
+    }
+
+    /// An answer the API took (its call was pending in the log) that no
+    /// runtime here waits for: its turn ended before the runner got to it.
+    /// Report it rather than drop it; between turns also end with an idle
+    /// status, so a client waiting for the answer's outcome sees one.
+    async fn answer_undelivered(&mut self, kind: &str, target: &str) -> anyhow::Result<()> {
+        tracing::warn!(target = %target, "answer for a tool call whose turn ended; reported");
+        let message = orphans::undelivered_answer_message(kind, target);
+        if self.turn {
+            let error = json!({"type": "session.error", "error": {"type": "unknown_error", "message": message,
+                "retry_status": {"type": "exhausted"}}});
+            let Value::Object(body) = error else { return Ok(()) };
+            return self.emit(None, vec![body]).await;
+        }
+        self.apply_fact(Fact::Failed { error_type: "unknown_error".into(), message, terminal: false }).await
     }
 
     /// Between turns: no deadline, the sandbox may idle.
@@ -365,19 +405,35 @@ impl Runner {
                     Io::Resident { .. } => None,
                 });
                 tracing::info!(%status, ?limit, "runtime exited");
-                let actions = rt.plugin.on_exit(status.code()).await;
+                let mut actions = rt.plugin.on_exit(status.code()).await.unwrap_or_default();
                 release_io(rt.io, &self.id).await;
+                if self.resume_unsaved {
+                    // A runtime that died mid-turn may not have written what
+                    // its new token names (Claude Code writes its transcript
+                    // late): resume from the token of the last finished turn.
+                    self.state.resume = self.host.store.runner_state(&self.id).await?.and_then(|s| s.resume);
+                    self.resume_unsaved = false;
+                }
+                // Calls waiting on the user died with the runtime: say so.
+                let waiting = self.machine.pending().to_vec();
+                let lost = |why: String| match waiting.is_empty() {
+                    true => why,
+                    false => orphans::lost_calls_message(&waiting, &why),
+                };
                 if let (Some(limit), true) = (limit, self.turn) {
-                    let why = format!("the agent runtime was stopped: sandbox {limit} limit exceeded");
+                    let why = lost(format!("the agent runtime was stopped: sandbox {limit} limit exceeded"));
                     return self.fail_turn("unknown_error", &why).await;
                 }
-                self.apply_actions(actions.unwrap_or_default()).await?;
+                if !waiting.is_empty() {
+                    orphans::name_lost_calls(&mut actions, &waiting);
+                }
+                self.apply_actions(actions).await?;
                 if self.turn {
                     let why = match limit {
                         Some(limit) => format!("the agent runtime was stopped: sandbox {limit} limit exceeded"),
                         None => format!("the agent runtime {status} before finishing the turn{stderr}"),
                     };
-                    self.fail_turn("unknown_error", &why).await?;
+                    self.fail_turn("unknown_error", &lost(why)).await?;
                 }
                 Ok(())
             }

@@ -144,3 +144,83 @@ def test_runtime_crash_mid_turn_is_reported_and_recovered(stack, engine, model, 
     evs2 = s.turn("Are you back?")
     msgs = of_type(evs2, "agent.message")
     s.check(bool(msgs) and text_of(msgs[-1]) == after, "the session did not recover after the crash")
+
+
+# ---------------------------------------------------------------------------------------------
+# a runtime that dies while a tool call waits on the user
+# ---------------------------------------------------------------------------------------------
+
+ASK_BASH = [{"type": "agent_toolset_20260401",
+             "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}}]}]
+
+
+def sandboxed_runtime_pids(workspace: Path, program: str) -> list[int]:
+    """The `program` processes (the agent runtime) of the sandbox whose workspace is
+    `workspace`: each sandbox runs as its own host uid, which owns its workspace. The sandbox's
+    init and bubblewrap are left alone."""
+    uid = workspace.stat().st_uid
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            status = (d / "status").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        real = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), -1)
+        argv0 = cmd.split(" ")[0]
+        if real == uid and program in argv0 and not argv0.endswith(("bwrap", "bridle-sandbox-init")):
+            out.append(int(d.name))
+    return out
+
+
+def test_runtime_killed_while_a_confirmation_waits(stack, engine, model, sessions):
+    """The runtime holding an `always_ask` call dies (SIGKILL) while it waits on the user: the
+    turn ends in the open (a session.error naming the call, then `retries_exhausted`), a late
+    answer is refused with a 400, and the next message is answered."""
+    after = f"Fresh start, {uniq('w')}."
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "echo never-confirmed"}],
+                                               "text": "unreachable"}]})
+    s = stack.session(model, tools=ASK_BASH)
+    sessions.append(s)
+    start = s.message("Run it.")
+    _, use = s.wait_type("agent.tool_use", start)
+    i, idle = s.wait_idle(start, "requires_action")
+    s.check((idle.get("stop_reason") or {}).get("event_ids") == [use["id"]], f"waiting on {idle}")
+    if engine == "openai-agents":
+        pids = resident_runtime_pids(int(os.environ["BRIDLE_E2E_SERVER_PID"]))
+        s.check(len(pids) == 1, f"expected one resident openai-agents runtime, got {pids}")
+    else:
+        pids = sandboxed_runtime_pids(stack.workspace(s.id), engine)
+        s.check(bool(pids), f"no runtime process found in the sandbox of {stack.workspace(s.id)}")
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # a child that went with its parent
+    end, _ = s.wait_idle(i + 1, "retries_exhausted", timeout=TURN_TIMEOUT)
+    evs = s.snapshot(i + 1)[: end - i]
+    errs = of_type(evs, "session.error")
+    s.check(len(errs) == 1, f"one session.error for the lost call, got {len(errs)}")
+    err = errs[0]["error"]
+    s.check(err.get("type") == "unknown_error", f"error type {err.get('type')!r}")
+    s.check((err.get("retry_status") or {}).get("type") == "exhausted", f"retry_status {err.get('retry_status')}")
+    msg = err.get("message") or ""
+    s.check(use["id"] in msg and "can no longer be answered" in msg,
+            f"the error should name the call that can no longer be answered: {msg!r}")
+    s.check(stack.client.beta.sessions.retrieve(s.id).status == "idle", "the session is idle after the crash")
+    # The answer comes too late: a 400 in the error envelope, nothing stored.
+    try:
+        s.send({"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": "allow"})
+    except anthropic.BadRequestError as e:
+        body = e.response.json()
+        s.check(body.get("type") == "error" and body["error"].get("type") == "invalid_request_error"
+                and "not waiting" in body["error"].get("message", ""), f"late answer's error envelope: {body}")
+    else:
+        raise s.fail("a confirmation for a call whose runtime died was accepted")
+    # The next message starts the runtime again and is answered.
+    stack.fake.set_scenario(model, {"turns": [{"text": after}]})
+    evs2 = s.turn("Are you there?")
+    msgs = of_type(evs2, "agent.message")
+    s.check(bool(msgs) and text_of(msgs[-1]) == after, "the session did not recover after the lost call")

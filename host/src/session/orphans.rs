@@ -1,0 +1,118 @@
+//! Tool calls left waiting on the user with no runtime to take the answer.
+//!
+//! A pending `always_ask` confirmation or custom tool call lives in the
+//! runtime process that asked (Claude Code's control request, codex's server
+//! request, the openai-agents runtime's wait). When that process is gone —
+//! the server restarted, another node adopted the session, or the runtime
+//! died while waiting — nothing can deliver an answer any more. Delivering
+//! it to a resumed runtime would need each runtime to replay an unanswered
+//! call on resume, which none of the three promises (and a first turn may
+//! have no resume state at all). So the turn is ended in the open
+//! (`session.error` naming the calls, then `retries_exhausted`), which
+//! clears the pending list in the log: late answers get the API's "not
+//! waiting" 400, and the next message resumes the runtime as usual.
+
+use anyhow::Context;
+use serde_json::Value;
+
+use bridle_harness::Action;
+
+use crate::store::{EventFilter, Order, Store};
+
+/// The event ids the session's log says wait on the user: the `event_ids`
+/// of the last status event, if it is `session.status_idle`
+/// `requires_action`.
+pub(crate) async fn pending_in_log(store: &Store, session_id: &str) -> anyhow::Result<Vec<String>> {
+    let statuses = EventFilter {
+        types: [
+            "session.status_idle",
+            "session.status_running",
+            "session.status_rescheduled",
+            "session.status_terminated",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..EventFilter::default()
+    };
+    let (last, _) = store.list_events(session_id, &statuses, Order::Desc, None, 1).await?;
+    let Some(last) = last.first() else { return Ok(Vec::new()) };
+    let body: Value = serde_json::from_str(&last.body).context("decoding the last status event")?;
+    Ok(waiting_ids(&body))
+}
+
+fn waiting_ids(status: &Value) -> Vec<String> {
+    if status.pointer("/stop_reason/type").and_then(Value::as_str) != Some("requires_action") {
+        return Vec::new();
+    }
+    status
+        .pointer("/stop_reason/event_ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// `session.error` text for calls whose runtime is gone; `cause` says how.
+pub(crate) fn lost_calls_message(ids: &[String], cause: &str) -> String {
+    let list = ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ");
+    let (calls, was) = if ids.len() == 1 { ("tool call", "was") } else { ("tool calls", "were") };
+    format!(
+        "{cause}; {calls} {list} {was} waiting for the user and can no longer be answered (a new runtime cannot take \
+         the answer), so the turn ends here: send a new message to continue"
+    )
+}
+
+/// Name the calls a runtime that exited left waiting in the failure its
+/// plugin reports for that exit.
+pub(crate) fn name_lost_calls(actions: &mut [Action], ids: &[String]) {
+    for action in actions {
+        if let Action::Failed(err) = action
+            && let Ok(mut v) = serde_json::from_str::<Value>(err)
+        {
+            let cause = v.get("message").and_then(Value::as_str).unwrap_or("the agent runtime exited").to_owned();
+            v["message"] = Value::String(lost_calls_message(ids, &cause));
+            *err = v.to_string();
+        }
+    }
+}
+
+/// `session.error` text for an answer that arrived after its turn ended.
+pub(crate) fn undelivered_answer_message(kind: &str, target: &str) -> String {
+    format!(
+        "the {kind} for tool call `{target}` could not be delivered: the agent runtime that asked for it is gone and \
+         its turn has ended (send a new message to continue)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_requires_action_waits() {
+        let idle = json!({"type": "session.status_idle", "stop_reason": {"type": "requires_action", "event_ids": ["sevt_a", "sevt_b"]}});
+        assert_eq!(waiting_ids(&idle), ["sevt_a", "sevt_b"]);
+        let done = json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}});
+        assert!(waiting_ids(&done).is_empty());
+        assert!(waiting_ids(&json!({"type": "session.status_running"})).is_empty());
+    }
+
+    #[test]
+    fn messages_name_the_calls() {
+        let m = lost_calls_message(&["sevt_a".into()], "the server restarted");
+        assert!(m.starts_with("the server restarted; tool call `sevt_a` was waiting for the user"), "{m}");
+        let m = lost_calls_message(&["sevt_a".into(), "sevt_b".into()], "x");
+        assert!(m.contains("tool calls `sevt_a`, `sevt_b` were waiting"), "{m}");
+    }
+
+    #[test]
+    fn exit_failures_name_the_lost_calls() {
+        let failed = json!({"type": "unknown_error", "message": "codex exited on a signal", "retry_status": {"type": "exhausted"}});
+        let mut actions = vec![Action::Failed(failed.to_string())];
+        name_lost_calls(&mut actions, &["sevt_a".into()]);
+        let Action::Failed(err) = &actions[0] else { panic!("not a failure") };
+        let v: Value = serde_json::from_str(err).unwrap();
+        assert!(v["message"].as_str().unwrap().starts_with("codex exited on a signal; tool call `sevt_a`"));
+        assert_eq!(v["retry_status"]["type"], "exhausted");
+    }
+}
