@@ -10,8 +10,8 @@ mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
-use reqwest::header::HeaderMap;
 use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use support::{Api, BETA, Backend, Postgres, Server};
 

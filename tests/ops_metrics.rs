@@ -466,24 +466,7 @@ fn session_run_moves_session_metrics() {
                 Some(json!({"name": "ops", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": []}}})),
             )
             .await;
-        let vault = api
-            .ok(
-                Method::POST,
-                "/v1/vaults",
-                Some(json!({"display_name": "llm", "metadata": {
-                    "sandbox0.managed_agents.role": "llm",
-                    "sandbox0.managed_agents.engine": "claude",
-                    "sandbox0.managed_agents.llm_base_url": fake.base_url(),
-                }})),
-            )
-            .await;
-        let vault_id = vault["id"].as_str().unwrap();
-        api.ok(
-            Method::POST,
-            &format!("/v1/vaults/{vault_id}/credentials"),
-            Some(json!({"display_name": "model key", "auth": {"type": "static_bearer", "token": token}})),
-        )
-        .await;
+        let vault_id = api.llm_vault("llm", &fake.base_url(), &token).await;
         let agent = api
             .ok(
                 Method::POST,

@@ -2,14 +2,17 @@
 //! `Store`, WAL, on a temp file) and delivered through the server's `Bus` to a live subscriber,
 //! as the session runner and an SSE stream do it. Criterion reports events/s.
 //!
-//! * `append+deliver/1 per append`: one event per append (a transaction each), what the runner
-//!   does for each event a runtime line maps to;
-//! * `append+deliver/N per append`: N events in one append (one transaction), what a burst of
-//!   runtime output (or a `POST .../events` with N events) costs per event;
+//! * `append+deliver/1 per append`: one event per append (a transaction each), as the API
+//!   stores a `POST .../events` with one event;
+//! * `append+deliver/N per append`: N events in one append (one transaction), a `POST
+//!   .../events` with N events;
 //! * `round trip (SELECT 1)`: one statement through the pool, the floor under an append
 //!   (which takes four: BEGIN, the session row's sequence, the INSERT, COMMIT);
 //! * `append+deliver/8 sessions x 1`: eight sessions appending one event at a time concurrently
-//!   (writers queue on SQLite's one write lock).
+//!   (writers queue on SQLite's one write lock);
+//! * `runner burst+deliver/N per burst`: the runner's own write path, `Store::runner_commit`
+//!   (fenced by the lease epoch) with the N plain events of one burst of runtime output (the
+//!   lines one `on_output` call and the lines already buffered behind it map to).
 //!
 //! Run: `cargo bench -p bridle --bench event_ingest` (about a minute).
 
@@ -118,6 +121,36 @@ fn ingest(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+    runner_bursts(c, &rt, &f);
+}
+
+/// The runner's write path: a claimed session, one fenced `runner_commit` per burst.
+fn runner_bursts(c: &mut Criterion, rt: &tokio::runtime::Runtime, f: &Fixture) {
+    let mut g = c.benchmark_group("runner burst+deliver");
+    g.sample_size(20).measurement_time(Duration::from_secs(6)).warm_up_time(Duration::from_secs(2));
+    for n in [1u64, 10, 50, 100] {
+        let sid = format!("sesn_bench_runner_{n}");
+        rt.block_on(session(&f.store, &sid));
+        let claim =
+            rt.block_on(f.store.claim_session(&sid, "node_bench", 3_600_000_000)).expect("claim").expect("free");
+        let mut rx = f.bus.subscribe(&sid);
+        g.throughput(Throughput::Elements(n));
+        let mut i = 0u64;
+        g.bench_function(BenchmarkId::new("per burst", n), |b| {
+            b.iter(|| {
+                i += 1;
+                rt.block_on(async {
+                    let events = (0..n).map(|k| event(i * n + k)).collect();
+                    let stored = f.store.runner_commit(&sid, claim.epoch, None, None, events).await.expect("commit");
+                    f.bus.publish(&sid, &stored);
+                    for _ in 0..n {
+                        rx.recv().await.expect("delivered to the subscriber");
+                    }
+                })
+            })
+        });
+    }
     g.finish();
 }
 

@@ -81,23 +81,7 @@ impl Api {
                     "tools": [{"type": "agent_toolset_20260401"}]})),
             )
             .await;
-        let vault = self
-            .ok(
-                Method::POST,
-                "/v1/vaults",
-                Some(json!({"display_name": format!("llm-{model}"), "metadata": {
-                    "sandbox0.managed_agents.role": "llm",
-                    "sandbox0.managed_agents.engine": "claude",
-                    "sandbox0.managed_agents.llm_base_url": fake_url}})),
-            )
-            .await;
-        let vid = vault["id"].as_str().unwrap();
-        self.ok(
-            Method::POST,
-            &format!("/v1/vaults/{vid}/credentials"),
-            Some(json!({"display_name": "model key", "auth": {"type": "static_bearer", "token": token}})),
-        )
-        .await;
+        let vid = self.llm_vault(&format!("llm-{model}"), fake_url, token).await;
         let s = self
             .ok(
                 Method::POST,

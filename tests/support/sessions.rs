@@ -9,8 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bridle::runtimes::{Runtime, Runtimes};
 use bridle_fake_model::{Config, FakeModel};
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use super::{Backend, Server};
+use super::{Api, Backend, Server};
 
 /// The runtimes directory shared by every test binary: `$BRIDLE_RUNTIMES_DIR`, else
 /// `<workspace>/target/bridle-runtimes` (the fake model's own runtime tests use it too).
@@ -71,6 +73,38 @@ pub fn fake_model(tag: &str) -> (FakeModel, String) {
     let fake = FakeModel::start_blocking(Config { token: Some(token.clone()), default_scenario: None })
         .expect("start the fake model server");
     (fake, token)
+}
+
+impl Api {
+    /// A vault for the Claude engine's model traffic: `llm_base_url` is the fake model at
+    /// `fake_url`, its credential `token`. Returns the vault id.
+    pub async fn llm_vault(&self, name: &str, fake_url: &str, token: &str) -> String {
+        let vault = self
+            .post_ok(
+                "/v1/vaults",
+                json!({"display_name": name, "metadata": {
+                    "sandbox0.managed_agents.role": "llm",
+                    "sandbox0.managed_agents.engine": "claude",
+                    "sandbox0.managed_agents.llm_base_url": fake_url}}),
+            )
+            .await;
+        let id = vault["id"].as_str().expect("vault id").to_owned();
+        self.post_ok(
+            &format!("/v1/vaults/{id}/credentials"),
+            json!({"display_name": "model key", "auth": {"type": "static_bearer", "token": token}}),
+        )
+        .await;
+        id
+    }
+
+    async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let r =
+            self.request(Method::POST, path).json(&body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert!((200..300).contains(&status), "POST {path} → {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: not JSON ({e}): {text}"))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -114,6 +114,27 @@ async fn a_trap_in_a_plugin_level_call_leaves_the_plugin_usable() {
     plugin.check_endpoint(&ok).await.unwrap();
 }
 
+/// Instances that end give their pool slot to the next one: it must start from the module's
+/// own memory, whatever the last one wrote (the pool resets only the pages it finds dirty).
+#[tokio::test]
+async fn a_new_instance_starts_with_clean_memory() {
+    let rt = faulty_runtime();
+    let plugin = rt.plugin("faulty").unwrap();
+    let count = |actions: Vec<bridle_harness::Action>| match actions.as_slice() {
+        [bridle_harness::Action::Emit(json)] => json.clone(),
+        other => panic!("expected one event, got {other:?}"),
+    };
+    for _ in 0..3 {
+        let mut session = plugin.new_session(SPEC).await.unwrap();
+        for n in 1..=3 {
+            let text = count(session.on_output("count").await.unwrap());
+            assert!(text.contains(&format!("\"text\":\"{n}\"")), "{text}");
+        }
+        // Also dirty many pages (2 MiB of heap) before the slot is handed on.
+        session.on_output(&"x".repeat(2 << 20)).await.unwrap();
+    }
+}
+
 #[test]
 fn wrong_contract_version_is_refused_with_a_clear_message() {
     let rt = runtime(&[("future", PluginSource::Path(fixtures().wrong_version.clone()))]);

@@ -35,6 +35,10 @@ use crate::time::now_micros;
 const STDERR_TAIL: usize = 20;
 /// How long an idle runner without a runtime lingers before its task ends.
 const LINGER: Duration = Duration::from_secs(30);
+/// Most runtime lines, and plain events, handled as one burst of output
+/// (stored in one commit); bounds how long user input waits behind a burst.
+const BURST_LINES: usize = 64;
+const BURST_EVENTS: usize = 256;
 
 /// Run one session until it has nothing left to do.
 pub(crate) async fn run(host: Arc<Sessions>, id: String, mut rx: mpsc::UnboundedReceiver<()>) {
@@ -115,6 +119,10 @@ struct Runner {
     /// When the runtime line being handled was read (epoch µs), for the
     /// `bridle::ingest` debug record of live-event latency.
     line_read_at: Option<i64>,
+    /// A burst of runtime output is being handled: its plain events wait in
+    /// `held` and are stored in one commit (see `emit`).
+    holding: bool,
+    held: Vec<NewEvent>,
     /// This session in the live-sessions gauge, under its current status.
     live: crate::metrics::LiveSession,
 }
@@ -164,6 +172,8 @@ impl Runner {
             recover: None,
             orphaned: Vec::new(),
             line_read_at: None,
+            holding: false,
+            held: Vec::new(),
             live,
         };
         // User events taken in after the last turn started were queued
@@ -387,12 +397,39 @@ impl Runner {
     async fn on_out(&mut self, out: Out) -> anyhow::Result<()> {
         match out {
             Out::Line(line, read_at) => {
-                let Some(rt) = self.rt.as_mut() else { return Ok(()) };
-                let result = rt.plugin.on_output(&line).await;
-                self.line_read_at = Some(read_at);
-                let done = self.after_plugin_call(result).await;
+                // Lines the runtime has already written join this one: their
+                // plain events are stored together, in order, in one commit.
+                self.holding = true;
+                let (mut line, mut read_at, mut lines, mut exit) = (line, read_at, 0, None);
+                let done = loop {
+                    let Some(rt) = self.rt.as_mut() else { break Ok(()) };
+                    let result = rt.plugin.on_output(&line).await;
+                    self.line_read_at.get_or_insert(read_at);
+                    if let Err(e) = self.after_plugin_call(result).await {
+                        break Err(e);
+                    }
+                    lines += 1;
+                    if lines >= BURST_LINES || self.held.len() >= BURST_EVENTS {
+                        break Ok(());
+                    }
+                    match self.rt.as_mut().map(|rt| rt.out.try_recv()) {
+                        Some(Ok(Out::Line(next, at))) => (line, read_at) = (next, at),
+                        Some(Ok(out)) => {
+                            exit = Some(out);
+                            break Ok(());
+                        }
+                        _ => break Ok(()),
+                    }
+                };
+                self.holding = false;
+                let flushed = self.emit(None, Vec::new()).await;
                 self.line_read_at = None;
-                done
+                done?;
+                flushed?;
+                match exit {
+                    Some(out) => Box::pin(self.on_out(out)).await,
+                    None => Ok(()),
+                }
             }
             Out::Exit(status) => {
                 let Some(mut rt) = self.rt.take() else { return Ok(()) };
@@ -407,15 +444,17 @@ impl Runner {
                 tracing::info!(%status, ?limit, "runtime exited");
                 let mut actions = rt.plugin.on_exit(status.code()).await.unwrap_or_default();
                 release_io(rt.io, &self.id).await;
+                // Calls waiting on the user died with the runtime: say so.
+                let waiting = self.machine.pending().to_vec();
                 if self.resume_unsaved {
                     // A runtime that died mid-turn may not have written what
-                    // its new token names (Claude Code writes its transcript
-                    // late): resume from the token of the last finished turn.
+                    // its new token names yet (Claude Code writes its
+                    // transcript late, and "No conversation found" would fail
+                    // every later message): resume from the token of the last
+                    // finished turn, as after a restart or failover.
                     self.state.resume = self.host.store.runner_state(&self.id).await?.and_then(|s| s.resume);
                     self.resume_unsaved = false;
                 }
-                // Calls waiting on the user died with the runtime: say so.
-                let waiting = self.machine.pending().to_vec();
                 let lost = |why: String| match waiting.is_empty() {
                     true => why,
                     false => orphans::lost_calls_message(&waiting, &why),
@@ -463,10 +502,15 @@ impl Runner {
     async fn apply_actions(&mut self, actions: Vec<Action>) -> anyhow::Result<()> {
         let mut work: VecDeque<Action> = actions.into();
         while let Some(action) = work.pop_front() {
+            // Held events are stored before anything else happens.
+            if !matches!(action, Action::Emit(_) | Action::Checkpoint(_)) {
+                self.flush_held().await?;
+            }
             match action {
                 Action::Emit(json) => {
                     if let Err(msg) = self.emit_plugin_event(&json).await? {
                         tracing::error!(error = %msg, event = %truncate(&json, 500), "plugin emitted an invalid event");
+                        self.flush_held().await?;
                         self.shutdown_runtime("invalid plugin event").await;
                         if self.turn {
                             let m = format!("harness plugin `{}` emitted an invalid event: {msg}", self.binding.engine);
@@ -560,17 +604,27 @@ impl Runner {
         self.emit(status, step.events).await
     }
 
+    /// Store events (after any held ones, in the same commit), with a
+    /// status change and a turn start when given. During a burst, plain
+    /// events are held instead (a status change never waits).
     async fn emit(&mut self, status: Option<StatusChange>, events: Vec<Map<String, Value>>) -> anyhow::Result<()> {
-        if events.is_empty() && status.is_none() && self.start_seq.is_none() {
-            return Ok(());
-        }
-        let new = events
+        let mut new: Vec<NewEvent> = events
             .into_iter()
             .map(|mut body| {
                 let id = body.remove("id").and_then(|v| v.as_str().map(str::to_owned));
                 NewEvent { id, body }
             })
             .collect();
+        if self.holding && status.is_none() && self.start_seq.is_none() {
+            self.held.append(&mut new);
+            return Ok(());
+        }
+        if !self.held.is_empty() {
+            new.splice(0..0, self.held.drain(..));
+        }
+        if new.is_empty() && status.is_none() && self.start_seq.is_none() {
+            return Ok(());
+        }
         let turn_seq = self.start_seq.take();
         let r = self.host.store.runner_commit(&self.id, self.epoch, status, turn_seq, new).await;
         let stored = self.fence(r)?;
@@ -578,8 +632,22 @@ impl Runner {
         if let (Some(read_at), Some(first), Some(last)) = (self.line_read_at, stored.first(), stored.last()) {
             // Pairs an SSE frame's `id:` (seq) with when its runtime line was read.
             tracing::debug!(target: "bridle::ingest", session_id = %self.id, read_at_us = read_at, first_seq = first.seq, last_seq = last.seq, "runtime output stored");
+            // Later lines of the burst are stamped from their own reads.
+            self.line_read_at = None;
         }
         Ok(())
+    }
+
+    /// Store the events held during a burst now (its next step has effects
+    /// beyond the log, or comes much later).
+    async fn flush_held(&mut self) -> anyhow::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let holding = std::mem::replace(&mut self.holding, false);
+        let r = self.emit(None, Vec::new()).await;
+        self.holding = holding;
+        r
     }
 
     /// Store the runtime's resume token taken during the turn that ends.

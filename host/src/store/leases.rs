@@ -161,7 +161,8 @@ impl Store {
         let p = sql.arg(Arg::S(id.to_owned()));
         sql.push(&format!(" WHERE id = {p} AND lease_epoch = "));
         let p = sql.arg(Arg::I(epoch));
-        sql.push(&p).push(" RETURNING last_seq, body");
+        // The session body is read back only to change its status.
+        sql.push(&p).push(if status.is_some() { " RETURNING last_seq, body" } else { " RETURNING last_seq" });
         let Some(row) = sql.query().fetch_optional(&mut *tx).await? else {
             drop(tx);
             return Err(self.fenced(id).await);

@@ -4,7 +4,9 @@
   with `session.error {retry_status: terminal}` then `session.status_terminated`, and accepts
   no further events;
 * the runtime process dies mid-turn (not a sandbox limit): a clear `session.error`, the turn
-  ends with `retries_exhausted`, and the next message starts the runtime again.
+  ends with `retries_exhausted`, and the next message starts the runtime again;
+* the runtime dies while a tool call waits on the user (confirmation or custom tool): the
+  `session.error` names the call that can no longer be answered, a late answer is a 400.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from .lib import TURN_TIMEOUT, Live, is_idle, text_of, uniq
 
@@ -175,17 +178,30 @@ def sandboxed_runtime_pids(workspace: Path, program: str) -> list[int]:
     return out
 
 
-def test_runtime_killed_while_a_confirmation_waits(stack, engine, model, sessions):
-    """The runtime holding an `always_ask` call dies (SIGKILL) while it waits on the user: the
-    turn ends in the open (a session.error naming the call, then `retries_exhausted`), a late
-    answer is refused with a 400, and the next message is answered."""
+WEATHER = {"type": "custom", "name": "get_weather", "description": "Get the current weather for a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.mark.parametrize("waits_on", ["confirmation", "custom_tool"])
+def test_runtime_killed_while_a_tool_call_waits(stack, engine, model, sessions, waits_on):
+    """The runtime holding a call that waits on the user (an `always_ask` confirmation, or a
+    custom tool) dies (SIGKILL): the turn ends in the open (a session.error naming the call,
+    then `retries_exhausted`), a late answer is refused with a 400, and the next message is
+    answered."""
     after = f"Fresh start, {uniq('w')}."
-    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "echo never-confirmed"}],
-                                               "text": "unreachable"}]})
-    s = stack.session(model, tools=ASK_BASH)
+    if waits_on == "confirmation":
+        call, tools, kind = {"command": "echo never-confirmed"}, ASK_BASH, "agent.tool_use"
+        answer_type, id_field, extra = "user.tool_confirmation", "tool_use_id", {"result": "allow"}
+    else:
+        call, tools, kind = ({"custom": "get_weather", "input": {"city": "Paris"}},
+                             [{"type": "agent_toolset_20260401"}, WEATHER], "agent.custom_tool_use")
+        answer_type, id_field = "user.custom_tool_result", "custom_tool_use_id"
+        extra = {"content": [{"type": "text", "text": "sunny"}]}
+    stack.fake.set_scenario(model, {"turns": [{"tools": [call], "text": "unreachable"}]})
+    s = stack.session(model, tools=tools)
     sessions.append(s)
-    start = s.message("Run it.")
-    _, use = s.wait_type("agent.tool_use", start)
+    start = s.message("Go on.")
+    _, use = s.wait_type(kind, start)
     i, idle = s.wait_idle(start, "requires_action")
     s.check((idle.get("stop_reason") or {}).get("event_ids") == [use["id"]], f"waiting on {idle}")
     if engine == "openai-agents":
@@ -212,13 +228,13 @@ def test_runtime_killed_while_a_confirmation_waits(stack, engine, model, session
     s.check(stack.client.beta.sessions.retrieve(s.id).status == "idle", "the session is idle after the crash")
     # The answer comes too late: a 400 in the error envelope, nothing stored.
     try:
-        s.send({"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": "allow"})
+        s.send({"type": answer_type, id_field: use["id"], **extra})
     except anthropic.BadRequestError as e:
         body = e.response.json()
         s.check(body.get("type") == "error" and body["error"].get("type") == "invalid_request_error"
                 and "not waiting" in body["error"].get("message", ""), f"late answer's error envelope: {body}")
     else:
-        raise s.fail("a confirmation for a call whose runtime died was accepted")
+        raise s.fail("an answer for a call whose runtime died was accepted")
     # The next message starts the runtime again and is answered.
     stack.fake.set_scenario(model, {"turns": [{"text": after}]})
     evs2 = s.turn("Are you there?")
