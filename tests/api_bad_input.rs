@@ -241,6 +241,8 @@ struct Fx {
     session: String,
     session_archived: String,
     session_deleted: String,
+    /// A real `next_page` token of the agents list.
+    agents_page: String,
 }
 
 async fn fixtures(api: &Api) -> Fx {
@@ -267,7 +269,20 @@ async fn fixtures(api: &Api) -> Fx {
     api.ok(Method::POST, &format!("/v1/sessions/{session_archived}/archive"), None).await;
     let session_deleted = id(api.ok(Method::POST, "/v1/sessions", Some(sess_body)).await);
     api.ok(Method::DELETE, &format!("/v1/sessions/{session_deleted}"), None).await;
-    Fx { env, env_archived, agent, agent_archived, vault, cred, session, session_archived, session_deleted }
+    let agents = api.ok(Method::GET, "/v1/agents?include_archived=true&limit=1", None).await;
+    let agents_page = agents["next_page"].as_str().expect("two agents make two pages").to_string();
+    Fx {
+        env,
+        env_archived,
+        agent,
+        agent_archived,
+        vault,
+        cred,
+        session,
+        session_archived,
+        session_deleted,
+        agents_page,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,6 +298,15 @@ struct Case {
     /// Acceptable statuses (more than one only where the API leaves the choice open).
     want: &'static [u16],
     want_type: Option<&'static str>,
+    /// Text the error message must contain (checked only where set).
+    want_msg: Option<&'static str>,
+}
+
+impl Case {
+    fn msg(mut self, text: &'static str) -> Case {
+        self.want_msg = Some(text);
+        self
+    }
 }
 
 fn case(name: &'static str, method: Method, path: impl Into<String>, body: Body, want: &'static [u16]) -> Case {
@@ -293,7 +317,7 @@ fn case(name: &'static str, method: Method, path: impl Into<String>, body: Body,
         [413] => Some("request_too_large"),
         _ => None,
     };
-    Case { name, method, path: path.into(), auth: Auth::Key, body, want, want_type }
+    Case { name, method, path: path.into(), auth: Auth::Key, body, want, want_type, want_msg: None }
 }
 
 fn raw_json(s: &str) -> Body {
@@ -432,7 +456,16 @@ fn table(fx: &Fx) -> Vec<Case> {
             format!("/v1/sessions/{s}/events"),
             j(json!({"events": [{"type": "user.message", "content": 3}]})),
             &[400],
-        ),
+        )
+        .msg("events[0].content: must be a list"),
+        case(
+            "custom_tool_result content is a string",
+            M::POST,
+            format!("/v1/sessions/{s}/events"),
+            j(json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_x", "content": "42"}]})),
+            &[400],
+        )
+        .msg("events[0].content: must be a list"),
         case(
             "tool_confirmation result unknown",
             M::POST,
@@ -558,6 +591,22 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("list page cursor garbage", M::GET, "/v1/agents?page=%%%not-a-cursor", Body::None, &[400]),
         case("list page cursor forged", M::GET, "/v1/environments?page=eyJmb28iOiJiYXIifQ", Body::None, &[400]),
         case("sessions order unknown", M::GET, "/v1/sessions?order=sideways", Body::None, &[400]),
+        case(
+            "agents page token on sessions",
+            M::GET,
+            format!("/v1/sessions?page={}", fx.agents_page),
+            Body::None,
+            &[400],
+        )
+        .msg("another list"),
+        case(
+            "agents page token on events",
+            M::GET,
+            format!("/v1/sessions/{s}/events?order=desc&page={}", fx.agents_page),
+            Body::None,
+            &[400],
+        )
+        .msg("another list"),
         case("sessions statuses unknown", M::GET, "/v1/sessions?statuses[]=exploding", Body::None, &[400]),
         case("events order unknown", M::GET, format!("/v1/sessions/{s}/events?order=up"), Body::None, &[400]),
         case(
@@ -796,7 +845,7 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         ),
         // routes
-        case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]),
+        case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]).msg("GET /v1/nothing-here"),
         case("agents have no DELETE", M::DELETE, format!("/v1/agents/{}", fx.agent), Body::None, &[404, 405]),
         case("PUT is not a verb here", M::PUT, "/v1/vaults", j(json!({"display_name": "x"})), &[404, 405]),
         // oversize bodies (default limit 32 MiB)
@@ -848,6 +897,10 @@ async fn run_table(server: &mut Server) {
                     failures.push(format!("{label}: status {} (wanted {:?}): {}", r.status, c.want, r.text()));
                 } else if let Err(e) = check_envelope(&r, c.want_type) {
                     failures.push(format!("{label}: {e}"));
+                } else if let Some(want) = c.want_msg
+                    && !r.text().contains(want)
+                {
+                    failures.push(format!("{label}: the message does not contain {want:?}: {}", r.text()));
                 }
             }
         }

@@ -6,8 +6,9 @@
 //!   same lines again for the recorded session afterwards.
 //! * `bridle doctor` fails, with the fix, on a machine missing its runtimes or with an
 //!   unmigrated database, and passes on a healthy config.
-//! * `examples/curl/walkthrough.sh` and `examples/typescript/quickstart.ts` (type-checked
-//!   with tsc, then run with node) complete a session against the fake model.
+//! * `examples/curl/walkthrough.sh`, `examples/python/quickstart.py` and
+//!   `examples/typescript/quickstart.ts` (type-checked with tsc, then run with node) complete a
+//!   session against the fake model.
 //!
 //! Needs root (sandbox uids), bubblewrap, node/npm, python3, curl and jq; runtimes are
 //! installed on first use into `<workspace>/target/bridle-runtimes` (or `$BRIDLE_RUNTIMES_DIR`).
@@ -241,12 +242,14 @@ fn sessions_list_pages_through_sessions() {
         bad_key.args(["sessions", "list", "--url", &server.base_url, "--api-key", "sk-bridle-wrong"]).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("401 authentication_error"), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "a failed list prints no table header: {}", show(&out));
     let mut nobody = Command::new(support::bridle_bin());
     support::scrub(&mut nobody);
     let url = format!("http://127.0.0.1:{}", support::free_port());
     let out = nobody.args(["sessions", "list", "--url", &url, "--api-key", "k"]).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("cannot reach Bridle"), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
     let out = client(&server, &["sessions", "tail", "sesn_011CZkYpogX7uDKUyvBTophP"]).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("404 not_found_error"), "{}", show(&out));
@@ -495,6 +498,27 @@ fn curl_walkthrough_runs_a_session() {
         ],
     );
     assert!(stdout.lines().last().unwrap().contains(" events in session sesn_"), "{stdout}");
+}
+
+#[test]
+fn python_quickstart_runs_a_session() {
+    let python = support::python_venv();
+    let live = live_server();
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_dir().join("examples/python/quickstart.py")).arg("Create out.txt");
+    example_env(&mut cmd, &live);
+    run_example(
+        &live,
+        &mut cmd,
+        Duration::from_secs(300),
+        "examples/python/quickstart.py",
+        &[
+            "session sesn_",
+            "tool:  bash {'command': 'echo hello > out.txt'",
+            "agent: I wrote out.txt.",
+            "session.status_idle end_turn",
+        ],
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@ Runs one session against a real model provider:
     export MODEL_API_KEY=sk-ant-...                                          # your provider key
     python examples/python/quickstart.py "Write hello.txt containing 'hi', then tell me what you did"
 
-Optional: ENGINE=codex (with LLM_BASE_URL=https://api.openai.com/v1 and MODEL=gpt-5-codex),
-LLM_BASE_URL, MODEL.
+Optional: ENGINE=codex or openai-agents (then LLM_BASE_URL=https://api.openai.com/v1 and
+MODEL=gpt-5-codex are the defaults), LLM_BASE_URL, MODEL.
 """
 
 import os
@@ -17,8 +17,10 @@ import sys
 import anthropic
 
 engine = os.environ.get("ENGINE", "claude")
-base_urls = {"claude": "https://api.anthropic.com", "codex": "https://api.openai.com/v1"}
-models = {"claude": "claude-sonnet-4-6", "codex": "gpt-5-codex"}
+if engine == "claude":
+    default_url, default_model = "https://api.anthropic.com", "claude-sonnet-4-6"
+else:
+    default_url, default_model = "https://api.openai.com/v1", "gpt-5-codex"
 
 client = anthropic.Anthropic(base_url=os.environ["BRIDLE_BASE_URL"], api_key=os.environ["BRIDLE_API_KEY"])
 
@@ -27,7 +29,7 @@ env = client.beta.environments.create(
 )
 agent = client.beta.agents.create(
     name="quickstart",
-    model=os.environ.get("MODEL", models[engine]),
+    model=os.environ.get("MODEL", default_model),
     tools=[{"type": "agent_toolset_20260401"}],
 )
 vault = client.beta.vaults.create(
@@ -35,7 +37,7 @@ vault = client.beta.vaults.create(
     metadata={
         "sandbox0.managed_agents.role": "llm",
         "sandbox0.managed_agents.engine": engine,
-        "sandbox0.managed_agents.llm_base_url": os.environ.get("LLM_BASE_URL", base_urls[engine]),
+        "sandbox0.managed_agents.llm_base_url": os.environ.get("LLM_BASE_URL", default_url),
     },
 )
 client.beta.vaults.credentials.create(
@@ -58,6 +60,10 @@ with client.beta.sessions.events.stream(session.id) as stream:
             print(f"tool:  {event.name} {event.input}")
         elif event.type == "session.error":
             print(f"error: {event.error.type}: {event.error.message} ({event.error.retry_status.type})")
-        elif event.type in ("session.status_idle", "session.status_terminated"):
-            print(event.type, getattr(event, "stop_reason", None))
+        elif event.type == "session.status_idle":
+            print(event.type, event.stop_reason.type)
+            if event.stop_reason.type != "requires_action":
+                break
+        elif event.type == "session.status_terminated":
+            print(event.type)
             break

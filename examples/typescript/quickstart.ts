@@ -6,8 +6,8 @@
 //   export MODEL_API_KEY=sk-ant-...                                          # your provider key
 //   node dist/quickstart.js "Write hello.txt containing 'hi', then tell me what you did"
 //
-// Optional: ENGINE=codex (with LLM_BASE_URL=https://api.openai.com/v1 and MODEL=gpt-5-codex),
-// LLM_BASE_URL, MODEL.
+// Optional: ENGINE=codex or openai-agents (then LLM_BASE_URL=https://api.openai.com/v1 and
+// MODEL=gpt-5-codex are the defaults), LLM_BASE_URL, MODEL.
 import Anthropic from '@anthropic-ai/sdk';
 
 function required(name: string): string {

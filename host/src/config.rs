@@ -19,8 +19,9 @@ pub const BUILTIN_HARNESSES: [&str; 3] = ["claude", "codex", "openai-agents"];
 pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
-    /// Where the server keeps its database (SQLite), secret key, workspaces
-    /// and caches. Created 0700 on first start.
+    /// Where the server keeps its database (SQLite), secret key, node id and
+    /// plugin cache (workspaces are in `sessions.sandbox_dir`). Created 0700
+    /// on first start.
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default: SQLite in the data dir.
     pub database_url: Option<String>,

@@ -13,7 +13,7 @@ struct Cli {
     /// TOML config file (settings also come from BRIDLE_* env variables).
     #[arg(long, global = true, env = "BRIDLE_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (database, secret key, workspaces).
+    /// Data directory (SQLite database, secret key, node id, plugin cache).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL: sqlite://... or postgres://...
@@ -71,7 +71,10 @@ enum PluginsCommand {
     /// Every configured engine: version, execution model, API shape, source.
     List,
     /// What a `.wasm` component declares and whether this server can load it.
-    Inspect { file: PathBuf },
+    Inspect {
+        /// Path to a `.wasm` component.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,13 +92,17 @@ enum RuntimesCommand {
 enum KeysCommand {
     /// Create a key and print it (only once).
     Create {
+        /// A label shown by `keys list`.
         #[arg(long, default_value = "default")]
         name: String,
     },
     /// List keys (never their secret).
     List,
     /// Revoke a key by id.
-    Revoke { id: String },
+    Revoke {
+        /// Key id (`apikey_...`, as `keys list` shows).
+        id: String,
+    },
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -123,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     // The commands for people print their own findings; logs only for real trouble.
-    let quiet = matches!(cli.command, Command::Sessions { .. } | Command::Doctor(_));
+    let quiet = matches!(cli.command, Command::Sessions { .. } | Command::Doctor(_) | Command::Plugins { .. });
     init_tracing(config.log_format, if quiet { "error" } else { "info,sqlx=warn" });
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,

@@ -102,7 +102,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
             q.time("created_at[gte]")?,
             q.time("created_at[lte]")?,
             order,
-            &position(&q, order)?,
+            &position(&q, order, Kind::Agent)?,
             limit,
         )
         .await?;

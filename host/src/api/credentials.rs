@@ -151,7 +151,7 @@ pub async fn list(
             Some(&vault_id),
             q.bool("include_archived")?,
             order,
-            &position(&q, order)?,
+            &position(&q, order, Kind::Credential)?,
             limit,
         )
         .await?;

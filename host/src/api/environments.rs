@@ -87,7 +87,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
             None,
             q.bool("include_archived")?,
             order,
-            &position(&q, order)?,
+            &position(&q, order, Kind::Environment)?,
             limit,
         )
         .await?;

@@ -147,7 +147,12 @@ fn session_in_path(path: &str) -> Option<&str> {
 }
 
 async fn unknown_route(req: Request) -> Response {
-    let err = ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()));
+    // Inside the nested `/v1` router the URI has lost its prefix; name the path as sent.
+    let path = match req.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => original.path().to_owned(),
+        None => req.uri().path().to_owned(),
+    };
+    let err = ApiError::NotFound(format!("no route for {} {path}", req.method()));
     drain_then(req, err).await
 }
 

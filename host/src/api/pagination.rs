@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::QueryParams;
+use crate::ids::{Kind, has_kind};
 use crate::store::{Key, Order, Position};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,10 +84,18 @@ fn encode(order: Order, dir: &str, t: i64, i: &str) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tok).unwrap_or_default())
 }
 
-/// The position a `page` token points at in a keyed list.
-pub fn position(q: &QueryParams, order: Order) -> Result<Position, ApiError> {
+/// A well-formed token from another list: it would silently page through the wrong rows.
+fn other_list() -> ApiError {
+    ApiError::invalid("query parameter `page` is a page token of another list; pass the `next_page` this list returned")
+}
+
+/// The position a `page` token points at in a keyed list of `kind` objects.
+pub fn position(q: &QueryParams, order: Order, kind: Kind) -> Result<Position, ApiError> {
     let Some(page) = q.one("page")? else { return Ok(Position::Start) };
     let tok = decode(page, order)?;
+    if !has_kind(&tok.i, kind) || !matches!(tok.d.as_str(), "n" | "p") {
+        return Err(other_list());
+    }
     let key = Key { created_at: tok.t, id: tok.i };
     Ok(if tok.d == "p" { Position::Before(key) } else { Position::After(key) })
 }
@@ -101,7 +110,12 @@ pub fn prev_token(order: Order, first: &Key) -> String {
 
 /// For lists keyed by a sequence number (events, agent versions).
 pub fn seq_position(q: &QueryParams, order: Order) -> Result<Option<i64>, ApiError> {
-    q.one("page")?.map(|p| decode(p, order).map(|t| t.t)).transpose()
+    let Some(page) = q.one("page")? else { return Ok(None) };
+    let tok = decode(page, order)?;
+    if !tok.i.is_empty() || tok.d != "n" {
+        return Err(other_list());
+    }
+    Ok(Some(tok.t))
 }
 
 pub fn seq_token(order: Order, seq: i64) -> String {

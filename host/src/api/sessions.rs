@@ -286,7 +286,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
         created_lt: q.time("created_at[lt]")?,
         created_lte: q.time("created_at[lte]")?,
     };
-    let page = st.store.list_sessions(&filter, order, &position(&q, order)?, limit).await?;
+    let page = st.store.list_sessions(&filter, order, &position(&q, order, Kind::Session)?, limit).await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let prev = page.more_before.then(|| page.items.first().map(|r| prev_token(order, &r.key))).flatten();
     let data = page.items.into_iter().map(|r| r.session).collect();

@@ -67,7 +67,14 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     let limit = parse_limit(&q, 20, 100)?;
     let page = st
         .store
-        .list_docs::<Vault>(Table::Vaults, None, q.bool("include_archived")?, order, &position(&q, order)?, limit)
+        .list_docs::<Vault>(
+            Table::Vaults,
+            None,
+            q.bool("include_archived")?,
+            order,
+            &position(&q, order, Kind::Vault)?,
+            limit,
+        )
         .await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let data = page.items.into_iter().map(|r| r.doc).collect();

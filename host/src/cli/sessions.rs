@@ -46,10 +46,13 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.page {
         query.push(("page", p.clone()));
     }
-    super::say(&header());
     let mut shown = 0usize;
     loop {
         let page = client.get_json("/v1/sessions", &query).await?;
+        // After the first answer, so a failed request prints only its error.
+        if shown == 0 && !page["data"].as_array().is_none_or(Vec::is_empty) {
+            super::say(&header());
+        }
         for s in page["data"].as_array().into_iter().flatten() {
             super::say(&row(s));
             shown += 1;
@@ -74,7 +77,8 @@ pub async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const WIDTHS: [usize; 4] = [30, 12, 32, 19];
+/// Column widths; the first fits a session id (`sesn_` and a 26-character ULID).
+const WIDTHS: [usize; 4] = [31, 12, 32, 19];
 
 fn header() -> String {
     let [a, b, c, d] = WIDTHS;
@@ -139,6 +143,11 @@ mod tests {
         assert!(r.contains("coder (claude-sonnet-4-6)"), "{r}");
         assert!(r.contains("2026-11-27 00:12:03"), "{r}");
         assert!(r.ends_with(" fix the build"), "{r}");
+        // Columns line up with the header for a real-length id.
+        let real = json!({"id": "sesn_01M8DC0P2RDSK9179VJEE2H7KT", "status": "running", "agent": {"name": "coder"}});
+        let (h, r) = (header(), row(&real));
+        assert_eq!(h.find("STATUS"), r.find("running"), "\n{h}\n{r}");
+        assert_eq!(h.find("AGENT"), r.find("coder"), "\n{h}\n{r}");
         let archived = json!({"id": "sesn_02", "status": "idle", "archived_at": "2026-11-27T00:00:00Z", "agent": {}});
         let r = row(&archived);
         assert!(r.contains("idle (arch)") && r.ends_with(" -"), "{r}");

@@ -107,8 +107,16 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError
             )));
         }
     }
-    // Internally tagged enums lose the error path, so content blocks are
-    // checked one by one first, for messages that point at the block.
+    // Internally tagged enums lose the error path, so `content` is checked
+    // first (a list; `null` allowed on a custom tool result), then each block,
+    // for messages that name the field.
+    if let Some(c) = value.get("content")
+        && !c.is_array()
+        && !(c.is_null() && ty.as_deref() == Some("user.custom_tool_result"))
+        && matches!(ty.as_deref(), Some("user.message" | "user.custom_tool_result"))
+    {
+        return Err(ApiError::invalid(format!("{field}.content: must be a list of content blocks")));
+    }
     if let Some(Value::Array(blocks)) = value.get("content") {
         for (i, b) in blocks.iter().enumerate() {
             serde_path_to_error::deserialize::<_, ContentBlock>(b.clone()).map_err(|e| {
