@@ -220,6 +220,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
+    // Without TCP_NODELAY, Nagle holds a small SSE frame back until the
+    // client's delayed ACK for the previous one (~40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(signal).into_future();
     let mut server = std::pin::pin!(server);
     tokio::select! {

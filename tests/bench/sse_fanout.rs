@@ -69,9 +69,12 @@ async fn level(api: &Api, sid: &str, subscribers: usize, events: usize, interval
         .collect();
     let start = std::time::Instant::now();
     let mut tick = tokio::time::interval(interval);
-    for i in 0..events {
+    for _ in 0..events {
         tick.tick().await;
-        if let Err(e) = api.message(sid, &format!("fan-out {subscribers}/{i}")).await {
+        // Interrupts are processed on receipt, so their frames carry the append time (a
+        // user.message to this never-running session would wait queued, `processed_at: null`).
+        let body = json!({"events": [{"type": "user.interrupt"}]});
+        if let Err(e) = api.call(reqwest::Method::POST, &format!("/v1/sessions/{sid}/events"), Some(&body)).await {
             errors.push(format!("post: {e}"));
         }
     }

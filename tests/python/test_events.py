@@ -43,6 +43,31 @@ def test_send_user_message_is_echoed_with_id(client, session):
         parse_ts(e.processed_at)
 
 
+def test_queued_message_is_echoed_with_null_processed_at(client, session):
+    # This suite's server runs no sessions, so no turn ever starts: the first message finds
+    # the session free and is processed on receipt; later ones wait behind it, queued, with
+    # processed_at null (echo and log alike). Interrupts are processed on receipt.
+    first, second, interrupt, third = send(
+        client, session.id, msg("first"), msg("second"), {"type": "user.interrupt"}, msg("third")
+    )
+    assert isinstance(first.processed_at, datetime)
+    assert second.processed_at is None and third.processed_at is None
+    assert isinstance(interrupt.processed_at, datetime)
+    (later,) = send(client, session.id, msg("later"))
+    assert later.processed_at is None
+    listed = {e.id: e.processed_at for e in user_events(client, session.id)}
+    assert listed == {
+        first.id: first.processed_at,
+        second.id: None,
+        interrupt.id: interrupt.processed_at,
+        third.id: None,
+        later.id: None,
+    }
+    # The wire JSON carries an explicit null (the field is required, nullable).
+    raw = client.beta.sessions.events.with_raw_response.list(session.id, types=["user.message"])
+    assert [e["processed_at"] is None for e in raw.http_response.json()["data"]] == [False, True, True, True]
+
+
 def test_send_message_and_interrupt_batch(client, session):
     events = [msg("first"), {"type": "user.interrupt"}, msg("second")]
     data = send(client, session.id, *events)

@@ -11,7 +11,7 @@ use super::pagination::{parse_limit, parse_order, seq_position, seq_token};
 use crate::ids::Kind;
 use crate::model::events::{NewEvent, UserEvent, parse_user_event};
 use crate::model::sessions::SessionStatus;
-use crate::store::{EventFilter, Order};
+use crate::store::{EventFilter, Order, WaitingOnUser};
 
 /// Events accepted in one request.
 const MAX_EVENTS_PER_SEND: usize = 50;
@@ -129,33 +129,14 @@ async fn check_reference(
 /// status event if it is `status_idle` `requires_action`, less those answered
 /// since (answers the runner has not taken yet).
 async fn pending_answers(st: &AppState, session_id: &str) -> ApiResult<Vec<String>> {
-    let statuses = EventFilter {
-        types: [
-            "session.status_idle",
-            "session.status_running",
-            "session.status_rescheduled",
-            "session.status_terminated",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..EventFilter::default()
-    };
-    let (last, _) = st.store.list_events(session_id, &statuses, Order::Desc, None, 1).await?;
-    let Some(last) = last.first() else { return Ok(Vec::new()) };
-    let body: Value = serde_json::from_str(&last.body).map_err(|e| ApiError::Internal(e.into()))?;
-    if body.pointer("/stop_reason/type").and_then(Value::as_str) != Some("requires_action") {
+    let Some(WaitingOnUser { seq, ids: mut pending }) = st.store.waiting_on_user(session_id).await? else {
         return Ok(Vec::new());
-    }
-    let mut pending: Vec<String> = body
-        .pointer("/stop_reason/event_ids")
-        .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
+    };
     let answers = EventFilter {
         types: vec!["user.tool_confirmation".into(), "user.custom_tool_result".into()],
         ..EventFilter::default()
     };
-    let (since, _) = st.store.list_events(session_id, &answers, Order::Asc, Some(last.seq), 1000).await?;
+    let (since, _) = st.store.list_events(session_id, &answers, Order::Asc, Some(seq), 1000).await?;
     for e in since {
         let body: Value = serde_json::from_str(&e.body).map_err(|e| ApiError::Internal(e.into()))?;
         let target = body.get("tool_use_id").or_else(|| body.get("custom_tool_use_id")).and_then(Value::as_str);

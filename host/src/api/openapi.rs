@@ -70,8 +70,10 @@ pub struct SessionEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// RFC 3339.
-    pub processed_at: String,
+    /// RFC 3339. `null` on a `user.message` queued behind a turn: the
+    /// stored event is stamped when its turn starts.
+    #[schema(required = true)]
+    pub processed_at: Option<String>,
 }
 
 /// `/healthz` and `/readyz`.

@@ -17,38 +17,12 @@ use serde_json::Value;
 
 use bridle_harness::Action;
 
-use crate::store::{EventFilter, Order, Store};
+use crate::store::Store;
 
-/// The event ids the session's log says wait on the user: the `event_ids`
-/// of the last status event, if it is `session.status_idle`
-/// `requires_action`.
+/// The event ids the session's log says wait on the user.
 pub(crate) async fn pending_in_log(store: &Store, session_id: &str) -> anyhow::Result<Vec<String>> {
-    let statuses = EventFilter {
-        types: [
-            "session.status_idle",
-            "session.status_running",
-            "session.status_rescheduled",
-            "session.status_terminated",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..EventFilter::default()
-    };
-    let (last, _) = store.list_events(session_id, &statuses, Order::Desc, None, 1).await?;
-    let Some(last) = last.first() else { return Ok(Vec::new()) };
-    let body: Value = serde_json::from_str(&last.body).context("decoding the last status event")?;
-    Ok(waiting_ids(&body))
-}
-
-fn waiting_ids(status: &Value) -> Vec<String> {
-    if status.pointer("/stop_reason/type").and_then(Value::as_str) != Some("requires_action") {
-        return Vec::new();
-    }
-    status
-        .pointer("/stop_reason/event_ids")
-        .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+    let waiting = store.waiting_on_user(session_id).await.context("reading the calls waiting on the user")?;
+    Ok(waiting.map(|w| w.ids).unwrap_or_default())
 }
 
 /// `session.error` text for calls whose runtime is gone; `cause` says how.
@@ -90,11 +64,12 @@ mod tests {
 
     #[test]
     fn only_requires_action_waits() {
+        use crate::store::waiting_ids;
         let idle = json!({"type": "session.status_idle", "stop_reason": {"type": "requires_action", "event_ids": ["sevt_a", "sevt_b"]}});
-        assert_eq!(waiting_ids(&idle), ["sevt_a", "sevt_b"]);
+        assert_eq!(waiting_ids(&idle).unwrap(), ["sevt_a", "sevt_b"]);
         let done = json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}});
-        assert!(waiting_ids(&done).is_empty());
-        assert!(waiting_ids(&json!({"type": "session.status_running"})).is_empty());
+        assert_eq!(waiting_ids(&done), None);
+        assert_eq!(waiting_ids(&json!({"type": "session.status_running"})), None);
     }
 
     #[test]

@@ -29,6 +29,9 @@ fn decode(row: &sqlx::any::AnyRow) -> StoreResult<StoredEvent> {
     })
 }
 
+/// The user event that waits for a turn when the session is busy.
+const QUEUED_KIND: &str = "user.message";
+
 /// Rows per INSERT statement (keeps the bind count well under SQLite's limit).
 const INSERT_CHUNK: usize = 100;
 
@@ -50,7 +53,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let guard = if require_open { " AND archived_at IS NULL" } else { "" };
         let row = sqlx::query(&format!(
-            "UPDATE sessions SET last_seq = last_seq + $1 WHERE id = $2{guard} RETURNING last_seq"
+            "UPDATE sessions SET last_seq = last_seq + $1 WHERE id = $2{guard} RETURNING last_seq, status, turn_seq"
         ))
         .bind(n)
         .bind(session_id)
@@ -66,20 +69,62 @@ impl Store {
             });
         };
         let last: i64 = row.try_get("last_seq")?;
-        let stored = self.insert_events(&mut tx, session_id, last, events).await?;
+        let queued = self.queued_messages(&mut tx, session_id, &row, &events).await?;
+        let stored = self.insert_events(&mut tx, session_id, last, events, &queued).await?;
         tx.commit().await?;
         Ok(stored)
+    }
+
+    /// Which of `events` are user messages that wait behind a turn: the
+    /// session is at work on one, or an earlier message (stored before, or
+    /// earlier in this batch) has not started its turn yet. Those are stored
+    /// with `processed_at: null` until the runner starts their turn; a
+    /// message that finds the session free is processed on receipt, as are
+    /// interrupts, confirmations and tool results.
+    async fn queued_messages(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        session_id: &str,
+        session: &sqlx::any::AnyRow,
+        events: &[NewEvent],
+    ) -> StoreResult<Vec<bool>> {
+        if !events.iter().any(|e| e.kind() == QUEUED_KIND) {
+            return Ok(Vec::new());
+        }
+        let status: String = session.try_get("status")?;
+        let mut waiting = matches!(status.as_str(), "running" | "rescheduling") || {
+            let turn_seq: i64 = session.try_get("turn_seq")?;
+            sqlx::query("SELECT 1 FROM session_events WHERE session_id = $1 AND seq > $2 AND type = $3 LIMIT 1")
+                .bind(session_id)
+                .bind(turn_seq)
+                .bind(QUEUED_KIND)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some()
+        };
+        Ok(events
+            .iter()
+            .map(|e| {
+                let message = e.kind() == QUEUED_KIND;
+                let queued = message && waiting;
+                waiting |= message;
+                queued
+            })
+            .collect())
     }
 
     /// Insert events whose sequence numbers end at `last` (already taken
     /// from the session row in `tx`) and announce them at commit. Shared by
     /// every append path (the runner's fenced one is in `leases.rs`).
+    /// `queued[i]` stores event `i` with `processed_at: null` (its column
+    /// keeps the receipt time until [`Store::stamp_processed`]).
     pub(super) async fn insert_events(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         session_id: &str,
         last: i64,
         events: Vec<NewEvent>,
+        queued: &[bool],
     ) -> StoreResult<Vec<StoredEvent>> {
         let n = events.len() as i64;
         let now = now_micros();
@@ -91,7 +136,11 @@ impl Store {
                 let id = ev.id.unwrap_or_else(|| new_id(Kind::Event));
                 let mut body = ev.body;
                 body.insert("id".into(), Value::String(id.clone()));
-                body.insert("processed_at".into(), Value::String(rfc3339(now)));
+                let stamp = match queued.get(i) {
+                    Some(true) => Value::Null,
+                    _ => Value::String(rfc3339(now)),
+                };
+                body.insert("processed_at".into(), stamp);
                 StoredEvent {
                     session_id: session_id.to_owned(),
                     seq: last - n + 1 + i as i64,
@@ -123,6 +172,37 @@ impl Store {
         }
         self.notify(&mut **tx, session_id, &format!("{} {}", last - n + 1, last)).await?;
         Ok(stored)
+    }
+
+    /// Stamp a queued event as processed now (its turn starts), in the
+    /// runner's transaction; an event already stamped is left alone.
+    pub(super) async fn stamp_processed(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        session_id: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        let row = sqlx::query("SELECT body FROM session_events WHERE session_id = $1 AND seq = $2")
+            .bind(session_id)
+            .bind(seq)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else { return Ok(()) };
+        let body: String = row.try_get("body")?;
+        let mut body: serde_json::Map<String, Value> = super::decode_json("event", &body)?;
+        if !body.get("processed_at").is_some_and(Value::is_null) {
+            return Ok(());
+        }
+        let now = now_micros();
+        body.insert("processed_at".into(), Value::String(rfc3339(now)));
+        sqlx::query("UPDATE session_events SET body = $1, processed_at = $2 WHERE session_id = $3 AND seq = $4")
+            .bind(Value::Object(body).to_string())
+            .bind(now)
+            .bind(session_id)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// A page of a session's events. `after_seq` continues a previous page
@@ -216,4 +296,51 @@ impl Store {
         .await?;
         rows.iter().map(decode).collect()
     }
+}
+
+/// The tool calls a session's log says wait on the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingOnUser {
+    /// Sequence number of the `session.status_idle` `requires_action` event.
+    pub seq: i64,
+    /// Its `stop_reason.event_ids`.
+    pub ids: Vec<String>,
+}
+
+impl Store {
+    /// The calls waiting on the user: the `event_ids` of the session's last
+    /// status event, if it is `session.status_idle` `requires_action`
+    /// (answers stored since are not subtracted).
+    pub async fn waiting_on_user(&self, session_id: &str) -> StoreResult<Option<WaitingOnUser>> {
+        let statuses = EventFilter {
+            types: [
+                "session.status_idle",
+                "session.status_running",
+                "session.status_rescheduled",
+                "session.status_terminated",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..EventFilter::default()
+        };
+        let (last, _) = self.list_events(session_id, &statuses, Order::Desc, None, 1).await?;
+        let Some(last) = last.first() else { return Ok(None) };
+        let body: Value = serde_json::from_str(&last.body)
+            .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("decoding the last status event")))?;
+        Ok(waiting_ids(&body).map(|ids| WaitingOnUser { seq: last.seq, ids }))
+    }
+}
+
+/// The `event_ids` of a `requires_action` status event; `None` for any other.
+pub fn waiting_ids(status: &Value) -> Option<Vec<String>> {
+    if status.pointer("/stop_reason/type").and_then(Value::as_str) != Some("requires_action") {
+        return None;
+    }
+    Some(
+        status
+            .pointer("/stop_reason/event_ids")
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default(),
+    )
 }

@@ -182,7 +182,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let stored = if events.is_empty() { Vec::new() } else { self.insert_events(&mut tx, id, last, events).await? };
+        if let Some(t) = turn_seq {
+            // The turn's message is processed now, if it was queued.
+            self.stamp_processed(&mut tx, id, t).await?;
+        }
+        let stored =
+            if events.is_empty() { Vec::new() } else { self.insert_events(&mut tx, id, last, events, &[]).await? };
         tx.commit().await?;
         Ok(stored)
     }
@@ -271,6 +276,51 @@ mod tests {
             assert!(store.sessions_to_adopt("n1").await.unwrap().is_empty());
             assert!(store.release_session("s1", new.epoch, false).await.unwrap());
             assert_eq!(store.claim_session("s1", "n3", minute).await.unwrap().unwrap().turn_seq, 1);
+        });
+    }
+
+    fn message() -> NewEvent {
+        let body = serde_json::json!({"type": "user.message", "content": []});
+        NewEvent { id: None, body: body.as_object().cloned().unwrap_or_default() }
+    }
+
+    fn stamp(e: &StoredEvent) -> Value {
+        serde_json::from_str::<Value>(&e.body).unwrap()["processed_at"].clone()
+    }
+
+    #[test]
+    fn a_queued_message_is_stamped_when_its_turn_starts() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+            let store = Store::connect(&url).await.unwrap();
+            sqlx::query(
+                "INSERT INTO sessions (id, agent_id, agent_version, environment_id, status, created_at, binding, body) \
+                 VALUES ('s1', 'a', 1, 'e', 'idle', 0, '{}', '{}')",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            // Idle with nothing queued: processed on receipt; the next one waits behind it.
+            let sent = store.append_events("s1", vec![message(), message(), event("user.interrupt")], true).await;
+            let sent = sent.unwrap();
+            assert!(stamp(&sent[0]).is_string() && stamp(&sent[2]).is_string());
+            assert!(stamp(&sent[1]).is_null());
+            let claim = store.claim_session("s1", "n1", 60_000_000).await.unwrap().unwrap();
+            store.runner_commit("s1", claim.epoch, None, Some(1), Vec::new()).await.unwrap();
+            // The second message has not started yet: one sent now waits behind it.
+            let later = store.append_events("s1", vec![message()], true).await.unwrap();
+            assert!(stamp(&later[0]).is_null());
+            let before = store.get_event("s1", &sent[0].id).await.unwrap().unwrap();
+            store.runner_commit("s1", claim.epoch, None, Some(2), Vec::new()).await.unwrap();
+            let second = store.get_event("s1", &sent[1].id).await.unwrap().unwrap();
+            assert!(stamp(&second).is_string(), "{}", second.body);
+            assert!(second.processed_at >= sent[1].processed_at);
+            // An event already stamped is left alone.
+            store.runner_commit("s1", claim.epoch, None, Some(1), Vec::new()).await.unwrap();
+            assert_eq!(store.get_event("s1", &sent[0].id).await.unwrap().unwrap(), before);
+            assert!(stamp(&store.get_event("s1", &later[0].id).await.unwrap().unwrap()).is_null());
         });
     }
 }

@@ -4,6 +4,7 @@
 //! and each backend has its own migration folder with the same schema.
 
 mod agents;
+mod checkpoint;
 mod documents;
 mod events;
 mod keys;
@@ -12,7 +13,7 @@ mod sessions;
 
 pub use agents::AgentRow;
 pub use documents::{DocRow, Table};
-pub use events::EventFilter;
+pub use events::{EventFilter, WaitingOnUser, waiting_ids};
 pub use keys::ApiKeyRow;
 pub use leases::{Claim, StatusChange};
 pub use sessions::{RunnerState, SessionFilter, SessionRow};
@@ -148,6 +149,7 @@ impl Store {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
                         .await?;
+                    conn.execute(checkpoint::AUTOCHECKPOINT_PRAGMA).await?;
                     Ok(())
                 })
             }),
@@ -163,7 +165,12 @@ impl Store {
         };
         migrator.run(&pool).await.context("running database migrations")?;
         let node_id = format!("node_{}", ulid::Ulid::new());
-        Ok(Store { pool, backend, url: url.to_owned(), node_id, write_lock: Default::default() })
+        let write_lock: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+        if backend == Backend::Sqlite {
+            // Ends once the last clone of this Store is gone.
+            checkpoint::spawn(pool.clone(), std::sync::Arc::downgrade(&write_lock));
+        }
+        Ok(Store { pool, backend, url: url.to_owned(), node_id, write_lock })
     }
 
     pub fn backend(&self) -> Backend {

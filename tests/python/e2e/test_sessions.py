@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import datetime
 
 import anthropic
 import pytest
@@ -139,16 +140,26 @@ def test_message_sent_while_rescheduling_is_queued(stack, model, sessions):
     start = s.message("First question.")
     s.wait_type("session.status_rescheduled", start)
     second = f"second question {uniq('q')}"
-    s.message(second)
+    (echo,) = s.send({"type": "user.message", "content": [{"type": "text", "text": second}]})
+    # It waits behind the running turn: echoed queued, processed_at null (as Anthropic does).
+    s.check(echo.processed_at is None, f"queued message echoed with processed_at {echo.processed_at!r}")
     i, _ = s.wait_idle(start, "end_turn")
     j, _ = s.wait_idle(i + 1, "end_turn")
     evs = s.snapshot(start)[: j - start + 1]
-    s.expect_order(evs, ["session.status_rescheduled", "user.message", "session.status_running",
-                         lambda e: e["type"] == "agent.message" and text_of(e) == "First answer.",
-                         is_idle("end_turn"), "session.status_running",
-                         lambda e: e["type"] == "agent.message" and text_of(e) == f"Second answer: {second}",
-                         is_idle("end_turn")], "a message sent during a retry outage")
+    found = s.expect_order(evs, ["session.status_rescheduled", "user.message", "session.status_running",
+                                 lambda e: e["type"] == "agent.message" and text_of(e) == "First answer.",
+                                 is_idle("end_turn"), "session.status_running",
+                                 lambda e: e["type"] == "agent.message" and text_of(e) == f"Second answer: {second}",
+                                 is_idle("end_turn")], "a message sent during a retry outage")
     s.check(not errors(evs, "exhausted"), "no failure")
+    # The live frame is the queued echo; the stored event is stamped when its turn starts:
+    # after the first turn ended, no later than the second turn's status_running.
+    s.check(found[1]["id"] == echo.id and found[1].get("processed_at") is None,
+            f"live frame of the queued message: {found[1]}")
+    stored = next(e for e in s.all_events() if e["id"] == echo.id)
+    s.check(stored.get("processed_at") is not None, f"listed queued message after its turn: {stored}")
+    at = [datetime.fromisoformat(e["processed_at"]) for e in (found[4], stored, found[5])]
+    s.check(at[0] <= at[1] <= at[2], f"stamp {at[1]} outside [first idle {at[0]}, second running {at[2]}]")
     s.check_credentials(min_requests=4)
 
 
