@@ -607,7 +607,16 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("another list"),
-        case("sessions statuses unknown", M::GET, "/v1/sessions?statuses[]=exploding", Body::None, &[400]),
+        case("sessions statuses unknown", M::GET, "/v1/sessions?statuses[]=exploding", Body::None, &[400])
+            .msg("statuses[]: unknown status `exploding`"),
+        case(
+            "events types unknown",
+            M::GET,
+            format!("/v1/sessions/{s}/events?types[]=agent.message&types[]=bogus"),
+            Body::None,
+            &[400],
+        )
+        .msg("types[]: unknown event type `bogus`"),
         case("events order unknown", M::GET, format!("/v1/sessions/{s}/events?order=up"), Body::None, &[400]),
         case(
             "events created_at not a date",

@@ -9,7 +9,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{QueryParams, check_id, read_json};
 use super::pagination::{parse_limit, parse_order, seq_position, seq_token};
 use crate::ids::Kind;
-use crate::model::events::{NewEvent, UserEvent, parse_user_event};
+use crate::model::events::{NewEvent, STORED_EVENT_TYPES, UserEvent, is_api_event_type, parse_user_event};
 use crate::model::sessions::SessionStatus;
 use crate::store::{EventFilter, Order, WaitingOnUser};
 
@@ -156,7 +156,7 @@ async fn pending_answers(st: &AppState, session_id: &str) -> ApiResult<Vec<Strin
         ("limit" = Option<i64>, Query, description = "Page size: 1 to 1000, default 1000."),
         ("page" = Option<String>, Query, description = "A `next_page` token from an earlier response."),
         ("order" = Option<String>, Query, description = "`asc` (default) or `desc` by position in the log."),
-        ("types[]" = Option<Vec<String>>, Query, description = "Only events of these types."),
+        ("types[]" = Option<Vec<String>>, Query, description = "Only events of these types; an unknown type is a 400."),
         ("created_at[gt]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
         ("created_at[gte]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
         ("created_at[lt]" = Option<String>, Query, description = "RFC 3339 bound on `processed_at`."),
@@ -178,8 +178,15 @@ pub async fn list(State(st): State<AppState>, Path(id): Path<String>, q: QueryPa
     super::sessions::load(&st, &id).await?;
     let order = parse_order(&q, Order::Asc)?;
     let limit = parse_limit(&q, 1000, 1000)?;
+    let types = q.many("types");
+    if let Some(bad) = types.iter().find(|t| !is_api_event_type(t)) {
+        return Err(ApiError::invalid(format!(
+            "types[]: unknown event type `{bad}`; expected one of {}",
+            STORED_EVENT_TYPES.join(", ")
+        )));
+    }
     let filter = EventFilter {
-        types: q.many("types"),
+        types,
         processed_gt: q.time("created_at[gt]")?,
         processed_gte: q.time("created_at[gte]")?,
         processed_lt: q.time("created_at[lt]")?,

@@ -322,7 +322,8 @@ async fn plugins(config: &Config) -> Vec<Check> {
 
 /// Each runtime is installed at its pinned version and actually runs.
 async fn runtimes(config: &Config) -> Vec<Check> {
-    let dir = &config.runtimes_dir;
+    // Absolute, so the fix text names the directory whatever the reader's cwd.
+    let dir = &std::path::absolute(&config.runtimes_dir).unwrap_or_else(|_| config.runtimes_dir.clone());
     let runtimes = Runtimes::new(dir);
     let mut checks = Vec::new();
     if let Some(m) = mode(dir)
@@ -514,6 +515,20 @@ mod tests {
         assert!(c.fix.unwrap().contains(&format!("chmod o+x {}", private.display())));
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o711)).unwrap();
         assert_eq!(sandbox_dir(&private.join("sandboxes")).level, Level::Ok);
+    }
+
+    #[test]
+    fn missing_runtimes_name_the_dir_absolutely() {
+        let rel = PathBuf::from("target/bridle-doctor-test-no-runtimes");
+        let config = Config { runtimes_dir: rel.clone(), ..Config::default() };
+        let abs = std::env::current_dir().unwrap().join(&rel);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let checks = rt.block_on(runtimes(&config));
+        assert_eq!(checks.len(), Runtime::ALL.len(), "{checks:?}");
+        for c in checks {
+            assert_eq!(c.level, Level::Fail, "{c:?}");
+            assert!(c.fix.as_deref().unwrap().contains(&format!("(runtimes dir {})", abs.display())), "{c:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct TailArgs {
     pub conn: Connection,
     /// Exit once the session is idle with a terminal stop reason (end_turn,
     /// retries_exhausted), or terminated; default: follow until Ctrl-C.
+    /// A session with no finished turn yet keeps it waiting (by design: start
+    /// the tail, then send the message).
     #[arg(long)]
     pub until_idle: bool,
     /// Plain text: no colours, no spinner (also when stdout is not a terminal, or NO_COLOR is set).

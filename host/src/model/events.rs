@@ -6,6 +6,63 @@ use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 
+/// Every event type the log can hold: what clients send (`parse_user_event`),
+/// what harness plugins emit (`session::validate`) and what the host writes
+/// itself. The one list; the `types[]` filter accepts exactly these, and tests
+/// here and in `session::validate` keep it in step with those checks.
+pub const STORED_EVENT_TYPES: &[&str] = &[
+    "user.message",
+    "user.interrupt",
+    "user.tool_confirmation",
+    "user.custom_tool_result",
+    "agent.message",
+    "agent.thinking",
+    "agent.tool_use",
+    "agent.tool_result",
+    "agent.custom_tool_use",
+    "agent.mcp_tool_use",
+    "agent.mcp_tool_result",
+    "agent.thread_context_compacted",
+    "session.status_running",
+    "session.status_idle",
+    "session.status_rescheduled",
+    "session.status_terminated",
+    "session.error",
+    "session.updated",
+    "session.deleted",
+    "span.model_request_start",
+    "span.model_request_end",
+];
+
+pub fn is_stored_event_type(t: &str) -> bool {
+    STORED_EVENT_TYPES.contains(&t)
+}
+
+/// Event types of the Managed Agents API that Bridle never stores
+/// (multi-agent threads, outcomes, client-run toolset results, system
+/// messages). A list filter naming one is valid and simply matches nothing.
+pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
+    "user.tool_result",
+    "user.define_outcome",
+    "system.message",
+    "agent.thread_message_received",
+    "agent.thread_message_sent",
+    "session.thread_created",
+    "session.thread_status_created",
+    "session.thread_status_idle",
+    "session.thread_status_rescheduled",
+    "session.thread_status_running",
+    "session.thread_status_terminated",
+    "span.outcome_evaluation_start",
+    "span.outcome_evaluation_ongoing",
+    "span.outcome_evaluation_end",
+];
+
+/// Whether `t` names an event type of the API (stored here or not).
+pub fn is_api_event_type(t: &str) -> bool {
+    is_stored_event_type(t) || UNSTORED_API_EVENT_TYPES.contains(&t)
+}
+
 /// Event types a client may send, with their fields checked strictly.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
@@ -208,6 +265,18 @@ mod tests {
         let e =
             parse_user_event("events[1]", json!({"type": "user.message", "content": [{"type": "text"}]})).unwrap_err();
         assert!(e.to_string().starts_with("events[1].content[0]"), "{e}");
+    }
+
+    #[test]
+    fn user_types_in_the_list_are_the_ones_clients_may_send() {
+        for t in STORED_EVENT_TYPES.iter().filter(|t| t.starts_with("user.")) {
+            let e = parse_user_event("e", json!({"type": t})).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!e.contains("unknown event type") && !e.contains("not supported"), "{t}: {e}");
+        }
+        for t in ["user.define_outcome", "user.tool_result", "user.dance"] {
+            assert!(!is_stored_event_type(t), "{t}");
+            assert!(parse_user_event("e", json!({"type": t})).is_err(), "{t}");
+        }
     }
 
     #[test]

@@ -123,6 +123,16 @@ mod tests {
     }
 
     #[test]
+    fn plugin_types_in_the_stored_list_are_known_here() {
+        use crate::model::events::STORED_EVENT_TYPES;
+        let plugin = STORED_EVENT_TYPES.iter().filter(|t| t.starts_with("agent.") || t.starts_with("span."));
+        for t in plugin {
+            let e = check(json!({"type": t})).err().map(|e| e.0).unwrap_or_default();
+            assert!(!e.contains("unknown event type"), "{t}: {e}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_and_reserved_events() {
         assert!(check(json!({"type": "agent.message", "content": "hi"})).is_err());
         assert!(check(json!({"type": "agent.tool_use", "input": {}})).is_err());
