@@ -8,6 +8,7 @@
 //! BRIDLE_BENCH_BACKENDS (default "sqlite,postgres").
 //! Without `--bench` (e.g. `cargo test --benches`) it runs a tiny smoke version.
 
+mod common;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -15,42 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Api, env_num};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use support::{Backend, Postgres, Server};
-
-const BETA: &str = "managed-agents-2026-04-01";
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-#[derive(Clone)]
-struct Api {
-    base: String,
-    key: String,
-    http: Client,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-api-key", &self.key)
-            .header("anthropic-beta", BETA);
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let r = rb.send().await.map_err(|e| e.to_string())?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-    }
-}
 
 struct Stats {
     op: &'static str,
