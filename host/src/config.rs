@@ -104,6 +104,11 @@ pub struct SessionsConfig {
     /// `<data_dir>/node-id`, so a restarted node takes its sessions back at
     /// once. Must differ between nodes that run at the same time.
     pub node_name: Option<String>,
+    /// Package registry hosts (exact names or `*.` wildcards) a `limited`
+    /// environment with `allow_package_managers: true` may reach, e.g. the
+    /// Debian, PyPI, npm and crates registries or the operator's mirrors.
+    /// Empty by default: Bridle ships no list of third-party hosts.
+    pub package_manager_hosts: Vec<String>,
 }
 
 impl Default for SessionsConfig {
@@ -119,6 +124,7 @@ impl Default for SessionsConfig {
             lease_secs: 15,
             lease_renew_secs: 5,
             node_name: None,
+            package_manager_hosts: Vec::new(),
         }
     }
 }
@@ -309,6 +315,17 @@ mod tests {
             std::fs::write(&file, toml).unwrap();
             assert_eq!(Config::load(Some(&file), &Overrides::default()).is_ok(), ok, "{toml}");
         }
+    }
+
+    #[test]
+    fn package_manager_hosts_come_from_the_operator() {
+        assert!(Config::default().sessions.package_manager_hosts.is_empty(), "no built-in list of third-party hosts");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        std::fs::write(&file, "[sessions]\npackage_manager_hosts = [\"pkgs.example.org\", \"*.mirror.example.org\"]\n")
+            .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.sessions.package_manager_hosts, ["pkgs.example.org", "*.mirror.example.org"]);
     }
 
     #[test]

@@ -46,13 +46,13 @@ def test_create_limited_networking(client):
         name=uniq("env"),
         config={
             "type": "cloud",
-            "networking": {"type": "limited", "allowed_hosts": ["example.com", "pypi.org"],
+            "networking": {"type": "limited", "allowed_hosts": ["example.com", "packages.example.org"],
                            "allow_package_managers": True},
         },
     )
     n = e.config.networking
     assert n.type == "limited"
-    assert n.allowed_hosts == ["example.com", "pypi.org"]
+    assert n.allowed_hosts == ["example.com", "packages.example.org"]
     assert n.allow_package_managers is True
     assert n.allow_mcp_servers is False  # documented default
 

@@ -61,6 +61,10 @@ pub struct EgressPolicy {
     /// Hostnames (or URLs; the host is taken) of the agent's MCP servers.
     #[serde(default)]
     pub mcp_server_hosts: Vec<String>,
+    /// Package registry hosts (exact names or `*.` wildcards) that
+    /// `allow_package_managers` opens: the operator's list, from config.
+    #[serde(default)]
+    pub package_manager_hosts: Vec<String>,
 }
 
 /// A header the gateway adds on the model route: `value_template` with `{token}`

@@ -15,7 +15,7 @@ fn limited(hosts: &[&str]) -> EgressPolicy {
             allow_package_managers: false,
             allow_mcp_servers: false,
         },
-        mcp_server_hosts: vec![],
+        ..EgressPolicy::default()
     }
 }
 
@@ -323,7 +323,7 @@ async fn unrestricted_still_closes_host_loopback() {
     let d = driver(tmp.path());
     let up = FakeUpstream::start().await;
     let mut sp = spec("unrestricted");
-    sp.egress = EgressPolicy { networking: Networking::Unrestricted, mcp_server_hosts: vec![] };
+    sp.egress = EgressPolicy { networking: Networking::Unrestricted, ..EgressPolicy::default() };
     let sbx = d.claim_local(sp).await.unwrap();
     let out = sh(
         &*sbx,

@@ -820,6 +820,7 @@ impl Runner {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|s| s.get("url").and_then(Value::as_str).map(str::to_owned)).collect())
                 .unwrap_or_default(),
+            package_manager_hosts: self.host.config.sessions.package_manager_hosts.clone(),
         };
         if resident {
             // Sandbox as tool: the sandbox runs tools only; the resident

@@ -5,27 +5,6 @@ use std::net::IpAddr;
 
 use crate::spec::{EgressPolicy, Networking};
 
-/// Well-known package registry hosts, per ecosystem, allowed by
-/// `allow_package_managers`. Data, not documentation: keep host names here only.
-pub const PACKAGE_MANAGER_HOSTS: &[(&str, &[&str])] = &[
-    (
-        "apt",
-        &[
-            "deb.debian.org",
-            "security.debian.org",
-            "archive.ubuntu.com",
-            "security.ubuntu.com",
-            "ports.ubuntu.com",
-            "*.archive.ubuntu.com",
-        ],
-    ),
-    ("pip", &["pypi.org", "files.pythonhosted.org"]),
-    ("npm", &["registry.npmjs.org", "registry.yarnpkg.com"]),
-    ("cargo", &["crates.io", "index.crates.io", "static.crates.io", "static.rust-lang.org"]),
-    ("go", &["proxy.golang.org", "sum.golang.org", "storage.googleapis.com"]),
-    ("gem", &["rubygems.org", "index.rubygems.org", "rubygems.global.ssl.fastly.net"]),
-];
-
 /// Why a destination was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -82,10 +61,8 @@ impl HostPolicy {
                     }
                 }
                 if *allow_package_managers {
-                    for (_, hosts) in PACKAGE_MANAGER_HOSTS {
-                        for h in *hosts {
-                            p.add(h);
-                        }
+                    for h in &policy.package_manager_hosts {
+                        p.add(h);
                     }
                 }
                 if *allow_mcp_servers {
@@ -177,6 +154,7 @@ mod tests {
                 allow_mcp_servers: mcp,
             },
             mcp_server_hosts: mcp_hosts.iter().map(|s| s.to_string()).collect(),
+            package_manager_hosts: vec!["pkgs.example.org".into(), "*.mirror.example.org".into()],
         })
     }
 
@@ -195,10 +173,11 @@ mod tests {
     #[test]
     fn package_managers_and_mcp() {
         let p = limited(&[], false, false, &["https://mcp.example.net/sse"]);
-        assert!(p.allows("pypi.org").is_err());
+        assert!(p.allows("pkgs.example.org").is_err());
         assert!(p.allows("mcp.example.net").is_err());
         let p = limited(&[], true, true, &["https://mcp.example.net/sse"]);
-        assert!(p.allows("pypi.org").is_ok());
+        assert!(p.allows("pkgs.example.org").is_ok());
+        assert!(p.allows("eu.mirror.example.org").is_ok());
         assert!(p.allows("mcp.example.net").is_ok());
     }
 
@@ -207,7 +186,7 @@ mod tests {
         let p = limited(&["127.0.0.1", "*.internal"], false, false, &[]);
         assert!(p.check_addr("127.0.0.1", "127.0.0.1".parse().unwrap()).is_ok());
         assert!(p.check_addr("x.internal", "10.0.0.1".parse().unwrap()).is_err());
-        let u = HostPolicy::new(&EgressPolicy { networking: Networking::Unrestricted, mcp_server_hosts: vec![] });
+        let u = HostPolicy::new(&EgressPolicy { networking: Networking::Unrestricted, ..EgressPolicy::default() });
         assert!(u.allows("anything.example").is_ok());
         assert!(u.check_addr("metadata", "169.254.169.254".parse().unwrap()).is_err());
         assert!(u.check_addr("x", "::ffff:127.0.0.1".parse().unwrap()).is_err());
