@@ -263,8 +263,6 @@ fn main() {
         );
     }
     if full {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/charts/live_sessions.svg");
-        std::fs::create_dir_all(path.parent().unwrap()).expect("charts dir");
         let mut series = Vec::new();
         for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
             series.push(Series {
@@ -272,15 +270,13 @@ fn main() {
                 points: out.iter().map(|l| (l.sessions as f64, pct(&l.idle, p))).collect(),
             });
         }
-        common::line_chart(
-            &path,
+        common::write_chart(
+            "live_sessions.svg",
             "Concurrent live sessions, all sending at once (openai-agents, fake model, 2 cores)",
             "live sessions",
             "seconds",
             &series,
-        )
-        .expect("write the chart");
-        println!("chart: {}", path.display());
+        );
     }
     if out.iter().any(|l| !l.errors.is_empty()) {
         eprintln!("errors under load (see above)");

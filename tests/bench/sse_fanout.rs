@@ -142,21 +142,17 @@ fn main() {
         out
     });
     if full {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/charts/sse_fanout.svg");
-        std::fs::create_dir_all(path.parent().unwrap()).expect("charts dir");
         let series = [("p50", 0.5), ("p99", 0.99)].map(|(name, p)| Series {
             name: format!("delivery latency {name}"),
             points: out.iter().map(|l| (l.subscribers as f64, pct(&l.lat, p))).collect(),
         });
-        common::line_chart(
-            &path,
+        common::write_chart(
+            "sse_fanout.svg",
             "SSE fan-out: one session, N subscribers (SQLite, 2 cores)",
             "subscribers",
             "ms",
             &series,
-        )
-        .expect("write the chart");
-        println!("chart: {}", path.display());
+        );
     }
     if out.iter().any(|l| !l.errors.is_empty()) {
         eprintln!("errors under load (see above)");

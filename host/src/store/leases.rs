@@ -237,6 +237,22 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A fresh SQLite store (kept alive by the returned dir) holding one idle
+    /// session `s1`.
+    async fn store_with_idle_session() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (id, agent_id, agent_version, environment_id, status, created_at, binding, body) \
+             VALUES ('s1', 'a', 1, 'e', 'idle', 0, '{}', '{}')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        (dir, store)
+    }
+
     fn event(kind: &str) -> NewEvent {
         let body = serde_json::json!({"type": kind});
         NewEvent { id: None, body: body.as_object().cloned().unwrap_or_default() }
@@ -246,16 +262,7 @@ mod tests {
     fn a_lapsed_owner_is_fenced_out() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-            let store = Store::connect(&url).await.unwrap();
-            sqlx::query(
-                "INSERT INTO sessions (id, agent_id, agent_version, environment_id, status, created_at, binding, body) \
-                 VALUES ('s1', 'a', 1, 'e', 'idle', 0, '{}', '{}')",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
+            let (_dir, store) = store_with_idle_session().await;
             let minute = 60_000_000;
             let first = store.claim_session("s1", "n1", minute).await.unwrap().unwrap();
             assert!(store.claim_session("s1", "n2", minute).await.unwrap().is_none(), "a live lease holds");
@@ -292,16 +299,7 @@ mod tests {
     fn a_queued_message_is_stamped_when_its_turn_starts() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-            let store = Store::connect(&url).await.unwrap();
-            sqlx::query(
-                "INSERT INTO sessions (id, agent_id, agent_version, environment_id, status, created_at, binding, body) \
-                 VALUES ('s1', 'a', 1, 'e', 'idle', 0, '{}', '{}')",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
+            let (_dir, store) = store_with_idle_session().await;
             // Idle with nothing queued: processed on receipt; the next one waits behind it.
             let sent = store.append_events("s1", vec![message(), message(), event("user.interrupt")], true).await;
             let sent = sent.unwrap();

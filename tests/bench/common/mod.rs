@@ -165,6 +165,14 @@ pub struct Series {
 }
 
 /// A line chart (log-scale x) written as SVG with plotters.
+/// Write `tests/bench/charts/<file>` with [`line_chart`] and say where it is.
+pub fn write_chart(file: &str, title: &str, x_label: &str, y_label: &str, series: &[Series]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/charts").join(file);
+    std::fs::create_dir_all(path.parent().expect("charts dir has a parent")).expect("create the charts dir");
+    line_chart(&path, title, x_label, y_label, series).expect("write the chart");
+    println!("chart: {}", path.display());
+}
+
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));

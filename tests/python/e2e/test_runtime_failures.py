@@ -88,9 +88,8 @@ def _wait_terminal(s: Live, start: int) -> tuple[int, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def resident_runtime_pids(server_pid: int) -> list[int]:
-    """The server's child processes running the resident openai-agents runtime."""
-    out = []
+def processes():
+    """(pid, /proc status text, command line with spaces) of every process we can read."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -99,10 +98,18 @@ def resident_runtime_pids(server_pid: int) -> list[int]:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), -1)
-        if ppid == server_pid and "bridle_agents_runtime" in cmd:
-            out.append(int(d.name))
-    return out
+        yield int(d.name), status, cmd
+
+
+def status_field(status: str, name: str) -> int:
+    """The first number of a `Name:` line of /proc/PID/status (-1 when absent)."""
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{name}:")), -1)
+
+
+def resident_runtime_pids(server_pid: int) -> list[int]:
+    """The server's child processes running the resident openai-agents runtime."""
+    return [pid for pid, status, cmd in processes()
+            if status_field(status, "PPid") == server_pid and "bridle_agents_runtime" in cmd]
 
 
 def test_runtime_crash_mid_turn_is_reported_and_recovered(stack, engine, model, sessions):
@@ -163,18 +170,11 @@ def sandboxed_runtime_pids(workspace: Path, program: str) -> list[int]:
     init and bubblewrap are left alone."""
     uid = workspace.stat().st_uid
     out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            status = (d / "status").read_text()
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        real = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), -1)
+    for pid, status, cmd in processes():
         argv0 = cmd.split(" ")[0]
-        if real == uid and program in argv0 and not argv0.endswith(("bwrap", "bridle-sandbox-init")):
-            out.append(int(d.name))
+        if status_field(status, "Uid") == uid and program in argv0 \
+                and not argv0.endswith(("bwrap", "bridle-sandbox-init")):
+            out.append(pid)
     return out
 
 
