@@ -847,6 +847,54 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         ),
         case(
+            "reserved key in agent metadata",
+            M::POST,
+            "/v1/agents",
+            j(json!({"name": "a", "model": "claude-sonnet-4-6", "metadata": {"sandbox0.managed_agents.engine": "codex"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
+            "reserved key in agent metadata update",
+            M::POST,
+            format!("/v1/agents/{}", fx.agent),
+            j(json!({"version": 1, "metadata": {"sandbox0.managed_agents.role": "llm"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
+            "reserved key in environment metadata",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "metadata": {"sandbox0.managed_agents.engine": "codex"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
+            "reserved key in environment metadata update",
+            M::POST,
+            format!("/v1/environments/{}", fx.env),
+            j(json!({"metadata": {"sandbox0.managed_agents.llm_base_url": "http://x"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
+            "reserved key in credential metadata",
+            M::POST,
+            format!("/v1/vaults/{}/credentials", fx.vault),
+            j(json!({"auth": {"type": "static_bearer", "token": "t"}, "metadata": {"sandbox0.managed_agents.role": "llm"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
+            "reserved key in credential metadata update",
+            M::POST,
+            format!("/v1/vaults/{}/credentials/{}", fx.vault, fx.cred),
+            j(json!({"metadata": {"sandbox0.managed_agents.engine": "codex"}})),
+            &[400],
+        )
+        .msg("only supported on vault metadata"),
+        case(
             "session update vault_ids",
             M::POST,
             format!("/v1/sessions/{s}"),

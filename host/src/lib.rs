@@ -2,7 +2,8 @@
 //!
 //! The crate is split by concern: [`api`] is the HTTP surface (axum), [`model`]
 //! the wire types, [`store`] persistence (sqlx, SQLite or PostgreSQL),
-//! [`bus`] the in-process fan-out of appended session events, [`selection`]
+//! [`bus`] the in-process fan-out of appended session events, [`cluster`] the
+//! notes PostgreSQL nodes exchange, [`selection`]
 //! the harness-selection rules applied at session create, [`secrets`]
 //! encryption of vault secrets at rest, [`metrics`] the Prometheus metrics,
 //! and [`config`] the server settings.
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod ids;
 pub mod keys;

@@ -9,8 +9,8 @@
 //! - that vault holds exactly one active `static_bearer` credential with no
 //!   `mcp_server_url`.
 
-use crate::api::error::ApiError;
 use crate::model::Metadata;
+use crate::model::common::Invalid;
 use crate::model::sessions::HarnessBinding;
 use crate::model::vaults::{ENGINE_KEY, LLM_BASE_URL_KEY, ROLE_KEY};
 
@@ -35,7 +35,7 @@ pub fn select(
     vaults: &[VaultFacts],
     known_engines: &[String],
     default_base_url: Option<&str>,
-) -> Result<HarnessBinding, ApiError> {
+) -> Result<HarnessBinding, Invalid> {
     let llm: Vec<&VaultFacts> =
         vaults.iter().filter(|v| v.metadata.get(ROLE_KEY).is_some_and(|r| r == "llm")).collect();
     let vault = match llm.as_slice() {
@@ -50,7 +50,7 @@ pub fn select(
         [one] => *one,
         many => {
             let ids: Vec<&str> = many.iter().map(|v| v.id.as_str()).collect();
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "vault_ids: at most one LLM vault ({ROLE_KEY} = \"llm\") may be attached; got {}",
                 ids.join(", ")
             )));
@@ -58,7 +58,7 @@ pub fn select(
     };
     let engine = vault.metadata.get(ENGINE_KEY).map(String::as_str).unwrap_or(DEFAULT_ENGINE);
     if !known_engines.iter().any(|e| e == engine) {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "vault `{}`: {ENGINE_KEY} = \"{engine}\" is not a known harness; known harnesses: {}",
             vault.id,
             known_engines.join(", ")
@@ -67,13 +67,13 @@ pub fn select(
     let cred = match vault.credentials.as_slice() {
         [one] => one,
         [] => {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "vault `{}`: an LLM vault must hold exactly one active static_bearer credential with the model provider token; it has none",
                 vault.id
             )));
         }
         many => {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "vault `{}`: an LLM vault must hold exactly one active credential; it has {}",
                 vault.id,
                 many.len()
@@ -81,13 +81,13 @@ pub fn select(
         }
     };
     if cred.auth_type != "static_bearer" {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "vault `{}`: the LLM credential `{}` must be of type static_bearer, not {}",
             vault.id, cred.id, cred.auth_type
         )));
     }
     if cred.mcp_server_url.is_some() {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "vault `{}`: the LLM credential `{}` must be unbound: do not set mcp_server_url for the model provider token",
             vault.id, cred.id
         )));

@@ -54,7 +54,7 @@ pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState>
         None
     };
     if store.backend() == crate::store::Backend::Postgres {
-        tokio::spawn(crate::bus::follow_other_nodes(store.clone(), bus.clone(), sessions.clone()));
+        tokio::spawn(crate::cluster::follow_other_nodes(store.clone(), bus.clone(), sessions.clone()));
     }
     Ok(AppState { store, bus, secrets, config, limiter, harness, sessions })
 }

@@ -177,6 +177,21 @@ def test_llm_vault_plus_ordinary_vault(client, agent, environment):
     assert sorted(s.vault_ids) == sorted([plain.id, v.id])
 
 
+def test_harness_header_shows_selection(client, agent, environment):
+    """Create and retrieve name the selected harness in the `bridle-harness` header, also
+    for a session without an LLM vault (the operator's default endpoint, engine claude)."""
+    raw = client.beta.sessions.with_raw_response.create(agent=agent.id, environment_id=environment.id)
+    assert raw.headers["bridle-harness"] == "claude"
+    s = raw.parse()
+    assert s.vault_ids == []
+    assert client.beta.sessions.with_raw_response.retrieve(s.id).headers["bridle-harness"] == "claude"
+    v = llm_vault(client, "codex")
+    raw = client.beta.sessions.with_raw_response.create(agent=agent.id, environment_id=environment.id,
+                                                        vault_ids=[v.id])
+    assert raw.headers["bridle-harness"] == "codex"
+    assert client.beta.sessions.with_raw_response.retrieve(raw.parse().id).headers["bridle-harness"] == "codex"
+
+
 def test_two_llm_vaults_rejected(client, agent, environment):
     a, b = llm_vault(client, "claude"), llm_vault(client, "codex")
     expect_400(lambda: client.beta.sessions.create(agent=agent.id, environment_id=environment.id,

@@ -10,14 +10,19 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::{Page, next_token, parse_limit, parse_order, position, seq_position, seq_token};
 use crate::ids::{Kind, new_id};
-use crate::model::Validate;
 use crate::model::agents::{Agent, AgentCreate, AgentUpdate, check_mcp_servers, resolve_skills, resolve_tools};
+use crate::model::common::patch_sets;
 use crate::model::common::{apply_metadata_patch, check_len};
+use crate::model::vaults::check_not_reserved;
+use crate::model::{Invalid, Validate};
 use crate::store::Order;
 use crate::time::{now_micros, rfc3339};
 
 impl Validate for AgentUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(m) = &self.metadata {
+            check_not_reserved("agent", patch_sets(m))?;
+        }
         if let Some(n) = &self.name {
             check_len("name", n, 1, 256)?;
         }
@@ -30,10 +35,10 @@ impl Validate for AgentUpdate {
         if let Some(v) = self.version
             && v < 1
         {
-            return Err(ApiError::invalid("version: must be at least 1"));
+            return Err(Invalid::new("version: must be at least 1"));
         }
         if matches!(&self.multiagent, Some(Some(m)) if !m.is_null()) {
-            return Err(ApiError::invalid("multiagent: multi-agent coordinators are not supported by this server"));
+            return Err(Invalid::new("multiagent: multi-agent coordinators are not supported by this server"));
         }
         Ok(())
     }

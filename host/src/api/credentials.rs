@@ -11,16 +11,21 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
-use crate::model::Validate;
+use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
+use crate::model::vaults::check_not_reserved;
 use crate::model::vaults::{
     AuthCreate, AuthUpdate, Credential, CredentialCreate, CredentialSecrets, CredentialUpdate, TokenEndpointAuth,
 };
+use crate::model::{Invalid, Validate};
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
 
 impl Validate for CredentialUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(m) = &self.metadata {
+            check_not_reserved("credential", patch_sets(m))?;
+        }
         if let Some(Some(n)) = &self.display_name {
             check_len("display_name", n, 0, 255)?;
         }

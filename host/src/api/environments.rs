@@ -8,14 +8,19 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
-use crate::model::Validate;
+use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::environments::{CloudConfig, Environment, EnvironmentCreate, EnvironmentUpdate};
+use crate::model::vaults::check_not_reserved;
+use crate::model::{Invalid, Validate};
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
 
 impl Validate for EnvironmentUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(m) = &self.metadata {
+            check_not_reserved("environment", patch_sets(m))?;
+        }
         if let Some(n) = &self.name {
             check_len("name", n, 1, 256)?;
         }
@@ -23,7 +28,7 @@ impl Validate for EnvironmentUpdate {
             check_len("description", d, 0, 2048)?;
         }
         if self.scope.is_some() {
-            return Err(ApiError::invalid("scope: only applicable to self_hosted environments"));
+            return Err(Invalid::new("scope: only applicable to self_hosted environments"));
         }
         Ok(())
     }

@@ -155,6 +155,12 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl From<crate::model::common::Invalid> for ApiError {
+    fn from(e: crate::model::common::Invalid) -> Self {
+        ApiError::InvalidRequest(e.0)
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

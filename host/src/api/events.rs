@@ -55,7 +55,7 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         .into_iter()
         .enumerate()
         .map(|(i, v)| parse_user_event(&format!("events[{i}]"), v))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
 
     let session = super::sessions::load(&st, &id).await?;
     if session.session.archived_at.is_some() {

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -10,22 +11,22 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::{SessionPage, next_token, parse_limit, parse_order, position, prev_token};
 use crate::ids::{Kind, new_id};
-use crate::model::Validate;
 use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, resolve_tools};
+use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
-use crate::model::events::{NewEvent, UserEvent, parse_user_event};
-use crate::model::sessions::{
-    AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate, check_session_metadata,
-};
+use crate::model::events::{NewEvent, StoredEvent, UserEvent, parse_user_event};
+use crate::model::sessions::{AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate};
 use crate::model::vaults::Credential;
+use crate::model::vaults::check_not_reserved;
+use crate::model::{Invalid, Validate};
 use crate::selection::{CredentialFacts, VaultFacts, select};
 use crate::store::{Order, SessionFilter, Table};
 use crate::time::{now_micros, rfc3339};
 
 impl Validate for SessionUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.vault_ids.is_some() {
-            return Err(ApiError::invalid("vault_ids: vaults are fixed at session create and cannot be updated"));
+            return Err(Invalid::new("vault_ids: vaults are fixed at session create and cannot be updated"));
         }
         if let Some(Some(t)) = &self.title {
             check_len("title", t, 0, 512)?;
@@ -34,7 +35,7 @@ impl Validate for SessionUpdate {
             b.validate()?;
         }
         if let Some(m) = &self.metadata {
-            check_session_metadata(m.keys())?;
+            check_not_reserved("session", patch_sets(m))?;
         }
         Ok(())
     }
@@ -89,11 +90,8 @@ async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)>
     Ok((agent, snapshot))
 }
 
-fn prefix(e: ApiError, p: &str) -> ApiError {
-    match e {
-        ApiError::InvalidRequest(m) => ApiError::InvalidRequest(format!("{p}{m}")),
-        other => other,
-    }
+fn prefix(e: Invalid, p: &str) -> Invalid {
+    Invalid(format!("{p}{}", e.0))
 }
 
 /// Facts about each attached vault for harness selection.
@@ -166,9 +164,9 @@ async fn check_endpoint(
     operation_id = "sessions_create",
     summary = "Create a session",
     request_body = SessionCreate,
-    responses((status = 200, description = "OK", body = Session))
+    responses((status = 200, description = "OK", body = Session, headers(("bridle-harness" = String, description = "The harness (engine) that runs this session, e.g. `claude`."))))
 )]
-pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreate>) -> ApiResult<Json<Session>> {
+pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreate>) -> ApiResult<WithHarness> {
     // Check the initial events before creating anything.
     let mut initial = Vec::new();
     for (i, ev) in p.initial_events.clone().unwrap_or_default().into_iter().enumerate() {
@@ -225,7 +223,19 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
         st.bus.publish(&session.id, &stored);
         st.wake(&session.id);
     }
-    Ok(Json(session))
+    Ok(with_harness(&binding.engine, session))
+}
+
+/// The harness that runs a session, as the `bridle-harness` response header of
+/// create and retrieve: the Session object is the API's own and has no field
+/// for it, and a header leaves the official SDKs' parsing untouched (read it
+/// with `with_raw_response`). Operators use it to check harness selection,
+/// above all for sessions without an LLM vault.
+type WithHarness = ([(HeaderName, HeaderValue); 1], Json<Session>);
+
+fn with_harness(engine: &str, session: Session) -> WithHarness {
+    let value = HeaderValue::from_str(engine).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    ([(HeaderName::from_static("bridle-harness"), value)], Json(session))
 }
 
 #[utoipa::path(
@@ -308,10 +318,11 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<crate::store::SessionRow
     params(
         ("session_id" = String, Path)
     ),
-    responses((status = 200, description = "OK", body = Session))
+    responses((status = 200, description = "OK", body = Session, headers(("bridle-harness" = String, description = "The harness (engine) that runs this session, e.g. `claude`."))))
 )]
-pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
-    Ok(Json(load(&st, &id).await?.session))
+pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<WithHarness> {
+    let row = load(&st, &id).await?;
+    Ok(with_harness(&row.binding.engine, row.session))
 }
 
 #[utoipa::path(
@@ -438,24 +449,11 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
             row.session.status.as_str()
         )));
     }
-    // Tell live readers first: `session.deleted` ends their streams.
-    let deleted = crate::model::events::StoredEvent {
-        session_id: id.clone(),
-        seq: row.last_seq + 1,
-        id: new_id(Kind::Event),
-        kind: "session.deleted".into(),
-        processed_at: now_micros(),
-        body: String::new(),
-    };
-    let deleted = crate::model::events::StoredEvent {
-        body: json!({"type": "session.deleted", "id": deleted.id, "processed_at": rfc3339(deleted.processed_at)})
-            .to_string(),
-        ..deleted
-    };
-    if !st.store.delete_session(&id).await? {
+    let Some(last_seq) = st.store.delete_session(&id).await? else {
         return Err(ApiError::not_found(Kind::Session, &id));
-    }
-    st.bus.publish(&id, &[deleted]);
+    };
+    // `session.deleted` ends the live streams.
+    st.bus.publish(&id, &[StoredEvent::session_deleted(&id, last_seq, now_micros())]);
     st.bus.close(&id);
     if let Some(sessions) = &st.sessions {
         sessions.forget(&id).await;

@@ -8,14 +8,14 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
-use crate::model::Validate;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::vaults::{Vault, VaultCreate, VaultUpdate, check_vault_reserved};
+use crate::model::{Invalid, Validate};
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
 
 impl Validate for VaultUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         if let Some(n) = &self.display_name {
             check_len("display_name", n, 1, 255)?;
         }

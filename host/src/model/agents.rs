@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::common::Invalid;
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
-use crate::api::error::ApiError;
 
 /// `model`: a model id string or a config object.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -73,7 +73,7 @@ pub struct EffortObject {
 }
 
 impl ModelParam {
-    pub fn resolve(&self) -> Result<ModelConfig, ApiError> {
+    pub fn resolve(&self) -> Result<ModelConfig, Invalid> {
         let cfg = match self {
             ModelParam::Id(id) => ModelConfig { id: id.clone(), effort: None, inference_geo: None, speed: None },
             ModelParam::Config(c) => ModelConfig {
@@ -197,9 +197,9 @@ pub enum SkillType {
 
 /// Resolve tools into the response form (every default filled in) and
 /// check them against the MCP servers.
-pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<Vec<Value>, ApiError> {
+pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<Vec<Value>, Invalid> {
     if tools.len() > 128 {
-        return Err(ApiError::invalid("tools: at most 128 tools are allowed"));
+        return Err(Invalid::new("tools: at most 128 tools are allowed"));
     }
     let mut out = Vec::with_capacity(tools.len());
     let mut custom_names = std::collections::BTreeSet::new();
@@ -213,7 +213,7 @@ pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<V
             ToolParam::McpToolset { mcp_server_name, configs, default_config } => {
                 check_len(&format!("tools[{i}].mcp_server_name"), mcp_server_name, 1, 255)?;
                 if !mcp_servers.iter().any(|s| &s.name == mcp_server_name) {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Invalid::new(format!(
                         "tools[{i}].mcp_server_name: `{mcp_server_name}` is not declared in mcp_servers"
                     )));
                 }
@@ -224,15 +224,15 @@ pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<V
             ToolParam::Custom { name, description, input_schema } => {
                 check_len(&format!("tools[{i}].name"), name, 1, 128)?;
                 if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Invalid::new(format!(
                         "tools[{i}].name: `{name}` may contain only letters, digits, underscores and hyphens"
                     )));
                 }
                 if !custom_names.insert(name.clone()) {
-                    return Err(ApiError::invalid(format!("tools[{i}].name: duplicate custom tool `{name}`")));
+                    return Err(Invalid::new(format!("tools[{i}].name: duplicate custom tool `{name}`")));
                 }
                 if input_schema.kind != "object" {
-                    return Err(ApiError::invalid(format!("tools[{i}].input_schema.type must be \"object\"")));
+                    return Err(Invalid::new(format!("tools[{i}].input_schema.type must be \"object\"")));
                 }
                 out.push(
                     json!({"type": "custom", "name": name, "description": description, "input_schema": input_schema}),
@@ -245,7 +245,7 @@ pub fn resolve_tools(tools: &[ToolParam], mcp_servers: &[McpServer]) -> Result<V
             .iter()
             .any(|t| matches!(t, ToolParam::McpToolset { mcp_server_name, .. } if mcp_server_name == &s.name));
         if !referenced {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "mcp_servers: server `{}` is not referenced by any mcp_toolset in tools",
                 s.name
             )));
@@ -266,20 +266,20 @@ fn resolve_configs(
     configs: Option<&[ToolConfigParam]>,
     def: &Value,
     allowed: Option<&[&str]>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Value>, Invalid> {
     let mut out = Vec::new();
     for (j, c) in configs.unwrap_or_default().iter().enumerate() {
         if let Some(allowed) = allowed
             && !allowed.contains(&c.name.as_str())
         {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{field}.configs[{j}].name: unknown tool `{}`; expected one of {}",
                 c.name,
                 allowed.join(", ")
             )));
         }
         if c.allowed_domains.is_some() && c.blocked_domains.is_some() {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{field}.configs[{j}]: allowed_domains and blocked_domains cannot be combined"
             )));
         }
@@ -306,9 +306,9 @@ fn resolve_configs(
     Ok(out)
 }
 
-pub fn resolve_skills(skills: &[SkillParam]) -> Result<Vec<Value>, ApiError> {
+pub fn resolve_skills(skills: &[SkillParam]) -> Result<Vec<Value>, Invalid> {
     if skills.len() > 64 {
-        return Err(ApiError::invalid("skills: at most 64 skills are allowed"));
+        return Err(Invalid::new("skills: at most 64 skills are allowed"));
     }
     Ok(skills
         .iter()
@@ -316,18 +316,18 @@ pub fn resolve_skills(skills: &[SkillParam]) -> Result<Vec<Value>, ApiError> {
         .collect())
 }
 
-pub fn check_mcp_servers(servers: &[McpServer]) -> Result<(), ApiError> {
+pub fn check_mcp_servers(servers: &[McpServer]) -> Result<(), Invalid> {
     if servers.len() > 20 {
-        return Err(ApiError::invalid("mcp_servers: at most 20 servers are allowed"));
+        return Err(Invalid::new("mcp_servers: at most 20 servers are allowed"));
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, s) in servers.iter().enumerate() {
         check_len(&format!("mcp_servers[{i}].name"), &s.name, 1, 255)?;
         if !names.insert(&s.name) {
-            return Err(ApiError::invalid(format!("mcp_servers[{i}].name: duplicate server name `{}`", s.name)));
+            return Err(Invalid::new(format!("mcp_servers[{i}].name: duplicate server name `{}`", s.name)));
         }
         if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
-            return Err(ApiError::invalid(format!("mcp_servers[{i}].url: must be an http(s) URL")));
+            return Err(Invalid::new(format!("mcp_servers[{i}].url: must be an http(s) URL")));
         }
     }
     Ok(())
@@ -356,7 +356,7 @@ pub struct AgentCreate {
 }
 
 impl Validate for AgentCreate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         check_len("name", &self.name, 1, 256)?;
         if let Some(d) = &self.description {
             check_len("description", d, 0, 2048)?;
@@ -366,9 +366,10 @@ impl Validate for AgentCreate {
         }
         if let Some(m) = &self.metadata {
             check_metadata("metadata", m)?;
+            super::vaults::check_not_reserved("agent", m.keys())?;
         }
         if self.multiagent.as_ref().is_some_and(|m| !m.is_null()) {
-            return Err(ApiError::invalid("multiagent: multi-agent coordinators are not supported by this server"));
+            return Err(Invalid::new("multiagent: multi-agent coordinators are not supported by this server"));
         }
         Ok(())
     }

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::error::ApiError;
-
 /// `metadata`: at most 16 pairs, keys up to 64 characters, values up to 512.
 pub type Metadata = BTreeMap<String, String>;
 
@@ -27,14 +25,32 @@ pub struct MetadataSchema(BTreeMap<String, String>);
 #[allow(dead_code)]
 pub struct MetadataPatchSchema(BTreeMap<String, Option<String>>);
 
-/// Validation beyond what the types express, with messages that name the field.
-pub trait Validate {
-    fn validate(&self) -> Result<(), ApiError>;
+/// A request that breaks a rule of the API, with a message that names the
+/// field. The API layer answers it as `invalid_request_error` (400); the model
+/// knows nothing of HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Invalid(message.into())
+    }
 }
 
-pub fn check_metadata(field: &str, m: &Metadata) -> Result<(), ApiError> {
+/// The keys a metadata patch sets (not those it deletes).
+pub fn patch_sets(patch: &MetadataPatch) -> impl Iterator<Item = &String> {
+    patch.iter().filter(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty())).map(|(k, _)| k)
+}
+
+/// Validation beyond what the types express, with messages that name the field.
+pub trait Validate {
+    fn validate(&self) -> Result<(), Invalid>;
+}
+
+pub fn check_metadata(field: &str, m: &Metadata) -> Result<(), Invalid> {
     if m.len() > 16 {
-        return Err(ApiError::invalid(format!("{field}: at most 16 pairs are allowed, got {}", m.len())));
+        return Err(Invalid::new(format!("{field}: at most 16 pairs are allowed, got {}", m.len())));
     }
     for (k, v) in m {
         check_len(&format!("{field} key"), k, 1, 64)?;
@@ -44,7 +60,7 @@ pub fn check_metadata(field: &str, m: &Metadata) -> Result<(), ApiError> {
 }
 
 /// Apply a patch; `""` also deletes, as the environments docs say.
-pub fn apply_metadata_patch(field: &str, current: &mut Metadata, patch: &MetadataPatch) -> Result<(), ApiError> {
+pub fn apply_metadata_patch(field: &str, current: &mut Metadata, patch: &MetadataPatch) -> Result<(), Invalid> {
     for (k, v) in patch {
         match v {
             Some(v) if !v.is_empty() => {
@@ -58,17 +74,17 @@ pub fn apply_metadata_patch(field: &str, current: &mut Metadata, patch: &Metadat
     check_metadata(field, current)
 }
 
-pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let n = value.chars().count();
     if n < min {
         return Err(if min == 1 {
-            ApiError::invalid(format!("{field}: must not be empty"))
+            Invalid::new(format!("{field}: must not be empty"))
         } else {
-            ApiError::invalid(format!("{field}: must be at least {min} characters"))
+            Invalid::new(format!("{field}: must be at least {min} characters"))
         });
     }
     if n > max {
-        return Err(ApiError::invalid(format!("{field}: must be at most {max} characters, got {n}")));
+        return Err(Invalid::new(format!("{field}: must be at most {max} characters, got {n}")));
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::common::Invalid;
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
-use crate::api::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -97,11 +97,11 @@ impl Default for CloudConfig {
 
 impl CloudConfig {
     /// Apply params over `self`: omitted fields keep their value.
-    pub fn apply(&mut self, params: &ConfigParams) -> Result<(), ApiError> {
+    pub fn apply(&mut self, params: &ConfigParams) -> Result<(), Invalid> {
         let (networking, packages) = match params {
             ConfigParams::Cloud { networking, packages } => (networking, packages),
             ConfigParams::SelfHosted {} => {
-                return Err(ApiError::invalid(
+                return Err(Invalid::new(
                     "config.type: self_hosted environments are not supported by this server; use \"cloud\"",
                 ));
             }
@@ -140,7 +140,7 @@ impl CloudConfig {
 }
 
 /// A hostname, IPv4 address, or `*.`-wildcard: no scheme, path or port.
-fn check_host(field: &str, h: &str) -> Result<(), ApiError> {
+fn check_host(field: &str, h: &str) -> Result<(), Invalid> {
     let bare = h.strip_prefix("*.").unwrap_or(h);
     let ok = !bare.is_empty()
         && bare.len() <= 253
@@ -150,7 +150,7 @@ fn check_host(field: &str, h: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!(
+        Err(Invalid::new(format!(
             "{field}: `{h}` is not a hostname, IPv4 address or `*.` wildcard (no scheme, port or path)"
         )))
     }
@@ -172,16 +172,17 @@ pub struct EnvironmentCreate {
 }
 
 impl Validate for EnvironmentCreate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         check_len("name", &self.name, 1, 256)?;
         if let Some(d) = &self.description {
             check_len("description", d, 0, 2048)?;
         }
         if let Some(m) = &self.metadata {
             check_metadata("metadata", m)?;
+            super::vaults::check_not_reserved("environment", m.keys())?;
         }
         if self.scope.is_some() {
-            return Err(ApiError::invalid("scope: only applicable to self_hosted environments"));
+            return Err(Invalid::new("scope: only applicable to self_hosted environments"));
         }
         Ok(())
     }

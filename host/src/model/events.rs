@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::api::error::ApiError;
+use super::common::Invalid;
 
 /// Every event type the log can hold: what clients send (`parse_user_event`),
 /// what harness plugins emit (`session::validate`) and what the host writes
@@ -138,28 +138,28 @@ pub enum Source {
 }
 
 /// Parse and check one client event; `field` names it in error messages.
-pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError> {
+pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid> {
     let ty = value.get("type").and_then(Value::as_str).map(str::to_owned);
     match ty.as_deref() {
-        None => return Err(ApiError::invalid(format!("{field}.type: required string field is missing"))),
+        None => return Err(Invalid::new(format!("{field}.type: required string field is missing"))),
         Some("user.define_outcome") => {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{field}: user.define_outcome (outcomes) is not supported by this server"
             )));
         }
         Some("user.tool_result") => {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{field}: user.tool_result is only valid on self_hosted environments, which this server does not support"
             )));
         }
         Some("system.message") => {
-            return Err(ApiError::invalid(format!("{field}: system.message is not supported by this server")));
+            return Err(Invalid::new(format!("{field}: system.message is not supported by this server")));
         }
         Some(t @ ("user.message" | "user.interrupt" | "user.tool_confirmation" | "user.custom_tool_result")) => {
             let _ = t;
         }
         Some(other) => {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result"
             )));
         }
@@ -172,33 +172,32 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, ApiError
         && !(c.is_null() && ty.as_deref() == Some("user.custom_tool_result"))
         && matches!(ty.as_deref(), Some("user.message" | "user.custom_tool_result"))
     {
-        return Err(ApiError::invalid(format!("{field}.content: must be a list of content blocks")));
+        return Err(Invalid::new(format!("{field}.content: must be a list of content blocks")));
     }
     if let Some(Value::Array(blocks)) = value.get("content") {
         for (i, b) in blocks.iter().enumerate() {
-            serde_path_to_error::deserialize::<_, ContentBlock>(b.clone()).map_err(|e| {
-                ApiError::invalid(format!("{field}.content[{i}]{}: {}", path_suffix(e.path()), e.inner()))
-            })?;
+            serde_path_to_error::deserialize::<_, ContentBlock>(b.clone())
+                .map_err(|e| Invalid::new(format!("{field}.content[{i}]{}: {}", path_suffix(e.path()), e.inner())))?;
         }
     }
     let ev: UserEvent = serde_path_to_error::deserialize(value)
-        .map_err(|e| ApiError::invalid(format!("{field}{}: {}", path_suffix(e.path()), e.inner())))?;
+        .map_err(|e| Invalid::new(format!("{field}{}: {}", path_suffix(e.path()), e.inner())))?;
     match &ev {
         UserEvent::Message { content } if content.is_empty() => {
-            Err(ApiError::invalid(format!("{field}.content: must contain at least one block")))
+            Err(Invalid::new(format!("{field}.content: must contain at least one block")))
         }
         UserEvent::ToolConfirmation { result: Confirmation::Allow, deny_message: Some(_), .. } => {
-            Err(ApiError::invalid(format!("{field}.deny_message: only allowed when result is \"deny\"")))
+            Err(Invalid::new(format!("{field}.deny_message: only allowed when result is \"deny\"")))
         }
         UserEvent::ToolConfirmation { tool_use_id, .. }
             if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) =>
         {
-            Err(ApiError::invalid(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
+            Err(Invalid::new(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
         }
         UserEvent::CustomToolResult { custom_tool_use_id, .. }
             if !crate::ids::has_kind(custom_tool_use_id, crate::ids::Kind::Event) =>
         {
-            Err(ApiError::invalid(format!(
+            Err(Invalid::new(format!(
                 "{field}.custom_tool_use_id: `{custom_tool_use_id}` is not an event id (sevt_...)"
             )))
         }
@@ -223,6 +222,28 @@ pub struct StoredEvent {
     pub processed_at: i64,
     /// The full wire JSON (with `id`, `type`, `processed_at`).
     pub body: String,
+}
+
+impl StoredEvent {
+    /// The `session.deleted` event that ends a deleted session's live
+    /// streams. It is never stored (the log is gone with the session); it
+    /// takes the position after the session's last event.
+    pub fn session_deleted(session_id: &str, last_seq: i64, processed_at: i64) -> StoredEvent {
+        let id = crate::ids::new_id(crate::ids::Kind::Event);
+        let body = serde_json::json!({
+            "type": "session.deleted",
+            "id": id,
+            "processed_at": crate::time::rfc3339(processed_at),
+        });
+        StoredEvent {
+            session_id: session_id.to_owned(),
+            seq: last_seq + 1,
+            id,
+            kind: "session.deleted".into(),
+            processed_at,
+            body: body.to_string(),
+        }
+    }
 }
 
 /// An event to append: its type and fields (without `id`/`processed_at`;

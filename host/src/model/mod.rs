@@ -9,4 +9,4 @@ pub mod events;
 pub mod sessions;
 pub mod vaults;
 
-pub use common::{Metadata, MetadataPatch, Validate};
+pub use common::{Invalid, Metadata, MetadataPatch, Validate};

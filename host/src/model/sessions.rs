@@ -5,8 +5,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::agents::{McpServer, ModelParam, SkillParam, ToolParam};
+use super::common::Invalid;
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
-use crate::api::error::ApiError;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -73,13 +73,13 @@ pub struct Money {
 }
 
 impl Budget {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let Budget::Limit { max_list_cost } = self;
         if max_list_cost.currency != "USD" {
-            return Err(ApiError::invalid("budget.max_list_cost.currency: only \"USD\" is supported"));
+            return Err(Invalid::new("budget.max_list_cost.currency: only \"USD\" is supported"));
         }
         if max_list_cost.amount.is_empty() || !max_list_cost.amount.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::invalid(
+            return Err(Invalid::new(
                 "budget.max_list_cost.amount: must be an integer decimal string in minor units, e.g. \"2500\"",
             ));
         }
@@ -109,10 +109,10 @@ pub struct SessionCreate {
 }
 
 impl Validate for SessionCreate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         if let Some(m) = &self.metadata {
             check_metadata("metadata", m)?;
-            check_session_metadata(m.keys())?;
+            super::vaults::check_not_reserved("session", m.keys())?;
         }
         if let Some(t) = &self.title {
             check_len("title", t, 0, 512)?;
@@ -121,35 +121,22 @@ impl Validate for SessionCreate {
             b.validate()?;
         }
         if self.resources.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(ApiError::invalid(
+            return Err(Invalid::new(
                 "resources: session resources (files, GitHub repositories, memory stores) are not supported by this server yet",
             ));
         }
         if let Some(ev) = &self.initial_events
             && ev.len() > 50
         {
-            return Err(ApiError::invalid("initial_events: at most 50 events are allowed"));
+            return Err(Invalid::new("initial_events: at most 50 events are allowed"));
         }
         if let Some(v) = &self.vault_ids
             && v.len() > 20
         {
-            return Err(ApiError::invalid("vault_ids: at most 20 vaults are allowed"));
+            return Err(Invalid::new("vault_ids: at most 20 vaults are allowed"));
         }
         Ok(())
     }
-}
-
-/// Reserved `sandbox0.managed_agents.*` keys belong on vault metadata only.
-pub fn check_session_metadata<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), ApiError> {
-    for k in keys {
-        if k.starts_with(super::vaults::RESERVED_PREFIX) {
-            return Err(ApiError::invalid(format!(
-                "metadata.{k}: reserved `{}*` keys are only supported on vault metadata; select the harness by attaching an LLM vault",
-                super::vaults::RESERVED_PREFIX
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::common::Invalid;
 use super::common::{Metadata, MetadataPatch, Patch, Validate, check_len, check_metadata};
-use crate::api::error::ApiError;
 
 /// Vault metadata keys that select a session's harness (see `selection`).
 pub const ROLE_KEY: &str = "sandbox0.managed_agents.role";
@@ -24,7 +24,7 @@ pub struct VaultCreate {
 }
 
 impl Validate for VaultCreate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         check_len("display_name", &self.display_name, 1, 255)?;
         if let Some(m) = &self.metadata {
             check_metadata("metadata", m)?;
@@ -34,20 +34,34 @@ impl Validate for VaultCreate {
     }
 }
 
+/// Reserved `sandbox0.managed_agents.*` keys select a session's harness and
+/// mean something on vault metadata only: anywhere else (`object` is an
+/// agent, environment, credential or session) they are refused rather than
+/// stored and ignored.
+pub fn check_not_reserved<'a>(object: &str, keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid> {
+    match keys.into_iter().find(|k| k.starts_with(RESERVED_PREFIX)) {
+        Some(k) => Err(Invalid::new(format!(
+            "metadata.{k}: reserved `{RESERVED_PREFIX}*` keys are only supported on vault metadata, not on {object} \
+             metadata; select the harness by attaching an LLM vault"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The reserved keys must make sense when present, so a typo fails at
 /// vault create instead of at the first session.
-pub fn check_vault_reserved(m: &Metadata) -> Result<(), ApiError> {
+pub fn check_vault_reserved(m: &Metadata) -> Result<(), Invalid> {
     for (k, v) in m {
         if let Some(name) = k.strip_prefix(RESERVED_PREFIX) {
             match name {
                 "role" | "engine" => {}
                 "llm_base_url" => {
                     if !(v.starts_with("https://") || v.starts_with("http://")) {
-                        return Err(ApiError::invalid(format!("metadata.{k}: must be an http(s) URL, got `{v}`")));
+                        return Err(Invalid::new(format!("metadata.{k}: must be an http(s) URL, got `{v}`")));
                     }
                 }
                 _ => {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Invalid::new(format!(
                         "metadata.{k}: unknown reserved key; known keys are {ROLE_KEY}, {ENGINE_KEY}, {LLM_BASE_URL_KEY}"
                     )));
                 }
@@ -181,12 +195,13 @@ pub struct CredentialCreate {
 }
 
 impl Validate for CredentialCreate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), Invalid> {
         if let Some(d) = &self.display_name {
             check_len("display_name", d, 0, 255)?;
         }
         if let Some(m) = &self.metadata {
             check_metadata("metadata", m)?;
+            check_not_reserved("credential", m.keys())?;
         }
         match &self.auth {
             AuthCreate::StaticBearer { token, mcp_server_url } => {
@@ -204,7 +219,7 @@ impl Validate for CredentialCreate {
                 if !secret_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                     || secret_name.as_bytes()[0].is_ascii_digit()
                 {
-                    return Err(ApiError::invalid(
+                    return Err(Invalid::new(
                         "auth.secret_name: must be an environment variable name (letters, digits, underscores; not starting with a digit)",
                     ));
                 }
@@ -212,7 +227,7 @@ impl Validate for CredentialCreate {
                 if let EnvNetworking::Limited { allowed_hosts } = networking
                     && allowed_hosts.len() > 16
                 {
-                    return Err(ApiError::invalid("auth.networking.allowed_hosts: at most 16 hosts are allowed"));
+                    return Err(Invalid::new("auth.networking.allowed_hosts: at most 16 hosts are allowed"));
                 }
             }
         }
@@ -220,11 +235,11 @@ impl Validate for CredentialCreate {
     }
 }
 
-fn check_url(field: &str, u: &str) -> Result<(), ApiError> {
+fn check_url(field: &str, u: &str) -> Result<(), Invalid> {
     if u.starts_with("https://") || u.starts_with("http://") {
         check_len(field, u, 8, 2048)
     } else {
-        Err(ApiError::invalid(format!("{field}: must be an http(s) URL")))
+        Err(Invalid::new(format!("{field}: must be an http(s) URL")))
     }
 }
 

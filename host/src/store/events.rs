@@ -1,6 +1,7 @@
 //! The session event log: append-only, with a dense per-session sequence
 //! number taken from the session row inside the appending transaction.
 
+use crate::cluster::note::NoteKind;
 use serde_json::Value;
 use sqlx::Row;
 
@@ -170,7 +171,7 @@ impl Store {
             }
             sql.query().execute(&mut **tx).await?;
         }
-        self.notify(&mut **tx, session_id, &format!("{} {}", last - n + 1, last)).await?;
+        self.notify(&mut **tx, session_id, NoteKind::Appended { first: last - n + 1, last }).await?;
         Ok(stored)
     }
 

@@ -6,6 +6,7 @@
 //!
 //! Lease times use the database's clock, so nodes need not agree on time.
 
+use crate::cluster::note::NoteKind;
 use serde_json::Value;
 use sqlx::Row;
 
@@ -92,7 +93,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if handover && done.rows_affected() > 0 {
-            self.notify(&mut *tx, id, "released").await?;
+            self.notify(&mut *tx, id, NoteKind::Released).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)

@@ -24,6 +24,8 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+use crate::cluster::note::{CHANNEL, ClusterNote, NoteKind};
+
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -41,9 +43,6 @@ pub struct Store {
     /// Whose turn it is to write (SQLite); see [`Store::write_turn`].
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
-
-/// The PostgreSQL channel on which nodes announce appended events.
-pub const EVENTS_CHANNEL: &str = "bridle_events";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -192,13 +191,13 @@ impl Store {
 
     /// Tell the other nodes something happened to a session (PostgreSQL
     /// only; one node on SQLite). Inside a transaction, delivered at commit.
-    async fn notify<'c, E>(&self, exec: E, session_id: &str, what: &str) -> StoreResult<()>
+    async fn notify<'c, E>(&self, exec: E, session_id: &str, what: NoteKind) -> StoreResult<()>
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         if self.backend == Backend::Postgres {
-            let payload = format!("{} {session_id} {what}", self.node_id);
-            sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(payload).execute(exec).await?;
+            let payload = ClusterNote::new(&self.node_id, session_id, what).encode();
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(exec).await?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Sessions: the wire object, the harness binding and the status columns.
 
+use crate::cluster::note::NoteKind;
 use sqlx::Row;
 
 use super::{Arg, Key, Order, Page, Position, Sql, Store, StoreError, StoreResult, decode_json};
@@ -144,14 +145,21 @@ impl Store {
         Ok(next)
     }
 
-    /// Remove a session and its event log.
-    pub async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+    /// Remove a session and its event log. Returns the sequence number of
+    /// its last event, or `None` when there was no such session.
+    pub async fn delete_session(&self, id: &str) -> StoreResult<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM session_events WHERE session_id = $1").bind(id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        self.notify(&mut *tx, id, "deleted").await?;
+        let row = sqlx::query("DELETE FROM sessions WHERE id = $1 RETURNING last_seq")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let last_seq = row.map(|r| r.try_get::<i64, _>("last_seq")).transpose()?;
+        if let Some(last_seq) = last_seq {
+            self.notify(&mut *tx, id, NoteKind::Deleted { last_seq }).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(last_seq)
     }
 }
 
