@@ -148,3 +148,38 @@ fn e2e_start_failures() {
     main.assert_alive();
     norun.assert_alive();
 }
+
+/// Harness selection through AI gateways: every harness behind gateway-shaped base URLs (the
+/// fake model serving under their path prefixes, LLMProxy's bridge form included), and a
+/// session without an LLM vault on the operator's `default_llm`, each to a finished turn.
+#[test]
+fn e2e_gateways() {
+    let runtimes = install_runtimes();
+    let (fake, token) = fake_model("e2e");
+    let sb = sandbox_dir();
+    let mut main = session_server(
+        Backend::Sqlite,
+        &runtimes,
+        sb.path(),
+        &[
+            ("BRIDLE_DEFAULT_LLM__BASE_URL", fake.base_url().as_str()),
+            ("BRIDLE_DEFAULT_LLM__API_KEY", token.as_str()),
+            ("BRIDLE_LOG", "info,bridle=debug"),
+        ],
+    );
+    run_pytest(
+        &["test_gateways.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
+        ],
+        "pytest tests/python/e2e/test_gateways.py",
+    );
+    main.assert_alive();
+    assert!(!main.log().contains(&token), "the model key appears in the server's log");
+}

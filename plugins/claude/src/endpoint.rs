@@ -20,7 +20,8 @@ pub fn check(llm: &LlmEndpoint) -> Result<(), String> {
              (e.g. https://api.anthropic.com). Use the codex or openai-agents engine for OpenAI."
         ));
     }
-    let path = url.path.to_ascii_lowercase();
+    // What Claude Code calls is `<base>/v1/messages`: decide by the path's end.
+    let path = url.path.trim_end_matches('/').to_ascii_lowercase();
     for suffix in ["/chat/completions", "/responses", "/completions"] {
         if path.ends_with(suffix) {
             return Err(format!(
@@ -79,6 +80,9 @@ mod tests {
             Some("https://api.anthropic.com"),
             Some("https://api.minimax.io/anthropic"),
             Some("http://127.0.0.1:8080/"),
+            // AI gateways: a prefix (with a trailing slash), Cloudflare AI Gateway's Anthropic route.
+            Some("https://gw.example.com/anthropic-proxy/"),
+            Some("https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/anthropic"),
         ] {
             assert_eq!(check(&ep(u)), Ok(()), "{u:?}");
         }
@@ -93,6 +97,9 @@ mod tests {
             "https://gw.example.com/v1/chat/completions",
             "https://gw.example.com/v1/responses",
             "https://api.anthropic.com/v1/messages",
+            "https://gw.example.com/v1/",
+            "https://gw.example.com/v1/messages/",
+            "https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/v1",
         ] {
             let err = check(&ep(Some(u))).unwrap_err();
             assert!(err.contains(u), "{err}");

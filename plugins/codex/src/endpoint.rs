@@ -53,13 +53,13 @@ pub fn check(llm: &LlmEndpoint) -> Result<(), String> {
         return Ok(()); // OpenAI's default endpoint
     };
     let url = parse_url(base)?;
-    let path = url.path.to_ascii_lowercase();
+    // What codex calls is `<base>/responses`: decide by the path's end. AI
+    // gateways name upstream providers anywhere in their paths (LLMProxy's
+    // `/claude2codex/https://api.z.ai/anthropic/v1` bridges an Anthropic
+    // provider into this harness), so words in the middle mean nothing.
+    let path = url.path.trim_end_matches('/').to_ascii_lowercase();
     let minimax_hint = if is_minimax(Some(base)) { " For MiniMax use https://api.minimax.io/v1." } else { "" };
-    if url.host == "api.anthropic.com"
-        || path.ends_with("/anthropic")
-        || path.ends_with("/v1/messages")
-        || path.contains("/anthropic/")
-    {
+    if url.host == "api.anthropic.com" || path.ends_with("/anthropic") || path.ends_with("/v1/messages") {
         return Err(format!(
             "`{base}` is an Anthropic Messages endpoint; the codex engine needs an OpenAI \
              Responses-compatible base URL (it calls <base>/responses).{minimax_hint} \
@@ -167,6 +167,11 @@ mod tests {
             Some("https://api.openai.com/v1"),
             Some("https://api.minimax.io/v1"),
             Some("http://127.0.0.1:9000/v1/"),
+            // AI gateways: LLMProxy's bridge, Cloudflare AI Gateway, LiteLLM.
+            Some("https://llmproxy.example.com/claude2codex/https://api.z.ai/anthropic/v1"),
+            Some("https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/v1"),
+            Some("http://litellm.internal:4000/v1"),
+            Some("https://gw.example.com/prefix/"),
         ] {
             assert_eq!(check(&ep(u)), Ok(()), "{u:?}");
         }
@@ -179,6 +184,9 @@ mod tests {
             "https://api.minimax.io/anthropic",
             "https://api.openai.com/v1/responses",
             "https://gw.example.com/v1/chat/completions",
+            "https://gw.example.com/anthropic/",
+            "https://gw.example.com/v1/messages/",
+            "https://gw.example.com/v1/responses/",
             "api.openai.com/v1",
         ] {
             let err = check(&ep(Some(u))).unwrap_err();

@@ -31,13 +31,22 @@ fn info_endpoint_and_credentials() {
     assert_eq!(info.execution_model, ExecutionModel::SandboxAsTool);
     assert_eq!(info.api_shape, ApiShape::OpenaiResponses);
     let ep = |u: &str| LlmEndpoint { base_url: Some(u.into()), model: "m".into() };
-    for ok in ["https://api.openai.com/v1", "http://127.0.0.1:9/v1/"] {
+    for ok in [
+        "https://api.openai.com/v1",
+        "http://127.0.0.1:9/v1/",
+        // AI gateways: LLMProxy's bridge, Cloudflare AI Gateway, LiteLLM.
+        "https://llmproxy.example.com/claude2codex/https://api.z.ai/anthropic/v1",
+        "https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/v1",
+        "http://litellm.internal:4000/v1",
+    ] {
         assert!(OpenaiAgents::check_endpoint(&ep(ok)).is_ok(), "{ok}");
     }
     assert!(OpenaiAgents::check_endpoint(&LlmEndpoint::default()).is_ok());
     for bad in [
         "https://api.anthropic.com",
         "https://api.minimax.io/anthropic",
+        "https://gw.example.com/anthropic/",
+        "https://gw.example.com/v1/messages/",
         "https://gw.example.com/v1/chat/completions",
         "https://api.openai.com/v1/responses",
         "api.openai.com/v1",

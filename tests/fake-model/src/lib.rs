@@ -14,6 +14,12 @@
 //! `authorization: Bearer`, else 401 in the provider's error shape. Every request is recorded
 //! (method, path, headers, body) for assertions.
 //!
+//! **Gateway-shaped base URLs.** AI gateways put the provider API under a path prefix
+//! (Cloudflare AI Gateway `/client/v4/accounts/<id>/ai/v1`, LiteLLM `/v1`, an LLMProxy bridge
+//! `/claude2codex/https://api.z.ai/anthropic/v1`). The fake serves its API under any prefix
+//! below `/gw/`: `/gw/<prefix>/v1/<api path>` is `/v1/<api path>` (see [`api_path`]); the
+//! request log keeps the full path.
+//!
 //! Control endpoints (no auth): `GET /_fake/requests[?model=M]`, `DELETE /_fake/requests`,
 //! `POST /_fake/scenario` (`{"model": M, ...scenario}`), `PUT /_fake/scenarios/{model}`,
 //! `DELETE /_fake/scenarios/{model}`, `GET /_fake/health`.
@@ -71,7 +77,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A model call (`/v1/messages` or `/v1/responses`, not `count_tokens`).
     pub fn is_model_call(&self) -> bool {
-        self.method == "POST" && matches!(endpoint(&self.path), Endpoint::Messages | Endpoint::Responses)
+        self.method == "POST" && matches!(endpoint(api_path(&self.path)), Endpoint::Messages | Endpoint::Responses)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -264,6 +270,18 @@ enum Endpoint {
     Other,
 }
 
+/// The API path of a request: `/gw/<prefix>/v1/<rest>` is `/v1/<rest>` (the prefix's last
+/// `/v1` segment starts the API); any other path is its own.
+pub fn api_path(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/gw") else { return path };
+    let bytes = rest.as_bytes();
+    let at = rest.rmatch_indices("/v1").map(|(i, _)| i).find(|&i| matches!(bytes.get(i + 3), None | Some(b'/')));
+    match at {
+        Some(i) => &rest[i..],
+        None => path,
+    }
+}
+
 fn endpoint(path: &str) -> Endpoint {
     let p = path.trim_end_matches('/');
     match p {
@@ -294,7 +312,8 @@ fn provider(path: &str, headers: &HeaderMap) -> Provider {
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
+    let full_path = parts.uri.path().to_owned();
+    let path = api_path(&full_path).to_owned();
     let query = parts.uri.query().map(str::to_owned);
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
@@ -328,7 +347,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         RecordedRequest {
             seq,
             method: parts.method.to_string(),
-            path,
+            path: full_path,
             query,
             headers: header_map(&parts.headers),
             body,
@@ -559,5 +578,28 @@ fn control(shared: &Shared, method: &Method, rest: &str, query: Option<&str>, bo
             StatusCode::NO_CONTENT.into_response()
         }
         _ => plain(StatusCode::NOT_FOUND, "unknown control endpoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_path;
+
+    #[test]
+    fn gateway_prefixes_are_stripped_to_the_api_path() {
+        for (path, want) in [
+            ("/v1/messages", "/v1/messages"),
+            ("/gw/anthropic-proxy/v1/messages", "/v1/messages"),
+            ("/gw/anthropic-proxy//v1/messages/count_tokens", "/v1/messages/count_tokens"),
+            ("/gw/client/v4/accounts/acc123/ai/v1/responses", "/v1/responses"),
+            ("/gw/litellm/v1/responses", "/v1/responses"),
+            ("/gw/claude2codex/https://api.z.ai/anthropic/v1/responses", "/v1/responses"),
+            ("/gw/x/v1", "/v1"),
+            // `/v1beta` is not a `/v1` segment; no API path: the request 404s as sent.
+            ("/gw/x/v1beta/models", "/gw/x/v1beta/models"),
+            ("/gw/no-api-here", "/gw/no-api-here"),
+        ] {
+            assert_eq!(api_path(path), want, "{path}");
+        }
     }
 }

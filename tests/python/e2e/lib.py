@@ -69,8 +69,9 @@ class Fake:
         assert r.status_code == 200, f"fake: cannot read requests: {r.status_code} {r.text}"
         out = []
         for req in r.json():
+            # Gateway-shaped base URLs put the API under a prefix (`/gw/<prefix>/v1/...`).
             path = req["path"].rstrip("/")
-            if req["method"] == "POST" and path in ("/v1/messages", "/v1/responses", "/responses"):
+            if req["method"] == "POST" and path.endswith(("/v1/messages", "/v1/responses", "/responses")):
                 out.append(req)
         return out
 
