@@ -1,7 +1,10 @@
 //! The seccomp filter handed to bubblewrap (`--seccomp FD`): a deny list that
 //! answers `EPERM` to syscalls a coding agent never needs and that widen the
 //! kernel's attack surface (mounts, namespaces, keyrings, bpf, io_uring,
-//! kernel modules, clocks, reboot). Namespace creation is also stopped by
+//! kernel modules, clocks, reboot), and an allow list of socket families
+//! (`AF_UNIX`, `AF_INET`, `AF_INET6`): `AF_VSOCK` ignores network namespaces
+//! (on a VM host it reaches the hypervisor), and packet, netlink and the rest
+//! are kernel surface no agent needs. Namespace creation is also stopped by
 //! `--disable-userns` and by the empty capability set; this is depth.
 
 use std::collections::BTreeMap;
@@ -73,6 +76,9 @@ const CLONE_NS_FLAGS: [u64; 7] = [
     libc::CLONE_NEWCGROUP as u64,
 ];
 
+/// The only socket families `socket(2)` and `socketpair(2)` may create.
+pub const ALLOWED_SOCKET_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
 /// The compiled filter as the raw `struct sock_filter[]` bytes bwrap reads.
 #[allow(clippy::useless_conversion)]
 pub fn compile() -> anyhow::Result<Vec<u8>> {
@@ -89,6 +95,19 @@ pub fn compile() -> anyhow::Result<Vec<u8>> {
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| anyhow!("seccomp rule: {e:?}"))?);
     }
     rules.insert(i64::from(libc::SYS_clone), clone_rules);
+    // One rule, its conditions AND-ed: the family is none of the allowed ones.
+    let family_rule = || -> anyhow::Result<SeccompRule> {
+        let conds = ALLOWED_SOCKET_FAMILIES
+            .iter()
+            .map(|f| {
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *f as u64)
+                    .map_err(|e| anyhow!("seccomp condition: {e:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        SeccompRule::new(conds).map_err(|e| anyhow!("seccomp rule: {e:?}"))
+    };
+    rules.insert(i64::from(libc::SYS_socket), vec![family_rule()?]);
+    rules.insert(i64::from(libc::SYS_socketpair), vec![family_rule()?]);
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
         .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
     let program: BpfProgram =
