@@ -204,3 +204,44 @@ async fn two_servers_on_one_host_get_disjoint_uids() {
         s.release().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn workspace_volume_survives_a_server_restart_and_is_mounted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside-file");
+    std::fs::write(&outside, "host").unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = Some(QUOTA);
+    let state = cfg.state_dir.clone();
+    let a = driver_from(cfg);
+    let s = a.claim_local(spec("restart")).await.unwrap();
+    let script = format!("echo before > /workspace/f; ln -s {} /workspace/link; echo ok", outside.display());
+    assert_eq!(sh(&*s, &script).await.stdout_str(), "ok\n");
+    let uid_a = s.host_uid();
+    s.release().await.unwrap();
+    drop(a);
+
+    // A server that died without releasing left the volume mounted.
+    let img = state.join("disks/restart.img");
+    let mp = state.join("volumes/restart");
+    std::fs::create_dir(&mp).unwrap();
+    let st = std::process::Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mp).status().unwrap();
+    assert!(st.success());
+
+    // The next server (another uid range) finds the workspace, mounts it
+    // only once, and gives it to its uid without following the link.
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = Some(QUOTA);
+    let b = driver_from(cfg);
+    let s = b.claim_local(spec("restart")).await.unwrap();
+    assert_ne!(s.host_uid(), uid_a);
+    let out = sh(&*s, "cat /workspace/f; stat -c %u /workspace/f").await;
+    assert_eq!(out.stdout_str(), "before\n1000\n", "{}", out.stderr_str());
+    assert_eq!(mounted_under(&state).len(), 1, "{:?}", mounted_under(&state));
+    assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0, "the link's target kept its owner");
+    s.release().await.unwrap();
+    assert_eq!(mounted_under(&state), Vec::<String>::new());
+    assert_eq!(loop_devices_of(&img), Vec::<String>::new());
+    b.delete_workspace("restart").await.unwrap();
+    assert!(!img.exists());
+}
