@@ -245,3 +245,33 @@ async fn workspace_volume_survives_a_server_restart_and_is_mounted_once() {
     b.delete_workspace("restart").await.unwrap();
     assert!(!img.exists());
 }
+
+#[tokio::test]
+async fn turning_the_quota_off_keeps_existing_workspaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = Some(QUOTA);
+    let state = cfg.state_dir.clone();
+    let a = driver_from(cfg);
+    let s = a.claim_local(spec("was-quota")).await.unwrap();
+    assert_eq!(sh(&*s, "echo kept > /workspace/f; echo ok").await.stdout_str(), "ok\n");
+    s.release().await.unwrap();
+    drop(a);
+
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = None;
+    let b = driver_from(cfg);
+    // The old workspace is still its image, quota and all ...
+    let s = b.claim_local(spec("was-quota")).await.unwrap();
+    let out = sh(&*s, "cat /workspace/f; fallocate -l 1G /workspace/big; echo rc=$?").await;
+    assert!(out.stdout_str().starts_with("kept\n"), "{}", out.stdout_str());
+    assert!(out.stderr_str().contains("No space left on device"), "{}", out.stderr_str());
+    s.release().await.unwrap();
+    // ... and a new one is a plain directory.
+    let n = b.claim_local(spec("no-quota")).await.unwrap();
+    assert_eq!(b.workspace_path("no-quota"), state.join("workspaces/no-quota"));
+    n.release().await.unwrap();
+    assert!(!state.join("disks/no-quota.img").exists());
+    b.delete_workspace("was-quota").await.unwrap();
+    assert!(!state.join("disks/was-quota.img").exists());
+}

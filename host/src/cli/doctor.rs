@@ -445,7 +445,7 @@ fn sandbox(config: &Config) -> Vec<Check> {
         )),
     }
     match (&d.cpu, sc.cpu_limit()) {
-        (Some(c), Some(cpus)) => checks.push(Check::ok("cpu limit", format!("{cpus} cores per sandbox: {c}"))),
+        (Some(c), Some(cpus)) => checks.push(Check::ok("cpu limit", format!("{cpus} CPU core(s) per sandbox: {c}"))),
         (None, Some(_)) => checks.push(Check::warn(
             "cpu limit",
             "no cgroup cpu controller (not root, or none mounted): sandboxes run without a CPU limit",

@@ -380,7 +380,7 @@ pub fn check(cfg: &LocalConfig) -> Doctor {
     let cgroups = detected.as_ref().map(Cgroups::describe);
     let cpu = if cfg.cpus.is_some() { detected.as_ref().and_then(Cgroups::cpu_controller) } else { None };
     let quota = cfg.workspace_quota.map(|bytes| {
-        let v = Volumes::probe(&cfg.state_dir, bytes)?;
+        let v = Volumes::probe(&cfg.state_dir, Some(bytes))?;
         v.trial().map_err(|e| format!("trial mount failed: {e:#}"))?;
         Ok(v.describe())
     });
@@ -521,7 +521,7 @@ impl LocalDriver {
             );
         }
         let volumes = match cfg.workspace_quota {
-            Some(bytes) => Some(Arc::new(Volumes::probe(&cfg.state_dir, bytes).map_err(|why| {
+            Some(bytes) => Some(Arc::new(Volumes::probe(&cfg.state_dir, Some(bytes)).map_err(|why| {
                 SandboxError::Unavailable(format!(
                     "the workspace disk quota ({} MiB per session) cannot be enforced here: {why}. Fix that, \
                      or choose to run without a disk quota (`sessions.sandbox_disk_bytes = 0` in Bridle's \
@@ -529,6 +529,17 @@ impl LocalDriver {
                     bytes >> 20
                 ))
             })?)),
+            // Quota off, but workspaces made while it was on live in images:
+            // keep mounting those.
+            None if Volumes::any_image(&cfg.state_dir) => match Volumes::probe(&cfg.state_dir, None) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(why) => {
+                    return Err(SandboxError::Unavailable(format!(
+                        "{} holds workspace images (made with a disk quota) that cannot be mounted here: {why}",
+                        cfg.state_dir.join("disks").display()
+                    )));
+                }
+            },
             None => None,
         };
 
@@ -594,11 +605,18 @@ impl LocalDriver {
     /// Host path of a session's workspace (inside its mounted volume when the
     /// quota is on: present only while a sandbox of the session runs).
     pub fn workspace_path(&self, session_id: &str) -> PathBuf {
-        let plain = self.plain_workspace(session_id);
-        match &self.shared.volumes {
-            Some(v) if !plain.is_dir() => v.workspace(session_id),
-            _ => plain,
+        match self.volume_of(session_id) {
+            Some(v) => v.workspace(session_id),
+            None => self.plain_workspace(session_id),
         }
+    }
+
+    /// The volumes, when this session's workspace is (or is to be) on one:
+    /// it has an image, or it is new and the quota is on. A plain directory
+    /// made before the quota was turned on stays one.
+    fn volume_of(&self, session_id: &str) -> Option<&Arc<Volumes>> {
+        let v = self.shared.volumes.as_ref()?;
+        if v.exists(session_id) || (v.creates() && !self.plain_workspace(session_id).is_dir()) { Some(v) } else { None }
     }
 
     /// A workspace as a plain directory: without a quota, or made before the
@@ -635,18 +653,17 @@ impl LocalDriver {
     /// The part of a claim that starts a new sandbox.
     async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
         let plain = self.plain_workspace(&spec.session_id);
-        let (ws, tmp, volume) = match &self.shared.volumes {
-            Some(v) if !plain.is_dir() => {
-                let (v, s) = (v.clone(), spec.session_id.clone());
-                let guard = tokio::task::spawn_blocking(move || v.attach(&s))
+        let (ws, tmp, volume) = match self.volume_of(&spec.session_id).cloned() {
+            Some(v) => {
+                let (v2, s) = (v.clone(), spec.session_id.clone());
+                let guard = tokio::task::spawn_blocking(move || v2.attach(&s))
                     .await
                     .map_err(|e| anyhow!("volume task: {e}"))?
                     .map_err(SandboxError::Other)?;
-                let v = self.shared.volumes.as_ref().expect("checked above");
                 (v.workspace(&spec.session_id), Some(v.tmp(&spec.session_id)), Some(guard))
             }
-            quota => {
-                if quota.is_some() {
+            None => {
+                if self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
                     warn!(session_id = %spec.session_id, "this workspace predates the disk quota: it stays a plain directory, without a quota");
                 }
                 mkdir_mode(&plain, 0o700)?;

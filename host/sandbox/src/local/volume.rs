@@ -25,8 +25,9 @@ use tracing::warn;
 pub struct Volumes {
     disks: PathBuf,
     mounts: PathBuf,
-    /// Size of new images.
-    bytes: u64,
+    /// Size of new images; `None` when the quota is off and this only
+    /// serves the images made while it was on.
+    bytes: Option<u64>,
     mkfs: PathBuf,
     mount: PathBuf,
     /// Sandboxes using each mounted volume: the last one out unmounts. Also
@@ -50,8 +51,10 @@ impl Volumes {
     /// Check that images can be made and mounted here: root, loop devices,
     /// `mkfs.ext4` (e2fsprogs) and `mount` (util-linux). The error says what
     /// is missing.
-    pub fn probe(state_dir: &Path, bytes: u64) -> Result<Volumes, String> {
-        if bytes < MIN_BYTES {
+    pub fn probe(state_dir: &Path, bytes: Option<u64>) -> Result<Volumes, String> {
+        if let Some(bytes) = bytes
+            && bytes < MIN_BYTES
+        {
             return Err(format!("the workspace quota must be at least {MIN_BYTES} bytes (16 MiB), got {bytes}"));
         }
         if !nix::unistd::geteuid().is_root() {
@@ -85,7 +88,23 @@ impl Volumes {
     }
 
     pub fn describe(&self) -> String {
-        format!("ext4 image per workspace, {} MiB each, loop-mounted ({})", self.bytes >> 20, self.mkfs.display())
+        match self.bytes {
+            Some(b) => {
+                format!("ext4 image per workspace, {} MiB each, loop-mounted ({})", b >> 20, self.mkfs.display())
+            }
+            None => "off for new workspaces; existing workspace images are still mounted".into(),
+        }
+    }
+
+    /// Whether new workspaces get an image.
+    pub fn creates(&self) -> bool {
+        self.bytes.is_some()
+    }
+
+    /// Whether `state_dir` holds workspace images (made while the quota was on).
+    pub fn any_image(state_dir: &Path) -> bool {
+        std::fs::read_dir(state_dir.join("disks"))
+            .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "img")))
     }
 
     pub fn image(&self, session: &str) -> PathBuf {
@@ -118,7 +137,8 @@ impl Volumes {
         if n == 0 {
             let img = self.image(session);
             if !img.is_file() {
-                self.create_image(&img)?;
+                let bytes = self.bytes.ok_or_else(|| anyhow!("no workspace image {} to mount", img.display()))?;
+                self.create_image(&img, bytes)?;
             }
             let mp = self.mount_point(session);
             match std::fs::create_dir(&mp) {
@@ -151,7 +171,7 @@ impl Volumes {
         Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() })
     }
 
-    fn create_image(&self, img: &Path) -> anyhow::Result<()> {
+    fn create_image(&self, img: &Path, bytes: u64) -> anyhow::Result<()> {
         // Built under a temporary name, so a crash never leaves a half-made image.
         let tmp = img.with_extension("img.new");
         let _ = std::fs::remove_file(&tmp);
@@ -161,7 +181,7 @@ impl Volumes {
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
-        f.set_len(self.bytes).with_context(|| format!("size {}", tmp.display()))?;
+        f.set_len(bytes).with_context(|| format!("size {}", tmp.display()))?;
         drop(f);
         let out = Command::new(&self.mkfs)
             .args(["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0"])
@@ -235,7 +255,7 @@ impl Volumes {
     /// Make, mount, write to and remove a small image: what `bridle doctor`
     /// runs to show the mechanism works here.
     pub fn trial(&self) -> anyhow::Result<()> {
-        let trial = Arc::new(Volumes { bytes: MIN_BYTES, ..self.clone_paths() });
+        let trial = Arc::new(Volumes { bytes: Some(MIN_BYTES), ..self.clone_paths() });
         trial.prepare()?;
         let name = format!("doctor-trial-{}", std::process::id());
         let guard = trial.attach(&name)?;
