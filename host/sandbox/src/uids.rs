@@ -126,6 +126,23 @@ mod tests {
     }
 
     #[test]
+    fn resident_uids_are_their_own() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (the host-wide lock dir)");
+            return;
+        }
+        let a = lease_resident_uid().unwrap();
+        let b = lease_resident_uid().unwrap();
+        for l in [&a, &b] {
+            assert!(RESIDENT_UIDS.contains(&l.uid()) && l.uid() != 65534, "{}", l.uid());
+        }
+        assert_ne!(a.uid(), b.uid());
+        // A sandbox pool over the same uids cannot take a resident's.
+        let sandboxes = UidPool::new(Path::new(DEFAULT_LOCK_DIR), a.uid()..a.uid() + 1).unwrap();
+        assert!(matches!(sandboxes.lease(Some(a.uid())), Err(SandboxError::Exhausted(1))));
+    }
+
+    #[test]
     fn prefers_a_free_uid_in_range() {
         let dir = tempfile::tempdir().unwrap();
         let p = UidPool::new(dir.path(), 10..20).unwrap();
