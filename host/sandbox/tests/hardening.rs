@@ -151,14 +151,17 @@ async fn socket_families_outside_the_allow_list_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let d = driver(tmp.path());
     let sbx = d.claim_local(spec("families")).await.unwrap();
-    // AF_VSOCK 40, AF_NETLINK 16, AF_PACKET 17, AF_UNIX 1, AF_INET 2, AF_INET6 10.
+    // family/type/protocol: AF_VSOCK 40; AF_PACKET 17; AF_NETLINK 16 with
+    // NETLINK_SOCK_DIAG 4, NETLINK_KOBJECT_UEVENT 15, NETLINK_GENERIC 16 and
+    // NETLINK_ROUTE 0; AF_UNIX 1, AF_INET 2, AF_INET6 10.
     let out = sh(
         &*sbx,
         r#"perl -e '
           use Errno;
-          for my $f ([40,1],[16,3],[17,2],[1,1],[2,1],[10,1]) {
-            if (socket(S,$f->[0],$f->[1],0)) { print "$f->[0]=ok\n"; close S }
-            else { print "$f->[0]=", ($!{EPERM} ? "EPERM" : "other:$!"), "\n" }
+          for my $f ([40,1,0],[17,2,0],[16,3,4],[16,3,15],[16,3,16],[16,3,0],[1,1,0],[2,1,0],[10,1,0]) {
+            my $k = join("/", @$f);
+            if (socket(S,$f->[0],$f->[1],$f->[2])) { print "$k=ok\n"; close S }
+            else { print "$k=", ($!{EPERM} ? "EPERM" : "other:$!"), "\n" }
           }
           print "pair40=", (socketpair(A,B,40,1,0) ? "ok" : ($!{EPERM} ? "EPERM" : "other")), "\n";
           print "pair1=", (socketpair(A,B,1,1,0) ? "ok" : "$!"), "\n";
@@ -166,12 +169,17 @@ async fn socket_families_outside_the_allow_list_are_refused() {
     )
     .await;
     let s = out.stdout_str();
-    for refused in ["40=EPERM", "16=EPERM", "17=EPERM", "pair40=EPERM"] {
-        assert!(s.contains(refused), "{refused} expected in:\n{s}{}", out.stderr_str());
+    for refused in ["40/1/0=EPERM", "17/2/0=EPERM", "16/3/4=EPERM", "16/3/15=EPERM", "16/3/16=EPERM", "pair40=EPERM"] {
+        assert!(s.lines().any(|l| l == refused), "{refused} expected in:\n{s}{}", out.stderr_str());
     }
-    for allowed in ["1=ok", "2=ok", "10=ok", "pair1=ok"] {
+    for allowed in ["16/3/0=ok", "1/1/0=ok", "2/1/0=ok", "10/1/0=ok", "pair1=ok"] {
         assert!(s.lines().any(|l| l == allowed), "{allowed} expected in:\n{s}{}", out.stderr_str());
     }
+    // What NETLINK_ROUTE is kept for: listing interfaces (getifaddrs,
+    // if_nameindex; Node's os.networkInterfaces()) still works.
+    let out = sh(&*sbx, "python3 -c 'import socket; print(socket.if_nameindex())' || echo no-python").await;
+    let s = out.stdout_str();
+    assert!(s.contains("'lo'") || s.contains("no-python"), "{s}{}", out.stderr_str());
     sbx.release().await.unwrap();
 }
 
