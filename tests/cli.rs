@@ -424,6 +424,9 @@ fn doctor_passes_on_a_healthy_config() {
         assert!(line.contains(r.version()), "the runtime ran and reported its pinned version: {line}");
     }
     assert!(stdout.lines().last().unwrap().ends_with(" 0 failure(s)"), "{stdout}");
+    // The sandbox limits in force: the quota mechanism (after a trial mount) and the CPU controller.
+    assert!(line_of(&stdout, "OK   disk quota ").contains("ext4 image per workspace, 4096 MiB"), "{stdout}");
+    assert!(line_of(&stdout, "OK   cpu limit ").contains("1 CPU core(s) per sandbox: cgroup"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------------------------

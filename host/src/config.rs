@@ -90,6 +90,14 @@ pub struct SessionsConfig {
     pub max_sandboxes: u32,
     /// Release a sandbox idle this many seconds.
     pub sandbox_idle_secs: u64,
+    /// Bytes a session's workspace and `/tmp` may hold together (an ext4
+    /// image per workspace, loop-mounted: needs root and loop devices).
+    /// `0` runs without a disk quota; otherwise a host that cannot enforce it
+    /// refuses to start sandboxes. Applies to workspaces created afterwards.
+    pub sandbox_disk_bytes: u64,
+    /// CPU cores each sandbox may use (cgroup CPU bandwidth; fractions
+    /// allowed). `0` leaves CPU unlimited.
+    pub sandbox_cpus: f64,
     /// Where sandboxes keep their workspaces and run state. Every parent
     /// must be traversable by other users (the sandbox uids), so it lives
     /// outside the 0700 data dir.
@@ -111,6 +119,18 @@ pub struct SessionsConfig {
     pub package_manager_hosts: Vec<String>,
 }
 
+impl SessionsConfig {
+    /// The workspace quota for the sandbox driver (`None`: off).
+    pub fn disk_quota(&self) -> Option<u64> {
+        (self.sandbox_disk_bytes > 0).then_some(self.sandbox_disk_bytes)
+    }
+
+    /// The per-sandbox CPU limit for the sandbox driver (`None`: off).
+    pub fn cpu_limit(&self) -> Option<f64> {
+        (self.sandbox_cpus > 0.0).then_some(self.sandbox_cpus)
+    }
+}
+
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
@@ -120,6 +140,8 @@ impl Default for SessionsConfig {
             sandbox_uid_base: 600_000,
             max_sandboxes: 1000,
             sandbox_idle_secs: 900,
+            sandbox_disk_bytes: 4 << 30,
+            sandbox_cpus: 1.0,
             sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
             lease_secs: 15,
             lease_renew_secs: 5,
@@ -253,6 +275,17 @@ impl Config {
                 && !mp.starts_with("/v1/")
                 && !["/v1", "/healthz", "/readyz"].contains(&mp.as_str()),
             "metrics.path must be an absolute path outside /v1, /healthz and /readyz, without {{ }} * ? #; got `{mp}`"
+        );
+        let sc = &self.sessions;
+        anyhow::ensure!(
+            sc.sandbox_cpus.is_finite() && sc.sandbox_cpus >= 0.0,
+            "sessions.sandbox_cpus must be a number of cores >= 0 (0: no CPU limit), got {}",
+            sc.sandbox_cpus
+        );
+        anyhow::ensure!(
+            sc.sandbox_disk_bytes == 0 || sc.sandbox_disk_bytes >= 16 << 20,
+            "sessions.sandbox_disk_bytes must be 0 (no disk quota) or at least 16 MiB, got {}",
+            sc.sandbox_disk_bytes
         );
         if let Some(url) = &self.database_url {
             anyhow::ensure!(

@@ -78,6 +78,8 @@ async fn start_sessions(
         uid_base: sc.sandbox_uid_base,
         uid_count: sc.max_sandboxes,
         idle_timeout: Some(Duration::from_secs(sc.sandbox_idle_secs)),
+        workspace_quota: sc.disk_quota(),
+        cpus: sc.cpu_limit(),
         extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
         ..LocalConfig::default()
     };

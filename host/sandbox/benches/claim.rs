@@ -1,6 +1,8 @@
-//! claim → first exec (`true`) → release, beside plain process spawn and
-//! Anthropic's sandbox runtime (`srt true`), in one run. Prints min, median
-//! and p99 per variant. Needs root and bubblewrap (like the tests).
+//! claim → first exec (`true`) → release (with the default disk quota: a
+//! workspace volume mounted and unmounted per cycle; and without it), beside
+//! plain process spawn and Anthropic's sandbox runtime (`srt true`), in one
+//! run. Prints min, median and p99 per variant. Needs root and bubblewrap
+//! (like the tests).
 //!
 //! cargo bench -p bridle-sandbox --bench claim
 //! (BENCH_ITERS=N, SRT_ITERS=N, SRT_BIN=/path/to/srt)
@@ -62,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let tmp = tempfile::tempdir()?;
-        let make = |cg: bool, sub: &str, base: u32| {
+        let make = |cg: bool, quota: bool, sub: &str, base: u32| {
             LocalDriver::new(LocalConfig {
                 state_dir: tmp.path().join(sub),
                 init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
@@ -70,11 +72,13 @@ fn main() -> anyhow::Result<()> {
                 uid_count: 16,
                 idle_timeout: None,
                 cgroups: cg,
+                workspace_quota: if quota { LocalConfig::default().workspace_quota } else { None },
                 ..LocalConfig::default()
             })
         };
-        let d = make(true, "cg", 680_000)?;
-        let d_nocg = make(false, "nocg", 680_100)?;
+        let d = make(true, true, "cg", 680_000)?;
+        let d_noquota = make(true, false, "noquota", 680_050)?;
+        let d_nocg = make(false, true, "nocg", 680_100)?;
         println!(
             "claim -> exec `true` -> release; {iters} iterations (after 10 warm-up), {} cores",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::Ok((claim, exec, full))
         };
         let (claim, exec, full) = run(d.clone()).await?;
+        let (claim_q, exec_q, full_q) = run(d_noquota.clone()).await?;
         let (claim_n, exec_n, full_n) = run(d_nocg.clone()).await?;
 
         let mut srt = Vec::new();
@@ -126,6 +131,9 @@ fn main() -> anyhow::Result<()> {
         stats("bridle claim (cgroups)", claim);
         stats("bridle claim + exec `true` (cgroups)", exec);
         stats("bridle claim + exec + release (cgroups)", full);
+        stats("bridle claim (cgroups, no disk quota)", claim_q);
+        stats("bridle claim + exec `true` (cgroups, no disk quota)", exec_q);
+        stats("bridle claim + exec + release (cgroups, no quota)", full_q);
         stats("bridle claim (rlimits only)", claim_n);
         stats("bridle claim + exec `true` (rlimits only)", exec_n);
         stats("bridle claim + exec + release (rlimits only)", full_n);

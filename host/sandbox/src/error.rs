@@ -14,7 +14,7 @@ pub enum SandboxError {
     #[error("sandbox {0} is no longer running (stopped, released or idle-released)")]
     Gone(String),
     /// Every sandbox uid of the configured range is in use.
-    #[error("no free sandbox uid in the configured range ({0} sandboxes running)")]
+    #[error("no free sandbox uid: all {0} uids of the configured range are in use on this host")]
     Exhausted(usize),
     /// Anything else, with context.
     #[error(transparent)]

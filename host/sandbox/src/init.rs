@@ -214,8 +214,14 @@ fn spawn(
 
 async fn relay(listener: TcpListener, gateway: String) {
     loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            continue;
+        let (mut tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            // Out of descriptors (the sandbox's own RLIMIT_NOFILE) or a
+            // transient error: back off instead of spinning on it.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {

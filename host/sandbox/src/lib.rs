@@ -18,6 +18,7 @@ pub mod proto;
 pub mod seccomp;
 pub mod spec;
 pub mod tools;
+pub mod uids;
 
 pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Output, Sandbox, SandboxDriver};
 pub use error::{Result, SandboxError};

@@ -1,8 +1,16 @@
 //! The seccomp filter handed to bubblewrap (`--seccomp FD`): a deny list that
 //! answers `EPERM` to syscalls a coding agent never needs and that widen the
 //! kernel's attack surface (mounts, namespaces, keyrings, bpf, io_uring,
-//! kernel modules, clocks, reboot). Namespace creation is also stopped by
-//! `--disable-userns` and by the empty capability set; this is depth.
+//! kernel modules, clocks, reboot), and an allow list of socket families
+//! (`AF_UNIX`, `AF_INET`, `AF_INET6`, and `AF_NETLINK` for `NETLINK_ROUTE`
+//! only): `AF_VSOCK` ignores network namespaces (on a VM host it reaches the
+//! hypervisor), and packet, the other netlink protocols and the rest are
+//! kernel surface no agent needs. `NETLINK_ROUTE` stays because
+//! `getifaddrs(3)` needs it — Node's `os.networkInterfaces()` throws without
+//! it, which dev servers call — and in the sandbox's own network namespace,
+//! without capabilities, it can only read its loopback. Namespace creation is
+//! also stopped by `--disable-userns` and by the empty capability set; this is
+//! depth.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +81,10 @@ const CLONE_NS_FLAGS: [u64; 7] = [
     libc::CLONE_NEWCGROUP as u64,
 ];
 
+/// The only socket families `socket(2)` and `socketpair(2)` may create
+/// (and `socket(AF_NETLINK, _, NETLINK_ROUTE)`).
+pub const ALLOWED_SOCKET_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
 /// The compiled filter as the raw `struct sock_filter[]` bytes bwrap reads.
 #[allow(clippy::useless_conversion)]
 pub fn compile() -> anyhow::Result<Vec<u8>> {
@@ -89,6 +101,24 @@ pub fn compile() -> anyhow::Result<Vec<u8>> {
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| anyhow!("seccomp rule: {e:?}"))?);
     }
     rules.insert(i64::from(libc::SYS_clone), clone_rules);
+    // Rules match (and deny) when all their conditions hold; any rule of a
+    // syscall may match.
+    let cond = |arg: u8, op: SeccompCmpOp, value: i32| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value as u64)
+            .map_err(|e| anyhow!("seccomp condition: {e:?}"))
+    };
+    let rule = |conds: Vec<SeccompCondition>| SeccompRule::new(conds).map_err(|e| anyhow!("seccomp rule: {e:?}"));
+    let not_in = |families: &[i32]| -> anyhow::Result<SeccompRule> {
+        rule(families.iter().map(|f| cond(0, SeccompCmpOp::Ne, *f)).collect::<anyhow::Result<Vec<_>>>()?)
+    };
+    let mut with_netlink = ALLOWED_SOCKET_FAMILIES.to_vec();
+    with_netlink.push(libc::AF_NETLINK);
+    let socket_rules = vec![
+        not_in(&with_netlink)?,
+        rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_NETLINK)?, cond(2, SeccompCmpOp::Ne, libc::NETLINK_ROUTE)?])?,
+    ];
+    rules.insert(i64::from(libc::SYS_socket), socket_rules);
+    rules.insert(i64::from(libc::SYS_socketpair), vec![not_in(&ALLOWED_SOCKET_FAMILIES)?]);
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
         .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
     let program: BpfProgram =

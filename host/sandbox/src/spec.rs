@@ -101,7 +101,9 @@ pub struct Limits {
     pub file_size_bytes: Option<u64>,
     /// Open files per process (`RLIMIT_NOFILE`).
     pub open_files: Option<u64>,
-    /// Size of the private `/tmp` tmpfs.
+    /// Size of the private `/dev/shm` tmpfs, and of `/tmp` when there is no
+    /// workspace quota (with one, `/tmp` is on the workspace's volume and
+    /// counts against its quota).
     pub tmp_bytes: Option<u64>,
 }
 

@@ -17,6 +17,31 @@ fn doctor_reports_ok_here() {
     let report = doc.report();
     assert!(doc.ok(), "{report}");
     assert!(report.contains("bubblewrap") && report.contains("trial sandbox"), "{report}");
+    // The quota mechanism (after a trial mount) and the CPU controller in use.
+    assert!(report.contains("ok   disk quota: ext4 image per workspace, 4096 MiB"), "{report}");
+    assert!(report.contains("ok   CPU limit: cgroup"), "{report}");
+}
+
+#[test]
+fn a_quota_that_cannot_be_enforced_stops_the_driver_and_names_the_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = LocalConfig {
+        state_dir: tmp.path().join("s"),
+        init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
+        workspace_quota: Some(1 << 20),
+        ..LocalConfig::default()
+    };
+    let err = LocalDriver::new(cfg.clone()).err().expect("must fail");
+    assert!(matches!(err, SandboxError::Unavailable(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("disk quota") && msg.contains("sessions.sandbox_disk_bytes = 0"), "{msg}");
+    let doc = check(&cfg);
+    assert!(!doc.ok());
+    assert!(doc.report().contains("FAIL disk quota"), "{}", doc.report());
+    // Off by the operator's choice: the driver starts, the doctor says so.
+    let off = LocalConfig { workspace_quota: None, ..cfg };
+    LocalDriver::new(off.clone()).expect("driver without a quota");
+    assert!(check(&off).report().contains("disk quota: off"));
 }
 
 #[test]

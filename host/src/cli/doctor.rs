@@ -400,6 +400,8 @@ fn sandbox(config: &Config) -> Vec<Check> {
         state_dir: sc.sandbox_dir.clone(),
         uid_base: sc.sandbox_uid_base,
         uid_count: sc.max_sandboxes,
+        workspace_quota: sc.disk_quota(),
+        cpus: sc.cpu_limit(),
         ..bridle_sandbox::LocalConfig::default()
     };
     let d = bridle_sandbox::local::check(&cfg);
@@ -439,6 +441,29 @@ fn sandbox(config: &Config) -> Vec<Check> {
         None => checks.push(Check::warn(
             "limits",
             "no writable cgroup hierarchy: memory and process limits are rlimits only",
+            None,
+        )),
+    }
+    match (&d.cpu, sc.cpu_limit()) {
+        (Some(c), Some(cpus)) => checks.push(Check::ok("cpu limit", format!("{cpus} CPU core(s) per sandbox: {c}"))),
+        (None, Some(_)) => checks.push(Check::warn(
+            "cpu limit",
+            "no cgroup cpu controller (not root, or none mounted): sandboxes run without a CPU limit",
+            Some("run as root on a host with the cgroup cpu controller, or set sessions.sandbox_cpus = 0".into()),
+        )),
+        (_, None) => checks.push(Check::ok("cpu limit", "off (sessions.sandbox_cpus = 0)")),
+    }
+    match &d.quota {
+        Some(Ok(q)) => checks.push(Check::ok("disk quota", q.clone())),
+        Some(Err(e)) => checks.push(Check::fail(
+            "disk quota",
+            e.clone(),
+            "run as root with loop devices and e2fsprogs (mkfs.ext4), or set sessions.sandbox_disk_bytes = 0 \
+             to run sandboxes without a disk quota",
+        )),
+        None => checks.push(Check::warn(
+            "disk quota",
+            "off (sessions.sandbox_disk_bytes = 0): a session can fill the host's disk",
             None,
         )),
     }

@@ -18,9 +18,6 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::runner::Out;
 
-/// The unprivileged uid/gid resident runtimes run as when the server is root.
-const NOBODY: u32 = 65534;
-
 /// The resident processes of this node, by engine.
 #[derive(Default)]
 pub(crate) struct Residents {
@@ -34,6 +31,8 @@ pub(crate) struct ResidentProc {
     routes: std::sync::Mutex<HashMap<String, mpsc::Sender<Out>>>,
     alive: AtomicBool,
     _child: Mutex<Child>,
+    /// The process's own host uid (when the server is root), held while it runs.
+    _uid: Option<bridle_sandbox::uids::UidLease>,
 }
 
 impl Residents {
@@ -80,12 +79,18 @@ impl ResidentProc {
         let (program, args) = argv.split_first().ok_or("empty launch command")?;
         let mut cmd = Command::new(program);
         cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
-        // It runs no user code itself (tools run in sandboxes), but it need
-        // not be root either: as root, run it as `nobody`.
+        // It runs no user code itself (tools run in sandboxes), but it holds
+        // every session's model token: as root, run it as a uid of its own,
+        // leased like the sandbox uids (never a sandbox's, nor `nobody`).
         // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.uid(NOBODY).gid(NOBODY).env("HOME", "/tmp");
-        }
+        let uid = if unsafe { libc::geteuid() } == 0 {
+            let lease = bridle_sandbox::uids::lease_resident_uid()
+                .map_err(|e| format!("no host uid for the resident runtime: {e}"))?;
+            cmd.uid(lease.uid()).gid(lease.uid()).env("HOME", "/tmp");
+            Some(lease)
+        } else {
+            None
+        };
         // Die with the server, even when it is killed outright.
         // SAFETY: prctl is async-signal-safe; nothing else runs in the hook.
         unsafe {
@@ -114,6 +119,7 @@ impl ResidentProc {
             routes: std::sync::Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             _child: Mutex::new(child),
+            _uid: uid,
         });
         if let Some(stderr) = stderr {
             let engine = engine.to_owned();

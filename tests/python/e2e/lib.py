@@ -121,8 +121,15 @@ class Stack:
         return Live(self, s.id, model)
 
     def workspace(self, session_id: str) -> Path:
+        """The session's workspace on the host: with the disk quota on (the driver keeps its
+        images in `disks/`), inside the session's volume, mounted while its sandbox runs; else
+        (or for a workspace older than the quota) the plain directory."""
         assert self.sandbox_dir, "no sandbox dir given to this suite"
-        return Path(self.sandbox_dir) / "workspaces" / session_id
+        root = Path(self.sandbox_dir)
+        plain = root / "workspaces" / session_id
+        if plain.is_dir() or not (root / "disks").is_dir():
+            return plain
+        return root / "volumes" / session_id / "workspace"
 
 
 def describe(ev: dict) -> str:

@@ -13,8 +13,10 @@
 //! starts processes on request.
 
 mod cgroup;
+mod chown;
+mod volume;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -39,7 +41,10 @@ use crate::egress::{Activity, Gateway, GatewayConfig};
 use crate::error::{Result, SandboxError};
 use crate::proto::{Channel, FromInit, ToInit, seqpacket_pair};
 use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, SandboxSpec};
+use crate::uids::{UidLease, UidPool};
 use cgroup::{Cgroups, SandboxCgroup};
+use chown::chown_tree;
+use volume::{VolumeGuard, Volumes};
 
 /// The uid/gid processes have inside the sandbox (mapped to the host uid of
 /// the sandbox's slot).
@@ -67,6 +72,9 @@ pub struct LocalConfig {
     pub uid_base: u32,
     /// How many sandboxes may run at once (size of the uid range).
     pub uid_count: u32,
+    /// Host-wide directory of uid lock files ([`crate::uids`]): shared by
+    /// every server on the host so their sandboxes never share a uid.
+    pub uid_lock_dir: PathBuf,
     /// Port of the egress relay on the sandbox's loopback.
     pub relay_port: u16,
     /// Release sandboxes idle this long (no exec running, no stdio, no egress).
@@ -75,8 +83,18 @@ pub struct LocalConfig {
     pub extra_ro_binds: Vec<(PathBuf, String)>,
     /// Apply the seccomp deny list.
     pub seccomp: bool,
-    /// Use cgroups for memory and pids when the host allows it.
+    /// Use cgroups for memory, pids and CPU when the host allows it.
     pub cgroups: bool,
+    /// Bytes each session's workspace and `/tmp` may hold together: an ext4
+    /// image per workspace, loop-mounted (see `volume`). Needs root and loop
+    /// devices; when they are missing the driver does not start, and the
+    /// operator chooses `None` to run without a quota. Applies to workspaces
+    /// created from then on (an image keeps the size it was made with).
+    pub workspace_quota: Option<u64>,
+    /// CPU cores each sandbox may use (cgroup CPU bandwidth; fractions
+    /// allowed). Needs the cgroup `cpu` controller; without it (not root, no
+    /// controller) the driver logs a warning and `bridle doctor` says so.
+    pub cpus: Option<f64>,
     /// How long a claim may take before it fails.
     pub ready_timeout: Duration,
 }
@@ -89,11 +107,14 @@ impl Default for LocalConfig {
             init_binary: None,
             uid_base: 600_000,
             uid_count: 1000,
+            uid_lock_dir: PathBuf::from(crate::uids::DEFAULT_LOCK_DIR),
             relay_port: 41_080,
             idle_timeout: Some(Duration::from_secs(15 * 60)),
             extra_ro_binds: Vec::new(),
             seccomp: true,
             cgroups: true,
+            workspace_quota: Some(4 << 30),
+            cpus: Some(1.0),
             ready_timeout: Duration::from_secs(10),
         }
     }
@@ -213,6 +234,11 @@ pub struct Doctor {
     pub init: std::result::Result<PathBuf, String>,
     pub root: bool,
     pub cgroups: Option<String>,
+    /// The CPU controller sandboxes are limited with (`None`: no CPU limit).
+    pub cpu: Option<String>,
+    /// The workspace quota mechanism after a trial mount; `None` when the
+    /// quota is configured off.
+    pub quota: Option<std::result::Result<String, String>>,
     pub seccomp: std::result::Result<(), String>,
     /// A trial `bwrap` run as the first sandbox uid.
     pub probe: std::result::Result<(), String>,
@@ -221,7 +247,7 @@ pub struct Doctor {
 impl Doctor {
     /// Whether the local driver can run.
     pub fn ok(&self) -> bool {
-        self.bwrap.is_ok() && self.init.is_ok() && self.probe.is_ok()
+        self.bwrap.is_ok() && self.init.is_ok() && self.probe.is_ok() && !matches!(self.quota, Some(Err(_)))
     }
 
     /// Human-readable report, one line per item.
@@ -256,6 +282,15 @@ impl Doctor {
                 "{} limits: rlimits only (no writable cgroup hierarchy; memory via RLIMIT_AS)\n",
                 mark(true)
             )),
+        }
+        match &self.cpu {
+            Some(c) => s.push_str(&format!("{} CPU limit: {c}\n", mark(true))),
+            None => s.push_str(&format!("{} CPU limit: none (no cgroup cpu controller)\n", mark(true))),
+        }
+        match &self.quota {
+            Some(Ok(q)) => s.push_str(&format!("{} disk quota: {q}\n", mark(true))),
+            Some(Err(e)) => s.push_str(&format!("{} disk quota: {e}\n", mark(false))),
+            None => s.push_str(&format!("{} disk quota: off (configured)\n", mark(true))),
         }
         match &self.seccomp {
             Ok(()) => s.push_str(&format!("{} seccomp: deny list compiled\n", mark(true))),
@@ -341,13 +376,20 @@ pub fn check(cfg: &LocalConfig) -> Doctor {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
     let root = is_root();
-    let cgroups = if cfg.cgroups && root { Cgroups::detect().map(|c| c.describe()) } else { None };
+    let detected = if cfg.cgroups && root { Cgroups::detect() } else { None };
+    let cgroups = detected.as_ref().map(Cgroups::describe);
+    let cpu = if cfg.cpus.is_some() { detected.as_ref().and_then(Cgroups::cpu_controller) } else { None };
+    let quota = cfg.workspace_quota.map(|bytes| {
+        let v = Volumes::probe(&cfg.state_dir, Some(bytes))?;
+        v.trial().map_err(|e| format!("trial mount failed: {e:#}"))?;
+        Ok(v.describe())
+    });
     let seccomp = crate::seccomp::compile().map(|_| ()).map_err(|e| format!("{e:#}"));
     let probe = match &bwrap {
         Ok(b) => probe(b, cfg, root),
         Err(_) => Err("skipped: bubblewrap missing".into()),
     };
-    Doctor { bwrap, bwrap_version, init: find_init(cfg), root, cgroups, seccomp, probe }
+    Doctor { bwrap, bwrap_version, init: find_init(cfg), root, cgroups, cpu, quota, seccomp, probe }
 }
 
 fn probe(bwrap: &Path, cfg: &LocalConfig, root: bool) -> std::result::Result<(), String> {
@@ -395,9 +437,13 @@ struct Shared {
     etc_fd: OwnedFd,
     seccomp: Option<Vec<u8>>,
     cgroups: Option<Cgroups>,
+    /// The workspace quota, when on.
+    volumes: Option<Arc<Volumes>>,
     root: bool,
     base_args: Vec<OsString>,
-    uids: Mutex<BTreeSet<u32>>,
+    /// Sandbox uids (leased host-wide); `None` when not root (every sandbox
+    /// runs as the server's own uid).
+    uids: Option<UidPool>,
     live: Mutex<HashMap<String, Weak<LocalSandbox>>>,
     model_client: reqwest::Client,
 }
@@ -462,6 +508,40 @@ impl LocalDriver {
         }
         let seccomp = if cfg.seccomp { Some(crate::seccomp::compile().map_err(SandboxError::Other)?) } else { None };
         let cgroups = if cfg.cgroups && root { Cgroups::detect() } else { None };
+        if let Some(c) = cfg.cpus
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(SandboxError::Invalid(format!(
+                "the sandbox CPU limit must be a positive number of cores, got {c}"
+            )));
+        }
+        if cfg.cpus.is_some() && cgroups.as_ref().and_then(Cgroups::cpu_controller).is_none() {
+            warn!(
+                "no cgroup CPU controller available (not root, cgroups off, or no cpu controller): sandboxes run without a CPU limit"
+            );
+        }
+        let volumes = match cfg.workspace_quota {
+            Some(bytes) => Some(Arc::new(Volumes::probe(&cfg.state_dir, Some(bytes)).map_err(|why| {
+                SandboxError::Unavailable(format!(
+                    "the workspace disk quota ({} MiB per session) cannot be enforced here: {why}. Fix that, \
+                     or choose to run without a disk quota (`sessions.sandbox_disk_bytes = 0` in Bridle's \
+                     config; `LocalConfig::workspace_quota = None`)",
+                    bytes >> 20
+                ))
+            })?)),
+            // Quota off, but workspaces made while it was on live in images:
+            // keep mounting those.
+            None if Volumes::any_image(&cfg.state_dir) => match Volumes::probe(&cfg.state_dir, None) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(why) => {
+                    return Err(SandboxError::Unavailable(format!(
+                        "{} holds workspace images (made with a disk quota) that cannot be mounted here: {why}",
+                        cfg.state_dir.join("disks").display()
+                    )));
+                }
+            },
+            None => None,
+        };
 
         std::fs::create_dir_all(&cfg.state_dir)
             .with_context(|| format!("create state dir {}", cfg.state_dir.display()))?;
@@ -471,6 +551,9 @@ impl LocalDriver {
         }
         mkdir_mode(&cfg.state_dir.join("workspaces"), 0o711)?;
         mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
+        if let Some(v) = &volumes {
+            v.prepare().map_err(SandboxError::Other)?;
+        }
         // Each server process builds its own copy: several nodes may share
         // one state dir, and rebuilding a directory another node's
         // sandboxes bind (by fd) would empty theirs.
@@ -479,6 +562,14 @@ impl LocalDriver {
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
 
+        let uids = if root {
+            let end = cfg.uid_base.checked_add(cfg.uid_count).ok_or_else(|| {
+                SandboxError::Invalid(format!("uid range {} + {} overflows", cfg.uid_base, cfg.uid_count))
+            })?;
+            Some(UidPool::new(&cfg.uid_lock_dir, cfg.uid_base..end)?)
+        } else {
+            None
+        };
         let base_args = base_args(&cfg);
         let shared = Arc::new(Shared {
             model_client: crate::egress::model_client()?,
@@ -488,15 +579,18 @@ impl LocalDriver {
             etc_fd,
             seccomp,
             cgroups,
+            volumes,
             root,
             base_args,
-            uids: Mutex::new(BTreeSet::new()),
+            uids,
             live: Mutex::new(HashMap::new()),
         });
         info!(
             bwrap = %shared.bwrap.display(),
             init = %init.display(),
             cgroups = shared.cgroups.as_ref().map(|c| c.describe()).unwrap_or_else(|| "none".into()),
+            cpu = shared.cgroups.as_ref().and_then(Cgroups::cpu_controller).unwrap_or_else(|| "none".into()),
+            quota = shared.volumes.as_ref().map(|v| v.describe()).unwrap_or_else(|| "off".into()),
             root,
             "local sandbox driver ready"
         );
@@ -508,8 +602,26 @@ impl LocalDriver {
         &self.shared.cfg
     }
 
-    /// Host path of a session's workspace.
+    /// Host path of a session's workspace (inside its mounted volume when the
+    /// quota is on: present only while a sandbox of the session runs).
     pub fn workspace_path(&self, session_id: &str) -> PathBuf {
+        match self.volume_of(session_id) {
+            Some(v) => v.workspace(session_id),
+            None => self.plain_workspace(session_id),
+        }
+    }
+
+    /// The volumes, when this session's workspace is (or is to be) on one:
+    /// it has an image, or it is new and the quota is on. A plain directory
+    /// made before the quota was turned on stays one.
+    fn volume_of(&self, session_id: &str) -> Option<&Arc<Volumes>> {
+        let v = self.shared.volumes.as_ref()?;
+        if v.exists(session_id) || (v.creates() && !self.plain_workspace(session_id).is_dir()) { Some(v) } else { None }
+    }
+
+    /// A workspace as a plain directory: without a quota, or made before the
+    /// quota was turned on (kept as it is, unlimited).
+    fn plain_workspace(&self, session_id: &str) -> PathBuf {
         self.shared.cfg.state_dir.join("workspaces").join(session_id)
     }
 
@@ -540,77 +652,48 @@ impl LocalDriver {
 
     /// The part of a claim that starts a new sandbox.
     async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
-        let ws = self.workspace_path(&spec.session_id);
-        let existed = ws.exists();
-        if !existed {
-            mkdir_mode(&ws, 0o700)?;
-        }
+        let plain = self.plain_workspace(&spec.session_id);
+        let (ws, tmp, volume) = match self.volume_of(&spec.session_id).cloned() {
+            Some(v) => {
+                let (v2, s) = (v.clone(), spec.session_id.clone());
+                let guard = tokio::task::spawn_blocking(move || v2.attach(&s))
+                    .await
+                    .map_err(|e| anyhow!("volume task: {e}"))?
+                    .map_err(SandboxError::Other)?;
+                (v.workspace(&spec.session_id), Some(v.tmp(&spec.session_id)), Some(guard))
+            }
+            None => {
+                if self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
+                    warn!(session_id = %spec.session_id, "this workspace predates the disk quota: it stays a plain directory, without a quota");
+                }
+                mkdir_mode(&plain, 0o700)?;
+                (plain, None, None)
+            }
+        };
         let owner = std::fs::symlink_metadata(&ws).with_context(|| format!("stat {}", ws.display()))?.uid();
-        let uid = self.allocate_uid(owner)?;
-        let guard = UidGuard { shared: self.shared.clone(), uid: Some(uid) };
+        let lease = match &self.shared.uids {
+            Some(pool) => Some(pool.lease(Some(owner))?),
+            None => None,
+        };
+        let uid = lease.as_ref().map_or_else(|| nix::unistd::geteuid().as_raw(), UidLease::uid);
         if self.shared.root && owner != uid {
             let ws2 = ws.clone();
             tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
                 .await
                 .map_err(|e| anyhow!("chown task: {e}"))??;
         }
-        let sbx = start(self.shared.clone(), spec, ws, guard).await?;
+        if let Some(t) = &tmp
+            && self.shared.root
+        {
+            std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
+        }
+        let sbx = start(self.shared.clone(), spec, Workspace { dir: ws, tmp, volume }, uid, lease).await?;
         if let Ok(mut live) = self.shared.live.lock() {
             live.retain(|_, w| w.strong_count() > 0);
             live.insert(sbx.session_id.clone(), Arc::downgrade(&sbx));
         }
         Ok(sbx)
     }
-
-    fn allocate_uid(&self, prefer: u32) -> Result<u32> {
-        let cfg = &self.shared.cfg;
-        let mut used = self.shared.uids.lock().map_err(|_| anyhow!("uid table poisoned"))?;
-        if !self.shared.root {
-            return Ok(nix::unistd::geteuid().as_raw());
-        }
-        let range = cfg.uid_base..cfg.uid_base.saturating_add(cfg.uid_count);
-        if range.contains(&prefer) && !used.contains(&prefer) {
-            used.insert(prefer);
-            return Ok(prefer);
-        }
-        for u in range {
-            if !used.contains(&u) {
-                used.insert(u);
-                return Ok(u);
-            }
-        }
-        Err(SandboxError::Exhausted(used.len()))
-    }
-}
-
-/// Gives the uid back when the claim fails or the sandbox is released.
-struct UidGuard {
-    shared: Arc<Shared>,
-    uid: Option<u32>,
-}
-
-impl Drop for UidGuard {
-    fn drop(&mut self) {
-        if let Some(u) = self.uid.take()
-            && let Ok(mut used) = self.shared.uids.lock()
-        {
-            used.remove(&u);
-        }
-    }
-}
-
-fn chown_tree(root: &Path, uid: u32) -> anyhow::Result<()> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).with_context(|| format!("chown {}", p.display()))?;
-        let md = std::fs::symlink_metadata(&p)?;
-        if md.is_dir() {
-            for e in std::fs::read_dir(&p)? {
-                stack.push(e?.path());
-            }
-        }
-    }
-    Ok(())
 }
 
 fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
@@ -677,6 +760,17 @@ const FD_WORKSPACE: RawFd = 5;
 const FD_RUN: RawFd = 6;
 const FD_INIT: RawFd = 7;
 const FD_ETC: RawFd = 8;
+const FD_TMP: RawFd = 9;
+
+/// Where a sandbox's writable data lives.
+struct Workspace {
+    /// Bound at `/workspace`.
+    dir: PathBuf,
+    /// Bound at `/tmp` when on the quota volume (else `/tmp` is a tmpfs).
+    tmp: Option<PathBuf>,
+    /// Keeps the volume mounted while the sandbox runs.
+    volume: Option<VolumeGuard>,
+}
 
 fn random_id() -> String {
     use rand::RngCore;
@@ -688,12 +782,13 @@ fn random_id() -> String {
 async fn start(
     shared: Arc<Shared>,
     spec: SandboxSpec,
-    workspace: PathBuf,
-    uid_guard: UidGuard,
+    workspace: Workspace,
+    uid: u32,
+    lease: Option<UidLease>,
 ) -> Result<Arc<LocalSandbox>> {
+    let Workspace { dir: workspace, tmp: tmp_dir, volume } = workspace;
     let t0 = std::time::Instant::now();
     let id = random_id();
-    let uid = uid_guard.uid.unwrap_or(0);
     let span = info_span!("sandbox", sandbox = %id, session_id = %spec.session_id, uid);
     let cfg = &shared.cfg;
     let port = cfg.relay_port;
@@ -724,9 +819,10 @@ async fn start(
 
     let t_gateway = t0.elapsed();
     let cgroup = match &shared.cgroups {
-        Some(c) => {
-            Some(c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes).map_err(SandboxError::Other)?)
-        }
+        Some(c) => Some(
+            c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes, cfg.cpus)
+                .map_err(SandboxError::Other)?,
+        ),
         None => None,
     };
     let cgroup_guard = CgroupGuard(cgroup);
@@ -736,6 +832,7 @@ async fn start(
     let (host_end, init_end) = seqpacket_pair()?;
     let ws_fd = open_path(&workspace, true)?;
     let run_fd = open_path(&run_dir, true)?;
+    let tmp_fd = tmp_dir.as_deref().map(|t| open_path(t, true)).transpose()?;
     let seccomp_fd = match &shared.seccomp {
         Some(bytes) => Some(seccomp_pipe(bytes)?),
         None => None,
@@ -748,14 +845,22 @@ async fn start(
     args.extend(fdarg("--ro-bind-fd", FD_RUN, "/run/bridle"));
     args.extend(fdarg("--ro-bind-fd", FD_INIT, "/run/bridle-init"));
     args.extend(fdarg("--ro-bind-fd", FD_ETC, "/etc"));
+    // `/tmp` is on the workspace volume when there is one (its bytes count
+    // against the quota), else a size-capped tmpfs like `/dev/shm`.
+    let tmpfs_dirs: &[&str] = if tmp_fd.is_some() {
+        args.extend(fdarg("--bind-fd", FD_TMP, "/tmp"));
+        &["/dev/shm"]
+    } else {
+        &["/tmp", "/dev/shm"]
+    };
     let tmp = spec.limits.tmp_bytes;
-    for dir in ["/tmp", "/dev/shm"] {
+    for dir in tmpfs_dirs {
         if let Some(size) = tmp {
             args.push("--size".into());
             args.push(size.to_string().into());
         }
         args.push("--tmpfs".into());
-        args.push(dir.into());
+        args.push((*dir).into());
     }
     args.push("--remount-ro".into());
     args.push("/".into());
@@ -815,6 +920,9 @@ async fn start(
     if let Some(fd) = &seccomp_fd {
         fd_map.push((fd.as_raw_fd(), FD_SECCOMP));
     }
+    if let Some(fd) = &tmp_fd {
+        fd_map.push((fd.as_raw_fd(), FD_TMP));
+    }
     let limits = &spec.limits;
     let mut rlimits: Vec<(Resource, u64, u64)> = vec![(Resource::RLIMIT_CORE, 0, 0)];
     if let Some(n) = limits.max_processes {
@@ -859,6 +967,7 @@ async fn start(
     drop(seccomp_fd);
     drop(ws_fd);
     drop(run_fd);
+    drop(tmp_fd);
     let bwrap_pid = child.id();
     let stderr = child.stderr.take();
     let t_spawn = t0.elapsed();
@@ -906,10 +1015,11 @@ async fn start(
         running: AtomicBool::new(true),
         released: AtomicBool::new(false),
         end_reason: Mutex::new(None),
-        uid: Mutex::new(uid_guard),
+        host_uid: uid,
+        lease: Mutex::new(lease),
+        volume: Mutex::new(volume),
         span: span.clone(),
     });
-    let _ = bwrap_pid;
     sbx.activity.touch();
     tokio::spawn(reader(Arc::downgrade(&sbx), chan).instrument(span.clone()));
     tokio::spawn(monitor(Arc::downgrade(&sbx)).instrument(span.clone()));
@@ -1041,7 +1151,12 @@ pub struct LocalSandbox {
     running: AtomicBool,
     released: AtomicBool,
     end_reason: Mutex<Option<ExitStatus>>,
-    uid: Mutex<UidGuard>,
+    host_uid: u32,
+    /// Held while the sandbox runs; dropping it frees the uid host-wide.
+    lease: Mutex<Option<UidLease>>,
+    /// Declared after everything that may hold the mount busy; dropping it
+    /// unmounts the volume when this was its last sandbox.
+    volume: Mutex<Option<VolumeGuard>>,
     span: tracing::Span,
 }
 
@@ -1182,12 +1297,18 @@ impl LocalSandbox {
 
     /// Host uid the sandbox runs as.
     pub fn host_uid(&self) -> Option<u32> {
-        self.uid.lock().ok().and_then(|g| g.uid)
+        Some(self.host_uid)
     }
 
     /// Host pid of the outer `bwrap` process.
     pub fn bwrap_pid(&self) -> Option<u32> {
         self.bwrap_pid
+    }
+
+    /// CPU time the sandbox's processes used so far (from its cgroup), where
+    /// the host counts it.
+    pub fn cpu_usage(&self) -> Option<Duration> {
+        self.cgroup.lock().ok().and_then(|c| c.as_ref().and_then(|c| c.cpu_usage()))
     }
 
     async fn exec_inner(&self, request: ExecRequest) -> Result<ExecChild> {
@@ -1280,15 +1401,16 @@ impl LocalSandbox {
             let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
         }
         self.finish_all();
+        let volume = self.volume.lock().ok().and_then(|mut v| v.take());
+        if let Some(v) = volume {
+            let _ = tokio::task::spawn_blocking(move || drop(v)).await;
+        }
         if let Ok(mut g) = self.gateway.lock() {
             g.take();
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
-        if let Ok(mut g) = self.uid.lock()
-            && let Some(u) = g.uid.take()
-            && let Ok(mut used) = self.shared.uids.lock()
-        {
-            used.remove(&u);
+        if let Ok(mut g) = self.lease.lock() {
+            g.take();
         }
         if let Ok(mut live) = self.shared.live.lock()
             && live.get(&self.session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
@@ -1462,7 +1584,8 @@ impl SandboxDriver for LocalDriver {
         if !valid_session_id(session_id) {
             return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
         }
-        Ok(self.workspace_path(session_id).is_dir())
+        let volume = self.shared.volumes.as_ref().is_some_and(|v| v.exists(session_id));
+        Ok(volume || self.plain_workspace(session_id).is_dir())
     }
     async fn delete_workspace(&self, session_id: &str) -> Result<()> {
         if !valid_session_id(session_id) {
@@ -1471,7 +1594,14 @@ impl SandboxDriver for LocalDriver {
         if let Some(s) = self.live(session_id) {
             s.release_inner("workspace deleted").await?;
         }
-        let p = self.workspace_path(session_id);
+        if let Some(v) = self.shared.volumes.clone() {
+            let s = session_id.to_owned();
+            tokio::task::spawn_blocking(move || v.delete(&s))
+                .await
+                .map_err(|e| anyhow!("volume task: {e}"))?
+                .map_err(SandboxError::Other)?;
+        }
+        let p = self.plain_workspace(session_id);
         match tokio::fs::remove_dir_all(&p).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
