@@ -79,6 +79,8 @@ pub struct LocalConfig {
     pub cgroups: bool,
     /// How long a claim may take before it fails.
     pub ready_timeout: Duration,
+    /// The egress gateways' limits and the operator's internal destinations.
+    pub egress: crate::egress::EgressSettings,
 }
 
 impl Default for LocalConfig {
@@ -95,6 +97,7 @@ impl Default for LocalConfig {
             seccomp: true,
             cgroups: true,
             ready_timeout: Duration::from_secs(10),
+            egress: crate::egress::EgressSettings::default(),
         }
     }
 }
@@ -399,7 +402,7 @@ struct Shared {
     base_args: Vec<OsString>,
     uids: Mutex<BTreeSet<u32>>,
     live: Mutex<HashMap<String, Weak<LocalSandbox>>>,
-    model_client: reqwest::Client,
+    egress: crate::egress::Hub,
 }
 
 /// The local bubblewrap driver. Cheap to clone.
@@ -481,7 +484,7 @@ impl LocalDriver {
 
         let base_args = base_args(&cfg);
         let shared = Arc::new(Shared {
-            model_client: crate::egress::model_client()?,
+            egress: crate::egress::Hub::new(&cfg.egress)?,
             cfg,
             bwrap,
             init_fd,
@@ -712,7 +715,7 @@ async fn start(
             policy: spec.egress.clone(),
             llm: spec.llm.clone(),
             relay_port: port,
-            model_client: shared.model_client.clone(),
+            hub: shared.egress.clone(),
         },
         activity.clone(),
     )?;

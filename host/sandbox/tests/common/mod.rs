@@ -19,19 +19,25 @@ pub fn init_tracing() {
 /// A driver over a fresh state dir with its own uid range (tests in one
 /// process run in parallel; each gets 20 uids of its own).
 pub fn driver(tmp: &Path) -> LocalDriver {
+    driver_with(tmp, |_| {})
+}
+
+/// [`driver`] with settings changed by `edit`.
+pub fn driver_with(tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
     init_tracing();
     ensure_bubblewrap();
     let n = NEXT_RANGE.fetch_add(1, Ordering::SeqCst);
     let base = 610_000 + std::process::id() % 1000 * 1000 + n * 20;
-    LocalDriver::new(LocalConfig {
+    let mut cfg = LocalConfig {
         state_dir: tmp.join("state"),
         init_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_bridle-sandbox-init"))),
         uid_base: base,
         uid_count: 20,
         idle_timeout: None,
         ..LocalConfig::default()
-    })
-    .expect("local driver (is bubblewrap installed? apt-get install -y bubblewrap)")
+    };
+    edit(&mut cfg);
+    LocalDriver::new(cfg).expect("local driver (is bubblewrap installed? apt-get install -y bubblewrap)")
 }
 
 pub fn spec(session: &str) -> SandboxSpec {
