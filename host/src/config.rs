@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use figment::Figment;
@@ -53,6 +54,83 @@ pub struct Config {
     pub auto_install: bool,
     /// The Prometheus scrape endpoint.
     pub metrics: MetricsConfig,
+    /// The sandboxes' egress gateway: connection limits and the internal
+    /// destinations sandboxes may reach.
+    pub egress: EgressConfig,
+}
+
+/// `[egress]`: limits of the per-sandbox egress gateways (HTTP proxy and
+/// model route) and the operator's internal destinations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Internal destinations (non-global addresses, or the host's own)
+    /// sandboxes may reach, in `unrestricted` and `limited` networking
+    /// alike: `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`. Hosts
+    /// match the name a sandbox asks for; addresses match after resolution.
+    pub allow_internal: Vec<String>,
+    /// Connections one sandbox may hold open through the gateway at once.
+    pub max_connections_per_sandbox: u32,
+    /// New connections per second one sandbox may open (sustained).
+    pub connections_per_second: u32,
+    /// Connections a sandbox may open at once before the rate applies.
+    pub connection_burst: u32,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds without a byte either way after which a gateway connection
+    /// (or `CONNECT` tunnel) is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections all sandboxes together may hold; default: a quarter of
+    /// the process's open-file limit (each costs two descriptors), leaving
+    /// the other half to the API and everything else.
+    pub max_connections: Option<u32>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        let l = bridle_sandbox::egress::GatewayLimits::default();
+        EgressConfig {
+            allow_internal: Vec::new(),
+            max_connections_per_sandbox: l.max_connections_per_sandbox,
+            connections_per_second: l.connections_per_second,
+            connection_burst: l.connection_burst,
+            header_timeout_secs: l.header_timeout.as_secs(),
+            idle_timeout_secs: l.idle_timeout.as_secs(),
+            max_connections: l.max_connections,
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The sandbox driver's settings; errors name the setting.
+    pub fn settings(&self) -> anyhow::Result<bridle_sandbox::egress::EgressSettings> {
+        for (name, v) in [
+            ("max_connections_per_sandbox", u64::from(self.max_connections_per_sandbox)),
+            ("connections_per_second", u64::from(self.connections_per_second)),
+            ("connection_burst", u64::from(self.connection_burst)),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            anyhow::ensure!(v >= 1, "egress.{name} must be at least 1");
+        }
+        let allow_internal = self
+            .allow_internal
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| raw.parse().map_err(|e: String| anyhow::anyhow!("egress.allow_internal[{i}]: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(bridle_sandbox::egress::EgressSettings {
+            limits: bridle_sandbox::egress::GatewayLimits {
+                max_connections_per_sandbox: self.max_connections_per_sandbox,
+                connections_per_second: self.connections_per_second,
+                connection_burst: self.connection_burst,
+                header_timeout: Duration::from_secs(self.header_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_connections: self.max_connections,
+            },
+            allow_internal,
+        })
+    }
 }
 
 /// `/metrics` is served without an API key, like `/healthz`: it carries no
@@ -199,12 +277,13 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             auto_install: true,
             metrics: MetricsConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 14] = [
+const SETTINGS: [&str; 15] = [
     "auto_install",
     "listen",
     "data_dir",
@@ -219,6 +298,7 @@ const SETTINGS: [&str; 14] = [
     "runtimes_dir",
     "sessions",
     "metrics",
+    "egress",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -287,6 +367,7 @@ impl Config {
             "sessions.sandbox_disk_bytes must be 0 (no disk quota) or at least 16 MiB, got {}",
             sc.sandbox_disk_bytes
         );
+        self.egress.settings()?;
         if let Some(url) = &self.database_url {
             anyhow::ensure!(
                 url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"),
@@ -359,6 +440,31 @@ mod tests {
             .unwrap();
         let c = Config::load(Some(&file), &Overrides::default()).unwrap();
         assert_eq!(c.sessions.package_manager_hosts, ["pkgs.example.org", "*.mirror.example.org"]);
+    }
+
+    #[test]
+    fn egress_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        std::fs::write(
+            &file,
+            "[egress]\nallow_internal = [\"10.1.2.3:8080\", \"db.internal\"]\nmax_connections_per_sandbox = 32\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        let s = c.egress.settings().unwrap();
+        assert_eq!(s.allow_internal.len(), 2);
+        assert_eq!(s.limits.max_connections_per_sandbox, 32);
+        assert_eq!(s.limits.connections_per_second, 50, "defaults kept");
+        for (toml, needle) in [
+            ("[egress]\nallow_internal = [\"http://x/\"]\n", "egress.allow_internal[0]"),
+            ("[egress]\nidle_timeout_secs = 0\n", "egress.idle_timeout_secs"),
+            ("[egress]\nmax_conections = 1\n", "max_conections"),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(needle), "{toml}: {err:#}");
+        }
     }
 
     #[test]

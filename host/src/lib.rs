@@ -17,6 +17,7 @@ pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod model_paths;
 pub mod runtimes;
 pub mod secrets;
 pub mod selection;

@@ -81,6 +81,7 @@ async fn start_sessions(
         workspace_quota: sc.disk_quota(),
         cpus: sc.cpu_limit(),
         extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
+        egress: config.egress.settings()?,
         ..LocalConfig::default()
     };
     let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {
@@ -191,6 +192,13 @@ pub const RUNTIMES_INSIDE: &str = "/opt/bridle/runtimes";
 
 /// Run the server until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every sandbox connection through the egress gateway costs descriptors:
+    // take all the kernel allows before sizing the gateway's global cap from
+    // it (the cap leaves the other half to the API and the rest).
+    match bridle_sandbox::egress::limits::raise_nofile() {
+        Ok((before, after)) => tracing::info!(before, after, "RLIMIT_NOFILE raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
     let listen = config.listen;
     let live = config.sessions.enabled;
     let state = build_state(config, live).await?;

@@ -24,6 +24,6 @@ pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Outpu
 pub use error::{Result, SandboxError};
 pub use local::{Doctor, LocalConfig, LocalDriver};
 pub use spec::{
-    EgressPolicy, EgressStats, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, Networking, SandboxSpec,
-    Secret,
+    EgressPolicy, EgressStats, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, ModelEndpoint, Networking,
+    SandboxSpec, Secret,
 };

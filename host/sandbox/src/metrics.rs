@@ -12,6 +12,10 @@ pub const CLAIM_DURATION: &str = "bridle_sandbox_claim_duration_seconds";
 /// Egress gateway requests, by decision (`allowed`, `denied`) and route
 /// (`model`, `connect`, `http`).
 pub const EGRESS: &str = "bridle_egress_requests_total";
+/// Egress gateway connections held back or closed by a limit, by limit
+/// (`sandbox_connections`, `connection_rate`, `global_connections`,
+/// `header_timeout`, `idle_timeout`, `accept_error`).
+pub const EGRESS_LIMITED: &str = "bridle_egress_connection_limits_total";
 
 /// Register the help texts (call once the recorder is installed).
 pub fn describe() {
@@ -24,6 +28,11 @@ pub fn describe() {
     metrics::describe_counter!(
         EGRESS,
         "Egress gateway requests, by decision (allowed, denied) and route (model, connect, http)."
+    );
+    metrics::describe_counter!(
+        EGRESS_LIMITED,
+        "Egress gateway connections delayed or closed by a limit, by limit (sandbox_connections, \
+         connection_rate, global_connections, header_timeout, idle_timeout, accept_error)."
     );
 }
 
@@ -38,4 +47,9 @@ pub(crate) fn claim(driver: &'static str, outcome: &'static str, elapsed: Option
 /// One egress decision.
 pub(crate) fn egress(decision: &'static str, route: &'static str) {
     metrics::counter!(EGRESS, "decision" => decision, "route" => route).increment(1);
+}
+
+/// One connection delayed or closed by a gateway limit.
+pub(crate) fn egress_limited(limit: &'static str) {
+    metrics::counter!(EGRESS_LIMITED, "limit" => limit).increment(1);
 }

@@ -84,6 +84,26 @@ pub struct LlmRoute {
     pub base_url: String,
     pub header_rules: Vec<HeaderRule>,
     pub token: Secret,
+    /// The only requests the route forwards (method and path relative to
+    /// `base_url`, e.g. `POST /v1/messages`); anything else is a 403.
+    pub allowed: Vec<ModelEndpoint>,
+}
+
+/// One model API endpoint the model route forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEndpoint {
+    pub method: http::Method,
+    /// Relative to the route's base URL path, starting with `/`.
+    pub path: String,
+}
+
+impl ModelEndpoint {
+    pub fn post(path: impl Into<String>) -> Self {
+        Self { method: http::Method::POST, path: path.into() }
+    }
+    pub fn get(path: impl Into<String>) -> Self {
+        Self { method: http::Method::GET, path: path.into() }
+    }
 }
 
 /// Resource limits of one sandbox. `None` leaves a limit off.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use bridle_sandbox::{ExecRequest, HeaderRule, LlmRoute, Sandbox, Secret};
+use bridle_sandbox::{ExecRequest, HeaderRule, LlmRoute, ModelEndpoint, Sandbox, Secret};
 use common::*;
 
 const TOKEN: &str = "sk-vault-token-7f3a9c1e2b4d";
@@ -21,6 +21,7 @@ async fn token_is_injected_upstream_and_absent_inside() {
             HeaderRule { header: "Authorization".into(), value_template: "Bearer {token}".into() },
         ],
         token: Secret::new(TOKEN),
+        allowed: vec![ModelEndpoint::post("/v1/messages")],
     });
     sp.env = vec![
         ("ANTHROPIC_API_KEY".into(), "placeholder-key".into()),

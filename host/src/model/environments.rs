@@ -141,7 +141,12 @@ impl CloudConfig {
 
 /// A hostname, IPv4 address, or `*.`-wildcard: no scheme, path or port.
 fn check_host(field: &str, h: &str) -> Result<(), Invalid> {
-    let bare = h.strip_prefix("*.").unwrap_or(h);
+    // An optional `:port` restricts the entry to that port.
+    let host = match h.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok_and(|p| p > 0) => host,
+        _ => h,
+    };
+    let bare = host.strip_prefix("*.").unwrap_or(host);
     let ok = !bare.is_empty()
         && bare.len() <= 253
         && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -151,7 +156,7 @@ fn check_host(field: &str, h: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid::new(format!(
-            "{field}: `{h}` is not a hostname, IPv4 address or `*.` wildcard (no scheme, port or path)"
+            "{field}: `{h}` is not a hostname, IPv4 address or `*.` wildcard, with an optional `:port` (no scheme or path)"
         )))
     }
 }

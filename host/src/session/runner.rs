@@ -840,6 +840,7 @@ impl Runner {
                 })
                 .collect(),
             token: bridle_sandbox::Secret::new(token),
+            allowed: crate::model_paths::for_shape(plugin.info().api_shape),
         });
         spec.env = plan.env.clone();
         let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;

@@ -6,22 +6,38 @@
 //!
 //! * `CONNECT host:port` (HTTPS through `HTTPS_PROXY`) and absolute-form plain
 //!   HTTP requests (`HTTP_PROXY`), both checked against the environment's
-//!   network policy; loopback/private/link-local destinations only when named
-//!   exactly in `allowed_hosts`;
-//! * the model route `/llm/...` (origin form, `NO_PROXY` covers 127.0.0.1),
+//!   network policy ([`policy::HostPolicy`], entries may carry a port) and,
+//!   after DNS resolution, the address policy: only global addresses that
+//!   are not the host's own ([`addr`], [`host_addrs`]), unless the operator
+//!   allowed the destination (`egress.allow_internal`);
+//! * the model route `/llm/...` (origin form, `NO_PROXY` covers 127.0.0.1):
+//!   only the endpoints of the harness's API shape ([`model_path`]),
 //!   forwarded to the session's `llm_base_url` with the vault credential added
 //!   by the harness plugin's header rules. The token never enters the sandbox.
 //!
-//! Denials get `403` with a plain-text body saying why, and a `warn` log line.
+//! Every gateway shares one [`Hub`]: the limits ([`limits`]: connections per
+//! sandbox, connection rate, header and idle timeouts, a global cap sized
+//! below the descriptor limit), the address policy and the HTTP clients.
+//! Denials get `403` with a plain-text body saying why; upstream failures a
+//! `502` that says what failed in words (the detail is logged, never sent).
+//! Both are counted in metrics and logged at most once per interval
+//! ([`report`]).
 
+pub mod addr;
+pub mod host_addrs;
+pub mod limits;
+pub mod model_path;
 pub mod policy;
+pub mod report;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -31,18 +47,30 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::spec::{EgressPolicy, EgressStats, LlmRoute};
-use policy::{Denial, HostPolicy};
+pub use limits::GatewayLimits;
+use limits::TokenBucket;
+use model_path::PathDenial;
+pub use policy::InternalTarget;
+use policy::{AddressPolicy, Denial, HostPolicy};
+use report::Reporter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type GwBody = BoxBody<Bytes, BoxError>;
 
 /// The path prefix of the model route.
 pub const LLM_PREFIX: &str = "/llm";
+
+/// How long the gateway waits for an upstream to accept a connection.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest pause between accept attempts after accept errors.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Shared activity clock: milliseconds since `epoch` of the last sign of life.
 #[derive(Debug)]
@@ -102,6 +130,71 @@ struct Counters {
     received: AtomicU64,
 }
 
+/// The operator's egress settings (config `egress`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EgressSettings {
+    pub limits: GatewayLimits,
+    /// Internal destinations sandboxes may reach (the only way to reach a
+    /// non-global address or one of the host's own).
+    pub allow_internal: Vec<InternalTarget>,
+}
+
+/// What every gateway of this process shares: limits, the global connection
+/// cap, the address policy and the upstream HTTP clients.
+#[derive(Clone)]
+pub struct Hub(Arc<HubInner>);
+
+struct HubInner {
+    limits: GatewayLimits,
+    global: Arc<Semaphore>,
+    global_cap: u32,
+    addresses: AddressPolicy,
+    model_client: reqwest::Client,
+    forward_client: reqwest::Client,
+}
+
+impl Hub {
+    /// Size the global cap from the process's current `RLIMIT_NOFILE` (raise
+    /// it first: [`limits::raise_nofile`]).
+    pub fn new(settings: &EgressSettings) -> anyhow::Result<Self> {
+        let cap =
+            limits::effective_cap(settings.limits.max_connections, limits::nofile()).map_err(anyhow::Error::msg)?;
+        let client = |idle_per_host: usize| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+                .pool_max_idle_per_host(idle_per_host)
+                .build()
+        };
+        Ok(Hub(Arc::new(HubInner {
+            limits: settings.limits.clone(),
+            global: Arc::new(Semaphore::new(cap as usize)),
+            global_cap: cap,
+            addresses: AddressPolicy::new(settings.allow_internal.clone(), Arc::default()),
+            // One model host for every sandbox: a small pool of kept
+            // connections. Plain-HTTP forwarding keeps none (each idle one
+            // would hold a descriptor for any host a sandbox names).
+            model_client: client(32).context("build model route HTTP client")?,
+            forward_client: client(0).context("build egress HTTP client")?,
+        })))
+    }
+
+    pub fn limits(&self) -> &GatewayLimits {
+        &self.0.limits
+    }
+
+    /// Connections all gateways together may hold.
+    pub fn global_cap(&self) -> u32 {
+        self.0.global_cap
+    }
+
+    /// Gateway connections open now, across sandboxes.
+    pub fn open_connections(&self) -> u32 {
+        self.0.global_cap.saturating_sub(self.0.global.available_permits() as u32)
+    }
+}
+
 /// Configuration of one sandbox's gateway.
 #[derive(Clone)]
 pub struct GatewayConfig {
@@ -112,8 +205,7 @@ pub struct GatewayConfig {
     /// The port the in-sandbox relay listens on (to recognise the model route
     /// when a client sends it through the proxy anyway).
     pub relay_port: u16,
-    /// Client for the model route (shared; TLS via rustls + webpki roots).
-    pub model_client: reqwest::Client,
+    pub hub: Hub,
 }
 
 struct State {
@@ -121,7 +213,36 @@ struct State {
     hosts: HostPolicy,
     counters: Counters,
     activity: Arc<Activity>,
-    forward_client: tokio::sync::OnceCell<reqwest::Client>,
+    reporter: Reporter,
+}
+
+impl State {
+    fn hub(&self) -> &HubInner {
+        &self.cfg.hub.0
+    }
+
+    /// A connection delayed or closed by `limit`: counted, logged once per
+    /// interval.
+    fn limited(&self, limit: &'static str) {
+        crate::metrics::egress_limited(limit);
+        if let Some(skipped) = self.reporter.should_log(limit, Instant::now()) {
+            warn!(limit, skipped, "egress connection limit reached");
+        }
+    }
+}
+
+/// Held for as long as one accepted connection (and its tunnel) lives.
+struct ConnGuard {
+    _sandbox: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    _open: OpenGuard,
+}
+
+/// What a request handler knows of its connection.
+#[derive(Clone)]
+struct Conn {
+    clock: Arc<IdleClock>,
+    guard: Arc<ConnGuard>,
 }
 
 /// A running gateway; dropping it stops accepting.
@@ -147,43 +268,10 @@ impl Gateway {
             cfg,
             counters: Counters::default(),
             activity,
-            forward_client: tokio::sync::OnceCell::new(),
+            reporter: Reporter::default(),
         });
         let span = info_span!("egress", sandbox = %state.cfg.sandbox_id, session_id = %state.cfg.session_id);
-        let st = state.clone();
-        let task = tokio::spawn(
-            async move {
-                loop {
-                    let stream = match listener.accept().await {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            warn!(error = %e, "egress accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let st = st.clone();
-                    tokio::spawn(
-                        async move {
-                            let _open = st.activity.open();
-                            let svc = service_fn(move |req| {
-                                let st = st.clone();
-                                async move { Ok::<_, Infallible>(handle(st, req).await) }
-                            });
-                            let conn = hyper::server::conn::http1::Builder::new()
-                                .preserve_header_case(true)
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .with_upgrades();
-                            if let Err(e) = conn.await {
-                                debug!(error = %e, "egress connection ended");
-                            }
-                        }
-                        .in_current_span(),
-                    );
-                }
-            }
-            .instrument(span),
-        );
+        let task = tokio::spawn(accept_loop(state.clone(), listener).instrument(span));
         Ok(Self { state, task })
     }
 
@@ -196,6 +284,161 @@ impl Gateway {
             bytes_sent: c.sent.load(Ordering::Relaxed),
             bytes_received: c.received.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Take a permit, waiting (and counting the wait under `limit`) when none
+/// is free. A closed semaphore never happens: both live as long as the loop.
+async fn permit(st: &State, sem: &Arc<Semaphore>, limit: &'static str) -> Option<OwnedSemaphorePermit> {
+    match sem.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            st.limited(limit);
+            sem.clone().acquire_owned().await.ok()
+        }
+    }
+}
+
+/// Accept only what the limits allow: a token of the sandbox's rate, a
+/// permit of its connection cap and one of the global cap come first, so a
+/// sandbox past a limit waits in the socket's backlog at no descriptor cost
+/// to the server.
+async fn accept_loop(st: Arc<State>, listener: UnixListener) {
+    let limits = st.hub().limits.clone();
+    let sandbox = Arc::new(Semaphore::new(limits.max_connections_per_sandbox.max(1) as usize));
+    let global = st.hub().global.clone();
+    let mut bucket = TokenBucket::new(limits.connections_per_second, limits.connection_burst, Instant::now());
+    let mut backoff = Duration::ZERO;
+    loop {
+        if let Err(wait) = bucket.take(Instant::now()) {
+            st.limited("connection_rate");
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let Some(sandbox_permit) = permit(&st, &sandbox, "sandbox_connections").await else { return };
+        let Some(global_permit) = permit(&st, &global, "global_connections").await else { return };
+        let stream = loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    backoff = Duration::ZERO;
+                    break s;
+                }
+                Err(e) => {
+                    // EMFILE and the like: wait for descriptors to come back
+                    // instead of spinning.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    crate::metrics::egress_limited("accept_error");
+                    if let Some(skipped) = st.reporter.should_log("accept_error", Instant::now()) {
+                        warn!(error = %e, skipped, "egress accept failed; backing off");
+                    }
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        };
+        let guard = Arc::new(ConnGuard { _sandbox: sandbox_permit, _global: global_permit, _open: st.activity.open() });
+        tokio::spawn(serve_connection(st.clone(), stream, guard).in_current_span());
+    }
+}
+
+async fn serve_connection(st: Arc<State>, stream: tokio::net::UnixStream, guard: Arc<ConnGuard>) {
+    let limits = &st.hub().limits;
+    let clock = IdleClock::new();
+    let conn = Conn { clock: clock.clone(), guard };
+    let st2 = st.clone();
+    let svc = service_fn(move |req| {
+        let st = st2.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(st, conn, req).await) }
+    });
+    let serve = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(Tracked::new(stream, clock.clone())), svc)
+        .with_upgrades();
+    tokio::select! {
+        r = serve => if let Err(e) = r {
+            if e.is_timeout() {
+                st.limited("header_timeout");
+            } else {
+                debug!(error = %e, "egress connection ended");
+            }
+        },
+        () = clock.expired(limits.idle_timeout) => st.limited("idle_timeout"),
+    }
+}
+
+/// When a connection last moved a byte, either way.
+#[derive(Debug)]
+struct IdleClock {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl IdleClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { epoch: Instant::now(), last_ms: AtomicU64::new(0) })
+    }
+    fn touch(&self) {
+        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+    /// Resolves once no byte moved for `limit`.
+    async fn expired(&self, limit: Duration) {
+        loop {
+            let idle = self.idle_for();
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+/// A stream that touches an [`IdleClock`] whenever bytes move.
+struct Tracked<S> {
+    inner: S,
+    clock: Arc<IdleClock>,
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S, clock: Arc<IdleClock>) -> Self {
+        clock.touch();
+        Self { inner, clock }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -212,42 +455,73 @@ fn empty(status: StatusCode) -> Response<GwBody> {
     r
 }
 
-fn deny(st: &State, route: &'static str, target: &str, why: &Denial) -> Response<GwBody> {
+/// A 403 from the gateway: counted, logged once per interval.
+fn refused(st: &State, route: &'static str, log_target: &str, body: String) -> Response<GwBody> {
     st.counters.denied.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("denied", route);
-    let reason = match why {
-        Denial::NotAllowed => match &st.cfg.policy.networking {
-            crate::spec::Networking::Unrestricted => "not allowed".to_string(),
-            crate::spec::Networking::Limited { allow_package_managers, allow_mcp_servers, .. } => format!(
-                "networking is `limited` and the host is not in allowed_hosts \
-                 (allow_package_managers={allow_package_managers}, allow_mcp_servers={allow_mcp_servers})"
-            ),
-        },
-        Denial::PrivateAddress(ip) => format!(
-            "it resolves to the internal address {ip}; loopback, private and link-local \
-             destinations are reachable only when named exactly in allowed_hosts"
-        ),
-        Denial::BadHost => "the request names no valid host".to_string(),
-    };
-    warn!(target_host = %target, reason = %reason, "egress denied");
-    let mut r = full(
-        StatusCode::FORBIDDEN,
-        format!("bridle egress gateway: access to {target} denied by the environment's network policy: {reason}\n"),
-    );
+    if let Some(skipped) = st.reporter.should_log("denied", Instant::now()) {
+        warn!(route, target_host = %log_target, skipped, "egress denied (one line per interval; `skipped` were not logged)");
+    }
+    let mut r = full(StatusCode::FORBIDDEN, body);
     r.headers_mut().insert("x-bridle-egress", HeaderValue::from_static("denied"));
     r
 }
 
-fn bad_gateway(st: &State, target: &str, err: impl std::fmt::Display) -> Response<GwBody> {
-    warn!(target_host = %target, error = %err, "egress upstream failed");
-    let _ = st;
-    full(StatusCode::BAD_GATEWAY, format!("bridle egress gateway: upstream {target} failed: {err}\n"))
+/// `target` is the host the sandbox itself named (never the model route's
+/// upstream).
+fn deny(st: &State, route: &'static str, target: &str, why: &Denial) -> Response<GwBody> {
+    let reason = match why {
+        Denial::NotAllowed => match &st.cfg.policy.networking {
+            crate::spec::Networking::Unrestricted => "not allowed".to_string(),
+            crate::spec::Networking::Limited { allow_package_managers, allow_mcp_servers, .. } => format!(
+                "networking is `limited` and the host (with this port) is not in allowed_hosts \
+                 (allow_package_managers={allow_package_managers}, allow_mcp_servers={allow_mcp_servers})"
+            ),
+        },
+        Denial::InternalAddress { ip, range } => format!(
+            "it resolves to {ip}, a {range} address; internal destinations are reachable only when the \
+             server's operator allows them (egress.allow_internal)"
+        ),
+        Denial::HostAddress(ip) => format!(
+            "it resolves to {ip}, an address of the server itself; reachable only when the server's operator \
+             allows it (egress.allow_internal)"
+        ),
+        Denial::BadHost => "the request names no valid host".to_string(),
+    };
+    refused(
+        st,
+        route,
+        target,
+        format!("bridle egress gateway: access to {target} denied by the environment's network policy: {reason}\n"),
+    )
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
+/// A 502 that says in words what failed; the detail (with the upstream's
+/// URL) goes to the log only.
+fn bad_gateway(st: &State, what: &'static str, detail: impl std::fmt::Display) -> Response<GwBody> {
+    if let Some(skipped) = st.reporter.should_log("upstream_failed", Instant::now()) {
+        warn!(error = %detail, skipped, "egress upstream failed: {what}");
+    }
+    full(StatusCode::BAD_GATEWAY, format!("bridle egress gateway: {what}\n"))
+}
+
+/// Words for a client-side HTTP error, naming no URL.
+fn upstream_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "the upstream did not answer in time"
+    } else if e.is_connect() {
+        "the upstream could not be connected to"
+    } else if e.is_body() || e.is_decode() {
+        "the upstream's response could not be read"
+    } else {
+        "the request to the upstream failed"
+    }
+}
+
+async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<GwBody> {
     st.activity.touch();
     if req.method() == Method::CONNECT {
-        return connect(st, req).await;
+        return connect(st, conn, req).await;
     }
     let uri = req.uri().clone();
     let is_model_route = |path: &str| path == LLM_PREFIX || path.starts_with("/llm/");
@@ -270,50 +544,55 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     }
 }
 
-/// Resolve `host:port`, applying the address check.
-async fn resolve(st: &State, host: &str, port: u16) -> Result<Vec<SocketAddr>, Result<Denial, String>> {
+enum Resolved {
+    Ok(Vec<SocketAddr>),
+    Denied(Denial),
+    Failed(String),
+}
+
+/// Resolve `host:port` and keep the addresses the address policy allows.
+async fn resolve(st: &State, host: &str, port: u16) -> Resolved {
     let bare = policy::normalize_host(host);
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((bare.as_str(), port)).await {
         Ok(a) => a.collect(),
-        Err(e) => return Err(Err(format!("cannot resolve {bare}: {e}"))),
+        Err(e) => return Resolved::Failed(format!("cannot resolve {bare}: {e}")),
     };
     let mut ok = Vec::new();
     let mut first_denial = None;
     for a in addrs {
-        match st.hosts.check_addr(&bare, a.ip()) {
+        match st.hub().addresses.check(&bare, port, a.ip()) {
             Ok(()) => ok.push(a),
             Err(d) => {
                 first_denial.get_or_insert(d);
             }
         }
     }
-    if ok.is_empty() {
-        return Err(match first_denial {
-            Some(d) => Ok(d),
-            None => Err(format!("{bare} has no address")),
-        });
+    match (ok.is_empty(), first_denial) {
+        (false, _) => Resolved::Ok(ok),
+        (true, Some(d)) => Resolved::Denied(d),
+        (true, None) => Resolved::Failed(format!("{bare} has no address")),
     }
-    Ok(ok)
 }
 
-async fn connect(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
+async fn connect(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<GwBody> {
     let Some(auth) = req.uri().authority().cloned() else {
         return full(StatusCode::BAD_REQUEST, "bridle egress gateway: CONNECT needs host:port\n".into());
     };
     let host = auth.host().to_string();
     let port = auth.port_u16().unwrap_or(443);
     let target = format!("{host}:{port}");
-    if let Err(d) = st.hosts.allows(&host) {
+    if let Err(d) = st.hosts.allows(&host, port) {
         return deny(&st, "connect", &target, &d);
     }
     let addrs = match resolve(&st, &host, port).await {
-        Ok(a) => a,
-        Err(Ok(d)) => return deny(&st, "connect", &target, &d),
-        Err(Err(e)) => return bad_gateway(&st, &target, e),
+        Resolved::Ok(a) => a,
+        Resolved::Denied(d) => return deny(&st, "connect", &target, &d),
+        Resolved::Failed(e) => return bad_gateway(&st, "the host name could not be resolved", e),
     };
-    let mut upstream = match TcpStream::connect(&addrs[..]).await {
-        Ok(s) => s,
-        Err(e) => return bad_gateway(&st, &target, e),
+    let upstream = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&addrs[..])).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return bad_gateway(&st, "the upstream could not be connected to", format!("{target}: {e}")),
+        Err(_) => return bad_gateway(&st, "the upstream did not accept the connection in time", &target),
     };
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("allowed", "connect");
@@ -321,19 +600,27 @@ async fn connect(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     let st2 = st.clone();
     tokio::spawn(
         async move {
+            // The connection's permits live as long as the tunnel.
+            let _guard = conn.guard.clone();
             let _open = st2.activity.open();
-            match hyper::upgrade::on(req).await {
-                Ok(up) => {
-                    let mut up = TokioIo::new(up);
-                    match tokio::io::copy_bidirectional(&mut up, &mut upstream).await {
-                        Ok((sent, recv)) => {
-                            st2.counters.sent.fetch_add(sent, Ordering::Relaxed);
-                            st2.counters.received.fetch_add(recv, Ordering::Relaxed);
-                        }
-                        Err(e) => debug!(error = %e, "tunnel closed"),
+            let up = match hyper::upgrade::on(req).await {
+                Ok(up) => up,
+                Err(e) => return debug!(error = %e, "CONNECT upgrade failed"),
+            };
+            // The upgraded side still runs over the connection's tracked
+            // stream; the upstream side touches the same clock.
+            let mut client = TokioIo::new(up);
+            let mut upstream = Tracked::new(upstream, conn.clock.clone());
+            let idle = st2.hub().limits.idle_timeout;
+            tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match r {
+                    Ok((sent, recv)) => {
+                        st2.counters.sent.fetch_add(sent, Ordering::Relaxed);
+                        st2.counters.received.fetch_add(recv, Ordering::Relaxed);
                     }
-                }
-                Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
+                    Err(e) => debug!(error = %e, "tunnel closed"),
+                },
+                () = conn.clock.expired(idle) => st2.limited("idle_timeout"),
             }
         }
         .in_current_span(),
@@ -395,7 +682,11 @@ fn relay_response(st: &Arc<State>, resp: reqwest::Response) -> Response<GwBody> 
                 st2.activity.touch();
                 Ok(Frame::data(b))
             }
-            Err(e) => Err(Box::new(e) as BoxError),
+            Err(e) => {
+                // Logged without the URL the error carries.
+                debug!(error = %e.without_url(), "upstream body failed");
+                Err(Box::new(std::io::Error::other("the upstream's response ended early")) as BoxError)
+            }
         }
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
@@ -416,37 +707,23 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
             "bridle egress gateway: only http:// URLs are forwarded; use CONNECT (HTTPS_PROXY) for https\n".into(),
         );
     }
-    if let Err(d) = st.hosts.allows(&host) {
+    let port = uri.port_u16().unwrap_or(80);
+    if let Err(d) = st.hosts.allows(&host, port) {
         return deny(&st, "http", &target, &d);
     }
-    let port = uri.port_u16().unwrap_or(80);
     let addrs = match resolve(&st, &host, port).await {
-        Ok(a) => a,
-        Err(Ok(d)) => return deny(&st, "http", &target, &d),
-        Err(Err(e)) => return bad_gateway(&st, &target, e),
-    };
-    let client = match st
-        .forward_client
-        .get_or_try_init(|| async {
-            reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(std::time::Duration::from_secs(30))
-                .build()
-        })
-        .await
-    {
-        Ok(c) => c.clone(),
-        Err(e) => return bad_gateway(&st, &target, e),
+        Resolved::Ok(a) => a,
+        Resolved::Denied(d) => return deny(&st, "http", &target, &d),
+        Resolved::Failed(e) => return bad_gateway(&st, "the host name could not be resolved", e),
     };
     // Pin the checked address so that the request cannot re-resolve elsewhere.
     let mut url = match reqwest::Url::parse(&uri.to_string()) {
         Ok(u) => u,
-        Err(e) => return bad_gateway(&st, &target, e),
+        Err(e) => return full(StatusCode::BAD_REQUEST, format!("bridle egress gateway: bad request URL: {e}\n")),
     };
     let host_header = uri.authority().map(|a| a.as_str().to_string());
     if url.set_ip_host(addrs[0].ip()).is_err() {
-        return bad_gateway(&st, &target, "cannot address upstream");
+        return bad_gateway(&st, "the upstream could not be addressed", &target);
     }
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
@@ -456,14 +733,22 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     }
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("allowed", "http");
-    let result = client.request(parts.method, url).headers(headers).body(counting_request_body(&st, body)).send().await;
+    let result = st
+        .hub()
+        .forward_client
+        .request(parts.method, url)
+        .headers(headers)
+        .body(counting_request_body(&st, body))
+        .send()
+        .await;
     match result {
         Ok(resp) => relay_response(&st, resp),
-        Err(e) => bad_gateway(&st, &target, e),
+        Err(e) => bad_gateway(&st, upstream_failure(&e), format!("{target}: {}", e.without_url())),
     }
 }
 
-/// `/llm/<rest>` → `<llm_base_url>/<rest>` with the credential headers.
+/// `/llm/<rest>` → `<llm_base_url>/<rest>` with the credential headers, for
+/// the API shape's endpoints only.
 async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     let Some(llm) = st.cfg.llm.clone() else {
         return full(
@@ -473,11 +758,34 @@ async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody>
     };
     let uri = req.uri().clone();
     let rest = uri.path().strip_prefix(LLM_PREFIX).unwrap_or("");
-    let mut url = format!("{}{}", llm.base_url.trim_end_matches('/'), rest);
-    if let Some(q) = uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
+    let path = match model_path::check(&llm.allowed, req.method(), rest) {
+        Ok(p) => p,
+        Err(why) => {
+            let endpoints: Vec<String> = llm.allowed.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+            let what = match why {
+                PathDenial::Malformed => "the path is malformed or leaves the route".to_string(),
+                PathDenial::NotAllowed(p) => format!("{p} is not a model API endpoint of this session"),
+                PathDenial::Method(m, p) => format!("{m} is not allowed on {p}"),
+            };
+            return refused(
+                &st,
+                "model",
+                "model route",
+                format!(
+                    "bridle egress gateway: the model route refused the request: {what}; it forwards only {}\n",
+                    endpoints.join(", ")
+                ),
+            );
+        }
+    };
+    let mut url = match reqwest::Url::parse(&llm.base_url) {
+        Ok(u) => u,
+        Err(e) => return bad_gateway(&st, "the model endpoint is misconfigured", e),
+    };
+    // Under the base URL's path, with the normalized path only.
+    let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    url.set_query(uri.query());
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -499,27 +807,24 @@ async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody>
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     st.counters.model.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("allowed", "model");
-    debug!(path = %rest, "model request");
+    debug!(path = %path, "model request");
     let result = st
-        .cfg
+        .hub()
         .model_client
-        .request(parts.method, &url)
+        .request(parts.method, url)
         .headers(headers)
         .body(counting_request_body(&st, body))
         .send()
         .await;
     match result {
         Ok(resp) => relay_response(&st, resp),
-        Err(e) => bad_gateway(&st, "the model endpoint", e),
+        Err(e) => {
+            let what = match upstream_failure(&e) {
+                "the upstream did not answer in time" => "the model endpoint did not answer in time",
+                "the upstream could not be connected to" => "the model endpoint could not be connected to",
+                _ => "the request to the model endpoint failed",
+            };
+            bad_gateway(&st, what, e)
+        }
     }
-}
-
-/// The client used for model routes: no proxy, no redirects, rustls.
-pub fn model_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("build model route HTTP client")
 }

@@ -97,6 +97,8 @@ pub struct LocalConfig {
     pub cpus: Option<f64>,
     /// How long a claim may take before it fails.
     pub ready_timeout: Duration,
+    /// The egress gateways' limits and the operator's internal destinations.
+    pub egress: crate::egress::EgressSettings,
 }
 
 impl Default for LocalConfig {
@@ -116,6 +118,7 @@ impl Default for LocalConfig {
             workspace_quota: Some(4 << 30),
             cpus: Some(1.0),
             ready_timeout: Duration::from_secs(10),
+            egress: crate::egress::EgressSettings::default(),
         }
     }
 }
@@ -445,7 +448,7 @@ struct Shared {
     /// runs as the server's own uid).
     uids: Option<UidPool>,
     live: Mutex<HashMap<String, Weak<LocalSandbox>>>,
-    model_client: reqwest::Client,
+    egress: crate::egress::Hub,
 }
 
 /// The local bubblewrap driver. Cheap to clone.
@@ -572,7 +575,7 @@ impl LocalDriver {
         };
         let base_args = base_args(&cfg);
         let shared = Arc::new(Shared {
-            model_client: crate::egress::model_client()?,
+            egress: crate::egress::Hub::new(&cfg.egress)?,
             cfg,
             bwrap,
             init_fd,
@@ -807,7 +810,7 @@ async fn start(
             policy: spec.egress.clone(),
             llm: spec.llm.clone(),
             relay_port: port,
-            model_client: shared.model_client.clone(),
+            hub: shared.egress.clone(),
         },
         activity.clone(),
     )?;

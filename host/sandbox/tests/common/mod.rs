@@ -22,6 +22,13 @@ pub fn driver(tmp: &Path) -> LocalDriver {
     driver_from(config(tmp))
 }
 
+/// [`driver`] with settings changed by `edit`.
+pub fn driver_with(tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
+    let mut cfg = config(tmp);
+    edit(&mut cfg);
+    driver_from(cfg)
+}
+
 /// The config [`driver`] uses (a fresh uid range), to adjust before
 /// [`driver_from`].
 pub fn config(tmp: &Path) -> LocalConfig {
