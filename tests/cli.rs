@@ -36,7 +36,7 @@ use support::{Backend, Server};
 /// (Fields drop in order: the server goes first.)
 struct Live {
     server: Server,
-    _sandboxes: tempfile::TempDir,
+    _sandboxes: support::sessions::SandboxDir,
     fake: FakeModel,
     token: String,
 }

@@ -50,7 +50,7 @@ struct Fixture {
     fake: FakeModel,
     token: String,
     model: String,
-    sandboxes: tempfile::TempDir,
+    sandboxes: support::sessions::SandboxDir,
 }
 
 impl Fixture {

@@ -214,7 +214,7 @@ async fn two_servers_on_one_host_get_disjoint_uids() {
 }
 
 #[tokio::test]
-async fn workspace_volume_survives_a_server_restart_and_is_mounted_once() {
+async fn a_restarted_server_sweeps_stale_volumes_and_resumes_the_workspace() {
     let tmp = tempfile::tempdir().unwrap();
     let outside = tmp.path().join("outside-file");
     std::fs::write(&outside, "host").unwrap();
@@ -229,24 +229,38 @@ async fn workspace_volume_survives_a_server_restart_and_is_mounted_once() {
     s.release().await.unwrap();
     drop(a);
 
-    // A server that died without releasing left the volume mounted.
+    // A server that was killed left the volume mounted (and its loop device).
     let img = state.join("disks/restart.img");
     let mp = state.join("volumes/restart");
     std::fs::create_dir(&mp).unwrap();
     let st = std::process::Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mp).status().unwrap();
     assert!(st.success());
+    assert_eq!(loop_devices_of(&img).len(), 1);
 
-    // The next server (another uid range) finds the workspace, mounts it
-    // only once, and gives it to its uid without following the link.
+    // The next server (another uid range) releases it when it starts ...
     let mut cfg = config(tmp.path());
     cfg.workspace_quota = Some(QUOTA);
     let b = driver_from(cfg);
+    assert_eq!(mounted_under(&state), Vec::<String>::new());
+    assert_eq!(loop_devices_of(&img), Vec::<String>::new());
+    // ... then resumes the workspace, giving it to its uid without following the link.
     let s = b.claim_local(spec("restart")).await.unwrap();
     assert_ne!(s.host_uid(), uid_a);
     let out = sh(&*s, "cat /workspace/f; stat -c %u /workspace/f").await;
     assert_eq!(out.stdout_str(), "before\n1000\n", "{}", out.stderr_str());
     assert_eq!(mounted_under(&state).len(), 1, "{:?}", mounted_under(&state));
     assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0, "the link's target kept its owner");
+
+    // A second server on the same state dir neither sweeps a volume in use
+    // nor mounts it a second time.
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = Some(QUOTA);
+    let c = driver_from(cfg);
+    assert_eq!(mounted_under(&state).len(), 1);
+    let err = c.claim_local(spec("restart")).await.expect_err("in use by the other server");
+    assert!(err.to_string().contains("in use by another Bridle server"), "{err}");
+    assert_eq!(sh(&*s, "cat /workspace/f").await.stdout_str(), "before\n");
+
     s.release().await.unwrap();
     assert_eq!(mounted_under(&state), Vec::<String>::new());
     assert_eq!(loop_devices_of(&img), Vec::<String>::new());

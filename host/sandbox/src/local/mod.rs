@@ -556,6 +556,13 @@ impl LocalDriver {
         mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
         if let Some(v) = &volumes {
             v.prepare().map_err(SandboxError::Other)?;
+            // Volumes a killed or crashed server left mounted (loop devices
+            // included) are released here; their workspaces stay.
+            match v.sweep() {
+                Ok(0) => {}
+                Ok(n) => info!(volumes = n, "unmounted workspace volumes left by a previous server"),
+                Err(e) => warn!(error = %format!("{e:#}"), "could not sweep stale workspace volumes"),
+            }
         }
         // Each server process builds its own copy: several nodes may share
         // one state dir, and rebuilding a directory another node's

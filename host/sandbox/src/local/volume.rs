@@ -9,6 +9,7 @@
 //! idle release, server restart) and goes with the session.
 
 use std::collections::HashMap;
+use std::fs::{File, TryLockError};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,9 +31,20 @@ pub struct Volumes {
     bytes: Option<u64>,
     mkfs: PathBuf,
     mount: PathBuf,
-    /// Sandboxes using each mounted volume: the last one out unmounts. Also
-    /// serializes mount and unmount.
-    users: Mutex<HashMap<String, usize>>,
+    /// The volumes this server has mounted, by session. Also serializes
+    /// mount and unmount.
+    users: Mutex<HashMap<String, InUse>>,
+}
+
+/// A volume this server has mounted.
+#[derive(Debug)]
+struct InUse {
+    /// Sandboxes using it: the last one out unmounts.
+    sandboxes: usize,
+    /// `volumes/<session>.lock`, `flock`ed while mounted here: another
+    /// server on the host sharing the state dir neither mounts it too nor
+    /// sweeps it away.
+    _lock: File,
 }
 
 /// Smallest quota: ext4 with a journal needs a few MiB of its own.
@@ -133,8 +145,14 @@ impl Volumes {
     /// more sandbox, with `tmp/` emptied when this is its first user. Blocking.
     pub fn attach(self: &Arc<Self>, session: &str) -> anyhow::Result<VolumeGuard> {
         let mut users = self.users.lock().map_err(|_| anyhow!("volume table poisoned"))?;
-        let n = users.get(session).copied().unwrap_or(0);
-        if n == 0 {
+        if let Some(u) = users.get_mut(session) {
+            u.sandboxes += 1;
+            return Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() });
+        }
+        let lock = self.lock(session)?.ok_or_else(|| {
+            anyhow!("the workspace of session {session} is in use by another Bridle server on this host")
+        })?;
+        {
             let img = self.image(session);
             if !img.is_file() {
                 let bytes = self.bytes.ok_or_else(|| anyhow!("no workspace image {} to mount", img.display()))?;
@@ -167,8 +185,47 @@ impl Volumes {
             std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
         }
-        users.insert(session.to_owned(), n + 1);
+        users.insert(session.to_owned(), InUse { sandboxes: 1, _lock: lock });
         Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() })
+    }
+
+    /// Take the session's volume lock; `None` when another process holds it.
+    fn lock(&self, session: &str) -> anyhow::Result<Option<File>> {
+        let path = self.mounts.join(format!("{session}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("lock {}", path.display())),
+        }
+    }
+
+    /// Unmount the volumes a dead server left mounted (killed, crashed):
+    /// each one whose lock nobody holds. Their images stay. Blocking.
+    pub fn sweep(&self) -> anyhow::Result<usize> {
+        let _users = self.users.lock().map_err(|_| anyhow!("volume table poisoned"))?;
+        let mut swept = 0;
+        let entries = std::fs::read_dir(&self.mounts).with_context(|| format!("list {}", self.mounts.display()))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lock") || !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Some(_lock) = self.lock(&name)? else { continue };
+            let mp = e.path();
+            if is_mount_point(&mp)? {
+                swept += 1;
+            }
+            unmount(&mp)?;
+        }
+        Ok(swept)
     }
 
     fn create_image(&self, img: &Path, bytes: u64) -> anyhow::Result<()> {
@@ -225,31 +282,37 @@ impl Volumes {
 
     fn detach(&self, session: &str) {
         let Ok(mut users) = self.users.lock() else { return };
-        let n = users.get(session).copied().unwrap_or(0);
-        if n > 1 {
-            users.insert(session.to_owned(), n - 1);
+        let Some(u) = users.get_mut(session) else { return };
+        if u.sandboxes > 1 {
+            u.sandboxes -= 1;
             return;
         }
-        users.remove(session);
         if let Err(e) = unmount(&self.mount_point(session)) {
             warn!(session, error = %format!("{e:#}"), "could not unmount the workspace volume");
         }
+        // Drops the lock, after the unmount.
+        users.remove(session);
     }
 
     /// Remove the session's volume (its sandbox released first). Fails while a
     /// sandbox of the session still uses it.
     pub fn delete(&self, session: &str) -> anyhow::Result<()> {
         let users = self.users.lock().map_err(|_| anyhow!("volume table poisoned"))?;
-        if users.get(session).is_some_and(|n| *n > 0) {
+        if users.contains_key(session) {
             bail!("the workspace of session {session} is still in use");
         }
+        let Some(_lock) = self.lock(session)? else {
+            bail!("the workspace of session {session} is in use by another Bridle server on this host");
+        };
         unmount(&self.mount_point(session))?;
         let img = self.image(session);
         match std::fs::remove_file(&img) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("remove {}", img.display())),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("remove {}", img.display())),
         }
+        let _ = std::fs::remove_file(self.mounts.join(format!("{session}.lock")));
+        Ok(())
     }
 
     /// Make, mount, write to and remove a small image: what `bridle doctor`
