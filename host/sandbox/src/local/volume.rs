@@ -149,7 +149,7 @@ impl Volumes {
             u.sandboxes += 1;
             return Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() });
         }
-        let lock = self.lock(session)?.ok_or_else(|| {
+        let lock = self.lock(session, LOCK_PATIENCE)?.ok_or_else(|| {
             anyhow!("the workspace of session {session} is in use by another Bridle server on this host")
         })?;
         {
@@ -190,7 +190,7 @@ impl Volumes {
     }
 
     /// Take the session's volume lock; `None` when another process holds it.
-    fn lock(&self, session: &str) -> anyhow::Result<Option<File>> {
+    fn lock(&self, session: &str, patience: std::time::Duration) -> anyhow::Result<Option<File>> {
         let path = self.mounts.join(format!("{session}.lock"));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -200,10 +200,20 @@ impl Volumes {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("lock {}", path.display())),
+        // A process this server forks (a sandbox starting on another thread)
+        // holds a copy of the descriptor, and so the lock, until it execs;
+        // a lock released here a moment ago can look held for that long.
+        // Another server holds it for good: retry briefly before saying so.
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("lock {}", path.display())),
+            }
         }
     }
 
@@ -218,7 +228,8 @@ impl Volumes {
             if name.ends_with(".lock") || !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let Some(_lock) = self.lock(&name)? else { continue };
+            // At start-up nothing here forks yet: a held lock is another server's.
+            let Some(_lock) = self.lock(&name, std::time::Duration::ZERO)? else { continue };
             let mp = e.path();
             if is_mount_point(&mp)? {
                 swept += 1;
@@ -301,7 +312,7 @@ impl Volumes {
         if users.contains_key(session) {
             bail!("the workspace of session {session} is still in use");
         }
-        let Some(_lock) = self.lock(session)? else {
+        let Some(_lock) = self.lock(session, LOCK_PATIENCE)? else {
             bail!("the workspace of session {session} is in use by another Bridle server on this host");
         };
         unmount(&self.mount_point(session))?;
@@ -377,6 +388,9 @@ fn unmount(mp: &Path) -> anyhow::Result<()> {
         Err(e) => Err(e).with_context(|| format!("remove {}", mp.display())),
     }
 }
+
+/// How long a volume lock that looks held is retried (see `Volumes::lock`).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One sandbox's use of a mounted volume; dropping it may unmount (blocking).
 #[derive(Debug)]
