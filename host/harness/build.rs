@@ -49,6 +49,10 @@ fn main() {
         let wasm = match result {
             Ok(wasm) => {
                 let embedded = out_dir.join(format!("{name}.wasm"));
+                // A new file, never a rewrite of the old one in place: a target
+                // dir shared by hard links (a copied cache) must not change under
+                // another build.
+                let _ = std::fs::remove_file(&embedded);
                 std::fs::copy(&wasm, &embedded).expect("copying the plugin component");
                 format!("Ok(include_bytes!({:?}))", embedded.display().to_string())
             }

@@ -460,7 +460,8 @@ fn refused(st: &State, route: &'static str, log_target: &str, body: String) -> R
     st.counters.denied.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("denied", route);
     if let Some(skipped) = st.reporter.should_log("denied", Instant::now()) {
-        warn!(route, target_host = %log_target, skipped, "egress denied (one line per interval; `skipped` were not logged)");
+        // One line per interval; `skipped`: denials since the last line, not logged.
+        warn!(route, target_host = %log_target, skipped, "egress denied");
     }
     let mut r = full(StatusCode::FORBIDDEN, body);
     r.headers_mut().insert("x-bridle-egress", HeaderValue::from_static("denied"));
