@@ -1,8 +1,10 @@
-//! A third-party harness plugin swapped in by configuration: the template
-//! plugin (examples/harness-template, an "echo" runtime that is just `cat`)
-//! is built as a component, configured under a new engine name, selected
-//! through an LLM vault's metadata, and runs a real session in a real
-//! sandbox. Runs as root (sandbox uid switching), as in CI.
+//! Third-party harness plugins swapped in by configuration: the template
+//! plugin (examples/harness-template, an "echo" runtime that is just `cat`,
+//! contract 0.2.0) and the same echo frozen at contract 0.1.0
+//! (host/harness/fixtures/echo-v0_1) are built as components, configured
+//! under new engine names in one server, selected through LLM vaults'
+//! metadata, and each runs a real session in a real sandbox. Runs as root
+//! (sandbox uid switching), as in CI.
 
 mod support;
 
@@ -17,16 +19,27 @@ use support::{Backend, Server};
 /// Build the template with `cargo build --target wasm32-wasip2`, as a plugin
 /// author would.
 fn build_template() -> PathBuf {
+    build_wasm("examples/harness-template", &[], "harness_template")
+}
+
+/// The 0.1.0 echo fixture (a member of the Bridle workspace).
+fn build_echo_v0_1() -> PathBuf {
+    build_wasm(".", &["-p", "bridle-harness-fixture-echo-v0-1"], "bridle_harness_fixture_echo_v0_1")
+}
+
+fn build_wasm(dir: &str, args: &[&str], crate_name: &str) -> PathBuf {
     let root = support::tests_dir().parent().expect("repo root").to_path_buf();
     let target = root.join("target/template-wasm");
     let mut cmd = Command::new("cargo");
     support::scrub(&mut cmd);
-    cmd.current_dir(root.join("examples/harness-template"))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+    cmd.current_dir(root.join(dir))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(args)
+        .arg("--target-dir")
         .arg(&target);
-    support::run_ok(&mut cmd, "cargo build of examples/harness-template");
-    let wasm = target.join("wasm32-wasip2/release/harness_template.wasm");
-    assert!(wasm.is_file(), "the template build produced no {}", wasm.display());
+    support::run_ok(&mut cmd, &format!("cargo build of {crate_name}"));
+    let wasm = target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"));
+    assert!(wasm.is_file(), "the build produced no {}", wasm.display());
     wasm
 }
 
@@ -59,8 +72,9 @@ impl Api {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn template_plugin_runs_a_session_under_a_new_engine_name() {
+async fn a_0_2_and_a_0_1_plugin_each_run_a_session_under_a_new_engine_name() {
     let wasm = build_template();
+    let wasm_v0_1 = build_echo_v0_1().to_string_lossy().into_owned();
     let sandboxes = tempfile::Builder::new().prefix("bridle-swap-sbx-").tempdir().unwrap();
     let runtimes = tempfile::Builder::new().prefix("bridle-swap-rt-").tempdir().unwrap();
     for dir in [sandboxes.path(), runtimes.path()] {
@@ -73,6 +87,7 @@ async fn template_plugin_runs_a_session_under_a_new_engine_name() {
         &[],
         &[
             ("BRIDLE_HARNESSES__ECHO__PLUGIN", wasm.as_str()),
+            ("BRIDLE_HARNESSES__ECHOOLD__PLUGIN", wasm_v0_1.as_str()),
             ("BRIDLE_SESSIONS__SANDBOX_DIR", &sandboxes.path().to_string_lossy()),
             ("BRIDLE_RUNTIMES_DIR", &runtimes.path().to_string_lossy()),
         ],
@@ -83,28 +98,16 @@ async fn template_plugin_runs_a_session_under_a_new_engine_name() {
     let out = server
         .cli_command(&["plugins", "list"])
         .env("BRIDLE_HARNESSES__ECHO__PLUGIN", &wasm)
+        .env("BRIDLE_HARNESSES__ECHOOLD__PLUGIN", &wasm_v0_1)
         .output()
         .expect("bridle plugins list");
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.lines().any(|l| l.starts_with("echo ") && l.contains(&wasm)), "plugins list:\n{listing}");
+    let line = |engine: &str| listing.lines().find(|l| l.starts_with(&format!("{engine} "))).unwrap_or("").to_string();
+    assert!(line("echo").contains(&wasm) && line("echo").contains("0.2.0"), "plugins list:\n{listing}");
+    assert!(line("echoold").contains(&wasm_v0_1) && line("echoold").contains("0.1.0"), "plugins list:\n{listing}");
 
     let env = api.post("/v1/environments", json!({"name": "swap"})).await;
     let agent = api.post("/v1/agents", json!({"name": "echo", "model": "echo-1"})).await;
-    let vault = api
-        .post(
-            "/v1/vaults",
-            json!({"display_name": "echo LLM", "metadata": {
-                "sandbox0.managed_agents.role": "llm",
-                "sandbox0.managed_agents.engine": "echo",
-            }}),
-        )
-        .await;
-    let vid = vault["id"].as_str().unwrap();
-    api.post(&format!("/v1/vaults/{vid}/credentials"), json!({"auth": {"type": "static_bearer", "token": "tok-echo"}}))
-        .await;
-    let session =
-        api.post("/v1/sessions", json!({"agent": agent["id"], "environment_id": env["id"], "vault_ids": [vid]})).await;
-    let sid = session["id"].as_str().unwrap();
 
     // An unknown engine name is still refused: the config is what makes `echo` known.
     let bogus = api
@@ -126,6 +129,30 @@ async fn template_plugin_runs_a_session_under_a_new_engine_name() {
     assert_eq!(status, 400, "{err}");
     assert!(err["error"]["message"].as_str().unwrap_or("").contains("echo2"), "{err}");
 
+    for engine in ["echo", "echoold"] {
+        echo_session(&api, &server, &agent, &env, engine).await;
+    }
+}
+
+/// One session on `engine`: a message, cat's echo back as the agent's
+/// answer, the turn's end.
+async fn echo_session(api: &Api, server: &Server, agent: &Value, env: &Value, engine: &str) {
+    let vault = api
+        .post(
+            "/v1/vaults",
+            json!({"display_name": format!("{engine} LLM"), "metadata": {
+                "sandbox0.managed_agents.role": "llm",
+                "sandbox0.managed_agents.engine": engine,
+            }}),
+        )
+        .await;
+    let vid = vault["id"].as_str().unwrap();
+    api.post(&format!("/v1/vaults/{vid}/credentials"), json!({"auth": {"type": "static_bearer", "token": "tok-echo"}}))
+        .await;
+    let session =
+        api.post("/v1/sessions", json!({"agent": agent["id"], "environment_id": env["id"], "vault_ids": [vid]})).await;
+    let sid = session["id"].as_str().unwrap();
+
     api.post(
         &format!("/v1/sessions/{sid}/events"),
         json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "ping from the test"}]}]}),
@@ -139,15 +166,19 @@ async fn template_plugin_runs_a_session_under_a_new_engine_name() {
         if events.iter().any(|e| e["type"] == "session.status_idle") {
             break events;
         }
-        assert!(Instant::now() < deadline, "no session.status_idle within 60 s; events: {events:#?}\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "{engine}: no session.status_idle within 60 s; events: {events:#?}\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(
         types,
         ["user.message", "session.status_running", "agent.message", "session.status_idle"],
-        "events: {events:#?}"
+        "{engine}: events: {events:#?}"
     );
-    assert_eq!(events[2]["content"][0]["text"], "ping from the test", "cat echoed the message: {events:#?}");
-    assert_eq!(events[3]["stop_reason"]["type"], "end_turn");
+    assert_eq!(events[2]["content"][0]["text"], "ping from the test", "{engine}: cat echoed the message: {events:#?}");
+    assert_eq!(events[3]["stop_reason"]["type"], "end_turn", "{engine}");
 }

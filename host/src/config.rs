@@ -37,6 +37,8 @@ pub struct Config {
     pub default_llm: DefaultLlm,
     /// Harness plugins by engine name.
     pub harnesses: BTreeMap<String, HarnessConfig>,
+    /// What every harness plugin instance may use.
+    pub plugins: PluginsConfig,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Requests per second allowed per API key (bursts up to one second's
@@ -245,6 +247,45 @@ pub struct HarnessConfig {
     pub plugin: String,
 }
 
+/// `[plugins]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    pub limits: PluginLimits,
+}
+
+/// `[plugins.limits]`: the operator's bounds on harness plugin instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// The most plugin instances at once (live sessions plus in-flight
+    /// plugin-level calls): the size of the pre-reserved instance pool.
+    pub pool_size: u32,
+    /// Linear memory one instance may use, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one call into a plugin, in milliseconds.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        let l = bridle_harness::Limits::default();
+        PluginLimits { pool_size: l.max_instances, memory_bytes: l.memory_bytes, call_timeout_ms: l.call_timeout_ms }
+    }
+}
+
+impl PluginLimits {
+    /// The runtime's limits: these bounds over its defaults.
+    pub fn to_limits(&self) -> bridle_harness::Limits {
+        bridle_harness::Limits {
+            max_instances: self.pool_size,
+            memory_bytes: self.memory_bytes,
+            call_timeout_ms: self.call_timeout_ms,
+            ..bridle_harness::Limits::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -271,6 +312,7 @@ impl Default for Config {
             secret_key: None,
             default_llm: DefaultLlm::default(),
             harnesses,
+            plugins: PluginsConfig::default(),
             log_format: LogFormat::Text,
             rate_limit_per_second: 0,
             runtimes_dir: PathBuf::from(".bridle-runtimes"),
@@ -283,7 +325,7 @@ impl Default for Config {
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 15] = [
+const SETTINGS: [&str; 16] = [
     "auto_install",
     "listen",
     "data_dir",
@@ -293,6 +335,7 @@ const SETTINGS: [&str; 15] = [
     "secret_key",
     "default_llm",
     "harnesses",
+    "plugins",
     "log_format",
     "rate_limit_per_second",
     "runtimes_dir",
@@ -347,6 +390,10 @@ impl Config {
             );
             anyhow::ensure!(!h.plugin.is_empty(), "harness `{name}` has an empty plugin source");
         }
+        let pl = &self.plugins.limits;
+        anyhow::ensure!(pl.pool_size >= 1, "plugins.limits.pool_size must be at least 1");
+        anyhow::ensure!(pl.memory_bytes >= 1 << 20, "plugins.limits.memory_bytes must be at least 1 MiB (1048576)");
+        anyhow::ensure!(pl.call_timeout_ms >= 10, "plugins.limits.call_timeout_ms must be at least 10");
         let mp = &self.metrics.path;
         anyhow::ensure!(
             mp.starts_with('/')
@@ -464,6 +511,55 @@ mod tests {
             std::fs::write(&file, toml).unwrap();
             let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
             assert!(format!("{err:#}").contains(needle), "{toml}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn plugin_limits_reach_the_runtime_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        let defaults = Config::default().plugins.limits.to_limits();
+        assert_eq!(defaults, bridle_harness::Limits::default());
+        std::fs::write(
+            &file,
+            "[plugins.limits]
+pool_size = 50
+memory_bytes = 33554432
+call_timeout_ms = 250
+",
+        )
+        .unwrap();
+        let limits = Config::load(Some(&file), &Overrides::default()).unwrap().plugins.limits.to_limits();
+        assert_eq!((limits.max_instances, limits.memory_bytes, limits.call_timeout_ms), (50, 32 << 20, 250));
+        for (toml, key) in [
+            (
+                "[plugins.limits]
+pool = 5
+",
+                "pool",
+            ),
+            (
+                "[plugins]
+limit = {}
+",
+                "limit",
+            ),
+            (
+                "[plugins.limits]
+pool_size = 0
+",
+                "pool_size",
+            ),
+            (
+                "[plugins.limits]
+call_timeout_ms = 0
+",
+                "call_timeout_ms",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{toml}: {err:#}");
         }
     }
 

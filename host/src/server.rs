@@ -110,7 +110,7 @@ pub async fn harness_runtime(config: &Config) -> anyhow::Result<HarnessRuntime> 
                 (name.clone(), HarnessEntry { plugin })
             })
             .collect(),
-        ..HarnessConfig::default()
+        limits: config.plugins.limits.to_limits(),
     };
     // Compiling components takes a moment (once, then cached): off the reactor.
     tokio::task::spawn_blocking(move || HarnessRuntime::new(harness_config))

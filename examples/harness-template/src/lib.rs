@@ -12,7 +12,7 @@
 
 use bridle_harness_sdk::{
     Action, ApiShape, CredentialPlan, ExecutionModel, Harness, HarnessInfo, HarnessSession, HeaderRule, LaunchPlan,
-    LlmEndpoint, RetryReport, SessionSpec, new_event_id,
+    LlmEndpoint, RetryReport, RetryStatus, SessionSpec, new_event_id,
 };
 use serde_json::{Value, json};
 
@@ -28,6 +28,9 @@ impl Harness for Template {
             execution_model: ExecutionModel::AgentInSandbox,
             api_shape: ApiShape::AnthropicMessages,
             description: "Template plugin: echoes each user message back (runtime: cat)".into(),
+            // The model API paths the runtime calls (the gateway forwards
+            // only these).
+            model_paths: ApiShape::AnthropicMessages.default_model_paths(),
         }
     }
 
@@ -132,7 +135,7 @@ impl HarnessSession for TemplateSession {
     fn on_exit(&mut self, code: Option<i32>) -> Vec<Action> {
         match code {
             Some(0) => vec![],
-            _ => vec![Action::failed("unknown_error", &format!("echo runtime exited with {code:?}"), "terminal")],
+            _ => vec![Action::failed("unknown_error", &format!("echo runtime exited with {code:?}"), RetryStatus::Terminal)],
         }
     }
 }

@@ -98,7 +98,7 @@ fn native_run<S: HarnessSession>(steps: &[Step], spec: &str, iters: u64, warmup:
 async fn wasm_run(plugin: &Plugin, steps: &[Step], spec: &str, iters: u64, warmup: usize) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let mut s = plugin.new_session(spec).await.unwrap();
+        let mut s = plugin.new_session(&SessionSpec::from_json(spec).unwrap()).await.unwrap();
         for pass in 0..=warmup {
             let start = Instant::now();
             for step in steps {
@@ -167,6 +167,7 @@ fn instantiation(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("instantiate/{label}"));
         group.bench_function("store+instantiate_pre", |b| b.iter(|| rt.block_on(plugin.bench_instantiate()).unwrap()));
         group.bench_function("new_session (incl. constructor)", |b| {
+            let spec = SessionSpec::from_json(&spec).unwrap();
             b.iter(|| rt.block_on(plugin.new_session(&spec)).unwrap())
         });
         group.finish();
@@ -179,7 +180,7 @@ fn call_overhead(c: &mut Criterion) {
     let runtime = harness(true);
     let spec = spec();
     let plugin = runtime.plugin("claude").unwrap();
-    let mut wasm = rt.block_on(plugin.new_session(&spec)).unwrap();
+    let mut wasm = rt.block_on(plugin.new_session(&SessionSpec::from_json(&spec).unwrap())).unwrap();
     let mut native =
         <bridle_plugin_claude::ClaudeSession as HarnessSession>::new(SessionSpec::from_json(&spec).unwrap());
     let mut group = c.benchmark_group("call/claude on_output(\"\")");

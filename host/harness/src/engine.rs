@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::WasiCtx;
 
 use crate::Limits;
-use crate::bindings::{HostState, MemoryLimiter, TailBuffer, v0_1};
+use crate::bindings::{HostState, MemoryLimiter, TailBuffer};
 
 pub(crate) struct RuntimeInner {
     pub engine: Engine,
@@ -26,13 +26,13 @@ pub(crate) struct RuntimeInner {
 impl RuntimeInner {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Arc<Self>> {
         let (engine, pooling) = build_engine(&limits)?;
-        spawn_epoch_ticker(&engine, limits.epoch_tick());
+        spawn_epoch_ticker(&engine, limits.epoch_tick())?;
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
         // Rust's std for wasm32-wasip2 imports wasi:cli/io/... even when
         // unused; they are linked against a context that grants nothing.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        v0_1::Harness::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        crate::bindings::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking bridle:harness/host")?;
 
@@ -171,7 +171,8 @@ fn build_engine(limits: &Limits) -> Result<(Engine, bool)> {
 
 /// An OS thread (not a tokio task) so ticks keep coming even when every
 /// worker is busy inside guest code. It ends when the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+/// Without it no call has a deadline: failing to start it fails the runtime.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> Result<()> {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new().name("bridle-wasm-epoch".into()).spawn(move || {
         loop {
@@ -182,7 +183,5 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
             }
         }
     });
-    if let Err(e) = spawned {
-        tracing::error!("could not start the wasm epoch ticker: {e}");
-    }
+    spawned.map(drop).context("starting the wasm epoch ticker thread (plugin call deadlines depend on it)")
 }

@@ -6,15 +6,20 @@ use std::path::Path;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::bindings::SUPPORTED_CONTRACT;
+use crate::bindings::{Contract, SUPPORTED_CONTRACTS};
 use crate::{HarnessError, HarnessInfo, HarnessRuntime, PluginSource};
 
 const ADAPTER_PREFIX: &str = "bridle:harness/adapter@";
 
-/// Find the `bridle:harness/adapter@X` export and accept it if X is 0.1.x.
+/// Find the `bridle:harness/adapter@X` export and accept it if X is a
+/// supported line (0.1.x, 0.2.x).
 /// Done on the component's type, before linking, so a plugin for another
 /// contract version gets a sentence instead of a type-mismatch dump.
-pub(crate) fn check_contract(engine: &Engine, component: &Component, plugin: &str) -> Result<String, HarnessError> {
+pub(crate) fn check_contract(
+    engine: &Engine,
+    component: &Component,
+    plugin: &str,
+) -> Result<(String, Contract), HarnessError> {
     let exports: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
     let Some(version) = exports.iter().find_map(|name| name.strip_prefix(ADAPTER_PREFIX)) else {
         return Err(HarnessError::NotAHarness {
@@ -22,21 +27,14 @@ pub(crate) fn check_contract(engine: &Engine, component: &Component, plugin: &st
             exports: if exports.is_empty() { "none".into() } else { exports.join(", ") },
         });
     };
-    if !is_supported(version) {
+    let Some(contract) = Contract::of(version) else {
         return Err(HarnessError::UnsupportedContract {
             plugin: plugin.to_string(),
             found: version.to_string(),
-            supported: format!("{SUPPORTED_CONTRACT}.x"),
+            supported: SUPPORTED_CONTRACTS.iter().map(|v| format!("{v}.x")).collect::<Vec<_>>().join(", "),
         });
-    }
-    Ok(version.to_string())
-}
-
-/// Semver for 0.x: the minor is the compatibility line (0.1.0 .. 0.1.n).
-fn is_supported(version: &str) -> bool {
-    let mut parts = version.split(['.', '-', '+']);
-    let (major, minor) = (parts.next(), parts.next());
-    format!("{}.{}", major.unwrap_or(""), minor.unwrap_or("")) == SUPPORTED_CONTRACT
+    };
+    Ok((version.to_string(), contract))
 }
 
 /// What a component file declares, for `bridle plugins inspect FILE`.
@@ -70,6 +68,7 @@ impl fmt::Display for PluginDescription {
             writeln!(f, "execution:   {}", execution_model(info))?;
             writeln!(f, "api shape:   {}", api_shape(info))?;
             writeln!(f, "description: {}", info.description)?;
+            writeln!(f, "model paths: {}", info.model_paths.join(", "))?;
         }
         writeln!(f, "exports:")?;
         for e in &self.exports {
@@ -153,15 +152,16 @@ impl HarnessRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::is_supported;
+    use super::Contract;
 
     #[test]
     fn contract_versions() {
-        assert!(is_supported("0.1.0"));
-        assert!(is_supported("0.1.7"));
-        assert!(is_supported("0.1.1-rc.1"));
-        assert!(!is_supported("0.2.0"));
-        assert!(!is_supported("1.1.0"));
-        assert!(!is_supported("0.10.0"));
+        assert_eq!(Contract::of("0.1.0"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.1.7"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.1.1-rc.1"), Some(Contract::V0_1));
+        assert_eq!(Contract::of("0.2.0"), Some(Contract::V0_2));
+        assert_eq!(Contract::of("0.3.0"), None);
+        assert_eq!(Contract::of("1.1.0"), None);
+        assert_eq!(Contract::of("0.10.0"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`).
+//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`
+//! and `@0.2.x`, side by side).
 //!
 //! A narrow core over wasmtime, after Spin's `spin-core`: one [`Engine`]
 //! (component model, pooling allocator with on-demand fallback, an epoch
@@ -12,7 +13,8 @@
 //! use bridle_harness::{HarnessConfig, HarnessRuntime};
 //! let runtime = HarnessRuntime::new(HarnessConfig::default())?; // the three builtins
 //! let claude = runtime.registry().get("claude")?;
-//! let mut session = claude.new_session(r#"{"session_id":"sesn_1", "llm": {"base_url":"http://gw","model":"m"}}"#).await?;
+//! let spec = bridle_harness::SessionSpec::from_json(r#"{"session_id":"sesn_1", "llm": {"base_url":"http://gw","model":"m"}}"#).unwrap();
+//! let mut session = claude.new_session(&spec).await?;
 //! let plan = session.launch().await?;
 //! let actions = session.on_output(r#"{"type":"system","subtype":"init"}"#).await?;
 //! # Ok(()) }
@@ -50,10 +52,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use bindings::SUPPORTED_CONTRACT;
+pub use bindings::SUPPORTED_CONTRACTS;
 pub use bridle_harness_sdk::{
-    Action, ApiShape, CredentialPlan, ExecutionModel, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    RetryReport, SessionSpec, SpecLlm,
+    Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
+    RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
 };
 pub use error::HarnessError;
 pub use inspect::{PluginDescription, inspect};
@@ -202,6 +204,7 @@ fn _assert_send_sync(runtime: &HarnessRuntime, plugin: &Plugin, session: &mut Pl
     let llm = LlmEndpoint::default();
     send(&plugin.check_endpoint(&llm));
     send(&plugin.credentials(&llm));
-    send(&plugin.new_session(""));
+    let spec = SessionSpec::default();
+    send(&plugin.new_session(&spec));
     send(&session.on_output(""));
 }

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
 
-use crate::bindings::{HostState, v0_1};
+use crate::bindings::{HostState, Instance, Pre};
 use crate::engine::RuntimeInner;
 use crate::{
-    Action, ApiShape, CredentialPlan, ExecutionModel, File, HarnessError, HarnessInfo, HeaderRule, LaunchPlan,
-    LlmEndpoint, PluginSource, RetryReport, SessionSpec,
+    Action, ApiShape, CredentialPlan, ExecutionModel, HarnessError, HarnessInfo, LaunchPlan, LlmEndpoint, PluginSource,
+    SessionSpec, ToolResult,
 };
-
-use v0_1::bridle::harness::types as wit;
 
 /// A harness plugin ready to serve sessions: compiled once, linked once
 /// (`HarnessPre`), instantiated per session.
@@ -23,7 +21,7 @@ pub struct Plugin {
     info: HarnessInfo,
     contract: String,
     sha256: String,
-    pre: v0_1::HarnessPre<HostState>,
+    pre: Pre,
     rt: Arc<RuntimeInner>,
 }
 
@@ -47,13 +45,13 @@ impl Plugin {
         component: &Component,
         sha256: String,
     ) -> Result<Plugin, HarnessError> {
-        let contract = crate::inspect::check_contract(&rt.engine, component, name)?;
+        let (contract, line) = crate::inspect::check_contract(&rt.engine, component, name)?;
         let load_err = |e: wasmtime::Error| HarnessError::Load { plugin: name.to_string(), message: format!("{e:#}") };
         let instance_pre = rt
             .linker
             .instantiate_pre(component)
             .map_err(|e| load_err(e.context("it imports something this host does not provide")))?;
-        let pre = v0_1::HarnessPre::new(instance_pre).map_err(load_err)?;
+        let pre = Pre::new(line, instance_pre).map_err(load_err)?;
         let mut plugin = Plugin {
             name: name.into(),
             source,
@@ -63,6 +61,7 @@ impl Plugin {
                 execution_model: ExecutionModel::AgentInSandbox,
                 api_shape: ApiShape::AnthropicMessages,
                 description: String::new(),
+                model_paths: Vec::new(),
             },
             contract,
             sha256,
@@ -88,7 +87,7 @@ impl Plugin {
         &self.source
     }
 
-    /// The contract version the component exports, e.g. `0.1.0`.
+    /// The contract version the component exports, e.g. `0.2.0`.
     pub fn contract_version(&self) -> &str {
         &self.contract
     }
@@ -101,41 +100,23 @@ impl Plugin {
     /// Does this endpoint fit the harness's API shape? A rejection is
     /// `HarnessError::Plugin` carrying the plugin's explanation.
     pub async fn check_endpoint(&self, llm: &LlmEndpoint) -> Result<(), HarnessError> {
-        let llm = to_wit_endpoint(llm);
-        let verdict = self
-            .oneshot("check_endpoint", async |store, h| {
-                h.bridle_harness_adapter().call_check_endpoint(store, &llm).await
-            })
-            .await?;
+        let verdict = self.oneshot("check_endpoint", async |store, h| h.check_endpoint(store, llm).await).await?;
         verdict.map_err(|message| HarnessError::Plugin { plugin: self.name.to_string(), message })
     }
 
     /// The credential plan for this endpoint.
     pub async fn credentials(&self, llm: &LlmEndpoint) -> Result<CredentialPlan, HarnessError> {
-        let llm = to_wit_endpoint(llm);
-        let plan = self
-            .oneshot("credentials", async |store, h| h.bridle_harness_adapter().call_credentials(store, &llm).await)
-            .await?;
-        Ok(CredentialPlan {
-            env: plan.env,
-            inject: plan
-                .inject
-                .into_iter()
-                .map(|r| HeaderRule { header: r.header, value_template: r.value_template })
-                .collect(),
-        })
+        self.oneshot("credentials", async |store, h| h.credentials(store, llm).await).await
     }
 
     /// A fresh instance (own `Store`, memory cap, deadlines) for one session
-    /// run. `spec_json` is the session spec (see [`SessionSpec`]).
-    pub async fn new_session(&self, spec_json: &str) -> Result<PluginSession, HarnessError> {
-        let session_id: Option<Arc<str>> = serde_json::from_str::<serde_json::Value>(spec_json)
-            .ok()
-            .and_then(|v| v.get("session_id")?.as_str().map(Arc::from));
+    /// run.
+    pub async fn new_session(&self, spec: &SessionSpec) -> Result<PluginSession, HarnessError> {
+        let session_id: Option<Arc<str>> = Some(Arc::from(spec.session_id.as_str()));
         let mut store = self.rt.new_store(self.name.clone(), session_id.clone());
         let harness = self
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
         let mut session = PluginSession {
@@ -147,49 +128,21 @@ impl Plugin {
             poisoned: None,
             rt: self.rt.clone(),
         };
-        let spec = spec_json.to_string();
-        let resource = session
-            .call("new_session", async |store, h| {
-                h.bridle_harness_adapter().session().call_constructor(store, &spec).await
-            })
-            .await?;
+        let resource = session.call("new_session", async |store, h| h.new_session(store, spec).await).await?;
         session.resource = Some(resource);
         Ok(session)
-    }
-
-    /// [`Plugin::new_session`] from a typed spec.
-    pub async fn new_session_with(&self, spec: &SessionSpec) -> Result<PluginSession, HarnessError> {
-        let json = serde_json::to_string(spec).expect("a SessionSpec always serializes");
-        self.new_session(&json).await
     }
 
     /// Benchmark hook: a `Store` plus `instantiate_pre`, nothing else.
     #[doc(hidden)]
     pub async fn bench_instantiate(&self) -> Result<(), HarnessError> {
         let mut store = self.rt.new_store(self.name.clone(), None);
-        self.pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
+        self.pre.instantiate(&mut store).await.map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
         Ok(())
     }
 
     async fn call_info(&self) -> Result<HarnessInfo, HarnessError> {
-        let info = self.oneshot("info", async |store, h| h.bridle_harness_adapter().call_info(store).await).await?;
-        Ok(HarnessInfo {
-            name: info.name,
-            version: info.version,
-            execution_model: match info.execution_model {
-                wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
-                wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
-            },
-            api_shape: match info.api_shape {
-                wit::ApiShape::AnthropicMessages => ApiShape::AnthropicMessages,
-                wit::ApiShape::OpenaiCompatible => ApiShape::OpenaiCompatible,
-                wit::ApiShape::OpenaiResponses => ApiShape::OpenaiResponses,
-            },
-            description: info.description,
-        })
+        self.oneshot("info", async |store, h| h.info(store).await).await
     }
 
     /// Plugin-level calls get a throwaway instance: the contract makes them
@@ -197,13 +150,13 @@ impl Plugin {
     async fn oneshot<R>(
         &self,
         what: &'static str,
-        f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, HarnessError> {
         let started = std::time::Instant::now();
         let mut store = self.rt.new_store(self.name.clone(), None);
         let harness = self
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| classify_instantiate(&self.name, &self.rt, &store, e))?;
         let result = f(&mut store, &harness).await.map_err(|e| classify(&self.name, &self.rt, &store, e));
@@ -221,7 +174,7 @@ pub struct PluginSession {
     plugin: Arc<str>,
     session_id: Option<Arc<str>>,
     store: Store<HostState>,
-    harness: v0_1::Harness,
+    harness: Instance,
     resource: Option<ResourceAny>,
     poisoned: Option<String>,
     rt: Arc<RuntimeInner>,
@@ -245,58 +198,36 @@ impl PluginSession {
     /// How to start the runtime.
     pub async fn launch(&mut self) -> Result<LaunchPlan, HarnessError> {
         let res = self.resource()?;
-        let plan = self
-            .call("launch", async |store, h| h.bridle_harness_adapter().session().call_launch(store, res).await)
-            .await?;
-        let plan = self.guest_result(plan)?;
-        Ok(LaunchPlan {
-            argv: plan.argv,
-            env: plan.env,
-            files: plan.files.into_iter().map(|f| File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
-            cwd: plan.cwd,
-        })
+        let plan = self.call("launch", async |store, h| h.launch(store, res).await).await?;
+        self.guest_result(plan)
     }
 
     /// A user event as JSON (with its `id`).
     pub async fn on_input(&mut self, event_json: &str) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
-        let out = self
-            .call("on_input", async |store, h| {
-                h.bridle_harness_adapter().session().call_on_input(store, res, event_json).await
-            })
-            .await?;
-        self.guest_result(out).map(actions)
+        let out = self.call("on_input", async |store, h| h.on_input(store, res, event_json).await).await?;
+        self.guest_result(out)
     }
 
     /// One runtime stdout line, without the newline.
     pub async fn on_output(&mut self, line: &str) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
-        let out = self
-            .call("on_output", async |store, h| {
-                h.bridle_harness_adapter().session().call_on_output(store, res, line).await
-            })
-            .await?;
-        self.guest_result(out).map(actions)
+        let out = self.call("on_output", async |store, h| h.on_output(store, res, line).await).await?;
+        self.guest_result(out)
     }
 
-    /// Sandbox-as-tool: the result of a `tool-call` action, as JSON.
-    pub async fn on_tool_result(&mut self, result_json: &str) -> Result<Vec<Action>, HarnessError> {
+    /// Sandbox-as-tool: the result of a `tool-call` action.
+    pub async fn on_tool_result(&mut self, result: &ToolResult) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
-        let out = self
-            .call("on_tool_result", async |store, h| {
-                h.bridle_harness_adapter().session().call_on_tool_result(store, res, result_json).await
-            })
-            .await?;
-        self.guest_result(out).map(actions)
+        let out = self.call("on_tool_result", async |store, h| h.on_tool_result(store, res, result).await).await?;
+        self.guest_result(out)
     }
 
     /// The runtime exited (`None`: killed by a signal).
     pub async fn on_exit(&mut self, code: Option<i32>) -> Result<Vec<Action>, HarnessError> {
         let res = self.resource()?;
-        let out = self
-            .call("on_exit", async |store, h| h.bridle_harness_adapter().session().call_on_exit(store, res, code).await)
-            .await?;
-        Ok(actions(out))
+        let out = self.call("on_exit", async |store, h| h.on_exit(store, res, code).await).await?;
+        self.guest_result(out)
     }
 
     fn resource(&self) -> Result<ResourceAny, HarnessError> {
@@ -318,7 +249,7 @@ impl PluginSession {
     async fn call<R>(
         &mut self,
         what: &'static str,
-        f: impl AsyncFnOnce(&mut Store<HostState>, &v0_1::Harness) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, HarnessError> {
         if let Some(cause) = &self.poisoned {
             return Err(HarnessError::Poisoned { plugin: self.plugin.to_string(), cause: cause.clone() });
@@ -378,29 +309,4 @@ fn classify_instantiate(plugin: &str, rt: &RuntimeInner, store: &Store<HostState
         return classify(plugin, rt, store, e);
     }
     HarnessError::Instantiate { plugin: plugin.to_string(), message: format!("{e:#}") }
-}
-
-fn to_wit_endpoint(llm: &LlmEndpoint) -> wit::LlmEndpoint {
-    wit::LlmEndpoint { base_url: llm.base_url.clone(), model: llm.model.clone() }
-}
-
-fn actions(list: Vec<wit::Action>) -> Vec<Action> {
-    list.into_iter()
-        .map(|a| match a {
-            wit::Action::Emit(s) => Action::Emit(s),
-            wit::Action::Write(b) => Action::Write(b),
-            wit::Action::Retrying(r) => Action::Retrying(RetryReport {
-                error_type: r.error_type,
-                message: r.message,
-                attempt: r.attempt,
-                max_attempts: r.max_attempts,
-                delay_ms: r.delay_ms,
-            }),
-            wit::Action::Resumed => Action::Resumed,
-            wit::Action::ToolCall(s) => Action::ToolCall(s),
-            wit::Action::Checkpoint(s) => Action::Checkpoint(s),
-            wit::Action::TurnEnded(s) => Action::TurnEnded(s),
-            wit::Action::Failed(s) => Action::Failed(s),
-        })
-        .collect()
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use bridle_harness::{HarnessError, PluginSource};
-use support::{SPEC, fixtures, runtime};
+use support::{fixtures, runtime, spec};
 
 fn faulty_runtime() -> bridle_harness::HarnessRuntime {
     runtime(&[("faulty", PluginSource::Path(fixtures().faulty.clone()))])
@@ -15,8 +15,8 @@ fn faulty_runtime() -> bridle_harness::HarnessRuntime {
 async fn fault_then_recover(line: &str) -> HarnessError {
     let rt = faulty_runtime();
     let plugin = rt.plugin("faulty").unwrap();
-    let mut bystander = plugin.new_session(SPEC).await.unwrap();
-    let mut session = plugin.new_session(SPEC).await.unwrap();
+    let mut bystander = plugin.new_session(&spec()).await.unwrap();
+    let mut session = plugin.new_session(&spec()).await.unwrap();
     let err = session.on_output(line).await.unwrap_err();
     assert!(err.is_fault(), "{err:?}");
     assert_eq!(err.plugin(), Some("faulty"));
@@ -31,7 +31,7 @@ async fn fault_then_recover(line: &str) -> HarnessError {
     assert_eq!(actions.len(), 1);
 
     // ...and a new session works.
-    let mut fresh = plugin.new_session(SPEC).await.unwrap();
+    let mut fresh = plugin.new_session(&spec()).await.unwrap();
     assert_eq!(fresh.launch().await.unwrap().argv, vec!["faulty"]);
     assert_eq!(fresh.on_output("hello").await.unwrap().len(), 1);
     err
@@ -74,7 +74,7 @@ async fn a_looping_plugin_does_not_block_other_tasks() {
     // guest yields at every epoch tick.
     let rt = faulty_runtime();
     let plugin = rt.plugin("faulty").unwrap();
-    let mut looping = plugin.new_session(SPEC).await.unwrap();
+    let mut looping = plugin.new_session(&spec()).await.unwrap();
     let ticker = tokio::spawn(async {
         let mut n = 0;
         for _ in 0..5 {
@@ -92,7 +92,7 @@ async fn a_looping_plugin_does_not_block_other_tasks() {
 async fn plugin_errors_are_not_faults() {
     let rt = faulty_runtime();
     let plugin = rt.plugin("faulty").unwrap();
-    let mut session = plugin.new_session(SPEC).await.unwrap();
+    let mut session = plugin.new_session(&spec()).await.unwrap();
     let err = session.on_output("error").await.unwrap_err();
     assert_eq!(err, HarnessError::Plugin { plugin: "faulty".into(), message: "fixture returned an error".into() });
     assert!(!err.is_fault());
@@ -125,7 +125,7 @@ async fn a_new_instance_starts_with_clean_memory() {
         other => panic!("expected one event, got {other:?}"),
     };
     for _ in 0..3 {
-        let mut session = plugin.new_session(SPEC).await.unwrap();
+        let mut session = plugin.new_session(&spec()).await.unwrap();
         for n in 1..=3 {
             let text = count(session.on_output("count").await.unwrap());
             assert!(text.contains(&format!("\"text\":\"{n}\"")), "{text}");
@@ -139,11 +139,11 @@ async fn a_new_instance_starts_with_clean_memory() {
 fn wrong_contract_version_is_refused_with_a_clear_message() {
     let rt = runtime(&[("future", PluginSource::Path(fixtures().wrong_version.clone()))]);
     let err = rt.plugin("future").unwrap_err();
-    assert_eq!(err.to_string(), "plugin future was built for bridle:harness@0.2.0; this host supports 0.1.x");
+    assert_eq!(err.to_string(), "plugin future was built for bridle:harness@0.9.0; this host supports 0.1.x, 0.2.x");
     assert!(matches!(err, HarnessError::UnsupportedContract { .. }));
 
     let description = bridle_harness::inspect(&fixtures().wrong_version).unwrap();
-    assert_eq!(description.contract_version.as_deref(), Some("0.2.0"));
+    assert_eq!(description.contract_version.as_deref(), Some("0.9.0"));
     assert!(description.error.is_some());
     assert!(description.to_string().contains("NOT LOADABLE"));
 }
@@ -189,7 +189,7 @@ fn plugin_log_lines_reach_tracing_with_plugin_and_session() {
         let rt = faulty_runtime();
         let plugin = rt.plugin("faulty").unwrap();
         futures_lite_block_on(async {
-            let mut session = plugin.new_session(SPEC).await.unwrap();
+            let mut session = plugin.new_session(&spec()).await.unwrap();
             assert!(session.on_output("log").await.unwrap().is_empty());
         });
     });
@@ -210,7 +210,7 @@ fn calls_and_faults_are_recorded_as_metrics() {
     let plugin = rt.plugin("faulty").unwrap();
     metrics::with_local_recorder(&recorder, || {
         futures_lite_block_on(async {
-            let mut session = plugin.new_session(SPEC).await.unwrap();
+            let mut session = plugin.new_session(&spec()).await.unwrap();
             session.on_output("hello").await.unwrap();
             session.on_output("hello").await.unwrap();
             assert!(matches!(session.on_output("trap").await, Err(HarnessError::Trap { .. })));

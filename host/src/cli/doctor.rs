@@ -282,7 +282,11 @@ async fn plugins(config: &Config) -> Vec<Check> {
     for e in runtime.registry().entries() {
         let name = format!("plugin {}", e.engine);
         match &e.plugin {
-            Ok(p) if p.contract_version().starts_with(&format!("{}.", bridle_harness::SUPPORTED_CONTRACT)) => {
+            Ok(p)
+                if bridle_harness::SUPPORTED_CONTRACTS
+                    .iter()
+                    .any(|v| p.contract_version().starts_with(&format!("{v}."))) =>
+            {
                 let info = p.info();
                 checks.push(Check::ok(
                     name,
@@ -299,7 +303,10 @@ async fn plugins(config: &Config) -> Vec<Check> {
             Ok(p) => checks.push(Check::fail(
                 name,
                 format!("{} declares contract {}", e.source, p.contract_version()),
-                format!("rebuild the plugin against bridle:harness@{}.x", bridle_harness::SUPPORTED_CONTRACT),
+                format!(
+                    "rebuild the plugin against bridle:harness@{}.x",
+                    bridle_harness::SUPPORTED_CONTRACTS.join(".x or @")
+                ),
             )),
             Err(err) => {
                 let fix = match &e.source {

@@ -13,7 +13,6 @@
 //! waiting" 400, and the next message resumes the runtime as usual.
 
 use anyhow::Context;
-use serde_json::Value;
 
 use bridle_harness::Action;
 
@@ -39,12 +38,8 @@ pub(crate) fn lost_calls_message(ids: &[String], cause: &str) -> String {
 /// plugin reports for that exit.
 pub(crate) fn name_lost_calls(actions: &mut [Action], ids: &[String]) {
     for action in actions {
-        if let Action::Failed(err) = action
-            && let Ok(mut v) = serde_json::from_str::<Value>(err)
-        {
-            let cause = v.get("message").and_then(Value::as_str).unwrap_or("the agent runtime exited").to_owned();
-            v["message"] = Value::String(lost_calls_message(ids, &cause));
-            *err = v.to_string();
+        if let Action::Failed(failure) = action {
+            failure.message = lost_calls_message(ids, &failure.message);
         }
     }
 }
@@ -60,6 +55,7 @@ pub(crate) fn undelivered_answer_message(kind: &str, target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bridle_harness::RetryStatus;
     use serde_json::json;
 
     #[test]
@@ -82,12 +78,10 @@ mod tests {
 
     #[test]
     fn exit_failures_name_the_lost_calls() {
-        let failed = json!({"type": "unknown_error", "message": "codex exited on a signal", "retry_status": {"type": "exhausted"}});
-        let mut actions = vec![Action::Failed(failed.to_string())];
+        let mut actions = vec![Action::failed("unknown_error", "codex exited on a signal", RetryStatus::Exhausted)];
         name_lost_calls(&mut actions, &["sevt_a".into()]);
-        let Action::Failed(err) = &actions[0] else { panic!("not a failure") };
-        let v: Value = serde_json::from_str(err).unwrap();
-        assert!(v["message"].as_str().unwrap().starts_with("codex exited on a signal; tool call `sevt_a`"));
-        assert_eq!(v["retry_status"]["type"], "exhausted");
+        let Action::Failed(failure) = &actions[0] else { panic!("not a failure") };
+        assert!(failure.message.starts_with("codex exited on a signal; tool call `sevt_a`"));
+        assert_eq!(failure.retry, RetryStatus::Exhausted);
     }
 }

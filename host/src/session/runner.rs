@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bridle_harness::{Action, ApiShape, ExecutionModel, HarnessError, LlmEndpoint, PluginSession};
+use bridle_harness::{
+    Action, ApiShape, ExecutionModel, HarnessError, LlmEndpoint, PluginSession, RetryStatus, SessionSpec, SpecLlm,
+    ToolCall, ToolResult,
+};
 use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
 use bridle_sandbox::{BoxedWrite, ExecControl, ExecRequest, ExitStatus, Sandbox, SandboxSpec};
 use serde_json::{Map, Value, json};
@@ -530,7 +533,7 @@ impl Runner {
                     self.line_read_at = None;
                     let result = self.run_tool(&call).await;
                     if let Some(rt) = self.rt.as_mut() {
-                        match rt.plugin.on_tool_result(&result.to_string()).await {
+                        match rt.plugin.on_tool_result(&result).await {
                             Ok(more) => work.extend(more),
                             Err(e) => return Box::pin(self.after_plugin_call(Err(e))).await,
                         }
@@ -544,19 +547,17 @@ impl Runner {
                     self.resume_unsaved = true;
                 }
                 Action::TurnEnded(stop) => {
-                    let stop: Value = serde_json::from_str(&stop).unwrap_or_else(|_| json!({"type": "end_turn"}));
+                    let stop = serde_json::to_value(stop).context("serializing a stop reason")?;
                     self.save_resume().await?;
                     self.apply_fact(Fact::TurnEnded(stop)).await?;
                     self.turn_over();
                     self.next_queued().await?;
                 }
-                Action::Failed(err) => {
-                    let err: Value = serde_json::from_str(&err).unwrap_or(Value::Null);
-                    let error_type = err.get("type").and_then(Value::as_str).unwrap_or("unknown_error").to_owned();
-                    let message = err.get("message").and_then(Value::as_str).unwrap_or("the agent runtime failed");
-                    let terminal = err.pointer("/retry_status/type").and_then(Value::as_str) == Some("terminal");
+                Action::Failed(failure) => {
+                    let terminal = failure.retry == RetryStatus::Terminal;
                     self.save_resume().await?;
-                    self.apply_fact(Fact::Failed { error_type, message: message.to_owned(), terminal }).await?;
+                    let (error_type, message) = (failure.error_type, failure.message);
+                    self.apply_fact(Fact::Failed { error_type, message, terminal }).await?;
                     self.turn_over();
                     if terminal {
                         self.shutdown_runtime("terminal failure").await;
@@ -844,15 +845,15 @@ impl Runner {
         });
         spec.env = plan.env.clone();
         let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
-        let spec_json = json!({
-            "session_id": self.id,
-            "agent": self.agent,
-            "workspace": sandbox.workspace_inside(),
-            "resume": self.state.resume,
-            "llm": {"base_url": sandbox.llm_base_url_inside(), "upstream_base_url": upstream, "model": model},
-            "resident": false,
-        });
-        match self.launch(&plugin, sandbox.clone(), &spec_json.to_string()).await {
+        let session_spec = SessionSpec {
+            session_id: self.id.clone(),
+            agent: self.agent.clone(),
+            workspace: sandbox.workspace_inside().to_string(),
+            resume: self.state.resume.clone(),
+            llm: SpecLlm { base_url: sandbox.llm_base_url_inside(), upstream_base_url: Some(upstream), model },
+            resident: false,
+        };
+        match self.launch(&plugin, sandbox.clone(), &session_spec).await {
             Ok(rt) => {
                 self.rt = Some(rt);
                 Ok(())
@@ -873,16 +874,15 @@ impl Runner {
         upstream: String,
         model: String,
     ) -> Result<Runtime, StartError> {
-        let spec_json = json!({
-            "session_id": self.id,
-            "agent": self.agent,
-            "workspace": "/workspace",
-            "resume": self.state.resume,
-            "llm": {"base_url": upstream, "upstream_base_url": upstream, "model": model},
-            "resident": true,
-        });
-        let mut session =
-            plugin.new_session(&spec_json.to_string()).await.map_err(|e| StartError::new(e.to_string()))?;
+        let session_spec = SessionSpec {
+            session_id: self.id.clone(),
+            agent: self.agent.clone(),
+            workspace: "/workspace".into(),
+            resume: self.state.resume.clone(),
+            llm: SpecLlm { base_url: upstream.clone(), upstream_base_url: Some(upstream), model },
+            resident: true,
+        };
+        let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         let mut argv = plan.argv.clone();
         let Some(program) = argv.first().cloned() else {
@@ -914,9 +914,9 @@ impl Runner {
         &mut self,
         plugin: &bridle_harness::Plugin,
         sandbox: Arc<dyn Sandbox>,
-        spec_json: &str,
+        spec: &SessionSpec,
     ) -> Result<Runtime, StartError> {
-        let mut session = plugin.new_session(spec_json).await.map_err(|e| StartError::new(e.to_string()))?;
+        let mut session = plugin.new_session(spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         for f in &plan.files {
             write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;
@@ -983,17 +983,15 @@ impl Runner {
 
     /// Sandbox-as-tool: run one tool call in the session's sandbox (claimed
     /// on the first call). Returns the result JSON for the plugin.
-    async fn run_tool(&mut self, call: &str) -> Value {
-        let call: Value = serde_json::from_str(call).unwrap_or(Value::Null);
-        let id = call.get("id").cloned().unwrap_or(Value::Null);
+    async fn run_tool(&mut self, call: &ToolCall) -> ToolResult {
+        let id = call.id.clone();
         let Some(Runtime { io: Io::Resident { tools, .. }, .. }) = self.rt.as_mut() else {
-            return json!({"id": id, "content": "this harness has no sandbox tools", "is_error": true, "exit_code": null});
+            let content = "this harness has no sandbox tools".into();
+            return ToolResult { id, content, is_error: true, exit_code: None };
         };
-        let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
-        let input = call.get("input").cloned().unwrap_or_else(|| json!({}));
-        tracing::debug!(tool = name, "running a tool call in the sandbox");
-        let r = tools.call(name, &input).await;
-        json!({"id": id, "content": r.content, "is_error": r.is_error, "exit_code": r.exit_code})
+        tracing::debug!(tool = %call.name, "running a tool call in the sandbox");
+        let r = tools.call(&call.name, &call.input).await;
+        ToolResult { id, content: r.content, is_error: r.is_error, exit_code: r.exit_code }
     }
 
     /// Stop the runtime process and its sandbox (the workspace stays).

@@ -75,6 +75,7 @@ impl Harness for Claude {
             execution_model: ExecutionModel::AgentInSandbox,
             api_shape: ApiShape::AnthropicMessages,
             description: "Claude Code (stream-json, as driven by the Claude Agent SDK)".into(),
+            model_paths: ApiShape::AnthropicMessages.default_model_paths(),
         }
     }
 

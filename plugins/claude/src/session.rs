@@ -3,7 +3,10 @@
 
 use crate::custom::{self, CustomServer};
 use crate::policy::{Perm, TOOLSET, ToolPolicy, toolset_name};
-use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
+use bridle_harness_sdk::progress::{Progress, exit_failure};
+use bridle_harness_sdk::{
+    Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
+};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
@@ -64,7 +67,7 @@ pub struct ClaudeSession {
     permissions: HashMap<String, PendingPermission>,
     span: Option<Span>,
     /// A retry was reported and no progress seen since.
-    retrying: bool,
+    retry: Progress,
     /// The message whose streamed span already closed (its `assistant`
     /// lines may still follow).
     closed_message: Option<String>,
@@ -81,14 +84,6 @@ const USAGE_KEYS: [&str; 4] =
     ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"];
 
 impl ClaudeSession {
-    fn model(&self) -> String {
-        if !self.spec.llm.model.is_empty() {
-            return self.spec.llm.model.clone();
-        }
-        let m = &self.spec.agent["model"];
-        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
-    }
-
     fn state_dir(&self) -> String {
         format!("{}/.bridle/claude", self.spec.workspace.trim_end_matches('/'))
     }
@@ -132,10 +127,7 @@ impl ClaudeSession {
 
     /// The first progress after a retry report.
     fn progress(&mut self, out: &mut Vec<Action>) {
-        if self.retrying {
-            self.retrying = false;
-            out.push(Action::Resumed);
-        }
+        self.retry.progress(out);
     }
 
     /// Emit a held tool use with the given permission.
@@ -426,7 +418,7 @@ impl ClaudeSession {
         }
         self.close_span(is_error && !self.interrupting, out);
         self.release_all_held(out);
-        self.retrying = false;
+        self.retry.reset();
         let interrupted = std::mem::take(&mut self.interrupting);
         let api_error = self.api_error.take();
         self.turn_active = false;
@@ -456,7 +448,11 @@ impl ClaudeSession {
                 || matches!(kind.as_str(), "authentication_failed" | "oauth_org_not_allowed" | "account_on_hold");
             // Exhausted (the turn is dead, the session lives) unless the
             // credentials themselves are refused.
-            out.push(Action::failed(error_type, &message, if terminal { "terminal" } else { "exhausted" }));
+            out.push(Action::failed(
+                error_type,
+                &message,
+                if terminal { RetryStatus::Terminal } else { RetryStatus::Exhausted },
+            ));
             return;
         }
         // Not an API error: max turns, budget, execution error.
@@ -470,7 +466,7 @@ impl ClaudeSession {
         } else {
             format!("Claude Code ended the turn with `{subtype}`")
         };
-        out.push(Action::failed("unknown_error", &message, "exhausted"));
+        out.push(Action::failed("unknown_error", &message, RetryStatus::Exhausted));
     }
 
     fn on_system(&mut self, v: &Value, out: &mut Vec<Action>) {
@@ -507,8 +503,7 @@ impl ClaudeSession {
                 if let Some(d) = delay {
                     message.push_str(&format!(" in {d} ms"));
                 }
-                self.retrying = true;
-                out.push(Action::Retrying(RetryReport {
+                out.push(self.retry.retrying(RetryReport {
                     error_type: classify(status, &kind).to_string(),
                     message,
                     attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
@@ -645,7 +640,7 @@ impl HarnessSession for ClaudeSession {
             held: Vec::new(),
             permissions: HashMap::new(),
             span: None,
-            retrying: false,
+            retry: Progress::default(),
             closed_message: None,
             api_error: None,
             turn_active: false,
@@ -656,7 +651,7 @@ impl HarnessSession for ClaudeSession {
     }
 
     fn launch(&mut self) -> Result<LaunchPlan, String> {
-        let model = self.model();
+        let model = self.spec.model_id();
         if model.is_empty() {
             return Err("the agent has no model id".into());
         }
@@ -852,20 +847,12 @@ impl HarnessSession for ClaudeSession {
         self.release_all_held(&mut out);
         self.permissions.clear();
         self.custom.forget_all();
-        self.retrying = false;
+        self.retry.reset();
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());
             return out;
         }
-        let how = match code {
-            Some(c) => format!("with code {c}"),
-            None => "on a signal".to_string(),
-        };
-        out.push(Action::failed(
-            "unknown_error",
-            &format!("Claude Code exited {how} before the turn finished"),
-            "exhausted",
-        ));
+        out.push(exit_failure("Claude Code", code, "before the turn finished"));
         out
     }
 }

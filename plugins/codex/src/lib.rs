@@ -64,7 +64,6 @@
 
 mod custom;
 mod endpoint;
-mod policy;
 mod session;
 
 pub use endpoint::{ConfigToml, MINIMAX, OPENAI, Provider, is_minimax, parse_url, toml_str};
@@ -85,6 +84,7 @@ impl Harness for Codex {
             execution_model: ExecutionModel::AgentInSandbox,
             api_shape: ApiShape::OpenaiResponses,
             description: "OpenAI Codex (codex app-server, JSON-RPC over stdio)".into(),
+            model_paths: ApiShape::OpenaiResponses.default_model_paths(),
         }
     }
 

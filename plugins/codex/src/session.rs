@@ -3,9 +3,10 @@
 
 use crate::custom::DynamicTools;
 use crate::endpoint::{ConfigToml, Provider, provider_for};
-use crate::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::{
-    Action, File, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id,
+    Action, File, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -76,19 +77,11 @@ pub struct CodexSession {
     approvals: HashMap<String, Approval>,
     thinking_items: Vec<String>,
     span: Option<String>,
-    retrying: bool,
+    retry: Progress,
     last_error: Option<Value>,
 }
 
 impl CodexSession {
-    fn model(&self) -> String {
-        if !self.spec.llm.model.is_empty() {
-            return self.spec.llm.model.clone();
-        }
-        let m = &self.spec.agent["model"];
-        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
-    }
-
     fn codex_home(&self) -> String {
         format!("{}/.bridle/codex", self.spec.workspace.trim_end_matches('/'))
     }
@@ -110,7 +103,7 @@ impl CodexSession {
     fn thread_params(&self) -> Value {
         let mut p = json!({
             "cwd": self.spec.workspace,
-            "model": self.model(),
+            "model": self.spec.model_id(),
             "modelProvider": self.provider.id,
             "approvalPolicy": self.approval_policy(),
             "sandbox": "danger-full-access",
@@ -162,10 +155,7 @@ impl CodexSession {
     }
 
     fn progress(&mut self, out: &mut Vec<Action>) {
-        if self.retrying {
-            self.retrying = false;
-            out.push(Action::Resumed);
-        }
+        self.retry.progress(out);
     }
 
     fn open_span(&mut self, out: &mut Vec<Action>) {
@@ -398,10 +388,9 @@ impl CodexSession {
             } else {
                 format!("codex is retrying: {message} ({detail})")
             };
-            self.retrying = true;
             // The failed attempt was a model request of its own.
             self.close_span(true, None, out);
-            out.push(Action::Retrying(RetryReport {
+            out.push(self.retry.retrying(RetryReport {
                 error_type: classify(error).to_string(),
                 message: text,
                 attempt: attempt.unwrap_or(1),
@@ -417,7 +406,7 @@ impl CodexSession {
         let status = turn["status"].as_str().unwrap_or("completed");
         self.close_span(status == "failed", None, out);
         self.release_all_held(out);
-        self.retrying = false;
+        self.retry.reset();
         self.turn_active = false;
         self.turn_id = None;
         self.approvals.clear();
@@ -525,7 +514,11 @@ impl CodexSession {
             (Req::TurnStart, Some(_)) => {
                 self.turn_active = false;
                 self.interrupting = false;
-                out.push(Action::failed("unknown_error", &format!("codex refused the turn: {message}"), "exhausted"));
+                out.push(Action::failed(
+                    "unknown_error",
+                    &format!("codex refused the turn: {message}"),
+                    RetryStatus::Exhausted,
+                ));
                 self.pump(out);
             }
             (Req::TurnStart, None) => {
@@ -548,7 +541,7 @@ impl CodexSession {
         self.phase = Phase::Fresh;
         self.queue.clear();
         if std::mem::take(&mut self.turn_active) {
-            out.push(Action::failed("unknown_error", message, "exhausted"));
+            out.push(Action::failed("unknown_error", message, RetryStatus::Exhausted));
         } else {
             log(LogLevel::Error, message);
         }
@@ -729,10 +722,10 @@ fn failure(error: &Value) -> Action {
     // Retrying with credentials the provider refused cannot succeed.
     let refused = name == "unauthorized" || matches!(http_status(error), Some(401 | 403));
     let (error_type, retry) = match name {
-        _ if refused => ("model_request_failed_error", "terminal"),
-        "sandboxError" => ("unknown_error", "exhausted"),
-        _ if error.is_null() => ("unknown_error", "exhausted"),
-        _ => (classify(error), "exhausted"),
+        _ if refused => ("model_request_failed_error", RetryStatus::Terminal),
+        "sandboxError" => ("unknown_error", RetryStatus::Exhausted),
+        _ if error.is_null() => ("unknown_error", RetryStatus::Exhausted),
+        _ => (classify(error), RetryStatus::Exhausted),
     };
     Action::failed(error_type, &message, retry)
 }
@@ -861,13 +854,13 @@ impl HarnessSession for CodexSession {
             approvals: HashMap::new(),
             thinking_items: Vec::new(),
             span: None,
-            retrying: false,
+            retry: Progress::default(),
             last_error: None,
         }
     }
 
     fn launch(&mut self) -> Result<LaunchPlan, String> {
-        let model = self.model();
+        let model = self.spec.model_id();
         if model.is_empty() {
             return Err("the agent has no model id".into());
         }
@@ -970,20 +963,12 @@ impl HarnessSession for CodexSession {
         }
         self.close_span(true, None, &mut out);
         self.release_all_held(&mut out);
-        self.retrying = false;
+        self.retry.reset();
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());
             return out;
         }
-        let how = match code {
-            Some(c) => format!("with code {c}"),
-            None => "on a signal".to_string(),
-        };
-        out.push(Action::failed(
-            "unknown_error",
-            &format!("codex app-server exited {how} before the turn finished"),
-            "exhausted",
-        ));
+        out.push(exit_failure("codex app-server", code, "before the turn finished"));
         out
     }
 }
@@ -1021,15 +1006,15 @@ mod tests {
     #[test]
     fn refused_credentials_are_terminal() {
         let retry = |v: Value| match failure(&v) {
-            Action::Failed(j) => serde_json::from_str::<Value>(&j).unwrap()["retry_status"]["type"].clone(),
+            Action::Failed(f) => f.retry,
             other => panic!("expected failed, got {other:?}"),
         };
         let refused =
             json!({"message": "401", "codexErrorInfo": {"responseStreamConnectionFailed": {"httpStatusCode": 401}}});
-        assert_eq!(retry(refused), "terminal");
-        assert_eq!(retry(json!({"message": "x", "codexErrorInfo": "unauthorized"})), "terminal");
+        assert_eq!(retry(refused), RetryStatus::Terminal);
+        assert_eq!(retry(json!({"message": "x", "codexErrorInfo": "unauthorized"})), RetryStatus::Terminal);
         let busy =
             json!({"message": "500", "codexErrorInfo": {"responseTooManyFailedAttempts": {"httpStatusCode": 500}}});
-        assert_eq!(retry(busy), "exhausted");
+        assert_eq!(retry(busy), RetryStatus::Exhausted);
     }
 }

@@ -87,6 +87,7 @@ impl Golden {
                     if r.get("id").is_none() {
                         r["id"] = json!(last_call.clone().unwrap_or_default());
                     }
+                    let r: crate::ToolResult = serde_json::from_value(r).expect("tool_result step is a tool result");
                     ("tool result".to_string(), session.on_tool_result(r))
                 }
                 Step::Exit(code) => (format!("exit {code:?}"), Ok(session.on_exit(code))),
@@ -94,8 +95,7 @@ impl Golden {
             if let Ok(actions) = &result {
                 for a in actions {
                     if let Action::ToolCall(call) = a {
-                        let v: Value = serde_json::from_str(call).unwrap_or(Value::Null);
-                        last_call = v["id"].as_str().map(str::to_string);
+                        last_call = Some(call.id.clone());
                     }
                 }
             }

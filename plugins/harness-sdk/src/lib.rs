@@ -1,8 +1,8 @@
 //! # Writing a Bridle harness plugin
 //!
 //! A harness plugin teaches Bridle one agent runtime's native protocol. It is
-//! a WebAssembly component exporting `bridle:harness/adapter@0.1.0` (the
-//! contract lives in `wit/harness.wit` at the repository root). This crate
+//! a WebAssembly component exporting `bridle:harness/adapter@0.2.0` (the
+//! contract lives in `wit/0.2.0/harness.wit` at the repository root). This crate
 //! hides the component plumbing: you write plain Rust against two traits, and
 //! the same code runs natively (for golden tests and benchmarks) and inside
 //! the host as a component.
@@ -27,6 +27,7 @@
 //!             execution_model: ExecutionModel::AgentInSandbox,
 //!             api_shape: ApiShape::AnthropicMessages,
 //!             description: "echoes user messages".into(),
+//!             model_paths: ApiShape::AnthropicMessages.default_model_paths(),
 //!         }
 //!     }
 //!     fn check_endpoint(_llm: &LlmEndpoint) -> Result<(), String> { Ok(()) }
@@ -118,19 +119,20 @@ pub mod custom;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
 pub mod policy;
+pub mod progress;
 mod types;
 pub mod url;
 
 pub use serde_json;
 pub use types::{
-    Action, ApiShape, CredentialPlan, ExecutionModel, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint, LogLevel,
-    RetryReport, SessionSpec, SpecLlm,
+    Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
+    LogLevel, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
 };
 
 use serde_json::Value;
 
-/// The contract version this SDK builds plugins for (`bridle:harness@0.1.0`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this SDK builds plugins for (`bridle:harness@0.2.0`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The static side of a harness plugin: one per component.
 pub trait Harness: 'static {
@@ -163,10 +165,9 @@ pub trait HarnessSession: 'static {
     /// One stdout line of the runtime, without the newline.
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String>;
 
-    /// Sandbox-as-tool: the result of an [`Action::ToolCall`]
-    /// (`{"id", "content", "is_error", "exit_code"}`). Agent-in-sandbox
-    /// harnesses never receive one, hence the default.
-    fn on_tool_result(&mut self, result: Value) -> Result<Vec<Action>, String> {
+    /// Sandbox-as-tool: the result of an [`Action::ToolCall`].
+    /// Agent-in-sandbox harnesses never receive one, hence the default.
+    fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
         let _ = result;
         Err("this harness does not make tool calls".to_string())
     }
@@ -243,7 +244,7 @@ mod native {
     }
 }
 
-/// Export `H: Harness` as the component's `bridle:harness/adapter@0.1.0`.
+/// Export `H: Harness` as the component's `bridle:harness/adapter@0.2.0`.
 ///
 /// Call it once, at the crate root of the plugin (`cdylib`). It expands to
 /// nothing unless the target is `wasm32`.
@@ -266,7 +267,7 @@ macro_rules! export_harness {
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/0.2.0",
         world: "harness",
         pub_export_macro: true,
         export_macro_name: "__export_harness_raw",
@@ -287,8 +288,9 @@ pub mod __private {
 
     pub struct Adapter<H>(PhantomData<H>);
 
-    /// The wasm resource. `Err` holds a spec parse error, reported by every
-    /// later call (the WIT constructor cannot fail).
+    /// The wasm resource. `Err` holds a spec error (the agent snapshot is
+    /// not JSON), reported by every later call (the WIT constructor cannot
+    /// fail).
     pub struct SessionCell<S>(Result<RefCell<S>, String>);
 
     impl<S: HarnessSession> SessionCell<S> {
@@ -318,6 +320,7 @@ pub mod __private {
                     ApiShape::OpenaiResponses => wit::ApiShape::OpenaiResponses,
                 },
                 description: i.description,
+                model_paths: i.model_paths,
             }
         }
 
@@ -339,8 +342,20 @@ pub mod __private {
     }
 
     impl<S: HarnessSession> GuestSession for SessionCell<S> {
-        fn new(spec_json: String) -> Self {
-            SessionCell(SessionSpec::from_json(&spec_json).map(|spec| RefCell::new(S::new(spec))))
+        fn new(spec: wit::SessionSpec) -> Self {
+            let spec = parse_json("the session spec's agent", &spec.agent_json).map(|agent| SessionSpec {
+                session_id: spec.session_id,
+                agent,
+                workspace: spec.workspace,
+                resume: spec.resume,
+                llm: SpecLlm {
+                    base_url: spec.llm.base_url,
+                    upstream_base_url: spec.llm.upstream_base_url,
+                    model: spec.llm.model,
+                },
+                resident: spec.resident,
+            });
+            SessionCell(spec.map(|spec| RefCell::new(S::new(spec))))
         }
 
         fn launch(&self) -> Result<wit::LaunchPlan, String> {
@@ -366,8 +381,8 @@ pub mod __private {
             self.with(|s| s.on_output(&line)).map(actions)
         }
 
-        fn on_tool_result(&self, result_json: String) -> Result<Vec<wit::Action>, String> {
-            let result = parse_json("tool result", &result_json)?;
+        fn on_tool_result(&self, r: wit::ToolResult) -> Result<Vec<wit::Action>, String> {
+            let result = ToolResult { id: r.id, content: r.content, is_error: r.is_error, exit_code: r.exit_code };
             self.with(|s| s.on_tool_result(result)).map(actions)
         }
 
@@ -399,10 +414,19 @@ pub mod __private {
                 delay_ms: r.delay_ms,
             }),
             Action::Resumed => wit::Action::Resumed,
-            Action::ToolCall(s) => wit::Action::ToolCall(s),
+            Action::ToolCall(c) => {
+                wit::Action::ToolCall(wit::ToolCall { id: c.id, name: c.name, input_json: c.input.to_string() })
+            }
             Action::Checkpoint(s) => wit::Action::Checkpoint(s),
-            Action::TurnEnded(s) => wit::Action::TurnEnded(s),
-            Action::Failed(s) => wit::Action::Failed(s),
+            Action::TurnEnded(StopReason::EndTurn) => wit::Action::TurnEnded(wit::StopReason::EndTurn),
+            Action::Failed(f) => wit::Action::Failed(wit::Failure {
+                error_type: f.error_type,
+                message: f.message,
+                retry: match f.retry {
+                    RetryStatus::Exhausted => wit::RetryStatus::Exhausted,
+                    RetryStatus::Terminal => wit::RetryStatus::Terminal,
+                },
+            }),
         }
     }
 }
@@ -435,10 +459,26 @@ mod tests {
     fn action_helpers() {
         assert_eq!(Action::write_line(&json!({"a": 1})), Action::Write(b"{\"a\":1}\n".to_vec()));
         assert_eq!(
-            Action::failed("model_overloaded_error", "busy", "exhausted").to_golden(),
+            Action::failed("model_overloaded_error", "busy", RetryStatus::Exhausted).to_golden(),
             json!({"failed": {"type": "model_overloaded_error", "message": "busy",
                               "retry_status": {"type": "exhausted"}}})
         );
         assert_eq!(Action::end_turn().to_golden(), json!({"turn_ended": {"type": "end_turn"}}));
+        let call = ToolCall { id: "sevt_1".into(), name: "bash".into(), input: json!({"command": "ls"}) };
+        assert_eq!(
+            Action::ToolCall(call).to_golden(),
+            json!({"tool_call": {"id": "sevt_1", "name": "bash", "input": {"command": "ls"}}})
+        );
+    }
+
+    #[test]
+    fn failures_read_strictly() {
+        let f = Failure::from_json(r#"{"type":"billing_error","message":"no","retry_status":{"type":"terminal"}}"#)
+            .unwrap();
+        assert_eq!(f.retry, RetryStatus::Terminal);
+        assert_eq!(Failure::from_json(&f.to_json().to_string()).unwrap(), f);
+        assert!(Failure::from_json(r#"{"type":"x","message":"m"}"#).is_err());
+        assert!(Failure::from_json(r#"{"type":"x","message":"m","retry_status":{"type":"later"}}"#).is_err());
+        assert!(Failure::from_json("nope").is_err());
     }
 }

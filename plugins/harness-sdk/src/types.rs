@@ -38,6 +38,24 @@ pub struct HarnessInfo {
     pub api_shape: ApiShape,
     /// One line for people: what runtime this drives.
     pub description: String,
+    /// The model API paths the runtime calls, relative to the base URL
+    /// (e.g. `/v1/messages`); the host's gateway forwards only these.
+    #[serde(default)]
+    pub model_paths: Vec<String>,
+}
+
+impl ApiShape {
+    /// The model API paths a runtime of this shape calls, relative to the
+    /// base URL: what the host assumes for a 0.1.0 plugin, which cannot
+    /// declare them.
+    pub fn default_model_paths(self) -> Vec<String> {
+        let paths: &[&str] = match self {
+            ApiShape::AnthropicMessages => &["/v1/messages", "/v1/messages/count_tokens"],
+            ApiShape::OpenaiCompatible => &["/chat/completions", "/models"],
+            ApiShape::OpenaiResponses => &["/responses", "/models"],
+        };
+        paths.iter().map(|p| p.to_string()).collect()
+    }
 }
 
 /// The model endpoint of a session. Never carries the secret.
@@ -112,13 +130,101 @@ pub struct RetryReport {
     pub delay_ms: Option<u64>,
 }
 
-/// What the host should do in response to runtime output or user input.
-///
-/// Serializes as `{"emit": "..."}`, `{"write": [..]}`, `"resumed"`, ... so
-/// golden files stay readable; see [`Action::to_golden`] for a friendlier
-/// form with JSON payloads parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a turn ended normally. Serializes as the Managed Agents stop reason
+/// (`{"type": "end_turn"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StopReason {
+    /// The runtime finished the turn (or stopped it on an interrupt).
+    EndTurn,
+}
+
+/// Whether the session can take another turn after a [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum RetryStatus {
+    /// The turn is dead, the session lives.
+    Exhausted,
+    /// Retrying cannot help (credentials refused, billing).
+    Terminal,
+}
+
+impl RetryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryStatus::Exhausted => "exhausted",
+            RetryStatus::Terminal => "terminal",
+        }
+    }
+}
+
+/// The runtime gave up on the turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// A Managed Agents `session.error` type, e.g. `model_overloaded_error`.
+    pub error_type: String,
+    pub message: String,
+    pub retry: RetryStatus,
+}
+
+impl Failure {
+    /// The 0.1.0 wire form and the golden-file form:
+    /// `{"type", "message", "retry_status": {"type"}}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "type": self.error_type,
+            "message": self.message,
+            "retry_status": {"type": self.retry.as_str()},
+        })
+    }
+
+    /// Read the 0.1.0 wire form; every field is required.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Status {
+            #[serde(rename = "type")]
+            kind: RetryStatus,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(rename = "type")]
+            error_type: String,
+            message: String,
+            retry_status: Status,
+        }
+        let w: Wire = serde_json::from_str(text).map_err(|e| format!("invalid failure `{text}`: {e}"))?;
+        Ok(Failure { error_type: w.error_type, message: w.message, retry: w.retry_status.kind })
+    }
+}
+
+/// Sandbox-as-tool: a tool call the host runs in the session's sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The plugin's id for the call; the [`ToolResult`] carries it back.
+    pub id: String,
+    /// `bash`, `read`, `write`, `edit`, `glob` or `grep`.
+    pub name: String,
+    /// The tool's input (a JSON object).
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// The result of a [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ToolResult {
+    pub id: String,
+    /// The tool's output as text.
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub is_error: bool,
+    /// Exit code of a process the tool ran, when there was one.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// What the host should do in response to runtime output or user input.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// One Managed Agents event body as JSON (`type` and its fields).
     Emit(String),
@@ -128,14 +234,14 @@ pub enum Action {
     Retrying(RetryReport),
     /// The first sign of progress after a retry.
     Resumed,
-    /// Sandbox-as-tool: run this tool call (JSON) in the sandbox.
-    ToolCall(String),
+    /// Sandbox-as-tool: run this tool call in the sandbox.
+    ToolCall(ToolCall),
     /// Persist this runtime resume token; it returns as `resume` in the spec.
     Checkpoint(String),
-    /// The turn is over: JSON stop reason, e.g. `{"type":"end_turn"}`.
-    TurnEnded(String),
-    /// The runtime gave up: JSON error with `retry_status`.
-    Failed(String),
+    /// The turn is over.
+    TurnEnded(StopReason),
+    /// The runtime gave up on the turn.
+    Failed(Failure),
 }
 
 impl Action {
@@ -152,32 +258,14 @@ impl Action {
         Action::Write(bytes)
     }
 
-    /// `ToolCall` with `{"id", "name", "input"}` serialized.
-    pub fn tool_call_json(call: &Value) -> Self {
-        Action::ToolCall(call.to_string())
-    }
-
-    /// `TurnEnded` with the stop reason serialized.
-    pub fn turn_ended_json(stop_reason: &Value) -> Self {
-        Action::TurnEnded(stop_reason.to_string())
-    }
-
-    /// `TurnEnded` with `{"type":"end_turn"}`.
+    /// `TurnEnded(StopReason::EndTurn)`.
     pub fn end_turn() -> Self {
-        Action::TurnEnded(r#"{"type":"end_turn"}"#.to_string())
+        Action::TurnEnded(StopReason::EndTurn)
     }
 
-    /// `Failed` with `{"type", "message", "retry_status": {"type": retry_status}}`.
-    /// `retry_status` is `"exhausted"` or `"terminal"`.
-    pub fn failed(error_type: &str, message: &str, retry_status: &str) -> Self {
-        Action::Failed(
-            serde_json::json!({
-                "type": error_type,
-                "message": message,
-                "retry_status": {"type": retry_status},
-            })
-            .to_string(),
-        )
+    /// `Failed` with the given session.error type, message and retry status.
+    pub fn failed(error_type: &str, message: &str, retry: RetryStatus) -> Self {
+        Action::Failed(Failure { error_type: error_type.to_string(), message: message.to_string(), retry })
     }
 
     /// A JSON view for golden files: JSON payloads are parsed (so diffs show
@@ -194,10 +282,10 @@ impl Action {
             },
             Action::Retrying(r) => json!({"retrying": r}),
             Action::Resumed => json!("resumed"),
-            Action::ToolCall(s) => json!({"tool_call": parse(s)}),
+            Action::ToolCall(c) => json!({"tool_call": c}),
             Action::Checkpoint(s) => json!({"checkpoint": s}),
-            Action::TurnEnded(s) => json!({"turn_ended": parse(s)}),
-            Action::Failed(s) => json!({"failed": parse(s)}),
+            Action::TurnEnded(s) => json!({"turn_ended": s}),
+            Action::Failed(f) => json!({"failed": f.to_json()}),
         }
     }
 }
@@ -237,9 +325,24 @@ fn default_workspace() -> String {
 }
 
 impl SessionSpec {
-    /// Parse the host's `spec-json`.
+    /// Parse a spec in its JSON form (the 0.1.0 `spec-json`, test scripts).
     pub fn from_json(spec_json: &str) -> Result<Self, String> {
         serde_json::from_str(spec_json).map_err(|e| format!("invalid session spec: {e}"))
+    }
+
+    /// The model id: the endpoint's, else the agent snapshot's `model`
+    /// (a string or `{"id"}`); empty when neither names one.
+    pub fn model_id(&self) -> String {
+        if !self.llm.model.is_empty() {
+            return self.llm.model.clone();
+        }
+        let m = &self.agent["model"];
+        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
+    }
+
+    /// The JSON form (the 0.1.0 `spec-json`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a SessionSpec always serializes")
     }
 }
 

@@ -94,6 +94,7 @@ impl Harness for OpenaiAgents {
             execution_model: ExecutionModel::SandboxAsTool,
             api_shape: ApiShape::OpenaiResponses,
             description: "OpenAI Agents SDK (Python), resident runtime using the sandbox as a tool".into(),
+            model_paths: ApiShape::OpenaiResponses.default_model_paths(),
         }
     }
 

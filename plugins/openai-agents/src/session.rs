@@ -3,15 +3,14 @@
 
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
-use bridle_harness_sdk::{Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, SessionSpec, log, new_event_id};
+use bridle_harness_sdk::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::progress::{Progress, exit_failure};
+use bridle_harness_sdk::{
+    Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, ToolCall, ToolResult, log,
+    new_event_id,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Perm {
-    Allow,
-    Ask,
-}
 
 /// A tool call the host runs (or the user must confirm first).
 #[derive(Debug, Clone)]
@@ -34,20 +33,12 @@ pub struct AgentsSession {
     custom: Vec<CustomTool>,
     custom_calls: CustomCalls<String>,
     span: Option<String>,
-    retrying: bool,
+    retry: Progress,
     turn_active: bool,
     interrupting: bool,
 }
 
 impl AgentsSession {
-    fn model(&self) -> String {
-        if !self.spec.llm.model.is_empty() {
-            return self.spec.llm.model.clone();
-        }
-        let m = &self.spec.agent["model"];
-        m.as_str().or_else(|| m["id"].as_str()).unwrap_or_default().to_string()
-    }
-
     fn perm(&self, tool: &str) -> Option<Perm> {
         self.tools.iter().find(|(n, _)| *n == tool).map(|(_, p)| *p)
     }
@@ -59,7 +50,7 @@ impl AgentsSession {
             self.spec.resume.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()).unwrap_or(Value::Null);
         let mut start = json!({
             "type": "start",
-            "model": self.model(),
+            "model": self.spec.model_id(),
             "base_url": self.spec.llm.base_url,
             "system": self.spec.agent["system"],
             "tools": self.tools.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
@@ -77,10 +68,7 @@ impl AgentsSession {
     }
 
     fn progress(&mut self, out: &mut Vec<Action>) {
-        if self.retrying {
-            self.retrying = false;
-            out.push(Action::Resumed);
-        }
+        self.retry.progress(out);
     }
 
     fn close_span(&mut self, is_error: bool, usage: &Value, out: &mut Vec<Action>) {
@@ -108,7 +96,7 @@ impl AgentsSession {
         self.close_span(true, &Value::Null, out);
         self.turn_active = false;
         self.interrupting = false;
-        self.retrying = false;
+        self.retry.reset();
         self.asking.clear();
         self.custom_calls.drain();
     }
@@ -146,7 +134,7 @@ impl AgentsSession {
     }
 
     fn tool_call_action(id: &str, call: &Call) -> Action {
-        Action::tool_call_json(&json!({"id": id, "name": call.name, "input": call.input}))
+        Action::ToolCall(ToolCall { id: id.to_string(), name: call.name.clone(), input: call.input.clone() })
     }
 
     fn on_tool_call(&mut self, m: &Value, out: &mut Vec<Action>) {
@@ -209,8 +197,7 @@ impl AgentsSession {
             message.push_str(&format!(" of {max}"));
         }
         self.close_span(true, &Value::Null, out);
-        self.retrying = true;
-        out.push(Action::Retrying(RetryReport {
+        out.push(self.retry.retrying(RetryReport {
             error_type: error_type.to_string(),
             message,
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
@@ -236,13 +223,13 @@ impl AgentsSession {
         }
         let (error_type, retry_status) = match (kind, status) {
             // Retrying with the same credentials cannot succeed.
-            (_, Some(401 | 403)) => ("model_request_failed_error", "terminal"),
+            (_, Some(401 | 403)) => ("model_request_failed_error", RetryStatus::Terminal),
             ("api", _) => match classify(status, m["code"].as_str().unwrap_or_default()) {
-                "billing_error" => ("billing_error", "terminal"),
-                other => (other, "exhausted"),
+                "billing_error" => ("billing_error", RetryStatus::Terminal),
+                other => (other, RetryStatus::Exhausted),
             },
-            ("network", _) => ("model_request_failed_error", "exhausted"),
-            _ => ("unknown_error", "exhausted"),
+            ("network", _) => ("model_request_failed_error", RetryStatus::Exhausted),
+            _ => ("unknown_error", RetryStatus::Exhausted),
         };
         out.push(Action::failed(error_type, message, retry_status));
     }
@@ -290,37 +277,12 @@ fn input_content(content: &Value) -> Vec<Value> {
     }
 }
 
-/// Enabled toolset tools and their policies (`agent.tools`); an agent without
-/// a `tools` array gets them all with `always_allow`.
+/// Enabled toolset tools and their policies (`agent.tools`, read by the
+/// SDK's policy), reduced to the tools the runtime offers.
 fn tool_policy(agent: &Value) -> Vec<(&'static str, Perm)> {
-    let Some(tools) = agent["tools"].as_array() else {
-        return TOOLS.iter().map(|t| (*t, Perm::Allow)).collect();
-    };
-    let mut out = Vec::new();
-    for entry in tools {
-        if !entry["type"].as_str().is_some_and(|t| t.starts_with("agent_toolset")) {
-            continue;
-        }
-        let def = &entry["default_config"];
-        let parse = |v: &Value, d: Perm| match v["type"].as_str() {
-            Some("always_ask") => Perm::Ask,
-            Some("always_allow") => Perm::Allow,
-            _ => d,
-        };
-        let def_on = def["enabled"].as_bool().unwrap_or(true);
-        let def_perm = parse(&def["permission_policy"], Perm::Allow);
-        for name in TOOLS {
-            let cfg = entry["configs"].as_array().and_then(|c| c.iter().find(|c| c["name"].as_str() == Some(name)));
-            let (on, perm) = match cfg {
-                Some(c) => (c["enabled"].as_bool().unwrap_or(def_on), parse(&c["permission_policy"], def_perm)),
-                None => (def_on, def_perm),
-            };
-            if on && !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, perm));
-            }
-        }
-    }
-    out
+    let policy = ToolPolicy::from_agent(agent);
+    // In the runtime's order: the start message lists them.
+    TOOLS.iter().filter_map(|name| Some((*name, policy.builtin_perm(name)?))).collect()
 }
 
 impl HarnessSession for AgentsSession {
@@ -335,14 +297,14 @@ impl HarnessSession for AgentsSession {
             custom,
             custom_calls: CustomCalls::default(),
             span: None,
-            retrying: false,
+            retry: Progress::default(),
             turn_active: false,
             interrupting: false,
         }
     }
 
     fn launch(&mut self) -> Result<LaunchPlan, String> {
-        if self.model().is_empty() {
+        if self.spec.model_id().is_empty() {
             return Err("the agent has no model id".into());
         }
         Ok(LaunchPlan {
@@ -465,15 +427,11 @@ impl HarnessSession for AgentsSession {
         Ok(out)
     }
 
-    fn on_tool_result(&mut self, result: Value) -> Result<Vec<Action>, String> {
-        let id = result["id"].as_str().ok_or("tool result without id")?;
+    fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
+        let id = result.id.as_str();
         let call = self.calls.remove(id).ok_or_else(|| format!("tool result for unknown call {id}"))?;
-        let text = match &result["content"] {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        let is_error = result["is_error"].as_bool().unwrap_or(false);
+        let text = result.content;
+        let is_error = result.is_error;
         let content = if text.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) };
         // Interrupted meanwhile: the runtime already gave up on the call.
         if !self.turn_active {
@@ -500,12 +458,7 @@ impl HarnessSession for AgentsSession {
         if interrupted {
             out.push(Action::end_turn());
         } else {
-            let how = code.map_or("on a signal".to_string(), |c| format!("with code {c}"));
-            out.push(Action::failed(
-                "unknown_error",
-                &format!("the openai-agents runtime exited {how} during the turn"),
-                "exhausted",
-            ));
+            out.push(exit_failure("the openai-agents runtime", code, "during the turn"));
         }
         out
     }

@@ -50,15 +50,25 @@ fn wasm_file(crate_name: &str) -> PathBuf {
 pub struct Fixtures {
     pub faulty: PathBuf,
     pub wrong_version: PathBuf,
+    /// The echo template frozen at contract 0.1.0.
+    pub echo_v0_1: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {
-        cargo_wasm(&["-p", "bridle-harness-fixture-faulty", "-p", "bridle-harness-fixture-wrong-version"]);
+        cargo_wasm(&[
+            "-p",
+            "bridle-harness-fixture-faulty",
+            "-p",
+            "bridle-harness-fixture-wrong-version",
+            "-p",
+            "bridle-harness-fixture-echo-v0-1",
+        ]);
         Fixtures {
             faulty: wasm_file("bridle_harness_fixture_faulty"),
             wrong_version: wasm_file("bridle_harness_fixture_wrong_version"),
+            echo_v0_1: wasm_file("bridle_harness_fixture_echo_v0_1"),
         }
     })
 }
@@ -117,6 +127,11 @@ pub fn runtime(plugins: &[(&str, PluginSource)]) -> HarnessRuntime {
         config = config.with_plugin(*engine, source.clone());
     }
     HarnessRuntime::new(config).expect("runtime starts")
+}
+
+/// The session spec the tests use, typed.
+pub fn spec() -> bridle_harness::SessionSpec {
+    bridle_harness::SessionSpec::from_json(SPEC).unwrap()
 }
 
 pub const SPEC: &str = r#"{"session_id":"sesn_test","agent":{"name":"a","model":"m"},"workspace":"/workspace","resume":null,"llm":{"base_url":"http://127.0.0.1:9/llm","upstream_base_url":null,"model":"m"},"resident":false}"#;
