@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod engine;
+pub mod launch;
 pub mod orphans;
 pub mod ownership;
 pub mod resident;

@@ -19,12 +19,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Sessions;
+use super::launch::{self, Placement};
 use super::orphans;
 use super::resident::ResidentProc;
 use super::status::{Fact, StatusMachine};
 use super::validate::check_plugin_event;
 use crate::ids::{Kind, new_id};
-use crate::model::environments::{Environment, Networking};
+use crate::model::environments::Environment;
 use crate::model::events::{NewEvent, StoredEvent};
 use crate::model::sessions::{HarnessBinding, SessionStatus};
 use crate::model::vaults::{Credential, CredentialSecrets};
@@ -753,10 +754,7 @@ impl Runner {
 
     /// The model credential and upstream URL of this session.
     async fn credential(&mut self, api_shape: ApiShape) -> Result<(String, String), StartError> {
-        let default_url = match api_shape {
-            ApiShape::AnthropicMessages => "https://api.anthropic.com",
-            _ => "https://api.openai.com/v1",
-        };
+        let default_url = launch::default_base_url(api_shape);
         let Some(cred_id) = &self.binding.credential_id else {
             let llm = &self.host.config.default_llm;
             let Some(key) = &llm.api_key else {
@@ -807,21 +805,8 @@ impl Runner {
             .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
             .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", self.environment_id)))?;
         let mut spec = SandboxSpec::new(self.id.clone());
-        spec.egress = bridle_sandbox::EgressPolicy {
-            networking: match env.doc.config.networking {
-                Networking::Unrestricted => bridle_sandbox::Networking::Unrestricted,
-                Networking::Limited { allowed_hosts, allow_mcp_servers, allow_package_managers } => {
-                    bridle_sandbox::Networking::Limited { allowed_hosts, allow_package_managers, allow_mcp_servers }
-                }
-            },
-            mcp_server_hosts: self
-                .agent
-                .get("mcp_servers")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.get("url").and_then(Value::as_str).map(str::to_owned)).collect())
-                .unwrap_or_default(),
-            package_manager_hosts: self.host.config.sessions.package_manager_hosts.clone(),
-        };
+        spec.egress =
+            launch::egress(env.doc.config.networking, &self.agent, &self.host.config.sessions.package_manager_hosts);
         if resident {
             // Sandbox as tool: the sandbox runs tools only; the resident
             // runtime reaches the model itself with the key the host adds.
@@ -843,15 +828,11 @@ impl Runner {
         });
         spec.env = plan.env.clone();
         let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
-        let spec_json = json!({
-            "session_id": self.id,
-            "agent": self.agent,
-            "workspace": sandbox.workspace_inside(),
-            "resume": self.state.resume,
-            "llm": {"base_url": sandbox.llm_base_url_inside(), "upstream_base_url": upstream, "model": model},
-            "resident": false,
-        });
-        match self.launch(&plugin, sandbox.clone(), &spec_json.to_string()).await {
+        let placement =
+            Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
+        let session_spec =
+            launch::session_spec(&self.id, &self.agent, self.state.resume.as_deref(), &upstream, &model, placement);
+        match self.launch(&plugin, sandbox.clone(), &session_spec).await {
             Ok(rt) => {
                 self.rt = Some(rt);
                 Ok(())
@@ -872,16 +853,15 @@ impl Runner {
         upstream: String,
         model: String,
     ) -> Result<Runtime, StartError> {
-        let spec_json = json!({
-            "session_id": self.id,
-            "agent": self.agent,
-            "workspace": "/workspace",
-            "resume": self.state.resume,
-            "llm": {"base_url": upstream, "upstream_base_url": upstream, "model": model},
-            "resident": true,
-        });
-        let mut session =
-            plugin.new_session(&spec_json.to_string()).await.map_err(|e| StartError::new(e.to_string()))?;
+        let session_spec = launch::session_spec(
+            &self.id,
+            &self.agent,
+            self.state.resume.as_deref(),
+            &upstream,
+            &model,
+            Placement::Resident,
+        );
+        let mut session = plugin.new_session_with(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         let mut argv = plan.argv.clone();
         let Some(program) = argv.first().cloned() else {
@@ -913,9 +893,9 @@ impl Runner {
         &mut self,
         plugin: &bridle_harness::Plugin,
         sandbox: Arc<dyn Sandbox>,
-        spec_json: &str,
+        session_spec: &bridle_harness::SessionSpec,
     ) -> Result<Runtime, StartError> {
-        let mut session = plugin.new_session(spec_json).await.map_err(|e| StartError::new(e.to_string()))?;
+        let mut session = plugin.new_session_with(session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         for f in &plan.files {
             write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;
