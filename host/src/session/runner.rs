@@ -365,13 +365,13 @@ impl Runner {
     async fn answer_undelivered(&mut self, kind: &str, target: &str) -> anyhow::Result<()> {
         tracing::warn!(target = %target, "answer for a tool call whose turn ended; reported");
         let message = orphans::undelivered_answer_message(kind, target);
-        if self.turn {
-            let error = json!({"type": "session.error", "error": {"type": "unknown_error", "message": message,
-                "retry_status": {"type": "exhausted"}}});
-            let Value::Object(body) = error else { return Ok(()) };
-            return self.emit(None, vec![body]).await;
-        }
-        self.apply_fact(Fact::Failed { error_type: "unknown_error".into(), message, terminal: false }).await
+        let error_type = "unknown_error".to_owned();
+        let fact = match self.turn {
+            // During a turn: report it, the turn goes on.
+            true => Fact::Refused { error_type, message },
+            false => Fact::Failed { error_type, message, terminal: false },
+        };
+        self.apply_fact(fact).await
     }
 
     /// Between turns: no deadline, the sandbox may idle.
