@@ -4,6 +4,9 @@
 //! ([`runner`]), turns plugin facts into status events ([`status`]) and
 //! checks every plugin event before it is stored ([`validate`]).
 
+pub mod actions;
+pub mod engine;
+pub mod launch;
 pub mod orphans;
 pub mod ownership;
 pub mod resident;

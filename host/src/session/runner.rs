@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bridle_harness::{
-    Action, ApiShape, ExecutionModel, HarnessError, LlmEndpoint, PluginSession, RetryStatus, SessionSpec, SpecLlm,
-    ToolCall, ToolResult,
+    Action, ApiShape, ExecutionModel, HarnessError, LlmEndpoint, PluginSession, RetryStatus, ToolCall, ToolResult,
 };
 use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
 use bridle_sandbox::{BoxedWrite, ExecControl, ExecRequest, ExitStatus, Sandbox, SandboxSpec};
@@ -22,12 +21,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Sessions;
+use super::launch::{self, Placement};
 use super::orphans;
 use super::resident::ResidentProc;
 use super::status::{Fact, StatusMachine};
 use super::validate::check_plugin_event;
 use crate::ids::{Kind, new_id};
-use crate::model::environments::{Environment, Networking};
+use crate::model::environments::Environment;
 use crate::model::events::{NewEvent, StoredEvent};
 use crate::model::sessions::{HarnessBinding, SessionStatus};
 use crate::model::vaults::{Credential, CredentialSecrets};
@@ -367,13 +367,13 @@ impl Runner {
     async fn answer_undelivered(&mut self, kind: &str, target: &str) -> anyhow::Result<()> {
         tracing::warn!(target = %target, "answer for a tool call whose turn ended; reported");
         let message = orphans::undelivered_answer_message(kind, target);
-        if self.turn {
-            let error = json!({"type": "session.error", "error": {"type": "unknown_error", "message": message,
-                "retry_status": {"type": "exhausted"}}});
-            let Value::Object(body) = error else { return Ok(()) };
-            return self.emit(None, vec![body]).await;
-        }
-        self.apply_fact(Fact::Failed { error_type: "unknown_error".into(), message, terminal: false }).await
+        let error_type = "unknown_error".to_owned();
+        let fact = match self.turn {
+            // During a turn: report it, the turn goes on.
+            true => Fact::Refused { error_type, message },
+            false => Fact::Failed { error_type, message, terminal: false },
+        };
+        self.apply_fact(fact).await
     }
 
     /// Between turns: no deadline, the sandbox may idle.
@@ -754,10 +754,7 @@ impl Runner {
 
     /// The model credential and upstream URL of this session.
     async fn credential(&mut self, api_shape: ApiShape) -> Result<(String, String), StartError> {
-        let default_url = match api_shape {
-            ApiShape::AnthropicMessages => "https://api.anthropic.com",
-            _ => "https://api.openai.com/v1",
-        };
+        let default_url = launch::default_base_url(api_shape);
         let Some(cred_id) = &self.binding.credential_id else {
             let llm = &self.host.config.default_llm;
             let Some(key) = &llm.api_key else {
@@ -808,21 +805,8 @@ impl Runner {
             .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
             .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", self.environment_id)))?;
         let mut spec = SandboxSpec::new(self.id.clone());
-        spec.egress = bridle_sandbox::EgressPolicy {
-            networking: match env.doc.config.networking {
-                Networking::Unrestricted => bridle_sandbox::Networking::Unrestricted,
-                Networking::Limited { allowed_hosts, allow_mcp_servers, allow_package_managers } => {
-                    bridle_sandbox::Networking::Limited { allowed_hosts, allow_package_managers, allow_mcp_servers }
-                }
-            },
-            mcp_server_hosts: self
-                .agent
-                .get("mcp_servers")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.get("url").and_then(Value::as_str).map(str::to_owned)).collect())
-                .unwrap_or_default(),
-            package_manager_hosts: self.host.config.sessions.package_manager_hosts.clone(),
-        };
+        spec.egress =
+            launch::egress(env.doc.config.networking, &self.agent, &self.host.config.sessions.package_manager_hosts);
         if resident {
             // Sandbox as tool: the sandbox runs tools only; the resident
             // runtime reaches the model itself with the key the host adds.
@@ -845,14 +829,10 @@ impl Runner {
         });
         spec.env = plan.env.clone();
         let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
-        let session_spec = SessionSpec {
-            session_id: self.id.clone(),
-            agent: self.agent.clone(),
-            workspace: sandbox.workspace_inside().to_string(),
-            resume: self.state.resume.clone(),
-            llm: SpecLlm { base_url: sandbox.llm_base_url_inside(), upstream_base_url: Some(upstream), model },
-            resident: false,
-        };
+        let placement =
+            Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
+        let session_spec =
+            launch::session_spec(&self.id, &self.agent, self.state.resume.as_deref(), &upstream, &model, placement);
         match self.launch(&plugin, sandbox.clone(), &session_spec).await {
             Ok(rt) => {
                 self.rt = Some(rt);
@@ -874,14 +854,14 @@ impl Runner {
         upstream: String,
         model: String,
     ) -> Result<Runtime, StartError> {
-        let session_spec = SessionSpec {
-            session_id: self.id.clone(),
-            agent: self.agent.clone(),
-            workspace: "/workspace".into(),
-            resume: self.state.resume.clone(),
-            llm: SpecLlm { base_url: upstream.clone(), upstream_base_url: Some(upstream), model },
-            resident: true,
-        };
+        let session_spec = launch::session_spec(
+            &self.id,
+            &self.agent,
+            self.state.resume.as_deref(),
+            &upstream,
+            &model,
+            Placement::Resident,
+        );
         let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         let mut argv = plan.argv.clone();
@@ -914,9 +894,9 @@ impl Runner {
         &mut self,
         plugin: &bridle_harness::Plugin,
         sandbox: Arc<dyn Sandbox>,
-        spec: &SessionSpec,
+        session_spec: &bridle_harness::SessionSpec,
     ) -> Result<Runtime, StartError> {
-        let mut session = plugin.new_session(spec).await.map_err(|e| StartError::new(e.to_string()))?;
+        let mut session = plugin.new_session(session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         for f in &plan.files {
             write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;

@@ -35,6 +35,12 @@ pub enum Fact {
     /// The user answered pending tool calls (by event id).
     Answered(Vec<String>),
     TurnEnded(Value),
+    /// A `session.error` about one input, not the run (an answer for a
+    /// tool call no runtime waits for any more): the status stays.
+    Refused {
+        error_type: String,
+        message: String,
+    },
     /// The runtime gave up. `terminal` ends the session for good.
     Failed {
         error_type: String,
@@ -149,6 +155,12 @@ impl StatusMachine {
                     &mut step,
                     json!({"type": "session.status_idle", "stop_reason": stop_reason}),
                 );
+            }
+            Fact::Refused { error_type, message } => {
+                step.events.push(ev(json!({
+                    "type": "session.error",
+                    "error": {"type": error_type, "message": message, "retry_status": {"type": "exhausted"}},
+                })));
             }
             Fact::Failed { error_type, message, terminal } => {
                 self.pending.clear();

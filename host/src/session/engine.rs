@@ -1,0 +1,693 @@
+//! The turn engine of one session: pure, synchronous, no I/O. It owns what a
+//! turn is made of — the queue of user messages, the turn in progress, the
+//! interrupt deadline, the burst of runtime output being batched into one
+//! commit, the host-run tool calls, the resume token's bookkeeping, the
+//! adoption of a cut-off turn, fencing — and drives the [`StatusMachine`]
+//! (every `session.status_*` and `session.error` comes from it).
+//!
+//! The runner feeds it [`Input`]s (a user event, a plugin's actions, the
+//! runtime's exit, a tool's outcome, the clock) and executes the
+//! [`Effect`]s it returns, in order (store a commit, deliver an event to the
+//! plugin, write to the runtime, run or cancel a tool, start or stop the
+//! runtime). Time enters as [`Instant`]s in the inputs; it is never read here.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::orphans;
+use super::status::{Fact, StatusMachine};
+use crate::model::sessions::SessionStatus;
+use crate::store::StatusChange;
+
+/// Most runtime lines, and plain events, handled as one burst of output
+/// (stored in one commit); bounds how long user input waits behind a burst.
+pub const BURST_LINES: usize = 64;
+pub const BURST_EVENTS: usize = 256;
+
+/// A user event the runner took from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserEvent {
+    pub seq: i64,
+    /// `user.message`, `user.interrupt`, `user.tool_confirmation`, ...
+    pub kind: String,
+    /// The stored body (with `type`).
+    pub body: Value,
+}
+
+/// A tool call the host runs in the sandbox (sandbox as tool).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The `agent.tool_use` event id the call answers to.
+    pub id: String,
+    pub name: String,
+    pub input: Value,
+}
+
+/// What a host-run tool call came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutcome {
+    pub id: String,
+    pub content: String,
+    pub is_error: bool,
+    pub exit_code: Option<i32>,
+}
+
+impl ToolOutcome {
+    /// The outcome of a call the user's interrupt cancelled (or that never
+    /// ran because of it).
+    pub fn interrupted(id: &str) -> Self {
+        ToolOutcome { id: id.to_owned(), content: "interrupted by the user".into(), is_error: true, exit_code: None }
+    }
+}
+
+/// The runtime gave up on the turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub error_type: String,
+    pub message: String,
+    /// The session cannot go on (`retry_status: terminal`).
+    pub terminal: bool,
+}
+
+/// One plugin action, typed (see `session/actions.rs` for the conversion
+/// from the plugin's records). Events are already checked and have ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginAction {
+    Emit(Map<String, Value>),
+    /// The plugin emitted an event that failed the checks: why.
+    Invalid(String),
+    Write(Vec<u8>),
+    Retrying {
+        error_type: String,
+        message: String,
+    },
+    Resumed,
+    ToolCall(ToolCall),
+    Checkpoint(String),
+    TurnEnded(Value),
+    Failed(Failure),
+}
+
+/// Something that happened to the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A user event, in log order.
+    User(UserEvent, Instant),
+    /// The plugin's actions for a delivered user event or tool outcome.
+    Plugin(Vec<PluginAction>),
+    /// The plugin's actions for one runtime line. Consecutive lines form a
+    /// burst (plain events held for one commit) until [`Input::BurstEnd`]
+    /// or the engine closes it (see [`Engine::burst_open`]).
+    Output(Vec<PluginAction>),
+    /// No further runtime line is ready right now.
+    BurstEnd,
+    /// A host-run tool call finished (or was cancelled).
+    ToolDone(ToolOutcome),
+    /// The runtime asked for by [`Effect::StartRuntime`] runs.
+    Started,
+    /// It could not be started.
+    StartFailed { error_type: String, message: String },
+    /// The runtime exited: how (for messages), the sandbox limit it died
+    /// of, its last stderr words (`; its last output: ...` or empty), and
+    /// the plugin's actions for the exit.
+    Exited { status: String, limit: Option<String>, stderr: String, actions: Vec<PluginAction> },
+    /// The plugin trapped or overran its limits.
+    PluginFault(String),
+    /// The clock (for the interrupt deadline).
+    Tick(Instant),
+    /// A write was fenced: another node adopted the session.
+    Fenced,
+}
+
+/// A plugin call the runner makes on the engine's behalf; its actions come
+/// back as [`Input::Plugin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginCall {
+    Input(UserEvent),
+    ToolResult(ToolOutcome),
+}
+
+/// What the runner must do, in order.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// One fenced write: events (ids assigned where the plugin gave one), a
+    /// status change, and the user event a new turn starts from.
+    Commit {
+        events: Vec<Map<String, Value>>,
+        status: Option<StatusChange>,
+        turn_seq: Option<i64>,
+    },
+    /// The runner took user events up to this seq.
+    SaveInputSeq(i64),
+    /// Keep this resume token (its turn ended).
+    SaveResume(String),
+    /// Start the runtime (with [`Engine::resume`]); answer with
+    /// [`Input::Started`] or [`Input::StartFailed`].
+    StartRuntime,
+    /// Stop the runtime and its sandbox (the workspace stays).
+    StopRuntime(&'static str),
+    Deliver(PluginCall),
+    Write(Vec<u8>),
+    /// Run a tool call; answer with [`Input::ToolDone`].
+    RunTool(ToolCall),
+    /// Cancel the tool call in flight (kill what it runs); its outcome
+    /// still comes back as [`Input::ToolDone`].
+    CancelTool,
+}
+
+/// The session as the runner found it when it claimed the session.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub status: Option<SessionStatus>,
+    pub usage: Map<String, Value>,
+    /// The last resume token stored (of the last finished turn).
+    pub resume: Option<String>,
+    /// Messages taken in by a previous runner but not yet turned into turns.
+    pub queue: Vec<UserEvent>,
+    /// Tool calls the log says wait on the user (the runtime holding them
+    /// is gone): their turn is ended first.
+    pub orphaned: Vec<String>,
+    /// A turn cut off by the previous owner: `Some(Some(ev))` resumes it
+    /// from `ev`; `Some(None)` ends it (it was interrupted).
+    pub recover: Option<Option<UserEvent>>,
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The harness name, for messages.
+    pub harness: String,
+    pub interrupt_grace: Duration,
+}
+
+/// What a started runtime is for.
+#[derive(Debug, Clone, PartialEq)]
+enum Starting {
+    /// A new turn: deliver its message.
+    Turn(UserEvent),
+    /// An adopted turn: `session.status_running`, then deliver it again.
+    Resume(UserEvent),
+}
+
+pub struct Engine {
+    cfg: Config,
+    machine: StatusMachine,
+    usage: Map<String, Value>,
+    /// A turn is in progress (between taking a message and its end).
+    turn: bool,
+    /// Messages that arrived during a turn, taken in order after it.
+    queue: VecDeque<UserEvent>,
+    runtime_up: bool,
+    starting: Option<Starting>,
+    interrupt_deadline: Option<Instant>,
+    /// The user event a turn being started comes from (saved with its status).
+    start_seq: Option<i64>,
+    /// Lines in the burst being handled, when one is.
+    burst: Option<usize>,
+    held: Vec<Map<String, Value>>,
+    tool: Option<ToolCall>,
+    tools_waiting: VecDeque<ToolCall>,
+    /// The user interrupted the turn while tools ran or waited.
+    tools_interrupted: bool,
+    /// The resume token for the next start; `saved` is the last one stored.
+    resume: Option<String>,
+    saved_resume: Option<String>,
+    resume_unsaved: bool,
+    fenced: bool,
+    pending_begin: Option<(Vec<String>, Option<Option<UserEvent>>)>,
+}
+
+impl Engine {
+    pub fn new(cfg: Config, loaded: Loaded) -> Self {
+        let status = loaded.status.unwrap_or(SessionStatus::Idle);
+        Engine {
+            cfg,
+            machine: StatusMachine::new(status),
+            usage: loaded.usage,
+            turn: false,
+            queue: loaded.queue.into(),
+            runtime_up: false,
+            starting: None,
+            interrupt_deadline: None,
+            start_seq: None,
+            burst: None,
+            held: Vec::new(),
+            tool: None,
+            tools_waiting: VecDeque::new(),
+            tools_interrupted: false,
+            resume: loaded.resume.clone(),
+            saved_resume: loaded.resume,
+            resume_unsaved: false,
+            fenced: false,
+            pending_begin: Some((loaded.orphaned, loaded.recover)),
+        }
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        self.machine.status()
+    }
+
+    /// A turn is in progress.
+    pub fn in_turn(&self) -> bool {
+        self.turn
+    }
+
+    pub fn runtime_up(&self) -> bool {
+        self.runtime_up
+    }
+
+    /// The resume token to start the runtime with.
+    pub fn resume(&self) -> Option<&str> {
+        self.resume.as_deref()
+    }
+
+    /// When the runtime must have ended an interrupted turn.
+    pub fn interrupt_deadline(&self) -> Option<Instant> {
+        self.interrupt_deadline
+    }
+
+    /// A burst of runtime output is open: feed the next ready line, or
+    /// [`Input::BurstEnd`].
+    pub fn burst_open(&self) -> bool {
+        self.burst.is_some()
+    }
+
+    /// Whether runtime output should be read now: not while a host-run tool
+    /// call is in flight (its outcome comes first, as the runtime asked).
+    pub fn wants_output(&self) -> bool {
+        self.runtime_up && self.tool.is_none()
+    }
+
+    /// Another node adopted the session: the runner stops without writing.
+    pub fn fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// Hand the session over when the runner ends (a turn or queued input
+    /// remains for another node to resume).
+    pub fn handover(&self) -> bool {
+        self.turn || !self.queue.is_empty()
+    }
+
+    /// The first step after load: end orphaned waits, resume or end a
+    /// cut-off turn, then take a queued message.
+    pub fn begin(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some((orphaned, recover)) = self.pending_begin.take() else { return out };
+        if !orphaned.is_empty() {
+            let cause = "the agent runtime holding the call stopped (the server restarted, or another node took the \
+                         session over)";
+            let message = orphans::lost_calls_message(&orphaned, cause);
+            self.fact(Fact::Failed { error_type: "unknown_error".into(), message, terminal: false }, &mut out);
+        }
+        if let Some(turn) = recover {
+            self.fact(Fact::Adopted, &mut out);
+            match turn {
+                // Nothing to resume (the turn was interrupted): end it.
+                None => self.fact(Fact::TurnEnded(json!({"type": "end_turn"})), &mut out),
+                Some(ev) => {
+                    self.turn = true;
+                    self.starting = Some(Starting::Resume(ev));
+                    out.push(Effect::StartRuntime);
+                    return out;
+                }
+            }
+        }
+        self.next_queued(&mut out);
+        out
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.fenced {
+            return out;
+        }
+        match input {
+            Input::User(ev, now) => self.on_user(ev, now, &mut out),
+            Input::Plugin(actions) => self.apply(actions, &mut out),
+            Input::Output(actions) => {
+                let lines = self.burst.get_or_insert(0);
+                *lines += 1;
+                self.apply(actions, &mut out);
+                if self.burst.is_some_and(|n| n >= BURST_LINES) || self.held.len() >= BURST_EVENTS {
+                    self.end_burst(&mut out);
+                }
+            }
+            Input::BurstEnd => self.end_burst(&mut out),
+            Input::ToolDone(outcome) => self.on_tool_done(outcome, &mut out),
+            Input::Started => self.on_started(&mut out),
+            Input::StartFailed { error_type, message } => {
+                self.starting = None;
+                if self.turn {
+                    self.fail_turn(&error_type, &message, &mut out);
+                }
+            }
+            Input::Exited { status, limit, stderr, actions } => {
+                self.on_exit(&status, limit.as_deref(), &stderr, actions, &mut out)
+            }
+            Input::PluginFault(e) => {
+                self.stop_runtime("plugin fault", &mut out);
+                if self.turn {
+                    self.fail_turn("unknown_error", &format!("harness {e}"), &mut out);
+                }
+            }
+            Input::Tick(now) => {
+                if self.interrupt_deadline.is_some_and(|d| d <= now) {
+                    self.interrupt_deadline = None;
+                    if self.turn {
+                        self.stop_runtime("interrupt grace period over", &mut out);
+                        self.fact(Fact::TurnEnded(json!({"type": "end_turn"})), &mut out);
+                        self.turn_over();
+                        self.next_queued(&mut out);
+                    }
+                }
+            }
+            Input::Fenced => {
+                self.fenced = true;
+                self.burst = None;
+                self.held.clear();
+            }
+        }
+        out
+    }
+
+    fn on_user(&mut self, ev: UserEvent, now: Instant, out: &mut Vec<Effect>) {
+        out.push(Effect::SaveInputSeq(ev.seq));
+        match ev.kind.as_str() {
+            "user.message" if self.turn => self.queue.push_back(ev),
+            "user.message" => self.start_turn(ev, out),
+            "user.interrupt" if self.turn => {
+                self.interrupt_deadline = Some(now + self.cfg.interrupt_grace);
+                // The plugin hears of it first (it tells the runtime), then
+                // the tool call in flight is cancelled; its outcome, and the
+                // runtime's output after it, follow.
+                if self.runtime_up {
+                    out.push(Effect::Deliver(PluginCall::Input(ev)));
+                }
+                if self.tool.is_some() || !self.tools_waiting.is_empty() {
+                    self.tools_interrupted = true;
+                }
+                if self.tool.is_some() {
+                    out.push(Effect::CancelTool);
+                }
+            }
+            "user.interrupt" => {}
+            "user.tool_confirmation" | "user.custom_tool_result" => {
+                let target = ev
+                    .body
+                    .get("tool_use_id")
+                    .or_else(|| ev.body.get("custom_tool_use_id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                if !self.machine.pending().contains(&target) {
+                    // The API took it (the call was pending in the log), but
+                    // its turn ended before the runner got to it: report it.
+                    // Between turns, also end with an idle status, so a
+                    // client waiting for the answer's outcome sees one.
+                    let message = orphans::undelivered_answer_message(&ev.kind, &target);
+                    let error_type = "unknown_error".to_owned();
+                    let fact = match self.turn {
+                        true => Fact::Refused { error_type, message },
+                        false => Fact::Failed { error_type, message, terminal: false },
+                    };
+                    self.fact(fact, out);
+                    return;
+                }
+                self.fact(Fact::Answered(vec![target]), out);
+                if self.runtime_up {
+                    out.push(Effect::Deliver(PluginCall::Input(ev)));
+                }
+            }
+            // Unknown user event types are refused by the API; nothing to do.
+            _ => {}
+        }
+    }
+
+    fn start_turn(&mut self, ev: UserEvent, out: &mut Vec<Effect>) {
+        self.turn = true;
+        self.start_seq = Some(ev.seq);
+        self.fact(Fact::TurnStarted, out);
+        if self.runtime_up {
+            out.push(Effect::Deliver(PluginCall::Input(ev)));
+        } else {
+            self.starting = Some(Starting::Turn(ev));
+            out.push(Effect::StartRuntime);
+        }
+    }
+
+    fn on_started(&mut self, out: &mut Vec<Effect>) {
+        self.runtime_up = true;
+        match self.starting.take() {
+            Some(Starting::Turn(ev)) => out.push(Effect::Deliver(PluginCall::Input(ev))),
+            Some(Starting::Resume(ev)) => {
+                self.fact(Fact::Resumed, out);
+                out.push(Effect::Deliver(PluginCall::Input(ev)));
+            }
+            None => {}
+        }
+    }
+
+    fn on_tool_done(&mut self, outcome: ToolOutcome, out: &mut Vec<Effect>) {
+        if self.tool.take().is_none() {
+            // The runtime is gone (exit, stop): nobody waits for it.
+            return;
+        }
+        out.push(Effect::Deliver(PluginCall::ToolResult(outcome)));
+        self.next_tool(out);
+    }
+
+    fn next_tool(&mut self, out: &mut Vec<Effect>) {
+        if self.tool.is_some() {
+            return;
+        }
+        while let Some(call) = self.tools_waiting.pop_front() {
+            if self.tools_interrupted {
+                // Never run a call the user interrupted: answer it at once.
+                out.push(Effect::Deliver(PluginCall::ToolResult(ToolOutcome::interrupted(&call.id))));
+                continue;
+            }
+            self.end_burst(out);
+            self.tool = Some(call.clone());
+            out.push(Effect::RunTool(call));
+            return;
+        }
+    }
+
+    fn on_exit(
+        &mut self,
+        status: &str,
+        limit: Option<&str>,
+        stderr: &str,
+        actions: Vec<PluginAction>,
+        out: &mut Vec<Effect>,
+    ) {
+        self.end_burst(out);
+        self.runtime_up = false;
+        self.drop_tools(out);
+        // Calls waiting on the user died with the runtime: say so.
+        let waiting = self.machine.pending().to_vec();
+        if self.resume_unsaved {
+            // A runtime that died mid-turn may not have written what its new
+            // token names yet (Claude Code writes its transcript late):
+            // resume from the token of the last finished turn.
+            self.resume = self.saved_resume.clone();
+            self.resume_unsaved = false;
+        }
+        let lost = |why: String| match waiting.is_empty() {
+            true => why,
+            false => orphans::lost_calls_message(&waiting, &why),
+        };
+        if let (Some(limit), true) = (limit, self.turn) {
+            // A runtime that died of a sandbox limit is reported as that
+            // limit, whatever the plugin makes of the exit.
+            let why = lost(format!("the agent runtime was stopped: sandbox {limit} limit exceeded"));
+            self.fail_turn("unknown_error", &why, out);
+            return;
+        }
+        let actions = actions
+            .into_iter()
+            .map(|a| match a {
+                PluginAction::Failed(mut f) if !waiting.is_empty() => {
+                    f.message = orphans::lost_calls_message(&waiting, &f.message);
+                    PluginAction::Failed(f)
+                }
+                a => a,
+            })
+            .collect();
+        self.apply(actions, out);
+        if self.turn {
+            let why = format!("the agent runtime {status} before finishing the turn{stderr}");
+            self.fail_turn("unknown_error", &lost(why), out);
+        }
+    }
+
+    /// Forget host-run tool calls (the runtime that asked is gone).
+    fn drop_tools(&mut self, out: &mut Vec<Effect>) {
+        if self.tool.take().is_some() {
+            out.push(Effect::CancelTool);
+        }
+        self.tools_waiting.clear();
+        self.tools_interrupted = false;
+    }
+
+    fn stop_runtime(&mut self, why: &'static str, out: &mut Vec<Effect>) {
+        self.end_burst(out);
+        self.drop_tools(out);
+        if self.runtime_up || self.starting.is_some() {
+            self.runtime_up = false;
+            self.starting = None;
+            out.push(Effect::StopRuntime(why));
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<PluginAction>, out: &mut Vec<Effect>) {
+        for action in actions {
+            // Held events are stored before anything else happens.
+            if !matches!(action, PluginAction::Emit(_) | PluginAction::Checkpoint(_)) {
+                self.flush(out);
+            }
+            match action {
+                PluginAction::Emit(event) => {
+                    if event.get("type").and_then(Value::as_str) == Some("span.model_request_end")
+                        && let Some(Value::Object(u)) = event.get("model_usage")
+                    {
+                        add_usage(&mut self.usage, u);
+                    }
+                    self.fact(Fact::Event(event), out);
+                }
+                PluginAction::Invalid(msg) => {
+                    self.stop_runtime("invalid plugin event", out);
+                    if self.turn {
+                        let m = format!("harness plugin `{}` emitted an invalid event: {msg}", self.cfg.harness);
+                        self.fail_turn("unknown_error", &m, out);
+                    }
+                    return;
+                }
+                PluginAction::Write(bytes) => {
+                    if self.runtime_up {
+                        out.push(Effect::Write(bytes));
+                    }
+                }
+                PluginAction::Retrying { error_type, message } => {
+                    self.fact(Fact::Retrying { error_type, message }, out)
+                }
+                PluginAction::Resumed => self.fact(Fact::Resumed, out),
+                PluginAction::ToolCall(call) => {
+                    if self.runtime_up {
+                        self.tools_waiting.push_back(call);
+                        self.next_tool(out);
+                    }
+                }
+                PluginAction::Checkpoint(token) => {
+                    // Kept once the turn ends: a runtime cut off in its first
+                    // turn may not have saved what the token names.
+                    self.resume = Some(token);
+                    self.resume_unsaved = true;
+                }
+                PluginAction::TurnEnded(stop) => {
+                    self.save_resume(out);
+                    self.fact(Fact::TurnEnded(stop), out);
+                    self.turn_over();
+                    self.next_queued(out);
+                }
+                PluginAction::Failed(f) => {
+                    self.save_resume(out);
+                    let terminal = f.terminal;
+                    self.fact(Fact::Failed { error_type: f.error_type, message: f.message, terminal }, out);
+                    self.turn_over();
+                    if terminal {
+                        self.stop_runtime("terminal failure", out);
+                    } else {
+                        self.next_queued(out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn save_resume(&mut self, out: &mut Vec<Effect>) {
+        if let (true, Some(token)) = (self.resume_unsaved, self.resume.clone()) {
+            self.saved_resume = Some(token.clone());
+            self.resume_unsaved = false;
+            out.push(Effect::SaveResume(token));
+        }
+    }
+
+    /// End the turn with a failure the session can recover from.
+    fn fail_turn(&mut self, error_type: &str, message: &str, out: &mut Vec<Effect>) {
+        let fact = Fact::Failed { error_type: error_type.into(), message: message.into(), terminal: false };
+        self.fact(fact, out);
+        self.turn_over();
+        self.next_queued(out);
+    }
+
+    /// Between turns: no deadline, no tool calls.
+    fn turn_over(&mut self) {
+        self.turn = false;
+        self.interrupt_deadline = None;
+        self.tools_interrupted = false;
+    }
+
+    fn next_queued(&mut self, out: &mut Vec<Effect>) {
+        if !self.turn
+            && self.machine.status() != SessionStatus::Terminated
+            && let Some(next) = self.queue.pop_front()
+        {
+            self.start_turn(next, out);
+        }
+    }
+
+    /// Run a fact through the status machine; commit what it yields. During
+    /// a burst, plain events are held (a status change never waits).
+    fn fact(&mut self, fact: Fact, out: &mut Vec<Effect>) {
+        let step = self.machine.apply(fact);
+        if self.burst.is_some() && !step.status_changed && self.start_seq.is_none() {
+            self.held.extend(step.events);
+            return;
+        }
+        let mut events = std::mem::take(&mut self.held);
+        events.extend(step.events);
+        let status = step
+            .status_changed
+            .then(|| StatusChange { status: self.machine.status(), usage: Value::Object(self.usage.clone()) });
+        if events.is_empty() && status.is_none() && self.start_seq.is_none() {
+            return;
+        }
+        out.push(Effect::Commit { events, status, turn_seq: self.start_seq.take() });
+    }
+
+    /// Commit the held events now.
+    fn flush(&mut self, out: &mut Vec<Effect>) {
+        if !self.held.is_empty() {
+            out.push(Effect::Commit { events: std::mem::take(&mut self.held), status: None, turn_seq: None });
+        }
+    }
+
+    fn end_burst(&mut self, out: &mut Vec<Effect>) {
+        self.burst = None;
+        self.flush(out);
+    }
+}
+
+/// Add a `span.model_request_end` usage to the session's running totals.
+pub fn add_usage(total: &mut Map<String, Value>, u: &Map<String, Value>) {
+    for key in ["input_tokens", "output_tokens", "cache_read_input_tokens"] {
+        if let Some(n) = u.get(key).and_then(Value::as_u64) {
+            let cur = total.get(key).and_then(Value::as_u64).unwrap_or(0);
+            total.insert(key.into(), json!(cur + n));
+        }
+    }
+    if let Some(n) = u.get("cache_creation_input_tokens").and_then(Value::as_u64) {
+        let cc = total.entry("cache_creation").or_insert_with(|| json!({}));
+        if let Some(cc) = cc.as_object_mut() {
+            let cur = cc.get("ephemeral_5m_input_tokens").and_then(Value::as_u64).unwrap_or(0);
+            cc.insert("ephemeral_5m_input_tokens".into(), json!(cur + n));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
