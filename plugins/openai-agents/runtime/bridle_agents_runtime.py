@@ -49,7 +49,8 @@ from agents.exceptions import MaxTurnsExceeded
 set_tracing_disabled(True)
 logging.getLogger("openai.agents").setLevel(logging.WARNING)
 
-# The gateway adds the real credential; the client only needs something.
+# The host puts the session's real key in each `start` message (this runtime runs outside every
+# sandbox and calls the upstream itself); the placeholder is only a fallback that no upstream takes.
 PLACEHOLDER_KEY = os.environ.get("OPENAI_API_KEY", "sk-bridle-placeholder")
 RETRY_STATUSES = [408, 409, 429, 500, 502, 503, 504, 529]
 BACKOFF = {"initial_delay": 0.5, "max_delay": 8.0, "multiplier": 2.0, "jitter": False}

@@ -24,7 +24,7 @@
 //!
 //! | `msg` | Meaning |
 //! |---|---|
-//! | `{"type":"start","model","base_url","system","tools":[names],"custom_tools"?:[{"name","description","input_schema"}],"max_retries","resume":{"last_response_id"}\|null}` | (Re)configure the session; sent before every `input`, so a restarted runtime picks the session up. `base_url` is the host gateway (Responses API root); the client is `AsyncOpenAI(max_retries=0)`. `custom_tools` (the agent's custom tools, when it has any) become function tools answered by the client. |
+//! | `{"type":"start","model","base_url","system","tools":[names],"custom_tools"?:[{"name","description","input_schema"}],"max_retries","resume":{"last_response_id"}\|null}` | (Re)configure the session; sent before every `input`, so a restarted runtime picks the session up. `base_url` is the session's real upstream (Responses API root) and the host adds the session's real key as `api_key` (the runtime runs outside every sandbox; the plugin never sees the key); the client is `AsyncOpenAI(max_retries=0)`. `custom_tools` (the agent's custom tools, when it has any) become function tools answered by the client. |
 //! | `{"type":"input","content":[{"type":"text","text"} \| {"type":"image","url"}]}` | Run one turn (`Runner.run_streamed`) on the session's history plus this message. |
 //! | `{"type":"tool_result","call_id","output","is_error"}` | The result of a `tool_call` or `custom_tool_call`. |
 //! | `{"type":"interrupt"}` | Cancel the running turn; pending tool calls resolve as errors. |
@@ -78,7 +78,10 @@ pub const RETRY_BUDGET: u32 = 5;
 /// The tools the runtime offers (the sandbox-backed part of the toolset).
 pub const TOOLS: [&str; 6] = ["bash", "read", "write", "edit", "glob", "grep"];
 
-/// Placeholder the runtime's client sends; the gateway replaces the header.
+/// The credential plan's placeholder. This harness's runtime is resident,
+/// outside every sandbox: it gets the real key from the host in each `start`
+/// message and calls the upstream itself, so the placeholder and the header
+/// rule only matter to the sandbox's gateway, which this runtime never uses.
 pub const PLACEHOLDER_KEY: &str = "sk-bridle-placeholder";
 
 /// The openai-agents harness.
