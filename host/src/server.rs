@@ -218,6 +218,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let listener = ApiListener::new(listener);
     tracing::info!(
         %addr,
         database = ?state.store.backend(),
@@ -257,6 +258,60 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("bridle stopped");
     Ok(())
+}
+
+/// The API's listener: accept errors (the process out of descriptors, say)
+/// back off from 5 ms doubling to 1 s instead of axum's fixed second, and
+/// are logged once per 10 s, not once per attempt. The descriptors it needs
+/// are kept free by the egress gateway's global cap (at most half of them).
+struct ApiListener {
+    inner: TcpListener,
+    backoff: Duration,
+    logged: Option<std::time::Instant>,
+    skipped: u64,
+}
+
+impl ApiListener {
+    fn new(inner: TcpListener) -> Self {
+        Self { inner, backoff: Duration::ZERO, logged: None, skipped: 0 }
+    }
+}
+
+impl axum::serve::Listener for ApiListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok(conn) => {
+                    self.backoff = Duration::ZERO;
+                    return conn;
+                }
+                // The client's problem, not ours: take the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    self.backoff = (self.backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::error!(error = %e, skipped = self.skipped, "API accept failed; backing off");
+                        self.logged = Some(std::time::Instant::now());
+                        self.skipped = 0;
+                    } else {
+                        self.skipped += 1;
+                    }
+                    tokio::time::sleep(self.backoff).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 /// How long shutdown waits for live sessions to park.

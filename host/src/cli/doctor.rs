@@ -58,6 +58,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     checks.extend(plugins(config).await);
     if config.sessions.enabled {
         checks.extend(runtimes(config).await);
+        checks.push(egress(config));
         let cfg = config.clone();
         match tokio::task::spawn_blocking(move || sandbox(&cfg)).await {
             Ok(c) => checks.extend(c),
@@ -492,6 +493,35 @@ fn sandbox(config: &Config) -> Vec<Check> {
         checks.push(sandbox_dir(&sc.sandbox_dir));
     }
     checks
+}
+
+/// The egress gateways' descriptor budget, as `bridle serve` will size it (it raises the soft
+/// open-file limit to the hard one first).
+fn egress(config: &Config) -> Check {
+    use bridle_sandbox::egress::limits;
+    let e = &config.egress;
+    let nofile = limits::hard_nofile();
+    match limits::effective_cap(e.max_connections, nofile) {
+        Ok(cap) => {
+            let detail = format!(
+                "open-file limit {nofile}: at most {cap} gateway connections in all, {} per sandbox, \
+                 {}/s new per sandbox; {} internal destination(s) allowed",
+                e.max_connections_per_sandbox,
+                e.connections_per_second,
+                e.allow_internal.len()
+            );
+            if cap < u32::max(e.max_connections_per_sandbox, 256) {
+                Check::warn(
+                    "egress",
+                    detail,
+                    Some("raise the hard open-file limit (LimitNOFILE= in the systemd unit, `ulimit -Hn`)".into()),
+                )
+            } else {
+                Check::ok("egress", detail)
+            }
+        }
+        Err(msg) => Check::fail("egress", msg, "lower egress.max_connections or raise the hard open-file limit"),
+    }
 }
 
 /// The sandbox uids resolve bind sources by path, so every ancestor of the sandbox dir must

@@ -73,6 +73,11 @@ pub fn nofile() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
 }
 
+/// The hard `RLIMIT_NOFILE`: what [`raise_nofile`] raises the soft one to.
+pub fn hard_nofile() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024)
+}
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (call once at start-up,
 /// before sizing anything from it). Returns `(before, after)`.
 pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
