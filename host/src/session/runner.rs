@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Sessions;
+use super::engine::add_usage;
 use super::launch::{self, Placement};
 use super::orphans;
 use super::resident::ResidentProc;
@@ -1059,44 +1060,9 @@ fn truncate(s: &str, n: usize) -> &str {
     }
 }
 
-/// Add a `span.model_request_end` usage to the session's running totals.
-fn add_usage(total: &mut Map<String, Value>, u: &Map<String, Value>) {
-    for (from, to) in [
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("cache_read_input_tokens", "cache_read_input_tokens"),
-    ] {
-        if let Some(n) = u.get(from).and_then(Value::as_u64) {
-            let cur = total.get(to).and_then(Value::as_u64).unwrap_or(0);
-            total.insert(to.into(), json!(cur + n));
-        }
-    }
-    if let Some(n) = u.get("cache_creation_input_tokens").and_then(Value::as_u64) {
-        let cc = total.entry("cache_creation").or_insert_with(|| json!({}));
-        if let Some(cc) = cc.as_object_mut() {
-            let cur = cc.get("ephemeral_5m_input_tokens").and_then(Value::as_u64).unwrap_or(0);
-            cc.insert("ephemeral_5m_input_tokens".into(), json!(cur + n));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usage_adds_up() {
-        let mut total = Map::new();
-        let u = json!({"input_tokens": 3, "output_tokens": 2, "cache_creation_input_tokens": 5})
-            .as_object()
-            .cloned()
-            .unwrap();
-        add_usage(&mut total, &u);
-        add_usage(&mut total, &u);
-        assert_eq!(total["input_tokens"], 6);
-        assert_eq!(total["output_tokens"], 4);
-        assert_eq!(total["cache_creation"]["ephemeral_5m_input_tokens"], 10);
-    }
 
     #[test]
     fn truncates_on_char_boundaries() {
