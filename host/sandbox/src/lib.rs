@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod init;
 pub mod local;
+mod lockfile;
 pub mod metrics;
 pub mod proto;
 pub mod seccomp;

@@ -5,9 +5,9 @@
 //! given. The kernel drops the lock when its holder exits, so a crashed
 //! server leaves no stale lease.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -79,22 +79,9 @@ impl UidPool {
     }
 
     fn try_lease(&self, uid: u32) -> Result<Option<UidLease>> {
-        let path = self.dir.join(uid.to_string());
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .with_context(|| format!("open uid lock {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(UidLease { uid, _lock: file })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => {
-                Err(SandboxError::Other(anyhow::Error::from(e).context(format!("lock {}", path.display()))))
-            }
-        }
+        // A uid that looks held is skipped, not waited for.
+        let lock = crate::lockfile::try_lock(&self.dir.join(uid.to_string()), std::time::Duration::ZERO)?;
+        Ok(lock.map(|file| UidLease { uid, _lock: file }))
     }
 }
 

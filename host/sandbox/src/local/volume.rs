@@ -9,7 +9,7 @@
 //! idle release, server restart) and goes with the session.
 
 use std::collections::HashMap;
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,30 +191,7 @@ impl Volumes {
 
     /// Take the session's volume lock; `None` when another process holds it.
     fn lock(&self, session: &str, patience: std::time::Duration) -> anyhow::Result<Option<File>> {
-        let path = self.mounts.join(format!("{session}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        // A process this server forks (a sandbox starting on another thread)
-        // holds a copy of the descriptor, and so the lock, until it execs;
-        // a lock released here a moment ago can look held for that long.
-        // Another server holds it for good: retry briefly before saying so.
-        let deadline = std::time::Instant::now() + patience;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(file)),
-                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("lock {}", path.display())),
-            }
-        }
+        crate::lockfile::try_lock(&self.mounts.join(format!("{session}.lock")), patience)
     }
 
     /// Unmount the volumes a dead server left mounted (killed, crashed):
