@@ -140,7 +140,7 @@ fn main() {
         .expect("start the fake model server");
     let model = "bench-live";
     fake.set_scenario(model, Scenario::text("OK."));
-    let sb = common::sandbox_dir();
+    let sb = support::sessions::sandbox_dir();
     let env = common::session_server_env(&runtimes, sb.path(), "");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Server::start_opts(Backend::Sqlite, &[], &env);

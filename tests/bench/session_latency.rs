@@ -113,7 +113,7 @@ fn main() {
     );
     let mut failed = false;
     for engine in engines.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let sb = common::sandbox_dir();
+        let sb = support::sessions::sandbox_dir();
         let env = common::session_server_env(&runtimes, sb.path(), ",bridle::ingest=debug");
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let server = Server::start_opts(Backend::Sqlite, &["--log-format", "json"], &env);

@@ -17,6 +17,7 @@
 //! paths (or `mod support;` from a file beside this directory).
 #![allow(dead_code)]
 
+pub mod sandbox_dir;
 pub mod sessions;
 
 use std::fs::{self, File, OpenOptions};

@@ -40,37 +40,9 @@ pub fn install_runtimes() -> PathBuf {
     install(&Runtime::ALL)
 }
 
-/// A sandbox directory outside the 0700 data dirs, traversable by the sandbox uids (the
-/// "shared workspace storage" when several nodes use it).
-pub fn sandbox_dir() -> SandboxDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("bridle-test-sandboxes-").tempdir().expect("create sandbox dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
-    SandboxDir(d)
-}
-
-/// A [`sandbox_dir`]. Dropped, it first unmounts the workspace volumes (the disk quota's loop
-/// mounts) that its servers left mounted: the tests kill them, so they never release.
-pub struct SandboxDir(tempfile::TempDir);
-
-impl SandboxDir {
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for SandboxDir {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.0.path().join("volumes")) else { return };
-        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(e.path())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
+// Not every target that includes the support code uses both.
+#[allow(unused_imports)]
+pub use super::sandbox_dir::{SandboxDir, sandbox_dir};
 
 /// A server that runs sessions: `runtimes` and its own `sandboxes`, plus `envs`. The support
 /// code gives it bubblewrap and a uid range of its own ([`claim_uid_range`]).

@@ -218,37 +218,6 @@ pub fn install_runtimes() -> std::path::PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
-/// A sandbox directory traversable by the sandbox uids.
-pub fn sandbox_dir() -> SandboxDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("bridle-bench-sandboxes-").tempdir().expect("create sandbox dir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod sandbox dir");
-    SandboxDir(d)
-}
-
-/// A [`sandbox_dir`]. Dropped, it first unmounts the workspace volumes (the disk quota's loop
-/// mounts) that its servers left mounted: the benchmarks kill them, so they never release.
-pub struct SandboxDir(tempfile::TempDir);
-
-impl SandboxDir {
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for SandboxDir {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.0.path().join("volumes")) else { return };
-        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(e.path())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
 /// The environment of a `bridle serve` that runs real sessions (real runtimes, real
 /// sandboxes), logging in JSON with `extra_log` directives added.
 pub fn session_server_env(runtimes: &Path, sandboxes: &Path, extra_log: &str) -> Vec<(String, String)> {
