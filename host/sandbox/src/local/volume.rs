@@ -44,7 +44,7 @@ struct InUse {
     /// `volumes/<session>.lock`, `flock`ed while mounted here: another
     /// server on the host sharing the state dir neither mounts it too nor
     /// sweeps it away.
-    _lock: File,
+    _lock: Option<File>,
 }
 
 /// Smallest quota: ext4 with a journal needs a few MiB of its own.
@@ -149,9 +149,20 @@ impl Volumes {
             u.sandboxes += 1;
             return Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() });
         }
-        let lock = self.lock(session, LOCK_PATIENCE)?.ok_or_else(|| {
-            anyhow!("the workspace of session {session} is in use by another Bridle server on this host")
-        })?;
+        // Held by another server on this host: a node that lost the session
+        // (paused, fenced) may still have it mounted. Its mount is the one
+        // kernel mount, so the new owner uses it as is; a volume held but not
+        // mounted is refused (never mounted twice).
+        let lock = self.lock(session, LOCK_PATIENCE)?;
+        if lock.is_none() && !is_mount_point(&self.mount_point(session))? {
+            bail!("the workspace of session {session} is in use by another Bridle server on this host");
+        }
+        if lock.is_none() {
+            warn!(
+                session,
+                "workspace volume held by another server on this host (it lost the session); using its mount"
+            );
+        }
         {
             let img = self.image(session);
             if !img.is_file() {
