@@ -44,7 +44,7 @@ struct InUse {
     /// `volumes/<session>.lock`, `flock`ed while mounted here: another
     /// server on the host sharing the state dir neither mounts it too nor
     /// sweeps it away.
-    _lock: Option<File>,
+    lock: Option<File>,
 }
 
 /// Smallest quota: ext4 with a journal needs a few MiB of its own.
@@ -196,7 +196,7 @@ impl Volumes {
             std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
         }
-        users.insert(session.to_owned(), InUse { sandboxes: 1, _lock: lock });
+        users.insert(session.to_owned(), InUse { sandboxes: 1, lock });
         Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() })
     }
 
@@ -286,11 +286,20 @@ impl Volumes {
             u.sandboxes -= 1;
             return;
         }
-        if let Err(e) = unmount(&self.mount_point(session)) {
-            warn!(session, error = %format!("{e:#}"), "could not unmount the workspace volume");
+        // A mount borrowed from another server on this host is unmounted
+        // only once that server has let go of it (its lock is free).
+        let lock = match u.lock.take() {
+            Some(l) => Some(l),
+            None => self.lock(session, std::time::Duration::ZERO).ok().flatten(),
+        };
+        if lock.is_some() {
+            if let Err(e) = unmount(&self.mount_point(session)) {
+                warn!(session, error = %format!("{e:#}"), "could not unmount the workspace volume");
+            }
         }
         // Drops the lock, after the unmount.
         users.remove(session);
+        drop(lock);
     }
 
     /// Remove the session's volume (its sandbox released first). Fails while a
