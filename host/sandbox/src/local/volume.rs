@@ -292,10 +292,10 @@ impl Volumes {
             Some(l) => Some(l),
             None => self.lock(session, std::time::Duration::ZERO).ok().flatten(),
         };
-        if lock.is_some() {
-            if let Err(e) = unmount(&self.mount_point(session)) {
-                warn!(session, error = %format!("{e:#}"), "could not unmount the workspace volume");
-            }
+        if lock.is_some()
+            && let Err(e) = unmount(&self.mount_point(session))
+        {
+            warn!(session, error = %format!("{e:#}"), "could not unmount the workspace volume");
         }
         // Drops the lock, after the unmount.
         users.remove(session);
