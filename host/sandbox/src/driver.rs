@@ -61,6 +61,10 @@ pub trait Sandbox: Send + Sync {
     /// Start a process with piped stdin/stdout/stderr. A running exec keeps the
     /// sandbox from idling out unless [`ExecRequest::resident`] is set.
     async fn exec(&self, request: ExecRequest) -> Result<ExecChild>;
+    /// Write a file at `path` (absolute, inside the sandbox) as the sandbox's
+    /// user: parent directories are made, a final symlink is refused, and
+    /// the file gets `mode`. No shell is involved.
+    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<()>;
     /// A resource limit this sandbox has hit so far, if any: lets the caller
     /// explain a process that died of it in its own way (e.g. a runtime that
     /// aborts when it cannot start a thread).

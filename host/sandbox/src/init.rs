@@ -169,6 +169,17 @@ async fn serve(opts: Opts) -> anyhow::Result<()> {
                             }
                         }
                     }
+                    ToInit::WriteFile { id, path, mode } => {
+                        // Its own task: the host writes the bytes while we read.
+                        let chan = chan.clone();
+                        tokio::spawn(async move {
+                            let reply = match write_file(&path, mode, fds).await {
+                                Ok(()) => FromInit::Written { id },
+                                Err(e) => FromInit::Failed { id, error: format!("{e:#}") },
+                            };
+                            let _ = chan.send(&reply, &[]).await;
+                        });
+                    }
                     ToInit::Signal { id, signal } => {
                         if let Some(pid) = groups.get(&id).copied().filter(|p| *p > 0) {
                             // SAFETY: kill(2) on a process group we created.
@@ -210,6 +221,38 @@ fn spawn(
         .process_group(0)
         .kill_on_drop(false);
     cmd.spawn().with_context(|| format!("cannot run {prog}"))
+}
+
+/// Write `path` as the sandbox's user, from the pipe in `fds`. A final
+/// symlink is refused (O_NOFOLLOW), so a file an agent replaced with a link
+/// is not written through.
+async fn write_file(path: &str, mode: u32, fds: Vec<OwnedFd>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncWriteExt;
+    let Some(source) = fds.into_iter().next() else {
+        bail!("write request without its descriptor");
+    };
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.with_context(|| format!("create {}", dir.display()))?;
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await
+        .with_context(|| format!("open {}", path.display()))?;
+    let mut source = tokio::fs::File::from_std(std::fs::File::from(source));
+    tokio::io::copy(&mut source, &mut file).await.with_context(|| format!("write {}", path.display()))?;
+    file.flush().await?;
+    // An existing file keeps its old mode through `open`: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .await
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(())
 }
 
 async fn relay(listener: TcpListener, gateway: String) {

@@ -25,6 +25,10 @@ pub enum ToInit {
     Exec { id: u64, argv: Vec<String>, env: Vec<(String, String)>, cwd: Option<String> },
     /// Send `signal` to the process group of exec `id`.
     Signal { id: u64, signal: i32 },
+    /// Write a file (parents made as needed, never through a final
+    /// symlink) with the bytes read from the one descriptor that rides
+    /// along, to its end. Answered with `Written` or `Failed`.
+    WriteFile { id: u64, path: String, mode: u32 },
 }
 
 /// Init → host.
@@ -40,6 +44,9 @@ pub enum FromInit {
     Failed {
         id: u64,
         error: String,
+    },
+    Written {
+        id: u64,
     },
     Exited {
         id: u64,

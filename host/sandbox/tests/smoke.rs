@@ -101,3 +101,30 @@ async fn interactive_stdio_kill_and_stop() {
     assert_eq!(sh(&*again, "cat /workspace/k").await.stdout_str(), "kept\n");
     again.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn write_file_writes_as_the_sandbox_user_without_a_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim_local(spec("write-file")).await.unwrap();
+    // Parents are made; the mode is the one asked for; the owner is the sandbox's user.
+    sbx.write_file("/workspace/.cfg/deep/settings.json", b"{\"a\": 1}\n", 0o600).await.unwrap();
+    let out =
+        sh(&*sbx, "cat /workspace/.cfg/deep/settings.json; stat -c '%a %u' /workspace/.cfg/deep/settings.json").await;
+    assert_eq!(out.stdout_str(), "{\"a\": 1}\n600 1000\n", "{}", out.stderr_str());
+    // Larger than any pipe buffer or control message, and an existing file is replaced.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    sbx.write_file("/workspace/.cfg/deep/settings.json", &big, 0o644).await.unwrap();
+    let out =
+        sh(&*sbx, "wc -c < /workspace/.cfg/deep/settings.json; stat -c '%a' /workspace/.cfg/deep/settings.json").await;
+    assert_eq!(out.stdout_str(), "3000000\n644\n", "{}", out.stderr_str());
+    // A file the agent replaced with a link is not written through.
+    sh(&*sbx, "ln -s /tmp/elsewhere /workspace/link.json").await;
+    let err = sbx.write_file("/workspace/link.json", b"x", 0o600).await.expect_err("through a symlink");
+    assert!(err.to_string().contains("/workspace/link.json"), "{err}");
+    assert_eq!(sh(&*sbx, "test -e /tmp/elsewhere && echo there || echo absent").await.stdout_str(), "absent\n");
+    // Relative paths are refused; so is a stopped sandbox.
+    assert!(matches!(sbx.write_file("rel", b"x", 0o600).await, Err(SandboxError::Invalid(_))));
+    sbx.stop().await.unwrap();
+    assert!(matches!(sbx.write_file("/workspace/x", b"x", 0o600).await, Err(SandboxError::Gone(_))));
+}

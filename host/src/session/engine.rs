@@ -117,6 +117,9 @@ pub enum Input {
     PluginFault(String),
     /// The clock (for the interrupt deadline).
     Tick(Instant),
+    /// The runtime sat idle between turns for the configured time: stop it
+    /// (the next message starts it again, from its resume token).
+    Idle,
     /// A write was fenced: another node adopted the session.
     Fenced,
 }
@@ -362,6 +365,11 @@ impl Engine {
                         self.turn_over();
                         self.next_queued(&mut out);
                     }
+                }
+            }
+            Input::Idle => {
+                if !self.turn {
+                    self.stop_runtime("idle", &mut out);
                 }
             }
             Input::Fenced => {

@@ -6,11 +6,13 @@
 
 pub mod actions;
 pub mod engine;
+pub(crate) mod io;
 pub mod launch;
 pub mod orphans;
 pub mod ownership;
 pub mod resident;
 pub mod runner;
+pub(crate) mod start;
 pub mod status;
 pub mod validate;
 

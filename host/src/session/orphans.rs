@@ -14,8 +14,6 @@
 
 use anyhow::Context;
 
-use bridle_harness::Action;
-
 use crate::store::Store;
 
 /// The event ids the session's log says wait on the user.
@@ -34,16 +32,6 @@ pub(crate) fn lost_calls_message(ids: &[String], cause: &str) -> String {
     )
 }
 
-/// Name the calls a runtime that exited left waiting in the failure its
-/// plugin reports for that exit.
-pub(crate) fn name_lost_calls(actions: &mut [Action], ids: &[String]) {
-    for action in actions {
-        if let Action::Failed(failure) = action {
-            failure.message = lost_calls_message(ids, &failure.message);
-        }
-    }
-}
-
 /// `session.error` text for an answer that arrived after its turn ended.
 pub(crate) fn undelivered_answer_message(kind: &str, target: &str) -> String {
     format!(
@@ -55,7 +43,6 @@ pub(crate) fn undelivered_answer_message(kind: &str, target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridle_harness::RetryStatus;
     use serde_json::json;
 
     #[test]
@@ -74,14 +61,5 @@ mod tests {
         assert!(m.starts_with("the server restarted; tool call `sevt_a` was waiting for the user"), "{m}");
         let m = lost_calls_message(&["sevt_a".into(), "sevt_b".into()], "x");
         assert!(m.contains("tool calls `sevt_a`, `sevt_b` were waiting"), "{m}");
-    }
-
-    #[test]
-    fn exit_failures_name_the_lost_calls() {
-        let mut actions = vec![Action::failed("unknown_error", "codex exited on a signal", RetryStatus::Exhausted)];
-        name_lost_calls(&mut actions, &["sevt_a".into()]);
-        let Action::Failed(failure) = &actions[0] else { panic!("not a failure") };
-        assert!(failure.message.starts_with("codex exited on a signal; tool call `sevt_a`"));
-        assert_eq!(failure.retry, RetryStatus::Exhausted);
     }
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Mutex, mpsc};
 
-use super::runner::Out;
+use super::io::Out;
 
 /// The resident processes of this node, by engine.
 #[derive(Default)]

@@ -245,6 +245,42 @@ def test_interrupt_mid_turn(stack, model, sessions):
     s.check_credentials(min_requests=2)
 
 
+def test_interrupt_during_a_tool_call(stack, model, sessions):
+    # A tool call that would run for 45 s: the interrupt stops it, whichever side runs it
+    # (the runtime in its sandbox, or the host for the resident runtime).
+    after = f"Back after the tool, {uniq('w')}."
+    # (Claude Code refuses a plain `sleep 45` as a wait; `timeout` is a command like any other.)
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "timeout 45 tail -f /dev/null; echo slept-through"}],
+                                               "text": "Tool said: {{tool_output}}"},
+                                              {"text": after}]})
+    s = stack.session(model)
+    sessions.append(s)
+    start = s.message("Take a long nap.")
+    s.wait_type("agent.tool_use", start)
+    time.sleep(1.0)
+    s.check(not of_type(s.snapshot(start), "agent.tool_result"), "the command is still running at the interrupt")
+    mark = s.mark()
+    sent_at = time.monotonic()
+    s.send({"type": "user.interrupt"})
+    end, _ = s.wait_idle(mark, "end_turn", timeout=60)
+    took = time.monotonic() - sent_at
+    evs = s.snapshot(start)[: end - start + 1]
+    s.expect_order(evs, ["user.message", "session.status_running", "agent.tool_use", "user.interrupt",
+                         is_idle("end_turn")], "a turn interrupted during a tool call")
+    # The call's 45 s would have ended the turn by itself: it must end well before.
+    s.check(took < 30, f"the turn ended {took:.1f}s after the interrupt: the tool call ran on")
+    s.check(not any("slept-through" in json.dumps(e.get("content")) for e in of_type(evs, "agent.tool_result")),
+            "the interrupted command ran to its end")
+    s.check(not errors(evs, "exhausted") and not errors(evs, "terminal"), "an interrupt is not a failure")
+    killed = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
+              if s.id in line and "did not end its turn after an interrupt" in line]
+    s.check(not killed, f"the runtime was stopped after the grace period ({took:.1f}s), not by the interrupt")
+    evs2 = s.turn("Are you there?")
+    msgs = of_type(evs2, "agent.message")
+    s.check(bool(msgs) and text_of(msgs[-1]) == after,
+            f"after the interrupt, expected {after!r}, got {[text_of(m) for m in msgs]}")
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. tool confirmation (always_ask): allow and deny
 # ---------------------------------------------------------------------------------------------

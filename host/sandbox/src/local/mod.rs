@@ -1256,6 +1256,11 @@ impl LocalSandbox {
                     self.activity.close();
                 }
             }
+            FromInit::Written { id } => {
+                if let Some(tx) = t.pending.remove(&id) {
+                    let _ = tx.send(Ok(0));
+                }
+            }
             FromInit::Exited { id, code, signal } => {
                 if let Some(l) = t.live.remove(&id) {
                     let st = self.classify(code, signal, l.oom_base, l.pids_base);
@@ -1396,6 +1401,41 @@ impl LocalSandbox {
         })
     }
 
+    async fn write_file_inner(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(SandboxError::Gone(self.id.clone()));
+        }
+        if !path.starts_with('/') {
+            return Err(SandboxError::Invalid(format!("write_file needs an absolute path, not {path:?}")));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+        let (tx, rx) = oneshot::channel();
+        self.table.lock().map_err(|_| anyhow!("exec table poisoned"))?.pending.insert(id, tx);
+        let sent = self.chan.send(&ToInit::WriteFile { id, path: path.to_owned(), mode }, &[read.as_raw_fd()]).await;
+        drop(read);
+        if let Err(e) = sent {
+            if let Ok(mut t) = self.table.lock() {
+                t.pending.remove(&id);
+            }
+            return Err(SandboxError::Other(e));
+        }
+        // The init reads while we write; closing our end is its EOF.
+        let mut pipe = tokio::net::unix::pipe::Sender::from_owned_fd(write).context("write pipe")?;
+        let written = async {
+            pipe.write_all(contents).await?;
+            pipe.shutdown().await
+        }
+        .await;
+        drop(pipe);
+        match rx.await {
+            Ok(Ok(_)) => written.map_err(|e| SandboxError::Other(anyhow!("writing {path}: {e}"))),
+            Ok(Err(e)) => Err(SandboxError::Invalid(format!("cannot write {path}: {e}"))),
+            Err(_) => Err(SandboxError::Gone(self.id.clone())),
+        }
+    }
+
     async fn release_inner(&self, why: &str) -> Result<()> {
         if self.released.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -1490,6 +1530,9 @@ impl Sandbox for LocalSandbox {
     }
     async fn exec(&self, request: ExecRequest) -> Result<ExecChild> {
         self.exec_inner(request).await
+    }
+    async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        self.write_file_inner(path, contents, mode).await
     }
     fn busy(&self) -> BusyGuard {
         if !self.is_running() {

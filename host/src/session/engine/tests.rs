@@ -171,6 +171,24 @@ fn a_turn_starts_the_runtime_and_ends_idle() {
 }
 
 #[test]
+fn an_idle_runtime_is_stopped_between_turns_only() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![
+            // Mid-turn, idleness is not the runner's to judge.
+            (Input::Idle, vec![]),
+            (Input::Output(vec![end()]), vec!["commit session.status_idle:end_turn =>idle"]),
+            (Input::BurstEnd, vec![]),
+            (Input::Idle, vec!["stop: idle"]),
+            // The next message starts it again.
+            (msg(2), vec!["input 2", "commit session.status_running =>running @2", "start"]),
+        ],
+    );
+    assert!(!e.runtime_up());
+}
+
+#[test]
 fn messages_during_a_turn_queue_and_run_in_order() {
     let mut e = running();
     run(

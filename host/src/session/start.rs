@@ -1,0 +1,194 @@
+//! Starting a session's runtime: the model credential, the environment's
+//! sandbox spec, the plugin's launch plan, then either the runtime process
+//! in the session's sandbox or the session attached to its harness's
+//! resident process. What to start is decided in [`super::launch`]; this is
+//! the I/O that does it.
+
+use std::sync::Arc;
+
+use bridle_harness::{ApiShape, ExecutionModel, LlmEndpoint};
+use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
+use bridle_sandbox::{ExecRequest, Sandbox, SandboxSpec};
+use serde_json::Value;
+
+use super::Sessions;
+use super::io::Runtime;
+use super::launch::{self, Placement};
+use crate::model::environments::Environment;
+use crate::model::sessions::HarnessBinding;
+use crate::model::vaults::{Credential, CredentialSecrets};
+use crate::store::Table;
+
+/// Why the runtime could not be started, in words for `session.error`.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl StartError {
+    fn new(message: impl Into<String>) -> Self {
+        StartError { error_type: "unknown_error", message: message.into() }
+    }
+}
+
+/// What a session's runtime is started for.
+pub(crate) struct Target<'a> {
+    pub session_id: &'a str,
+    pub binding: &'a HarnessBinding,
+    pub agent: &'a Value,
+    pub environment_id: &'a str,
+    /// The resume token to start from.
+    pub resume: Option<&'a str>,
+}
+
+/// Start the session's runtime.
+pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runtime, StartError> {
+    let plugin = host.harness.plugin(&t.binding.engine).map_err(|e| StartError::new(e.to_string()))?;
+    let (token, upstream) = credential(host, t.binding, plugin.info().api_shape).await?;
+    let model = t.agent.pointer("/model/id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.clone() };
+    let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
+    let driver = host.sandboxes.clone().map_err(StartError::new)?;
+    let env = host
+        .store
+        .get_doc::<Environment>(Table::Environments, t.environment_id)
+        .await
+        .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
+        .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", t.environment_id)))?;
+    let mut spec = SandboxSpec::new(t.session_id.to_owned());
+    spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
+    if plugin.info().execution_model == ExecutionModel::SandboxAsTool {
+        // Sandbox as tool: the sandbox runs tools only; the resident runtime
+        // reaches the model itself with the key the host adds.
+        let session_spec =
+            launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, Placement::Resident);
+        let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
+        let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+        let mut argv = plan.argv.clone();
+        let program = program_of(&argv, &t.binding.engine)?;
+        argv[0] = host
+            .runtimes
+            .resolve_host(&program)
+            .map(|p| p.display().to_string())
+            .ok_or_else(|| not_installed(&program))?;
+        let cwd = host.runtimes.runtimes.dir().to_path_buf();
+        let (proc, out) = host
+            .residents
+            .attach(&t.binding.engine, &argv, &plan.env, &cwd, t.session_id)
+            .await
+            .map_err(StartError::new)?;
+        let tools = ToolSandbox::new(driver, spec, ToolConfig::default());
+        tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
+        return Ok(Runtime::resident(session, proc, out, tools, token));
+    }
+    spec.llm = Some(bridle_sandbox::LlmRoute {
+        base_url: upstream.clone(),
+        header_rules: plan
+            .inject
+            .iter()
+            .map(|r| bridle_sandbox::HeaderRule { header: r.header.clone(), value_template: r.value_template.clone() })
+            .collect(),
+        token: bridle_sandbox::Secret::new(token),
+        allowed: crate::model_paths::for_shape(plugin.info().api_shape),
+    });
+    spec.env = plan.env.clone();
+    let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
+    let placement =
+        Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
+    let session_spec = launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, placement);
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine).await {
+        Ok(rt) => Ok(rt),
+        Err(e) => {
+            let _ = sandbox.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// The runtime process, in the session's sandbox.
+async fn in_sandbox(
+    host: &Arc<Sessions>,
+    plugin: &bridle_harness::Plugin,
+    sandbox: Arc<dyn Sandbox>,
+    session_spec: &bridle_harness::SessionSpec,
+    engine: &str,
+) -> Result<Runtime, StartError> {
+    let mut session = plugin.new_session(session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
+    let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+    for f in &plan.files {
+        write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;
+    }
+    let mut argv = plan.argv.clone();
+    let program = program_of(&argv, engine)?;
+    argv[0] = host.runtimes.resolve_inside(&program).ok_or_else(|| not_installed(&program))?;
+    // The runtime waits between turns: it must not keep the sandbox busy on
+    // its own (the runner holds a busy guard during each turn).
+    let mut req = ExecRequest::new(argv).resident(true);
+    req.env = plan.env.clone();
+    req.cwd = plan.cwd.clone();
+    let child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
+    tracing::info!(program = %program, sandbox = sandbox.id(), "runtime started");
+    Ok(Runtime::own(session, sandbox, child))
+}
+
+fn program_of(argv: &[String], engine: &str) -> Result<String, StartError> {
+    argv.first().cloned().ok_or_else(|| StartError::new(format!("harness `{engine}` returned an empty launch command")))
+}
+
+fn not_installed(program: &str) -> StartError {
+    StartError::new(format!(
+        "the agent runtime `{program}` is not installed on this server; run `bridle runtimes install`"
+    ))
+}
+
+/// The model credential and upstream URL of this session: its LLM vault
+/// credential (decrypted here, only to hand to the gateway or the resident
+/// runtime), or the server's `default_llm`.
+async fn credential(
+    host: &Sessions,
+    binding: &HarnessBinding,
+    api_shape: ApiShape,
+) -> Result<(String, String), StartError> {
+    let default_url = launch::default_base_url(api_shape);
+    let Some(cred_id) = &binding.credential_id else {
+        let llm = &host.config.default_llm;
+        let Some(key) = &llm.api_key else {
+            return Err(StartError::new(
+                "no model credential: this session has no LLM vault and the server has no default_llm.api_key configured; \
+                 attach a vault with sandbox0.managed_agents.role = \"llm\" holding the provider token",
+            ));
+        };
+        let url = llm.base_url.clone().or_else(|| binding.llm_base_url.clone());
+        return Ok((key.clone(), url.unwrap_or_else(|| default_url.to_owned())));
+    };
+    let row = host
+        .store
+        .get_doc::<Credential>(Table::Credentials, cred_id)
+        .await
+        .map_err(|e| StartError::new(format!("reading the LLM credential failed: {e}")))?;
+    let Some(row) = row.filter(|r| !r.archived) else {
+        return Err(StartError::new(format!(
+            "the LLM credential `{cred_id}` selected at session create was deleted or archived"
+        )));
+    };
+    let sealed = row.sealed.unwrap_or_default();
+    let secrets: CredentialSecrets = host
+        .secrets
+        .open(&sealed)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .ok_or_else(|| StartError::new("the LLM credential cannot be decrypted with this server's key"))?;
+    let token = secrets.token.ok_or_else(|| StartError::new("the LLM credential has no token"))?;
+    Ok((token, binding.llm_base_url.clone().unwrap_or_else(|| default_url.to_owned())))
+}
+
+/// Write a launch-plan file into the workspace as the sandbox user, so it
+/// ends up owned by the runtime that will read it.
+async fn write_file(sandbox: &dyn Sandbox, path: &str, contents: &[u8], mode: u32) -> Result<(), StartError> {
+    if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return Err(StartError::new(format!("launch plan file `{path}` is outside the workspace")));
+    }
+    let full = format!("{}/{path}", sandbox.workspace_inside());
+    sandbox.write_file(&full, contents, mode).await.map_err(|e| StartError::new(format!("writing {full}: {e}")))
+}
