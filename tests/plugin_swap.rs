@@ -9,38 +9,15 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use serde_json::{Value, json};
 use support::{Backend, Server};
 
-/// Build the template with `cargo build --target wasm32-wasip2`, as a plugin
-/// author would.
-fn build_template() -> PathBuf {
-    build_wasm("examples/harness-template", &[], "harness_template")
-}
-
 /// The 0.1.0 echo fixture (a member of the Bridle workspace).
 fn build_echo_v0_1() -> PathBuf {
-    build_wasm(".", &["-p", "bridle-harness-fixture-echo-v0-1"], "bridle_harness_fixture_echo_v0_1")
-}
-
-fn build_wasm(dir: &str, args: &[&str], crate_name: &str) -> PathBuf {
-    let root = support::tests_dir().parent().expect("repo root").to_path_buf();
-    let target = root.join("target/template-wasm");
-    let mut cmd = Command::new("cargo");
-    support::scrub(&mut cmd);
-    cmd.current_dir(root.join(dir))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args(args)
-        .arg("--target-dir")
-        .arg(&target);
-    support::run_ok(&mut cmd, &format!("cargo build of {crate_name}"));
-    let wasm = target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"));
-    assert!(wasm.is_file(), "the build produced no {}", wasm.display());
-    wasm
+    support::build_wasm(".", &["-p", "bridle-harness-fixture-echo-v0-1"], "bridle_harness_fixture_echo_v0_1")
 }
 
 struct Api {
@@ -73,7 +50,7 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_0_2_and_a_0_1_plugin_each_run_a_session_under_a_new_engine_name() {
-    let wasm = build_template();
+    let wasm = support::template_plugin();
     let wasm_v0_1 = build_echo_v0_1().to_string_lossy().into_owned();
     let sandboxes = tempfile::Builder::new().prefix("bridle-swap-sbx-").tempdir().unwrap();
     let runtimes = tempfile::Builder::new().prefix("bridle-swap-rt-").tempdir().unwrap();

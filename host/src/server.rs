@@ -36,6 +36,17 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 /// Everything the API needs, from config. With `live`, also the session
 /// host (plugins, sandboxes, runtimes) that runs sessions.
 pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState> {
+    build_state_with(config, live, None).await
+}
+
+/// [`build_state`] with a sandbox driver of the caller's instead of the
+/// local bubblewrap driver (tests of the session runner without bubblewrap;
+/// other drivers).
+pub async fn build_state_with(
+    config: Config,
+    live: bool,
+    driver: Option<Arc<dyn SandboxDriver>>,
+) -> anyhow::Result<AppState> {
     if config.metrics.enabled {
         crate::metrics::install();
     }
@@ -49,7 +60,10 @@ pub async fn build_state(config: Config, live: bool) -> anyhow::Result<AppState>
         tracing::warn!(error = %e, "harness plugin not available");
     }
     let sessions = if live {
-        Some(start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone(), harness.clone()).await?)
+        Some(
+            start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone(), harness.clone(), driver)
+                .await?,
+        )
     } else {
         None
     };
@@ -66,11 +80,21 @@ async fn start_sessions(
     secrets: SecretBox,
     config: Arc<Config>,
     harness: Arc<HarnessRuntime>,
+    driver: Option<Arc<dyn SandboxDriver>>,
 ) -> anyhow::Result<Arc<Sessions>> {
     let runtimes = runtime_dirs(&config)?;
     if config.auto_install {
-        install_bubblewrap().await;
+        if driver.is_none() {
+            install_bubblewrap().await;
+        }
         install_runtimes(runtimes.runtimes.clone());
+    }
+    let timing = Timing {
+        runtime_idle: Duration::from_secs(config.sessions.runtime_idle_secs),
+        interrupt_grace: Duration::from_secs(config.sessions.interrupt_grace_secs),
+    };
+    if let Some(driver) = driver {
+        return Ok(Sessions::new(store, bus, secrets, config.clone(), harness, Ok(driver), runtimes, timing));
     }
     let sc = &config.sessions;
     let local = LocalConfig {
@@ -90,10 +114,6 @@ async fn start_sessions(
             tracing::warn!(error = %e, "sandboxes unavailable: sessions will fail until this is fixed");
             Err(format!("sandboxes are unavailable on this server: {e}"))
         }
-    };
-    let timing = Timing {
-        runtime_idle: Duration::from_secs(sc.runtime_idle_secs),
-        interrupt_grace: Duration::from_secs(sc.interrupt_grace_secs),
     };
     Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, runtimes, timing))
 }

@@ -759,3 +759,31 @@ pub fn run_and_report(cmd: &mut Command, what: &str) {
     );
     assert!(out.status.success(), "{what} failed ({}); its output is above", out.status);
 }
+
+// ---------------------------------------------------------------------------------------------
+// plugins built as a plugin author builds them
+// ---------------------------------------------------------------------------------------------
+
+/// The template plugin (`examples/harness-template`: an echo harness whose runtime is `cat`),
+/// built with `cargo build --target wasm32-wasip2` as a plugin author would.
+pub fn template_plugin() -> PathBuf {
+    build_wasm("examples/harness-template", &[], "harness_template")
+}
+
+/// Build a plugin crate in `dir` (relative to the repo root) for `wasm32-wasip2` into
+/// `target/template-wasm`; returns the component's path.
+pub fn build_wasm(dir: &str, args: &[&str], crate_name: &str) -> PathBuf {
+    let root = tests_dir().parent().expect("repo root").to_path_buf();
+    let target = root.join("target/template-wasm");
+    let mut cmd = Command::new("cargo");
+    scrub(&mut cmd);
+    cmd.current_dir(root.join(dir))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(args)
+        .arg("--target-dir")
+        .arg(&target);
+    run_ok(&mut cmd, &format!("cargo build of {crate_name}"));
+    let wasm = target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"));
+    assert!(wasm.is_file(), "the build produced no {}", wasm.display());
+    wasm
+}
