@@ -331,6 +331,16 @@ async fn messages_sent_together_run_as_turns_in_order_on_one_runtime() {
         ]
     );
     assert_eq!(b.started.load(Ordering::SeqCst), 1, "one runtime for the three turns");
+
+    // `stats`: time in `running` counts; once idle it stops while the session's age goes on.
+    let stats =
+        |s: &Value| (s["stats"]["active_seconds"].as_f64().unwrap(), s["stats"]["duration_seconds"].as_f64().unwrap());
+    let (active, age) = stats(&ok(&b.api, Method::GET, &format!("/v1/sessions/{sid}"), Value::Null).await);
+    assert!(active > 0.0 && active <= age, "active {active} s of {age} s");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (active2, age2) = stats(&ok(&b.api, Method::GET, &format!("/v1/sessions/{sid}"), Value::Null).await);
+    assert_eq!(active2, active, "an idle session's active time does not grow");
+    assert!(age2 >= age + 1.0, "the age grows: {age} s then {age2} s");
 }
 
 #[tokio::test]
@@ -397,4 +407,9 @@ async fn a_runtime_that_dies_mid_turn_ends_it_with_the_plugins_failure() {
     );
     let s = ok(&b.api, Method::GET, &format!("/v1/sessions/{sid}"), Value::Null).await;
     assert_eq!(s["status"], "terminated");
+    // A terminated session's duration is frozen at its final update.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = ok(&b.api, Method::GET, &format!("/v1/sessions/{sid}"), Value::Null).await;
+    assert_eq!(again["stats"], s["stats"]);
+    assert!(s["stats"]["active_seconds"].as_f64().unwrap() > 0.0, "{}", s["stats"]);
 }

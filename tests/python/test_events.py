@@ -136,6 +136,23 @@ def test_define_outcome_rejected_clearly(client, session):
     assert list(client.beta.sessions.events.list(session.id, types=["session.thread_created"])) == []
 
 
+def test_types_filter_takes_every_type_the_sdk_defines(client, session):
+    # The SDK's own list of session event types: each is a valid filter (those Bridle never
+    # stores match nothing); a name outside it is a 400.
+    from typing import get_args
+
+    from anthropic.types.beta.sessions import BetaManagedAgentsSessionEventType
+
+    every = list(get_args(BetaManagedAgentsSessionEventType))
+    assert "session.usage" in every and "workflow_run.created" in every, every
+    send(client, session.id, msg("hello"))
+    got = list(client.beta.sessions.events.list(session.id, types=every))
+    assert [e.type for e in got][:1] == ["user.message"], got
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.sessions.events.list(session.id, types=["session.thread_status_created"])
+    assert_api_error(ei.value, 400, "invalid_request_error")
+
+
 def test_batch_with_a_bad_event_stores_nothing(client, session):
     with pytest.raises(anthropic.BadRequestError) as ei:
         send(client, session.id, msg("ok"), {"type": "user.nonsense"})

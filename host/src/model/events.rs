@@ -38,17 +38,18 @@ pub fn is_stored_event_type(t: &str) -> bool {
     STORED_EVENT_TYPES.contains(&t)
 }
 
-/// Event types of the Managed Agents API that Bridle never stores
-/// (multi-agent threads, outcomes, client-run toolset results, system
-/// messages). A list filter naming one is valid and simply matches nothing.
+/// Event types of the Managed Agents API (the official SDKs' session event
+/// type) that Bridle never stores: multi-agent threads, outcomes, client-run
+/// toolset results, system messages, usage reports and workflow runs. A
+/// `types[]` filter naming one is valid and simply matches nothing.
 pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
     "user.tool_result",
     "user.define_outcome",
     "system.message",
+    "session.usage",
     "agent.thread_message_received",
     "agent.thread_message_sent",
     "session.thread_created",
-    "session.thread_status_created",
     "session.thread_status_idle",
     "session.thread_status_rescheduled",
     "session.thread_status_running",
@@ -56,6 +57,13 @@ pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
     "span.outcome_evaluation_start",
     "span.outcome_evaluation_ongoing",
     "span.outcome_evaluation_end",
+    "workflow_run.created",
+    "workflow_run.status_running",
+    "workflow_run.status_idle",
+    "workflow_run.status_ended",
+    "workflow_run.error",
+    "workflow_run.phase_started",
+    "workflow_run.phase_ended",
 ];
 
 /// Whether `t` names an event type of the API (stored here or not).

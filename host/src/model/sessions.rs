@@ -224,6 +224,27 @@ pub struct Session {
     pub vault_ids: Vec<String>,
 }
 
+/// A session's timing as the API reports it (`stats`), from what the store
+/// keeps: `active_seconds` is the time spent in `running` (closed spans plus
+/// the open one), `duration_seconds` the time since creation, frozen at the
+/// last update once the session is terminated. Pure: `now` is given.
+pub fn session_stats(
+    status: SessionStatus,
+    created_micros: i64,
+    updated_micros: i64,
+    active_micros: i64,
+    running_since: i64,
+    now: i64,
+) -> Value {
+    let open = if running_since > 0 { (now - running_since).max(0) } else { 0 };
+    let end = if status == SessionStatus::Terminated { updated_micros } else { now };
+    let secs = |micros: i64| micros.max(0) as f64 / 1e6;
+    serde_json::json!({
+        "active_seconds": secs(active_micros + open),
+        "duration_seconds": secs(end - created_micros),
+    })
+}
+
 /// How a session's model traffic is wired: chosen once at create and kept
 /// with the session (never returned by the API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,4 +256,35 @@ pub struct HarnessBinding {
     pub credential_id: Option<String>,
     /// Upstream model base URL, if set on the vault (or the server default).
     pub llm_base_url: Option<String>,
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+
+    #[test]
+    fn stats_count_running_spans_and_freeze_when_terminated() {
+        use SessionStatus::*;
+        // (status, created, updated, active, running_since, now) → (active s, duration s)
+        let cases = [
+            // A new session: nothing active, its age so far.
+            (Idle, 0, 0, 0, 0, 2_500_000, 0.0, 2.5),
+            // Running for 1 s now, 3 s in closed spans before.
+            (Running, 0, 9_000_000, 3_000_000, 9_000_000, 10_000_000, 4.0, 10.0),
+            // Idle again: only closed spans count; the age goes on.
+            (Idle, 0, 9_000_000, 4_000_000, 0, 20_000_000, 4.0, 20.0),
+            // Terminated: the duration stops at the final update.
+            (Terminated, 1_000_000, 11_000_000, 4_000_000, 0, 99_000_000, 4.0, 10.0),
+            // A clock that went back never makes a negative figure.
+            (Running, 5_000_000, 5_000_000, 0, 6_000_000, 4_000_000, 0.0, 0.0),
+        ];
+        for (status, created, updated, active, since, now, want_active, want_duration) in cases {
+            let got = session_stats(status, created, updated, active, since, now);
+            assert_eq!(
+                (got["active_seconds"].as_f64().unwrap(), got["duration_seconds"].as_f64().unwrap()),
+                (want_active, want_duration),
+                "{status:?} created {created} updated {updated} active {active} since {since} now {now}"
+            );
+        }
+    }
 }

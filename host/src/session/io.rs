@@ -1,13 +1,16 @@
-//! How a runner reaches its session's agent runtime, whichever way it runs:
-//! its own process in the session's sandbox (agent in sandbox), or the
-//! shared resident process of its harness with tools in a sandbox claimed on
-//! the first call (sandbox as tool). Both give the runner the same things: a
-//! stream of [`Out`] (lines, then the exit), a way to write, and a release.
+//! How a runner reaches its session's agent runtime: one trait,
+//! [`RuntimeIo`], with an implementation per way a runtime runs — its own
+//! process in the session's sandbox ([`OwnProcess`], agent in sandbox), or
+//! the shared resident process of its harness with tools in a sandbox
+//! claimed on the first call ([`Resident`], sandbox as tool). Each gives the
+//! runner the same things: a stream of [`Out`] (lines, then the exit), a way
+//! to write, and a release.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bridle_harness::PluginSession;
 use bridle_sandbox::tools::ToolSandbox;
 use bridle_sandbox::{BoxedWrite, BusyGuard, ExecChild, ExecControl, ExitStatus, Sandbox};
@@ -31,20 +34,53 @@ pub(crate) enum Out {
 /// A running runtime: its plugin session and the way to it.
 pub(crate) struct Runtime {
     pub plugin: PluginSession,
-    io: Io,
+    pub io: Box<dyn RuntimeIo>,
+}
+
+/// The way to a running runtime.
+#[async_trait]
+pub(crate) trait RuntimeIo: Send {
+    /// The next line or the exit (output that ends without an exit is
+    /// reported as the runtime gone).
+    async fn recv(&mut self) -> Out;
+    /// A line or exit already waiting, without waiting.
+    fn try_recv(&mut self) -> Option<Out>;
+    /// Write what the plugin asked for. A failure is logged: the exit that
+    /// follows reports it.
+    async fn write(&mut self, session_id: &str, bytes: &[u8]);
+    /// Keeps the runtime's sandbox from idle release during a turn.
+    fn busy(&self) -> Option<BusyGuard> {
+        None
+    }
+    /// Where host-run tool calls run (sandbox as tool).
+    fn tools(&self) -> Option<Arc<ToolSandbox>> {
+        None
+    }
+    /// The sandbox limit the runtime died of, if any.
+    fn limit_hit(&self, status: &ExitStatus) -> Option<String> {
+        status.limit().map(|l| l.to_string())
+    }
+    /// `; its last output: ...` from the runtime's stderr, or empty.
+    fn stderr_tail(&self) -> String {
+        String::new()
+    }
+    /// Let go of the runtime (workspaces stay).
+    async fn release(self: Box<Self>, session_id: &str);
+}
+
+/// The runtime's own process in the session's sandbox.
+pub(crate) struct OwnProcess {
+    sandbox: Arc<dyn Sandbox>,
+    stdin: Option<BoxedWrite>,
+    control: Arc<dyn ExecControl>,
     out: mpsc::Receiver<Out>,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
-enum Io {
-    Own { sandbox: Arc<dyn Sandbox>, stdin: Option<BoxedWrite>, control: Arc<dyn ExecControl> },
-    Resident { proc: Arc<ResidentProc>, tools: Arc<ToolSandbox>, api_key: String },
-}
-
-impl Runtime {
+impl OwnProcess {
     /// The runtime process just started in `sandbox`: read its stdout as
     /// lines and keep the tail of its stderr.
-    pub fn own(plugin: PluginSession, sandbox: Arc<dyn Sandbox>, mut child: ExecChild) -> Runtime {
+    pub fn start(sandbox: Arc<dyn Sandbox>, mut child: ExecChild) -> OwnProcess {
         let (tx, out) = mpsc::channel(256);
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         // stderr is read to its end before the exit is reported, so the
@@ -85,63 +121,42 @@ impl Runtime {
                 .in_current_span(),
             );
         }
-        let io = Io::Own { sandbox, stdin: child.stdin.take(), control: child.control.clone() };
-        Runtime { plugin, io, out, stderr }
+        OwnProcess { sandbox, stdin: child.stdin.take(), control: child.control.clone(), out, stderr }
     }
+}
 
-    /// The session attached to its harness's resident process; `tools` runs
-    /// its tool calls. `api_key` is added to the `start` message (the plugin
-    /// never holds it).
-    pub fn resident(
-        plugin: PluginSession,
-        proc: Arc<ResidentProc>,
-        out: mpsc::Receiver<Out>,
-        tools: ToolSandbox,
-        api_key: String,
-    ) -> Runtime {
-        let io = Io::Resident { proc, tools: Arc::new(tools), api_key };
-        Runtime { plugin, io, out, stderr: Arc::new(Mutex::new(VecDeque::new())) }
-    }
-
-    /// The next line or the exit (a runtime whose output channel closed
-    /// without an exit is reported as gone).
-    pub async fn recv(&mut self) -> Out {
+#[async_trait]
+impl RuntimeIo for OwnProcess {
+    async fn recv(&mut self) -> Out {
         self.out.recv().await.unwrap_or(Out::Exit(ExitStatus::SandboxGone))
     }
 
-    /// A line or exit already waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<Out> {
+    fn try_recv(&mut self) -> Option<Out> {
         self.out.try_recv().ok()
     }
 
-    /// Keeps the runtime's sandbox from idle release during a turn (the
-    /// resident's tool sandbox is kept busy by each call).
-    pub fn busy(&self) -> Option<BusyGuard> {
-        match &self.io {
-            Io::Own { sandbox, .. } => Some(sandbox.busy()),
-            Io::Resident { .. } => None,
+    async fn write(&mut self, _session_id: &str, bytes: &[u8]) {
+        let Some(stdin) = self.stdin.as_mut() else { return };
+        let res = async {
+            stdin.write_all(bytes).await?;
+            stdin.flush().await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "writing to the runtime failed");
         }
     }
 
-    /// Where host-run tool calls run (sandbox as tool only).
-    pub fn tools(&self) -> Option<Arc<ToolSandbox>> {
-        match &self.io {
-            Io::Resident { tools, .. } => Some(tools.clone()),
-            Io::Own { .. } => None,
-        }
+    fn busy(&self) -> Option<BusyGuard> {
+        Some(self.sandbox.busy())
     }
 
-    /// The sandbox limit the runtime's process died of, if any.
-    pub fn limit_hit(&self, status: &ExitStatus) -> Option<String> {
-        let limit = status.limit().or_else(|| match &self.io {
-            Io::Own { sandbox, .. } => sandbox.limit_hit(),
-            Io::Resident { .. } => None,
-        });
-        limit.map(|l| l.to_string())
+    fn limit_hit(&self, status: &ExitStatus) -> Option<String> {
+        // Directly, or by aborting when it could not get a thread.
+        status.limit().or_else(|| self.sandbox.limit_hit()).map(|l| l.to_string())
     }
 
-    /// `; its last output: ...` from the runtime's stderr, or empty.
-    pub fn stderr_tail(&self) -> String {
+    fn stderr_tail(&self) -> String {
         let t = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
         if t.is_empty() {
             String::new()
@@ -150,51 +165,62 @@ impl Runtime {
         }
     }
 
-    /// Write what the plugin asked for. A failure is logged: the exit that
-    /// follows reports it.
-    pub async fn write(&mut self, session_id: &str, bytes: &[u8]) {
-        let res = match &mut self.io {
-            Io::Own { stdin: Some(stdin), .. } => {
-                async {
-                    stdin.write_all(bytes).await?;
-                    stdin.flush().await
-                }
-                .await
+    async fn release(self: Box<Self>, _session_id: &str) {
+        let OwnProcess { sandbox, stdin, control, .. } = *self;
+        drop(stdin);
+        let _ = control.kill().await;
+        let _ = sandbox.stop().await;
+    }
+}
+
+/// The session attached to its harness's resident process.
+pub(crate) struct Resident {
+    proc: Arc<ResidentProc>,
+    out: mpsc::Receiver<Out>,
+    tools: Arc<ToolSandbox>,
+    /// Added to the `start` message: the plugin never holds it.
+    api_key: String,
+}
+
+impl Resident {
+    pub fn new(proc: Arc<ResidentProc>, out: mpsc::Receiver<Out>, tools: ToolSandbox, api_key: String) -> Resident {
+        Resident { proc, out, tools: Arc::new(tools), api_key }
+    }
+}
+
+#[async_trait]
+impl RuntimeIo for Resident {
+    async fn recv(&mut self) -> Out {
+        self.out.recv().await.unwrap_or(Out::Exit(ExitStatus::SandboxGone))
+    }
+
+    fn try_recv(&mut self) -> Option<Out> {
+        self.out.try_recv().ok()
+    }
+
+    async fn write(&mut self, session_id: &str, bytes: &[u8]) {
+        // One JSON message per write; the host frames it.
+        let mut msg = match serde_json::from_slice::<Value>(bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(error = %e, "plugin wrote a non-JSON message for the resident runtime");
+                return;
             }
-            Io::Own { stdin: None, .. } => Ok(()),
-            // One JSON message per write; the host frames it and adds the
-            // session's key to `start`.
-            Io::Resident { proc, api_key, .. } => match serde_json::from_slice::<Value>(bytes) {
-                Ok(mut msg) => {
-                    if msg.get("type").and_then(Value::as_str) == Some("start") {
-                        msg["api_key"] = Value::String(api_key.clone());
-                    }
-                    proc.send(session_id, msg).await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "plugin wrote a non-JSON message for the resident runtime");
-                    Ok(())
-                }
-            },
         };
-        if let Err(e) = res {
+        if msg.get("type").and_then(Value::as_str) == Some("start") {
+            msg["api_key"] = Value::String(self.api_key.clone());
+        }
+        if let Err(e) = self.proc.send(session_id, msg).await {
             tracing::warn!(error = %e, "writing to the runtime failed");
         }
     }
 
-    /// Let go of the runtime: kill an own process and stop its sandbox;
-    /// detach from a resident and release the tool sandbox (workspaces stay).
-    pub async fn release(self, session_id: &str) {
-        match self.io {
-            Io::Own { sandbox, stdin, control } => {
-                drop(stdin);
-                let _ = control.kill().await;
-                let _ = sandbox.stop().await;
-            }
-            Io::Resident { proc, tools, .. } => {
-                proc.detach(session_id);
-                let _ = tools.release().await;
-            }
-        }
+    fn tools(&self) -> Option<Arc<ToolSandbox>> {
+        Some(self.tools.clone())
+    }
+
+    async fn release(self: Box<Self>, session_id: &str) {
+        self.proc.detach(session_id);
+        let _ = self.tools.release().await;
     }
 }

@@ -230,7 +230,7 @@ impl Runner {
                     if !self.engine.burst_open() {
                         break;
                     }
-                    next = self.rt.as_mut().and_then(Runtime::try_recv);
+                    next = self.rt.as_mut().and_then(|rt| rt.io.try_recv());
                     if next.is_none() {
                         self.feed(Input::BurstEnd).await;
                     }
@@ -242,13 +242,13 @@ impl Runner {
 
     async fn on_exit(&mut self, status: ExitStatus) {
         let Some(mut rt) = self.rt.take() else { return };
-        let stderr = rt.stderr_tail();
+        let stderr = rt.io.stderr_tail();
         // A runtime that died of a sandbox limit (directly, or by aborting
         // when it could not get a thread) is reported as that limit.
-        let limit = rt.limit_hit(&status);
+        let limit = rt.io.limit_hit(&status);
         tracing::info!(%status, ?limit, "runtime exited");
         let exit_actions = rt.plugin.on_exit(status.code()).await.unwrap_or_default();
-        rt.release(&self.id).await;
+        rt.io.release(&self.id).await;
         self.busy = None;
         let actions = actions::from_plugin(exit_actions);
         self.feed(Input::Exited { status: status.to_string(), limit, stderr, actions }).await;
@@ -277,7 +277,7 @@ impl Runner {
         }
         // A turn keeps its sandbox from idle release; between turns it may idle.
         match self.engine.in_turn() {
-            true if self.busy.is_none() => self.busy = self.rt.as_ref().and_then(Runtime::busy),
+            true if self.busy.is_none() => self.busy = self.rt.as_ref().and_then(|rt| rt.io.busy()),
             true => {}
             false => self.busy = None,
         }
@@ -329,7 +329,7 @@ impl Runner {
             }
             Effect::Write(bytes) => {
                 if let Some(rt) = self.rt.as_mut() {
-                    rt.write(&self.id, &bytes).await;
+                    rt.io.write(&self.id, &bytes).await;
                 }
                 None
             }
@@ -415,7 +415,7 @@ impl Runner {
     /// Start a host-run tool call in the session's sandbox (claimed on the
     /// first call), as a task of its own.
     fn run_tool(&mut self, call: ToolCall) -> Option<Input> {
-        let Some(tools) = self.rt.as_ref().and_then(Runtime::tools) else {
+        let Some(tools) = self.rt.as_ref().and_then(|rt| rt.io.tools()) else {
             let content = "this harness has no sandbox tools".to_owned();
             return Some(Input::ToolDone(ToolOutcome { id: call.id, content, is_error: true, exit_code: None }));
         };
@@ -439,7 +439,7 @@ impl Runner {
         let (id, task) = self.tool.take()?;
         task.abort();
         let _ = task.await;
-        if let Some(tools) = self.rt.as_ref().and_then(Runtime::tools)
+        if let Some(tools) = self.rt.as_ref().and_then(|rt| rt.io.tools())
             && let Err(e) = tools.release().await
         {
             tracing::warn!(error = %e, "releasing the tool sandbox after a cancelled call failed");
@@ -456,7 +456,7 @@ impl Runner {
         }
         let Some(rt) = self.rt.take() else { return };
         tracing::info!(why, "stopping the runtime");
-        rt.release(&self.id).await;
+        rt.io.release(&self.id).await;
     }
 
     /// The runner ends: give the lease up. A turn in progress (the node is
@@ -494,7 +494,7 @@ fn user_event(ev: &StoredEvent) -> UserEvent {
 
 async fn recv_out(rt: &mut Option<Runtime>) -> Out {
     match rt {
-        Some(rt) => rt.recv().await,
+        Some(rt) => rt.io.recv().await,
         None => std::future::pending().await,
     }
 }

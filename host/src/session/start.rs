@@ -12,7 +12,7 @@ use bridle_sandbox::{ExecRequest, Sandbox, SandboxSpec};
 use serde_json::Value;
 
 use super::Sessions;
-use super::io::Runtime;
+use super::io::{OwnProcess, Resident, Runtime};
 use super::launch::{self, Placement};
 use crate::model::environments::Environment;
 use crate::model::sessions::HarnessBinding;
@@ -80,7 +80,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
             .map_err(StartError::new)?;
         let tools = ToolSandbox::new(driver, spec, ToolConfig::default());
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
-        return Ok(Runtime::resident(session, proc, out, tools, token));
+        return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token)) });
     }
     spec.llm = Some(bridle_sandbox::LlmRoute {
         base_url: upstream.clone(),
@@ -129,7 +129,7 @@ async fn in_sandbox(
     req.cwd = plan.cwd.clone();
     let child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
     tracing::info!(program = %program, sandbox = sandbox.id(), "runtime started");
-    Ok(Runtime::own(session, sandbox, child))
+    Ok(Runtime { plugin: session, io: Box::new(OwnProcess::start(sandbox, child)) })
 }
 
 fn program_of(argv: &[String], engine: &str) -> Result<String, StartError> {

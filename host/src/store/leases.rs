@@ -172,16 +172,24 @@ impl Store {
         if let Some(change) = status {
             let body: String = row.try_get("body")?;
             let mut session: Session = decode_json("session", &body)?;
+            let now = now_micros();
             session.status = change.status;
             session.usage = change.usage;
-            session.updated_at = rfc3339(now_micros());
+            session.updated_at = rfc3339(now);
             let body = serde_json::to_string(&session).map_err(|e| StoreError::Other(e.into()))?;
-            sqlx::query("UPDATE sessions SET body = $1, status = $2 WHERE id = $3")
-                .bind(body)
-                .bind(change.status.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // A span of `running` opens when the status becomes running and
+            // closes (into `active_micros`) when it becomes anything else.
+            let running = i64::from(change.status == SessionStatus::Running);
+            sqlx::query(
+                "UPDATE sessions SET body = $1, status = $2,                  active_micros = active_micros + CASE WHEN running_since > 0 AND $3 = 0                    THEN $4 - running_since ELSE 0 END,                  running_since = CASE WHEN $3 = 0 THEN 0 WHEN running_since > 0 THEN running_since ELSE $4 END                  WHERE id = $5",
+            )
+            .bind(body)
+            .bind(change.status.as_str())
+            .bind(running)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some(t) = turn_seq {
             // The turn's message is processed now, if it was queued.

@@ -4,7 +4,8 @@ use crate::cluster::note::NoteKind;
 use sqlx::Row;
 
 use super::{Arg, Key, Order, Page, Position, Sql, Store, StoreError, StoreResult, decode_json};
-use crate::model::sessions::{HarnessBinding, Session, SessionStatus};
+use crate::model::sessions::{HarnessBinding, Session, SessionStatus, session_stats};
+use crate::time::now_micros;
 
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -29,8 +30,14 @@ pub struct SessionFilter {
 fn decode(row: &sqlx::any::AnyRow) -> StoreResult<SessionRow> {
     let body: String = row.try_get("body")?;
     let binding: String = row.try_get("binding")?;
+    let mut session: Session = decode_json("session", &body)?;
+    // `stats` are computed when read (the age of a session grows between writes).
+    let created: i64 = row.try_get("created_at")?;
+    let updated = crate::time::parse_rfc3339(&session.updated_at).unwrap_or(created);
+    let (active, since): (i64, i64) = (row.try_get("active_micros")?, row.try_get("running_since")?);
+    session.stats = session_stats(session.status, created, updated, active, since, now_micros());
     Ok(SessionRow {
-        session: decode_json("session", &body)?,
+        session,
         binding: decode_json("session binding", &binding)?,
         key: Key { created_at: row.try_get("created_at")?, id: row.try_get("id")? },
         last_seq: row.try_get("last_seq")?,
