@@ -462,7 +462,15 @@ fn sandbox(config: &Config) -> Vec<Check> {
         (_, None) => checks.push(Check::ok("cpu limit", "off (sessions.sandbox_cpus = 0)")),
     }
     match &d.quota {
-        Some(Ok(q)) => checks.push(Check::ok("disk quota", q.clone())),
+        Some(Ok(q)) => checks.push(Check::ok(
+            "disk quota",
+            match sc.sandbox_disk_bytes_max {
+                0 => q.clone(),
+                max => {
+                    format!("{q}; environments may set their own up to {} MiB (bridle.sandbox_disk_bytes)", max >> 20)
+                }
+            },
+        )),
         Some(Err(e)) => checks.push(Check::fail(
             "disk quota",
             e.clone(),

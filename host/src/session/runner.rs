@@ -808,6 +808,9 @@ impl Runner {
         let mut spec = SandboxSpec::new(self.id.clone());
         spec.egress =
             launch::egress(env.doc.config.networking, &self.agent, &self.host.config.sessions.package_manager_hosts);
+        spec.workspace_bytes =
+            launch::workspace_bytes(&env.doc.metadata, self.host.config.sessions.sandbox_disk_bytes_max)
+                .map_err(StartError::new)?;
         if resident {
             // Sandbox as tool: the sandbox runs tools only; the resident
             // runtime reaches the model itself with the key the host adds.
