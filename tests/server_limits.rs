@@ -3,7 +3,11 @@
 //! - an environment's own workspace quota (`bridle.sandbox_disk_bytes`, allowed by the
 //!   operator's `sessions.sandbox_disk_bytes_max`): its session's image is made at that size,
 //!   and a tool call writing past it fails with "No space left on device", which the agent sees
-//!   in the tool result.
+//!   in the tool result;
+//! - the egress gateways' global connection cap, sized from the open-file limit: a server started
+//!   with a soft limit below its hard one raises the soft limit to the hard one and reports the
+//!   cap derived from it in `/metrics`. The limits are set on the server process before it
+//!   starts (this test process could not raise a lowered hard limit back).
 //!
 //! Needs root (sandbox uids, loop-mounted workspace images), bubblewrap, e2fsprogs and
 //! node/npm (Claude Code is installed on first use into `target/bridle-runtimes`).
@@ -23,8 +27,8 @@ use bridle_fake_model::{Reply, Scenario, ToolCall};
 use cluster::{Api, Stream};
 use reqwest::Method;
 use serde_json::json;
-use support::Backend;
 use support::sessions::{fake_model, install, sandbox_dir, session_server};
+use support::{Backend, Server};
 
 /// A bound on hangs (never a speed check): a turn on two busy cores takes seconds.
 const WAIT: Duration = Duration::from_secs(180);
@@ -103,4 +107,34 @@ fn an_environments_own_quota_stops_a_tool_write_with_enospc() {
         let len = std::fs::metadata(&img).unwrap_or_else(|e| panic!("{}: {e}", img.display())).len();
         assert_eq!(len, ENV_QUOTA, "{}", img.display());
     });
+}
+
+/// The server's open-file limits in the cap test: soft below hard, both far below this
+/// process's own.
+const SOFT_NOFILE: u64 = 1024;
+const HARD_NOFILE: u64 = 4096;
+
+#[test]
+fn the_gateway_cap_is_sized_from_the_raised_open_file_limit() {
+    let sandboxes = sandbox_dir();
+    let dir = sandboxes.path().to_str().unwrap();
+    let server = Server::start_with_nofile(
+        Backend::Sqlite,
+        &[("BRIDLE_SESSIONS__SANDBOX_DIR", dir)],
+        (SOFT_NOFILE, HARD_NOFILE),
+    );
+    // The kernel's view of the running server: the soft limit was raised to the hard one.
+    let pid = server.pid().expect("server pid");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open-file limit line");
+    let values: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(values, [HARD_NOFILE, HARD_NOFILE], "{line}");
+    // The cap takes half the 4096 descriptors at two per connection: 1024 connections. Sized
+    // from the soft limit as it was given (1024 descriptors) it would be 256.
+    let metrics = support::http_get(&server.addr, "/metrics", &[]).unwrap().1;
+    let cap = metrics
+        .lines()
+        .find(|l| l.starts_with("bridle_egress_connections_max "))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(cap, Some(1024.0), "server log:\n{}\nmetrics:\n{metrics}", server.log());
 }
