@@ -38,8 +38,9 @@ impl Validate for VaultCreate {
 /// mean something on vault metadata only: anywhere else (`object` is an
 /// agent, environment, credential or session) they are refused rather than
 /// stored and ignored.
-/// Bridle's environment keys (`environment_keys`) likewise: on anything but
-/// an environment they are refused.
+///
+/// Bridle's environment keys (`environment_keys`) likewise: on an agent,
+/// credential or session they are refused.
 pub fn check_not_reserved<'a>(object: &str, keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid> {
     for k in keys {
         if k.starts_with(RESERVED_PREFIX) {
