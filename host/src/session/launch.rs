@@ -1,7 +1,8 @@
 //! What a runtime is started from, decided without I/O: the model's default
 //! upstream per API shape, the sandbox's egress policy and workspace quota
-//! from the session's environment, and the one builder of the typed [`SessionSpec`] the plugin
-//! gets (own process in a sandbox, or the shared resident runtime).
+//! from the session's environment, and the one builder of the typed
+//! [`SessionSpec`] the plugin gets (own process in a sandbox, or the shared
+//! resident runtime).
 
 use bridle_harness::{ApiShape, SessionSpec, SpecLlm};
 use serde_json::Value;
