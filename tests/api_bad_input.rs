@@ -894,6 +894,47 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("only supported on vault metadata"),
+        // Bridle's environment keys: off by default (sessions.sandbox_disk_bytes_max = 0)
+        case(
+            "environment disk quota while the operator has not enabled it",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "metadata": {"bridle.sandbox_disk_bytes": "33554432"}})),
+            &[400],
+        )
+        .msg("metadata.bridle.sandbox_disk_bytes: the operator has not enabled"),
+        case(
+            "environment disk quota update while the operator has not enabled it",
+            M::POST,
+            format!("/v1/environments/{}", fx.env),
+            j(json!({"metadata": {"bridle.sandbox_disk_bytes": "33554432"}})),
+            &[400],
+        )
+        .msg("sessions.sandbox_disk_bytes_max is 0"),
+        case(
+            "unknown Bridle key in environment metadata",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "metadata": {"bridle.sandbox_disk_byte": "33554432"}})),
+            &[400],
+        )
+        .msg("unknown Bridle environment key"),
+        case(
+            "environment disk quota key in session metadata",
+            M::POST,
+            "/v1/sessions",
+            j(json!({"agent": fx.agent, "environment_id": fx.env, "metadata": {"bridle.sandbox_disk_bytes": "33554432"}})),
+            &[400],
+        )
+        .msg("only supported on environment metadata"),
+        case(
+            "environment disk quota key in agent metadata",
+            M::POST,
+            "/v1/agents",
+            j(json!({"name": "a", "model": MODEL, "metadata": {"bridle.sandbox_disk_bytes": "33554432"}})),
+            &[400],
+        )
+        .msg("only supported on environment metadata"),
         case(
             "session update vault_ids",
             M::POST,
@@ -942,7 +983,11 @@ async fn run_table(server: &mut Server) {
     let r = api.send(Method::GET, "/v1/agents", Auth::Bearer, Body::None).await.unwrap();
     assert_eq!(r.status, 200, "Authorization: Bearer KEY must work: {}", r.text());
 
-    let cases = table(&fx);
+    check_cases(server, &api, table(&fx)).await;
+}
+
+/// Send each case and fail listing every one that was not answered as it wants.
+async fn check_cases(server: &mut Server, api: &Api, cases: Vec<Case>) {
     let total = cases.len();
     let mut failures = Vec::new();
     for c in cases {
@@ -974,6 +1019,58 @@ async fn run_table(server: &mut Server) {
         failures.len(),
         failures.join("\n  - ")
     );
+}
+
+/// The largest quota the operator lets an environment ask for in [`disk_quota_bounds`].
+const DISK_MAX: &str = "1073741824";
+
+/// `bridle.sandbox_disk_bytes` on a server whose operator allows environments a quota of up to
+/// 1 GiB: values outside 16 MiB ..= 1 GiB, or not a byte count, are refused on create and update
+/// and nothing is stored; values inside are kept, and can be changed and deleted.
+#[test]
+fn disk_quota_bounds() {
+    let mut server = Server::start_opts(Backend::Sqlite, &[], &[("BRIDLE_SESSIONS__SANDBOX_DISK_BYTES_MAX", DISK_MAX)]);
+    rt().block_on(async {
+        use Method as M;
+        let api = Api::new(&server);
+        let key = "bridle.sandbox_disk_bytes";
+        let env = api.ok(M::POST, "/v1/environments", Some(json!({"name": "q", "metadata": {key: "33554432"}}))).await;
+        assert_eq!(env["metadata"][key], "33554432", "{env}");
+        let id = env["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/environments/{id}");
+        let mut cases = Vec::new();
+        for (name, v) in [
+            ("below the driver's minimum", "16777215"),
+            ("above the operator's max", "1073741825"),
+            ("not a number", "1GiB"),
+            ("negative", "-33554432"),
+            ("with spaces", " 33554432"),
+            ("empty", ""),
+            ("beyond u64", "184467440737095516160"),
+        ] {
+            let body = json!({"name": "q", "metadata": {key: v}});
+            cases.push(
+                case(name, M::POST, "/v1/environments", Body::Json(body), &[400]).msg("from 16777216 to 1073741824"),
+            );
+            if !v.is_empty() {
+                // (An empty value in a patch deletes the key.)
+                let body = json!({"metadata": {key: v}});
+                cases.push(
+                    case(name, M::POST, path.clone(), Body::Json(body), &[400]).msg("sessions.sandbox_disk_bytes_max"),
+                );
+            }
+        }
+        check_cases(&mut server, &api, cases).await;
+        // Nothing refused was stored.
+        assert_eq!(api.ok(M::GET, &path, None).await["metadata"], json!({key: "33554432"}));
+        let list = api.ok(M::GET, "/v1/environments", None).await;
+        assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+        // In bounds: changed, then deleted.
+        let up = api.ok(M::POST, &path, Some(json!({"metadata": {key: DISK_MAX}}))).await;
+        assert_eq!(up["metadata"][key], DISK_MAX);
+        let up = api.ok(M::POST, &path, Some(json!({"metadata": {key: null}}))).await;
+        assert_eq!(up["metadata"], json!({}));
+    });
 }
 
 fn short(p: &str) -> String {
@@ -1054,6 +1151,7 @@ const KEYS: &[&str] = &[
     "sandbox0.managed_agents.role",
     "sandbox0.managed_agents.engine",
     "sandbox0.managed_agents.llm_base_url",
+    "bridle.sandbox_disk_bytes",
     "scope",
     "expires_at",
     "rubric",

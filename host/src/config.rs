@@ -175,6 +175,11 @@ pub struct SessionsConfig {
     /// `0` runs without a disk quota; otherwise a host that cannot enforce it
     /// refuses to start sandboxes. Applies to workspaces created afterwards.
     pub sandbox_disk_bytes: u64,
+    /// The largest workspace quota an environment may ask for with its
+    /// `bridle.sandbox_disk_bytes` metadata key (at least 16 MiB). `0`:
+    /// environments may not set one (the key is refused). Needs
+    /// `sandbox_disk_bytes` on.
+    pub sandbox_disk_bytes_max: u64,
     /// CPU cores each sandbox may use (cgroup CPU bandwidth; fractions
     /// allowed). `0` leaves CPU unlimited.
     pub sandbox_cpus: f64,
@@ -221,6 +226,7 @@ impl Default for SessionsConfig {
             max_sandboxes: 1000,
             sandbox_idle_secs: 900,
             sandbox_disk_bytes: 4 << 30,
+            sandbox_disk_bytes_max: 0,
             sandbox_cpus: 1.0,
             sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
             lease_secs: 15,
@@ -409,10 +415,22 @@ impl Config {
             "sessions.sandbox_cpus must be a number of cores >= 0 (0: no CPU limit), got {}",
             sc.sandbox_cpus
         );
+        let min = bridle_sandbox::MIN_WORKSPACE_BYTES;
         anyhow::ensure!(
-            sc.sandbox_disk_bytes == 0 || sc.sandbox_disk_bytes >= 16 << 20,
-            "sessions.sandbox_disk_bytes must be 0 (no disk quota) or at least 16 MiB, got {}",
+            sc.sandbox_disk_bytes == 0 || sc.sandbox_disk_bytes >= min,
+            "sessions.sandbox_disk_bytes must be 0 (no disk quota) or at least {min} (16 MiB), got {}",
             sc.sandbox_disk_bytes
+        );
+        anyhow::ensure!(
+            sc.sandbox_disk_bytes_max == 0 || sc.sandbox_disk_bytes_max >= min,
+            "sessions.sandbox_disk_bytes_max must be 0 (environments may not set a quota) or at least {min} \
+             (16 MiB), got {}",
+            sc.sandbox_disk_bytes_max
+        );
+        anyhow::ensure!(
+            sc.sandbox_disk_bytes_max == 0 || sc.sandbox_disk_bytes > 0,
+            "sessions.sandbox_disk_bytes_max lets environments set a workspace quota, which needs the quota \
+             machinery on: set sessions.sandbox_disk_bytes above 0, or sandbox_disk_bytes_max to 0"
         );
         self.egress.settings()?;
         if let Some(url) = &self.database_url {
@@ -475,6 +493,27 @@ mod tests {
         ] {
             std::fs::write(&file, toml).unwrap();
             assert_eq!(Config::load(Some(&file), &Overrides::default()).is_ok(), ok, "{toml}");
+        }
+    }
+
+    #[test]
+    fn environment_disk_quota_max_is_checked() {
+        assert_eq!(Config::default().sessions.sandbox_disk_bytes_max, 0, "environments may not set a quota by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, err) in [
+            ("[sessions]\nsandbox_disk_bytes_max = 1073741824\n", None),
+            ("[sessions]\nsandbox_disk_bytes_max = 16777216\n", None),
+            ("[sessions]\nsandbox_disk_bytes = 0\n", None),
+            ("[sessions]\nsandbox_disk_bytes_max = 16777215\n", Some("at least 16777216")),
+            ("[sessions]\nsandbox_disk_bytes = 0\nsandbox_disk_bytes_max = 1073741824\n", Some("needs the quota")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), err) {
+                (Ok(_), None) => {}
+                (Err(e), Some(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|_| ())),
+            }
         }
     }
 

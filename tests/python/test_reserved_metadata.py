@@ -1,6 +1,8 @@
 """Reserved `sandbox0.managed_agents.*` metadata keys select a session's harness and mean
 something on vaults only: on agents, environments, credentials and sessions they are a 400
-that says where they belong, on create and on update, and nothing is stored."""
+that says where they belong, on create and on update, and nothing is stored. Bridle's own
+environment key `bridle.sandbox_disk_bytes` is a 400 too unless the operator enables it (the
+test server does not)."""
 
 from __future__ import annotations
 
@@ -58,3 +60,20 @@ def test_deleting_a_reserved_key_is_allowed(client):
 def test_vaults_still_take_them(client):
     v = client.beta.vaults.create(display_name=uniq("v"), metadata={"sandbox0.managed_agents.role": "llm"})
     assert v.metadata["sandbox0.managed_agents.role"] == "llm"
+
+
+def test_environment_disk_quota_needs_the_operator(client):
+    key = "bridle.sandbox_disk_bytes"
+    cfg = {"type": "cloud", "networking": {"type": "unrestricted"}}
+
+    def expect_400(fn) -> None:
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            fn()
+        err = assert_api_error(ei.value, 400, "invalid_request_error")
+        assert key in err["message"], err["message"]
+        assert "sessions.sandbox_disk_bytes_max is 0" in err["message"], err["message"]
+
+    expect_400(lambda: client.beta.environments.create(name=uniq("e"), config=cfg, metadata={key: "33554432"}))
+    e = client.beta.environments.create(name=uniq("e"), config=cfg)
+    expect_400(lambda: client.beta.environments.update(e.id, metadata={key: "33554432"}))
+    assert key not in client.beta.environments.retrieve(e.id).metadata

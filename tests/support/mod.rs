@@ -352,6 +352,8 @@ pub struct Server {
     log_path: PathBuf,
     extra_args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft, hard) the server process starts with; `None`: this process's.
+    nofile: Option<(u64, u64)>,
     pub addr: String,
     pub base_url: String,
     pub api_key: String,
@@ -372,6 +374,21 @@ impl Server {
     /// Start a server on `backend`, with `extra_args` appended to `bridle serve` and `envs`
     /// set in its environment (e.g. `BRIDLE_SSE_HEARTBEAT_SECS`).
     pub fn start_opts(backend: Backend<'_>, extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::start_full(backend, extra_args, envs, None)
+    }
+
+    /// [`Server::start_opts`] with the server's open-file limit set to `(soft, hard)` before it
+    /// runs: a hard limit this test process could not raise back once lowered.
+    pub fn start_with_nofile(backend: Backend<'_>, envs: &[(&str, &str)], nofile: (u64, u64)) -> Server {
+        Server::start_full(backend, &[], envs, Some(nofile))
+    }
+
+    fn start_full(
+        backend: Backend<'_>,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        nofile: Option<(u64, u64)>,
+    ) -> Server {
         let data_dir = tempfile::Builder::new().prefix("bridle-test-").tempdir().expect("create data dir");
         let database_url = match &backend {
             Backend::Sqlite => None,
@@ -385,6 +402,7 @@ impl Server {
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            nofile,
             addr: String::new(),
             base_url: String::new(),
             api_key: String::new(),
@@ -416,6 +434,7 @@ impl Server {
             data_dir,
             extra_args: self.extra_args.clone(),
             envs: self.envs.clone(),
+            nofile: self.nofile,
             addr: String::new(),
             base_url: String::new(),
             api_key: self.api_key.clone(),
@@ -502,6 +521,21 @@ impl Server {
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .args(&self.extra_args);
+            if let Some((soft, hard)) = self.nofile {
+                use std::os::unix::process::CommandExt;
+                let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                // SAFETY: between fork and exec the hook only calls setrlimit (async-signal-safe)
+                // on a value it owns.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+            }
             let mut child = cmd.spawn().expect("spawn bridle serve");
             let deadline = Instant::now() + Duration::from_secs(STARTUP_TIMEOUT_SECS);
             loop {

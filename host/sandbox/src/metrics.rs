@@ -17,6 +17,10 @@ pub const EGRESS: &str = "bridle_egress_requests_total";
 /// `header_timeout`, `idle_timeout`, `accept_error`).
 pub const EGRESS_LIMITED: &str = "bridle_egress_connection_limits_total";
 
+/// Connections all egress gateways of the process may hold together: the
+/// global cap, sized from `RLIMIT_NOFILE` at driver start unless configured.
+pub const EGRESS_CONNECTIONS_MAX: &str = "bridle_egress_connections_max";
+
 /// Register the help texts (call once the recorder is installed).
 pub fn describe() {
     metrics::describe_counter!(CLAIMS, "Sandbox claims, by driver and outcome (started, reused, error).");
@@ -34,6 +38,16 @@ pub fn describe() {
         "Egress gateway connections delayed or closed by a limit, by limit (sandbox_connections, \
          connection_rate, global_connections, header_timeout, idle_timeout, accept_error)."
     );
+    metrics::describe_gauge!(
+        EGRESS_CONNECTIONS_MAX,
+        "Connections all egress gateways may hold together (egress.max_connections, else sized from \
+         the open-file limit)."
+    );
+}
+
+/// The global gateway cap in force.
+pub(crate) fn egress_connections_max(cap: u32) {
+    metrics::gauge!(EGRESS_CONNECTIONS_MAX).set(f64::from(cap));
 }
 
 /// One claim: `elapsed` is `None` when an already running sandbox was reused.

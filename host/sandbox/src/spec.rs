@@ -152,6 +152,13 @@ pub struct SandboxSpec {
     /// (sandbox-as-tool).
     pub llm: Option<LlmRoute>,
     pub limits: Limits,
+    /// The size of the session's workspace volume (`/workspace` and `/tmp`
+    /// together) if this claim creates it, i.e. on the session's first claim;
+    /// `None` takes the driver's configured quota. A workspace keeps the size
+    /// it was made with. Needs the driver's quota on
+    /// ([`crate::LocalConfig::workspace_quota`]) and at least
+    /// [`crate::MIN_WORKSPACE_BYTES`].
+    pub workspace_bytes: Option<u64>,
     /// Extra environment for every process of the sandbox (placeholders such as
     /// `ANTHROPIC_API_KEY=placeholder`, never the real token).
     pub env: Vec<(String, String)>,
@@ -164,6 +171,7 @@ impl SandboxSpec {
             egress: EgressPolicy::default(),
             llm: None,
             limits: Limits::default(),
+            workspace_bytes: None,
             env: Vec::new(),
         }
     }

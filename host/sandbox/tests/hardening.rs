@@ -125,6 +125,68 @@ async fn a_full_workspace_is_reported_in_the_tool_result() {
     d.delete_workspace("quota-tool").await.unwrap();
 }
 
+/// A session's own quota (an environment's `bridle.sandbox_disk_bytes` in
+/// Bridle), smaller than the driver's.
+const OWN_QUOTA: u64 = 24 << 20;
+
+#[tokio::test]
+async fn a_spec_quota_sizes_a_new_workspace_and_an_existing_one_keeps_its_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path());
+    cfg.workspace_quota = Some(QUOTA);
+    let state = cfg.state_dir.clone();
+    let d = driver_from(cfg);
+    let mut s = spec("own-quota");
+    s.workspace_bytes = Some(OWN_QUOTA);
+    let sbx = d.claim_local(s.clone()).await.unwrap();
+    let img = state.join("disks/own-quota.img");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), OWN_QUOTA);
+    // 40 MiB fits the driver's 64 MiB quota, not the session's 24 MiB.
+    let out = sh(&*sbx, "dd if=/dev/zero of=/workspace/fill bs=1M count=40; echo rc=$?").await;
+    assert!(out.stderr_str().contains("No space left on device"), "{}", out.stderr_str());
+    assert!(!out.stdout_str().contains("rc=0"), "{}", out.stdout_str());
+    let filled = allocated_on_host(&d.workspace_path("own-quota"));
+    assert!(filled > OWN_QUOTA / 2 && filled <= OWN_QUOTA, "{filled}");
+    sbx.release().await.unwrap();
+
+    // Claimed again asking for more: the workspace keeps the size it was made with.
+    s.workspace_bytes = Some(QUOTA);
+    let again = d.claim_local(s).await.unwrap();
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), OWN_QUOTA);
+    let out = sh(&*again, "rm /workspace/fill; dd if=/dev/zero of=/workspace/fill bs=1M count=40; echo rc=$?").await;
+    assert!(out.stderr_str().contains("No space left on device"), "{}", out.stderr_str());
+    again.release().await.unwrap();
+
+    // Another session without a quota of its own gets the driver's.
+    let other = d.claim_local(spec("driver-quota")).await.unwrap();
+    assert_eq!(std::fs::metadata(state.join("disks/driver-quota.img")).unwrap().len(), QUOTA);
+    let out = sh(&*other, "dd if=/dev/zero of=/workspace/fill bs=1M count=40 2>&1; echo rc=$?").await;
+    assert!(out.stdout_str().ends_with("rc=0\n"), "{}", out.stdout_str());
+    other.release().await.unwrap();
+    d.delete_workspace("own-quota").await.unwrap();
+    d.delete_workspace("driver-quota").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_spec_quota_needs_the_driver_quota_and_its_minimum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec("bad-quota");
+    s.workspace_bytes = Some(QUOTA);
+    let off = driver_with(tmp.path(), |c| c.workspace_quota = None);
+    match off.claim_local(s.clone()).await {
+        Err(SandboxError::Invalid(m)) => assert!(m.contains("without a workspace quota"), "{m}"),
+        other => panic!("a session quota on a driver without quotas: {:?}", other.map(|_| ())),
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let on = driver_with(tmp.path(), |c| c.workspace_quota = Some(QUOTA));
+    s.workspace_bytes = Some(bridle_sandbox::MIN_WORKSPACE_BYTES - 1);
+    match on.claim_local(s).await {
+        Err(SandboxError::Invalid(m)) => assert!(m.contains("at least 16777216"), "{m}"),
+        other => panic!("a session quota below the minimum: {:?}", other.map(|_| ())),
+    }
+    assert!(!tmp.path().join("state/disks/bad-quota.img").exists());
+}
+
 #[tokio::test]
 async fn cpu_spin_is_held_to_its_quota() {
     let tmp = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
+use crate::model::environment_keys::{self, DiskBounds};
 use crate::model::environments::{CloudConfig, Environment, EnvironmentCreate, EnvironmentUpdate};
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
@@ -47,6 +48,7 @@ pub async fn create(
     State(st): State<AppState>,
     ApiJson(p): ApiJson<EnvironmentCreate>,
 ) -> ApiResult<Json<Environment>> {
+    environment_keys::check(p.metadata.iter().flatten(), disk_bounds(&st))?;
     let mut config = CloudConfig::default();
     if let Some(c) = &p.config {
         config.apply(c)?;
@@ -101,6 +103,11 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     Ok(Json(Page { data, next_page: next }))
 }
 
+/// What this server lets an environment's `bridle.sandbox_disk_bytes` ask for.
+fn disk_bounds(st: &AppState) -> DiskBounds {
+    DiskBounds::new(st.config.sessions.sandbox_disk_bytes_max)
+}
+
 /// Fetch an environment or 404.
 pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Environment>> {
     check_id(Kind::Environment, id)?;
@@ -140,6 +147,10 @@ pub async fn update(
     ApiJson(p): ApiJson<EnvironmentUpdate>,
 ) -> ApiResult<Json<Environment>> {
     check_id(Kind::Environment, &id)?;
+    // Only the keys the patch sets: a key stored under earlier bounds can
+    // still be deleted or left as it is.
+    let sets = p.metadata.iter().flatten().filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| (k, v)));
+    environment_keys::check(sets, disk_bounds(&st))?;
     let row = st
         .store
         .update_doc(Table::Environments, &id, |mut row: DocRow<Environment>| -> Result<_, ApiError> {

@@ -461,20 +461,7 @@ fn sandbox(config: &Config) -> Vec<Check> {
         )),
         (_, None) => checks.push(Check::ok("cpu limit", "off (sessions.sandbox_cpus = 0)")),
     }
-    match &d.quota {
-        Some(Ok(q)) => checks.push(Check::ok("disk quota", q.clone())),
-        Some(Err(e)) => checks.push(Check::fail(
-            "disk quota",
-            e.clone(),
-            "run as root with loop devices and e2fsprogs (mkfs.ext4), or set sessions.sandbox_disk_bytes = 0 \
-             to run sandboxes without a disk quota",
-        )),
-        None => checks.push(Check::warn(
-            "disk quota",
-            "off (sessions.sandbox_disk_bytes = 0): a session can fill the host's disk",
-            None,
-        )),
-    }
+    checks.push(disk_quota(d.quota.as_ref(), sc.sandbox_disk_bytes_max));
     if d.bwrap.is_ok() {
         match &d.probe {
             Ok(()) => checks.push(Check::ok(
@@ -493,6 +480,31 @@ fn sandbox(config: &Config) -> Vec<Check> {
         checks.push(sandbox_dir(&sc.sandbox_dir));
     }
     checks
+}
+
+/// The disk quota: the driver's mechanism after a trial mount (`None`: configured off), and how
+/// large a quota environments may ask for (`env_max`, `sessions.sandbox_disk_bytes_max`).
+fn disk_quota(quota: Option<&Result<String, String>>, env_max: u64) -> Check {
+    match quota {
+        Some(Ok(q)) => Check::ok(
+            "disk quota",
+            match env_max {
+                0 => q.clone(),
+                max => {
+                    format!("{q}; environments may set their own up to {} MiB (bridle.sandbox_disk_bytes)", max >> 20)
+                }
+            },
+        ),
+        Some(Err(e)) => Check::fail(
+            "disk quota",
+            e.clone(),
+            "run as root with loop devices and e2fsprogs (mkfs.ext4), or set sessions.sandbox_disk_bytes = 0 \
+             to run sandboxes without a disk quota",
+        ),
+        None => {
+            Check::warn("disk quota", "off (sessions.sandbox_disk_bytes = 0): a session can fill the host's disk", None)
+        }
+    }
 }
 
 /// The egress gateways' descriptor budget, as `bridle serve` will size it (it raises the soft
@@ -591,6 +603,22 @@ mod tests {
             assert_eq!(c.level, Level::Fail, "{c:?}");
             assert!(c.fix.as_deref().unwrap().contains(&format!("(runtimes dir {})", abs.display())), "{c:?}");
         }
+    }
+
+    #[test]
+    fn disk_quota_says_what_environments_may_ask_for() {
+        let mech: Result<String, String> = Ok("ext4 image per workspace, 4096 MiB each".into());
+        let c = disk_quota(Some(&mech), 0);
+        assert_eq!((c.level, c.detail.as_str()), (Level::Ok, "ext4 image per workspace, 4096 MiB each"));
+        let c = disk_quota(Some(&mech), 8 << 30);
+        assert_eq!(c.level, Level::Ok);
+        assert!(
+            c.detail.ends_with("; environments may set their own up to 8192 MiB (bridle.sandbox_disk_bytes)"),
+            "{c:?}"
+        );
+        let c = disk_quota(Some(&Err("no loop devices".into())), 8 << 30);
+        assert_eq!((c.level, c.detail.as_str()), (Level::Fail, "no loop devices"));
+        assert_eq!(disk_quota(None, 0).level, Level::Warn);
     }
 
     #[test]

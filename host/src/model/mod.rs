@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod common;
+pub mod environment_keys;
 pub mod environments;
 pub mod events;
 pub mod sessions;

@@ -38,14 +38,25 @@ impl Validate for VaultCreate {
 /// mean something on vault metadata only: anywhere else (`object` is an
 /// agent, environment, credential or session) they are refused rather than
 /// stored and ignored.
+///
+/// Bridle's environment keys (`environment_keys`) likewise: on an agent,
+/// credential or session they are refused.
 pub fn check_not_reserved<'a>(object: &str, keys: impl IntoIterator<Item = &'a String>) -> Result<(), Invalid> {
-    match keys.into_iter().find(|k| k.starts_with(RESERVED_PREFIX)) {
-        Some(k) => Err(Invalid::new(format!(
-            "metadata.{k}: reserved `{RESERVED_PREFIX}*` keys are only supported on vault metadata, not on {object} \
-             metadata; select the harness by attaching an LLM vault"
-        ))),
-        None => Ok(()),
+    for k in keys {
+        if k.starts_with(RESERVED_PREFIX) {
+            return Err(Invalid::new(format!(
+                "metadata.{k}: reserved `{RESERVED_PREFIX}*` keys are only supported on vault metadata, not on \
+                 {object} metadata; select the harness by attaching an LLM vault"
+            )));
+        }
+        if k == super::environment_keys::DISK_BYTES_KEY && object != "environment" {
+            return Err(Invalid::new(format!(
+                "metadata.{k}: only supported on environment metadata, not on {object} metadata; set it on the \
+                 session's environment"
+            )));
+        }
     }
+    Ok(())
 }
 
 /// The reserved keys must make sense when present, so a typo fails at

@@ -1,11 +1,14 @@
 //! What a runtime is started from, decided without I/O: the model's default
-//! upstream per API shape, the sandbox's egress policy from the session's
-//! environment, and the one builder of the typed [`SessionSpec`] the plugin
-//! gets (own process in a sandbox, or the shared resident runtime).
+//! upstream per API shape, the sandbox's egress policy and workspace quota
+//! from the session's environment, and the one builder of the typed
+//! [`SessionSpec`] the plugin gets (own process in a sandbox, or the shared
+//! resident runtime).
 
 use bridle_harness::{ApiShape, SessionSpec, SpecLlm};
 use serde_json::Value;
 
+use crate::model::Metadata;
+use crate::model::environment_keys::{self, DiskBounds};
 use crate::model::environments::Networking;
 
 /// The provider URL a session without a configured base URL talks to.
@@ -33,6 +36,17 @@ pub fn egress(networking: Networking, agent: &Value, package_manager_hosts: &[St
             .unwrap_or_default(),
         package_manager_hosts: package_manager_hosts.to_vec(),
     }
+}
+
+/// The workspace quota the sandbox spec asks for: the environment's
+/// `bridle.sandbox_disk_bytes` within today's `sessions.sandbox_disk_bytes_max`
+/// (`max`), or `None` for the server's `sessions.sandbox_disk_bytes`. It sizes
+/// the workspace only when the session's first sandbox creates it. A value
+/// the operator no longer allows (checked at environment create and update
+/// under the bounds of then) fails the start rather than being ignored.
+pub fn workspace_bytes(environment: &Metadata, max: u64) -> Result<Option<u64>, String> {
+    environment_keys::disk_bytes(environment, DiskBounds::new(max))
+        .map_err(|e| format!("the session's environment asks for a workspace quota this server refuses: {e}"))
 }
 
 /// Where the runtime of a session runs, for its spec.
@@ -92,6 +106,33 @@ mod tests {
         );
         let spec = session_spec("sesn_1", &agent, None, "https://up", "m", Placement::Resident);
         assert_eq!((spec.llm.base_url.as_str(), spec.resident), ("https://up", true));
+    }
+
+    #[test]
+    fn workspace_bytes_come_from_the_environment_within_the_operators_bounds() {
+        const KEY: &str = "bridle.sandbox_disk_bytes";
+        let meta =
+            |kv: &[(&str, &str)]| -> Metadata { kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        for (env, max, want) in [
+            (meta(&[]), 0, Ok(None)),
+            (meta(&[]), 8 << 30, Ok(None)),
+            (meta(&[("team", "a")]), 8 << 30, Ok(None)),
+            (meta(&[(KEY, "33554432")]), 8 << 30, Ok(Some(32 << 20))),
+            (meta(&[(KEY, "8589934592")]), 8 << 30, Ok(Some(8 << 30))),
+            (meta(&[(KEY, "16777216")]), 16 << 20, Ok(Some(16 << 20))),
+            // The operator lowered the max, or turned it off, since the environment was made.
+            (meta(&[(KEY, "8589934592")]), 4 << 30, Err("from 16777216 to 4294967296")),
+            (meta(&[(KEY, "33554432")]), 0, Err("has not enabled")),
+            (meta(&[(KEY, "lots")]), 8 << 30, Err("got `lots`")),
+        ] {
+            match (workspace_bytes(&env, max), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{env:?} under max {max}"),
+                (Err(e), Err(needle)) => {
+                    assert!(e.contains(needle) && e.contains(KEY), "{env:?} under max {max}: {e}")
+                }
+                (got, want) => panic!("{env:?} under max {max}: wanted {want:?}, got {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl Hub {
     pub fn new(settings: &EgressSettings) -> anyhow::Result<Self> {
         let cap =
             limits::effective_cap(settings.limits.max_connections, limits::nofile()).map_err(anyhow::Error::msg)?;
+        crate::metrics::egress_connections_max(cap);
         let client = |idle_per_host: usize| {
             reqwest::Client::builder()
                 .no_proxy()

@@ -46,6 +46,10 @@ use cgroup::{Cgroups, SandboxCgroup};
 use chown::chown_tree;
 use volume::{VolumeGuard, Volumes};
 
+/// The smallest workspace quota the driver makes: ext4 with a journal needs
+/// a few MiB of its own.
+pub use volume::MIN_BYTES as MIN_WORKSPACE_BYTES;
+
 /// The uid/gid processes have inside the sandbox (mapped to the host uid of
 /// the sandbox's slot).
 pub const INSIDE_UID: u32 = 1000;
@@ -662,11 +666,25 @@ impl LocalDriver {
 
     /// The part of a claim that starts a new sandbox.
     async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
+        if let Some(bytes) = spec.workspace_bytes {
+            if bytes < MIN_WORKSPACE_BYTES {
+                return Err(SandboxError::Invalid(format!(
+                    "the workspace quota must be at least {MIN_WORKSPACE_BYTES} bytes (16 MiB), got {bytes}"
+                )));
+            }
+            if !self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
+                return Err(SandboxError::Invalid(
+                    "this driver runs without a workspace quota (`workspace_quota = None`), so it cannot give \
+                     a session one of its own"
+                        .into(),
+                ));
+            }
+        }
         let plain = self.plain_workspace(&spec.session_id);
         let (ws, tmp, volume) = match self.volume_of(&spec.session_id).cloned() {
             Some(v) => {
-                let (v2, s) = (v.clone(), spec.session_id.clone());
-                let guard = tokio::task::spawn_blocking(move || v2.attach(&s))
+                let (v2, s, size) = (v.clone(), spec.session_id.clone(), spec.workspace_bytes);
+                let guard = tokio::task::spawn_blocking(move || v2.attach(&s, size))
                     .await
                     .map_err(|e| anyhow!("volume task: {e}"))?
                     .map_err(SandboxError::Other)?;

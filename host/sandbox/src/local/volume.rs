@@ -141,9 +141,11 @@ impl Volumes {
         self.image(session).is_file()
     }
 
-    /// Mount the session's volume (creating its image on first use) for one
-    /// more sandbox, with `tmp/` emptied when this is its first user. Blocking.
-    pub fn attach(self: &Arc<Self>, session: &str) -> anyhow::Result<VolumeGuard> {
+    /// Mount the session's volume (creating its image on first use, of
+    /// `size` bytes or else the configured quota) for one more sandbox, with
+    /// `tmp/` emptied when this is its first user. An existing image keeps
+    /// its size. Blocking.
+    pub fn attach(self: &Arc<Self>, session: &str, size: Option<u64>) -> anyhow::Result<VolumeGuard> {
         let mut users = self.users.lock().map_err(|_| anyhow!("volume table poisoned"))?;
         if let Some(u) = users.get_mut(session) {
             u.sandboxes += 1;
@@ -166,7 +168,8 @@ impl Volumes {
         {
             let img = self.image(session);
             if !img.is_file() {
-                let bytes = self.bytes.ok_or_else(|| anyhow!("no workspace image {} to mount", img.display()))?;
+                let bytes =
+                    size.or(self.bytes).ok_or_else(|| anyhow!("no workspace image {} to mount", img.display()))?;
                 self.create_image(&img, bytes)?;
             }
             let mp = self.mount_point(session);
@@ -329,7 +332,7 @@ impl Volumes {
         let trial = Arc::new(Volumes { bytes: Some(MIN_BYTES), ..self.clone_paths() });
         trial.prepare()?;
         let name = format!("doctor-trial-{}", std::process::id());
-        let guard = trial.attach(&name)?;
+        let guard = trial.attach(&name, None)?;
         std::fs::write(trial.workspace(&name).join("probe"), b"ok").context("write to the trial volume")?;
         drop(guard);
         trial.delete(&name)
