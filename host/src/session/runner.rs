@@ -281,7 +281,6 @@ impl Runner {
             true => {}
             false => self.busy = None,
         }
-        self.live.set(self.engine.status());
     }
 
     async fn effect(&mut self, effect: Effect) -> Option<Input> {
@@ -352,10 +351,16 @@ impl Runner {
                 NewEvent { id, body }
             })
             .collect();
+        let new_status = status.as_ref().map(|c| c.status);
         let stored = match self.host.store.runner_commit(&self.id, self.epoch, status, turn_seq, new).await {
             Ok(stored) => stored,
             Err(e) => return self.written::<()>(Err(e), "storing the session's events"),
         };
+        // The gauge follows the stored status at once (the batch may go on
+        // to start a runtime, which takes a while).
+        if let Some(s) = new_status {
+            self.live.set(s);
+        }
         self.host.bus.publish(&self.id, &stored);
         if let (Some(read_at), Some(first), Some(last)) = (self.line_read_at.take(), stored.first(), stored.last()) {
             // Pairs an SSE frame's `id:` (seq) with when its runtime line was read.
