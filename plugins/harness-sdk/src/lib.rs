@@ -122,6 +122,7 @@ pub mod policy;
 pub mod progress;
 mod types;
 pub mod url;
+pub mod wire;
 
 pub use serde_json;
 pub use types::{
