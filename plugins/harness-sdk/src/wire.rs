@@ -37,6 +37,11 @@ pub fn read_line<T: DeserializeOwned>(runtime: &str, line: &str) -> Line<T> {
     if line.is_empty() {
         return Line::Blank;
     }
+    // A derived struct also reads a JSON array; a message is an object.
+    if !line.starts_with('{') {
+        crate::log(crate::LogLevel::Warn, &format!("{runtime}: non-JSON output skipped: {}", head(line)));
+        return Line::NotJson;
+    }
     match serde_json::from_str::<T>(line) {
         Ok(m) => Line::Message(m),
         // Only on the error path: tell stray output from an odd object.
