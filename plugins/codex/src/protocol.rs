@@ -429,6 +429,18 @@ impl ServerRequest {
             other => ServerRequest::Other(other.to_string()),
         }
     }
+
+    /// The request's method.
+    pub fn method(&self) -> &str {
+        match self {
+            ServerRequest::ToolCall(_) => "item/tool/call",
+            ServerRequest::CommandApproval { legacy: false, .. } => "item/commandExecution/requestApproval",
+            ServerRequest::CommandApproval { legacy: true, .. } => "execCommandApproval",
+            ServerRequest::FileChangeApproval { legacy: false, .. } => "item/fileChange/requestApproval",
+            ServerRequest::FileChangeApproval { legacy: true, .. } => "applyPatchApproval",
+            ServerRequest::Other(method) => method,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -675,6 +687,20 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(msg(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn server_request_methods_round_trip() {
+        for method in [
+            "item/tool/call",
+            "item/commandExecution/requestApproval",
+            "execCommandApproval",
+            "item/fileChange/requestApproval",
+            "applyPatchApproval",
+            "item/tool/requestUserInput",
+        ] {
+            assert_eq!(ServerRequest::read(method, Value::Null).method(), method);
         }
     }
 

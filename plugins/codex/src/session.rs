@@ -559,10 +559,7 @@ impl CodexSession {
             other => {
                 // User-input prompts, dynamic tools, elicitations: Bridle
                 // offers none of them; answer so codex never waits.
-                let method = match other {
-                    ServerRequest::Other(method) => method,
-                    _ => "item/tool/call".to_string(),
-                };
+                let method = other.method();
                 log(LogLevel::Debug, &format!("codex: server request `{method}` refused"));
                 out.push(Action::write_line(&json!({
                     "id": rpc_id,
