@@ -6,6 +6,7 @@
 //! `mcp__bridle__<name>`; a `tools/call` is held open until the user's
 //! `user.custom_tool_result` arrives.
 
+use crate::protocol::{McpMessage, McpParams};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::{Action, LogLevel, log, new_event_id};
 use serde_json::{Value, json};
@@ -72,9 +73,10 @@ impl CustomServer {
     }
 
     /// One `mcp_message` control request for our server.
-    pub fn on_mcp_message(&mut self, request_id: &str, message: &Value, out: &mut Vec<Action>) {
-        let method = message["method"].as_str().unwrap_or_default();
-        let Some(rpc_id) = message.get("id").filter(|id| !id.is_null()).cloned() else {
+    pub fn on_mcp_message(&mut self, request_id: &str, message: McpMessage, out: &mut Vec<Action>) {
+        let method = message.method.as_deref().unwrap_or_default();
+        let params = message.params.unwrap_or_default();
+        let Some(rpc_id) = message.id else {
             // A notification: the CLI still wants its control request answered.
             out.push(mcp_reply(request_id, json!({"jsonrpc": "2.0", "result": {}, "id": 0})));
             return;
@@ -82,7 +84,7 @@ impl CustomServer {
         let ok = |result: Value| json!({"jsonrpc": "2.0", "id": rpc_id, "result": result});
         match method {
             "initialize" => {
-                let version = message["params"]["protocolVersion"].as_str().unwrap_or(PROTOCOL_VERSION);
+                let version = params.protocol_version.as_deref().unwrap_or(PROTOCOL_VERSION);
                 out.push(mcp_reply(
                     request_id,
                     ok(json!({
@@ -101,7 +103,7 @@ impl CustomServer {
                 out.push(mcp_reply(request_id, ok(json!({"tools": tools}))));
             }
             "ping" => out.push(mcp_reply(request_id, ok(json!({})))),
-            "tools/call" => self.on_call(request_id, rpc_id, &message["params"], out),
+            "tools/call" => self.on_call(request_id, rpc_id, params, out),
             other => out.push(mcp_reply(
                 request_id,
                 json!({"jsonrpc": "2.0", "id": rpc_id,
@@ -110,21 +112,21 @@ impl CustomServer {
         }
     }
 
-    fn on_call(&mut self, request_id: &str, rpc_id: Value, params: &Value, out: &mut Vec<Action>) {
+    fn on_call(&mut self, request_id: &str, rpc_id: Value, params: McpParams, out: &mut Vec<Action>) {
         let waiting = Waiting { request_id: request_id.to_string(), rpc_id };
-        let name = params["name"].as_str().unwrap_or_default();
+        let name = params.name.as_deref().unwrap_or_default();
         if !self.tools.iter().any(|t| t.name == name) {
             let text = format!("`{name}` is not a custom tool of this agent");
             out.push(call_result(&waiting, vec![json!({"type": "text", "text": text})], true));
             return;
         }
-        let tool_use_id = params["_meta"]["claudecode/toolUseId"].as_str().unwrap_or_default().to_string();
+        let tool_use_id = params.meta.and_then(|m| m.tool_use_id).unwrap_or_default();
         let event_id = match self.calls.event_for(&tool_use_id) {
             Some(e) => e.to_string(),
             None => {
                 // No tool use seen for this call (an older CLI without the
                 // id in `_meta`): announce it now.
-                let input = if params["arguments"].is_object() { params["arguments"].clone() } else { json!({}) };
+                let input = params.arguments.filter(Value::is_object).unwrap_or_else(|| json!({}));
                 let key = if tool_use_id.is_empty() { request_id.to_string() } else { tool_use_id };
                 let event = self.tool_use(&key, name, &input);
                 out.push(Action::emit_json(&event));

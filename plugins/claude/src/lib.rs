@@ -55,6 +55,7 @@
 mod custom;
 mod endpoint;
 mod policy;
+mod protocol;
 mod session;
 
 pub use endpoint::{PLACEHOLDER_KEY, parse_url};

@@ -3,7 +3,12 @@
 
 use crate::custom::{self, CustomServer};
 use crate::policy::{Perm, TOOLSET, ToolPolicy, toolset_name};
+use crate::protocol::{
+    ApiRetry, Assistant, AssistantBlock, ControlRequest, Message, RequestKind, ResultBlock, ResultMessage, StreamEvent,
+    StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User, UserBlock,
+};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
+use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
     Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
 };
@@ -42,7 +47,7 @@ struct PendingPermission {
 struct Span {
     start_id: String,
     message_id: Option<String>,
-    usage: Map<String, Value>,
+    usage: Usage,
     /// Opened by a `stream_event` `message_start` (closed by `message_stop`);
     /// otherwise opened by an `assistant` line and closed by the next line
     /// that is not part of the same message.
@@ -79,7 +84,8 @@ pub struct ClaudeSession {
     reported: [u64; 4],
 }
 
-/// The `model_usage` counters, in the order of `ClaudeSession::reported`.
+/// The `model_usage` counters, in the order of `ClaudeSession::reported`
+/// (and of `Usage::counters`).
 const USAGE_KEYS: [&str; 4] =
     ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"];
 
@@ -98,14 +104,13 @@ impl ClaudeSession {
     fn close_span(&mut self, is_error: bool, out: &mut Vec<Action>) {
         if let Some(span) = self.span.take() {
             self.closed_message = span.message_id.clone();
-            let u = &span.usage;
             let mut usage = json!({});
-            for (i, k) in USAGE_KEYS.iter().enumerate() {
-                let n = u.get(*k).and_then(Value::as_u64).unwrap_or(0);
+            for (i, (k, n)) in USAGE_KEYS.iter().zip(span.usage.counters()).enumerate() {
+                let n = n.unwrap_or(0);
                 self.reported[i] = self.reported[i].saturating_add(n);
                 usage[*k] = json!(n);
             }
-            if let Some(speed) = u.get("speed").and_then(Value::as_str) {
+            if let Some(speed) = &span.usage.speed {
                 usage["speed"] = json!(speed);
             }
             out.push(Action::emit_json(&json!({
@@ -117,12 +122,11 @@ impl ClaudeSession {
         }
     }
 
-    fn open_span(&mut self, message_id: Option<String>, usage: &Value, streamed: bool, out: &mut Vec<Action>) {
+    fn open_span(&mut self, message_id: Option<String>, usage: Option<Usage>, streamed: bool, out: &mut Vec<Action>) {
         self.close_span(false, out);
         let start_id = new_event_id();
         out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": start_id})));
-        self.span =
-            Some(Span { start_id, message_id, usage: usage.as_object().cloned().unwrap_or_default(), streamed });
+        self.span = Some(Span { start_id, message_id, usage: usage.unwrap_or_default(), streamed });
     }
 
     /// The first progress after a retry report.
@@ -175,13 +179,13 @@ impl ClaudeSession {
         (perm, event, false)
     }
 
-    fn on_tool_use(&mut self, block: &Value, out: &mut Vec<Action>) {
-        let Some(id) = block["id"].as_str() else {
+    fn on_tool_use(&mut self, block: ToolUse, out: &mut Vec<Action>) {
+        let Some(id) = block.id.as_deref() else {
             log(LogLevel::Warn, "claude: tool_use block without id, skipped");
             return;
         };
-        let name = block["name"].as_str().unwrap_or("unknown");
-        let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+        let name = block.name.as_deref().unwrap_or("unknown");
+        let input = block.input.unwrap_or_else(|| json!({}));
         if let Some(custom) = self.custom.custom_name(name) {
             let event = self.custom.tool_use(id, custom, &input);
             let event_id = event["id"].as_str().unwrap_or_default().to_string();
@@ -201,8 +205,8 @@ impl ClaudeSession {
         }
     }
 
-    fn on_tool_result(&mut self, block: &Value, out: &mut Vec<Action>) {
-        let Some(id) = block["tool_use_id"].as_str() else {
+    fn on_tool_result(&mut self, block: ToolResultBlock, out: &mut Vec<Action>) {
+        let Some(id) = block.tool_use_id.as_deref() else {
             log(LogLevel::Warn, "claude: tool_result without tool_use_id, skipped");
             return;
         };
@@ -217,8 +221,8 @@ impl ClaudeSession {
         if tool.custom {
             return;
         }
-        let content = content_blocks(&block["content"]);
-        let is_error = block["is_error"].as_bool().unwrap_or(false);
+        let content = content_blocks(block.content);
+        let is_error = block.is_error.unwrap_or(false);
         let event = if tool.mcp {
             json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": tool.event_id,
                    "content": content, "is_error": is_error})
@@ -241,30 +245,32 @@ impl ClaudeSession {
         }))
     }
 
-    fn on_control_request(&mut self, v: &Value, out: &mut Vec<Action>) {
-        let Some(request_id) = v["request_id"].as_str().map(str::to_string) else {
+    fn on_control_request(&mut self, v: ControlRequest, out: &mut Vec<Action>) {
+        let Some(request_id) = v.request_id else {
             log(LogLevel::Warn, "claude: control_request without request_id, skipped");
             return;
         };
-        let req = &v["request"];
-        let subtype = req["subtype"].as_str().unwrap_or_default();
-        if subtype == "mcp_message" && req["server_name"].as_str() == Some(custom::SERVER) && self.custom.enabled() {
-            self.custom.on_mcp_message(&request_id, &req["message"], out);
-            return;
-        }
-        if subtype != "can_use_tool" {
-            // Hooks, SDK MCP servers, ...: Bridle registers none; answer so
-            // the CLI never waits on us.
-            log(LogLevel::Debug, &format!("claude: unsupported control request `{subtype}`"));
-            out.push(Action::write_line(&json!({
-                "type": "control_response",
-                "response": {"subtype": "error", "request_id": request_id,
-                             "error": format!("bridle does not handle `{subtype}`")},
-            })));
-            return;
-        }
-        let name = req["tool_name"].as_str().unwrap_or("unknown");
-        let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
+        let subtype = v.request.subtype;
+        let req = match v.request.kind {
+            RequestKind::McpMessage(m) if m.server_name.as_deref() == Some(custom::SERVER) && self.custom.enabled() => {
+                self.custom.on_mcp_message(&request_id, m.message.unwrap_or_default(), out);
+                return;
+            }
+            RequestKind::CanUseTool(req) => req,
+            _ => {
+                // Hooks, SDK MCP servers, ...: Bridle registers none; answer
+                // so the CLI never waits on us.
+                log(LogLevel::Debug, &format!("claude: unsupported control request `{subtype}`"));
+                out.push(Action::write_line(&json!({
+                    "type": "control_response",
+                    "response": {"subtype": "error", "request_id": request_id,
+                                 "error": format!("bridle does not handle `{subtype}`")},
+                })));
+                return;
+            }
+        };
+        let name = req.tool_name.as_deref().unwrap_or("unknown");
+        let input = req.input.unwrap_or_else(|| json!({}));
         if self.custom.custom_name(name).is_some() {
             // The client runs custom tools; they need no confirmation.
             out.push(Self::permission_reply(&request_id, true, &input, ""));
@@ -272,8 +278,8 @@ impl ClaudeSession {
         }
         // The request names the tool use; older CLIs may not, then match the
         // oldest held use of the same tool.
-        let tool_use_id = match req["tool_use_id"].as_str() {
-            Some(id) => Some(id.to_string()),
+        let tool_use_id = match req.tool_use_id {
+            Some(id) => Some(id),
             None => self
                 .held
                 .iter()
@@ -321,98 +327,112 @@ impl ClaudeSession {
         }
     }
 
-    fn on_assistant(&mut self, v: &Value, out: &mut Vec<Action>) {
-        let msg = &v["message"];
-        if !msg["content"].is_array() {
+    fn on_assistant(&mut self, v: Assistant, out: &mut Vec<Action>) {
+        let is_api_error = v.is_api_error();
+        let Some((msg_id, usage, content)) = v.message.and_then(|m| Some((m.id, m.usage, m.content?))) else {
             log(LogLevel::Warn, "claude: assistant line without message content, skipped");
             return;
-        }
+        };
         // A synthetic message carrying an API error: the failure reports it.
-        if v["is_api_error_message"].as_bool() == Some(true) || v["error"].is_string() {
-            let text = msg["content"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b["text"].as_str())
+        if is_api_error {
+            let text = content
+                .iter()
+                .filter_map(|b| match b {
+                    AssistantBlock::Text { text } => text.as_deref(),
+                    _ => None,
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
-            self.api_error = Some(ApiError {
-                status: v["api_error_status"].as_u64(),
-                kind: v["error"].as_str().unwrap_or_default().to_string(),
-                text,
-            });
+            self.api_error = Some(ApiError { status: v.api_error_status, kind: v.error.unwrap_or_default(), text });
             return;
         }
-        if !v["parent_tool_use_id"].is_null() {
+        if v.parent_tool_use_id.is_some() {
             // Sub-agent traffic (Task tool): not part of the session's thread.
             log(LogLevel::Debug, "claude: sub-agent message skipped");
             return;
         }
         self.progress(out);
-        let message_id = msg["id"].as_str().map(str::to_string);
+        let message_id = msg_id;
         let same_span = self.span.as_ref().is_some_and(|s| s.message_id.is_some() && s.message_id == message_id);
         let closed = message_id.is_some() && message_id == self.closed_message;
         if !same_span && !closed {
-            self.open_span(message_id, &msg["usage"], false, out);
+            self.open_span(message_id, usage, false, out);
         }
-        for block in msg["content"].as_array().into_iter().flatten() {
-            match block["type"].as_str() {
-                Some("text") => {
-                    if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
+        for block in content {
+            match block {
+                AssistantBlock::Text { text } => {
+                    if let Some(text) = text.filter(|t| !t.is_empty()) {
                         out.push(Action::emit_json(&json!({
                             "type": "agent.message",
                             "content": [{"type": "text", "text": text}],
                         })));
                     }
                 }
-                Some("thinking") | Some("redacted_thinking") => {
+                AssistantBlock::Thinking {} | AssistantBlock::RedactedThinking {} => {
                     out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
                 }
-                Some("tool_use") => self.on_tool_use(block, out),
-                other => log(LogLevel::Debug, &format!("claude: assistant block {other:?} skipped")),
+                AssistantBlock::ToolUse(tool_use) => self.on_tool_use(tool_use, out),
+                AssistantBlock::Other => log(LogLevel::Debug, "claude: assistant block of another type skipped"),
             }
         }
     }
 
-    fn on_stream_event(&mut self, v: &Value, out: &mut Vec<Action>) {
-        if !v["parent_tool_use_id"].is_null() {
+    /// Tool results of the session's own thread.
+    fn on_user(&mut self, v: User, out: &mut Vec<Action>) {
+        if v.parent_tool_use_id.is_some() || v.is_replay == Some(true) {
             return;
         }
-        let ev = &v["event"];
-        match ev["type"].as_str() {
-            Some("message_start") => {
-                self.progress(out);
-                let msg = &ev["message"];
-                let id = msg["id"].as_str().map(str::to_string);
-                self.open_span(id, &msg["usage"], true, out);
-            }
-            Some("message_delta") => {
-                if let (Some(span), Some(usage)) = (self.span.as_mut(), ev["usage"].as_object()) {
-                    for (k, val) in usage {
-                        if !val.is_null() {
-                            span.usage.insert(k.clone(), val.clone());
-                        }
-                    }
-                }
-            }
-            Some("message_stop") => self.close_span(false, out),
-            _ => self.progress(out),
+        let results: Vec<ToolResultBlock> = v
+            .message
+            .and_then(|m| m.content)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| match b {
+                UserBlock::ToolResult(r) => Some(r),
+                UserBlock::Other => None,
+            })
+            .collect();
+        if !results.is_empty() {
+            self.progress(out);
+        }
+        for r in results {
+            self.on_tool_result(r, out);
         }
     }
 
-    fn on_result(&mut self, v: &Value, out: &mut Vec<Action>) {
-        let is_error = v["is_error"].as_bool().unwrap_or_else(|| v["subtype"].as_str() != Some("success"));
+    fn on_stream_event(&mut self, v: StreamEvent, out: &mut Vec<Action>) {
+        if v.parent_tool_use_id.is_some() {
+            return;
+        }
+        match v.event {
+            Some(StreamEventBody::MessageStart { message }) => {
+                self.progress(out);
+                let message = message.unwrap_or_default();
+                self.open_span(message.id, message.usage, true, out);
+            }
+            Some(StreamEventBody::MessageDelta { usage }) => {
+                if let (Some(span), Some(usage)) = (self.span.as_mut(), usage) {
+                    span.usage.merge(usage);
+                }
+            }
+            Some(StreamEventBody::MessageStop {}) => self.close_span(false, out),
+            Some(StreamEventBody::Other) | None => self.progress(out),
+        }
+    }
+
+    fn on_result(&mut self, v: ResultMessage, out: &mut Vec<Action>) {
+        let is_error = v.failed();
         // Without stream events an assistant line only carries the usage of
         // `message_start`; the result has the turn's totals, so the last
         // span gets what the earlier ones did not report.
-        if let (Some(span), Some(total)) = (self.span.as_mut(), v["usage"].as_object())
+        if let (Some(span), Some(total)) = (self.span.as_mut(), &v.usage)
             && !span.streamed
         {
-            for (i, k) in USAGE_KEYS.iter().enumerate() {
-                if let Some(t) = total.get(*k).and_then(Value::as_u64) {
-                    let own = span.usage.get(*k).and_then(Value::as_u64).unwrap_or(0);
+            let own = span.usage.counters();
+            for (i, t) in total.counters().into_iter().enumerate() {
+                if let Some(t) = t {
                     let rest = t.saturating_sub(self.reported[i]);
-                    span.usage.insert((*k).to_string(), json!(rest.max(own)));
+                    span.usage.set_counter(i, rest.max(own[i].unwrap_or(0)));
                 }
             }
         }
@@ -429,14 +449,14 @@ impl ClaudeSession {
             out.push(Action::end_turn());
             return;
         }
-        let result_text = v["result"].as_str().unwrap_or_default();
-        let status = v["api_error_status"].as_u64().or(api_error.as_ref().and_then(|e| e.status));
-        if v["terminal_reason"].as_str() == Some("api_error") || status.is_some() || api_error.is_some() {
+        let result_text = v.result.as_deref().unwrap_or_default();
+        let status = v.api_error_status.or(api_error.as_ref().and_then(|e| e.status));
+        if v.terminal_reason.as_deref() == Some("api_error") || status.is_some() || api_error.is_some() {
             let kind = api_error
                 .as_ref()
                 .map(|e| e.kind.clone())
                 .filter(|k| !k.is_empty())
-                .or_else(|| v["api_error_type"].as_str().map(str::to_string))
+                .or_else(|| v.api_error_type.clone())
                 .unwrap_or_default();
             let error_type = classify(status, &kind);
             let message = [result_text, api_error.as_ref().map(|e| e.text.as_str()).unwrap_or("")]
@@ -456,9 +476,8 @@ impl ClaudeSession {
             return;
         }
         // Not an API error: max turns, budget, execution error.
-        let errors =
-            v["errors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join("; ");
-        let subtype = v["subtype"].as_str().unwrap_or("error");
+        let errors = v.errors.unwrap_or_default().join("; ");
+        let subtype = v.subtype.as_deref().unwrap_or("error");
         let message = if !errors.is_empty() {
             errors
         } else if !result_text.is_empty() {
@@ -469,53 +488,51 @@ impl ClaudeSession {
         out.push(Action::failed("unknown_error", &message, RetryStatus::Exhausted));
     }
 
-    fn on_system(&mut self, v: &Value, out: &mut Vec<Action>) {
-        match v["subtype"].as_str() {
-            Some("init") => {
-                if let Some(id) = v["session_id"].as_str().filter(|s| !s.is_empty())
-                    && self.checkpointed.as_deref() != Some(id)
+    fn on_system(&mut self, v: System, out: &mut Vec<Action>) {
+        match v {
+            System::Init { session_id } => {
+                if let Some(id) = session_id.filter(|s| !s.is_empty())
+                    && self.checkpointed.as_deref() != Some(id.as_str())
                 {
-                    self.checkpointed = Some(id.to_string());
-                    out.push(Action::Checkpoint(id.to_string()));
+                    self.checkpointed = Some(id.clone());
+                    out.push(Action::Checkpoint(id));
                 }
             }
-            Some("api_retry") => {
-                let status = v["error_status"].as_u64();
-                let kind = match &v["error"] {
-                    Value::String(s) => s.clone(),
-                    Value::Object(o) => o.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    _ => String::new(),
-                };
-                let attempt = v["attempt"].as_u64().unwrap_or(1).max(1);
-                let max = v["max_retries"].as_u64();
-                let delay = v["retry_delay_ms"].as_u64();
-                let mut message = match (status, kind.as_str()) {
-                    (Some(s), "") => format!("model API returned HTTP {s}"),
-                    (Some(s), k) => format!("model API returned HTTP {s} ({k})"),
-                    // No HTTP response: a connection error or time-out.
-                    (None, "" | "unknown") => "model API request failed without a response".into(),
-                    (None, k) => format!("model API request failed ({k})"),
-                };
-                message.push_str(&format!("; Claude Code retry {attempt}"));
-                if let Some(m) = max {
-                    message.push_str(&format!(" of {m}"));
-                }
-                if let Some(d) = delay {
-                    message.push_str(&format!(" in {d} ms"));
-                }
-                out.push(self.retry.retrying(RetryReport {
-                    error_type: classify(status, &kind).to_string(),
-                    message,
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                    max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
-                    delay_ms: delay,
-                }));
-            }
-            Some("compact_boundary") => {
+            System::ApiRetry(retry) => self.on_api_retry(retry, out),
+            System::CompactBoundary {} => {
                 out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
             }
-            _ => {}
+            System::Status {} | System::Other => {}
         }
+    }
+
+    fn on_api_retry(&mut self, v: ApiRetry, out: &mut Vec<Action>) {
+        let status = v.error_status;
+        let kind = v.error.as_ref().map(|e| e.name().to_string()).unwrap_or_default();
+        let attempt = v.attempt.unwrap_or(1).max(1);
+        let max = v.max_retries;
+        let delay = v.retry_delay_ms;
+        let mut message = match (status, kind.as_str()) {
+            (Some(s), "") => format!("model API returned HTTP {s}"),
+            (Some(s), k) => format!("model API returned HTTP {s} ({k})"),
+            // No HTTP response: a connection error or time-out.
+            (None, "" | "unknown") => "model API request failed without a response".into(),
+            (None, k) => format!("model API request failed ({k})"),
+        };
+        message.push_str(&format!("; Claude Code retry {attempt}"));
+        if let Some(m) = max {
+            message.push_str(&format!(" of {m}"));
+        }
+        if let Some(d) = delay {
+            message.push_str(&format!(" in {d} ms"));
+        }
+        out.push(self.retry.retrying(RetryReport {
+            error_type: classify(status, &kind).to_string(),
+            message,
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+            delay_ms: delay,
+        }));
     }
 
     // ---- input ------------------------------------------------------------
@@ -609,20 +626,19 @@ pub fn classify(status: Option<u64>, kind: &str) -> &'static str {
 }
 
 /// Claude tool-result content (string or blocks) → Managed Agents blocks.
-fn content_blocks(content: &Value) -> Vec<Value> {
+fn content_blocks(content: ToolResultContent) -> Vec<Value> {
     match content {
-        Value::String(s) if s.is_empty() => Vec::new(),
-        Value::String(s) => vec![json!({"type": "text", "text": s})],
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| match b["type"].as_str() {
-                Some("text") => Some(json!({"type": "text", "text": b["text"].as_str()?})),
-                Some("image") => Some(json!({"type": "image", "source": b.get("source")?})),
-                _ => None,
+        ToolResultContent::Empty => Vec::new(),
+        ToolResultContent::Text(s) if s.is_empty() => Vec::new(),
+        ToolResultContent::Text(s) | ToolResultContent::Other(s) => vec![json!({"type": "text", "text": s})],
+        ToolResultContent::Blocks(blocks) => blocks
+            .into_iter()
+            .filter_map(|b| match b {
+                ResultBlock::Text { text } => Some(json!({"type": "text", "text": text?})),
+                ResultBlock::Image { source } => Some(json!({"type": "image", "source": source?})),
+                ResultBlock::Other => None,
             })
             .collect(),
-        Value::Null => Vec::new(),
-        other => vec![json!({"type": "text", "text": other.to_string()})],
     }
 }
 
@@ -777,62 +793,58 @@ impl HarnessSession for ClaudeSession {
     }
 
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
-        let line = line.trim();
-        if line.is_empty() {
-            return Ok(Vec::new());
-        }
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                // Stray non-protocol output must not kill the session.
-                let head: String = line.chars().take(120).collect();
-                log(LogLevel::Warn, &format!("claude: non-JSON output skipped: {head}"));
-                return Ok(Vec::new());
-            }
+        // Stray non-protocol output must not kill the session: `read_line`
+        // logs and skips it. A JSON object that is no message (`Unreadable`)
+        // still ends an assistant-opened span, as any other line does.
+        let message = match read_line::<Message>("claude", line) {
+            Line::Blank | Line::NotJson => return Ok(Vec::new()),
+            Line::Unreadable => None,
+            Line::Message(m) => Some(m),
         };
         let mut out = Vec::new();
-        let kind = v["type"].as_str().unwrap_or_default();
         // An assistant-opened span ends at the first line that is not part
         // of the same message.
         if let Some(span) = &self.span
             && !span.streamed
         {
-            let same = kind == "assistant"
-                && v["message"]["id"].as_str().is_some()
-                && v["message"]["id"].as_str() == span.message_id.as_deref();
-            let neutral = matches!(kind, "control_request" | "control_response" | "rate_limit_event")
-                || (kind == "system" && v["subtype"].as_str() == Some("status"));
-            if !same && !neutral && kind != "result" {
+            let keeps_span = match &message {
+                Some(Message::Assistant(a)) => {
+                    let id = a.message.as_ref().and_then(|m| m.id.as_deref());
+                    id.is_some() && id == span.message_id.as_deref()
+                }
+                Some(
+                    Message::ControlRequest(_)
+                    | Message::ControlResponse {}
+                    | Message::RateLimitEvent {}
+                    | Message::System(System::Status {})
+                    | Message::Result(_),
+                ) => true,
+                _ => false,
+            };
+            if !keeps_span {
                 self.close_span(false, &mut out);
             }
         }
-        match kind {
-            "system" => self.on_system(&v, &mut out),
-            "assistant" => self.on_assistant(&v, &mut out),
-            "user" => {
-                if v["parent_tool_use_id"].is_null() && v["isReplay"].as_bool() != Some(true) {
-                    let blocks = v["message"]["content"].as_array().cloned().unwrap_or_default();
-                    let results: Vec<&Value> =
-                        blocks.iter().filter(|b| b["type"].as_str() == Some("tool_result")).collect();
-                    if !results.is_empty() {
-                        self.progress(&mut out);
-                    }
-                    for b in results {
-                        self.on_tool_result(b, &mut out);
-                    }
-                }
-            }
-            "stream_event" => self.on_stream_event(&v, &mut out),
-            "result" => self.on_result(&v, &mut out),
-            "control_request" => self.on_control_request(&v, &mut out),
-            "control_cancel_request" => {
-                if let Some(rid) = v["request_id"].as_str() {
+        let Some(message) = message else {
+            return Ok(out);
+        };
+        match message {
+            Message::System(v) => self.on_system(v, &mut out),
+            Message::Assistant(v) => self.on_assistant(v, &mut out),
+            Message::User(v) => self.on_user(v, &mut out),
+            Message::StreamEvent(v) => self.on_stream_event(v, &mut out),
+            Message::Result(v) => self.on_result(v, &mut out),
+            Message::ControlRequest(v) => self.on_control_request(v, &mut out),
+            Message::ControlCancelRequest { request_id } => {
+                if let Some(rid) = request_id {
                     self.permissions.retain(|_, p| p.request_id != rid);
-                    self.custom.cancel(rid);
+                    self.custom.cancel(&rid);
                 }
             }
-            "control_response" | "rate_limit_event" => {}
-            other => log(LogLevel::Debug, &format!("claude: output type {other:?} skipped")),
+            Message::ControlResponse {} | Message::RateLimitEvent {} => {}
+            Message::Unknown => {
+                log(LogLevel::Debug, &format!("claude: output of unknown type skipped: {}", head(line)))
+            }
         }
         Ok(out)
     }

@@ -35,12 +35,33 @@ fn describe_out(v: &Value) -> String {
 }
 
 fn golden(name: &str) {
-    let g = Golden {
+    goldens().check::<ClaudeSession>(name);
+}
+
+fn goldens() -> Golden {
+    Golden {
         data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
         default_spec: default_spec(),
         describe_out,
-    };
-    g.check::<ClaudeSession>(name);
+    }
+}
+
+/// Never an error or a panic: each runtime line of these cases is also fed
+/// with one field at a time in another shape, and cut in half.
+#[test]
+fn odd_lines_never_fail() {
+    for case in [
+        "cc1.jsonl",
+        "cc2.jsonl",
+        "cc3.jsonl",
+        "cc4.jsonl",
+        "cc5.jsonl",
+        "permission_allow.script.jsonl",
+        "custom_tool.script.jsonl",
+        "mcp_thinking.script.jsonl",
+    ] {
+        assert!(goldens().check_odd_lines::<ClaudeSession>(case) > 0, "{case}");
+    }
 }
 
 macro_rules! cases {

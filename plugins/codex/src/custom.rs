@@ -4,6 +4,7 @@
 //! `item/tool/call`, which is held open until `user.custom_tool_result`
 //! arrives and then answered with a `DynamicToolCallResponse`.
 
+use crate::protocol::{RequestId, ToolCallParams};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::{Action, new_event_id};
 use serde_json::{Value, json};
@@ -12,10 +13,10 @@ use serde_json::{Value, json};
 pub struct DynamicTools {
     tools: Vec<CustomTool>,
     /// Waiting calls, answered by their JSON-RPC id.
-    calls: CustomCalls<Value>,
+    calls: CustomCalls<RequestId>,
 }
 
-fn reply(rpc_id: &Value, items: Vec<Value>, success: bool) -> Action {
+fn reply(rpc_id: &RequestId, items: Vec<Value>, success: bool) -> Action {
     Action::write_line(&json!({"id": rpc_id, "result": {"contentItems": items, "success": success}}))
 }
 
@@ -77,15 +78,15 @@ impl DynamicTools {
     }
 
     /// The server request `item/tool/call`.
-    pub fn on_call(&mut self, rpc_id: Value, p: &Value, out: &mut Vec<Action>) {
-        let tool = p["tool"].as_str().unwrap_or_default();
-        if !self.declares(tool) || !p["namespace"].is_null() {
+    pub fn on_call(&mut self, rpc_id: RequestId, p: ToolCallParams, out: &mut Vec<Action>) {
+        let tool = p.tool.as_deref().unwrap_or_default();
+        if !self.declares(tool) || p.namespace.is_some() {
             let text = format!("`{tool}` is not a custom tool of this agent");
             out.push(reply(&rpc_id, vec![json!({"type": "inputText", "text": text})], false));
             return;
         }
-        let call_id = p["callId"].as_str().unwrap_or_default();
-        let input = if p["arguments"].is_object() { p["arguments"].clone() } else { json!({}) };
+        let call_id = p.call_id.as_deref().unwrap_or_default();
+        let input = if p.arguments.is_object() { p.arguments.clone() } else { json!({}) };
         self.announce(call_id, tool, input, out);
         let Some(event_id) = self.calls.event_for(call_id).map(str::to_string) else {
             return;
@@ -105,7 +106,7 @@ impl DynamicTools {
     }
 
     /// codex resolved (or dropped) a server request.
-    pub fn resolved(&mut self, rpc_id: &Value) {
+    pub fn resolved(&mut self, rpc_id: &RequestId) {
         self.calls.withdraw(|id| id == rpc_id);
     }
 

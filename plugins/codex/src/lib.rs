@@ -64,6 +64,7 @@
 
 mod custom;
 mod endpoint;
+mod protocol;
 mod session;
 
 pub use endpoint::{ConfigToml, MINIMAX, OPENAI, Provider, is_minimax, parse_url, toml_str};

@@ -3,8 +3,13 @@
 
 use crate::custom::DynamicTools;
 use crate::endpoint::{ConfigToml, Provider, provider_for};
+use crate::protocol::{
+    ApprovalParams, Command, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind, McpBlock,
+    Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
+};
 use bridle_harness_sdk::policy::{Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
+use bridle_harness_sdk::wire::{Line, read_line};
 use bridle_harness_sdk::{
     Action, File, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
 };
@@ -47,7 +52,7 @@ struct ItemRef {
 /// A server approval request waiting for `user.tool_confirmation`.
 #[derive(Debug, Clone)]
 struct Approval {
-    rpc_id: Value,
+    rpc_id: RequestId,
     /// Pre-v2 methods (`execCommandApproval`, `applyPatchApproval`) use
     /// `approved`/`denied` instead of `accept`/`decline`.
     legacy: bool,
@@ -78,7 +83,7 @@ pub struct CodexSession {
     thinking_items: Vec<String>,
     span: Option<String>,
     retry: Progress,
-    last_error: Option<Value>,
+    last_error: Option<TurnError>,
 }
 
 impl CodexSession {
@@ -166,22 +171,22 @@ impl CodexSession {
         }
     }
 
-    fn close_span(&mut self, is_error: bool, usage: Option<&Value>, out: &mut Vec<Action>) {
+    fn close_span(&mut self, is_error: bool, usage: Option<TokenCounts>, out: &mut Vec<Action>) {
         let Some(start_id) = self.span.take() else {
             return;
         };
-        let n = |k: &str| usage.and_then(|u| u[k].as_u64()).unwrap_or(0);
+        let usage = usage.unwrap_or_default();
         // OpenAI counts cached tokens inside input tokens; Managed Agents
         // (Anthropic semantics) counts them apart.
-        let cached = n("cachedInputTokens");
+        let cached = usage.cached_input_tokens.unwrap_or(0);
         out.push(Action::emit_json(&json!({
             "type": "span.model_request_end",
             "model_request_start_id": start_id,
             "is_error": is_error,
             "model_usage": {
-                "input_tokens": n("inputTokens").saturating_sub(cached),
-                "output_tokens": n("outputTokens"),
-                "cache_creation_input_tokens": n("cacheWriteInputTokens"),
+                "input_tokens": usage.input_tokens.unwrap_or(0).saturating_sub(cached),
+                "output_tokens": usage.output_tokens.unwrap_or(0),
+                "cache_creation_input_tokens": usage.cache_write_input_tokens.unwrap_or(0),
                 "cache_read_input_tokens": cached,
             },
         })));
@@ -236,29 +241,32 @@ impl CodexSession {
         out.push(Action::emit_json(&event));
     }
 
-    fn on_item_started(&mut self, item: &Value, out: &mut Vec<Action>) {
-        let Some(id) = item["id"].as_str().map(str::to_string) else {
+    fn on_item_started(&mut self, item: Option<Item>, out: &mut Vec<Action>) {
+        // An item without a `type` reads as `None`: nothing to map.
+        let Some(Item { id, kind, .. }) = item else {
+            return;
+        };
+        let Some(id) = id else {
             log(LogLevel::Warn, "codex: item/started without an item id, skipped");
             return;
         };
-        match item["type"].as_str() {
-            Some("userMessage") | None => return,
-            _ => {}
+        if matches!(kind, ItemKind::UserMessage {}) {
+            return;
         }
         self.progress(out);
         if self.turn_active {
             self.open_span(out);
         }
-        match item["type"].as_str() {
-            Some("commandExecution") => {
-                let input = json!({"command": unwrap_shell(item["command"].as_str().unwrap_or_default())});
+        match kind {
+            ItemKind::CommandExecution { command, .. } => {
+                let input = json!({"command": unwrap_shell(command.as_deref().unwrap_or_default())});
                 self.tool_use(&id, "bash", input, out);
             }
-            Some("fileChange") => {
-                let (name, input) = file_change_input(item);
+            ItemKind::FileChange { changes } => {
+                let (name, input) = file_change_input(changes.as_deref().unwrap_or_default());
                 self.tool_use(&id, name, input, out);
             }
-            Some("mcpToolCall") => {
+            ItemKind::McpToolCall { server, tool, arguments, .. } => {
                 if self.items.contains_key(&id) {
                     return;
                 }
@@ -269,55 +277,56 @@ impl CodexSession {
                 out.push(Action::emit_json(&json!({
                     "type": "agent.mcp_tool_use",
                     "id": event_id,
-                    "mcp_server_name": item["server"].as_str().unwrap_or_default(),
-                    "name": item["tool"].as_str().unwrap_or_default(),
-                    "input": object_or_empty(&item["arguments"]),
+                    "mcp_server_name": server.unwrap_or_default(),
+                    "name": tool.unwrap_or_default(),
+                    "input": object_or_empty(&arguments),
                     "evaluated_permission": "allow",
                 })));
             }
-            Some("reasoning") if !self.thinking_items.contains(&id) => {
+            ItemKind::Reasoning {} if !self.thinking_items.contains(&id) => {
                 self.thinking_items.push(id);
                 out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
             }
-            Some("dynamicToolCall") if item["namespace"].is_null() => {
-                let tool = item["tool"].as_str().unwrap_or_default();
-                self.custom.announce(&id, tool, object_or_empty(&item["arguments"]), out);
+            ItemKind::DynamicToolCall { tool, namespace: None, arguments } => {
+                self.custom.announce(&id, tool.as_deref().unwrap_or_default(), object_or_empty(&arguments), out);
             }
             _ => {}
         }
     }
 
-    fn on_item_completed(&mut self, item: &Value, out: &mut Vec<Action>) {
-        let Some(id) = item["id"].as_str().map(str::to_string) else {
+    fn on_item_completed(&mut self, item: Option<Item>, out: &mut Vec<Action>) {
+        let Some(Item { id, status, kind }) = item else {
+            return;
+        };
+        let Some(id) = id else {
             log(LogLevel::Warn, "codex: item/completed without an item id, skipped");
             return;
         };
-        let status = item["status"].as_str().unwrap_or("completed");
-        match item["type"].as_str() {
-            Some("agentMessage") => {
+        let status = status.as_deref().unwrap_or("completed");
+        match kind {
+            ItemKind::AgentMessage { text } => {
                 self.progress(out);
-                if let Some(text) = item["text"].as_str().filter(|t| !t.is_empty()) {
+                if let Some(text) = text.filter(|t| !t.is_empty()) {
                     out.push(Action::emit_json(&json!({
                         "type": "agent.message",
                         "content": [{"type": "text", "text": text}],
                     })));
                 }
             }
-            Some("reasoning") if !self.thinking_items.contains(&id) => {
+            ItemKind::Reasoning {} if !self.thinking_items.contains(&id) => {
                 self.thinking_items.push(id);
                 out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
             }
-            Some("commandExecution") => {
+            ItemKind::CommandExecution { command, aggregated_output, exit_code } => {
                 // An item that never started (e.g. declined before it ran).
                 if !self.items.contains_key(&id) {
-                    let input = json!({"command": unwrap_shell(item["command"].as_str().unwrap_or_default())});
+                    let input = json!({"command": unwrap_shell(command.as_deref().unwrap_or_default())});
                     self.tool_use(&id, "bash", input, out);
                 }
-                let output = item["aggregatedOutput"].as_str().unwrap_or_default();
-                let exit = item["exitCode"].as_i64();
-                let is_error = status != "completed" || exit.is_some_and(|c| c != 0);
+                let output = aggregated_output.unwrap_or_default();
+                let is_error = status != "completed" || exit_code.is_some_and(|c| c != 0);
                 let text = if !output.is_empty() {
-                    output.to_string()
+                    output
                 } else if status == "declined" {
                     "The command was declined.".to_string()
                 } else {
@@ -325,19 +334,15 @@ impl CodexSession {
                 };
                 self.tool_result(&id, text_content(&text), is_error, out);
             }
-            Some("fileChange") => {
+            ItemKind::FileChange { changes } => {
+                let changes = changes.unwrap_or_default();
                 if !self.items.contains_key(&id) {
-                    let (name, input) = file_change_input(item);
+                    let (name, input) = file_change_input(&changes);
                     self.tool_use(&id, name, input, out);
                 }
-                let summary = item["changes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| {
-                        let kind = c["kind"]["type"].as_str().or(c["kind"].as_str()).unwrap_or("update");
-                        format!("{kind}: {}", c["path"].as_str().unwrap_or("?"))
-                    })
+                let summary = changes
+                    .iter()
+                    .map(|c| format!("{}: {}", change_kind(c), c.path.as_deref().unwrap_or("?")))
                     .collect::<Vec<_>>()
                     .join("\n");
                 let text = match status {
@@ -347,42 +352,41 @@ impl CodexSession {
                 };
                 self.tool_result(&id, text_content(&text), status != "completed", out);
             }
-            Some("mcpToolCall") => {
-                let error = item["error"]["message"].as_str();
+            ItemKind::McpToolCall { result, error, .. } => {
+                let error = error.and_then(|e| e.message);
                 let mut content: Vec<Value> =
-                    item["result"]["content"].as_array().into_iter().flatten().filter_map(mcp_block).collect();
-                if let Some(e) = error {
+                    result.and_then(|r| r.content).unwrap_or_default().iter().filter_map(mcp_block).collect();
+                if let Some(e) = &error {
                     content.push(json!({"type": "text", "text": e}));
                 }
                 let is_error = error.is_some() || status == "failed";
                 self.tool_result(&id, content, is_error, out);
             }
-            Some("webSearch") => {
+            ItemKind::WebSearch { query } => {
                 self.progress(out);
                 let event_id = new_event_id();
-                let query = item["query"].as_str().unwrap_or_default();
                 out.push(Action::emit_json(&json!({
                     "type": "agent.tool_use", "id": event_id, "name": "web_search",
-                    "input": {"query": query}, "evaluated_permission": "allow",
+                    "input": {"query": query.unwrap_or_default()}, "evaluated_permission": "allow",
                 })));
                 out.push(Action::emit_json(&json!({
                     "type": "agent.tool_result", "tool_use_id": event_id,
                     "content": [], "is_error": false,
                 })));
             }
-            Some("contextCompaction") => {
+            ItemKind::ContextCompaction {} => {
                 out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
             }
             _ => {}
         }
     }
 
-    fn on_error_notification(&mut self, p: &Value, out: &mut Vec<Action>) {
-        let error = &p["error"];
-        if p["willRetry"].as_bool() == Some(true) {
-            let message = error["message"].as_str().unwrap_or("model request failed");
+    fn on_error_notification(&mut self, p: ErrorNotification, out: &mut Vec<Action>) {
+        if p.will_retry == Some(true) {
+            let error = p.error.unwrap_or_default();
+            let message = error.message.as_deref().unwrap_or("model request failed");
             let (attempt, max) = parse_reconnecting(message);
-            let detail = error["additionalDetails"].as_str().unwrap_or_default();
+            let detail = error.additional_details.as_deref().unwrap_or_default();
             let text = if detail.is_empty() {
                 format!("codex is retrying: {message}")
             } else {
@@ -391,19 +395,19 @@ impl CodexSession {
             // The failed attempt was a model request of its own.
             self.close_span(true, None, out);
             out.push(self.retry.retrying(RetryReport {
-                error_type: classify(error).to_string(),
+                error_type: classify(&error).to_string(),
                 message: text,
                 attempt: attempt.unwrap_or(1),
                 max_attempts: max,
                 delay_ms: None,
             }));
         } else {
-            self.last_error = Some(error.clone());
+            self.last_error = p.error;
         }
     }
 
-    fn end_turn(&mut self, turn: &Value, out: &mut Vec<Action>) {
-        let status = turn["status"].as_str().unwrap_or("completed");
+    fn end_turn(&mut self, turn: Turn, out: &mut Vec<Action>) {
+        let status = turn.status.as_deref().unwrap_or("completed");
         self.close_span(status == "failed", None, out);
         self.release_all_held(out);
         self.retry.reset();
@@ -415,26 +419,22 @@ impl CodexSession {
         self.interrupt_deferred = false;
         let last_error = self.last_error.take();
         match status {
-            "failed" if !interrupted => {
-                let error =
-                    if turn["error"].is_object() { turn["error"].clone() } else { last_error.unwrap_or(Value::Null) };
-                out.push(failure(&error));
-            }
+            "failed" if !interrupted => out.push(failure(turn.error.or(last_error).as_ref())),
             _ => out.push(Action::end_turn()),
         }
         self.pump(out);
     }
 
-    fn on_notification(&mut self, method: &str, p: &Value, out: &mut Vec<Action>) {
-        match method {
-            "thread/started" => {
-                if let Some(id) = p["thread"]["id"].as_str() {
-                    self.set_thread(id, out);
+    fn on_notification(&mut self, n: Notification, out: &mut Vec<Action>) {
+        match n {
+            Notification::ThreadStarted(p) => {
+                if let Some(id) = p.thread.and_then(|t| t.id) {
+                    self.set_thread(&id, out);
                 }
             }
-            "turn/started" => {
-                if let Some(id) = p["turn"]["id"].as_str() {
-                    self.turn_id = Some(id.to_string());
+            Notification::TurnStarted(p) => {
+                if let Some(id) = p.turn.and_then(|t| t.id) {
+                    self.turn_id = Some(id);
                 }
                 if self.turn_active {
                     self.open_span(out);
@@ -443,30 +443,31 @@ impl CodexSession {
                     self.send_interrupt(out);
                 }
             }
-            "item/started" => self.on_item_started(&p["item"], out),
-            "item/completed" => self.on_item_completed(&p["item"], out),
-            "item/agentMessage/delta"
-            | "item/reasoning/summaryTextDelta"
-            | "item/reasoning/textDelta"
-            | "item/reasoning/summaryPartAdded"
-            | "item/commandExecution/outputDelta"
-            | "item/fileChange/outputDelta"
-            | "item/mcpToolCall/progress" => self.progress(out),
-            "thread/tokenUsage/updated" if p["tokenUsage"]["last"].is_object() => {
-                self.progress(out);
-                // One model response finished: close its span (open one
-                // first if codex gave no earlier sign of the request).
-                self.open_span(out);
-                self.close_span(false, Some(&p["tokenUsage"]["last"]), out);
+            Notification::ItemStarted(p) => self.on_item_started(p.item, out),
+            Notification::ItemCompleted(p) => self.on_item_completed(p.item, out),
+            Notification::Delta => self.progress(out),
+            Notification::TokenUsageUpdated(p) => {
+                if let Some(last) = p.token_usage.and_then(|u| u.last) {
+                    self.progress(out);
+                    // One model response finished: close its span (open one
+                    // first if codex gave no earlier sign of the request).
+                    self.open_span(out);
+                    self.close_span(false, Some(last), out);
+                }
             }
-            "error" => self.on_error_notification(p, out),
-            "turn/completed" if self.turn_active => self.end_turn(&p["turn"], out),
-            "serverRequest/resolved" => {
-                let rid = &p["requestId"];
-                self.approvals.retain(|_, a| a.rpc_id != *rid);
-                self.custom.resolved(rid);
+            Notification::Error(p) => self.on_error_notification(p, out),
+            Notification::TurnCompleted(p) => {
+                if self.turn_active {
+                    self.end_turn(p.turn.unwrap_or_default(), out);
+                }
             }
-            _ => {}
+            Notification::ServerRequestResolved(p) => {
+                if let Some(rid) = p.request_id {
+                    self.approvals.retain(|_, a| a.rpc_id != rid);
+                    self.custom.resolved(&rid);
+                }
+            }
+            Notification::Other(method) => log(LogLevel::Trace, &format!("codex: notification `{method}` skipped")),
         }
     }
 
@@ -478,13 +479,12 @@ impl CodexSession {
         }
     }
 
-    fn on_response(&mut self, id: u64, v: &Value, out: &mut Vec<Action>) {
+    fn on_response(&mut self, id: u64, result: ResponseResult, error: Option<RpcError>, out: &mut Vec<Action>) {
         let Some(kind) = self.pending.remove(&id) else {
             log(LogLevel::Debug, &format!("codex: response to unknown request {id}"));
             return;
         };
-        let error = v.get("error").filter(|e| !e.is_null());
-        let message = error.and_then(|e| e["message"].as_str()).unwrap_or("unknown error").to_string();
+        let message = error.as_ref().and_then(|e| e.message.clone()).unwrap_or_else(|| "unknown error".to_string());
         match (kind, error) {
             (Req::Initialize, Some(_)) if !message.contains("Already initialized") => {
                 self.fail_start(&format!("codex app-server refused initialize: {message}"), out);
@@ -503,9 +503,9 @@ impl CodexSession {
             (Req::ThreadStart, Some(_)) => {
                 self.fail_start(&format!("codex could not start a thread: {message}"), out);
             }
-            (Req::ThreadStart | Req::ThreadResume, None) => match v["result"]["thread"]["id"].as_str() {
+            (Req::ThreadStart | Req::ThreadResume, None) => match result.thread.and_then(|t| t.id) {
                 Some(tid) => {
-                    self.set_thread(tid, out);
+                    self.set_thread(&tid, out);
                     self.phase = Phase::Ready;
                     self.pump(out);
                 }
@@ -522,8 +522,8 @@ impl CodexSession {
                 self.pump(out);
             }
             (Req::TurnStart, None) => {
-                if let Some(tid) = v["result"]["turn"]["id"].as_str() {
-                    self.turn_id = Some(tid.to_string());
+                if let Some(tid) = result.turn.and_then(|t| t.id) {
+                    self.turn_id = Some(tid);
                     if std::mem::take(&mut self.interrupt_deferred) {
                         self.send_interrupt(out);
                     }
@@ -547,20 +547,19 @@ impl CodexSession {
         }
     }
 
-    fn on_server_request(&mut self, method: &str, rpc_id: Value, p: &Value, out: &mut Vec<Action>) {
-        if method == "item/tool/call" && self.custom.enabled() {
-            self.progress(out);
-            self.custom.on_call(rpc_id, p, out);
-            return;
-        }
-        let (legacy, tool) = match method {
-            "item/commandExecution/requestApproval" => (false, "bash"),
-            "item/fileChange/requestApproval" => (false, "edit"),
-            "execCommandApproval" => (true, "bash"),
-            "applyPatchApproval" => (true, "edit"),
-            _ => {
+    fn on_server_request(&mut self, rpc_id: RequestId, request: ServerRequest, out: &mut Vec<Action>) {
+        let (legacy, tool, p) = match request {
+            ServerRequest::ToolCall(p) if self.custom.enabled() => {
+                self.progress(out);
+                self.custom.on_call(rpc_id, p, out);
+                return;
+            }
+            ServerRequest::CommandApproval { legacy, params } => (legacy, "bash", params),
+            ServerRequest::FileChangeApproval { legacy, params } => (legacy, "edit", params),
+            other => {
                 // User-input prompts, dynamic tools, elicitations: Bridle
                 // offers none of them; answer so codex never waits.
+                let method = other.method();
                 log(LogLevel::Debug, &format!("codex: server request `{method}` refused"));
                 out.push(Action::write_line(&json!({
                     "id": rpc_id,
@@ -569,18 +568,19 @@ impl CodexSession {
                 return;
             }
         };
-        let item_id = p["itemId"].as_str().or(p["callId"].as_str()).unwrap_or_default().to_string();
+        let ApprovalParams { item_id, call_id, command, reason, file_changes } = p;
+        let item_id = item_id.or(call_id).unwrap_or_default();
         // Unknown item (legacy flow, or no item/started yet): make its event.
         if !self.items.contains_key(&item_id) {
             let input = if tool == "bash" {
-                let command = match &p["command"] {
-                    Value::String(s) => unwrap_shell(s),
-                    Value::Array(parts) => parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
-                    _ => String::new(),
+                let command = match command {
+                    Some(Command::Line(s)) => unwrap_shell(&s),
+                    Some(Command::Argv(parts)) => parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+                    None => String::new(),
                 };
                 json!({"command": command})
             } else {
-                json!({"reason": p["reason"], "changes": p["fileChanges"]})
+                json!({"reason": reason, "changes": file_changes})
             };
             self.tool_use(&item_id, tool, input, out);
         }
@@ -668,7 +668,7 @@ impl CodexSession {
     }
 }
 
-fn approval_reply(rpc_id: &Value, legacy: bool, allow: bool) -> Action {
+fn approval_reply(rpc_id: &RequestId, legacy: bool, allow: bool) -> Action {
     // `decline` lets the turn go on (the model hears "declined");
     // `cancel` would abort the turn.
     let decision = match (legacy, allow) {
@@ -680,25 +680,15 @@ fn approval_reply(rpc_id: &Value, legacy: bool, allow: bool) -> Action {
     Action::write_line(&json!({"id": rpc_id, "result": {"decision": decision}}))
 }
 
-/// The HTTP status inside an object-shaped `codexErrorInfo`
-/// (`{"responseStreamConnectionFailed": {"httpStatusCode": 401}}`).
-fn http_status(error: &Value) -> Option<u64> {
-    error["codexErrorInfo"].as_object().and_then(|o| o.values().next()).and_then(|v| v["httpStatusCode"].as_u64())
-}
-
 /// Managed Agents error type of a codex `TurnError`.
-pub fn classify(error: &Value) -> &'static str {
-    let info = &error["codexErrorInfo"];
-    let status = http_status(error);
-    let name = match info {
-        Value::String(s) => s.as_str(),
-        Value::Object(o) => o.keys().next().map(String::as_str).unwrap_or(""),
-        _ => "",
-    };
+pub fn classify(error: &TurnError) -> &'static str {
+    let info = error.codex_error_info.as_ref();
+    let status = info.and_then(ErrorInfo::http_status);
+    let name = info.map(ErrorInfo::name).unwrap_or_default();
     let text = format!(
         "{} {}",
-        error["message"].as_str().unwrap_or_default(),
-        error["additionalDetails"].as_str().unwrap_or_default()
+        error.message.as_deref().unwrap_or_default(),
+        error.additional_details.as_deref().unwrap_or_default()
     )
     .to_ascii_lowercase();
     if status == Some(429) || name == "usageLimitExceeded" || text.contains("429") {
@@ -710,22 +700,30 @@ pub fn classify(error: &Value) -> &'static str {
     }
 }
 
-/// `failed` for a codex `TurnError`: exhausted (the turn is dead, the
-/// session lives) unless the credentials are refused.
-fn failure(error: &Value) -> Action {
-    let message = error["message"].as_str().filter(|s| !s.is_empty()).unwrap_or("codex ended the turn with an error");
-    let message = match error["additionalDetails"].as_str().filter(|s| !s.is_empty()) {
+/// `failed` for a codex `TurnError` (`None`: the turn failed without one):
+/// exhausted (the turn is dead, the session lives) unless the credentials
+/// are refused.
+fn failure(error: Option<&TurnError>) -> Action {
+    let message = error
+        .and_then(|e| e.message.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("codex ended the turn with an error");
+    let message = match error.and_then(|e| e.additional_details.as_deref()).filter(|s| !s.is_empty()) {
         Some(d) => format!("{message} ({d})"),
         None => message.to_string(),
     };
-    let name = error["codexErrorInfo"].as_str().unwrap_or_default();
+    let info = error.and_then(|e| e.codex_error_info.as_ref());
+    // Only the bare-name form carries these (unit variants in codex).
+    let name = match info {
+        Some(ErrorInfo::Name(n)) => n.as_str(),
+        _ => "",
+    };
     // Retrying with credentials the provider refused cannot succeed.
-    let refused = name == "unauthorized" || matches!(http_status(error), Some(401 | 403));
-    let (error_type, retry) = match name {
+    let refused = name == "unauthorized" || matches!(info.and_then(ErrorInfo::http_status), Some(401 | 403));
+    let (error_type, retry) = match (error, name) {
         _ if refused => ("model_request_failed_error", RetryStatus::Terminal),
-        "sandboxError" => ("unknown_error", RetryStatus::Exhausted),
-        _ if error.is_null() => ("unknown_error", RetryStatus::Exhausted),
-        _ => (classify(error), RetryStatus::Exhausted),
+        (_, "sandboxError") | (None, _) => ("unknown_error", RetryStatus::Exhausted),
+        (Some(e), _) => (classify(e), RetryStatus::Exhausted),
     };
     Action::failed(error_type, &message, retry)
 }
@@ -757,18 +755,16 @@ pub fn unwrap_shell(command: &str) -> String {
     command.to_string()
 }
 
-fn file_change_input(item: &Value) -> (&'static str, Value) {
-    let changes: Vec<Value> = item["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let kind = c["kind"]["type"].as_str().or(c["kind"].as_str()).unwrap_or("update");
-            json!({"path": c["path"], "kind": kind, "diff": c["diff"]})
-        })
-        .collect();
-    let all_new = !changes.is_empty() && changes.iter().all(|c| c["kind"] == "add");
-    let file_path = changes.first().map(|c| c["path"].clone()).unwrap_or(Value::Null);
+/// `add`, `delete`, `update` (the default).
+fn change_kind(c: &FileChange) -> &str {
+    c.kind.as_ref().and_then(|k| k.name()).unwrap_or("update")
+}
+
+fn file_change_input(changes: &[FileChange]) -> (&'static str, Value) {
+    let all_new = !changes.is_empty() && changes.iter().all(|c| change_kind(c) == "add");
+    let file_path = changes.first().and_then(|c| c.path.clone());
+    let changes: Vec<Value> =
+        changes.iter().map(|c| json!({"path": c.path, "kind": change_kind(c), "diff": c.diff})).collect();
     // A patch that only creates files is a `write`; anything else an `edit`.
     let name = if all_new { "write" } else { "edit" };
     (name, json!({"file_path": file_path, "changes": changes}))
@@ -790,12 +786,12 @@ fn text_content(text: &str) -> Vec<Value> {
 }
 
 /// MCP content block → Managed Agents block.
-fn mcp_block(b: &Value) -> Option<Value> {
-    match b["type"].as_str()? {
-        "text" => Some(json!({"type": "text", "text": b["text"].as_str()?})),
-        "image" => Some(json!({"type": "image", "source": {
-            "type": "base64", "media_type": b["mimeType"].as_str()?, "data": b["data"].as_str()?}})),
-        _ => None,
+fn mcp_block(b: &McpBlock) -> Option<Value> {
+    match b {
+        McpBlock::Text { text } => Some(json!({"type": "text", "text": text.as_deref()?})),
+        McpBlock::Image { mime_type, data } => Some(json!({"type": "image", "source": {
+            "type": "base64", "media_type": mime_type.as_deref()?, "data": data.as_deref()?}})),
+        McpBlock::Other => None,
     }
 }
 
@@ -922,29 +918,19 @@ impl HarnessSession for CodexSession {
     }
 
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
-        let line = line.trim();
-        if line.is_empty() {
+        // Stray output must not end the session: logged by `read_line`.
+        let Line::Message(message) = read_line::<Incoming>("codex", line) else {
             return Ok(Vec::new());
-        }
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                let head: String = line.chars().take(120).collect();
-                log(LogLevel::Warn, &format!("codex: non-JSON output skipped: {head}"));
-                return Ok(Vec::new());
-            }
         };
         let mut out = Vec::new();
-        let params = v.get("params").cloned().unwrap_or(Value::Null);
-        // A null id is no request (JSON-RPC reserves it for parse errors).
-        match (v["method"].as_str(), v.get("id").filter(|id| !id.is_null())) {
-            (Some(method), Some(id)) => self.on_server_request(method, id.clone(), &params, &mut out),
-            (Some(method), None) => self.on_notification(method, &params, &mut out),
-            (None, Some(id)) => match id.as_u64() {
-                Some(n) => self.on_response(n, &v, &mut out),
-                None => log(LogLevel::Debug, "codex: response with a foreign id skipped"),
+        match message {
+            Incoming::Request { id, request } => self.on_server_request(id, request, &mut out),
+            Incoming::Notification(n) => self.on_notification(n, &mut out),
+            Incoming::Response { id, result, error } => match id {
+                RequestId::Number(n) if n >= 0 => self.on_response(n.unsigned_abs(), result, error, &mut out),
+                _ => log(LogLevel::Debug, "codex: response with a foreign id skipped"),
             },
-            (None, None) => log(LogLevel::Debug, "codex: message without method or id skipped"),
+            Incoming::Invalid => log(LogLevel::Debug, "codex: message without method or id skipped"),
         }
         Ok(out)
     }
@@ -991,21 +977,25 @@ mod tests {
         assert_eq!(parse_reconnecting("boom"), (None, None));
     }
 
+    fn turn_error(v: Value) -> TurnError {
+        serde_json::from_value(v).expect("a TurnError")
+    }
+
     #[test]
     fn error_classes() {
-        let e = |v: Value| classify(&v);
+        let e = |v: Value| classify(&turn_error(v));
         assert_eq!(
             e(json!({"codexErrorInfo": {"responseStreamDisconnected": {"httpStatusCode": 429}}})),
             "model_rate_limited_error"
         );
         assert_eq!(e(json!({"codexErrorInfo": "internalServerError"})), "model_request_failed_error");
         assert_eq!(e(json!({"message": "overloaded"})), "model_overloaded_error");
-        assert_eq!(e(json!(null)), "model_request_failed_error");
+        assert_eq!(e(json!({})), "model_request_failed_error");
     }
 
     #[test]
     fn refused_credentials_are_terminal() {
-        let retry = |v: Value| match failure(&v) {
+        let retry = |v: Value| match failure(Some(&turn_error(v))) {
             Action::Failed(f) => f.retry,
             other => panic!("expected failed, got {other:?}"),
         };
@@ -1016,5 +1006,8 @@ mod tests {
         let busy =
             json!({"message": "500", "codexErrorInfo": {"responseTooManyFailedAttempts": {"httpStatusCode": 500}}});
         assert_eq!(retry(busy), RetryStatus::Exhausted);
+        assert_eq!(retry(json!({"message": "x", "codexErrorInfo": "sandboxError"})), RetryStatus::Exhausted);
+        let Action::Failed(f) = failure(None) else { panic!("expected failed") };
+        assert_eq!((f.error_type.as_str(), f.retry), ("unknown_error", RetryStatus::Exhausted));
     }
 }

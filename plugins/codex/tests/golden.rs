@@ -43,12 +43,33 @@ fn describe_out(v: &Value) -> String {
 }
 
 fn golden(name: &str) {
-    let g = Golden {
+    goldens().check::<CodexSession>(name);
+}
+
+fn goldens() -> Golden {
+    Golden {
         data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
         default_spec: default_spec(),
         describe_out,
-    };
-    g.check::<CodexSession>(name);
+    }
+}
+
+/// Never an error or a panic: each runtime line of these cases is also fed
+/// with one field at a time in another shape, and cut in half.
+#[test]
+fn odd_lines_never_fail() {
+    for case in [
+        "cx1.jsonl",
+        "c500.jsonl",
+        "c429.jsonl",
+        "c500x.jsonl",
+        "cappr.jsonl",
+        "cappr_ask.script.jsonl",
+        "items.script.jsonl",
+        "custom_tool.script.jsonl",
+    ] {
+        assert!(goldens().check_odd_lines::<CodexSession>(case) > 0, "{case}");
+    }
 }
 
 macro_rules! cases {

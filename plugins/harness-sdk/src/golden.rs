@@ -136,3 +136,84 @@ pub fn describe_typed(v: &Value) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+impl Golden {
+    /// Robustness: run a case, and before each runtime line feed the
+    /// session variants of it with one field (at any depth up to four, the
+    /// first element of each list) replaced by `null`, a number, a string, a
+    /// list or an object, and the line cut in half. Panics (the test fails)
+    /// if `on_output` returns an error for any of them; a panic in the
+    /// plugin fails the test too. Returns how many variants were fed.
+    pub fn check_odd_lines<S: HarnessSession>(&self, name: &str) -> usize {
+        let (spec, steps) = self.load(name);
+        let mut session = S::new(SessionSpec::from_json(&spec.to_string()).expect("spec"));
+        let mut fed = 0;
+        for step in steps {
+            match step {
+                Step::In(e) => drop(session.on_input(e)),
+                Step::Out(line) => {
+                    for odd in odd_variants(&line) {
+                        fed += 1;
+                        if let Err(e) = session.on_output(&odd) {
+                            panic!("{name}: on_output failed on {odd}: {e}");
+                        }
+                    }
+                    session.on_output(&line).unwrap_or_else(|e| panic!("{name}: on_output failed on {line}: {e}"));
+                }
+                Step::ToolResult(mut r) => {
+                    if r.get("id").is_none() {
+                        r["id"] = json!("");
+                    }
+                    if let Ok(r) = serde_json::from_value(r) {
+                        drop(session.on_tool_result(r));
+                    }
+                }
+                Step::Exit(code) => drop(session.on_exit(code)),
+            }
+        }
+        fed
+    }
+}
+
+/// The variants of a JSON line that [`Golden::check_odd_lines`] feeds.
+pub fn odd_variants(line: &str) -> Vec<String> {
+    let half: String = line.chars().take(line.chars().count() / 2).collect();
+    let mut out = vec![half];
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return out;
+    };
+    let mut pointers = Vec::new();
+    collect_pointers(&v, String::new(), 0, &mut pointers);
+    let odd = [json!(null), json!(7), json!("x"), json!([1]), json!({"k": 1})];
+    for p in pointers {
+        for r in &odd {
+            let mut m = v.clone();
+            if let Some(slot) = m.pointer_mut(&p) {
+                *slot = r.clone();
+                out.push(m.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn collect_pointers(v: &Value, at: String, depth: usize, out: &mut Vec<String>) {
+    if depth >= 4 {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o {
+                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                out.push(p.clone());
+                collect_pointers(child, p, depth + 1, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let p = format!("{at}/0");
+            out.push(p.clone());
+            collect_pointers(&a[0], p, depth + 1, out);
+        }
+        _ => {}
+    }
+}

@@ -71,6 +71,11 @@
 //! * [`export_harness!`] emits the component exports, and only when compiling
 //!   for `wasm32`; on the host target it expands to nothing, so the crate is a
 //!   normal Rust library there.
+//! * [`wire::read_line`] reads one runtime line into the plugin's serde
+//!   types of its runtime's protocol (keep them in the plugin's
+//!   `protocol.rs`); stray output is logged and skipped, and [`wire::loose`]
+//!   makes a field of another shape read as absent instead of failing the
+//!   message.
 //! * [`new_event_id`] and [`log`] call the host's imports inside wasm. Natively
 //!   they are deterministic stand-ins: ids are `sevt_test_0001`,
 //!   `sevt_test_0002`, ... per thread (reset with [`reset_event_ids`]), so
@@ -122,6 +127,7 @@ pub mod policy;
 pub mod progress;
 mod types;
 pub mod url;
+pub mod wire;
 
 pub use serde_json;
 pub use types::{

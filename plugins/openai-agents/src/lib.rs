@@ -60,6 +60,7 @@
 //! restarted), the next turn continues with `previous_response_id`, which
 //! needs an upstream that stores responses.
 
+mod protocol;
 mod session;
 
 pub use session::{AgentsSession, classify};

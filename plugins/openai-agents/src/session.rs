@@ -1,10 +1,12 @@
 //! One session of the resident runtime: the messages written to it, and its
 //! messages mapped to Managed Agents events and tool calls.
 
+use crate::protocol::{Call as CallMessage, Retry, RunError, RuntimeMessage, Usage};
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::policy::{Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
+use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
     Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, ToolCall, ToolResult, log,
     new_event_id,
@@ -71,21 +73,21 @@ impl AgentsSession {
         self.retry.progress(out);
     }
 
-    fn close_span(&mut self, is_error: bool, usage: &Value, out: &mut Vec<Action>) {
+    fn close_span(&mut self, is_error: bool, usage: Option<&Usage>, out: &mut Vec<Action>) {
         let Some(start) = self.span.take() else {
             return;
         };
-        let n = |k: &str| usage[k].as_u64().unwrap_or(0);
+        let usage = usage.copied().unwrap_or_default();
         // Responses counts cached tokens inside input tokens; Managed
         // Agents counts them apart.
-        let cached = n("cached_tokens");
+        let cached = usage.cached_tokens.unwrap_or(0);
         out.push(Action::emit_json(&json!({
             "type": "span.model_request_end",
             "model_request_start_id": start,
             "is_error": is_error,
             "model_usage": {
-                "input_tokens": n("input_tokens").saturating_sub(cached),
-                "output_tokens": n("output_tokens"),
+                "input_tokens": usage.input_tokens.unwrap_or(0).saturating_sub(cached),
+                "output_tokens": usage.output_tokens.unwrap_or(0),
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": cached,
             },
@@ -93,7 +95,7 @@ impl AgentsSession {
     }
 
     fn end(&mut self, out: &mut Vec<Action>) {
-        self.close_span(true, &Value::Null, out);
+        self.close_span(true, None, out);
         self.turn_active = false;
         self.interrupting = false;
         self.retry.reset();
@@ -102,9 +104,9 @@ impl AgentsSession {
     }
 
     /// The runtime invoked a custom tool and waits for its result.
-    fn on_custom_tool_call(&mut self, m: &Value, out: &mut Vec<Action>) {
+    fn on_custom_tool_call(&mut self, m: CallMessage, out: &mut Vec<Action>) {
         self.progress(out);
-        let (Some(call_id), Some(name)) = (m["call_id"].as_str(), m["name"].as_str()) else {
+        let (Some(call_id), Some(name)) = (m.call_id.as_deref(), m.name.as_deref()) else {
             log(LogLevel::Warn, "openai-agents: custom_tool_call without call_id or name, skipped");
             return;
         };
@@ -115,7 +117,7 @@ impl AgentsSession {
             })));
             return;
         }
-        let input = if m["input"].is_object() { m["input"].clone() } else { json!({}) };
+        let input = m.input.clone().unwrap_or_else(|| json!({}));
         let id = new_event_id();
         self.custom_calls.announce(call_id, &id);
         self.custom_calls.wait(&id, call_id.to_string());
@@ -137,13 +139,13 @@ impl AgentsSession {
         Action::ToolCall(ToolCall { id: id.to_string(), name: call.name.clone(), input: call.input.clone() })
     }
 
-    fn on_tool_call(&mut self, m: &Value, out: &mut Vec<Action>) {
+    fn on_tool_call(&mut self, m: CallMessage, out: &mut Vec<Action>) {
         self.progress(out);
-        let (Some(call_id), Some(name)) = (m["call_id"].as_str(), m["name"].as_str()) else {
+        let (Some(call_id), Some(name)) = (m.call_id.as_deref(), m.name.as_deref()) else {
             log(LogLevel::Warn, "openai-agents: tool_call without call_id or name, skipped");
             return;
         };
-        let input = if m["input"].is_object() { m["input"].clone() } else { json!({}) };
+        let input = m.input.clone().unwrap_or_else(|| json!({}));
         let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone() };
         let id = new_event_id();
         let perm = self.perm(name);
@@ -175,28 +177,28 @@ impl AgentsSession {
         self.calls.insert(id, call);
     }
 
-    fn on_retry(&mut self, m: &Value, out: &mut Vec<Action>) {
-        if m["retry"].as_bool() != Some(true) {
+    fn on_retry(&mut self, m: Retry, out: &mut Vec<Action>) {
+        if m.retry != Some(true) {
             // A refused retry: the error that follows ends the turn.
-            log(LogLevel::Debug, &format!("openai-agents: retry refused: {}", m["message"]));
+            log(LogLevel::Debug, &format!("openai-agents: retry refused: {:?}", m.message));
             return;
         }
-        let status = m["status"].as_u64();
-        let error_type = classify(status, m["code"].as_str().unwrap_or_default());
-        let attempt = m["attempt"].as_u64().unwrap_or(1).max(1);
-        let max = m["max_retries"].as_u64();
-        let delay = m["delay_ms"].as_u64();
-        let cause = match (status, m["network"].as_bool() == Some(true)) {
+        let status = m.status;
+        let error_type = classify(status, m.code.as_deref().unwrap_or_default());
+        let attempt = m.attempt.unwrap_or(1).max(1);
+        let max = m.max_retries;
+        let delay = m.delay_ms;
+        let cause = match (status, m.network == Some(true)) {
             (Some(s), _) => format!("model API returned HTTP {s}"),
             (None, true) => "model API connection failed".to_string(),
             (None, false) => "model request failed".to_string(),
         };
-        let detail = m["message"].as_str().unwrap_or_default();
+        let detail = m.message.as_deref().unwrap_or_default();
         let mut message = format!("{cause}: {detail}; openai-agents retry {attempt}");
         if let Some(max) = max {
             message.push_str(&format!(" of {max}"));
         }
-        self.close_span(true, &Value::Null, out);
+        self.close_span(true, None, out);
         out.push(self.retry.retrying(RetryReport {
             error_type: error_type.to_string(),
             message,
@@ -206,10 +208,10 @@ impl AgentsSession {
         }));
     }
 
-    fn on_error(&mut self, m: &Value, out: &mut Vec<Action>) {
-        let message = m["message"].as_str().unwrap_or("the agent run failed");
-        let status = m["status"].as_u64();
-        let kind = m["kind"].as_str().unwrap_or("other");
+    fn on_error(&mut self, m: RunError, out: &mut Vec<Action>) {
+        let message = m.message.as_deref().unwrap_or("the agent run failed");
+        let status = m.status;
+        let kind = m.kind.as_deref().unwrap_or("other");
         if kind == "busy" || kind == "protocol" {
             // About one message, not the turn: the runtime is still running.
             log(LogLevel::Warn, &format!("openai-agents: {message}"));
@@ -224,7 +226,7 @@ impl AgentsSession {
         let (error_type, retry_status) = match (kind, status) {
             // Retrying with the same credentials cannot succeed.
             (_, Some(401 | 403)) => ("model_request_failed_error", RetryStatus::Terminal),
-            ("api", _) => match classify(status, m["code"].as_str().unwrap_or_default()) {
+            ("api", _) => match classify(status, m.code.as_deref().unwrap_or_default()) {
                 "billing_error" => ("billing_error", RetryStatus::Terminal),
                 other => (other, RetryStatus::Exhausted),
             },
@@ -378,51 +380,57 @@ impl HarnessSession for AgentsSession {
     }
 
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
-        let m: Value = match serde_json::from_str(line.trim()) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                let head: String = line.chars().take(120).collect();
-                log(LogLevel::Warn, &format!("openai-agents: non-JSON message skipped: {head}"));
-                return Ok(Vec::new());
-            }
+        // Stray or unreadable output must not end the session: logged by `read_line`.
+        let Line::Message(m) = read_line::<RuntimeMessage>("openai-agents", line) else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        match m["type"].as_str().unwrap_or_default() {
-            "model_request_start" => {
+        match m {
+            RuntimeMessage::ModelRequestStart {} => {
                 self.progress(&mut out);
-                self.close_span(false, &Value::Null, &mut out);
+                self.close_span(false, None, &mut out);
                 let id = new_event_id();
                 out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
                 self.span = Some(id);
             }
-            "model_request_end" => self.close_span(false, &m["usage"], &mut out),
-            "message" => {
+            RuntimeMessage::ModelRequestEnd { usage } => self.close_span(false, usage.as_ref(), &mut out),
+            RuntimeMessage::Message { text } => {
                 self.progress(&mut out);
-                if let Some(text) = m["text"].as_str().filter(|t| !t.is_empty()) {
+                if let Some(text) = text.filter(|t| !t.is_empty()) {
                     out.push(Action::emit_json(&json!({
                         "type": "agent.message", "content": [{"type": "text", "text": text}],
                     })));
                 }
             }
-            "reasoning" => {
+            RuntimeMessage::Reasoning {} => {
                 self.progress(&mut out);
                 out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
             }
-            "tool_call" => self.on_tool_call(&m, &mut out),
-            "custom_tool_call" => self.on_custom_tool_call(&m, &mut out),
-            "retry" => self.on_retry(&m, &mut out),
-            "checkpoint" => {
-                if m["state"].is_object() {
-                    out.push(Action::Checkpoint(m["state"].to_string()));
+            RuntimeMessage::ToolCall(call) => self.on_tool_call(call, &mut out),
+            RuntimeMessage::CustomToolCall(call) => self.on_custom_tool_call(call, &mut out),
+            RuntimeMessage::Retry(retry) => self.on_retry(retry, &mut out),
+            RuntimeMessage::Checkpoint { state } => {
+                if let Some(state) = state {
+                    out.push(Action::Checkpoint(state.to_string()));
                 }
             }
-            "turn_end" | "interrupted" if self.turn_active => {
+            RuntimeMessage::TurnEnd {} | RuntimeMessage::Interrupted {} if self.turn_active => {
                 self.end(&mut out);
                 out.push(Action::end_turn());
             }
-            "error" => self.on_error(&m, &mut out),
-            "log" => log(LogLevel::Info, &format!("openai-agents runtime: {}", m["message"])),
-            other => log(LogLevel::Debug, &format!("openai-agents: message {other:?} skipped")),
+            RuntimeMessage::TurnEnd {} | RuntimeMessage::Interrupted {} => {}
+            RuntimeMessage::Error(error) => self.on_error(error, &mut out),
+            RuntimeMessage::Log { level, message } => log(
+                LogLevel::Info,
+                &format!(
+                    "openai-agents runtime ({}): {}",
+                    level.as_deref().unwrap_or("info"),
+                    message.as_deref().unwrap_or_default()
+                ),
+            ),
+            RuntimeMessage::Unknown => {
+                log(LogLevel::Debug, &format!("openai-agents: message of unknown type skipped: {}", head(line)))
+            }
         }
         Ok(out)
     }

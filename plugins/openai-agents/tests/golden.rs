@@ -39,12 +39,31 @@ fn describe_out(v: &Value) -> String {
 }
 
 fn golden(name: &str) {
-    let g = Golden {
+    goldens().check::<AgentsSession>(name);
+}
+
+fn goldens() -> Golden {
+    Golden {
         data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
         default_spec: default_spec(),
         describe_out,
-    };
-    g.check::<AgentsSession>(name);
+    }
+}
+
+/// Never an error or a panic: each runtime line of these cases is also fed
+/// with one field at a time in another shape, and cut in half.
+#[test]
+fn odd_lines_never_fail() {
+    for case in [
+        "rec_text.script.jsonl",
+        "rec_tool.script.jsonl",
+        "rec_retry.script.jsonl",
+        "rec_exhausted.script.jsonl",
+        "rec_custom_tool.script.jsonl",
+        "ask_allow.script.jsonl",
+    ] {
+        assert!(goldens().check_odd_lines::<AgentsSession>(case) > 0, "{case}");
+    }
 }
 
 macro_rules! cases {
