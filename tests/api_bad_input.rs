@@ -954,7 +954,16 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("files: JSON instead of multipart", M::POST, "/v1/files", j(json!({"file": "x"})), &[400])
             .msg("multipart/form-data"),
         case("files: multipart without a boundary", M::POST, "/v1/files", Body::Raw(b"x".to_vec(), Some("multipart/form-data")), &[400]),
-        case("files: no file part", M::POST, "/v1/files", multipart("document", "a.txt"), &[400]).msg("no `file` part"),
+        case(
+            "files: no part at all",
+            M::POST,
+            "/v1/files",
+            Body::Raw(b"--b0undary--\r\n".to_vec(), Some("multipart/form-data; boundary=b0undary")),
+            &[400],
+        )
+        .msg("no `file` part"),
+        case("files: a part of another name", M::POST, "/v1/files", multipart("document", "a.txt"), &[400])
+            .msg("unknown multipart part `document`"),
         case("files: control character in the filename", M::POST, "/v1/files", multipart("file", "a\tb.txt"), &[400])
             .msg("control characters"),
         case("files: filename too long", M::POST, "/v1/files", multipart("file", &"n".repeat(300)), &[400]).msg("255"),
