@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import time
+from urllib.parse import urlparse
 
 import anthropic
 import httpx
@@ -271,3 +274,23 @@ def test_unknown_ids_are_404(client):
         with pytest.raises(anthropic.NotFoundError) as ei:
             client.beta.files.retrieve_metadata(bad)
         assert_api_error(ei.value, 404, "not_found_error")
+
+
+def test_interrupted_upload_is_not_kept(client):
+    """A client that goes away mid-upload leaves no file (and, as the suite's final database
+    check shows, no chunk) behind."""
+    before = file_count(client)
+    url = urlparse(BASE_URL)
+    head, tail = multipart([("file", "cut.bin", b"")])
+    body_start = head[: head.index(b"\r\n\r\n") + 4]
+    announced = len(body_start) + 5 * MIB + len(tail)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall((f"POST /v1/files HTTP/1.1\r\nHost: {url.netloc}\r\nx-api-key: {API_KEY}\r\n"
+                      f"content-type: multipart/form-data; boundary=bridleBoundary7\r\n"
+                      f"content-length: {announced}\r\n\r\n").encode() + body_start)
+        sock.sendall(pattern(3 * MIB))  # three full chunks stored, then the client is gone
+        time.sleep(0.5)
+    deadline = time.time() + 10
+    while file_count(client) != before and time.time() < deadline:
+        time.sleep(0.1)
+    assert file_count(client) == before

@@ -69,7 +69,10 @@ pub async fn upload(State(st): State<AppState>, q: QueryParams, req: Request) ->
     };
     let mut upload = Upload { st: &st, mp, writer: None, unread: false };
     match upload.run().await {
-        Ok(file) => Json(to_wire(file)).into_response(),
+        Ok(file) => {
+            tracing::info!(file_id = %file.id, size_bytes = file.size_bytes, mime_type = %file.mime_type, "file stored");
+            Json(to_wire(file)).into_response()
+        }
         Err(e) => {
             if let Some(w) = upload.writer.take()
                 && let Err(abort) = w.abort().await
@@ -339,6 +342,7 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
     if !st.store.delete_file(&id).await? {
         return Err(ApiError::not_found(Kind::File, &id));
     }
+    tracing::info!(file_id = %id, "file deleted");
     Ok(Json(DeletedFile { id, kind: "file_deleted".into() }))
 }
 
