@@ -540,6 +540,25 @@ mod tests {
     }
 
     #[test]
+    fn files_max_bytes_is_checked() {
+        assert_eq!(Config::default().files.max_bytes, 500 << 20, "the Anthropic API's limit by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, want) in [
+            ("[files]\nmax_bytes = 1048576\n", Ok(1 << 20)),
+            ("[files]\nmax_bytes = 0\n", Err("files.max_bytes must be at least 1")),
+            ("[files]\nmax_size = 10\n", Err("max_size")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), want) {
+                (Ok(c), Ok(n)) => assert_eq!(c.files.max_bytes, n, "{toml}"),
+                (Err(e), Err(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|c| c.files.max_bytes)),
+            }
+        }
+    }
+
+    #[test]
     fn package_manager_hosts_come_from_the_operator() {
         assert!(Config::default().sessions.package_manager_hosts.is_empty(), "no built-in list of third-party hosts");
         let dir = tempfile::tempdir().unwrap();
