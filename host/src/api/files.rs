@@ -211,31 +211,17 @@ async fn drain_field(field: &mut Field<'_>, limit: u64) -> bool {
     responses((status = 200, description = "OK, newest first", body = FilePage))
 )]
 pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<FilePage>> {
-    q.allow(&["limit", "page", "scope_id", "ids", "after_id", "before_id"])?;
+    let req = ListRequest::parse(&q)?;
     let order = Order::Desc;
-    let mut filter = FileFilter { scope_id: q.one("scope_id")?.map(str::to_owned), ids: None };
-    let ids = q.many("ids");
-    let (pos, limit) = if !ids.is_empty() {
-        for other in ["page", "limit", "after_id", "before_id"] {
-            if q.one(other)?.is_some() {
-                return Err(ApiError::invalid(format!("query parameter `ids` cannot be combined with `{other}`")));
-            }
-        }
-        let mut ids = ids;
-        ids.sort();
-        ids.dedup();
-        if ids.len() > 100 {
-            return Err(ApiError::invalid(format!("query parameter `ids` takes at most 100 ids, got {}", ids.len())));
-        }
-        let n = ids.len() as i64;
-        filter.ids = Some(ids);
-        (Position::Start, n.max(1))
-    } else {
-        (position(&st, &q, order).await?, parse_limit(&q, 20, 1000)?)
+    let pos = match &req.start {
+        Start::Top => Position::Start,
+        Start::Token(token) => token_position(token, order, Kind::File)?,
+        Start::After(id) => Position::After(load(&st, id).await?.key()),
+        Start::Before(id) => Position::Before(load(&st, id).await?.key()),
     };
-    let page = st.store.list_files(&filter, order, &pos, limit).await?;
+    let page = st.store.list_files(&req.filter, order, &pos, req.limit).await?;
     let has_more = if matches!(pos, Position::Before(_)) { page.more_before } else { page.more_after };
-    let next_page = (filter.ids.is_none() && page.more_after)
+    let next_page = (req.filter.ids.is_none() && page.more_after)
         .then(|| page.items.last().map(|f| format!("{PAGE_PREFIX}{}", next_token(order, &f.key()))))
         .flatten();
     let first_id = page.items.first().map(|f| f.id.clone());
@@ -244,22 +230,66 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     Ok(Json(FilePage { data, next_page, has_more, first_id, last_id }))
 }
 
-/// Where a list starts: a `page` token, or the file named by `after_id` / `before_id`.
-async fn position(st: &AppState, q: &QueryParams, order: Order) -> ApiResult<Position> {
-    let page = q.one("page")?;
-    let after = q.one("after_id")?;
-    let before = q.one("before_id")?;
-    match (page, after, before) {
-        (None, None, None) => Ok(Position::Start),
-        (Some(p), None, None) => {
-            let token = p.strip_prefix(PAGE_PREFIX).ok_or_else(|| {
-                ApiError::invalid("query parameter `page` is not a valid page token (they start with `page_`)")
-            })?;
-            token_position(token, order, Kind::File)
+/// A files list request, its parameters checked.
+#[derive(Debug, PartialEq)]
+struct ListRequest {
+    filter: FileFilter,
+    start: Start,
+    limit: i64,
+}
+
+/// Where a list starts.
+#[derive(Debug, PartialEq)]
+enum Start {
+    Top,
+    /// A `next_page` token, its `page_` prefix removed.
+    Token(String),
+    After(String),
+    Before(String),
+}
+
+impl ListRequest {
+    fn parse(q: &QueryParams) -> ApiResult<ListRequest> {
+        q.allow(&["limit", "page", "scope_id", "ids", "after_id", "before_id"])?;
+        let scope_id = q.one("scope_id")?.map(str::to_owned);
+        let mut ids = q.many("ids");
+        if !ids.is_empty() {
+            // One page of exactly these files.
+            for other in ["page", "limit", "after_id", "before_id"] {
+                if q.one(other)?.is_some() {
+                    return Err(ApiError::invalid(format!("query parameter `ids` cannot be combined with `{other}`")));
+                }
+            }
+            ids.sort();
+            ids.dedup();
+            if ids.len() > 100 {
+                return Err(ApiError::invalid(format!(
+                    "query parameter `ids` takes at most 100 ids, got {}",
+                    ids.len()
+                )));
+            }
+            let limit = ids.len() as i64;
+            return Ok(ListRequest { filter: FileFilter { scope_id, ids: Some(ids) }, start: Start::Top, limit });
         }
-        (None, Some(id), None) => Ok(Position::After(load(st, id).await?.key())),
-        (None, None, Some(id)) => Ok(Position::Before(load(st, id).await?.key())),
-        _ => Err(ApiError::invalid("give at most one of the query parameters `page`, `after_id` and `before_id`")),
+        let start = match (q.one("page")?, q.one("after_id")?, q.one("before_id")?) {
+            (None, None, None) => Start::Top,
+            (Some(p), None, None) => Start::Token(
+                p.strip_prefix(PAGE_PREFIX)
+                    .ok_or_else(|| {
+                        ApiError::invalid("query parameter `page` is not a valid page token (they start with `page_`)")
+                    })?
+                    .to_owned(),
+            ),
+            (None, Some(id), None) => Start::After(id.to_owned()),
+            (None, None, Some(id)) => Start::Before(id.to_owned()),
+            _ => {
+                return Err(ApiError::invalid(
+                    "give at most one of the query parameters `page`, `after_id` and `before_id`",
+                ));
+            }
+        };
+        let limit = parse_limit(q, 20, 1000)?;
+        Ok(ListRequest { filter: FileFilter { scope_id, ids: None }, start, limit })
     }
 }
 
@@ -349,6 +379,48 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_parameters() {
+        let req = |start, limit, scope: Option<&str>, ids: Option<Vec<&str>>| ListRequest {
+            filter: FileFilter {
+                scope_id: scope.map(str::to_owned),
+                ids: ids.map(|v| v.into_iter().map(str::to_owned).collect()),
+            },
+            start,
+            limit,
+        };
+        let ok: Vec<(&str, ListRequest)> = vec![
+            ("", req(Start::Top, 20, None, None)),
+            ("beta=true&limit=1000", req(Start::Top, 1000, None, None)),
+            ("scope_id=sesn_1&limit=5", req(Start::Top, 5, Some("sesn_1"), None)),
+            ("page=page_abc", req(Start::Token("abc".into()), 20, None, None)),
+            ("after_id=file_1", req(Start::After("file_1".into()), 20, None, None)),
+            ("before_id=file_1&limit=2", req(Start::Before("file_1".into()), 2, None, None)),
+            ("ids[]=file_b&ids[]=file_a&ids[]=file_b", req(Start::Top, 2, None, Some(vec!["file_a", "file_b"]))),
+            ("ids=file_a,file_b&scope_id=sesn_1", req(Start::Top, 2, Some("sesn_1"), Some(vec!["file_a", "file_b"]))),
+        ];
+        for (query, want) in ok {
+            assert_eq!(ListRequest::parse(&QueryParams::parse(query)).unwrap(), want, "{query}");
+        }
+        let many = (0..101).map(|i| format!("ids[]=file_{i}")).collect::<Vec<_>>().join("&");
+        let bad = [
+            ("order=asc", "unknown query parameter `order`"),
+            ("limit=0", "between 1 and 1000"),
+            ("limit=1001", "between 1 and 1000"),
+            ("page=abc", "start with `page_`"),
+            ("page=page_a&after_id=file_1", "at most one of"),
+            ("after_id=file_1&before_id=file_2", "at most one of"),
+            ("ids[]=file_1&limit=2", "cannot be combined with `limit`"),
+            ("ids[]=file_1&page=page_a", "cannot be combined with `page`"),
+            (many.as_str(), "at most 100 ids"),
+            ("scope_id=a&scope_id=b", "more than once"),
+        ];
+        for (query, want) in bad {
+            let err = ListRequest::parse(&QueryParams::parse(query)).unwrap_err();
+            assert!(err.to_string().contains(want), "{query}: {err}");
+        }
+    }
 
     #[test]
     fn content_disposition_quotes_and_encodes() {

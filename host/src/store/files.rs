@@ -45,7 +45,7 @@ impl FileRow {
 }
 
 /// What a file list is narrowed to.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileFilter {
     /// Only files of this scope (a session id).
     pub scope_id: Option<String>,
