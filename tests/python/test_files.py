@@ -79,6 +79,12 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "bridl
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def split_part(body: bytes) -> tuple[bytes, bytes]:
+    """A one-part multipart body with empty content, split where the content goes."""
+    at = body.index(b"\r\n\r\n") + 4
+    return body[:at], body[at:]
+
+
 def post_raw(body: bytes, content_type: str, headers: dict | None = None) -> httpx.Response:
     h = {"x-api-key": API_KEY, "content-type": content_type, **(headers or {})}
     return httpx.post(BASE_URL + "/v1/files", content=body, headers=h, timeout=60)
@@ -281,8 +287,7 @@ def test_interrupted_upload_is_not_kept(client):
     check shows, no chunk) behind."""
     before = file_count(client)
     url = urlparse(BASE_URL)
-    head, tail = multipart([("file", "cut.bin", b"")])
-    body_start = head[: head.index(b"\r\n\r\n") + 4]
+    body_start, tail = split_part(multipart([("file", "cut.bin", b"")])[0])
     announced = len(body_start) + 5 * MIB + len(tail)
     with socket.create_connection((url.hostname, url.port)) as sock:
         sock.sendall((f"POST /v1/files HTTP/1.1\r\nHost: {url.netloc}\r\nx-api-key: {API_KEY}\r\n"
@@ -294,3 +299,35 @@ def test_interrupted_upload_is_not_kept(client):
     while file_count(client) != before and time.time() < deadline:
         time.sleep(0.1)
     assert file_count(client) == before
+
+
+def test_other_writes_go_on_during_an_upload(client, stored):
+    """An upload in progress holds no database lock: on SQLite, a write transaction open for
+    the whole upload would make every other write fail once its busy timeout ran out. Here an
+    upload is held open, half sent, while other writes are made; then it completes."""
+    url = urlparse(BASE_URL)
+    data = pattern(3 * MIB)
+    body_start, tail = split_part(multipart([("file", "slow.bin", b"")])[0])
+    announced = len(body_start) + len(data) + len(tail)
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall((f"POST /v1/files HTTP/1.1\r\nHost: {url.netloc}\r\nx-api-key: {API_KEY}\r\n"
+                      f"content-type: multipart/form-data; boundary=bridleBoundary7\r\n"
+                      f"content-length: {announced}\r\nconnection: close\r\n\r\n").encode() + body_start)
+        sock.sendall(data[: 2 * MIB])  # two chunks stored; the upload waits for the rest
+        time.sleep(0.5)
+        # Writes elsewhere (each would wait on a held SQLite write lock, then fail).
+        agent = client.beta.agents.create(name="during-upload", model="claude-sonnet-4-6")
+        client.beta.agents.archive(agent.id)
+        other = upload(client, stored, "meanwhile.txt", b"meanwhile", "text/plain")
+        assert client.beta.files.download(other.id).read() == b"meanwhile"
+        sock.sendall(data[2 * MIB:] + tail)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 200 " in status_line, answer[:500]
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    meta = json.loads(body)
+    stored.append(meta["id"])
+    assert meta["size_bytes"] == len(data)
+    assert client.beta.files.download(meta["id"]).read() == data
