@@ -320,6 +320,14 @@ fn case(name: &'static str, method: Method, path: impl Into<String>, body: Body,
     Case { name, method, path: path.into(), auth: Auth::Key, body, want, want_type, want_msg: None }
 }
 
+/// A multipart/form-data body of one part named `name` with filename `filename`.
+fn multipart(name: &str, filename: &str) -> Body {
+    let body = format!(
+        "--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\r\nhello\r\n--b0undary--\r\n"
+    );
+    Body::Raw(body.into_bytes(), Some("multipart/form-data; boundary=b0undary"))
+}
+
 fn raw_json(s: &str) -> Body {
     Body::Raw(s.as_bytes().to_vec(), Some("application/json"))
 }
@@ -942,6 +950,32 @@ fn table(fx: &Fx) -> Vec<Case> {
             j(json!({"vault_ids": [fx.vault]})),
             &[400],
         ),
+        // files
+        case("files: JSON instead of multipart", M::POST, "/v1/files", j(json!({"file": "x"})), &[400])
+            .msg("multipart/form-data"),
+        case("files: multipart without a boundary", M::POST, "/v1/files", Body::Raw(b"x".to_vec(), Some("multipart/form-data")), &[400]),
+        case(
+            "files: no part at all",
+            M::POST,
+            "/v1/files",
+            Body::Raw(b"--b0undary--\r\n".to_vec(), Some("multipart/form-data; boundary=b0undary")),
+            &[400],
+        )
+        .msg("no `file` part"),
+        case("files: a part of another name", M::POST, "/v1/files", multipart("document", "a.txt"), &[400])
+            .msg("unknown multipart part `document`"),
+        case("files: control character in the filename", M::POST, "/v1/files", multipart("file", "a\tb.txt"), &[400])
+            .msg("control characters"),
+        case("files: filename too long", M::POST, "/v1/files", multipart("file", &"n".repeat(300)), &[400]).msg("255"),
+        case("files: unknown query parameter", M::GET, "/v1/files?order=asc", Body::None, &[400]).msg("`order`"),
+        case("files: limit above 1000", M::GET, "/v1/files?limit=1001", Body::None, &[400]),
+        case("files: ids with limit", M::GET, "/v1/files?ids[]=file_01A&limit=2", Body::None, &[400]),
+        case("files: page token without its prefix", M::GET, format!("/v1/files?page={}", fx.agents_page), Body::None, &[400]),
+        case("files: unknown file", M::GET, "/v1/files/file_01NOTTHERE", Body::None, &[404]),
+        case("files: id of another kind", M::GET, format!("/v1/files/{}", fx.agent), Body::None, &[404]).msg("file_"),
+        case("files: download of an unknown file", M::GET, "/v1/files/file_01NOTTHERE/content", Body::None, &[404]),
+        case("files: delete of an unknown file", M::DELETE, "/v1/files/file_01NOTTHERE", Body::None, &[404]),
+        case("files: PUT is not a verb here", M::PUT, "/v1/files", Body::None, &[404, 405]),
         // routes
         case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]).msg("GET /v1/nothing-here"),
         case("agents have no DELETE", M::DELETE, format!("/v1/agents/{}", fx.agent), Body::None, &[404, 405]),
@@ -957,6 +991,9 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[413],
         ),
     ];
+    let mut c = case("files: missing key", M::GET, "/v1/files", Body::None, &[401]);
+    c.auth = Auth::NoKey;
+    t.push(c);
     // auth and the beta header, on a read and a write route
     for (path, method, body) in
         [("/v1/agents".to_string(), M::GET, Body::None), (format!("/v1/sessions/{s}/events"), M::POST, j(msg("x")))]

@@ -338,6 +338,7 @@ fn real_requests_and_responses_match_their_schemas() {
         assert_eq!(status, 200);
         assert!(ctype.starts_with("text/event-stream"), "content-type {ctype}");
         ok("/v1/sessions/{session_id}", "delete", format!("/v1/sessions/{sid}"), None).await;
+        ok("/v1/files", "get", "/v1/files".into(), None).await;
         ok("/healthz", "get", "/healthz".into(), None).await;
 
         // Errors: a missing resource, a bad body, no API key.

@@ -59,6 +59,25 @@ pub struct Config {
     /// The sandboxes' egress gateway: connection limits and the internal
     /// destinations sandboxes may reach.
     pub egress: EgressConfig,
+    /// The Files API.
+    pub files: FilesConfig,
+}
+
+/// `[files]`: the Files API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Largest file accepted by `POST /v1/files`, in bytes; larger uploads
+    /// are refused with 413 and nothing is stored. This limit, not
+    /// `max_body_bytes`, bounds a file upload's body.
+    pub max_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        // The Anthropic API's own limit per file.
+        FilesConfig { max_bytes: 500 * 1024 * 1024 }
+    }
 }
 
 /// `[egress]`: limits of the per-sandbox egress gateways (HTTP proxy and
@@ -326,12 +345,13 @@ impl Default for Config {
             auto_install: true,
             metrics: MetricsConfig::default(),
             egress: EgressConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 16] = [
+const SETTINGS: [&str; 17] = [
     "auto_install",
     "listen",
     "data_dir",
@@ -348,6 +368,7 @@ const SETTINGS: [&str; 16] = [
     "sessions",
     "metrics",
     "egress",
+    "files",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -433,6 +454,7 @@ impl Config {
              machinery on: set sessions.sandbox_disk_bytes above 0, or sandbox_disk_bytes_max to 0"
         );
         self.egress.settings()?;
+        anyhow::ensure!(self.files.max_bytes >= 1, "files.max_bytes must be at least 1, got 0");
         if let Some(url) = &self.database_url {
             anyhow::ensure!(
                 url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"),
@@ -513,6 +535,25 @@ mod tests {
                 (Ok(_), None) => {}
                 (Err(e), Some(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
                 (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn files_max_bytes_is_checked() {
+        assert_eq!(Config::default().files.max_bytes, 500 << 20, "the Anthropic API's limit by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, want) in [
+            ("[files]\nmax_bytes = 1048576\n", Ok(1 << 20)),
+            ("[files]\nmax_bytes = 0\n", Err("files.max_bytes must be at least 1")),
+            ("[files]\nmax_size = 10\n", Err("max_size")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), want) {
+                (Ok(c), Ok(n)) => assert_eq!(c.files.max_bytes, n, "{toml}"),
+                (Err(e), Err(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|c| c.files.max_bytes)),
             }
         }
     }

@@ -12,6 +12,7 @@ pub enum Kind {
     Event,
     Vault,
     Credential,
+    File,
     ApiKey,
     Request,
 }
@@ -25,6 +26,7 @@ impl Kind {
             Kind::Event => "sevt_",
             Kind::Vault => "vlt_",
             Kind::Credential => "vcrd_",
+            Kind::File => "file_",
             Kind::ApiKey => "apikey_",
             Kind::Request => "req_",
         }
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Event => "event",
             Kind::Vault => "vault",
             Kind::Credential => "credential",
+            Kind::File => "file",
             Kind::ApiKey => "API key",
             Kind::Request => "request",
         }

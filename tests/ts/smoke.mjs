@@ -1,7 +1,7 @@
 // Smoke test of the official TypeScript SDK (@anthropic-ai/sdk, pinned in package.json)
 // against a live `bridle serve`. Run by tests/api_ts_sdk.rs with BRIDLE_BASE_URL and
 // BRIDLE_API_KEY set. Exits non-zero on the first failed check.
-import Anthropic from '@anthropic-ai/sdk';
+import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import assert from 'node:assert/strict';
 
 const baseURL = process.env.BRIDLE_BASE_URL;
@@ -123,6 +123,23 @@ async function main() {
   const deleted = await client.beta.sessions.delete(session.id);
   assert.equal(deleted.type, 'session_deleted');
   ok('sessions.delete');
+
+  // Files: 2.5 MiB (three database chunks) up, listed, down byte for byte, deleted.
+  const bytes = Buffer.alloc(5 * 512 * 1024);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >> 11)) & 0xff;
+  const file = await client.beta.files.upload({ file: await toFile(bytes, `ts-${tag}.bin`, { type: 'application/x-bridle-test' }) });
+  assert.match(file.id, /^file_/);
+  assert.equal(file.size_bytes, bytes.length);
+  assert.equal(file.mime_type, 'application/x-bridle-test');
+  assert.equal(file.filename, `ts-${tag}.bin`);
+  assert.deepEqual(await client.beta.files.retrieveMetadata(file.id), file);
+  const files = [];
+  for await (const f of client.beta.files.list({ limit: 1 })) files.push(f.id);
+  assert.ok(files.includes(file.id), 'files.list misses the upload');
+  const down = Buffer.from(await (await client.beta.files.download(file.id)).arrayBuffer());
+  assert.ok(down.equals(bytes), 'downloaded bytes differ');
+  assert.equal((await client.beta.files.delete(file.id)).type, 'file_deleted');
+  ok('files.upload + retrieveMetadata + list + download + delete');
 
   console.log(`${checks} passed, 0 failed`);
 }

@@ -11,6 +11,18 @@ use crate::keys::hash_key;
 
 pub const BETA: &str = "managed-agents-2026-04-01";
 
+/// The Files API's beta. The SDKs' `files` resources send no beta header
+/// unless asked to (the Files API is generally available there), and this
+/// one when a client lists it; the files routes take either.
+pub const FILES_BETA: &str = "files-api-2025-04-14";
+
+/// Whether a `/v1` route is a Files API route (its beta header is optional).
+/// Inside the nested `/v1` router the path has lost its prefix.
+pub fn is_files_route(path: &str) -> bool {
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    path == "/files" || path.starts_with("/files/")
+}
+
 /// The key from `x-api-key` or `Authorization: Bearer`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -22,7 +34,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let key_id = match check(&state, req.headers()).await {
+    let key_id = match check(&state, req.headers(), is_files_route(req.uri().path())).await {
         Ok(key_id) => key_id,
         Err(e) => return super::drain_then(req, e).await,
     };
@@ -50,7 +62,7 @@ pub fn limiter(per_second: u32) -> Option<std::sync::Arc<Limiter>> {
     Some(std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(rate))))
 }
 
-async fn check(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+async fn check(state: &AppState, headers: &HeaderMap, files_route: bool) -> Result<String, ApiError> {
     let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::Authentication(
             "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>".into(),
@@ -65,7 +77,7 @@ async fn check(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|b| b.trim() == BETA);
-    if !beta_ok {
+    if !beta_ok && !files_route {
         return Err(ApiError::invalid(format!("the Managed Agents API requires the `anthropic-beta: {BETA}` header")));
     }
     Ok(key_id)
@@ -85,5 +97,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&h), None);
+    }
+
+    #[test]
+    fn files_routes_are_recognised() {
+        for p in ["/files", "/files/file_1", "/files/file_1/content", "/v1/files", "/v1/files/file_1"] {
+            assert!(is_files_route(p), "{p}");
+        }
+        for p in ["/filesystem", "/agents", "/v1/sessions/files", "/"] {
+            assert!(!is_files_route(p), "{p}");
+        }
     }
 }

@@ -27,6 +27,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The file exists but its bytes may not be downloaded (400, with
+    /// `error.details.error_code = "file_not_downloadable"`, which the SDKs
+    /// raise as `FileNotDownloadableError`).
+    #[error("{0}")]
+    FileNotDownloadable(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
@@ -56,7 +61,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) | ApiError::FileNotDownloadable(_) => StatusCode::BAD_REQUEST,
             ApiError::Authentication(_) => StatusCode::UNAUTHORIZED,
             ApiError::Permission(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -72,13 +77,24 @@ impl ApiError {
     /// The stable `error.type` string.
     pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::Conflict(_) | ApiError::Unprocessable(_) => "invalid_request_error",
+            ApiError::InvalidRequest(_)
+            | ApiError::Conflict(_)
+            | ApiError::Unprocessable(_)
+            | ApiError::FileNotDownloadable(_) => "invalid_request_error",
             ApiError::Authentication(_) => "authentication_error",
             ApiError::Permission(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",
             ApiError::TooLarge(_) => "request_too_large",
             ApiError::RateLimited(_) => "rate_limit_error",
             ApiError::Internal(_) | ApiError::Unavailable(_) => "api_error",
+        }
+    }
+
+    /// The finer `error.details.error_code`, where the API defines one.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::FileNotDownloadable(_) => Some("file_not_downloadable"),
+            _ => None,
         }
     }
 }
@@ -101,6 +117,16 @@ pub struct ErrorDetail {
     #[schema(value_type = ErrorType)]
     pub kind: &'static str,
     pub message: String,
+    /// Present on errors with a finer cause the SDKs branch on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ErrorCode>,
+}
+
+/// `error.details`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorCode {
+    /// e.g. `file_not_downloadable`.
+    pub error_code: &'static str,
 }
 
 /// The `error.type` values [`ApiError::kind`] gives (for the document).
@@ -118,7 +144,15 @@ pub enum ErrorType {
 
 impl ApiError {
     fn envelope(&self, message: String, request_id: String) -> ErrorEnvelope {
-        ErrorEnvelope { kind: "error", error: ErrorDetail { kind: self.kind(), message }, request_id }
+        ErrorEnvelope {
+            kind: "error",
+            error: ErrorDetail {
+                kind: self.kind(),
+                message,
+                details: self.error_code().map(|error_code| ErrorCode { error_code }),
+            },
+            request_id,
+        }
     }
 }
 
@@ -186,6 +220,7 @@ mod tests {
             ApiError::NotFound("x".into()),
             ApiError::conflict("x"),
             ApiError::TooLarge("x".into()),
+            ApiError::FileNotDownloadable("x".into()),
             ApiError::Unprocessable("x".into()),
             ApiError::RateLimited("x".into()),
             ApiError::Unavailable("x".into()),

@@ -72,19 +72,22 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if let Some(q) = parts.uri.query() {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                map.entry(k.into_owned()).or_default().push(v.into_owned());
-            }
-        }
-        // The SDKs add `?beta=true` to every beta route.
-        map.remove("beta");
-        Ok(QueryParams { map })
+        Ok(QueryParams::parse(parts.uri.query().unwrap_or_default()))
     }
 }
 
 impl QueryParams {
+    /// A query string (without the `?`).
+    pub fn parse(query: &str) -> QueryParams {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            map.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+        // The SDKs add `?beta=true` to every beta route.
+        map.remove("beta");
+        QueryParams { map }
+    }
+
     /// Reject parameters the route does not know, so a typo is not ignored.
     pub fn allow(&self, known: &[&str]) -> Result<(), ApiError> {
         for k in self.map.keys() {

@@ -9,6 +9,7 @@ pub mod environments;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -85,6 +86,9 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::archive))
         .routes(routes!(events::send, events::list))
         .routes(routes!(stream::stream))
+        .routes(routes!(files::upload, files::list))
+        .routes(routes!(files::retrieve, files::delete))
+        .routes(routes!(files::download))
 }
 
 /// The routes outside `/v1`, answered without an API key (`/metrics` is

@@ -20,7 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::auth::BETA;
+use super::auth::{BETA, FILES_BETA, is_files_route};
 use super::error::ErrorEnvelope;
 
 #[derive(OpenApi)]
@@ -29,7 +29,8 @@ use super::error::ErrorEnvelope;
         title = "Bridle",
         description = "A self-hostable Managed Agents server: Anthropic's Managed Agents API \
                        (beta `managed-agents-2026-04-01`). Every `/v1` route needs an API key \
-                       and the `anthropic-beta` header; every error is Anthropic's envelope.",
+                       and the `anthropic-beta` header (optional on the Files API); every error is \
+                       Anthropic's envelope.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
@@ -39,6 +40,7 @@ use super::error::ErrorEnvelope;
         (name = "credentials", description = "A vault's credentials; secrets are write-only."),
         (name = "sessions"),
         (name = "events", description = "A session's event log: send, list, stream."),
+        (name = "files", description = "The Files API: bytes stored in the database, served by every node."),
         (name = "operations", description = "Probes, metrics and this document; no API key."),
     ),
     paths(super::metrics::scrape),
@@ -101,6 +103,13 @@ pub fn document() -> Document {
         .description(Some(format!("Must include `{BETA}` (a comma-separated list of betas).")))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String).examples([Value::from(BETA)])))
         .build();
+    let files_beta = ParameterBuilder::new()
+        .name("anthropic-beta")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(format!("Optional on the Files API; `{FILES_BETA}` or `{BETA}` are accepted.")))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).examples([Value::from(FILES_BETA)])))
+        .build();
     let error = ResponseBuilder::new()
         .description("An error in Anthropic's envelope (4xx, or 5xx with a request id to quote)")
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build())
@@ -113,6 +122,7 @@ pub fn document() -> Document {
                     SecurityRequirement::new("api_key", Vec::<String>::new()),
                     SecurityRequirement::new("bearer", Vec::<String>::new()),
                 ]);
+                let beta = if is_files_route(path) { &files_beta } else { &beta };
                 op.parameters.get_or_insert_default().push(beta.clone().into());
             }
         }

@@ -91,7 +91,14 @@ fn other_list() -> ApiError {
 
 /// The position a `page` token points at in a keyed list of `kind` objects.
 pub fn position(q: &QueryParams, order: Order, kind: Kind) -> Result<Position, ApiError> {
-    let Some(page) = q.one("page")? else { return Ok(Position::Start) };
+    match q.one("page")? {
+        None => Ok(Position::Start),
+        Some(page) => token_position(page, order, kind),
+    }
+}
+
+/// The position a page token points at.
+pub fn token_position(page: &str, order: Order, kind: Kind) -> Result<Position, ApiError> {
     let tok = decode(page, order)?;
     if !has_kind(&tok.i, kind) || !matches!(tok.d.as_str(), "n" | "p") {
         return Err(other_list());

@@ -7,6 +7,7 @@ pub mod common;
 pub mod environment_keys;
 pub mod environments;
 pub mod events;
+pub mod files;
 pub mod sessions;
 pub mod vaults;
 
