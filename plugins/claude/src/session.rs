@@ -7,6 +7,7 @@ use crate::protocol::{
     ApiRetry, Assistant, AssistantBlock, ControlRequest, Message, RequestKind, ResultBlock, ResultMessage, StreamEvent,
     StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User, UserBlock,
 };
+use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
@@ -611,18 +612,9 @@ impl ClaudeSession {
     }
 }
 
-/// Managed Agents `session.error` type for an API failure.
+/// Managed Agents `session.error` type for an API failure (the SDK's rule).
 pub fn classify(status: Option<u64>, kind: &str) -> &'static str {
-    let kind = kind.to_ascii_lowercase();
-    if status == Some(529) || kind.contains("overloaded") {
-        "model_overloaded_error"
-    } else if status == Some(429) || kind.contains("rate_limit") {
-        "model_rate_limited_error"
-    } else if kind.contains("billing") {
-        "billing_error"
-    } else {
-        "model_request_failed_error"
-    }
+    model_error_type(status, kind)
 }
 
 /// Claude tool-result content (string or blocks) → Managed Agents blocks.

@@ -7,6 +7,8 @@ use crate::protocol::{
     ApprovalParams, Command, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind, McpBlock,
     Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
 };
+use bridle_harness_sdk::content::{self, Block, Source};
+use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::policy::{Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, read_line};
@@ -691,13 +693,13 @@ pub fn classify(error: &TurnError) -> &'static str {
         error.additional_details.as_deref().unwrap_or_default()
     )
     .to_ascii_lowercase();
-    if status == Some(429) || name == "usageLimitExceeded" || text.contains("429") {
-        "model_rate_limited_error"
-    } else if status == Some(529) || text.contains("overloaded") {
-        "model_overloaded_error"
-    } else {
-        "model_request_failed_error"
-    }
+    // codex names a usage limit, or only quotes the status in its message.
+    let status = match status {
+        Some(s) => Some(s),
+        None if name == "usageLimitExceeded" || text.contains("429") => Some(429),
+        None => None,
+    };
+    model_error_type(status, &text)
 }
 
 /// `failed` for a codex `TurnError` (`None`: the turn failed without one):
@@ -797,28 +799,16 @@ fn mcp_block(b: &McpBlock) -> Option<Value> {
 
 /// `user.message` content → codex `UserInput` items.
 fn turn_input(content: &Value) -> Vec<Value> {
-    let blocks: Vec<Value> = match content {
-        Value::String(s) => vec![json!({"type": "text", "text": s})],
-        Value::Array(a) => a.clone(),
-        _ => Vec::new(),
-    };
-    blocks
-        .iter()
-        .filter_map(|b| match b["type"].as_str()? {
-            "text" => Some(json!({"type": "text", "text": b["text"].as_str()?, "text_elements": []})),
-            "image" => {
-                let src = &b["source"];
-                let url = match src["type"].as_str()? {
-                    "url" => src["url"].as_str()?.to_string(),
-                    "base64" => format!("data:{};base64,{}", src["media_type"].as_str()?, src["data"].as_str()?),
-                    _ => return None,
-                };
-                Some(json!({"type": "image", "url": url}))
-            }
+    content::blocks(content)
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(json!({"type": "text", "text": text, "text_elements": []})),
+            Block::Image { source } => Some(json!({"type": "image", "url": source.url()?})),
             // Plain-text documents go in as text; other documents have no
             // codex input form.
-            "document" if b["source"]["type"].as_str() == Some("text") => Some(json!({
-                "type": "text", "text": b["source"]["data"].as_str()?, "text_elements": []})),
+            Block::Document { source: Source::Text { data } } => {
+                Some(json!({"type": "text", "text": data, "text_elements": []}))
+            }
             _ => None,
         })
         .collect()

@@ -120,8 +120,10 @@
 //! the engine name is what vault metadata `sandbox0.managed_agents.engine`
 //! selects. `bridle plugins inspect x.wasm` shows what the component declares.
 
+pub mod content;
 pub mod custom;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod errors;
 pub mod golden;
 pub mod policy;
 pub mod progress;

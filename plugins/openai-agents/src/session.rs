@@ -3,7 +3,9 @@
 
 use crate::protocol::{Call as CallMessage, Retry, RunError, RuntimeMessage, Usage};
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
+use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
+use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::policy::{Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
@@ -237,46 +239,22 @@ impl AgentsSession {
     }
 }
 
-/// Managed Agents error type for a model API failure.
+/// Managed Agents error type for a model API failure (the SDK's rule).
 pub fn classify(status: Option<u64>, code: &str) -> &'static str {
-    let code = code.to_ascii_lowercase();
-    // OpenAI reports an empty balance as 429 `insufficient_quota`.
-    if code.contains("insufficient_quota") || code.contains("billing") {
-        "billing_error"
-    } else if status == Some(429) || code.contains("rate_limit") {
-        "model_rate_limited_error"
-    } else if status == Some(529) || code.contains("overloaded") {
-        "model_overloaded_error"
-    } else {
-        "model_request_failed_error"
-    }
+    model_error_type(status, code)
 }
 
 /// `user.message` content → the runtime's content (`text` / `image` url).
 fn input_content(content: &Value) -> Vec<Value> {
-    match content {
-        Value::String(s) => vec![json!({"type": "text", "text": s})],
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| match b["type"].as_str()? {
-                "text" => Some(json!({"type": "text", "text": b["text"].as_str()?})),
-                "image" => {
-                    let src = &b["source"];
-                    let url = match src["type"].as_str()? {
-                        "url" => src["url"].as_str()?.to_string(),
-                        "base64" => format!("data:{};base64,{}", src["media_type"].as_str()?, src["data"].as_str()?),
-                        _ => return None,
-                    };
-                    Some(json!({"type": "image", "url": url}))
-                }
-                "document" if b["source"]["type"].as_str() == Some("text") => {
-                    Some(json!({"type": "text", "text": b["source"]["data"].as_str()?}))
-                }
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
+    content::blocks(content)
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::Text { text } => Some(json!({"type": "text", "text": text})),
+            Block::Image { source } => Some(json!({"type": "image", "url": source.url()?})),
+            Block::Document { source: Source::Text { data } } => Some(json!({"type": "text", "text": data})),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Enabled toolset tools and their policies (`agent.tools`, read by the
