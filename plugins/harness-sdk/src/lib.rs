@@ -122,8 +122,8 @@
 
 pub mod content;
 pub mod custom;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod errors;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
 pub mod policy;
 pub mod progress;
