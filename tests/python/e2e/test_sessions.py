@@ -204,6 +204,28 @@ def test_retries_exhausted(stack, engine, model, sessions):
 # ---------------------------------------------------------------------------------------------
 
 
+def _interrupt(stack, s, timeout: float) -> tuple[int, float]:
+    """Send `user.interrupt`; wait for the turn's `end_turn` idle. Returns its index and seconds."""
+    mark = s.mark()
+    sent_at = time.monotonic()
+    s.send({"type": "user.interrupt"})
+    end, _ = s.wait_idle(mark, "end_turn", timeout=timeout)
+    return end, time.monotonic() - sent_at
+
+
+def _check_stopped_by_the_interrupt(stack, s, evs, took, after):
+    """The runtime ended the turn itself (the server's fallback, a kill after the grace period,
+    did not step in), it is no failure, and the session answers the next message."""
+    s.check(not errors(evs, "exhausted") and not errors(evs, "terminal"), "an interrupt is not a failure")
+    killed = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
+              if s.id in line and "did not end its turn after an interrupt" in line]
+    s.check(not killed, f"the runtime was stopped after the grace period ({took:.1f}s), not by the interrupt")
+    evs2 = s.turn("Are you there?")
+    msgs = of_type(evs2, "agent.message")
+    s.check(bool(msgs) and text_of(msgs[-1]) == after,
+            f"after the interrupt, expected {after!r}, got {[text_of(m) for m in msgs]}")
+
+
 def test_interrupt_mid_turn(stack, model, sessions):
     words = 60
     slow = " ".join(f"word{i}" for i in range(1, words + 1))  # 60 deltas, 0.5 s apart: 30 s
@@ -220,28 +242,13 @@ def test_interrupt_mid_turn(stack, model, sessions):
             raise s.fail("the runtime never called the model")
         time.sleep(0.2)
     time.sleep(1.5)
-    mark = s.mark()
-    sent_at = time.monotonic()
-    s.send({"type": "user.interrupt"})
-    end, idle = s.wait_idle(mark, "end_turn", timeout=40)
-    took = time.monotonic() - sent_at
+    end, took = _interrupt(stack, s, timeout=40)
     evs = s.snapshot(start)[: end - start + 1]
     s.expect_order(evs, ["user.message", "session.status_running", "user.interrupt", is_idle("end_turn")],
                    "an interrupted turn")
     full = [e for e in of_type(evs, "agent.message") if f"word{words}" in text_of(e)]
     s.check(not full, f"the slow reply ran to the end despite the interrupt ({took:.1f}s)")
-    s.check(not errors(evs, "exhausted") and not errors(evs, "terminal"),
-            "an interrupt is not a failure")
-    # The runtime itself ended the turn: the server's fallback (kill it after the grace
-    # period) did not have to step in.
-    killed = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
-              if s.id in line and "did not end its turn after an interrupt" in line]
-    s.check(not killed, f"the runtime ignored the interrupt and was stopped after the grace period ({took:.1f}s)")
-    # The session takes the next message.
-    evs2 = s.turn("Are you there?")
-    msgs = of_type(evs2, "agent.message")
-    s.check(bool(msgs) and text_of(msgs[-1]) == after,
-            f"after the interrupt, expected {after!r}, got {[text_of(m) for m in msgs]}")
+    _check_stopped_by_the_interrupt(stack, s, evs, took, after)
     s.check_credentials(min_requests=2)
 
 
@@ -259,11 +266,7 @@ def test_interrupt_during_a_tool_call(stack, model, sessions):
     s.wait_type("agent.tool_use", start)
     time.sleep(1.0)
     s.check(not of_type(s.snapshot(start), "agent.tool_result"), "the command is still running at the interrupt")
-    mark = s.mark()
-    sent_at = time.monotonic()
-    s.send({"type": "user.interrupt"})
-    end, _ = s.wait_idle(mark, "end_turn", timeout=60)
-    took = time.monotonic() - sent_at
+    end, took = _interrupt(stack, s, timeout=60)
     evs = s.snapshot(start)[: end - start + 1]
     s.expect_order(evs, ["user.message", "session.status_running", "agent.tool_use", "user.interrupt",
                          is_idle("end_turn")], "a turn interrupted during a tool call")
@@ -271,14 +274,7 @@ def test_interrupt_during_a_tool_call(stack, model, sessions):
     s.check(took < 30, f"the turn ended {took:.1f}s after the interrupt: the tool call ran on")
     s.check(not any("slept-through" in json.dumps(e.get("content")) for e in of_type(evs, "agent.tool_result")),
             "the interrupted command ran to its end")
-    s.check(not errors(evs, "exhausted") and not errors(evs, "terminal"), "an interrupt is not a failure")
-    killed = [line for line in log_tail(stack.log_path, 100000, s.id).splitlines()
-              if s.id in line and "did not end its turn after an interrupt" in line]
-    s.check(not killed, f"the runtime was stopped after the grace period ({took:.1f}s), not by the interrupt")
-    evs2 = s.turn("Are you there?")
-    msgs = of_type(evs2, "agent.message")
-    s.check(bool(msgs) and text_of(msgs[-1]) == after,
-            f"after the interrupt, expected {after!r}, got {[text_of(m) for m in msgs]}")
+    _check_stopped_by_the_interrupt(stack, s, evs, took, after)
 
 
 # ---------------------------------------------------------------------------------------------
