@@ -746,6 +746,32 @@ fn table(fx: &Fx) -> Vec<Case> {
             j(json!({"agent": fx.agent, "environment_id": fx.agent})),
             &[400, 404],
         ),
+        // budgets: this server prices no model, and a budget is never added after create
+        case(
+            "budget on a model without a list price",
+            M::POST,
+            "/v1/sessions",
+            j(json!({"agent": fx.agent, "environment_id": fx.env,
+                     "budget": {"type": "limit", "max_list_cost": {"amount": "2500", "currency": "USD"}}})),
+            &[400],
+        )
+        .msg("model_not_budgetable"),
+        case(
+            "budget added to a session created without one",
+            M::POST,
+            format!("/v1/sessions/{}", fx.session),
+            j(json!({"budget": {"type": "limit", "max_list_cost": {"amount": "2500", "currency": "USD"}}})),
+            &[400],
+        )
+        .msg("budget_create_only"),
+        case(
+            "budget in a currency other than USD",
+            M::POST,
+            "/v1/sessions",
+            j(json!({"agent": fx.agent, "environment_id": fx.env,
+                     "budget": {"type": "limit", "max_list_cost": {"amount": "2500", "currency": "EUR"}}})),
+            &[400],
+        ),
         case("id with path junk", M::GET, "/v1/agents/agent_..%2F..%2Fetc", Body::None, &[400, 404]),
         // archived resources
         case(

@@ -36,6 +36,9 @@ fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
             ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
             ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
             ("BRIDLE_LOG", "info,bridle=debug"),
+            // test_sessions.py's budget test: one cent is 100 tokens of this model.
+            ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
+            ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
         ],
     )
 }

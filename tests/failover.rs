@@ -29,7 +29,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bridle_fake_model::FakeModel;
+use bridle_fake_model::{FakeModel, Reply, Scenario, ToolCall};
 use cluster::{Api, Frame, Log, Stream, asked, database_url, install_runtimes, sandbox_dir, slow_echo, start_node};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -254,6 +254,49 @@ fn sqlite_node_killed_mid_turn_recovers_on_restart() {
         assert_eq!(log.answers("second question"), 1, "the queued message is answered once");
         assert!(!log.kinds().contains(&"session.error"), "recovery reports no error: {:?}", log.kinds());
         reached_runtime_once(&fx.fake, &fx.model, "second question");
+    });
+    node.assert_alive();
+}
+
+/// Usage through a crash: the node is killed while a tool runs, after the turn's first model
+/// request was stored; after the restart the turn runs again. The session's usage is then the
+/// sum of the stored model requests (`Log::problems`): the cut-off request counts, as it was
+/// paid for, and nothing counts twice.
+#[test]
+fn sqlite_usage_after_a_kill_is_the_sum_of_the_stored_requests() {
+    let fx = Fixture::new("usage");
+    let reply = Reply { tools: vec![ToolCall::bash("sleep 8")], text: "slept".into(), ..Reply::default() };
+    fx.fake.set_scenario(&fx.model, Scenario { turns: vec![reply], ..Scenario::default() });
+    let mut node = fx.node(Backend::Sqlite);
+    let db = database_url(&node);
+    rt().block_on(async {
+        let api = Api::new(&node);
+        let sid = fx.session(&api).await;
+        let stream = Stream::open(&api, &sid).await;
+        api.send(&sid, "sleep a while").await;
+        stream.wait_for(0, "the tool call", WAIT, |f| f.kind == "agent.tool_use").await;
+        let deadline = Instant::now() + WAIT;
+        while !Log::read(&db, &sid).await.kinds().contains(&"span.model_request_end") {
+            assert!(Instant::now() < deadline, "the tool call's model request was never stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cut = Log::read(&db, &sid).await;
+        assert_eq!(cut.problems(), Vec::<String>::new(), "usage is stored with the request, mid-turn");
+        drop(stream);
+
+        node.stop();
+        node.start_again();
+        let api = Api::new(&node);
+        let stream = Stream::open(&api, &sid).await;
+        let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == cut.last_seq).await + 1;
+        let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+        stream.wait_for(resched, "the turn's end", WAIT, is_idle).await;
+        let log = Log::read(&db, &sid).await;
+        assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants after recovery");
+        let ends = log.kinds().iter().filter(|k| **k == "span.model_request_end").count();
+        assert!(ends >= 3, "the cut-off request and the re-run's two are stored: {:?}", log.kinds());
+        let (before, after) = (cut.usage["input_tokens"].as_u64(), log.usage["input_tokens"].as_u64());
+        assert!(after > before && before > Some(0), "usage grew from {before:?} to {after:?}");
     });
     node.assert_alive();
 }

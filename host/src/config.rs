@@ -12,6 +12,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::model::pricing::{ModelPrice, Price};
+
 /// The names of the built-in harnesses, known even before any plugin config.
 pub const BUILTIN_HARNESSES: [&str; 3] = ["claude", "codex", "openai-agents"];
 
@@ -61,6 +63,10 @@ pub struct Config {
     pub egress: EgressConfig,
     /// The Files API.
     pub files: FilesConfig,
+    /// List prices by model id (`[pricing."claude-opus-4-5"]`), in USD per
+    /// million tokens: what session budgets are measured in. A session may
+    /// have a budget only when its agent's model is priced here.
+    pub pricing: BTreeMap<String, ModelPrice>,
 }
 
 /// `[files]`: the Files API.
@@ -346,12 +352,14 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             egress: EgressConfig::default(),
             files: FilesConfig::default(),
+            pricing: BTreeMap::new(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 17] = [
+const SETTINGS: [&str; 18] = [
+    "pricing",
     "auto_install",
     "listen",
     "data_dir",
@@ -455,6 +463,9 @@ impl Config {
         );
         self.egress.settings()?;
         anyhow::ensure!(self.files.max_bytes >= 1, "files.max_bytes must be at least 1, got 0");
+        for (model, price) in &self.pricing {
+            Price::from_config(price).map_err(|e| anyhow::anyhow!("pricing.\"{model}\".{e}"))?;
+        }
         if let Some(url) = &self.database_url {
             anyhow::ensure!(
                 url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"),
@@ -462,6 +473,11 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The list prices of `model`, when the operator priced it.
+    pub fn price_of(&self, model: &str) -> Option<Price> {
+        self.pricing.get(model).and_then(|p| Price::from_config(p).ok())
     }
 
     /// The effective database URL.
@@ -554,6 +570,30 @@ mod tests {
                 (Ok(c), Ok(n)) => assert_eq!(c.files.max_bytes, n, "{toml}"),
                 (Err(e), Err(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
                 (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|c| c.files.max_bytes)),
+            }
+        }
+    }
+
+    #[test]
+    fn pricing_is_the_operators_and_checked_at_load() {
+        assert!(Config::default().pricing.is_empty(), "no built-in price list");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, want) in [
+            ("[pricing.\"claude-opus-4-5\"]\ninput = \"5\"\noutput = 25\n", Ok(("claude-opus-4-5", 5_000_000))),
+            ("[pricing.\"gpt-4.1\"]\ninput = 2\noutput = 8\n", Ok(("gpt-4.1", 2_000_000))),
+            ("[pricing.m]\ninput = \"-1\"\noutput = 1\n", Err("pricing.\"m\".input: a price cannot be negative")),
+            ("[pricing.m]\ninput = 1\n", Err("output")),
+            ("[pricing.m]\ninput = 1\noutput = 1\nbatch_input = 1\n", Err("batch_input")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), want) {
+                (Ok(c), Ok((model, input))) => {
+                    assert_eq!(c.price_of(model).map(|p| p.input), Some(input), "{toml}");
+                    assert_eq!(c.price_of("unpriced"), None);
+                }
+                (Err(e), Err(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|c| c.pricing)),
             }
         }
     }

@@ -142,7 +142,8 @@ fn runner_bursts(c: &mut Criterion, rt: &tokio::runtime::Runtime, f: &Fixture) {
                 i += 1;
                 rt.block_on(async {
                     let events = (0..n).map(|k| event(i * n + k)).collect();
-                    let stored = f.store.runner_commit(&sid, claim.epoch, None, None, events).await.expect("commit");
+                    let stored =
+                        f.store.runner_commit(&sid, claim.epoch, None, None, None, events).await.expect("commit");
                     f.bus.publish(&sid, &stored);
                     for _ in 0..n {
                         rx.recv().await.expect("delivered to the subscriber");

@@ -192,6 +192,8 @@ pub struct Log {
     /// The last user event the runner took in.
     pub input_seq: i64,
     pub lease_owner: Option<String>,
+    /// The session's stored `usage`.
+    pub usage: Value,
 }
 
 impl Log {
@@ -210,7 +212,7 @@ impl Log {
                 (r.get("seq"), r.get("id"), r.get("type"), serde_json::from_str(&body).expect("event body is JSON"))
             })
             .collect();
-        let row = sqlx::query("SELECT last_seq, input_seq, lease_owner FROM sessions WHERE id = $1")
+        let row = sqlx::query("SELECT last_seq, input_seq, lease_owner, body FROM sessions WHERE id = $1")
             .bind(sid)
             .fetch_one(&mut conn)
             .await
@@ -220,13 +222,29 @@ impl Log {
             last_seq: row.get("last_seq"),
             input_seq: row.get("input_seq"),
             lease_owner: row.get("lease_owner"),
+            usage: serde_json::from_str::<Value>(&row.get::<String, _>("body")).expect("session body is JSON")["usage"]
+                .clone(),
         }
     }
 
     /// The invariants every session's log keeps through crashes and failovers: sequence
-    /// numbers 1..=last_seq with no gap or repeat, and no event id twice. Returns the problems.
+    /// numbers 1..=last_seq with no gap or repeat, no event id twice, and the session's usage
+    /// the sum of its stored model requests' usage (a request cut off by a crash and run again
+    /// counts twice, as it was paid twice; one never stored counts never). Returns the problems.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for key in ["input_tokens", "output_tokens"] {
+            let summed: u64 = self
+                .events
+                .iter()
+                .filter(|(_, _, k, _)| k == "span.model_request_end")
+                .filter_map(|(.., b)| b["model_usage"][key].as_u64())
+                .sum();
+            let stored = self.usage[key].as_u64().unwrap_or(0);
+            if stored != summed {
+                out.push(format!("usage.{key} is {stored} but the stored model requests add up to {summed}"));
+            }
+        }
         for (i, (seq, ..)) in self.events.iter().enumerate() {
             if *seq != i as i64 + 1 {
                 out.push(format!("seq {seq} at position {} (gap or repeat)", i + 1));

@@ -10,11 +10,30 @@ use super::extract::{QueryParams, check_id, read_json};
 use super::pagination::{parse_limit, parse_order, seq_position, seq_token};
 use crate::ids::Kind;
 use crate::model::events::{NewEvent, STORED_EVENT_TYPES, UserEvent, is_api_event_type, parse_user_event};
+use crate::model::pricing;
 use crate::model::sessions::SessionStatus;
 use crate::store::{EventFilter, Order, WaitingOnUser};
 
 /// Events accepted in one request.
 const MAX_EVENTS_PER_SEND: usize = 50;
+
+/// A message to a session whose list cost reached its budget would start a
+/// turn that ends at once: refuse it, saying how to go on.
+fn check_budget_left(st: &AppState, s: &crate::model::sessions::Session) -> ApiResult<()> {
+    let Some(budget) = &s.budget else { return Ok(()) };
+    let Some(price) = pricing::model_id(&s.agent).and_then(|m| st.config.price_of(m)) else { return Ok(()) };
+    let spent = pricing::list_cost(s.usage.as_object().unwrap_or(&Default::default()), &price);
+    if spent >= pricing::budget_limit(budget) {
+        return Err(ApiError::invalid(format!(
+            "session `{}` reached its budget (list cost {} of {} cents): raise budget.max_list_cost with a \
+             session update, or remove the budget, to send more messages",
+            s.id,
+            spent.cents_ceil(),
+            pricing::budget_limit(budget).cents_ceil()
+        )));
+    }
+    Ok(())
+}
 
 #[utoipa::path(
     post,
@@ -63,6 +82,9 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     }
     if session.session.status == SessionStatus::Terminated {
         return Err(ApiError::conflict(format!("session `{id}` is terminated and accepts no new events")));
+    }
+    if parsed.iter().any(|e| matches!(e, UserEvent::Message { .. })) {
+        check_budget_left(&st, &session.session)?;
     }
     let mut answered = Vec::new();
     for (i, ev) in parsed.iter().enumerate() {

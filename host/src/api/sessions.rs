@@ -15,7 +15,8 @@ use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, 
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::events::{NewEvent, StoredEvent, UserEvent, parse_user_event};
-use crate::model::sessions::{AgentRef, AgentRefObject, Session, SessionCreate, SessionStatus, SessionUpdate};
+use crate::model::pricing::{self, Price};
+use crate::model::sessions::{AgentRef, AgentRefObject, Budget, Session, SessionCreate, SessionStatus, SessionUpdate};
 use crate::model::vaults::Credential;
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
@@ -194,6 +195,9 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let facts = vault_facts(&st, &vault_ids).await?;
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
     check_endpoint(&st, &binding, &snapshot).await?;
+    if p.budget.is_some() {
+        budget_price(&st, &snapshot)?;
+    }
     let now = now_micros();
     let session = Session {
         id: new_id(Kind::Session),
@@ -223,7 +227,54 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
         st.bus.publish(&session.id, &stored);
         st.wake(&session.id);
     }
-    Ok(with_harness(&binding.engine, session))
+    Ok(with_harness(&binding.engine, present(&st, session)))
+}
+
+/// The list prices a session with a budget is measured at: its agent's model
+/// must be priced in the operator's config.
+fn budget_price(st: &AppState, agent: &Value) -> ApiResult<Price> {
+    let model = pricing::model_id(agent).unwrap_or_default();
+    st.config.price_of(model).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "budget: model `{model}` has no list price on this server (model_not_budgetable); the operator prices \
+             models in the server config ([pricing.\"{model}\"]), or create the session without a budget"
+        ))
+    })
+}
+
+/// What a budget change must respect: a budget only replaces one the session
+/// was created with (and never comes back once removed), and a new ceiling
+/// must be above what the session has already spent.
+fn check_budget_change(st: &AppState, s: &Session, new: &Option<Budget>) -> ApiResult<()> {
+    let Some(b) = new else { return Ok(()) };
+    if s.budget.is_none() {
+        return Err(ApiError::invalid(
+            "budget: a budget can only replace the budget a session was created with, and a removed budget \
+             cannot be re-added (budget_create_only)",
+        ));
+    }
+    let price = budget_price(st, &s.agent)?;
+    let spent = pricing::list_cost(s.usage.as_object().unwrap_or(&Default::default()), &price);
+    // Compared as the API shows both: whole cents, the cost rounded up.
+    if pricing::budget_limit(b).cents_ceil() <= spent.cents_ceil() {
+        return Err(ApiError::invalid(format!(
+            "budget.max_list_cost.amount: must be above the session's list cost so far ({} cents) \
+             (budget_not_raised)",
+            spent.cents_ceil()
+        )));
+    }
+    Ok(())
+}
+
+/// The session as the API shows it: its usage priced (`usage.list_cost`)
+/// when the operator prices its model.
+pub(crate) fn present(st: &AppState, mut s: Session) -> Session {
+    let price = pricing::model_id(&s.agent).and_then(|m| st.config.price_of(m));
+    if let (Some(price), Some(usage)) = (price, s.usage.as_object_mut()) {
+        let cost = pricing::list_cost(usage, &price);
+        usage.insert("list_cost".into(), json!(cost.money()));
+    }
+    s
 }
 
 /// The harness that runs a session, as the `bridle-harness` response header of
@@ -299,7 +350,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     let page = st.store.list_sessions(&filter, order, &position(&q, order, Kind::Session)?, limit).await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let prev = page.more_before.then(|| page.items.first().map(|r| prev_token(order, &r.key))).flatten();
-    let data = page.items.into_iter().map(|r| r.session).collect();
+    let data = page.items.into_iter().map(|r| present(&st, r.session)).collect();
     Ok(Json(SessionPage { data, next_page: next, prev_page: prev }))
 }
 
@@ -322,7 +373,7 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<crate::store::SessionRow
 )]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<WithHarness> {
     let row = load(&st, &id).await?;
-    Ok(with_harness(&row.binding.engine, row.session))
+    Ok(with_harness(&row.binding.engine, present(&st, row.session)))
 }
 
 #[utoipa::path(
@@ -372,6 +423,7 @@ pub async fn update(
                 changed.insert("agent".into(), s.agent.clone());
             }
             if let Some(b) = &p.budget {
+                check_budget_change(&st, &s, b)?;
                 s.budget = b.clone();
                 changed.insert("budget".into(), json!(s.budget));
             }
@@ -393,7 +445,7 @@ pub async fn update(
         let stored = st.store.append_events(&id, vec![ev], false).await?;
         st.bus.publish(&id, &stored);
     }
-    Ok(Json(session))
+    Ok(Json(present(&st, session)))
 }
 
 #[utoipa::path(
@@ -427,7 +479,7 @@ pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
             Ok(s)
         })
         .await?;
-    Ok(Json(session))
+    Ok(Json(present(&st, session)))
 }
 
 #[utoipa::path(

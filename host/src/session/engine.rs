@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::orphans;
 use super::status::{Fact, StatusMachine};
+use crate::model::pricing::{self, Cost, Price};
 use crate::model::sessions::SessionStatus;
 use crate::store::StatusChange;
 
@@ -122,6 +123,9 @@ pub enum Input {
     Idle,
     /// A write was fenced: another node adopted the session.
     Fenced,
+    /// The session's budget as now stored (it can be raised or removed
+    /// while the session lives).
+    Budget(Option<Cost>),
 }
 
 /// A plugin call the runner makes on the engine's behalf; its actions come
@@ -141,6 +145,10 @@ pub enum Effect {
         events: Vec<Map<String, Value>>,
         status: Option<StatusChange>,
         turn_seq: Option<i64>,
+        /// The session's usage, when it grew and no status change carries
+        /// it: stored with the events it comes from, so the stored usage is
+        /// always the sum of the stored `span.model_request_end` events.
+        usage: Option<Value>,
     },
     /// The runner took user events up to this seq.
     SaveInputSeq(i64),
@@ -158,6 +166,9 @@ pub enum Effect {
     /// Cancel the tool call in flight (kill what it runs); its outcome
     /// still comes back as [`Input::ToolDone`].
     CancelTool,
+    /// The budget is spent: interrupt the turn as a user would (answer
+    /// with an [`Input::User`] `user.interrupt` at the last seq taken).
+    Interrupt,
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -175,6 +186,8 @@ pub struct Loaded {
     /// A turn cut off by the previous owner: `Some(Some(ev))` resumes it
     /// from `ev`; `Some(None)` ends it (it was interrupted).
     pub recover: Option<Option<UserEvent>>,
+    /// The session's budget ceiling, if it has one.
+    pub budget: Option<Cost>,
 }
 
 /// Settings of the engine.
@@ -183,6 +196,8 @@ pub struct Config {
     /// The harness name, for messages.
     pub harness: String,
     pub interrupt_grace: Duration,
+    /// The list prices of the session's model (budgets need them).
+    pub price: Option<Price>,
 }
 
 /// What a started runtime is for.
@@ -220,6 +235,11 @@ pub struct Engine {
     resume_unsaved: bool,
     fenced: bool,
     pending_begin: Option<(Vec<String>, Option<Option<UserEvent>>)>,
+    budget: Option<Cost>,
+    /// The turn is being stopped because the budget is spent.
+    budget_stop: bool,
+    /// Usage grew since the last commit that stored it.
+    usage_dirty: bool,
 }
 
 impl Engine {
@@ -245,6 +265,9 @@ impl Engine {
             resume_unsaved: false,
             fenced: false,
             pending_begin: Some((loaded.orphaned, loaded.recover)),
+            budget: loaded.budget,
+            budget_stop: false,
+            usage_dirty: false,
         }
     }
 
@@ -361,7 +384,8 @@ impl Engine {
                     self.interrupt_deadline = None;
                     if self.turn {
                         self.stop_runtime("interrupt grace period over", &mut out);
-                        self.fact(Fact::TurnEnded(json!({"type": "end_turn"})), &mut out);
+                        let stop = self.stop_reason(json!({"type": "end_turn"}));
+                        self.fact(Fact::TurnEnded(stop), &mut out);
                         self.turn_over();
                         self.next_queued(&mut out);
                     }
@@ -377,8 +401,26 @@ impl Engine {
                 self.burst = None;
                 self.held.clear();
             }
+            Input::Budget(budget) => self.budget = budget,
         }
         out
+    }
+
+    /// The session's list cost reached its budget.
+    fn budget_spent(&self) -> bool {
+        match (self.budget, &self.cfg.price) {
+            (Some(max), Some(price)) => pricing::list_cost(&self.usage, price) >= max,
+            _ => false,
+        }
+    }
+
+    /// How the turn ended: a turn stopped for the budget says so, whatever
+    /// the runtime made of the interrupt.
+    fn stop_reason(&self, stop: Value) -> Value {
+        match self.budget_stop {
+            true => json!({"type": "budget_reached"}),
+            false => stop,
+        }
     }
 
     fn on_user(&mut self, ev: UserEvent, now: Instant, out: &mut Vec<Effect>) {
@@ -438,6 +480,13 @@ impl Engine {
         self.turn = true;
         self.start_seq = Some(ev.seq);
         self.fact(Fact::TurnStarted, out);
+        if self.budget_spent() {
+            // Sent before the budget ran out (the API refuses them after):
+            // the turn ends at once, without a model request.
+            self.fact(Fact::TurnEnded(json!({"type": "budget_reached"})), out);
+            self.turn_over();
+            return self.next_queued(out);
+        }
         if self.runtime_up {
             out.push(Effect::Deliver(PluginCall::Input(ev)));
         } else {
@@ -563,8 +612,13 @@ impl Engine {
                         && let Some(Value::Object(u)) = event.get("model_usage")
                     {
                         add_usage(&mut self.usage, u);
+                        self.usage_dirty = true;
                     }
                     self.fact(Fact::Event(event), out);
+                    if self.turn && !self.budget_stop && self.budget_spent() {
+                        self.budget_stop = true;
+                        out.push(Effect::Interrupt);
+                    }
                 }
                 PluginAction::Invalid(msg) => {
                     self.stop_runtime("invalid plugin event", out);
@@ -597,6 +651,7 @@ impl Engine {
                 }
                 PluginAction::TurnEnded(stop) => {
                     self.save_resume(out);
+                    let stop = self.stop_reason(stop);
                     self.fact(Fact::TurnEnded(stop), out);
                     self.turn_over();
                     self.next_queued(out);
@@ -637,6 +692,7 @@ impl Engine {
         self.turn = false;
         self.interrupt_deadline = None;
         self.tools_interrupted = false;
+        self.budget_stop = false;
     }
 
     fn next_queued(&mut self, out: &mut Vec<Effect>) {
@@ -664,13 +720,26 @@ impl Engine {
         if events.is_empty() && status.is_none() && self.start_seq.is_none() {
             return;
         }
-        out.push(Effect::Commit { events, status, turn_seq: self.start_seq.take() });
+        let usage = match status {
+            Some(_) => {
+                self.usage_dirty = false;
+                None
+            }
+            None => self.dirty_usage(),
+        };
+        out.push(Effect::Commit { events, status, turn_seq: self.start_seq.take(), usage });
+    }
+
+    /// The usage to store with the next commit, if it grew.
+    fn dirty_usage(&mut self) -> Option<Value> {
+        std::mem::take(&mut self.usage_dirty).then(|| Value::Object(self.usage.clone()))
     }
 
     /// Commit the held events now.
     fn flush(&mut self, out: &mut Vec<Effect>) {
         if !self.held.is_empty() {
-            out.push(Effect::Commit { events: std::mem::take(&mut self.held), status: None, turn_seq: None });
+            let usage = self.dirty_usage();
+            out.push(Effect::Commit { events: std::mem::take(&mut self.held), status: None, turn_seq: None, usage });
         }
     }
 

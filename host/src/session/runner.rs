@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bridle_harness::{Action, HarnessError};
 use bridle_sandbox::{BusyGuard, ExitStatus};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,6 +27,7 @@ use super::io::{Out, Runtime};
 use super::orphans;
 use super::start::{self, Target};
 use crate::model::events::{NewEvent, StoredEvent};
+use crate::model::pricing;
 use crate::model::sessions::{HarnessBinding, SessionStatus};
 use crate::store::{StatusChange, StoreError};
 
@@ -118,8 +119,11 @@ impl Runner {
             queue: taken.iter().filter(|e| e.kind == "user.message").map(user_event).collect(),
             orphaned,
             recover,
+            budget: row.session.budget.as_ref().map(pricing::budget_limit),
         };
-        let cfg = engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace };
+        let price = pricing::model_id(&row.session.agent).and_then(|m| host.config.price_of(m));
+        let cfg =
+            engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
         Ok(Some(Runner {
             live: crate::metrics::LiveSession::new(&row.binding.engine, status),
             engine: Engine::new(cfg, loaded),
@@ -202,6 +206,18 @@ impl Runner {
                     return;
                 }
             };
+            if events.iter().any(|e| e.kind == "user.message") {
+                // A message may start a turn: measure it against the budget
+                // as it is now (an update may have raised or removed it).
+                match self.host.store.get_session(&self.id).await {
+                    Ok(Some(row)) => {
+                        let budget = row.session.budget.as_ref().map(pricing::budget_limit);
+                        self.feed(Input::Budget(budget)).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "reading the session's budget failed"),
+                }
+            }
             for ev in events {
                 self.last_activity = Instant::now();
                 self.feed(Input::User(user_event(&ev), std::time::Instant::now())).await;
@@ -285,7 +301,7 @@ impl Runner {
 
     async fn effect(&mut self, effect: Effect) -> Option<Input> {
         match effect {
-            Effect::Commit { events, status, turn_seq } => self.commit(events, status, turn_seq).await,
+            Effect::Commit { events, status, turn_seq, usage } => self.commit(events, status, turn_seq, usage).await,
             Effect::SaveInputSeq(seq) => {
                 self.input_seq = seq;
                 let r = self.host.store.set_input_seq_fenced(&self.id, self.epoch, seq).await;
@@ -334,6 +350,12 @@ impl Runner {
             }
             Effect::RunTool(call) => self.run_tool(call),
             Effect::CancelTool => self.cancel_tool().await,
+            Effect::Interrupt => {
+                tracing::info!("the session's budget is spent; interrupting the turn");
+                let body = json!({"type": "user.interrupt", "id": "budget_reached"});
+                let ev = UserEvent { seq: self.input_seq, kind: "user.interrupt".into(), body };
+                Some(Input::User(ev, std::time::Instant::now()))
+            }
         }
     }
 
@@ -343,6 +365,7 @@ impl Runner {
         events: Vec<Map<String, Value>>,
         status: Option<StatusChange>,
         turn_seq: Option<i64>,
+        usage: Option<Value>,
     ) -> Option<Input> {
         let new: Vec<NewEvent> = events
             .into_iter()
@@ -352,7 +375,7 @@ impl Runner {
             })
             .collect();
         let new_status = status.as_ref().map(|c| c.status);
-        let stored = match self.host.store.runner_commit(&self.id, self.epoch, status, turn_seq, new).await {
+        let stored = match self.host.store.runner_commit(&self.id, self.epoch, status, usage, turn_seq, new).await {
             Ok(stored) => stored,
             Err(e) => return self.written::<()>(Err(e), "storing the session's events"),
         };

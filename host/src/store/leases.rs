@@ -137,14 +137,15 @@ impl Store {
     }
 
     /// The runner's one write path for events: append `events`, and in the
-    /// same transaction set the session's status (and usage) and, when a
-    /// turn starts, the turn's user event, all only while `epoch` is the
-    /// session's lease epoch.
+    /// same transaction set the session's status (and usage), or its usage
+    /// alone, and, when a turn starts, the turn's user event, all only while
+    /// `epoch` is the session's lease epoch.
     pub async fn runner_commit(
         &self,
         id: &str,
         epoch: i64,
         status: Option<StatusChange>,
+        usage: Option<Value>,
         turn_seq: Option<i64>,
         events: Vec<NewEvent>,
     ) -> StoreResult<Vec<StoredEvent>> {
@@ -162,13 +163,21 @@ impl Store {
         let p = sql.arg(Arg::S(id.to_owned()));
         sql.push(&format!(" WHERE id = {p} AND lease_epoch = "));
         let p = sql.arg(Arg::I(epoch));
-        // The session body is read back only to change its status.
-        sql.push(&p).push(if status.is_some() { " RETURNING last_seq, body" } else { " RETURNING last_seq" });
+        // The session body is read back only to change its status or usage.
+        let body_change = status.is_some() || usage.is_some();
+        sql.push(&p).push(if body_change { " RETURNING last_seq, body" } else { " RETURNING last_seq" });
         let Some(row) = sql.query().fetch_optional(&mut *tx).await? else {
             drop(tx);
             return Err(self.fenced(id).await);
         };
         let last: i64 = row.try_get("last_seq")?;
+        if let (None, Some(usage)) = (&status, usage) {
+            let body: String = row.try_get("body")?;
+            let mut session: Session = decode_json("session", &body)?;
+            session.usage = usage;
+            let body = serde_json::to_string(&session).map_err(|e| StoreError::Other(e.into()))?;
+            sqlx::query("UPDATE sessions SET body = $1 WHERE id = $2").bind(body).bind(id).execute(&mut *tx).await?;
+        }
         if let Some(change) = status {
             let body: String = row.try_get("body")?;
             let mut session: Session = decode_json("session", &body)?;
@@ -281,13 +290,13 @@ mod tests {
             assert_eq!(store.sessions_to_adopt("n2").await.unwrap(), ["s1"]);
             let new = store.claim_session("s1", "n2", minute).await.unwrap().unwrap();
             // The old owner can no longer write anything.
-            let e = store.runner_commit("s1", old.epoch, None, Some(1), vec![event("agent.message")]).await;
+            let e = store.runner_commit("s1", old.epoch, None, None, Some(1), vec![event("agent.message")]).await;
             assert!(matches!(e, Err(StoreError::Fenced(_))), "{e:?}");
             assert!(matches!(store.set_input_seq_fenced("s1", old.epoch, 5).await, Err(StoreError::Fenced(_))));
             assert!(matches!(store.set_resume_fenced("s1", old.epoch, "r").await, Err(StoreError::Fenced(_))));
             assert!(!store.release_session("s1", old.epoch, false).await.unwrap());
             // The new owner writes with dense sequence numbers.
-            let stored = store.runner_commit("s1", new.epoch, None, Some(1), vec![event("a"), event("b")]).await;
+            let stored = store.runner_commit("s1", new.epoch, None, None, Some(1), vec![event("a"), event("b")]).await;
             assert_eq!(stored.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
             assert!(store.sessions_to_adopt("n1").await.unwrap().is_empty());
             assert!(store.release_session("s1", new.epoch, false).await.unwrap());
@@ -315,17 +324,17 @@ mod tests {
             assert!(stamp(&sent[0]).is_string() && stamp(&sent[2]).is_string());
             assert!(stamp(&sent[1]).is_null());
             let claim = store.claim_session("s1", "n1", 60_000_000).await.unwrap().unwrap();
-            store.runner_commit("s1", claim.epoch, None, Some(1), Vec::new()).await.unwrap();
+            store.runner_commit("s1", claim.epoch, None, None, Some(1), Vec::new()).await.unwrap();
             // The second message has not started yet: one sent now waits behind it.
             let later = store.append_events("s1", vec![message()], true).await.unwrap();
             assert!(stamp(&later[0]).is_null());
             let before = store.get_event("s1", &sent[0].id).await.unwrap().unwrap();
-            store.runner_commit("s1", claim.epoch, None, Some(2), Vec::new()).await.unwrap();
+            store.runner_commit("s1", claim.epoch, None, None, Some(2), Vec::new()).await.unwrap();
             let second = store.get_event("s1", &sent[1].id).await.unwrap().unwrap();
             assert!(stamp(&second).is_string(), "{}", second.body);
             assert!(second.processed_at >= sent[1].processed_at);
             // An event already stamped is left alone.
-            store.runner_commit("s1", claim.epoch, None, Some(1), Vec::new()).await.unwrap();
+            store.runner_commit("s1", claim.epoch, None, None, Some(1), Vec::new()).await.unwrap();
             assert_eq!(store.get_event("s1", &sent[0].id).await.unwrap().unwrap(), before);
             assert!(stamp(&store.get_event("s1", &later[0].id).await.unwrap().unwrap()).is_null());
         });

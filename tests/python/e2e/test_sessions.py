@@ -543,3 +543,55 @@ def test_custom_tool_result_with_a_bad_id_is_a_400(stack, model, sessions):
     refused(use["id"], "a custom tool use answered already")
     stored = [e for e in s.all_events() if e["type"] == "user.custom_tool_result"]
     s.check(len(stored) == 1, f"refused results were stored: {len(stored)} user.custom_tool_result events")
+
+
+# ---------------------------------------------------------------------------------------------
+# budgets
+# ---------------------------------------------------------------------------------------------
+
+# The e2e servers price this model at $100 per million tokens in and out (tests/e2e_sessions.rs),
+# so one cent is 100 tokens: every model request of every runtime costs more than a cent.
+BUDGET_MODEL = "e2e-budget"
+
+
+def test_budget_reached_ends_the_turn_and_refuses_messages_until_raised(stack, sessions):
+    c = stack.client
+    stack.fake.set_scenario(BUDGET_MODEL, {"turns": [{"text": "first answer"}, {"text": "second answer"}]})
+    s = stack.session(BUDGET_MODEL, budget={"type": "limit", "max_list_cost": {"amount": "1", "currency": "USD"}})
+    sessions.append(s)
+    evs = s.turn("Spend a cent.", stop="budget_reached")
+    s.check(of_type(evs, "span.model_request_end"), "the turn made a model request before its budget ran out")
+
+    # The usage kept is the sum of the stored model requests' usage, and its list cost is
+    # past the budget.
+    got = c.beta.sessions.retrieve(s.id)
+    stored = of_type(s.all_events(), "span.model_request_end")
+    summed = sum((e.get("model_usage") or {}).get("input_tokens", 0) for e in stored)
+    s.check(got.usage.input_tokens == summed,
+            f"usage.input_tokens {got.usage.input_tokens} is not the stored requests' sum {summed}")
+    spent = int(got.usage.list_cost.amount)
+    s.check(got.usage.list_cost.currency == "USD" and spent >= 1, f"usage.list_cost {got.usage.list_cost}")
+
+    # More messages are refused, saying why; nothing is stored.
+    before = len(s.all_events())
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        s.send({"type": "user.message", "content": [{"type": "text", "text": "more"}]})
+    s.check("budget" in str(refused.value), f"the refusal does not name the budget: {refused.value}")
+    s.check(len(s.all_events()) == before, "a refused message was stored")
+
+    # A ceiling at or below what is spent is refused; a raised one lets the session go on.
+    with pytest.raises(anthropic.BadRequestError) as low:
+        c.beta.sessions.update(s.id, budget={"type": "limit", "max_list_cost": {"amount": str(spent),
+                                                                                "currency": "USD"}})
+    s.check("budget_not_raised" in str(low.value), f"lowering the budget: {low.value}")
+    raised = str(spent + 100_000)
+    c.beta.sessions.update(s.id, budget={"type": "limit", "max_list_cost": {"amount": raised, "currency": "USD"}})
+    evs = s.turn("Go on.")
+    s.check(text_of(of_type(evs, "agent.message")[-1]) == "second answer", "the raised budget's turn answered")
+
+    # Removed, a budget cannot come back.
+    c.beta.sessions.update(s.id, budget=None)
+    with pytest.raises(anthropic.BadRequestError) as again:
+        c.beta.sessions.update(s.id, budget={"type": "limit", "max_list_cost": {"amount": raised,
+                                                                                "currency": "USD"}})
+    s.check("budget_create_only" in str(again.value), f"re-adding a removed budget: {again.value}")

@@ -14,7 +14,7 @@ fn at(secs: u64) -> Instant {
 }
 
 fn cfg() -> Config {
-    Config { harness: "fake".into(), interrupt_grace: Duration::from_secs(10) }
+    Config { harness: "fake".into(), interrupt_grace: Duration::from_secs(10), price: None }
 }
 
 fn user(seq: i64, kind: &str, body: Value) -> UserEvent {
@@ -88,7 +88,7 @@ fn exited(limit: Option<&str>, actions: Vec<PluginAction>) -> Input {
 /// An effect in a few words: `commit session.status_idle:end_turn =>idle @1`.
 fn show(e: &Effect) -> String {
     match e {
-        Effect::Commit { events, status, turn_seq } => {
+        Effect::Commit { events, status, turn_seq, usage } => {
             let mut s = String::from("commit");
             for ev in events {
                 let ev = Value::Object(ev.clone());
@@ -108,6 +108,9 @@ fn show(e: &Effect) -> String {
             if let Some(seq) = turn_seq {
                 s.push_str(&format!(" @{seq}"));
             }
+            if let Some(u) = usage {
+                s.push_str(&format!(" +usage {}", u["input_tokens"]));
+            }
             s
         }
         Effect::SaveInputSeq(n) => format!("input {n}"),
@@ -121,6 +124,7 @@ fn show(e: &Effect) -> String {
         Effect::Write(b) => format!("write {}", String::from_utf8_lossy(b)),
         Effect::RunTool(c) => format!("run {}", c.id),
         Effect::CancelTool => "cancel".into(),
+        Effect::Interrupt => "interrupt".into(),
     }
 }
 
@@ -694,4 +698,123 @@ fn usage_adds_up_into_the_status_change() {
     assert_eq!(st.usage["input_tokens"], 6);
     assert_eq!(st.usage["output_tokens"], 4);
     assert_eq!(st.usage["cache_creation"]["ephemeral_5m_input_tokens"], 10);
+}
+
+fn model_end(input_tokens: u64) -> PluginAction {
+    event(json!({"type": "span.model_request_end", "model_request_start_id": "sevt_s",
+        "model_usage": {"input_tokens": input_tokens, "output_tokens": 0}}))
+}
+
+/// $1 per million input tokens: one cent is 10,000 input tokens.
+fn priced(loaded: Loaded) -> Engine {
+    let price = Price { input: 1_000_000, output: 0, cache_read: 0, cache_write_5m: 0, cache_write_1h: 0 };
+    let mut e = Engine::new(Config { price: Some(price), ..cfg() }, loaded);
+    assert!(e.begin().is_empty());
+    e
+}
+
+#[test]
+fn usage_is_stored_with_the_events_it_comes_from() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![
+            (Input::Output(vec![model_end(7)]), vec![]),
+            (Input::Output(vec![text()]), vec![]),
+            (Input::BurstEnd, vec!["commit span.model_request_end agent.message +usage 7"]),
+            // The status change after it needs no usage of its own.
+            (
+                Input::Output(vec![model_end(3), end()]),
+                vec!["commit span.model_request_end +usage 10", "commit session.status_idle:end_turn =>idle"],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_spent_budget_interrupts_the_turn_which_ends_budget_reached() {
+    let mut e = priced(Loaded { budget: Some(Cost::from_cents(1)), ..Loaded::default() });
+    run(
+        &mut e,
+        vec![
+            (msg(1), vec!["input 1", "commit session.status_running =>running @1", "start"]),
+            (Input::Started, vec!["deliver user.message#1"]),
+            (Input::Output(vec![model_end(9_999)]), vec![]),
+            // The request that reaches the ceiling interrupts the turn, as a
+            // user would (the runner answers with the interrupt).
+            (Input::Output(vec![model_end(1)]), vec!["interrupt"]),
+            (interrupt(1, 0), vec!["input 1", "deliver user.interrupt#1"]),
+            // Whatever the runtime says of the turn, it ended for the budget.
+            (
+                Input::Output(vec![end()]),
+                vec![
+                    "commit span.model_request_end span.model_request_end +usage 10000",
+                    "commit session.status_idle:budget_reached =>idle",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_runtime_that_ignores_the_budget_interrupt_is_stopped_after_the_grace_period() {
+    let mut e = priced(Loaded { budget: Some(Cost::from_cents(1)), ..Loaded::default() });
+    e.handle(msg(1));
+    e.handle(Input::Started);
+    assert_eq!(
+        e.handle(Input::Plugin(vec![model_end(20_000)])).iter().map(show).collect::<Vec<_>>(),
+        ["commit span.model_request_end +usage 20000", "interrupt"]
+    );
+    e.handle(interrupt(1, 0));
+    run(
+        &mut e,
+        vec![(
+            Input::Tick(at(11)),
+            vec!["stop: interrupt grace period over", "commit session.status_idle:budget_reached =>idle"],
+        )],
+    );
+}
+
+#[test]
+fn messages_after_the_budget_is_spent_end_at_once_until_it_is_raised() {
+    let spent = json!({"input_tokens": 10_000}).as_object().unwrap().clone();
+    let mut e = priced(Loaded { budget: Some(Cost::from_cents(1)), usage: spent, ..Loaded::default() });
+    run(
+        &mut e,
+        vec![
+            (
+                msg(1),
+                vec![
+                    "input 1",
+                    "commit session.status_running =>running @1",
+                    "commit session.status_idle:budget_reached =>idle",
+                ],
+            ),
+            (Input::Budget(Some(Cost::from_cents(2))), vec![]),
+            (msg(2), vec!["input 2", "commit session.status_running =>running @2", "start"]),
+        ],
+    );
+    // A removed budget stops nothing.
+    let spent = json!({"input_tokens": 1_000_000}).as_object().unwrap().clone();
+    let mut e = priced(Loaded { budget: Some(Cost::from_cents(1)), usage: spent, ..Loaded::default() });
+    run(
+        &mut e,
+        vec![
+            (Input::Budget(None), vec![]),
+            (msg(1), vec!["input 1", "commit session.status_running =>running @1", "start"]),
+        ],
+    );
+}
+
+#[test]
+fn a_budget_without_a_price_or_a_price_without_a_budget_stops_nothing() {
+    let mut e = Engine::new(cfg(), Loaded { budget: Some(Cost(0)), ..Loaded::default() });
+    e.begin();
+    e.handle(msg(1));
+    e.handle(Input::Started);
+    assert!(!e.handle(Input::Plugin(vec![model_end(1_000_000)])).iter().any(|x| matches!(x, Effect::Interrupt)));
+    let mut e = priced(Loaded::default());
+    e.handle(msg(1));
+    e.handle(Input::Started);
+    assert!(!e.handle(Input::Plugin(vec![model_end(1_000_000)])).iter().any(|x| matches!(x, Effect::Interrupt)));
 }
