@@ -153,6 +153,9 @@ pub struct DefaultConfigParam {
 pub enum PermissionPolicy {
     AlwaysAllow,
     AlwaysAsk,
+    /// Each call judged by the plugin SDK's documented rule
+    /// (`bridle_harness_sdk::policy::judge`).
+    Auto,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

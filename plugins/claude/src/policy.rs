@@ -1,7 +1,7 @@
 //! The agent's tool policy (shared with every plugin, in the SDK) plus the
 //! Claude Code names of the toolset's tools.
 
-pub use bridle_harness_sdk::policy::{Perm, ToolPolicy};
+pub use bridle_harness_sdk::policy::{AUTO_DENIED, Decision, Perm, ToolPolicy, decide};
 
 /// The agent toolset's tools: Managed Agents name ↔ Claude Code name.
 pub const TOOLSET: [(&str, &str); 8] = [

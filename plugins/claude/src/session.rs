@@ -2,7 +2,7 @@
 //! stream-json lines and Managed Agents events.
 
 use crate::custom::{self, CustomServer};
-use crate::policy::{Perm, TOOLSET, ToolPolicy, toolset_name};
+use crate::policy::{self, Decision, Perm, TOOLSET, ToolPolicy, toolset_name};
 use crate::protocol::{
     ApiRetry, Assistant, AssistantBlock, ControlRequest, Message, RequestKind, ResultBlock, ResultMessage, StreamEvent,
     StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User, UserBlock,
@@ -196,13 +196,14 @@ impl ClaudeSession {
         }
         let event_id = new_event_id();
         let (perm, mut event, mcp) = self.tool_event(name, &input, &event_id);
+        let perm = judged(perm, &mut event, mcp, &input);
         self.tools.insert(id.to_string(), ToolRef { event_id: event_id.clone(), mcp, custom: false });
         match perm {
             Perm::Allow => {
                 event["evaluated_permission"] = json!("allow");
                 out.push(Action::emit_json(&event));
             }
-            Perm::Ask => self.held.push(Held { tool_use_id: id.to_string(), event }),
+            Perm::Ask | Perm::Auto => self.held.push(Held { tool_use_id: id.to_string(), event }),
         }
     }
 
@@ -302,7 +303,8 @@ impl ClaudeSession {
                 Some(_) => (Perm::Allow, None),
                 None => {
                     let event_id = new_event_id();
-                    let (perm, event, mcp) = self.tool_event(name, &input, &event_id);
+                    let (perm, mut event, mcp) = self.tool_event(name, &input, &event_id);
+                    let perm = judged(perm, &mut event, mcp, &input);
                     if let Some(id) = &tool_use_id {
                         self.tools.insert(id.clone(), ToolRef { event_id, mcp, custom: false });
                     }
@@ -311,6 +313,11 @@ impl ClaudeSession {
             },
         };
         match (perm, event) {
+            (Perm::Ask, Some(mut event)) if event["evaluated_permission"] == "deny" => {
+                event["input"] = input.clone();
+                out.push(Action::emit_json(&event));
+                out.push(Self::permission_reply(&request_id, false, &input, policy::AUTO_DENIED));
+            }
             (Perm::Ask, Some(mut event)) => {
                 event["input"] = input.clone();
                 event["evaluated_permission"] = json!("ask");
@@ -690,7 +697,13 @@ impl HarnessSession for ClaudeSession {
         let mut allowed: Vec<String> =
             self.policy.builtin.iter().filter(|(_, p)| *p == Perm::Allow).filter_map(|(n, _)| claude_name(n)).collect();
         let mut ask: Vec<String> =
-            self.policy.builtin.iter().filter(|(_, p)| *p == Perm::Ask).filter_map(|(n, _)| claude_name(n)).collect();
+            // Under `auto` Claude Code asks for every call, and the plugin judges it.
+            self.policy
+                .builtin
+                .iter()
+                .filter(|(_, p)| matches!(p, Perm::Ask | Perm::Auto))
+                .filter_map(|(n, _)| claude_name(n))
+                .collect();
         let mut disallowed = Vec::new();
         argv.push("--tools".into());
         argv.push(enabled.join(","));
@@ -717,7 +730,7 @@ impl HarnessSession for ClaudeSession {
                 match perm {
                     None => disallowed.push(full),
                     Some(Perm::Allow) => allowed.push(full),
-                    Some(Perm::Ask) => ask.push(full),
+                    Some(Perm::Ask | Perm::Auto) => ask.push(full),
                 }
             }
         }
@@ -858,5 +871,27 @@ impl HarnessSession for ClaudeSession {
         }
         out.push(exit_failure("Claude Code", code, "before the turn finished"));
         out
+    }
+}
+
+/// Under `auto`, judge one call: its event gets the `evaluation`, and the
+/// policy it then follows is returned. A denied call is marked
+/// (`evaluated_permission: "deny"`) and held like an asked one; when Claude
+/// Code asks for it, it is refused.
+fn judged(perm: Perm, event: &mut Value, mcp: bool, input: &Value) -> Perm {
+    if perm != Perm::Auto {
+        return perm;
+    }
+    // MCP tools are judged as what they are, whatever their names.
+    let tool = if mcp { String::new() } else { event["name"].as_str().unwrap_or_default().to_string() };
+    let (decision, evaluation) = policy::decide(perm, &tool, input);
+    event["evaluation"] = evaluation;
+    match decision {
+        Decision::Allow => Perm::Allow,
+        Decision::Ask => Perm::Ask,
+        Decision::Deny => {
+            event["evaluated_permission"] = json!("deny");
+            Perm::Ask
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::protocol::{
 };
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
-use bridle_harness_sdk::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, read_line};
 use bridle_harness_sdk::{
@@ -96,7 +96,10 @@ impl CodexSession {
     /// `untrusted` makes codex ask before commands and patches; Bridle then
     /// answers the ones whose tool is `always_allow` itself.
     fn approval_policy(&self) -> &'static str {
-        let asks = ["bash", "edit", "write"].iter().any(|t| self.policy.builtin_perm(t) == Some(Perm::Ask));
+        // Under `auto` codex asks too, and the plugin judges each call.
+        let asks = ["bash", "edit", "write"]
+            .iter()
+            .any(|t| matches!(self.policy.builtin_perm(t), Some(Perm::Ask | Perm::Auto)));
         if asks { "untrusted" } else { "never" }
     }
 
@@ -217,11 +220,25 @@ impl CodexSession {
         let event_id = new_event_id();
         self.items.insert(item_id.to_string(), ItemRef { event_id: event_id.clone(), kind: ToolKind::Builtin });
         let mut event = json!({"type": "agent.tool_use", "id": event_id, "name": name, "input": input});
-        if self.policy.builtin_perm(name) == Some(Perm::Ask) {
-            self.held.push((item_id.to_string(), event));
-        } else {
+        let decision = match self.policy.builtin_perm(name) {
+            Some(Perm::Ask) => Decision::Ask,
+            Some(Perm::Auto) => {
+                // Judged now; a denied call is marked and held until codex
+                // asks for it, then declined.
+                let (decision, evaluation) = policy::decide(Perm::Auto, name, &event["input"]);
+                event["evaluation"] = evaluation;
+                if decision == Decision::Deny {
+                    event["evaluated_permission"] = json!("deny");
+                }
+                decision
+            }
+            _ => Decision::Allow,
+        };
+        if decision == Decision::Allow {
             event["evaluated_permission"] = json!("allow");
             out.push(Action::emit_json(&event));
+        } else {
+            self.held.push((item_id.to_string(), event));
         }
     }
 
@@ -588,6 +605,11 @@ impl CodexSession {
         }
         let held = self.held.iter().position(|(id, _)| *id == item_id);
         match held {
+            Some(pos) if self.held[pos].1["evaluated_permission"] == "deny" => {
+                let (_, event) = self.held.remove(pos);
+                out.push(Action::emit_json(&event));
+                out.push(approval_reply(&rpc_id, legacy, false));
+            }
             Some(pos) => {
                 let (_, mut event) = self.held.remove(pos);
                 event["evaluated_permission"] = json!("ask");
@@ -864,11 +886,12 @@ impl HarnessSession for CodexSession {
             if p.default.is_none() && p.tools.values().all(Option::is_none) {
                 continue; // every tool of the server is disabled
             }
-            if p.default == Some(Perm::Ask) || p.tools.values().any(|t| *t == Some(Perm::Ask)) {
+            let asks = |p: &Option<Perm>| matches!(p, Some(Perm::Ask | Perm::Auto));
+            if asks(&p.default) || p.tools.values().any(asks) {
                 log(
                     LogLevel::Warn,
                     &format!(
-                        "codex: MCP server `{name}`: codex does not ask before MCP calls, always_ask is not enforced"
+                        "codex: MCP server `{name}`: codex does not ask before MCP calls, always_ask and auto are not enforced"
                     ),
                 );
             }

@@ -6,7 +6,7 @@ use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::errors::model_error_type;
-use bridle_harness_sdk::policy::{Perm, ToolPolicy};
+use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
@@ -150,29 +150,40 @@ impl AgentsSession {
         let input = m.input.clone().unwrap_or_else(|| json!({}));
         let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone() };
         let id = new_event_id();
-        let perm = self.perm(name);
-        let permission = match perm {
-            Some(Perm::Allow) => "allow",
-            Some(Perm::Ask) => "ask",
-            None => "deny",
+        let refuse = |out: &mut Vec<Action>, text: String| {
+            out.push(Action::emit_json(&json!({
+                "type": "agent.tool_result", "tool_use_id": id,
+                "content": [{"type": "text", "text": text}], "is_error": true,
+            })));
+            out.push(Action::write_line(&json!({
+                "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
+            })));
         };
-        out.push(Action::emit_json(&json!({
+        let Some(perm) = self.perm(name) else {
+            // Not offered to the model, yet called: refused before any
+            // policy applies (no `evaluation`).
+            out.push(Action::emit_json(&json!({
+                "type": "agent.tool_use", "id": id, "name": name, "input": input, "evaluated_permission": "deny",
+            })));
+            refuse(out, format!("The tool `{name}` is not enabled for this agent."));
+            return;
+        };
+        let (decision, evaluation) = policy::decide(perm, name, &input);
+        let mut event = json!({
             "type": "agent.tool_use", "id": id, "name": name, "input": input,
-            "evaluated_permission": permission,
-        })));
-        match perm {
-            Some(Perm::Allow) => out.push(Self::tool_call_action(&id, &call)),
-            Some(Perm::Ask) => self.asking.push(id.clone()),
-            None => {
-                // Not offered to the model, yet called: refuse it.
-                let text = format!("The tool `{name}` is not enabled for this agent.");
-                out.push(Action::emit_json(&json!({
-                    "type": "agent.tool_result", "tool_use_id": id,
-                    "content": [{"type": "text", "text": text}], "is_error": true,
-                })));
-                out.push(Action::write_line(&json!({
-                    "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
-                })));
+            "evaluated_permission": decision.as_str(),
+        });
+        // Like every plugin, only `auto` says how it decided (the API reads an
+        // absent `evaluation` as the policy its permission implies).
+        if perm == Perm::Auto {
+            event["evaluation"] = evaluation;
+        }
+        out.push(Action::emit_json(&event));
+        match decision {
+            Decision::Allow => out.push(Self::tool_call_action(&id, &call)),
+            Decision::Ask => self.asking.push(id.clone()),
+            Decision::Deny => {
+                refuse(out, policy::AUTO_DENIED.to_string());
                 return;
             }
         }

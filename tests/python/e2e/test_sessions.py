@@ -595,3 +595,42 @@ def test_budget_reached_ends_the_turn_and_refuses_messages_until_raised(stack, s
         c.beta.sessions.update(s.id, budget={"type": "limit", "max_list_cost": {"amount": raised,
                                                                                 "currency": "USD"}})
     s.check("budget_create_only" in str(again.value), f"re-adding a removed budget: {again.value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the auto permission policy
+# ---------------------------------------------------------------------------------------------
+
+AUTO_TOOLS = [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "auto"}}}]
+
+
+def test_auto_policy_runs_a_safe_call_and_denies_a_high_risk_one(stack, model, sessions):
+    tag = uniq("auto")
+    marker = f"piped-{uuid.uuid4().hex[:8]}"
+    safe = f"echo {tag}"
+    risky = f"printf 'touch {marker}' | sh"
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": safe}, {"command": risky}],
+                                               "text": "Done: {{tool_output}}"}]})
+    s = stack.session(model, tools=AUTO_TOOLS)
+    sessions.append(s)
+    evs = s.turn("Run both.")
+    uses = of_type(evs, "agent.tool_use")
+    s.check(len(uses) == 2, f"two tool uses, got {[u.get('input') for u in uses]}")
+    ok, bad = uses
+    s.check(tag in json.dumps(ok.get("input")), f"the first call is the safe one: {ok.get('input')}")
+    s.check(ok.get("evaluated_permission") == "allow", f"safe call: {ok.get('evaluated_permission')!r}")
+    s.check(ok.get("evaluation") == {"type": "auto", "evaluated_permission": {"type": "allow"}},
+            f"safe call's evaluation: {ok.get('evaluation')}")
+    s.check(bad.get("evaluated_permission") == "deny", f"high-risk call: {bad.get('evaluated_permission')!r}")
+    s.check(bad.get("evaluation") == {"type": "auto", "evaluated_permission": {"type": "deny",
+                                                                              "reason_code": "high_risk"}},
+            f"high-risk call's evaluation: {bad.get('evaluation')}")
+    results = {r.get("tool_use_id"): r for r in of_type(evs, "agent.tool_result")}
+    s.check(tag in json.dumps(results.get(ok["id"], {}).get("content")), f"the safe call ran: {results}")
+    denied = results.get(bad["id"])
+    s.check(denied is not None and denied.get("is_error"), f"the denied call's result is an error: {denied}")
+    s.check(not (stack.workspace(s.id) / marker).exists(), "the denied command ran in the workspace")
+    # The SDK reads the judgement as its typed union.
+    listed = [e for e in stack.client.beta.sessions.events.list(s.id, limit=100) if e.type == "agent.tool_use"]
+    s.check(listed[-1].evaluation.type == "auto" and listed[-1].evaluation.evaluated_permission.type == "deny",
+            f"typed evaluation: {listed[-1].evaluation}")
