@@ -91,6 +91,9 @@ def test_endpoint_refusals_name_the_fix(stack):
     agent = stack.client.beta.agents.create(name=uniq("gw"), model="fake-text")
     for engine, url in [("codex", stack.fake.base_url + "/gw/x/v1/responses"),
                         ("codex", "https://api.anthropic.com"),
+                        # A query does not hide the path's end.
+                        ("openai-agents", stack.fake.base_url + "/gw/x/v1/responses?api-version=1"),
+                        ("openai-agents", stack.fake.base_url + "/gw/x/anthropic"),
                         ("claude", stack.fake.base_url + "/gw/x/v1")]:
         v = stack.client.beta.vaults.create(display_name=uniq("gw-llm"),
                                             metadata={ROLE: "llm", ENGINE: engine, BASE_URL_KEY: url})
