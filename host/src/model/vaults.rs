@@ -297,3 +297,79 @@ pub struct CredentialSecrets {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret_value: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::agents::AgentCreate;
+    use crate::model::common::patch_sets;
+    use crate::model::environments::EnvironmentCreate;
+    use crate::model::sessions::SessionCreate;
+
+    fn validate<T: DeserializeOwned + Validate>(body: Value) -> Result<(), Invalid> {
+        serde_json::from_value::<T>(body).expect("a well-formed body").validate()
+    }
+
+    /// Every object that takes metadata, on create: reserved keys are a 400 naming the key and
+    /// where it belongs, except on vaults.
+    #[test]
+    fn reserved_keys_belong_on_vaults_only() {
+        type Check = fn(Value) -> Result<(), Invalid>;
+        let objects: [(&str, Check, Value); 5] = [
+            ("agent", validate::<AgentCreate>, json!({"name": "a", "model": "m"})),
+            ("environment", validate::<EnvironmentCreate>, json!({"name": "e"})),
+            ("credential", validate::<CredentialCreate>, json!({"auth": {"type": "static_bearer", "token": "t"}})),
+            ("session", validate::<SessionCreate>, json!({"agent": "agent_1", "environment_id": "env_1"})),
+            ("vault", validate::<VaultCreate>, json!({"display_name": "v"})),
+        ];
+        for (object, check, body) in objects {
+            for (key, value) in
+                [(ROLE_KEY, "llm"), (ENGINE_KEY, "codex"), (LLM_BASE_URL_KEY, "https://gw.example.com/v1")]
+            {
+                let mut body = body.clone();
+                body["metadata"] = json!({"team": "x", key: value});
+                let got = check(body);
+                if object == "vault" {
+                    assert_eq!(got, Ok(()), "{object} {key}");
+                } else {
+                    let Invalid(msg) = got.expect_err(key);
+                    assert!(msg.contains(&format!("metadata.{key}")), "{object}: {msg}");
+                    assert!(msg.contains("only supported on vault metadata"), "{object}: {msg}");
+                    assert!(msg.contains(&format!("not on {object} metadata")), "{object}: {msg}");
+                }
+            }
+            let mut plain = body.clone();
+            plain["metadata"] = json!({"team": "x", "sandbox0.other": "y"});
+            assert_eq!(check(plain), Ok(()), "{object}: only the reserved prefix is refused");
+        }
+    }
+
+    /// Updates: a patch that sets a reserved key is refused; one that deletes it is not.
+    #[test]
+    fn reserved_keys_in_patches() {
+        for (patch, refused) in [
+            (json!({ENGINE_KEY: "codex"}), true),
+            (json!({"team": "x", ROLE_KEY: "llm"}), true),
+            (json!({ENGINE_KEY: null}), false),
+            (json!({ENGINE_KEY: ""}), false),
+            (json!({"team": "x"}), false),
+        ] {
+            let patch: MetadataPatch = serde_json::from_value(patch.clone()).unwrap();
+            for object in ["agent", "environment", "credential", "session"] {
+                assert_eq!(check_not_reserved(object, patch_sets(&patch)).is_err(), refused, "{object} {patch:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn vault_reserved_values_are_checked() {
+        let meta = |k: &str, v: &str| Metadata::from([(k.to_string(), v.to_string())]);
+        assert_eq!(check_vault_reserved(&meta(LLM_BASE_URL_KEY, "https://gw.example.com/v1")), Ok(()));
+        assert!(check_vault_reserved(&meta(LLM_BASE_URL_KEY, "gw.example.com/v1")).is_err());
+        let Invalid(msg) = check_vault_reserved(&meta("sandbox0.managed_agents.engin", "codex")).unwrap_err();
+        assert!(msg.contains("unknown reserved key"), "{msg}");
+    }
+}

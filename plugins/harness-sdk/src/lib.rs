@@ -151,7 +151,9 @@ pub trait Harness: 'static {
     fn info() -> HarnessInfo;
 
     /// Does this endpoint fit the harness's API shape? `Err` explains why
-    /// not, in words a user can act on. Called at session create.
+    /// not, in words a user can act on. Called at session create. Decide by
+    /// what the harness will call: [`url::parse_url`] and [`url::PathEnd`]
+    /// (gateways name upstreams anywhere in their paths).
     fn check_endpoint(llm: &LlmEndpoint) -> Result<(), String>;
 
     /// Placeholder env values and gateway header rules for this endpoint.

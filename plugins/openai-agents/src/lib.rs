@@ -65,6 +65,7 @@ mod session;
 
 pub use session::{AgentsSession, classify};
 
+use bridle_harness_sdk::url::{PathEnd, parse_url};
 use bridle_harness_sdk::{ApiShape, CredentialPlan, ExecutionModel, Harness, HarnessInfo, HeaderRule, LlmEndpoint};
 
 /// The program the host resolves in its runtime directory.
@@ -103,43 +104,37 @@ impl Harness for OpenaiAgents {
     }
 
     /// The runtime calls `<base>/responses`: the base must be the root of an
-    /// OpenAI Responses–compatible API.
+    /// OpenAI Responses–compatible API. The path's end decides (see
+    /// `bridle_harness_sdk::url`), so gateway paths that name an Anthropic
+    /// upstream mid-path, as LLMProxy's bridge does, pass.
     fn check_endpoint(llm: &LlmEndpoint) -> Result<(), String> {
         let Some(base) = llm.base_url.as_deref() else {
             return Ok(());
         };
-        let trimmed = base.trim().trim_end_matches('/');
-        let lower = trimmed.to_ascii_lowercase();
-        let Some((scheme, rest)) = lower.split_once("://") else {
-            return Err(format!("base URL `{base}` has no scheme; use https://host/..."));
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(format!("base URL `{base}` must be http or https"));
-        }
-        let host = rest.split(['/', ':', '?']).next().unwrap_or("");
-        if host.is_empty() {
-            return Err(format!("base URL `{base}` has no host"));
-        }
-        if host == "api.anthropic.com" || lower.ends_with("/anthropic") || lower.ends_with("/v1/messages") {
-            return Err(format!(
+        let url = parse_url(base)?;
+        let anthropic = || {
+            format!(
                 "`{base}` is an Anthropic Messages endpoint; the openai-agents engine needs an \
                  OpenAI Responses-compatible base URL (it calls <base>/responses). Put a \
-                 Responses-compatible proxy in front of it, or use the claude engine."
-            ));
+                 Responses-compatible gateway in front of it (e.g. LLMProxy's \
+                 https://<host>/claude2codex/<provider URL>), or use the claude engine."
+            )
+        };
+        if url.host == "api.anthropic.com" {
+            return Err(anthropic());
         }
-        if lower.ends_with("/chat/completions") || lower.ends_with("/completions") {
-            return Err(format!(
+        match url.path_end() {
+            PathEnd::V1Root | PathEnd::Other => Ok(()),
+            PathEnd::AnthropicRoot | PathEnd::MessagesCall => Err(anthropic()),
+            PathEnd::ChatCompletionsCall | PathEnd::CompletionsCall => Err(format!(
                 "`{base}` is a Chat Completions endpoint; the openai-agents engine uses the \
                  Responses API: give the API root (e.g. https://api.openai.com/v1) of a \
                  provider that serves <base>/responses."
-            ));
+            )),
+            PathEnd::ResponsesCall => {
+                Err(format!("`{base}` ends in /responses; give the API root instead (e.g. https://api.openai.com/v1)."))
+            }
         }
-        if lower.ends_with("/responses") {
-            return Err(format!(
-                "`{base}` ends in /responses; give the API root instead (e.g. https://api.openai.com/v1)."
-            ));
-        }
-        Ok(())
     }
 
     fn credentials(_llm: &LlmEndpoint) -> CredentialPlan {

@@ -18,10 +18,13 @@ fn launch_names_the_resident_runtime() {
     assert!(s.launch().is_err());
 }
 
+/// The source ships for hosts that install the runtime themselves. That its client retries
+/// nothing behind the runner's reported policy is behaviour, tested against the real SDK in
+/// `tests/fake-model/tests/openai_agents.rs` (`retries_529_429_500_then_success`,
+/// `persistent_failure_is_an_error`: the fake sees exactly the reported attempts).
 #[test]
-fn runtime_source_is_shipped_and_keeps_retries_visible() {
-    assert!(RUNTIME_SOURCE.contains("max_retries=0"));
-    assert!(RUNTIME_SOURCE.contains("ModelRetrySettings"));
+fn runtime_source_is_shipped() {
+    assert!(RUNTIME_SOURCE.starts_with("#!"), "the runtime script, with its interpreter line");
 }
 
 #[test]
@@ -30,32 +33,8 @@ fn info_endpoint_and_credentials() {
     assert_eq!(info.name, "openai-agents");
     assert_eq!(info.execution_model, ExecutionModel::SandboxAsTool);
     assert_eq!(info.api_shape, ApiShape::OpenaiResponses);
+    // The endpoint check: tests/endpoint.rs.
     let ep = |u: &str| LlmEndpoint { base_url: Some(u.into()), model: "m".into() };
-    for ok in [
-        "https://api.openai.com/v1",
-        "http://127.0.0.1:9/v1/",
-        // AI gateways: LLMProxy's bridge, Cloudflare AI Gateway, LiteLLM.
-        "https://llmproxy.example.com/claude2codex/https://api.z.ai/anthropic/v1",
-        "https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/v1",
-        "http://litellm.internal:4000/v1",
-    ] {
-        assert!(OpenaiAgents::check_endpoint(&ep(ok)).is_ok(), "{ok}");
-    }
-    assert!(OpenaiAgents::check_endpoint(&LlmEndpoint::default()).is_ok());
-    for bad in [
-        "https://api.anthropic.com",
-        "https://api.minimax.io/anthropic",
-        "https://gw.example.com/anthropic/",
-        "https://gw.example.com/v1/messages/",
-        "https://gw.example.com/v1/chat/completions",
-        "https://api.openai.com/v1/responses",
-        "api.openai.com/v1",
-        "ftp://x/v1",
-        "https:///v1",
-    ] {
-        let err = OpenaiAgents::check_endpoint(&ep(bad)).unwrap_err();
-        assert!(err.contains(bad), "{err}");
-    }
     let plan = OpenaiAgents::credentials(&ep("https://api.openai.com/v1"));
     assert_eq!(plan.env[0].0, "OPENAI_API_KEY");
     assert_eq!(plan.inject[0].header, "authorization");

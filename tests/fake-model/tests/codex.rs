@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bridle_fake_model::{Config, Failure, FakeModel, Reply, Scenario, ToolCall};
@@ -21,8 +21,8 @@ struct Codex {
     _dir: tempfile::TempDir,
 }
 
-fn write_config(home: &Path, fm: &FakeModel, model: &str, stream_max_retries: u32) {
-    let toml = format!(
+fn test_config(fm: &FakeModel, model: &str, stream_max_retries: u32) -> String {
+    format!(
         r#"model = "{model}"
 model_provider = "fake"
 approval_policy = "never"
@@ -37,20 +37,24 @@ request_max_retries = 0
 stream_max_retries = {stream_max_retries}
 "#,
         base = fm.openai_base_url()
-    );
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::write(home.join("config.toml"), toml).unwrap();
+    )
 }
 
 fn codex(fm: &FakeModel, model: &str, stream_max_retries: u32) -> Codex {
+    codex_with(&test_config(fm, model, stream_max_retries), ("FAKE_MODEL_API_KEY", TOKEN))
+}
+
+/// `codex app-server` with `config` as `$CODEX_HOME/config.toml` and the key in `key_env`.
+fn codex_with(config: &str, key_env: (&str, &str)) -> Codex {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("codex-home");
-    write_config(&home, fm, model, stream_max_retries);
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("config.toml"), config).unwrap();
     let ws = dir.path().join("workspace");
     std::fs::create_dir_all(&ws).unwrap();
     let bin = program(Runtime::Codex);
     let mut cmd = clean_command(&bin, dir.path());
-    cmd.arg("app-server").current_dir(&ws).env("CODEX_HOME", &home).env("FAKE_MODEL_API_KEY", TOKEN);
+    cmd.arg("app-server").current_dir(&ws).env("CODEX_HOME", &home).env(key_env.0, key_env.1);
     let mut proc = LineProc::spawn("codex app-server", cmd, dir.path().join("codex.stderr"));
     proc.send(&json!({"method": "initialize", "id": 0,
         "params": {"clientInfo": {"name": "bridle-test", "title": "Bridle test", "version": "0.0.1"}}}));
@@ -238,4 +242,34 @@ fn rate_limit_without_retry_after_is_final_for_codex() {
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0]["willRetry"], false);
     assert_eq!(errors[0]["error"]["codexErrorInfo"]["responseTooManyFailedAttempts"]["httpStatusCode"], 429);
+}
+
+/// MiniMax detection beyond the unit tests: for a MiniMax upstream the codex plugin writes its
+/// MiniMax provider (own `env_key`, no OpenAI auth, more stream retries), and real codex runs a
+/// turn with that config, reading the key from the variable the plugin's credential plan names.
+/// The base URL is the gateway's (here the fake), as Bridle gives codex; detection goes by the
+/// upstream the vault names.
+#[test]
+fn minimax_provider_config_runs() {
+    use bridle_harness_sdk::{Harness, HarnessSession, LlmEndpoint, SessionSpec};
+    use bridle_plugin_codex::{Codex as Plugin, CodexSession};
+
+    let upstream = "https://api.minimax.io/v1";
+    let fm = fake();
+    fm.set_scenario("MiniMax-M2", Scenario::text("Hello from MiniMax, {{last_user}}!"));
+    let spec = json!({
+        "session_id": "sesn_mm", "agent": {"model": "MiniMax-M2"}, "workspace": "/workspace", "resume": null,
+        "llm": {"base_url": fm.openai_base_url(), "upstream_base_url": upstream, "model": "MiniMax-M2"},
+    });
+    let plan = CodexSession::new(SessionSpec::from_json(&spec.to_string()).unwrap()).launch().unwrap();
+    let config = String::from_utf8(plan.files[0].contents.clone()).unwrap();
+    assert!(config.lines().any(|l| l == "model_provider = \"minimax\""), "{config}");
+    let credentials = Plugin::credentials(&LlmEndpoint { base_url: Some(upstream.into()), model: "MiniMax-M2".into() });
+    let key_env = credentials.env[0].0.as_str();
+    assert_eq!(key_env, "MINIMAX_API_KEY");
+    let mut c = codex_with(&config, (key_env, TOKEN));
+    let done = c.turn("Ada");
+    assert_eq!(done["turn"]["status"], "completed", "{}", c.proc.diagnostics());
+    assert_eq!(c.agent_messages(), vec!["Hello from MiniMax, Ada!"], "{}", c.proc.diagnostics());
+    assert_token_on_every_request(&fm, "MiniMax-M2");
 }

@@ -19,7 +19,11 @@ GATEWAYS = [
     pytest.param("claude", "/gw/client/v4/accounts/acc123/ai/anthropic", id="claude-cloudflare"),
     pytest.param("codex", "/gw/client/v4/accounts/acc123/ai/v1", id="codex-cloudflare"),
     pytest.param("openai-agents", "/gw/client/v4/accounts/acc123/ai/v1", id="openai-agents-cloudflare"),
-    # LiteLLM.
+    # A prefix with a trailing slash before the OpenAI-style harnesses' /v1 root.
+    pytest.param("codex", "/gw/team-a/v1/", id="codex-prefix-slash"),
+    pytest.param("openai-agents", "/gw/team-a/v1/", id="openai-agents-prefix-slash"),
+    # LiteLLM: Anthropic's Messages at its root, OpenAI's API under /v1.
+    pytest.param("claude", "/gw/litellm", id="claude-litellm"),
     pytest.param("codex", "/gw/litellm/v1", id="codex-litellm"),
     pytest.param("openai-agents", "/gw/litellm/v1", id="openai-agents-litellm"),
     # LLMProxy bridging an Anthropic-compatible provider into an OpenAI-style harness: the
@@ -43,7 +47,13 @@ def _session(stack, model: str, engine: str, base_url: str | None) -> Live:
         agent=agent.id, environment_id=stack.environment_id(), vault_ids=vault_ids)
     assert raw.headers.get("bridle-harness") == engine, (
         f"bridle-harness header {raw.headers.get('bridle-harness')!r}, expected {engine!r}")
-    return Live(stack, raw.parse().id, model)
+    sid = raw.parse().id
+    # Retrieve says it too, and the SDK still parses the Session object it comes with.
+    got = stack.client.beta.sessions.with_raw_response.retrieve(sid)
+    assert got.headers.get("bridle-harness") == engine, (
+        f"bridle-harness header on retrieve {got.headers.get('bridle-harness')!r}, expected {engine!r}")
+    assert got.parse().id == sid
+    return Live(stack, sid, model)
 
 
 def _text_turn(stack, s: Live, model: str) -> None:
@@ -81,6 +91,9 @@ def test_endpoint_refusals_name_the_fix(stack):
     agent = stack.client.beta.agents.create(name=uniq("gw"), model="fake-text")
     for engine, url in [("codex", stack.fake.base_url + "/gw/x/v1/responses"),
                         ("codex", "https://api.anthropic.com"),
+                        # A query does not hide the path's end.
+                        ("openai-agents", stack.fake.base_url + "/gw/x/v1/responses?api-version=1"),
+                        ("openai-agents", stack.fake.base_url + "/gw/x/anthropic"),
                         ("claude", stack.fake.base_url + "/gw/x/v1")]:
         v = stack.client.beta.vaults.create(display_name=uniq("gw-llm"),
                                             metadata={ROLE: "llm", ENGINE: engine, BASE_URL_KEY: url})

@@ -1,0 +1,60 @@
+//! The endpoint check, to the letter: codex calls `<base>/responses`, so the path's end decides,
+//! whatever the middle names (LLMProxy's bridge names its Anthropic upstream mid-path). Every
+//! base URL form of the harness guide (the seed), of issue 21 and of the AI gateways Bridle
+//! documents, accepted or refused with a fix.
+
+use bridle_harness_sdk::{Harness, LlmEndpoint};
+use bridle_plugin_codex::Codex;
+
+fn check(url: Option<&str>) -> Result<(), String> {
+    Codex::check_endpoint(&LlmEndpoint { base_url: url.map(str::to_string), model: "m".into() })
+}
+
+#[test]
+fn accepted_forms() {
+    for url in [
+        None, // OpenAI's default endpoint
+        // The guide's codex vault and its Cloudflare AI Gateway example.
+        Some("https://api.openai.com/v1"),
+        Some("https://api.cloudflare.com/client/v4/accounts/acc123/ai/v1"),
+        // LLMProxy bridging an Anthropic-compatible provider into an OpenAI-style harness.
+        Some("https://llmproxy.example.com/claude2codex/https://api.z.ai/anthropic/v1"),
+        Some("https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/v1"),
+        Some("http://litellm.internal:4000/v1"),
+        // A path prefix with a trailing slash; a query the gateway wants.
+        Some("https://gw.example.com/prefix/"),
+        Some("https://gw.example.com/v1?api-version=2025-04-01"),
+        Some("http://127.0.0.1:9000/v1/"),
+        Some("https://api.minimax.io/v1"),
+    ] {
+        assert_eq!(check(url), Ok(()), "{url:?}");
+    }
+}
+
+#[test]
+fn refused_forms_name_the_url_and_the_fix() {
+    // (base URL, words the refusal must carry)
+    for (url, fix) in [
+        // The guide's claude vault.
+        ("https://api.anthropic.com", "Anthropic Messages endpoint"),
+        // Anthropic-shaped roots and calls, wherever they are.
+        ("https://api.minimax.io/anthropic", "https://api.minimax.io/v1"),
+        ("https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/anthropic", "Anthropic Messages"),
+        ("https://gw.example.com/anthropic/", "claude2codex"),
+        ("https://gw.example.com/v1/messages/", "Anthropic Messages"),
+        // Whole calls instead of a base.
+        ("https://api.openai.com/v1/responses", "appends /responses"),
+        ("https://gw.example.com/v1/responses/", "appends /responses"),
+        ("https://gw.example.com/v1/responses?api-version=1", "appends /responses"),
+        ("https://gw.example.com/v1/chat/completions", "ends in /chat/completions"),
+        ("https://gw.example.com/v1/completions", "ends in /completions"),
+        // Not a URL the harness can call.
+        ("api.openai.com/v1", "no scheme"),
+        ("ftp://api.openai.com/v1", "http or https"),
+        ("https:///v1", "no host"),
+    ] {
+        let err = check(Some(url)).expect_err(url);
+        assert!(err.contains(url), "{url}: {err}");
+        assert!(err.contains(fix), "{url}: `{fix}` missing in: {err}");
+    }
+}
