@@ -158,6 +158,9 @@ pub enum Effect {
     /// Cancel the tool call in flight (kill what it runs); its outcome
     /// still comes back as [`Input::ToolDone`].
     CancelTool,
+    /// Store the files the agent left in the session's outputs directory
+    /// (a turn ends, or the runtime is about to stop for idleness).
+    CollectOutputs,
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -369,6 +372,9 @@ impl Engine {
             }
             Input::Idle => {
                 if !self.turn {
+                    if self.runtime_up {
+                        out.push(Effect::CollectOutputs);
+                    }
                     self.stop_runtime("idle", &mut out);
                 }
             }
@@ -661,6 +667,11 @@ impl Engine {
         let status = step
             .status_changed
             .then(|| StatusChange { status: self.machine.status(), usage: Value::Object(self.usage.clone()) });
+        // A turn's outputs are stored before its end is: a client that sees
+        // the session idle finds them listed.
+        if status.as_ref().is_some_and(|c| matches!(c.status, SessionStatus::Idle | SessionStatus::Terminated)) {
+            out.push(Effect::CollectOutputs);
+        }
         if events.is_empty() && status.is_none() && self.start_seq.is_none() {
             return;
         }

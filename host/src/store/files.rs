@@ -78,6 +78,16 @@ impl Store {
     /// counted as bytes arrive). Nothing is visible until
     /// [`FileWriter::finish`].
     pub async fn begin_file(&self, meta: &FileRow) -> StoreResult<FileWriter> {
+        self.begin(meta, None).await
+    }
+
+    /// Like [`begin_file`](Self::begin_file), for a session output: the
+    /// file at `path` under the outputs directory, whose bytes hash to `sha256`.
+    pub async fn begin_output_file(&self, meta: &FileRow, path: &str, sha256: &str) -> StoreResult<FileWriter> {
+        self.begin(meta, Some((path, sha256))).await
+    }
+
+    async fn begin(&self, meta: &FileRow, output: Option<(&str, &str)>) -> StoreResult<FileWriter> {
         self.sweep_abandoned_uploads().await?;
         let (scope_type, scope_id) = match &meta.scope {
             Some(s) => (Some(s.kind.clone()), Some(s.id.clone())),
@@ -86,7 +96,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO files (id, created_at, filename, mime_type, size_bytes, downloadable, scope_type, scope_id, \
-             complete) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 0)",
+             complete, output_path, sha256) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 0, $8, $9)",
         )
         .bind(&meta.id)
         .bind(meta.created_at)
@@ -95,6 +105,8 @@ impl Store {
         .bind(i64::from(meta.downloadable))
         .bind(scope_type)
         .bind(scope_id)
+        .bind(output.map(|o| o.0.to_owned()))
+        .bind(output.map(|o| o.1.to_owned()))
         .execute(&self.pool)
         .await?;
         Ok(FileWriter {
@@ -171,6 +183,21 @@ impl Store {
         let page = self.page_rows(sql, order, pos, limit).await?;
         let items = page.items.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, more_after: page.more_after, more_before: page.more_before })
+    }
+
+    /// A session's stored outputs: `(file id, output path, sha256)` of each.
+    pub async fn session_outputs(&self, session_id: &str) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, output_path, sha256 FROM files WHERE scope_type = 'session' AND scope_id = $1 \
+             AND output_path IS NOT NULL AND sha256 IS NOT NULL AND complete = 1",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("output_path")?, r.try_get("sha256")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// Delete a finished file and all its bytes; `false` if there was none.

@@ -110,14 +110,15 @@ class Stack:
         return v.id
 
     def session(self, model: str, tools: list[dict] | None = None, vault: bool = True,
-                engine: str | None = None) -> "Live":
+                engine: str | None = None, resources: list[dict] | None = None) -> "Live":
         agent = self.client.beta.agents.create(
             name=uniq("agent"), model=model,
             tools=tools if tools is not None else [{"type": "agent_toolset_20260401"}],
         )
         vault_ids = [self.llm_vault(engine)] if vault else []
+        extra = {"resources": resources} if resources is not None else {}
         s = self.client.beta.sessions.create(agent=agent.id, environment_id=self.environment_id(),
-                                             vault_ids=vault_ids)
+                                             vault_ids=vault_ids, **extra)
         return Live(self, s.id, model)
 
     def workspace(self, session_id: str) -> Path:
