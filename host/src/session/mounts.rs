@@ -1,5 +1,5 @@
-//! Placing a session's `file` resources in its sandbox: each file, read from
-//! the store, written read-only (mode 0444) at its `mount_path` before the
+//! Placing a session's `file` resources in its sandbox: each file, streamed
+//! from the store, written read-only (mode 0444) at its `mount_path` before the
 //! runtime starts in a new sandbox (before the first tool call, for a
 //! sandbox claimed lazily), and before each turn for resources added since.
 //! Which files a sandbox already holds is remembered per sandbox instance.
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bridle_sandbox::{ExecRequest, Sandbox};
 use futures::TryStreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -152,30 +153,46 @@ pub fn point_at_files(body: &Value, names: &HashMap<String, (String, String)>) -
     out
 }
 
-/// Write one file resource into the sandbox. A file the sandbox already
-/// has at that path (a workspace kept from an earlier sandbox) is replaced.
+/// Replaces what is at `$1` (a read-only copy left by an earlier sandbox
+/// cannot be opened for writing) with stdin, read-only.
+const PLACE_SCRIPT: &str = r#"set -e
+mkdir -p -- "$(dirname -- "$1")"
+rm -f -- "$1"
+cat > "$1"
+chmod 0444 -- "$1""#;
+
+/// Write one file resource into the sandbox, streaming its chunks from the
+/// store (no file is ever whole in memory).
 async fn place(store: &Store, sandbox: &dyn Sandbox, r: &SessionResource) -> Result<(), String> {
     let Some(file) = store.get_file(&r.file_id).await.map_err(|e| format!("reading file `{}`: {e}", r.file_id))? else {
         tracing::warn!(resource_id = %r.id, file_id = %r.file_id, "the file of a session resource was deleted; not placed");
         return Ok(());
     };
-    let chunks: Vec<bytes::Bytes> =
-        store.file_content(&file).try_collect().await.map_err(|e| format!("reading file `{}`: {e}", r.file_id))?;
-    // A read-only copy left by an earlier sandbox cannot be opened for writing.
-    let rm = ExecRequest::new(["rm", "-f", "--", r.mount_path.as_str()]);
-    let out = sandbox.exec(rm).await.map_err(|e| format!("preparing {}: {e}", r.mount_path))?.output(4096).await;
+    let req = ExecRequest::new(["/bin/bash", "-c", PLACE_SCRIPT, "place-file", r.mount_path.as_str()]);
+    let mut child =
+        sandbox.exec(req).await.map_err(|e| format!("resource `{}`: placing {}: {e}", r.id, r.mount_path))?;
+    let mut stdin = child.stdin.take().ok_or_else(|| format!("resource `{}`: no stdin to write to", r.id))?;
+    let mut chunks = std::pin::pin!(store.file_content(&file));
+    let streamed: Result<(), String> = async {
+        while let Some(chunk) = chunks.try_next().await.map_err(|e| format!("reading file `{}`: {e}", r.file_id))? {
+            stdin.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", r.mount_path))?;
+        }
+        stdin.shutdown().await.map_err(|e| format!("writing {}: {e}", r.mount_path))
+    }
+    .await;
+    drop(stdin);
+    let out = child.output(4096).await;
+    streamed.map_err(|e| format!("resource `{}`: {e}", r.id))?;
     if !out.status.success() {
         return Err(format!(
-            "resource `{}`: cannot replace what is at {}: {}",
+            "resource `{}`: cannot place the file at {} ({}): {}",
             r.id,
             r.mount_path,
+            out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    sandbox
-        .write_file(&r.mount_path, &chunks.concat(), 0o444)
-        .await
-        .map_err(|e| format!("resource `{}`: writing {}: {e}", r.id, r.mount_path))
+    Ok(())
 }
 
 #[cfg(test)]
