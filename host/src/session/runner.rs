@@ -374,6 +374,12 @@ impl Runner {
             Ok(n) => tracing::info!(files = n, "session outputs collected"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "collecting the session's outputs failed"),
         }
+        // The session was deleted while its outputs were being stored: they go too.
+        if let Ok(None) = self.host.store.get_session(&self.id).await
+            && let Err(e) = self.host.store.delete_session_files(&self.id).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "deleting the outputs of a deleted session failed");
+        }
     }
 
     async fn sandbox(&mut self) -> Option<Arc<dyn bridle_sandbox::Sandbox>> {

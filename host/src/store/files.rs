@@ -200,6 +200,23 @@ impl Store {
             .map_err(StoreError::from)
     }
 
+    /// Delete every file scoped to a session, and their bytes: how many.
+    pub async fn delete_session_files(&self, session_id: &str) -> StoreResult<usize> {
+        let rows = sqlx::query("SELECT id FROM files WHERE scope_type = 'session' AND scope_id = $1")
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            // Unfinished ones too: an output being stored when its session went.
+            if self.remove_file(&id, true).await? || self.remove_file(&id, false).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Delete a finished file and all its bytes; `false` if there was none.
     pub async fn delete_file(&self, id: &str) -> StoreResult<bool> {
         self.remove_file(id, true).await
@@ -412,6 +429,23 @@ mod tests {
         let f = put(&s, &meta(None), b"x", 1).await;
         assert_eq!(s.file_row_counts().await.unwrap(), (1, 1));
         assert!(s.delete_file(&f.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_sessions_files_are_deleted_with_it_and_only_its() {
+        let (s, _dir) = store().await;
+        let (a, b) = (new_id(Kind::Session), new_id(Kind::Session));
+        put(&s, &meta(Some(FileScope::session(&a))), &pattern(CHUNK_BYTES + 1), 4096).await;
+        let m = meta(Some(FileScope::session(&a)));
+        let mut w = s.begin_output_file(&m, "half.txt", &"0".repeat(64)).await.unwrap();
+        w.write(b"unfinished").await.unwrap();
+        std::mem::forget(w);
+        let kept_b = put(&s, &meta(Some(FileScope::session(&b))), b"b", 1).await;
+        let upload = put(&s, &meta(None), b"u", 1).await;
+        assert_eq!(s.delete_session_files(&a).await.unwrap(), 2);
+        assert_eq!(s.file_row_counts().await.unwrap(), (2, 2), "only b's output and the upload are left");
+        assert!(s.get_file(&kept_b.id).await.unwrap().is_some() && s.get_file(&upload.id).await.unwrap().is_some());
+        assert_eq!(s.delete_session_files(&a).await.unwrap(), 0);
     }
 
     #[tokio::test]
