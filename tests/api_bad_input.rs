@@ -243,6 +243,10 @@ struct Fx {
     session_deleted: String,
     /// A real `next_page` token of the agents list.
     agents_page: String,
+    /// An uploaded file, and a session holding it as a resource at `/workspace/held.txt`.
+    file: String,
+    session_with_file: String,
+    resource: String,
 }
 
 async fn fixtures(api: &Api) -> Fx {
@@ -271,6 +275,14 @@ async fn fixtures(api: &Api) -> Fx {
     api.ok(Method::DELETE, &format!("/v1/sessions/{session_deleted}"), None).await;
     let agents = api.ok(Method::GET, "/v1/agents?include_archived=true&limit=1", None).await;
     let agents_page = agents["next_page"].as_str().expect("two agents make two pages").to_string();
+    let up = api.send(Method::POST, "/v1/files", Auth::Key, multipart("file", "held.txt")).await.expect("upload");
+    assert_eq!(up.status, 200, "upload: {}", up.text());
+    let file = id(serde_json::from_slice(&up.body).expect("upload JSON"));
+    let held = json!({"agent": agent, "environment_id": env,
+                      "resources": [{"type": "file", "file_id": file, "mount_path": "/workspace/held.txt"}]});
+    let with_file = api.ok(Method::POST, "/v1/sessions", Some(held)).await;
+    let resource = with_file["resources"][0]["id"].as_str().expect("the resource's id").to_string();
+    let session_with_file = id(with_file);
     Fx {
         env,
         env_archived,
@@ -282,6 +294,9 @@ async fn fixtures(api: &Api) -> Fx {
         session_archived,
         session_deleted,
         agents_page,
+        file,
+        session_with_file,
+        resource,
     }
 }
 
@@ -340,6 +355,8 @@ fn table(fx: &Fx) -> Vec<Case> {
     use Method as M;
     let j = Body::Json;
     let s = &fx.session;
+    let with_resources = |r: Value| json!({"agent": fx.agent, "environment_id": fx.env, "resources": r});
+    let file_at = |p: &str| json!({"type": "file", "file_id": fx.file, "mount_path": p});
     let mut t = vec![
         // malformed JSON
         case("malformed JSON", M::POST, "/v1/agents", raw_json("{\"name\": \"x\", \"model\":"), &[400]),
@@ -1002,6 +1019,64 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("files: download of an unknown file", M::GET, "/v1/files/file_01NOTTHERE/content", Body::None, &[404]),
         case("files: delete of an unknown file", M::DELETE, "/v1/files/file_01NOTTHERE", Body::None, &[404]),
         case("files: PUT is not a verb here", M::PUT, "/v1/files", Body::None, &[404, 405]),
+        // session resources, at create and through /resources: each refused with nothing stored
+        // (run_table checks that no session was created and no resource added)
+        case("resources: unknown file at create", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "file", "file_id": "file_01NOTTHERE"}]))), &[400])
+            .msg("resources[0].file_id: file `file_01NOTTHERE` not found"),
+        case("resources: not a file id", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "file", "file_id": fx.agent}]))), &[400])
+            .msg("is not a file id"),
+        case("resources: mount path outside the roots", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/etc/passwd")]))), &[400])
+            .msg("outside the allowed directories"),
+        case("resources: mount path with ..", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/workspace/../etc/x")]))), &[400])
+            .msg("no `..`"),
+        case("resources: relative mount path", M::POST, "/v1/sessions", j(with_resources(json!([file_at("workspace/x")]))), &[400])
+            .msg("absolute path"),
+        case("resources: in the outputs directory", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/mnt/session/outputs/x")]))), &[400])
+            .msg("outside the allowed directories"),
+        case("resources: two on one path", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/workspace/a"), file_at("/workspace/a")]))), &[400])
+            .msg("resources[1].mount_path: `/workspace/a` collides"),
+        case("resources: one inside another", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/workspace/a"), file_at("/workspace/a/b")]))), &[400])
+            .msg("collides"),
+        case("resources: memory store", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "memory_store", "memory_store_id": "memstore_01A"}]))), &[400])
+            .msg("no memory stores"),
+        case("resources: unknown type", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "url", "url": "https://x"}]))), &[400])
+            .msg("unknown resource type `url`"),
+        case("resources: unknown field", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "file", "file_id": fx.file, "read_only": true}]))), &[400])
+            .msg("resources[0].read_only: unknown field"),
+        case("resources: add an unknown file", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(json!({"type": "file", "file_id": "file_01NOTTHERE"})), &[400])
+            .msg("file_id: file `file_01NOTTHERE` not found"),
+        case("resources: add on a taken path", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(file_at("/workspace/held.txt")), &[400])
+            .msg("mount_path: `/workspace/held.txt` collides"),
+        case("resources: add a path with ..", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(file_at("/mnt/session/uploads/../../x")), &[400])
+            .msg("no `..`"),
+        case("resources: add a memory store", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(json!({"type": "memory_store", "memory_store_id": "memstore_01A"})), &[400])
+            .msg("no memory stores"),
+        case("resources: add to an unknown session", M::POST, "/v1/sessions/sesn_01NOTTHERE/resources", j(file_at("/workspace/x")), &[404]),
+        case("resources: token for a file resource", M::POST, format!("/v1/sessions/{}/resources/{}", fx.session_with_file, fx.resource), j(json!({"authorization_token": "t"})), &[400])
+            .msg("only `github_repository` resources take a token"),
+        case("resources: update without a token", M::POST, format!("/v1/sessions/{}/resources/{}", fx.session_with_file, fx.resource), j(json!({})), &[400]),
+        case("resources: unknown resource", M::GET, format!("/v1/sessions/{}/resources/sesrsc_01NOTTHERE", fx.session_with_file), Body::None, &[404]),
+        case("resources: delete an unknown resource", M::DELETE, format!("/v1/sessions/{}/resources/sesrsc_01NOTTHERE", fx.session_with_file), Body::None, &[404]),
+        case("resources: id of another kind", M::GET, format!("/v1/sessions/{}/resources/{}", fx.session_with_file, fx.file), Body::None, &[404]),
+        case("resources: bad page token", M::GET, format!("/v1/sessions/{}/resources?page=x", fx.session_with_file), Body::None, &[400]),
+        case("resources: limit 0", M::GET, format!("/v1/sessions/{}/resources?limit=0", fx.session_with_file), Body::None, &[400]),
+        // file sources in message content name a file that exists
+        case(
+            "message: document of an unknown file",
+            M::POST,
+            format!("/v1/sessions/{s}/events"),
+            j(json!({"events": [{"type": "user.message", "content": [{"type": "document", "source": {"type": "file", "file_id": "file_01NOTTHERE"}}]}]})),
+            &[400],
+        )
+        .msg("events[0].content[0].source.file_id: file `file_01NOTTHERE` not found"),
+        case(
+            "message: image of an unknown file at create",
+            M::POST,
+            "/v1/sessions",
+            j(json!({"agent": fx.agent, "environment_id": fx.env, "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "see"}, {"type": "image", "source": {"type": "file", "file_id": "file_01NOTTHERE"}}]}]})),
+            &[400],
+        )
+        .msg("initial_events[0].content[1].source.file_id"),
         // routes
         case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]).msg("GET /v1/nothing-here"),
         case("agents have no DELETE", M::DELETE, format!("/v1/agents/{}", fx.agent), Body::None, &[404, 405]),
@@ -1046,7 +1121,20 @@ async fn run_table(server: &mut Server) {
     let r = api.send(Method::GET, "/v1/agents", Auth::Bearer, Body::None).await.unwrap();
     assert_eq!(r.status, 200, "Authorization: Bearer KEY must work: {}", r.text());
 
+    let sessions_before = session_count(&api).await;
     check_cases(server, &api, table(&fx)).await;
+    // Refused input stored nothing: no session was created, no resource added.
+    assert_eq!(session_count(&api).await, sessions_before, "a refused session create stored a session");
+    let held = api.ok(Method::GET, &format!("/v1/sessions/{}/resources", fx.session_with_file), None).await;
+    let ids: Vec<&str> = held["data"].as_array().expect("data").iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [fx.resource.as_str()], "a refused add stored a resource: {held}");
+}
+
+/// All sessions, archived ones included.
+async fn session_count(api: &Api) -> usize {
+    let page = api.ok(Method::GET, "/v1/sessions?include_archived=true&limit=100", None).await;
+    assert!(page["next_page"].is_null(), "the bad-input server holds more sessions than one page");
+    page["data"].as_array().expect("data").len()
 }
 
 /// Send each case and fail listing every one that was not answered as it wants.
@@ -1340,6 +1428,11 @@ fn routes(fx: &Fx) -> Vec<Route> {
             format!("/v1/sessions/{}", fx.session),
             json!({"title": "t", "metadata": {"k": "v"}}),
             vec![vec![K("metadata".into())]],
+        ),
+        r(
+            format!("/v1/sessions/{}/resources", fx.session),
+            json!({"type": "file", "file_id": fx.file, "mount_path": "/workspace/p.txt"}),
+            vec![],
         ),
         r(
             format!("/v1/sessions/{}/events", fx.session),

@@ -47,16 +47,28 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Store files scoped to a made-up session, as the runner will store a session's outputs;
+/// Store files scoped to a made-up session, as the runner stores a session's outputs;
 /// returns that session id.
 fn seed_session_outputs(server: &Server) -> String {
+    seed_scoped(server, &SCOPED_FILES).0
+}
+
+/// One more output of another made-up session, for `test_resources.py` (it may not be
+/// mounted by any other session; the test deletes it): its file id.
+fn seed_foreign_output(server: &Server) -> String {
+    seed_scoped(server, &[("foreign.txt", b"another session's output\n", true)]).1.remove(0)
+}
+
+/// Store `files` scoped to a fresh made-up session: its id and the files' ids.
+fn seed_scoped(server: &Server, files: &[(&str, &[u8], bool)]) -> (String, Vec<String>) {
     use bridle::ids::{Kind, new_id};
     use bridle::model::files::FileScope;
     use bridle::store::{FileRow, Store};
     let session = new_id(Kind::Session);
+    let mut ids = Vec::new();
     rt().block_on(async {
         let store = Store::connect(&database_url(server)).await.expect("open the server's database");
-        for (name, content, downloadable) in SCOPED_FILES {
+        for &(name, content, downloadable) in files {
             let meta = FileRow {
                 id: new_id(Kind::File),
                 created_at: bridle::time::now_micros(),
@@ -68,10 +80,10 @@ fn seed_session_outputs(server: &Server) -> String {
             };
             let mut w = store.begin_file(&meta).await.expect("begin a seeded file");
             w.write(content).await.expect("write a seeded file");
-            w.finish().await.expect("finish a seeded file");
+            ids.push(w.finish().await.expect("finish a seeded file").id);
         }
     });
-    session
+    (session, ids)
 }
 
 /// Every file the suite stored was deleted, and its bytes with it (only a whole run deletes
@@ -99,6 +111,7 @@ fn check_no_file_left(server: &Server, label: &str) {
 
 fn run_pytest(server: &Server, label: &str) {
     let scoped_session = seed_session_outputs(server);
+    let foreign_file = seed_foreign_output(server);
     let python = support::python_venv();
     let suite = support::tests_dir().join("python");
     let mut cmd = Command::new(python);
@@ -115,7 +128,8 @@ fn run_pytest(server: &Server, label: &str) {
         .env("BRIDLE_BACKEND", label)
         .env("BRIDLE_HEARTBEAT_SECS", HEARTBEAT_SECS)
         .env("BRIDLE_FILES_MAX_BYTES", FILES_MAX_BYTES)
-        .env("BRIDLE_SCOPED_SESSION", &scoped_session);
+        .env("BRIDLE_SCOPED_SESSION", &scoped_session)
+        .env("BRIDLE_FOREIGN_FILE", &foreign_file);
     if let Ok(extra) = std::env::var("BRIDLE_PYTEST_ARGS") {
         cmd.args(extra.split_whitespace());
     }

@@ -81,6 +81,7 @@ fn concrete(path: &str) -> String {
         .replace("{vault_id}", "vlt_01openapitest")
         .replace("{credential_id}", "vcrd_01openapitest")
         .replace("{session_id}", "sesn_01openapitest")
+        .replace("{resource_id}", "sesrsc_01openapitest")
 }
 
 struct Api {

@@ -39,7 +39,7 @@ done"#;
 /// Runs every exec as a host process (in its own process group) in `root/<session>`.
 struct HostDriver {
     root: PathBuf,
-    /// Runtime processes started, and those still running.
+    /// Runtime processes (resident execs) started, and execs still running.
     started: Arc<AtomicUsize>,
     running: Arc<AtomicUsize>,
 }
@@ -165,7 +165,11 @@ impl Sandbox for HostSandbox {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| SandboxError::Invalid(format!("cannot start {argv:?}: {e}")))?;
-        self.started.fetch_add(1, Ordering::SeqCst);
+        // Runtimes are resident execs; the host's own short execs (placing files,
+        // collecting outputs) are not runtime starts.
+        if request.resident {
+            self.started.fetch_add(1, Ordering::SeqCst);
+        }
         self.running.fetch_add(1, Ordering::SeqCst);
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let exec = Arc::new(HostExec {

@@ -13,6 +13,7 @@ pub enum Kind {
     Vault,
     Credential,
     File,
+    SessionResource,
     ApiKey,
     Request,
 }
@@ -27,6 +28,7 @@ impl Kind {
             Kind::Vault => "vlt_",
             Kind::Credential => "vcrd_",
             Kind::File => "file_",
+            Kind::SessionResource => "sesrsc_",
             Kind::ApiKey => "apikey_",
             Kind::Request => "req_",
         }
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Vault => "vault",
             Kind::Credential => "credential",
             Kind::File => "file",
+            Kind::SessionResource => "session resource",
             Kind::ApiKey => "API key",
             Kind::Request => "request",
         }

@@ -80,13 +80,12 @@ def test_success_responses_carry_request_id(raw):
     assert r.headers.get("request-id", "").startswith("req_"), dict(r.headers)
 
 
-# Routes the SDK has but Bridle does not implement (session resources, threads, self-hosted
-# work, ...): each must be a clear 4xx in the envelope, never a 5xx.
+# Routes the SDK has but Bridle does not implement (threads, self-hosted work, ...), and session
+# resources naming files that do not exist: each must be a clear 4xx in the envelope, never a 5xx.
 
 
 def test_unimplemented_session_subresources(client, session):
     calls = [
-        lambda: client.beta.sessions.resources.list(session.id),
         lambda: client.beta.sessions.resources.add(session.id, type="file", file_id="file_011CNha8iCJcU1wXNR6q4V8w"),
         lambda: client.beta.sessions.threads.list(session.id),
         lambda: client.beta.sessions.threads.retrieve("sthr_011CZkZVWa6oIjw0rgXZpnBt", session_id=session.id),

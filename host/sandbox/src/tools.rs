@@ -141,12 +141,23 @@ struct ToolState {
     busy: Option<crate::driver::BusyGuard>,
 }
 
+/// Prepares each sandbox the executor claims, before its first call runs
+/// (e.g. places the session's files); an error fails that call.
+pub type ClaimHook = Arc<
+    dyn Fn(
+            Arc<dyn Sandbox>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Runs toolset calls in a lazily claimed sandbox. Calls are serialized.
 pub struct ToolSandbox {
     driver: Arc<dyn SandboxDriver>,
     spec: SandboxSpec,
     cfg: ToolConfig,
     state: Mutex<ToolState>,
+    on_claim: Option<ClaimHook>,
 }
 
 /// Keeps `max` bytes, counts the rest.
@@ -189,7 +200,13 @@ fn sh_quote(s: &str) -> String {
 
 impl ToolSandbox {
     pub fn new(driver: Arc<dyn SandboxDriver>, spec: SandboxSpec, cfg: ToolConfig) -> Self {
-        Self { driver, spec, cfg, state: Mutex::new(ToolState::default()) }
+        Self { driver, spec, cfg, state: Mutex::new(ToolState::default()), on_claim: None }
+    }
+
+    /// Run `hook` on every sandbox claimed, before the call that claimed it.
+    pub fn with_claim_hook(mut self, hook: ClaimHook) -> Self {
+        self.on_claim = Some(hook);
+        self
     }
 
     /// The sandbox, when one has been claimed and is still running.
@@ -215,6 +232,12 @@ impl ToolSandbox {
         st.bash = None;
         let s = self.driver.claim(self.spec.clone()).await?;
         debug!(sandbox = s.id(), "tool sandbox claimed");
+        if let Some(hook) = &self.on_claim
+            && let Err(e) = hook(s.clone()).await
+        {
+            let _ = s.release().await;
+            return Err(SandboxError::Invalid(format!("preparing the sandbox failed: {e}")));
+        }
         st.busy = Some(s.busy());
         st.sandbox = Some(s.clone());
         Ok(s)

@@ -59,6 +59,9 @@ async fn cannot_write_outside_workspace_even_after_remount() {
         if mount -t tmpfs none /usr 2>/dev/null; then echo "MOUNTED tmpfs"; fi
         echo ok > /workspace/inside.txt && echo WORKSPACE-OK
         echo ok > /tmp/t && echo TMP-OK
+        echo ok > /mnt/session/uploads/{p} && echo UPLOADS-OK
+        echo ok > /mnt/session/outputs/{p} && echo OUTPUTS-OK
+        if touch /mnt/{p} 2>/dev/null; then echo "WROTE /mnt/{p}"; fi
         "#,
         p = probe
     );
@@ -70,6 +73,12 @@ async fn cannot_write_outside_workspace_even_after_remount() {
     assert!(!s.contains("WROTE-AFTER-REMOUNT"), "{s}");
     assert!(!s.contains("MOUNTED"), "{s}");
     assert!(s.contains("WORKSPACE-OK") && s.contains("TMP-OK"), "{s}");
+    // The session's own directories take files; the rest of /mnt does not.
+    assert!(s.contains("UPLOADS-OK") && s.contains("OUTPUTS-OK"), "{s}");
+    assert!(!s.contains("WROTE /mnt"), "{s}");
+    for f in ["/mnt/session/uploads", "/mnt/session/outputs", "/mnt"] {
+        assert!(!std::path::Path::new(f).join(&probe).exists(), "host {f}/{probe} was created");
+    }
     for dir in ["/usr", "/etc", "/usr/bin", "/"] {
         assert!(!std::path::Path::new(dir).join(&probe).exists(), "host {dir}/{probe} was created");
     }

@@ -89,6 +89,9 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     let mut answered = Vec::new();
     for (i, ev) in parsed.iter().enumerate() {
         check_reference(&st, &id, i, ev, &mut answered).await?;
+        for (field, file_id) in ev.file_ids() {
+            super::resources::check_file(&st, Some(&id), &format!("events[{i}].{field}"), &file_id).await?;
+        }
     }
     let events = parsed
         .into_iter()

@@ -14,6 +14,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod resources;
 pub mod sessions;
 pub mod stream;
 pub mod vaults;
@@ -89,6 +90,8 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(files::upload, files::list))
         .routes(routes!(files::retrieve, files::delete))
         .routes(routes!(files::download))
+        .routes(routes!(resources::list, resources::add))
+        .routes(routes!(resources::retrieve, resources::update, resources::delete))
 }
 
 /// The routes outside `/v1`, answered without an API key (`/metrics` is

@@ -198,9 +198,18 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     if p.budget.is_some() {
         budget_price(&st, &snapshot)?;
     }
+    let id = new_id(Kind::Session);
+    let mounts =
+        super::resources::prepare(&st, Some(&id), "resources", p.resources.as_deref().unwrap_or_default(), &[]).await?;
+    let resources = mounts.iter().map(|r| json!(r)).collect();
+    for (i, ev) in initial.iter().enumerate() {
+        for (field, file_id) in ev.file_ids() {
+            super::resources::check_file(&st, Some(&id), &format!("initial_events[{i}].{field}"), &file_id).await?;
+        }
+    }
     let now = now_micros();
     let session = Session {
-        id: new_id(Kind::Session),
+        id,
         agent: snapshot,
         archived_at: None,
         budget: p.budget.clone(),
@@ -208,7 +217,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
         environment_id: p.environment_id.clone(),
         metadata: p.metadata.clone().unwrap_or_default(),
         outcome_evaluations: Vec::new(),
-        resources: Vec::new(),
+        resources,
         stats: json!({"active_seconds": 0, "duration_seconds": 0}),
         status: SessionStatus::Idle,
         title: p.title.clone(),

@@ -145,6 +145,29 @@ pub enum Source {
     File { file_id: String },
 }
 
+impl UserEvent {
+    /// The Files API files its content blocks name (`{"type": "file",
+    /// "file_id"}` sources), with the field that names each.
+    pub fn file_ids(&self) -> Vec<(String, String)> {
+        let blocks = match self {
+            UserEvent::Message { content } => content.as_slice(),
+            UserEvent::CustomToolResult { content: Some(c), .. } => c.as_slice(),
+            _ => &[],
+        };
+        blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| match b {
+                ContentBlock::Image { source: Source::File { file_id } }
+                | ContentBlock::Document { source: Source::File { file_id }, .. } => {
+                    Some((format!("content[{i}].source.file_id"), file_id.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Parse and check one client event; `field` names it in error messages.
 pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid> {
     let ty = value.get("type").and_then(Value::as_str).map(str::to_owned);

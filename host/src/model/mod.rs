@@ -9,6 +9,7 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod pricing;
+pub mod resources;
 pub mod sessions;
 pub mod vaults;
 

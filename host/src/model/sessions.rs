@@ -120,11 +120,6 @@ impl Validate for SessionCreate {
         if let Some(b) = &self.budget {
             b.validate()?;
         }
-        if self.resources.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(Invalid::new(
-                "resources: session resources (files, GitHub repositories, memory stores) are not supported by this server yet",
-            ));
-        }
         if let Some(ev) = &self.initial_events
             && ev.len() > 50
         {

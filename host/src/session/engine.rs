@@ -169,6 +169,9 @@ pub enum Effect {
     /// The budget is spent: interrupt the turn as a user would (answer
     /// with an [`Input::User`] `user.interrupt` at the last seq taken).
     Interrupt,
+    /// Store the files the agent left in the session's outputs directory
+    /// (a turn ends, or the runtime is about to stop for idleness).
+    CollectOutputs,
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -393,6 +396,9 @@ impl Engine {
             }
             Input::Idle => {
                 if !self.turn {
+                    if self.runtime_up {
+                        out.push(Effect::CollectOutputs);
+                    }
                     self.stop_runtime("idle", &mut out);
                 }
             }
@@ -717,6 +723,11 @@ impl Engine {
         let status = step
             .status_changed
             .then(|| StatusChange { status: self.machine.status(), usage: Value::Object(self.usage.clone()) });
+        // A turn's outputs are stored before its end is: a client that sees
+        // the session idle finds them listed.
+        if status.as_ref().is_some_and(|c| matches!(c.status, SessionStatus::Idle | SessionStatus::Terminated)) {
+            out.push(Effect::CollectOutputs);
+        }
         if events.is_empty() && status.is_none() && self.start_seq.is_none() {
             return;
         }

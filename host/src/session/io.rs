@@ -64,6 +64,8 @@ pub(crate) trait RuntimeIo: Send {
     fn stderr_tail(&self) -> String {
         String::new()
     }
+    /// The sandbox the runtime's tools run in now, if one is running.
+    async fn sandbox(&mut self) -> Option<Arc<dyn Sandbox>>;
     /// Let go of the runtime (workspaces stay).
     async fn release(self: Box<Self>, session_id: &str);
 }
@@ -165,6 +167,10 @@ impl RuntimeIo for OwnProcess {
         }
     }
 
+    async fn sandbox(&mut self) -> Option<Arc<dyn Sandbox>> {
+        Some(self.sandbox.clone()).filter(|s| s.is_running())
+    }
+
     async fn release(self: Box<Self>, _session_id: &str) {
         let OwnProcess { sandbox, stdin, control, .. } = *self;
         drop(stdin);
@@ -217,6 +223,10 @@ impl RuntimeIo for Resident {
 
     fn tools(&self) -> Option<Arc<ToolSandbox>> {
         Some(self.tools.clone())
+    }
+
+    async fn sandbox(&mut self) -> Option<Arc<dyn Sandbox>> {
+        self.tools.sandbox().await
     }
 
     async fn release(self: Box<Self>, session_id: &str) {

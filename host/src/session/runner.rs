@@ -24,7 +24,9 @@ use super::Sessions;
 use super::actions;
 use super::engine::{self, Effect, Engine, Input, Loaded, PluginCall, ToolCall, ToolOutcome, UserEvent};
 use super::io::{Out, Runtime};
+use super::mounts::Mounts;
 use super::orphans;
+use super::outputs;
 use super::start::{self, Target};
 use crate::model::events::{NewEvent, StoredEvent};
 use crate::model::pricing;
@@ -78,6 +80,8 @@ struct Runner {
     line_read_at: Option<i64>,
     /// This session in the live-sessions gauge, under its current status.
     live: crate::metrics::LiveSession,
+    /// Its file resources and which the current sandbox holds.
+    mounts: Arc<Mounts>,
 }
 
 impl Runner {
@@ -126,6 +130,7 @@ impl Runner {
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
         Ok(Some(Runner {
             live: crate::metrics::LiveSession::new(&row.binding.engine, status),
+            mounts: Mounts::new(host.store.clone(), &id),
             engine: Engine::new(cfg, loaded),
             host,
             id,
@@ -318,6 +323,7 @@ impl Runner {
                     agent: &self.agent,
                     environment_id: &self.environment_id,
                     resume: self.engine.resume(),
+                    mounts: &self.mounts,
                 };
                 match start::runtime(&self.host, target).await {
                     Ok(rt) => {
@@ -335,9 +341,17 @@ impl Runner {
                 None
             }
             Effect::Deliver(call) => {
+                let mut body = None;
+                if let PluginCall::Input(ev) = &call
+                    && ev.kind == "user.message"
+                {
+                    self.sync_mounts().await;
+                    let sandbox = self.sandbox().await;
+                    body = Some(self.mounts.message_for_runtime(&ev.body, sandbox.as_deref()).await);
+                }
                 let rt = self.rt.as_mut()?;
                 let result = match call {
-                    PluginCall::Input(ev) => rt.plugin.on_input(&ev.body.to_string()).await,
+                    PluginCall::Input(ev) => rt.plugin.on_input(&body.unwrap_or(ev.body).to_string()).await,
                     PluginCall::ToolResult(outcome) => rt.plugin.on_tool_result(&actions::tool_result(&outcome)).await,
                 };
                 Some(self.plugin_result(result, Input::Plugin))
@@ -356,6 +370,44 @@ impl Runner {
                 let ev = UserEvent { seq: self.input_seq, kind: "user.interrupt".into(), body };
                 Some(Input::User(ev, std::time::Instant::now()))
             }
+            Effect::CollectOutputs => {
+                self.collect_outputs().await;
+                None
+            }
+        }
+    }
+
+    /// Resources added since the sandbox was claimed are placed before the
+    /// turn (a sandbox claimed later gets them all when it is claimed).
+    async fn sync_mounts(&mut self) {
+        let Some(sandbox) = self.sandbox().await else { return };
+        if let Err(e) = self.mounts.sync(sandbox.as_ref()).await {
+            tracing::warn!(error = %e, "placing the session's files failed");
+        }
+    }
+
+    /// Store the files the agent left in the outputs directory. A failure
+    /// is logged: the next collection tries again.
+    async fn collect_outputs(&mut self) {
+        let Some(sandbox) = self.sandbox().await else { return };
+        let max = self.host.config.files.max_bytes;
+        match outputs::collect(&self.host.store, &self.id, sandbox.as_ref(), max).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "session outputs collected"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "collecting the session's outputs failed"),
+        }
+        // The session was deleted while its outputs were being stored: they go too.
+        if let Ok(None) = self.host.store.get_session(&self.id).await
+            && let Err(e) = self.host.store.delete_session_files(&self.id).await
+        {
+            tracing::warn!(error = format!("{e:#}"), "deleting the outputs of a deleted session failed");
+        }
+    }
+
+    async fn sandbox(&mut self) -> Option<Arc<dyn bridle_sandbox::Sandbox>> {
+        match &mut self.rt {
+            Some(rt) => rt.io.sandbox().await,
+            None => None,
         }
     }
 

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use bridle_harness::{ApiShape, ExecutionModel, LlmEndpoint};
-use bridle_sandbox::tools::{ToolConfig, ToolSandbox};
+use bridle_sandbox::tools::{ClaimHook, ToolConfig, ToolSandbox};
 use bridle_sandbox::{ExecRequest, Sandbox, SandboxSpec};
 use serde_json::Value;
 
 use super::Sessions;
 use super::io::{OwnProcess, Resident, Runtime};
 use super::launch::{self, Placement};
+use super::mounts::Mounts;
 use crate::model::environments::Environment;
 use crate::model::sessions::HarnessBinding;
 use crate::model::vaults::{Credential, CredentialSecrets};
@@ -40,6 +41,8 @@ pub(crate) struct Target<'a> {
     pub environment_id: &'a str,
     /// The resume token to start from.
     pub resume: Option<&'a str>,
+    /// The session's file resources, placed in each sandbox it claims.
+    pub mounts: &'a Arc<Mounts>,
 }
 
 /// Start the session's runtime.
@@ -80,7 +83,13 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
             .attach(&t.binding.engine, &argv, &plan.env, &cwd, t.session_id)
             .await
             .map_err(StartError::new)?;
-        let tools = ToolSandbox::new(driver, spec, ToolConfig::default());
+        // Files are placed in each sandbox the tools claim, before its first call.
+        let mounts = t.mounts.clone();
+        let hook: ClaimHook = Arc::new(move |sandbox| {
+            let mounts = mounts.clone();
+            Box::pin(async move { mounts.sync(sandbox.as_ref()).await })
+        });
+        let tools = ToolSandbox::new(driver, spec, ToolConfig::default()).with_claim_hook(hook);
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
         return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token)) });
     }
@@ -99,7 +108,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let placement =
         Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
     let session_spec = launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, placement);
-    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine).await {
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts).await {
         Ok(rt) => Ok(rt),
         Err(e) => {
             let _ = sandbox.stop().await;
@@ -115,7 +124,10 @@ async fn in_sandbox(
     sandbox: Arc<dyn Sandbox>,
     session_spec: &bridle_harness::SessionSpec,
     engine: &str,
+    mounts: &Mounts,
 ) -> Result<Runtime, StartError> {
+    // The session's files are in place before the runtime's first turn.
+    mounts.sync(sandbox.as_ref()).await.map_err(|e| StartError::new(format!("placing the session's files: {e}")))?;
     let mut session = plugin.new_session(session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
     let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
     for f in &plan.files {

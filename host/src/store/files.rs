@@ -78,6 +78,16 @@ impl Store {
     /// counted as bytes arrive). Nothing is visible until
     /// [`FileWriter::finish`].
     pub async fn begin_file(&self, meta: &FileRow) -> StoreResult<FileWriter> {
+        self.begin(meta, None).await
+    }
+
+    /// Like [`begin_file`](Self::begin_file), for a session output: the
+    /// file at `path` under the outputs directory, whose bytes hash to `sha256`.
+    pub async fn begin_output_file(&self, meta: &FileRow, path: &str, sha256: &str) -> StoreResult<FileWriter> {
+        self.begin(meta, Some((path, sha256))).await
+    }
+
+    async fn begin(&self, meta: &FileRow, output: Option<(&str, &str)>) -> StoreResult<FileWriter> {
         self.sweep_abandoned_uploads().await?;
         let (scope_type, scope_id) = match &meta.scope {
             Some(s) => (Some(s.kind.clone()), Some(s.id.clone())),
@@ -86,7 +96,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO files (id, created_at, filename, mime_type, size_bytes, downloadable, scope_type, scope_id, \
-             complete) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 0)",
+             complete, output_path, sha256) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, 0, $8, $9)",
         )
         .bind(&meta.id)
         .bind(meta.created_at)
@@ -95,6 +105,8 @@ impl Store {
         .bind(i64::from(meta.downloadable))
         .bind(scope_type)
         .bind(scope_id)
+        .bind(output.map(|o| o.0.to_owned()))
+        .bind(output.map(|o| o.1.to_owned()))
         .execute(&self.pool)
         .await?;
         Ok(FileWriter {
@@ -171,6 +183,38 @@ impl Store {
         let page = self.page_rows(sql, order, pos, limit).await?;
         let items = page.items.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, more_after: page.more_after, more_before: page.more_before })
+    }
+
+    /// A session's stored outputs: `(file id, output path, sha256)` of each.
+    pub async fn session_outputs(&self, session_id: &str) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, output_path, sha256 FROM files WHERE scope_type = 'session' AND scope_id = $1 \
+             AND output_path IS NOT NULL AND sha256 IS NOT NULL AND complete = 1",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("output_path")?, r.try_get("sha256")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Delete every file scoped to a session, and their bytes: how many.
+    pub async fn delete_session_files(&self, session_id: &str) -> StoreResult<usize> {
+        let rows = sqlx::query("SELECT id FROM files WHERE scope_type = 'session' AND scope_id = $1")
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            // Unfinished ones too: an output being stored when its session went.
+            if self.remove_file(&id, true).await? || self.remove_file(&id, false).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Delete a finished file and all its bytes; `false` if there was none.
@@ -385,6 +429,23 @@ mod tests {
         let f = put(&s, &meta(None), b"x", 1).await;
         assert_eq!(s.file_row_counts().await.unwrap(), (1, 1));
         assert!(s.delete_file(&f.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_sessions_files_are_deleted_with_it_and_only_its() {
+        let (s, _dir) = store().await;
+        let (a, b) = (new_id(Kind::Session), new_id(Kind::Session));
+        put(&s, &meta(Some(FileScope::session(&a))), &pattern(CHUNK_BYTES + 1), 4096).await;
+        let m = meta(Some(FileScope::session(&a)));
+        let mut w = s.begin_output_file(&m, "half.txt", &"0".repeat(64)).await.unwrap();
+        w.write(b"unfinished").await.unwrap();
+        std::mem::forget(w);
+        let kept_b = put(&s, &meta(Some(FileScope::session(&b))), b"b", 1).await;
+        let upload = put(&s, &meta(None), b"u", 1).await;
+        assert_eq!(s.delete_session_files(&a).await.unwrap(), 2);
+        assert_eq!(s.file_row_counts().await.unwrap(), (2, 2), "only b's output and the upload are left");
+        assert!(s.get_file(&kept_b.id).await.unwrap().is_some() && s.get_file(&upload.id).await.unwrap().is_some());
+        assert_eq!(s.delete_session_files(&a).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -152,11 +152,22 @@ impl Store {
         Ok(next)
     }
 
-    /// Remove a session and its event log. Returns the sequence number of
+    /// Remove a session, its event log and its session-scoped files. Returns the sequence number of
     /// its last event, or `None` when there was no such session.
     pub async fn delete_session(&self, id: &str) -> StoreResult<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM session_events WHERE session_id = $1").bind(id).execute(&mut *tx).await?;
+        // The session's output files (scoped to it) go with it.
+        sqlx::query(
+            "DELETE FROM file_chunks WHERE file_id IN (SELECT id FROM files WHERE scope_type = 'session' AND scope_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM files WHERE scope_type = 'session' AND scope_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query("DELETE FROM sessions WHERE id = $1 RETURNING last_seq")
             .bind(id)
             .fetch_optional(&mut *tx)

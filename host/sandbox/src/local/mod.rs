@@ -5,8 +5,8 @@
 //! joined its cgroups and took its rlimits), with its own user (no nested ones:
 //! `--disable-userns`), mount, pid, ipc, uts, network and cgroup namespaces, no
 //! capabilities, a seccomp deny list, the host `/usr` (and a curated `/etc`)
-//! read-only, a private `/tmp`, and the session workspace read-write at
-//! `/workspace`. Host paths are handed over as open descriptors (`--bind-fd`);
+//! read-only, a private `/tmp`, the session workspace read-write at
+//! `/workspace`, and a private `/mnt/session` (`uploads/`, `outputs/`). Host paths are handed over as open descriptors (`--bind-fd`);
 //! bwrap still resolves them as the sandbox uid, so the state dir's ancestors
 //! must be traversable (checked at start-up). bwrap runs our init
 //! ([`crate::init`]), which relays `127.0.0.1:PORT` to the egress gateway and
@@ -781,6 +781,10 @@ fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
     a
 }
 
+/// The session's own directory inside every sandbox (a tmpfs sized like
+/// `/dev/shm`), with `uploads/` and `outputs/` in it.
+pub const SESSION_DIR: &str = "/mnt/session";
+
 /// Fixed descriptor numbers inside bwrap.
 const FD_CONTROL: RawFd = 3;
 const FD_SECCOMP: RawFd = 4;
@@ -889,6 +893,17 @@ async fn start(
         }
         args.push("--tmpfs".into());
         args.push((*dir).into());
+    }
+    // `/mnt/session`: files the host places for the session (`uploads/`)
+    // and files the agent leaves for it (`outputs/`). Remade at each claim:
+    // the host places the one before the runtime starts and collects the
+    // other at the end of each turn.
+    if let Some(size) = tmp {
+        args.push("--size".into());
+        args.push(size.to_string().into());
+    }
+    for a in ["--tmpfs", SESSION_DIR, "--dir", "/mnt/session/uploads", "--dir", "/mnt/session/outputs"] {
+        args.push(a.into());
     }
     args.push("--remount-ro".into());
     args.push("/".into());
