@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(Contract::of("0.1.7"), Some(Contract::V0_1));
         assert_eq!(Contract::of("0.1.1-rc.1"), Some(Contract::V0_1));
         assert_eq!(Contract::of("0.2.0"), Some(Contract::V0_2));
-        assert_eq!(Contract::of("0.3.0"), None);
+        assert_eq!(Contract::of("0.3.0"), Some(Contract::V0_3));
+        assert_eq!(Contract::of("0.4.0"), None);
         assert_eq!(Contract::of("1.1.0"), None);
         assert_eq!(Contract::of("0.10.0"), None);
     }

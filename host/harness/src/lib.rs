@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use bindings::SUPPORTED_CONTRACTS;
 pub use bridle_harness_sdk::{
     Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
+    Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
 };
 pub use error::HarnessError;
 pub use inspect::{PluginDescription, inspect};

@@ -11,13 +11,14 @@
 //! plugin, write to the runtime, run or cancel a tool, start or stop the
 //! runtime). Time enters as [`Instant`]s in the inputs; it is never read here.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use super::orphans;
 use super::status::{Fact, StatusMachine};
+use crate::model::previews::{Preview, PreviewKind};
 use crate::model::sessions::SessionStatus;
 use crate::store::StatusChange;
 
@@ -88,6 +89,8 @@ pub enum PluginAction {
     Checkpoint(String),
     TurnEnded(Value),
     Failed(Failure),
+    /// Stream-only partial output of an event emitted later.
+    Preview(Preview),
 }
 
 /// Something that happened to the session.
@@ -158,6 +161,9 @@ pub enum Effect {
     /// Cancel the tool call in flight (kill what it runs); its outcome
     /// still comes back as [`Input::ToolDone`].
     CancelTool,
+    /// Send a preview frame to the session's live streams only (never
+    /// stored). Ordered after the commits before it.
+    Preview(Preview),
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -220,6 +226,10 @@ pub struct Engine {
     resume_unsaved: bool,
     fenced: bool,
     pending_begin: Option<(Vec<String>, Option<Option<UserEvent>>)>,
+    /// `agent.message` previews of this turn not yet concluded by their
+    /// event or closed by a `span.model_request_end`: text deltas go only
+    /// to these.
+    previews: HashSet<String>,
 }
 
 impl Engine {
@@ -245,6 +255,7 @@ impl Engine {
             resume_unsaved: false,
             fenced: false,
             pending_begin: Some((loaded.orphaned, loaded.recover)),
+            previews: HashSet::new(),
         }
     }
 
@@ -554,18 +565,25 @@ impl Engine {
     fn apply(&mut self, actions: Vec<PluginAction>, out: &mut Vec<Effect>) {
         for action in actions {
             // Held events are stored before anything else happens.
-            if !matches!(action, PluginAction::Emit(_) | PluginAction::Checkpoint(_)) {
+            // (A preview flushes them itself, when it goes out.)
+            if !matches!(action, PluginAction::Emit(_) | PluginAction::Checkpoint(_) | PluginAction::Preview(_)) {
                 self.flush(out);
             }
             match action {
                 PluginAction::Emit(event) => {
-                    if event.get("type").and_then(Value::as_str) == Some("span.model_request_end")
-                        && let Some(Value::Object(u)) = event.get("model_usage")
-                    {
-                        add_usage(&mut self.usage, u);
+                    if event.get("type").and_then(Value::as_str) == Some("span.model_request_end") {
+                        // The model request is over: it closes its previews.
+                        self.previews.clear();
+                        if let Some(Value::Object(u)) = event.get("model_usage") {
+                            add_usage(&mut self.usage, u);
+                        }
+                    }
+                    if let Some(id) = event.get("id").and_then(Value::as_str) {
+                        self.previews.remove(id);
                     }
                     self.fact(Fact::Event(event), out);
                 }
+                PluginAction::Preview(preview) => self.preview(preview, out),
                 PluginAction::Invalid(msg) => {
                     self.stop_runtime("invalid plugin event", out);
                     if self.turn {
@@ -616,6 +634,28 @@ impl Engine {
         }
     }
 
+    /// A preview goes out during a turn only, and a text delta only to a
+    /// message preview this turn opened and nothing has closed yet (held
+    /// events were flushed before it, so frames keep the runtime's order).
+    fn preview(&mut self, preview: Preview, out: &mut Vec<Effect>) {
+        if !self.turn {
+            return;
+        }
+        let open = match &preview {
+            Preview::Start { event_id, kind } => {
+                if *kind == PreviewKind::AgentMessage {
+                    self.previews.insert(event_id.clone());
+                }
+                true
+            }
+            Preview::Text { event_id, .. } => self.previews.contains(event_id),
+        };
+        if open {
+            self.flush(out);
+            out.push(Effect::Preview(preview));
+        }
+    }
+
     fn save_resume(&mut self, out: &mut Vec<Effect>) {
         if let (true, Some(token)) = (self.resume_unsaved, self.resume.clone()) {
             self.saved_resume = Some(token.clone());
@@ -637,6 +677,7 @@ impl Engine {
         self.turn = false;
         self.interrupt_deadline = None;
         self.tools_interrupted = false;
+        self.previews.clear();
     }
 
     fn next_queued(&mut self, out: &mut Vec<Effect>) {
