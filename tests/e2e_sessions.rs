@@ -5,7 +5,8 @@
 //!
 //! Per harness (one `#[test]` each, run in parallel): a text turn, a bash tool turn, the retry
 //! sequence on 529/500/429 and its exhaustion, an interrupt, tool confirmation allow/deny, a
-//! resume after the runtime was stopped for idleness, and the credential checks. Once: a
+//! resume after the runtime was stopped for idleness, the credential checks, and event deltas
+//! (`event_start` / `event_delta` to stream clients that ask, `test_deltas.py`). Once: a
 //! session without any model credential, and a server whose runtimes are missing.
 //!
 //! Needs root (the sandbox switches uids), bubblewrap, node/npm and python3 (the runtimes are
@@ -75,7 +76,7 @@ fn harness_suite(engine: &str) {
     let mut main = server(&runtimes, main_sb.path(), "600");
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_deltas.py"],
         &[
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),
