@@ -1,5 +1,5 @@
-//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`
-//! and `@0.2.x`, side by side).
+//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`,
+//! `@0.2.x` and `@0.3.x`, side by side).
 //!
 //! A narrow core over wasmtime, after Spin's `spin-core`: one [`Engine`]
 //! (component model, pooling allocator with on-demand fallback, an epoch

@@ -52,7 +52,7 @@ pub struct Fixtures {
     pub wrong_version: PathBuf,
     /// The echo template frozen at contract 0.1.0.
     pub echo_v0_1: PathBuf,
-    /// The echo template frozen at contract 0.2.0.
+    /// An echo frozen at contract 0.2.0.
     pub echo_v0_2: PathBuf,
 }
 
