@@ -12,7 +12,7 @@ use crate::{HarnessError, HarnessInfo, HarnessRuntime, PluginSource};
 const ADAPTER_PREFIX: &str = "bridle:harness/adapter@";
 
 /// Find the `bridle:harness/adapter@X` export and accept it if X is a
-/// supported line (0.1.x, 0.2.x).
+/// supported line (0.1.x, 0.2.x, 0.3.x).
 /// Done on the component's type, before linking, so a plugin for another
 /// contract version gets a sentence instead of a type-mismatch dump.
 pub(crate) fn check_contract(
