@@ -388,7 +388,7 @@ fn doctor_fails_with_fixes_when_runtimes_are_missing() {
     // The other checks still ran and passed on this machine.
     assert!(line_of(&stdout, "OK   database ").contains("migrations applied"), "{stdout}");
     for engine in ["claude", "codex", "openai-agents"] {
-        assert!(line_of(&stdout, &format!("OK   plugin {engine} ")).contains("contract 0.2"), "{stdout}");
+        assert!(line_of(&stdout, &format!("OK   plugin {engine} ")).contains("contract 0.3"), "{stdout}");
     }
     line_of(&stdout, "OK   bubblewrap ");
     line_of(&stdout, "OK   trial sandbox ");

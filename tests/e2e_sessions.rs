@@ -5,8 +5,9 @@
 //!
 //! Per harness (one `#[test]` each, run in parallel): a text turn, a bash tool turn, the retry
 //! sequence on 529/500/429 and its exhaustion, an interrupt, tool confirmation allow/deny, a
-//! resume after the runtime was stopped for idleness, the credential checks, and files (an
-//! uploaded file mounted as a session resource, read by a tool, outputs downloaded). Once: a
+//! resume after the runtime was stopped for idleness, the credential checks, files (an
+//! uploaded file mounted as a session resource, read by a tool, outputs downloaded), and event
+//! deltas (`event_start` / `event_delta` to stream clients that ask, `test_deltas.py`). Once: a
 //! session without any model credential, and a server whose runtimes are missing.
 //!
 //! Needs root (the sandbox switches uids), bubblewrap, node/npm and python3 (the runtimes are
@@ -79,7 +80,7 @@ fn harness_suite(engine: &str) {
     let mut main = server(&runtimes, main_sb.path(), "600");
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py"],
         &[
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),

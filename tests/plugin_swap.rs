@@ -1,6 +1,6 @@
 //! Third-party harness plugins swapped in by configuration: the template
 //! plugin (examples/harness-template, an "echo" runtime that is just `cat`,
-//! contract 0.2.0) and the same echo frozen at contract 0.1.0
+//! contract 0.3.0) and the same echo frozen at contract 0.1.0
 //! (host/harness/fixtures/echo-v0_1) are built as components, configured
 //! under new engine names in one server, selected through LLM vaults'
 //! metadata, and each runs a real session in a real sandbox. Runs as root
@@ -80,7 +80,7 @@ async fn a_0_2_and_a_0_1_plugin_each_run_a_session_under_a_new_engine_name() {
         .expect("bridle plugins list");
     let listing = String::from_utf8_lossy(&out.stdout);
     let line = |engine: &str| listing.lines().find(|l| l.starts_with(&format!("{engine} "))).unwrap_or("").to_string();
-    assert!(line("echo").contains(&wasm) && line("echo").contains("0.2.0"), "plugins list:\n{listing}");
+    assert!(line("echo").contains(&wasm) && line("echo").contains("0.3.0"), "plugins list:\n{listing}");
     assert!(line("echoold").contains(&wasm_v0_1) && line("echoold").contains("0.1.0"), "plugins list:\n{listing}");
 
     let env = api.post("/v1/environments", json!({"name": "swap"})).await;

@@ -3,6 +3,9 @@
 //! The log in the store is the source of truth; the bus only wakes readers.
 //! A reader that falls behind (a lagged channel) or sees a gap in sequence
 //! numbers re-reads the log, so nothing is lost when the bus drops messages.
+//! Previews (`event_start` / `event_delta`) travel the same channel, so they
+//! keep their order with the events around them; they exist nowhere else,
+//! and a lagged reader loses them (they are best effort).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,18 +13,28 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use crate::model::events::StoredEvent;
+use crate::model::previews::Preview;
 
 /// Messages per session buffered for slow readers before they must catch up
 /// from the store.
 const CAPACITY: usize = 1024;
 
+/// One message to a session's live readers.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A stored event.
+    Event(Arc<StoredEvent>),
+    /// A stream-only preview frame.
+    Preview(Arc<Preview>),
+}
+
 #[derive(Debug, Default)]
 pub struct Bus {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<StoredEvent>>>>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Live>>>,
 }
 
 impl Bus {
-    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Arc<StoredEvent>> {
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Live> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(session_id.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
@@ -35,7 +48,15 @@ impl Bus {
             return;
         }
         for e in events {
-            let _ = tx.send(Arc::new(e.clone()));
+            let _ = tx.send(Live::Event(Arc::new(e.clone())));
+        }
+    }
+
+    /// Deliver a preview to the session's live readers, if it has any.
+    pub fn preview(&self, session_id: &str, preview: Preview) {
+        let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(session_id) {
+            let _ = tx.send(Live::Preview(Arc::new(preview)));
         }
     }
 

@@ -57,13 +57,7 @@ async fn fixture() -> Fixture {
 }
 
 /// Append `n` events in one call, publish them, and receive them on `rx`.
-async fn append_deliver(
-    f: &Fixture,
-    sid: &str,
-    rx: &mut broadcast::Receiver<Arc<bridle::model::events::StoredEvent>>,
-    n: u64,
-    i: u64,
-) {
+async fn append_deliver(f: &Fixture, sid: &str, rx: &mut broadcast::Receiver<bridle::bus::Live>, n: u64, i: u64) {
     let stored =
         f.store.append_events(sid, (0..n).map(|k| event(i * n + k)).collect(), false).await.expect("append events");
     f.bus.publish(sid, &stored);

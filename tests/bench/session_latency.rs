@@ -12,6 +12,11 @@
 //!   it reads it. Both use the machine's wall clock. The figure covers the harness plugin's
 //!   mapping, the status machine, the SQLite append, the fan-out and the SSE write. Events
 //!   from a host-run tool call or from user input are not runtime output and are left out.
+//! * event deltas (the stream asks for `event_deltas[]=agent.message`): the fake model stamps
+//!   when it writes a reply's first text token, the client when it reads the turn's first
+//!   `event_delta` frame: model first token → first `event_delta` (through the runtime, the
+//!   plugin, the engine and the SSE write); and the server's share of it, from the runtime
+//!   line that delta came from being read (a `bridle::ingest` record) to the client.
 //!
 //! Run: `cargo bench -p bridle --bench session_latency` (a few minutes; installs the runtimes
 //! on first use like the e2e tests). Knobs: BRIDLE_BENCH_ENGINES (default
@@ -42,6 +47,10 @@ struct Figures {
     accepted: Vec<f64>,
     /// Per frame: (session, seq, client read time µs).
     frames: Vec<(String, i64, i64)>,
+    /// Model first token → first `event_delta` at the client, ms.
+    token_to_delta: Vec<f64>,
+    /// Per turn's first `event_delta`: (its event id, client read time µs).
+    first_deltas: Vec<(String, i64)>,
     errors: Vec<String>,
 }
 
@@ -49,20 +58,40 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn one_session(api: &Api, ids: &(String, String, String), turns: usize, fig: &mut Figures) -> Result<(), String> {
+async fn one_session(
+    api: &Api,
+    fake: &FakeModel,
+    model: &str,
+    ids: &(String, String, String),
+    turns: usize,
+    fig: &mut Figures,
+) -> Result<(), String> {
     let sid = common::new_session(api, &ids.0, &ids.1, &ids.2).await?;
-    let mut rx = api.stream(&sid).await?;
+    let mut rx = api.stream_with_deltas(&sid, &["agent.message"]).await?;
     for turn in 0..turns {
+        let tokens_before = fake.first_tokens(model).len();
         let t0 = Instant::now();
         api.message(&sid, &format!("turn {turn}: say something")).await?;
         fig.accepted.push(ms(t0.elapsed()));
         let mut frames = Vec::new();
-        let mut keep = |f: &Frame| frames.push((sid.clone(), f.seq, f.at_us));
+        let mut first_delta: Option<Frame> = None;
+        let mut keep = |f: &Frame| {
+            if f.kind == "event_delta" && first_delta.is_none() {
+                first_delta = Some(f.clone());
+            }
+            frames.push((sid.clone(), f.seq, f.at_us))
+        };
         common::wait_frame(&mut rx, TURN_LIMIT, |f| f.kind == "session.status_running", &mut keep).await?;
         let running = ms(t0.elapsed());
         common::wait_frame(&mut rx, TURN_LIMIT, |f| f.kind == "agent.message", &mut keep).await?;
         let message = ms(t0.elapsed());
         common::wait_frame(&mut rx, TURN_LIMIT, |f| f.kind == "session.status_idle", &mut keep).await?;
+        let delta = first_delta.ok_or_else(|| format!("turn {turn}: no event_delta frame before the agent.message"))?;
+        let token = fake.first_tokens(model).get(tokens_before).copied();
+        let token = token.ok_or_else(|| format!("turn {turn}: the fake model stamped no first token"))?;
+        fig.token_to_delta.push((delta.at_us - token) as f64 / 1000.0);
+        let event_id: Value = serde_json::from_str(&delta.data).map_err(|e| e.to_string())?;
+        fig.first_deltas.push((event_id["event_id"].as_str().unwrap_or_default().to_owned(), delta.at_us));
         if turn == 0 {
             fig.cold_running.push(running);
             fig.cold_message.push(message);
@@ -88,6 +117,20 @@ fn ingest_records(log: &str) -> HashMap<(String, i64), i64> {
         };
         for seq in first..=last {
             out.insert((sid.to_owned(), seq), read);
+        }
+    }
+    out
+}
+
+/// `bridle::ingest` preview records: event id → when the runtime line of its first
+/// `event_delta` was read (µs).
+fn preview_records(log: &str) -> HashMap<String, i64> {
+    let mut out = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("bridle::ingest") && l.contains("event_delta")) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let f = &v["fields"];
+        if let (Some(id), Some(read)) = (f["event_id"].as_str(), f["read_at_us"].as_i64()) {
+            out.entry(id.to_owned()).or_insert(read);
         }
     }
     out
@@ -127,7 +170,7 @@ fn main() {
         rt.block_on(async {
             let ids = common::session_setup(&api, engine, &llm, &token, &model).await;
             for _ in 0..sessions {
-                if let Err(e) = one_session(&api, &ids, turns, &mut fig).await {
+                if let Err(e) = one_session(&api, &fake, &model, &ids, turns, &mut fig).await {
                     fig.errors.push(e);
                 }
             }
@@ -140,6 +183,12 @@ fn main() {
             .iter()
             .filter_map(|(sid, seq, at)| records.get(&(sid.clone(), *seq)).map(|read| (at - read) as f64 / 1000.0))
             .collect();
+        let previewed = preview_records(&server.log());
+        let delta_live: Vec<f64> = fig
+            .first_deltas
+            .iter()
+            .filter_map(|(id, at)| previewed.get(id).map(|read| (at - read) as f64 / 1000.0))
+            .collect();
         println!("{engine}:                                      n     p50 ms     p99 ms     max ms");
         row("POST user.message accepted", fig.accepted);
         row("cold turn: -> session.status_running", fig.cold_running);
@@ -147,6 +196,8 @@ fn main() {
         row("warm turn: -> session.status_running", fig.warm_running);
         row("warm turn: -> first agent.message", fig.warm_message);
         row("runtime output -> SSE client", live);
+        row("model first token -> first event_delta", fig.token_to_delta);
+        row("runtime output -> first event_delta", delta_live);
         for e in &fig.errors {
             println!("  error: {e}");
             failed = true;

@@ -12,7 +12,7 @@
 
 use bridle_harness_sdk::{
     Action, ApiShape, CredentialPlan, ExecutionModel, Harness, HarnessInfo, HarnessSession, HeaderRule, LaunchPlan,
-    LlmEndpoint, RetryReport, RetryStatus, SessionSpec, new_event_id,
+    LlmEndpoint, PreviewedType, RetryReport, RetryStatus, SessionSpec, new_event_id,
 };
 use serde_json::{Value, json};
 
@@ -107,11 +107,20 @@ impl HarnessSession for TemplateSession {
                 "content": [{"type": "text", "text": msg["text"]}],
             }))),
             // `cat` echoes our own `user` line: that is the agent's answer.
-            Some("user") => actions.push(Action::emit_json(&json!({
-                "type": "agent.message",
-                "id": new_event_id(),
-                "content": [{"type": "text", "text": msg["text"]}],
-            }))),
+            // A runtime that streams its reply previews it as it arrives
+            // (stream clients that asked see the text early); the buffered
+            // message then carries the preview's id.
+            Some("user") => {
+                let id = new_event_id();
+                let text = msg["text"].as_str().unwrap_or_default();
+                actions.push(Action::preview_start(&id, PreviewedType::AgentMessage));
+                actions.push(Action::preview_text(&id, 0, text));
+                actions.push(Action::emit_json(&json!({
+                    "type": "agent.message",
+                    "id": id,
+                    "content": [{"type": "text", "text": text}],
+                })));
+            }
             Some("done") => actions.push(Action::end_turn()),
             Some("retry") => {
                 self.retrying = true;
@@ -164,6 +173,8 @@ mod tests {
         assert_eq!(
             golden,
             vec![
+                json!({"preview": {"start": {"event_id":"sevt_test_0001","event_type":"agent.message"}}}),
+                json!({"preview": {"text": {"event_id":"sevt_test_0001","index":0,"text":"hi"}}}),
                 json!({"emit": {"type":"agent.message","id":"sevt_test_0001",
                                 "content":[{"type":"text","text":"hi"}]}}),
                 json!({"turn_ended": {"type":"end_turn"}}),

@@ -12,7 +12,7 @@ use crate::{HarnessError, HarnessInfo, HarnessRuntime, PluginSource};
 const ADAPTER_PREFIX: &str = "bridle:harness/adapter@";
 
 /// Find the `bridle:harness/adapter@X` export and accept it if X is a
-/// supported line (0.1.x, 0.2.x).
+/// supported line (0.1.x, 0.2.x, 0.3.x).
 /// Done on the component's type, before linking, so a plugin for another
 /// contract version gets a sentence instead of a type-mismatch dump.
 pub(crate) fn check_contract(
@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(Contract::of("0.1.7"), Some(Contract::V0_1));
         assert_eq!(Contract::of("0.1.1-rc.1"), Some(Contract::V0_1));
         assert_eq!(Contract::of("0.2.0"), Some(Contract::V0_2));
-        assert_eq!(Contract::of("0.3.0"), None);
+        assert_eq!(Contract::of("0.3.0"), Some(Contract::V0_3));
+        assert_eq!(Contract::of("0.4.0"), None);
         assert_eq!(Contract::of("1.1.0"), None);
         assert_eq!(Contract::of("0.10.0"), None);
     }

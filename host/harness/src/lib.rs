@@ -1,5 +1,5 @@
-//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`
-//! and `@0.2.x`, side by side).
+//! The wasmtime runtime for Bridle harness plugins (`bridle:harness@0.1.x`,
+//! `@0.2.x` and `@0.3.x`, side by side).
 //!
 //! A narrow core over wasmtime, after Spin's `spin-core`: one [`Engine`]
 //! (component model, pooling allocator with on-demand fallback, an epoch
@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use bindings::SUPPORTED_CONTRACTS;
 pub use bridle_harness_sdk::{
     Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
+    Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
 };
 pub use error::HarnessError;
 pub use inspect::{PluginDescription, inspect};

@@ -15,7 +15,7 @@ fn builtins_are_listed_and_either_load_or_say_why_not() {
         match rt.plugin(name) {
             Ok(p) => {
                 assert!(builtin_wasm(name).is_ok());
-                assert_eq!(p.contract_version(), "0.2.0");
+                assert_eq!(p.contract_version(), "0.3.0");
                 assert!(!p.info().version.is_empty());
             }
             Err(e) => {

@@ -139,7 +139,10 @@ async fn a_new_instance_starts_with_clean_memory() {
 fn wrong_contract_version_is_refused_with_a_clear_message() {
     let rt = runtime(&[("future", PluginSource::Path(fixtures().wrong_version.clone()))]);
     let err = rt.plugin("future").unwrap_err();
-    assert_eq!(err.to_string(), "plugin future was built for bridle:harness@0.9.0; this host supports 0.1.x, 0.2.x");
+    assert_eq!(
+        err.to_string(),
+        "plugin future was built for bridle:harness@0.9.0; this host supports 0.1.x, 0.2.x, 0.3.x"
+    );
     assert!(matches!(err, HarnessError::UnsupportedContract { .. }));
 
     let description = bridle_harness::inspect(&fixtures().wrong_version).unwrap();

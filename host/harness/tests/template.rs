@@ -3,7 +3,7 @@
 
 mod support;
 
-use bridle_harness::{Action, HarnessConfig, HarnessRuntime, Limits, LlmEndpoint};
+use bridle_harness::{Action, HarnessConfig, HarnessRuntime, Limits, LlmEndpoint, PreviewedType};
 use serde_json::{Value, json};
 use support::{spec, template};
 
@@ -41,7 +41,7 @@ async fn drive_echo(rt: HarnessRuntime) {
     assert_eq!(rt.registry().engines().collect::<Vec<_>>(), vec!["echo"]);
     let echo = rt.registry().get("echo").unwrap();
     assert_eq!(echo.info().name, "echo");
-    assert_eq!(echo.contract_version(), "0.2.0");
+    assert_eq!(echo.contract_version(), "0.3.0");
     assert_eq!(echo.info().model_paths, ["/v1/messages", "/v1/messages/count_tokens"]);
 
     let llm = LlmEndpoint { base_url: Some("https://api.example.com".into()), model: "m".into() };
@@ -66,17 +66,20 @@ async fn drive_echo(rt: HarnessRuntime) {
     let line = std::str::from_utf8(bytes).unwrap();
     assert_eq!(line, "{\"text\":\"hello\",\"type\":\"user\"}\n");
 
-    // `cat` echoes the line back; the plugin maps it to an agent message.
+    // `cat` echoes the line back; the plugin previews it, then maps it to
+    // an agent message carrying the preview's id.
     let out = session.on_output(line.trim_end()).await.unwrap();
-    assert_eq!(out.len(), 2, "{out:?}");
-    let Action::Emit(event) = &out[0] else { panic!("{out:?}") };
+    assert_eq!(out.len(), 4, "{out:?}");
+    let Action::Emit(event) = &out[2] else { panic!("{out:?}") };
     let event: Value = serde_json::from_str(event).unwrap();
     assert_eq!(event["type"], "agent.message");
     assert_eq!(event["content"], json!([{"type": "text", "text": "hello"}]));
     // Inside the host, event ids come from the host: sevt_ + a ULID.
     let id = event["id"].as_str().unwrap();
     assert!(id.starts_with("sevt_") && id.len() == 5 + 26, "{id}");
-    assert_eq!(out[1], Action::end_turn());
+    assert_eq!(out[0], Action::preview_start(id, PreviewedType::AgentMessage));
+    assert_eq!(out[1], Action::preview_text(id, 0, "hello"));
+    assert_eq!(out[3], Action::end_turn());
 
     let retry = session.on_output(r#"{"type":"retry","attempt":1,"delay_ms":250}"#).await.unwrap();
     assert!(matches!(&retry[..], [Action::Retrying(r)] if r.delay_ms == Some(250)));
@@ -95,11 +98,11 @@ async fn drive_echo(rt: HarnessRuntime) {
 #[test]
 fn inspect_describes_the_template() {
     let d = bridle_harness::inspect(template()).unwrap();
-    assert_eq!(d.contract_version.as_deref(), Some("0.2.0"));
+    assert_eq!(d.contract_version.as_deref(), Some("0.3.0"));
     assert_eq!(d.info.as_ref().unwrap().name, "echo");
     assert!(d.error.is_none(), "{d}");
-    assert!(d.exports.iter().any(|e| e == "bridle:harness/adapter@0.2.0"));
-    assert!(d.imports.iter().any(|i| i == "bridle:harness/host@0.2.0"));
+    assert!(d.exports.iter().any(|e| e == "bridle:harness/adapter@0.3.0"));
+    assert!(d.imports.iter().any(|i| i == "bridle:harness/host@0.3.0"));
     let text = d.to_string();
     assert!(text.contains("status:      ok"), "{text}");
 }

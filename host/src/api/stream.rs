@@ -6,7 +6,13 @@
 //! appended after it opened. A reconnect with `Last-Event-ID: <seq>` first
 //! replays every stored event after that seq, then follows live: the log is
 //! read for any gap, so nothing is lost or repeated.
+//!
+//! A connection that asks with `event_deltas[]` also gets the previews of
+//! those event types while they are produced (`event_start`, `event_delta`;
+//! no `id:`, so a reconnect resumes after the last stored event). They are
+//! live only: a replay or a lagged catch-up has none.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -21,13 +27,19 @@ use tokio::sync::broadcast::error::RecvError;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
+use crate::bus::Live;
 use crate::model::events::StoredEvent;
+use crate::model::previews::{Preview, PreviewKind};
 
 /// Events read from the log per catch-up query.
 const CATCH_UP_BATCH: i64 = 500;
 
 fn frame(e: &StoredEvent) -> Event {
     Event::default().event(&e.kind).id(e.seq.to_string()).data(&e.body)
+}
+
+fn preview_frame(p: &Preview) -> Event {
+    Event::default().event(p.frame_type()).data(p.body())
 }
 
 fn error_frame(message: &str) -> Event {
@@ -57,12 +69,14 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     q.allow(&["event_deltas"])?;
+    let mut deltas = HashSet::new();
     for d in q.many("event_deltas") {
-        if d != "agent.message" && d != "agent.thinking" {
-            return Err(ApiError::invalid(format!(
+        let kind = PreviewKind::parse(&d).ok_or_else(|| {
+            ApiError::invalid(format!(
                 "event_deltas[]: `{d}` is not supported; expected agent.message or agent.thinking"
-            )));
-        }
+            ))
+        })?;
+        deltas.insert(kind);
     }
     super::sessions::load(&st, &id).await?;
     let resume_from = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
@@ -81,7 +95,7 @@ pub async fn stream(
         None => st.store.last_seq(&id).await?.ok_or_else(|| ApiError::not_found(crate::ids::Kind::Session, &id))?,
     };
     tracing::debug!(session_id = %id, start, "event stream opened");
-    let events = follow(st.clone(), id, start, rx);
+    let events = follow(st.clone(), id, start, deltas, rx);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(st.heartbeat()).event(Event::default().event("ping").data("{}")))
         .into_response())
@@ -91,7 +105,8 @@ fn follow(
     st: AppState,
     session_id: String,
     start: i64,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<StoredEvent>>,
+    deltas: HashSet<PreviewKind>,
+    mut rx: tokio::sync::broadcast::Receiver<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
         let mut last = start;
@@ -109,8 +124,14 @@ fn follow(
             }
         }
         loop {
-            let e = match rx.recv().await {
-                Ok(e) => e,
+            let e: Arc<StoredEvent> = match rx.recv().await {
+                Ok(Live::Event(e)) => e,
+                Ok(Live::Preview(p)) => {
+                    if deltas.contains(&p.kind()) {
+                        yield Ok(preview_frame(&p));
+                    }
+                    continue;
+                }
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(session_id = %session_id, skipped = n, "stream lagged; catching up from the log");
                     match catch_up(&st, &session_id, last).await {

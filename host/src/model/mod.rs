@@ -8,6 +8,7 @@ pub mod environment_keys;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod previews;
 pub mod pricing;
 pub mod resources;
 pub mod sessions;

@@ -5,12 +5,13 @@
 //! plugin's error); events stay JSON and are checked here: an invalid one is
 //! the plugin's fault (`PluginAction::Invalid`), never stored.
 
-use bridle_harness::{Action, RetryStatus, ToolResult};
+use bridle_harness::{Action, PreviewedType, RetryStatus, ToolResult};
 use serde_json::{Map, Value};
 
 use super::engine::{Failure, PluginAction, ToolCall, ToolOutcome};
 use super::validate::check_plugin_event;
 use crate::ids::{Kind, new_id};
+use crate::model::previews::{Preview, PreviewKind};
 
 /// A plugin's actions as the engine takes them: events checked and given
 /// an id, JSON payloads parsed.
@@ -35,6 +36,16 @@ fn one(action: Action) -> PluginAction {
             message: f.message,
             terminal: f.retry == RetryStatus::Terminal,
         }),
+        Action::Preview(bridle_harness::Preview::Start { event_id, event_type }) => {
+            let kind = match event_type {
+                PreviewedType::AgentMessage => PreviewKind::AgentMessage,
+                PreviewedType::AgentThinking => PreviewKind::AgentThinking,
+            };
+            PluginAction::Preview(Preview::Start { event_id, kind })
+        }
+        Action::Preview(bridle_harness::Preview::Text { event_id, index, text }) => {
+            PluginAction::Preview(Preview::Text { event_id, index, text })
+        }
     }
 }
 
@@ -103,6 +114,23 @@ mod tests {
         assert!(matches!(&got[2], PluginAction::Failed(f) if !f.terminal));
         let PluginAction::ToolCall(c) = &got[3] else { panic!("{got:?}") };
         assert_eq!((c.id.as_str(), c.name.as_str(), &c.input), ("sevt_t", "bash", &json!({"command": "ls"})));
+    }
+
+    #[test]
+    fn previews_arrive_typed() {
+        let got = from_plugin(vec![
+            Action::preview_start("sevt_m", PreviewedType::AgentMessage),
+            Action::preview_start("sevt_k", PreviewedType::AgentThinking),
+            Action::preview_text("sevt_m", 0, "Hel"),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                PluginAction::Preview(Preview::Start { event_id: "sevt_m".into(), kind: PreviewKind::AgentMessage }),
+                PluginAction::Preview(Preview::Start { event_id: "sevt_k".into(), kind: PreviewKind::AgentThinking }),
+                PluginAction::Preview(Preview::Text { event_id: "sevt_m".into(), index: 0, text: "Hel".into() }),
+            ]
+        );
     }
 
     #[test]

@@ -11,13 +11,14 @@
 //! plugin, write to the runtime, run or cancel a tool, start or stop the
 //! runtime). Time enters as [`Instant`]s in the inputs; it is never read here.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use super::orphans;
 use super::status::{Fact, StatusMachine};
+use crate::model::previews::{Preview, PreviewKind};
 use crate::model::pricing::{self, Cost, Price};
 use crate::model::sessions::SessionStatus;
 use crate::store::StatusChange;
@@ -89,6 +90,8 @@ pub enum PluginAction {
     Checkpoint(String),
     TurnEnded(Value),
     Failed(Failure),
+    /// Stream-only partial output of an event emitted later.
+    Preview(Preview),
 }
 
 /// Something that happened to the session.
@@ -172,6 +175,9 @@ pub enum Effect {
     /// Store the files the agent left in the session's outputs directory
     /// (a turn ends, or the runtime is about to stop for idleness).
     CollectOutputs,
+    /// Send a preview frame to the session's live streams only (never
+    /// stored). Ordered after the commits before it.
+    Preview(Preview),
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -243,6 +249,10 @@ pub struct Engine {
     budget_stop: bool,
     /// Usage grew since the last commit that stored it.
     usage_dirty: bool,
+    /// `agent.message` previews of this turn not yet concluded by their
+    /// event or closed by a `span.model_request_end`: text deltas go only
+    /// to these.
+    previews: HashSet<String>,
 }
 
 impl Engine {
@@ -271,6 +281,7 @@ impl Engine {
             budget: loaded.budget,
             budget_stop: false,
             usage_dirty: false,
+            previews: HashSet::new(),
         }
     }
 
@@ -609,16 +620,22 @@ impl Engine {
     fn apply(&mut self, actions: Vec<PluginAction>, out: &mut Vec<Effect>) {
         for action in actions {
             // Held events are stored before anything else happens.
-            if !matches!(action, PluginAction::Emit(_) | PluginAction::Checkpoint(_)) {
+            // (A preview flushes them itself, when it goes out.)
+            if !matches!(action, PluginAction::Emit(_) | PluginAction::Checkpoint(_) | PluginAction::Preview(_)) {
                 self.flush(out);
             }
             match action {
                 PluginAction::Emit(event) => {
-                    if event.get("type").and_then(Value::as_str) == Some("span.model_request_end")
-                        && let Some(Value::Object(u)) = event.get("model_usage")
-                    {
-                        add_usage(&mut self.usage, u);
-                        self.usage_dirty = true;
+                    if event.get("type").and_then(Value::as_str) == Some("span.model_request_end") {
+                        // The model request is over: it closes its previews.
+                        self.previews.clear();
+                        if let Some(Value::Object(u)) = event.get("model_usage") {
+                            add_usage(&mut self.usage, u);
+                            self.usage_dirty = true;
+                        }
+                    }
+                    if let Some(id) = event.get("id").and_then(Value::as_str) {
+                        self.previews.remove(id);
                     }
                     self.fact(Fact::Event(event), out);
                     if self.turn && !self.budget_stop && self.budget_spent() {
@@ -626,6 +643,7 @@ impl Engine {
                         out.push(Effect::Interrupt);
                     }
                 }
+                PluginAction::Preview(preview) => self.preview(preview, out),
                 PluginAction::Invalid(msg) => {
                     self.stop_runtime("invalid plugin event", out);
                     if self.turn {
@@ -677,6 +695,28 @@ impl Engine {
         }
     }
 
+    /// A preview goes out during a turn only, and a text delta only to a
+    /// message preview this turn opened and nothing has closed yet (held
+    /// events were flushed before it, so frames keep the runtime's order).
+    fn preview(&mut self, preview: Preview, out: &mut Vec<Effect>) {
+        if !self.turn {
+            return;
+        }
+        let open = match &preview {
+            Preview::Start { event_id, kind } => {
+                if *kind == PreviewKind::AgentMessage {
+                    self.previews.insert(event_id.clone());
+                }
+                true
+            }
+            Preview::Text { event_id, .. } => self.previews.contains(event_id),
+        };
+        if open {
+            self.flush(out);
+            out.push(Effect::Preview(preview));
+        }
+    }
+
     fn save_resume(&mut self, out: &mut Vec<Effect>) {
         if let (true, Some(token)) = (self.resume_unsaved, self.resume.clone()) {
             self.saved_resume = Some(token.clone());
@@ -699,6 +739,7 @@ impl Engine {
         self.interrupt_deadline = None;
         self.tools_interrupted = false;
         self.budget_stop = false;
+        self.previews.clear();
     }
 
     fn next_queued(&mut self, out: &mut Vec<Effect>) {

@@ -1,7 +1,7 @@
 //! Resident runtimes (the sandbox-as-tool model): one supervised process per
 //! harness, outside any sandbox, serving many sessions. Its stdio is framed
 //! by the host: every line is `{"session": <id>, "msg": <JSON>}` both ways
-//! (see `wit/0.2.0/harness.wit`, `launch`). A resident that dies ends the turns of
+//! (see `wit/0.3.0/harness.wit`, `launch`). A resident that dies ends the turns of
 //! its sessions; the next message starts a new one.
 
 use std::collections::HashMap;

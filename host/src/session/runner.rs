@@ -78,6 +78,8 @@ struct Runner {
     /// When the runtime line being handled was read (epoch µs), for the
     /// `bridle::ingest` debug record of live-event latency.
     line_read_at: Option<i64>,
+    /// When the runtime line being handled was read (for preview logs).
+    this_line_read_at: Option<i64>,
     /// This session in the live-sessions gauge, under its current status.
     live: crate::metrics::LiveSession,
     /// Its file resources and which the current sandbox holds.
@@ -144,6 +146,7 @@ impl Runner {
             busy: None,
             last_activity: Instant::now(),
             line_read_at: None,
+            this_line_read_at: None,
         }))
     }
 
@@ -244,6 +247,7 @@ impl Runner {
                     let Some(rt) = self.rt.as_mut() else { break };
                     let result = rt.plugin.on_output(&line).await;
                     self.line_read_at.get_or_insert(read_at);
+                    self.this_line_read_at = Some(read_at);
                     let input = self.plugin_result(result, Input::Output);
                     self.feed(input).await;
                     // The engine closed the burst (it is long enough, or a
@@ -259,6 +263,7 @@ impl Runner {
             }
         }
         self.line_read_at = None;
+        self.this_line_read_at = None;
     }
 
     async fn on_exit(&mut self, status: ExitStatus) {
@@ -364,6 +369,14 @@ impl Runner {
             }
             Effect::RunTool(call) => self.run_tool(call),
             Effect::CancelTool => self.cancel_tool().await,
+            Effect::Preview(preview) => {
+                if let Some(read_at) = self.this_line_read_at {
+                    // Pairs a preview frame with when its runtime line was read.
+                    tracing::debug!(target: "bridle::ingest", session_id = %self.id, read_at_us = read_at, preview = preview.frame_type(), event_id = preview.event_id(), "runtime output previewed");
+                }
+                self.host.bus.preview(&self.id, preview);
+                None
+            }
             Effect::Interrupt => {
                 tracing::info!("the session's budget is spent; interrupting the turn");
                 let body = json!({"type": "user.interrupt", "id": "budget_reached"});

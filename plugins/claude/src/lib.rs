@@ -12,9 +12,11 @@
 //! | `stream_event` `message_start` | emit `span.model_request_start` |
 //! | `stream_event` `message_delta` | usage accumulated on the open span |
 //! | `stream_event` `message_stop` | emit `span.model_request_end` with `model_usage` |
+//! | `stream_event` `content_block_start` text / thinking | `preview` start (`agent.message` / `agent.thinking`), keyed by block index |
+//! | `stream_event` `content_block_delta` `text_delta` | `preview` text of that block's message preview |
 //! | `assistant` without stream events | a span opens at the message, closes at the next other line |
-//! | `assistant` text block | emit `agent.message` `[{"type":"text","text"}]` |
-//! | `assistant` thinking / redacted_thinking | emit `agent.thinking` |
+//! | `assistant` text block | emit `agent.message` `[{"type":"text","text"}]` (id: its block's preview's, in block order) |
+//! | `assistant` thinking / redacted_thinking | emit `agent.thinking` (id: its preview's) |
 //! | `assistant` tool_use (`Bash`, `Read`, ...) | emit `agent.tool_use` (`bash`, `read`, ...; `evaluated_permission: "allow"`) |
 //! | `assistant` tool_use `mcp__srv__tool` | emit `agent.mcp_tool_use` |
 //! | `assistant` tool_use `mcp__bridle__<custom tool>` | emit `agent.custom_tool_use` (plain name; its `user` tool_result emits nothing) |

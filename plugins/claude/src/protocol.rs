@@ -297,7 +297,46 @@ pub enum StreamEventBody {
         usage: Option<Usage>,
     },
     MessageStop {},
-    /// Content block starts, deltas and stops: signs of progress.
+    /// A content block opens (text and thinking open a preview).
+    ContentBlockStart {
+        #[serde(default, deserialize_with = "loose")]
+        index: Option<u64>,
+        #[serde(default, deserialize_with = "loose")]
+        content_block: Option<BlockStart>,
+    },
+    /// A piece of a content block (text deltas stream into its preview).
+    ContentBlockDelta {
+        #[serde(default, deserialize_with = "loose")]
+        index: Option<u64>,
+        #[serde(default, deserialize_with = "loose")]
+        delta: Option<BlockDelta>,
+    },
+    /// Content block stops, pings: signs of progress.
+    #[serde(other)]
+    Other,
+}
+
+/// The `content_block` of a `content_block_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockStart {
+    Text {},
+    Thinking {},
+    RedactedThinking {},
+    /// Tool uses and other blocks: no preview.
+    #[serde(other)]
+    Other,
+}
+
+/// The `delta` of a `content_block_delta`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockDelta {
+    TextDelta {
+        #[serde(default, deserialize_with = "loose")]
+        text: Option<String>,
+    },
+    /// Thinking, signature and tool input deltas: not previewed.
     #[serde(other)]
     Other,
 }
@@ -546,8 +585,35 @@ mod tests {
             (
                 r#"{"type":"stream_event","event":{"type":"content_block_delta","delta":{}},"parent_tool_use_id":"toolu_9"}"#,
                 Message::StreamEvent(StreamEvent {
-                    event: Some(StreamEventBody::Other),
+                    event: Some(StreamEventBody::ContentBlockDelta { index: None, delta: None }),
                     parent_tool_use_id: Some("toolu_9".into()),
+                }),
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_start","index":1,"content_block":{"type":"thinking","thinking":""}}}"#,
+                Message::StreamEvent(StreamEvent {
+                    event: Some(StreamEventBody::ContentBlockStart {
+                        index: Some(1),
+                        content_block: Some(BlockStart::Thinking {}),
+                    }),
+                    parent_tool_use_id: None,
+                }),
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#,
+                Message::StreamEvent(StreamEvent {
+                    event: Some(StreamEventBody::ContentBlockDelta {
+                        index: Some(0),
+                        delta: Some(BlockDelta::TextDelta { text: Some("Hel".into()) }),
+                    }),
+                    parent_tool_use_id: None,
+                }),
+            ),
+            (
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{"}}}"#,
+                Message::StreamEvent(StreamEvent {
+                    event: Some(StreamEventBody::ContentBlockDelta { index: Some(0), delta: Some(BlockDelta::Other) }),
+                    parent_tool_use_id: None,
                 }),
             ),
             (

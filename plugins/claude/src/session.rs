@@ -4,14 +4,17 @@
 use crate::custom::{self, CustomServer};
 use crate::policy::{self, Decision, Perm, TOOLSET, ToolPolicy, toolset_name};
 use crate::protocol::{
-    ApiRetry, Assistant, AssistantBlock, ControlRequest, Message, RequestKind, ResultBlock, ResultMessage, StreamEvent,
-    StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User, UserBlock,
+    ApiRetry, Assistant, AssistantBlock, BlockDelta, BlockStart, ControlRequest, Message, RequestKind, ResultBlock,
+    ResultMessage, StreamEvent, StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User,
+    UserBlock,
 };
 use bridle_harness_sdk::errors::model_error_type;
+use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
-    Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
+    Action, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, log,
+    new_event_id,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -83,6 +86,9 @@ pub struct ClaudeSession {
     next_request: u64,
     /// Usage already reported in this turn's spans (the `USAGE_KEYS`).
     reported: [u64; 4],
+    /// Previews of the streamed message's text and thinking blocks, keyed
+    /// by content block index; its `assistant` lines claim their ids.
+    previews: Previews,
 }
 
 /// The `model_usage` counters, in the order of `ClaudeSession::reported`
@@ -369,15 +375,19 @@ impl ClaudeSession {
         for block in content {
             match block {
                 AssistantBlock::Text { text } => {
+                    // The streamed block's preview id, in block order.
+                    let id = self.previews.claim(PreviewedType::AgentMessage);
                     if let Some(text) = text.filter(|t| !t.is_empty()) {
                         out.push(Action::emit_json(&json!({
                             "type": "agent.message",
+                            "id": id,
                             "content": [{"type": "text", "text": text}],
                         })));
                     }
                 }
                 AssistantBlock::Thinking {} | AssistantBlock::RedactedThinking {} => {
-                    out.push(Action::emit_json(&json!({"type": "agent.thinking"})));
+                    let id = self.previews.claim(PreviewedType::AgentThinking);
+                    out.push(Action::emit_json(&json!({"type": "agent.thinking", "id": id})));
                 }
                 AssistantBlock::ToolUse(tool_use) => self.on_tool_use(tool_use, out),
                 AssistantBlock::Other => log(LogLevel::Debug, "claude: assistant block of another type skipped"),
@@ -415,8 +425,26 @@ impl ClaudeSession {
         match v.event {
             Some(StreamEventBody::MessageStart { message }) => {
                 self.progress(out);
+                self.previews.clear();
                 let message = message.unwrap_or_default();
                 self.open_span(message.id, message.usage, true, out);
+            }
+            Some(StreamEventBody::ContentBlockStart { index, content_block }) => {
+                self.progress(out);
+                let kind = match content_block {
+                    Some(BlockStart::Text {}) => PreviewedType::AgentMessage,
+                    Some(BlockStart::Thinking {} | BlockStart::RedactedThinking {}) => PreviewedType::AgentThinking,
+                    Some(BlockStart::Other) | None => return,
+                };
+                if let Some(index) = index {
+                    out.push(self.previews.start(index.to_string(), kind));
+                }
+            }
+            Some(StreamEventBody::ContentBlockDelta { index, delta }) => {
+                self.progress(out);
+                if let (Some(index), Some(BlockDelta::TextDelta { text: Some(text) })) = (index, delta) {
+                    out.extend(self.previews.text(&index.to_string(), &text));
+                }
             }
             Some(StreamEventBody::MessageDelta { usage }) => {
                 if let (Some(span), Some(usage)) = (self.span.as_mut(), usage) {
@@ -451,6 +479,7 @@ impl ClaudeSession {
         let api_error = self.api_error.take();
         self.turn_active = false;
         self.reported = [0; 4];
+        self.previews.clear();
         self.permissions.clear();
         self.custom.forget_all();
         if !is_error || interrupted {
@@ -662,6 +691,7 @@ impl HarnessSession for ClaudeSession {
             interrupting: false,
             next_request: 0,
             reported: [0; 4],
+            previews: Previews::default(),
         }
     }
 

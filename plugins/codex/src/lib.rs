@@ -23,7 +23,8 @@
 //! | `turn/started` | emit `span.model_request_start` |
 //! | `thread/tokenUsage/updated` | emit `span.model_request_end` with `tokenUsage.last` (cached tokens split out of input) |
 //! | `item/started` reasoning | emit `agent.thinking` |
-//! | `item/completed` agentMessage | emit `agent.message` |
+//! | `item/agentMessage/delta` | `preview` text of the item's message preview (its first delta opens the preview) |
+//! | `item/completed` agentMessage | emit `agent.message` (id: the item's preview's) |
 //! | `item/started` commandExecution | emit `agent.tool_use` `bash` `{"command"}` (unwrapped from `bash -lc '…'`) |
 //! | `item/completed` commandExecution | emit `agent.tool_result` (aggregated output; error unless exit 0) |
 //! | `item/started` / `completed` fileChange | `agent.tool_use` `edit` (`write` when it only adds files) / `agent.tool_result` |

@@ -176,7 +176,9 @@ pub enum Notification {
     TurnStarted(TurnNotification),
     ItemStarted(ItemNotification),
     ItemCompleted(ItemNotification),
-    /// Streaming deltas and progress of an item: a sign of progress.
+    /// A piece of an agent message's text, as the model produces it.
+    AgentMessageDelta(AgentMessageDelta),
+    /// Other streaming deltas and progress of an item: a sign of progress.
     Delta,
     TokenUsageUpdated(TokenUsageUpdated),
     Error(ErrorNotification),
@@ -193,8 +195,8 @@ impl Notification {
             "turn/started" => Notification::TurnStarted(params(p)),
             "item/started" => Notification::ItemStarted(params(p)),
             "item/completed" => Notification::ItemCompleted(params(p)),
-            "item/agentMessage/delta"
-            | "item/reasoning/summaryTextDelta"
+            "item/agentMessage/delta" => Notification::AgentMessageDelta(params(p)),
+            "item/reasoning/summaryTextDelta"
             | "item/reasoning/textDelta"
             | "item/reasoning/summaryPartAdded"
             | "item/commandExecution/outputDelta"
@@ -207,6 +209,16 @@ impl Notification {
             other => Notification::Other(other.to_string()),
         }
     }
+}
+
+/// `item/agentMessage/delta`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentMessageDelta {
+    #[serde(default, deserialize_with = "loose")]
+    pub item_id: Option<String>,
+    #[serde(default, deserialize_with = "loose")]
+    pub delta: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -629,7 +641,14 @@ mod tests {
                 })),
             ),
             (
-                r#"{"method":"item/agentMessage/delta","params":{"delta":"Hi"}}"#,
+                r#"{"method":"item/agentMessage/delta","params":{"threadId":"thr_1","turnId":"turn_1","itemId":"msg_1","delta":"Hi"}}"#,
+                Incoming::Notification(Notification::AgentMessageDelta(AgentMessageDelta {
+                    item_id: Some("msg_1".into()),
+                    delta: Some("Hi".into()),
+                })),
+            ),
+            (
+                r#"{"method":"item/reasoning/textDelta","params":{"delta":"Hm"}}"#,
                 Incoming::Notification(Notification::Delta),
             ),
             (

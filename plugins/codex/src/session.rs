@@ -10,10 +10,12 @@ use crate::protocol::{
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
+use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, read_line};
 use bridle_harness_sdk::{
-    Action, File, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, log, new_event_id,
+    Action, File, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, log,
+    new_event_id,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -86,6 +88,8 @@ pub struct CodexSession {
     span: Option<String>,
     retry: Progress,
     last_error: Option<TurnError>,
+    /// Previews of agent messages being streamed, by item id.
+    previews: Previews,
 }
 
 impl CodexSession {
@@ -325,9 +329,11 @@ impl CodexSession {
         match kind {
             ItemKind::AgentMessage { text } => {
                 self.progress(out);
+                let event_id = self.previews.claim_key(&id).unwrap_or_else(new_event_id);
                 if let Some(text) = text.filter(|t| !t.is_empty()) {
                     out.push(Action::emit_json(&json!({
                         "type": "agent.message",
+                        "id": event_id,
                         "content": [{"type": "text", "text": text}],
                     })));
                 }
@@ -434,6 +440,7 @@ impl CodexSession {
         self.turn_id = None;
         self.approvals.clear();
         self.custom.forget_all();
+        self.previews.clear();
         let interrupted = std::mem::take(&mut self.interrupting);
         self.interrupt_deferred = false;
         let last_error = self.last_error.take();
@@ -464,6 +471,16 @@ impl CodexSession {
             }
             Notification::ItemStarted(p) => self.on_item_started(p.item, out),
             Notification::ItemCompleted(p) => self.on_item_completed(p.item, out),
+            Notification::AgentMessageDelta(d) => {
+                self.progress(out);
+                if let (Some(item), Some(text)) = (d.item_id, d.delta.filter(|t| !t.is_empty())) {
+                    // The first delta of an item opens its preview.
+                    if self.previews.text(&item, &text).is_none() {
+                        out.push(self.previews.start(item.as_str(), PreviewedType::AgentMessage));
+                    }
+                    out.extend(self.previews.text(&item, &text));
+                }
+            }
             Notification::Delta => self.progress(out),
             Notification::TokenUsageUpdated(p) => {
                 if let Some(last) = p.token_usage.and_then(|u| u.last) {
@@ -864,6 +881,7 @@ impl HarnessSession for CodexSession {
             span: None,
             retry: Progress::default(),
             last_error: None,
+            previews: Previews::default(),
         }
     }
 

@@ -1,8 +1,8 @@
 //! # Writing a Bridle harness plugin
 //!
 //! A harness plugin teaches Bridle one agent runtime's native protocol. It is
-//! a WebAssembly component exporting `bridle:harness/adapter@0.2.0` (the
-//! contract lives in `wit/0.2.0/harness.wit` at the repository root). This crate
+//! a WebAssembly component exporting `bridle:harness/adapter@0.3.0` (the
+//! contract lives in `wit/0.3.0/harness.wit` at the repository root). This crate
 //! hides the component plumbing: you write plain Rust against two traits, and
 //! the same code runs natively (for golden tests and benchmarks) and inside
 //! the host as a component.
@@ -126,6 +126,7 @@ pub mod errors;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
 pub mod policy;
+pub mod previews;
 pub mod progress;
 mod types;
 pub mod url;
@@ -134,13 +135,13 @@ pub mod wire;
 pub use serde_json;
 pub use types::{
     Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    LogLevel, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
+    LogLevel, Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
 };
 
 use serde_json::Value;
 
-/// The contract version this SDK builds plugins for (`bridle:harness@0.2.0`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version this SDK builds plugins for (`bridle:harness@0.3.0`).
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// The static side of a harness plugin: one per component.
 pub trait Harness: 'static {
@@ -254,7 +255,7 @@ mod native {
     }
 }
 
-/// Export `H: Harness` as the component's `bridle:harness/adapter@0.2.0`.
+/// Export `H: Harness` as the component's `bridle:harness/adapter@0.3.0`.
 ///
 /// Call it once, at the crate root of the plugin (`cdylib`). It expands to
 /// nothing unless the target is `wasm32`.
@@ -277,7 +278,7 @@ macro_rules! export_harness {
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/0.2.0",
+        path: "../../wit/0.3.0",
         world: "harness",
         pub_export_macro: true,
         export_macro_name: "__export_harness_raw",
@@ -437,6 +438,18 @@ pub mod __private {
                     RetryStatus::Terminal => wit::RetryStatus::Terminal,
                 },
             }),
+            Action::Preview(Preview::Start { event_id, event_type }) => {
+                wit::Action::Preview(wit::Preview::Start(wit::PreviewStart {
+                    event_id,
+                    event_type: match event_type {
+                        PreviewedType::AgentMessage => wit::PreviewedType::AgentMessage,
+                        PreviewedType::AgentThinking => wit::PreviewedType::AgentThinking,
+                    },
+                }))
+            }
+            Action::Preview(Preview::Text { event_id, index, text }) => {
+                wit::Action::Preview(wit::Preview::Text(wit::TextDelta { event_id, index, text }))
+            }
         }
     }
 }

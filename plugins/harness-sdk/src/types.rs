@@ -223,6 +223,41 @@ pub struct ToolResult {
     pub exit_code: Option<i32>,
 }
 
+/// The event types a [`Preview`] can announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PreviewedType {
+    /// Followed by [`Preview::Text`] deltas, concluded by the `agent.message`.
+    #[serde(rename = "agent.message")]
+    AgentMessage,
+    /// Start-only: the `agent.thinking` with the same id concludes it.
+    #[serde(rename = "agent.thinking")]
+    AgentThinking,
+}
+
+impl PreviewedType {
+    /// The Managed Agents event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreviewedType::AgentMessage => "agent.message",
+            PreviewedType::AgentThinking => "agent.thinking",
+        }
+    }
+}
+
+/// Stream-only output: the runtime's partial output of an event the plugin
+/// emits later with the same id. Never stored; sent only to stream clients
+/// that asked (`event_deltas[]`). A preview never concluded is closed by its
+/// model request's `span.model_request_end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preview {
+    /// Opens a preview. `event_id` comes from [`crate::new_event_id`] and
+    /// becomes the emitted event's `id`.
+    Start { event_id: String, event_type: PreviewedType },
+    /// Text for entry `index` of an `agent.message` preview's `content`.
+    Text { event_id: String, index: u32, text: String },
+}
+
 /// What the host should do in response to runtime output or user input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -242,6 +277,8 @@ pub enum Action {
     TurnEnded(StopReason),
     /// The runtime gave up on the turn.
     Failed(Failure),
+    /// Stream partial output (see [`Preview`]).
+    Preview(Preview),
 }
 
 impl Action {
@@ -256,6 +293,16 @@ impl Action {
         let mut bytes = serde_json::to_vec(msg).expect("a Value always serializes");
         bytes.push(b'\n');
         Action::Write(bytes)
+    }
+
+    /// `Preview(Start)` of the event that will carry `event_id`.
+    pub fn preview_start(event_id: &str, event_type: PreviewedType) -> Self {
+        Action::Preview(Preview::Start { event_id: event_id.to_string(), event_type })
+    }
+
+    /// `Preview(Text)`: `text` for content entry `index` of `event_id`.
+    pub fn preview_text(event_id: &str, index: u32, text: &str) -> Self {
+        Action::Preview(Preview::Text { event_id: event_id.to_string(), index, text: text.to_string() })
     }
 
     /// `TurnEnded(StopReason::EndTurn)`.
@@ -286,6 +333,7 @@ impl Action {
             Action::Checkpoint(s) => json!({"checkpoint": s}),
             Action::TurnEnded(s) => json!({"turn_ended": s}),
             Action::Failed(f) => json!({"failed": f.to_json()}),
+            Action::Preview(p) => json!({"preview": p}),
         }
     }
 }

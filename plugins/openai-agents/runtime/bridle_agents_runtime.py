@@ -269,18 +269,32 @@ class Session:
             items = [user]
         try:
             self.result = Runner.run_streamed(agent, items, max_turns=self.max_turns, previous_response_id=previous)
+            # Messages already sent from their raw `output_item.done` (by item id).
+            sent: set[str] = set()
             async for ev in self.result.stream_events():
                 if ev.type == "raw_response_event":
                     kind = getattr(ev.data, "type", "")
                     if kind == "response.created":
                         send(sid, {"type": "model_request_start"})
+                    elif kind == "response.output_text.delta":
+                        # The model's text as it streams: the plugin previews it.
+                        send(sid, {"type": "text_delta", "item_id": ev.data.item_id, "text": ev.data.delta})
+                    elif kind == "response.output_item.done" and getattr(ev.data.item, "type", "") == "message":
+                        # The finished message, before its response completes
+                        # (the run item event comes only after).
+                        text = ItemHelpers.extract_text(ev.data.item)
+                        item_id = getattr(ev.data.item, "id", None)
+                        if text and item_id:
+                            sent.add(item_id)
+                            send(sid, {"type": "message", "item_id": item_id, "text": text})
                     elif kind in ("response.completed", "response.incomplete"):
                         send(sid, {"type": "model_request_end", "usage": _usage(ev.data.response)})
                 elif ev.type == "run_item_stream_event":
                     if ev.name == "message_output_created":
+                        item_id = getattr(ev.item.raw_item, "id", None)
                         text = ItemHelpers.text_message_output(ev.item)
-                        if text:
-                            send(sid, {"type": "message", "text": text})
+                        if text and item_id not in sent:
+                            send(sid, {"type": "message", "item_id": item_id, "text": text})
                     elif ev.name == "reasoning_item_created":
                         send(sid, {"type": "reasoning"})
             if self.interrupting:

@@ -36,7 +36,8 @@
 //! |---|---|---|
 //! | `{"type":"model_request_start"}` | raw `response.created` | emit `span.model_request_start` |
 //! | `{"type":"model_request_end","usage":{"input_tokens","output_tokens","cached_tokens"}}` | raw `response.completed` | emit `span.model_request_end` (cached split out of input) |
-//! | `{"type":"message","text"}` | `message_output_created` | emit `agent.message` |
+//! | `{"type":"text_delta","item_id","text"}` | raw `response.output_text.delta` | `preview` text of the item's message preview (its first delta opens the preview) |
+//! | `{"type":"message","item_id","text"}` | raw `response.output_item.done` of a message (else `message_output_created`) | emit `agent.message` (id: the item's preview's) |
 //! | `{"type":"reasoning"}` | `reasoning_item_created` | emit `agent.thinking` |
 //! | `{"type":"tool_call","call_id","name","input"}` | a function tool was invoked and awaits its result | emit `agent.tool_use`; `always_allow`: `tool-call {"id": <event id>, "name", "input"}`; `always_ask`: wait for `user.tool_confirmation`; disabled: error result written back |
 //! | `{"type":"custom_tool_call","call_id","name","input"}` | a custom tool was invoked and awaits its result | emit `agent.custom_tool_use` (the host idles the session, `requires_action`); `user.custom_tool_result` → `tool_result` with its text |

@@ -19,8 +19,18 @@ pub enum RuntimeMessage {
         #[serde(default, deserialize_with = "loose")]
         usage: Option<Usage>,
     },
-    /// `message_output_created`: the text of an assistant message.
+    /// Raw `response.output_text.delta`: a piece of a message's text.
+    TextDelta {
+        #[serde(default, deserialize_with = "loose")]
+        item_id: Option<String>,
+        #[serde(default, deserialize_with = "loose")]
+        text: Option<String>,
+    },
+    /// Raw `response.output_item.done` of a message (or, failing that,
+    /// `message_output_created`): the text of an assistant message.
     Message {
+        #[serde(default, deserialize_with = "loose")]
+        item_id: Option<String>,
         #[serde(default, deserialize_with = "loose")]
         text: Option<String>,
     },
@@ -150,7 +160,15 @@ mod tests {
                     usage: Some(Usage { input_tokens: Some(10), output_tokens: Some(2), cached_tokens: Some(4) }),
                 },
             ),
-            (r#"{"type":"message","text":"hi"}"#, M::Message { text: Some("hi".into()) }),
+            (r#"{"type":"message","text":"hi"}"#, M::Message { item_id: None, text: Some("hi".into()) }),
+            (
+                r#"{"type":"message","item_id":"msg_1","text":"hi"}"#,
+                M::Message { item_id: Some("msg_1".into()), text: Some("hi".into()) },
+            ),
+            (
+                r#"{"type":"text_delta","item_id":"msg_1","text":"h"}"#,
+                M::TextDelta { item_id: Some("msg_1".into()), text: Some("h".into()) },
+            ),
             (r#"{"type":"reasoning"}"#, M::Reasoning {}),
             (
                 r#"{"type":"tool_call","call_id":"c1","name":"bash","input":{"command":"ls"}}"#,
@@ -213,7 +231,7 @@ mod tests {
             (r#"{"type":"model_request_end","usage":"bad"}"#, M::ModelRequestEnd { usage: None }),
             (r#"{"type":"retry","retry":"yes"}"#, M::Retry(Retry::default())),
             (r#"{"type":"checkpoint","state":"str"}"#, M::Checkpoint { state: None }),
-            (r#"{"type":"message","text":null}"#, M::Message { text: None }),
+            (r#"{"type":"message","text":null}"#, M::Message { item_id: None, text: None }),
             (r#"{"type":"error"}"#, M::Error(RunError::default())),
         ];
         for (line, want) in cases {

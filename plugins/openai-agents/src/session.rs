@@ -7,11 +7,12 @@ use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
+use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
-    Action, HarnessSession, LaunchPlan, LogLevel, RetryReport, RetryStatus, SessionSpec, ToolCall, ToolResult, log,
-    new_event_id,
+    Action, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, ToolCall,
+    ToolResult, log, new_event_id,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub struct AgentsSession {
     retry: Progress,
     turn_active: bool,
     interrupting: bool,
+    /// Previews of messages being streamed, by the runtime's item id.
+    previews: Previews,
 }
 
 impl AgentsSession {
@@ -100,6 +103,7 @@ impl AgentsSession {
         self.close_span(true, None, out);
         self.turn_active = false;
         self.interrupting = false;
+        self.previews.clear();
         self.retry.reset();
         self.asking.clear();
         self.custom_calls.drain();
@@ -291,6 +295,7 @@ impl HarnessSession for AgentsSession {
             retry: Progress::default(),
             turn_active: false,
             interrupting: false,
+            previews: Previews::default(),
         }
     }
 
@@ -383,11 +388,22 @@ impl HarnessSession for AgentsSession {
                 self.span = Some(id);
             }
             RuntimeMessage::ModelRequestEnd { usage } => self.close_span(false, usage.as_ref(), &mut out),
-            RuntimeMessage::Message { text } => {
+            RuntimeMessage::TextDelta { item_id, text } => {
                 self.progress(&mut out);
+                if let (Some(item), Some(text)) = (item_id, text.filter(|t| !t.is_empty())) {
+                    // The first delta of an item opens its preview.
+                    if self.previews.text(&item, &text).is_none() {
+                        out.push(self.previews.start(item.as_str(), PreviewedType::AgentMessage));
+                    }
+                    out.extend(self.previews.text(&item, &text));
+                }
+            }
+            RuntimeMessage::Message { item_id, text } => {
+                self.progress(&mut out);
+                let id = item_id.and_then(|item| self.previews.claim_key(&item)).unwrap_or_else(new_event_id);
                 if let Some(text) = text.filter(|t| !t.is_empty()) {
                     out.push(Action::emit_json(&json!({
-                        "type": "agent.message", "content": [{"type": "text", "text": text}],
+                        "type": "agent.message", "id": id, "content": [{"type": "text", "text": text}],
                     })));
                 }
             }

@@ -61,6 +61,7 @@ fn odd_lines_never_fail() {
         "rec_exhausted.script.jsonl",
         "rec_custom_tool.script.jsonl",
         "ask_allow.script.jsonl",
+        "stream_previews.script.jsonl",
     ] {
         assert!(goldens().check_odd_lines::<AgentsSession>(case) > 0, "{case}");
     }
@@ -87,4 +88,5 @@ cases! {
     recorded_custom_tool_round_trip => "rec_custom_tool.script.jsonl",
     recorded_custom_tool_error_result => "rec_custom_tool_error.script.jsonl",
     custom_tool_edges => "custom_tool_edges.script.jsonl",
+    stream_previews => "stream_previews.script.jsonl",
 }

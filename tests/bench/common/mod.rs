@@ -66,9 +66,20 @@ impl Api {
     /// Open a session's SSE stream; frames arrive on the returned channel, each stamped
     /// with the wall clock when its bytes were read. The stream is open when this returns.
     pub async fn stream(&self, session: &str) -> Result<mpsc::UnboundedReceiver<Frame>, String> {
+        self.stream_with_deltas(session, &[]).await
+    }
+
+    /// [`Api::stream`] asking for the previews of `deltas` (`event_deltas[]`).
+    pub async fn stream_with_deltas(
+        &self,
+        session: &str,
+        deltas: &[&str],
+    ) -> Result<mpsc::UnboundedReceiver<Frame>, String> {
+        let query: Vec<(&str, &str)> = deltas.iter().map(|d| ("event_deltas[]", *d)).collect();
         let r = self
             .http
             .get(format!("{}/v1/sessions/{session}/events/stream", self.base))
+            .query(&query)
             .header("x-api-key", &self.key)
             .header("anthropic-beta", BETA)
             .timeout(Duration::from_secs(3600))

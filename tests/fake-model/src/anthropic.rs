@@ -123,6 +123,7 @@ pub fn stream(resp: &Response, conv: &Conversation, ids: &Ids, input_tokens: u64
             if i > 0 {
                 e.delay_ms = resp.chunk_delay_ms;
             }
+            e.first_token = i == 0;
             out.push(e);
         }
     }

@@ -91,11 +91,14 @@ pub struct SseEvent {
     pub name: String,
     pub data: Value,
     pub delay_ms: u64,
+    /// The reply's first text token: stamped when written (see
+    /// [`FakeModel::first_tokens`]).
+    pub first_token: bool,
 }
 
 impl SseEvent {
     pub fn new(name: &str, data: Value) -> SseEvent {
-        SseEvent { name: name.to_owned(), data, delay_ms: 0 }
+        SseEvent { name: name.to_owned(), data, delay_ms: 0, first_token: false }
     }
 
     fn encode(&self) -> Bytes {
@@ -135,6 +138,8 @@ struct Shared {
     scenarios: Mutex<HashMap<String, ScenarioState>>,
     log: Mutex<Vec<RecordedRequest>>,
     seq: AtomicU64,
+    /// (model, wall-clock µs) of each streamed reply's first text token.
+    first_tokens: Arc<Mutex<Vec<(String, i64)>>>,
 }
 
 /// A poisoned lock only means another handler panicked; the data is still usable.
@@ -239,6 +244,16 @@ impl FakeModel {
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
     }
+
+    /// When each streamed reply to `model` wrote its first text token, in
+    /// wall-clock µs since the epoch, oldest first (for latency benchmarks).
+    pub fn first_tokens(&self, model: &str) -> Vec<i64> {
+        lock(&self.shared.first_tokens).iter().filter(|(m, _)| m == model).map(|(_, at)| *at).collect()
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 impl Drop for FakeModel {
@@ -400,7 +415,11 @@ async fn route(
                 let ids =
                     anthropic::Ids { message: format!("msg_fake_{n:06}"), tool_use: format!("toolu_fake_{n:06}") };
                 if conv.stream {
-                    sse(anthropic::stream(&resp, &conv, &ids, input_tokens))
+                    sse(
+                        anthropic::stream(&resp, &conv, &ids, input_tokens),
+                        shared.first_tokens.clone(),
+                        conv.model.clone(),
+                    )
                 } else {
                     axum::Json(anthropic::message(&resp, &conv, &ids, input_tokens)).into_response()
                 }
@@ -413,7 +432,11 @@ async fn route(
                     call: format!("call_fake_{n:06}"),
                 };
                 if conv.stream {
-                    sse(responses::stream(&resp, &conv, &ids, input_tokens))
+                    sse(
+                        responses::stream(&resp, &conv, &ids, input_tokens),
+                        shared.first_tokens.clone(),
+                        conv.model.clone(),
+                    )
                 } else {
                     axum::Json(responses::response(&resp, &conv, &ids, input_tokens)).into_response()
                 }
@@ -442,11 +465,15 @@ fn models(path: &str) -> Response {
     .into_response()
 }
 
-fn sse(events: Vec<SseEvent>) -> Response {
+/// Stream `events`; the first-token event is stamped into `stamps` under `model`.
+fn sse(events: Vec<SseEvent>, stamps: Arc<Mutex<Vec<(String, i64)>>>, model: String) -> Response {
     let stream = async_stream::stream! {
         for e in events {
             if e.delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(e.delay_ms)).await;
+            }
+            if e.first_token {
+                lock(&stamps).push((model.clone(), now_us()));
             }
             yield Ok::<Bytes, Infallible>(e.encode());
         }
@@ -583,7 +610,43 @@ fn control(shared: &Shared, method: &Method, rest: &str, query: Option<&str>, bo
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::api_path;
+    use crate::scenario::{self, Conversation, Scenario};
+    use crate::{anthropic, responses};
+
+    /// Every wire protocol streams the default reply's text in several chunks, and marks
+    /// the first one (what runtimes preview, and benchmarks time).
+    #[test]
+    fn text_streams_in_several_chunks_on_every_protocol() {
+        let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}],
+                          "input": "hi"});
+        let text = scenario::DEFAULT_TEXT;
+        let conv = Conversation::from_messages(&body);
+        let resp = scenario::respond(&Scenario::default(), &conv);
+        let ids = anthropic::Ids { message: "msg".into(), tool_use: "tu".into() };
+        let events = anthropic::stream(&resp, &conv, &ids, 1);
+        let deltas: Vec<_> = events.iter().filter(|e| e.data["delta"]["type"] == "text_delta").collect();
+        assert!(deltas.len() >= 3, "{deltas:?}");
+        assert_eq!(deltas.iter().map(|e| e.data["delta"]["text"].as_str().unwrap()).collect::<String>(), text);
+        assert!(deltas[0].first_token && events.iter().filter(|e| e.first_token).count() == 1);
+
+        let conv = Conversation::from_responses(&body);
+        let resp = scenario::respond(&Scenario::default(), &conv);
+        let ids = responses::Ids {
+            response: "r".into(),
+            message: "m".into(),
+            reasoning: "rs".into(),
+            function_call: "fc".into(),
+            call: "c".into(),
+        };
+        let events = responses::stream(&resp, &conv, &ids, 1);
+        let deltas: Vec<_> = events.iter().filter(|e| e.name == "response.output_text.delta").collect();
+        assert!(deltas.len() >= 3, "{deltas:?}");
+        assert_eq!(deltas.iter().map(|e| e.data["delta"].as_str().unwrap()).collect::<String>(), text);
+        assert!(deltas[0].first_token && events.iter().filter(|e| e.first_token).count() == 1);
+    }
 
     #[test]
     fn gateway_prefixes_are_stripped_to_the_api_path() {

@@ -92,6 +92,8 @@ pub fn stream(resp: &Response, conv: &Conversation, ids: &Ids, input_tokens: u64
         seq += 1;
         let mut e = SseEvent::new(name, data);
         e.delay_ms = delay_ms;
+        // The first text delta of the reply.
+        e.first_token = name == "response.output_text.delta" && !out.iter().any(|o| o.first_token);
         out.push(e);
     };
     let shell = response_object(conv, ids, "in_progress", vec![], Value::Null);

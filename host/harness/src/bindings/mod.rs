@@ -1,5 +1,5 @@
 //! Generated bindings, one module per supported contract version (Zed
-//! style: `v0_1`, `v0_2`), each converting into the one set of host types
+//! style: `v0_1`, `v0_2`, `v0_3`), each converting into the one set of host types
 //! (`bridle_harness_sdk`'s), so nothing above this module sees a version;
 //! and the per-store host state.
 
@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod v0_1;
 pub(crate) mod v0_2;
+pub(crate) mod v0_3;
 
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceAny};
@@ -22,13 +23,14 @@ use crate::{Action, CredentialPlan, HarnessInfo, LaunchPlan, LlmEndpoint, Sessio
 
 /// The contract lines (major.minor) this host implements, oldest first; any
 /// patch of a line matches.
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1", "0.2"];
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1", "0.2", "0.3"];
 
 /// One supported contract line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Contract {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 impl Contract {
@@ -39,6 +41,7 @@ impl Contract {
         match (parts.next(), parts.next()) {
             (Some("0"), Some("1")) => Some(Contract::V0_1),
             (Some("0"), Some("2")) => Some(Contract::V0_2),
+            (Some("0"), Some("3")) => Some(Contract::V0_3),
             _ => None,
         }
     }
@@ -48,6 +51,7 @@ impl Contract {
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     v0_1::Harness::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     v0_2::Harness::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_3::Harness::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     Ok(())
 }
 
@@ -55,6 +59,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 pub(crate) enum Pre {
     V0_1(v0_1::HarnessPre<HostState>),
     V0_2(v0_2::HarnessPre<HostState>),
+    V0_3(v0_3::HarnessPre<HostState>),
 }
 
 impl Pre {
@@ -62,6 +67,7 @@ impl Pre {
         Ok(match contract {
             Contract::V0_1 => Pre::V0_1(v0_1::HarnessPre::new(pre)?),
             Contract::V0_2 => Pre::V0_2(v0_2::HarnessPre::new(pre)?),
+            Contract::V0_3 => Pre::V0_3(v0_3::HarnessPre::new(pre)?),
         })
     }
 
@@ -69,6 +75,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -80,6 +87,7 @@ impl Pre {
 pub(crate) enum Instance {
     V0_1(v0_1::Harness),
     V0_2(v0_2::Harness),
+    V0_3(v0_3::Harness),
 }
 
 pub(crate) type Guest<T> = wasmtime::Result<Result<T, String>>;
@@ -89,6 +97,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::info(h, store).await,
             Instance::V0_2(h) => v0_2::info(h, store).await,
+            Instance::V0_3(h) => v0_3::info(h, store).await,
         }
     }
 
@@ -96,6 +105,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::check_endpoint(h, store, llm).await,
             Instance::V0_2(h) => v0_2::check_endpoint(h, store, llm).await,
+            Instance::V0_3(h) => v0_3::check_endpoint(h, store, llm).await,
         }
     }
 
@@ -107,6 +117,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::credentials(h, store, llm).await,
             Instance::V0_2(h) => v0_2::credentials(h, store, llm).await,
+            Instance::V0_3(h) => v0_3::credentials(h, store, llm).await,
         }
     }
 
@@ -114,6 +125,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::new_session(h, store, spec).await,
             Instance::V0_2(h) => v0_2::new_session(h, store, spec).await,
+            Instance::V0_3(h) => v0_3::new_session(h, store, spec).await,
         }
     }
 
@@ -121,6 +133,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::launch(h, store, res).await,
             Instance::V0_2(h) => v0_2::launch(h, store, res).await,
+            Instance::V0_3(h) => v0_3::launch(h, store, res).await,
         }
     }
 
@@ -128,6 +141,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::on_input(h, store, res, event).await,
             Instance::V0_2(h) => v0_2::on_input(h, store, res, event).await,
+            Instance::V0_3(h) => v0_3::on_input(h, store, res, event).await,
         }
     }
 
@@ -135,6 +149,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::on_output(h, store, res, line).await,
             Instance::V0_2(h) => v0_2::on_output(h, store, res, line).await,
+            Instance::V0_3(h) => v0_3::on_output(h, store, res, line).await,
         }
     }
 
@@ -147,6 +162,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::on_tool_result(h, store, res, result).await,
             Instance::V0_2(h) => v0_2::on_tool_result(h, store, res, result).await,
+            Instance::V0_3(h) => v0_3::on_tool_result(h, store, res, result).await,
         }
     }
 
@@ -159,6 +175,7 @@ impl Instance {
         match self {
             Instance::V0_1(h) => v0_1::on_exit(h, store, res, code).await,
             Instance::V0_2(h) => v0_2::on_exit(h, store, res, code).await,
+            Instance::V0_3(h) => v0_3::on_exit(h, store, res, code).await,
         }
     }
 }

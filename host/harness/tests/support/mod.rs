@@ -52,6 +52,8 @@ pub struct Fixtures {
     pub wrong_version: PathBuf,
     /// The echo template frozen at contract 0.1.0.
     pub echo_v0_1: PathBuf,
+    /// An echo frozen at contract 0.2.0.
+    pub echo_v0_2: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
@@ -64,11 +66,14 @@ pub fn fixtures() -> &'static Fixtures {
             "bridle-harness-fixture-wrong-version",
             "-p",
             "bridle-harness-fixture-echo-v0-1",
+            "-p",
+            "bridle-harness-fixture-echo-v0-2",
         ]);
         Fixtures {
             faulty: wasm_file("bridle_harness_fixture_faulty"),
             wrong_version: wasm_file("bridle_harness_fixture_wrong_version"),
             echo_v0_1: wasm_file("bridle_harness_fixture_echo_v0_1"),
+            echo_v0_2: wasm_file("bridle_harness_fixture_echo_v0_2"),
         }
     })
 }

@@ -56,6 +56,18 @@ fn custom_use(id: &str) -> PluginAction {
     event(json!({"type": "agent.custom_tool_use", "id": id, "name": "lookup", "input": {}}))
 }
 
+fn start(id: &str, kind: PreviewKind) -> PluginAction {
+    PluginAction::Preview(Preview::Start { event_id: id.into(), kind })
+}
+
+fn delta(id: &str, text: &str) -> PluginAction {
+    PluginAction::Preview(Preview::Text { event_id: id.into(), index: 0, text: text.into() })
+}
+
+fn span_end() -> PluginAction {
+    event(json!({"type": "span.model_request_end", "model_request_start_id": "sevt_s", "is_error": false}))
+}
+
 fn end() -> PluginAction {
     PluginAction::TurnEnded(json!({"type": "end_turn"}))
 }
@@ -126,6 +138,8 @@ fn show(e: &Effect) -> String {
         Effect::CancelTool => "cancel".into(),
         Effect::Interrupt => "interrupt".into(),
         Effect::CollectOutputs => "collect".into(),
+        Effect::Preview(Preview::Start { event_id, kind }) => format!("preview start {} {event_id}", kind.as_str()),
+        Effect::Preview(Preview::Text { event_id, index, text }) => format!("preview text {event_id}[{index}] {text}"),
     }
 }
 
@@ -839,4 +853,70 @@ fn a_budget_without_a_price_or_a_price_without_a_budget_stops_nothing() {
     e.handle(msg(1));
     e.handle(Input::Started);
     assert!(!e.handle(Input::Plugin(vec![model_end(1_000_000)])).iter().any(|x| matches!(x, Effect::Interrupt)));
+}
+
+#[test]
+fn previews_go_out_at_once_and_the_message_keeps_its_burst() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![
+            // Held events go out before a preview, so frames keep the runtime's order.
+            (Input::Output(vec![event(json!({"type": "agent.thinking", "id": "sevt_k"}))]), vec![]),
+            (
+                Input::Output(vec![start("sevt_m", PreviewKind::AgentMessage)]),
+                vec!["commit agent.thinking", "preview start agent.message sevt_m"],
+            ),
+            (Input::Output(vec![delta("sevt_m", "Hel")]), vec!["preview text sevt_m[0] Hel"]),
+            (Input::Output(vec![delta("sevt_m", "lo")]), vec!["preview text sevt_m[0] lo"]),
+            // The buffered message is held like any event; it concludes the preview.
+            (Input::Output(vec![text()]), vec![]),
+            (Input::Output(vec![delta("sevt_m", "late")]), vec![]),
+            (Input::BurstEnd, vec!["commit agent.message"]),
+        ],
+    );
+}
+
+#[test]
+fn a_preview_is_closed_by_its_span_end_and_by_the_turns_end() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![
+            (
+                Input::Output(vec![start("sevt_a", PreviewKind::AgentMessage)]),
+                vec!["preview start agent.message sevt_a"],
+            ),
+            // Thinking previews are start-only.
+            (
+                Input::Output(vec![start("sevt_k", PreviewKind::AgentThinking)]),
+                vec!["preview start agent.thinking sevt_k"],
+            ),
+            (Input::Output(vec![delta("sevt_k", "no")]), vec![]),
+            // A delta for a preview never started is dropped.
+            (Input::Output(vec![delta("sevt_x", "no")]), vec![]),
+            // The model request ends without the message (cut off): closed.
+            // (A dropped preview does not flush the held events.)
+            (Input::Output(vec![span_end(), delta("sevt_a", "no")]), vec![]),
+            (Input::BurstEnd, vec!["commit span.model_request_end"]),
+            (
+                Input::Output(vec![start("sevt_b", PreviewKind::AgentMessage)]),
+                vec!["preview start agent.message sevt_b"],
+            ),
+            (Input::Output(vec![end()]), vec!["commit session.status_idle:end_turn =>idle"]),
+            (Input::BurstEnd, vec![]),
+            // Between turns nothing is previewed, and the turn's previews are closed.
+            (Input::Output(vec![delta("sevt_b", "no")]), vec![]),
+            (Input::Output(vec![start("sevt_c", PreviewKind::AgentMessage)]), vec![]),
+        ],
+    );
+}
+
+#[test]
+fn a_fenced_engine_sends_no_previews() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![(Input::Fenced, vec![]), (Input::Output(vec![start("sevt_a", PreviewKind::AgentMessage)]), vec![])],
+    );
 }
