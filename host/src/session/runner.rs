@@ -127,7 +127,16 @@ impl Runner {
             recover,
             budget: row.session.budget.as_ref().map(pricing::budget_limit),
         };
-        let price = pricing::model_id(&row.session.agent).and_then(|m| host.config.price_of(m));
+        let model = pricing::model_id(&row.session.agent).unwrap_or_default();
+        let price = host.config.price_of(model);
+        if row.session.budget.is_some() && price.is_none() {
+            // Priced at create (the API checks), unpriced since: say so.
+            tracing::warn!(
+                model,
+                "the session has a budget, but the config no longer prices its model; the budget \
+                                   is not enforced until [pricing.\"{model}\"] is set again"
+            );
+        }
         let cfg =
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
         Ok(Some(Runner {
