@@ -186,10 +186,15 @@ pub async fn retrieve(
     State(st): State<AppState>,
     Path((id, rid)): Path<(String, String)>,
 ) -> ApiResult<Json<SessionResource>> {
-    check_id(Kind::SessionResource, &rid)?;
-    let row = super::sessions::load(&st, &id).await?;
+    Ok(Json(find(&st, &id, &rid).await?))
+}
+
+/// One resource of a session, or 404.
+async fn find(st: &AppState, id: &str, rid: &str) -> ApiResult<SessionResource> {
+    check_id(Kind::SessionResource, rid)?;
+    let row = super::sessions::load(st, id).await?;
     let found = of_session(&row.session.resources)?.into_iter().find(|r| r.id == rid);
-    Ok(Json(found.ok_or_else(|| not_found(&id, &rid))?))
+    found.ok_or_else(|| not_found(id, rid))
 }
 
 #[utoipa::path(
@@ -207,10 +212,7 @@ pub async fn update(
     Path((id, rid)): Path<(String, String)>,
     ApiJson(_body): ApiJson<ResourceUpdate>,
 ) -> ApiResult<Json<SessionResource>> {
-    check_id(Kind::SessionResource, &rid)?;
-    let row = super::sessions::load(&st, &id).await?;
-    let found = of_session(&row.session.resources)?.into_iter().find(|r| r.id == rid);
-    let r = found.ok_or_else(|| not_found(&id, &rid))?;
+    let r = find(&st, &id, &rid).await?;
     Err(ApiError::invalid(format!(
         "authorization_token: resource `{}` is a `{}` resource; only `github_repository` resources take a token",
         r.id, r.kind
