@@ -21,8 +21,7 @@ const MAX_EVENTS_PER_SEND: usize = 50;
 /// turn that ends at once: refuse it, saying how to go on.
 fn check_budget_left(st: &AppState, s: &crate::model::sessions::Session) -> ApiResult<()> {
     let Some(budget) = &s.budget else { return Ok(()) };
-    let Some(price) = pricing::model_id(&s.agent).and_then(|m| st.config.price_of(m)) else { return Ok(()) };
-    let spent = pricing::list_cost(s.usage.as_object().unwrap_or(&Default::default()), &price);
+    let Some(spent) = super::sessions::spent(st, s) else { return Ok(()) };
     if spent >= pricing::budget_limit(budget) {
         return Err(ApiError::invalid(format!(
             "session `{}` reached its budget (list cost {} of {} cents): raise budget.max_list_cost with a \

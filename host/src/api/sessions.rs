@@ -15,7 +15,7 @@ use crate::model::agents::{Agent, McpServer, check_mcp_servers, resolve_skills, 
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::events::{NewEvent, StoredEvent, UserEvent, parse_user_event};
-use crate::model::pricing::{self, Price};
+use crate::model::pricing::{self, Cost, Price};
 use crate::model::sessions::{AgentRef, AgentRefObject, Budget, Session, SessionCreate, SessionStatus, SessionUpdate};
 use crate::model::vaults::Credential;
 use crate::model::vaults::check_not_reserved;
@@ -262,8 +262,8 @@ fn check_budget_change(st: &AppState, s: &Session, new: &Option<Budget>) -> ApiR
              cannot be re-added (budget_create_only)",
         ));
     }
-    let price = budget_price(st, &s.agent)?;
-    let spent = pricing::list_cost(s.usage.as_object().unwrap_or(&Default::default()), &price);
+    budget_price(st, &s.agent)?;
+    let spent = spent(st, s).unwrap_or_default();
     // Compared as the API shows both: whole cents, the cost rounded up.
     if pricing::budget_limit(b).cents_ceil() <= spent.cents_ceil() {
         return Err(ApiError::invalid(format!(
@@ -275,12 +275,17 @@ fn check_budget_change(st: &AppState, s: &Session, new: &Option<Budget>) -> ApiR
     Ok(())
 }
 
+/// What a session has spent at list prices, when the operator prices its
+/// model.
+pub(crate) fn spent(st: &AppState, s: &Session) -> Option<Cost> {
+    let price = st.config.price_of(pricing::model_id(&s.agent)?)?;
+    Some(pricing::list_cost(s.usage.as_object()?, &price))
+}
+
 /// The session as the API shows it: its usage priced (`usage.list_cost`)
 /// when the operator prices its model.
 pub(crate) fn present(st: &AppState, mut s: Session) -> Session {
-    let price = pricing::model_id(&s.agent).and_then(|m| st.config.price_of(m));
-    if let (Some(price), Some(usage)) = (price, s.usage.as_object_mut()) {
-        let cost = pricing::list_cost(usage, &price);
+    if let (Some(cost), Some(usage)) = (spent(st, &s), s.usage.as_object_mut()) {
         usage.insert("list_cost".into(), json!(cost.money()));
     }
     s
