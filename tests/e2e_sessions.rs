@@ -188,3 +188,39 @@ fn e2e_gateways() {
     main.assert_alive();
     assert!(!main.log().contains(&token), "the model key appears in the server's log");
 }
+
+/// The console (`/console`) in headless Chromium (Debian's, installed here when missing), driven
+/// by Playwright against a claude session on the fake model: the page uses the public API only,
+/// so one harness shows it.
+#[test]
+fn e2e_console() {
+    if which("chromium").is_none() {
+        support::apt_install(&["chromium"]);
+    }
+    let runtimes = install_runtimes();
+    let (fake, token) = fake_model("e2e");
+    let sb = sandbox_dir();
+    let mut main = server(&runtimes, sb.path(), "600");
+    let artifacts = support::tests_dir().join("../target/e2e-artifacts/console");
+    run_pytest(
+        &["test_console.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_ARTIFACTS", artifacts.to_string_lossy().into_owned()),
+        ],
+        "pytest tests/python/e2e/test_console.py",
+    );
+    main.assert_alive();
+    println!("console screenshots: {}", artifacts.display());
+}
+
+/// The first `name` on PATH.
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}

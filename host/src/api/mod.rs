@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod console;
 pub mod credentials;
 pub mod environments;
 pub mod error;
@@ -101,6 +102,9 @@ pub(crate) fn root_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::serve))
+        .routes(routes!(console::redirect))
+        .routes(routes!(console::page))
+        .routes(routes!(console::file))
 }
 
 /// The whole API.

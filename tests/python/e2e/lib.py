@@ -82,6 +82,7 @@ class Stack:
     def __init__(self, base_url: str, api_key: str, log_path: str | None, sandbox_dir: str | None,
                  fake: Fake, engine: str):
         self.base_url = base_url
+        self.api_key = api_key
         self.log_path = log_path
         self.sandbox_dir = sandbox_dir
         self.fake = fake
