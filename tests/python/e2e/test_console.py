@@ -156,6 +156,31 @@ def test_watch_approve_stream_send_and_interrupt(stack, model, sessions, page):
     assert not done, "the slow reply ran to its end despite the interrupt"
 
 
+WEATHER = {"type": "custom", "name": "get_weather", "description": "Get the current weather for a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_answer_a_custom_tool_call(stack, model, sessions, page):
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"custom": "get_weather", "input": {"city": "Paris"}}],
+                                               "text": "The tool said: {{tool_output}}"}]})
+    s = stack.session(model, tools=[{"type": "agent_toolset_20260401"}, WEATHER])
+    sessions.append(s)
+    sign_in(page, stack)
+    page.goto(f"{stack.base_url}/console/#/sessions/{s.id}")
+    page.locator("#stream-state", has_text="live").wait_for(timeout=TURN_MS)
+    page.get_by_label("Message").fill("What is the weather in Paris?")
+    page.get_by_role("button", name="Send").click()
+    call = page.locator("li.tool", has_text="get_weather")
+    box = call.get_by_label("Result for get_weather")
+    box.wait_for(timeout=TURN_MS)
+    forecast = f"sunny-{uuid.uuid4().hex[:6]}"
+    box.fill(forecast)
+    call.get_by_role("button", name="Send result").click()
+    page.locator("li.agent", has_text=f"The tool said: {forecast}").wait_for(timeout=TURN_MS)
+    results = [e for e in s.snapshot(0) if e["type"] == "user.custom_tool_result"]
+    assert len(results) == 1 and results[0]["content"][0]["text"] == forecast, results
+
+
 def test_read_only_views_never_show_a_secret(stack, page):
     vault_id = stack.llm_vault()
     sign_in(page, stack)
