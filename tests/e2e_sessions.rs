@@ -80,7 +80,7 @@ fn harness_suite(engine: &str) {
     let mut main = server(&runtimes, main_sb.path(), "600");
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py", "test_skills.py"],
         &[
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),

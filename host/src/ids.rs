@@ -14,6 +14,7 @@ pub enum Kind {
     Credential,
     File,
     SessionResource,
+    Skill,
     ApiKey,
     Request,
 }
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Credential => "vcrd_",
             Kind::File => "file_",
             Kind::SessionResource => "sesrsc_",
+            Kind::Skill => "skill_",
             Kind::ApiKey => "apikey_",
             Kind::Request => "req_",
         }
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Credential => "credential",
             Kind::File => "file",
             Kind::SessionResource => "session resource",
+            Kind::Skill => "skill",
             Kind::ApiKey => "API key",
             Kind::Request => "request",
         }

@@ -72,6 +72,7 @@ impl HarnessSession for TemplateSession {
             ],
             files: vec![],
             cwd: Some(self.spec.workspace.clone()),
+            skills_dir: None,
         })
     }
 

@@ -54,8 +54,9 @@ use serde::{Deserialize, Serialize};
 
 pub use bindings::SUPPORTED_CONTRACTS;
 pub use bridle_harness_sdk::{
-    Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
+    Action, ApiShape, CredentialPlan, DEFAULT_SKILLS_DIR, ExecutionModel, Failure, File, HarnessInfo, HeaderRule,
+    LaunchPlan, LlmEndpoint, Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, Skill, SpecLlm, StopReason,
+    ToolCall, ToolResult,
 };
 pub use error::HarnessError;
 pub use inspect::{PluginDescription, inspect};

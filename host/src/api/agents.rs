@@ -68,7 +68,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>
         model: json!(p.model.resolve()?),
         multiagent: None,
         name: p.name,
-        skills: resolve_skills(p.skills.as_deref().unwrap_or_default())?,
+        skills: super::skills::pin(&st, &resolve_skills(p.skills.as_deref().unwrap_or_default())?).await?,
         system: p.system.filter(|s| !s.is_empty()),
         tools,
         kind: "agent".into(),
@@ -166,6 +166,10 @@ pub async fn update(
     ApiJson(p): ApiJson<AgentUpdate>,
 ) -> ApiResult<Json<Agent>> {
     check_id(Kind::Agent, &id)?;
+    let skills = match &p.skills {
+        Some(s) => Some(super::skills::pin(&st, &resolve_skills(s.as_deref().unwrap_or_default())?).await?),
+        None => None,
+    };
     let agent = st
         .store
         .update_agent(&id, p.version, |cur| -> Result<Option<Agent>, ApiError> {
@@ -212,8 +216,8 @@ pub async fn update(
                 }
                 None => {}
             }
-            if let Some(s) = &p.skills {
-                next.skills = resolve_skills(s.as_deref().unwrap_or_default())?;
+            if let Some(s) = &skills {
+                next.skills.clone_from(s);
             }
             if let Some(m) = &p.metadata {
                 apply_metadata_patch("metadata", &mut next.metadata, m)?;

@@ -16,11 +16,14 @@ pub const BETA: &str = "managed-agents-2026-04-01";
 /// one when a client lists it; the files routes take either.
 pub const FILES_BETA: &str = "files-api-2025-04-14";
 
-/// Whether a `/v1` route is a Files API route (its beta header is optional).
+/// Whether a `/v1` route belongs to the Files or Skills API, whose beta
+/// header is optional (the SDKs send none by default).
 /// Inside the nested `/v1` router the path has lost its prefix.
-pub fn is_files_route(path: &str) -> bool {
+pub fn is_beta_optional_route(path: &str) -> bool {
     let path = path.strip_prefix("/v1").unwrap_or(path);
-    path == "/files" || path.starts_with("/files/")
+    ["/files", "/skills"]
+        .iter()
+        .any(|root| path == *root || path.strip_prefix(root).is_some_and(|r| r.starts_with('/')))
 }
 
 /// The key from `x-api-key` or `Authorization: Bearer`.
@@ -34,7 +37,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let key_id = match check(&state, req.headers(), is_files_route(req.uri().path())).await {
+    let key_id = match check(&state, req.headers(), is_beta_optional_route(req.uri().path())).await {
         Ok(key_id) => key_id,
         Err(e) => return super::drain_then(req, e).await,
     };
@@ -62,7 +65,7 @@ pub fn limiter(per_second: u32) -> Option<std::sync::Arc<Limiter>> {
     Some(std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(rate))))
 }
 
-async fn check(state: &AppState, headers: &HeaderMap, files_route: bool) -> Result<String, ApiError> {
+async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Result<String, ApiError> {
     let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::Authentication(
             "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>".into(),
@@ -77,7 +80,7 @@ async fn check(state: &AppState, headers: &HeaderMap, files_route: bool) -> Resu
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|b| b.trim() == BETA);
-    if !beta_ok && !files_route {
+    if !beta_ok && !beta_optional {
         return Err(ApiError::invalid(format!("the Managed Agents API requires the `anthropic-beta: {BETA}` header")));
     }
     Ok(key_id)
@@ -100,12 +103,20 @@ mod tests {
     }
 
     #[test]
-    fn files_routes_are_recognised() {
-        for p in ["/files", "/files/file_1", "/files/file_1/content", "/v1/files", "/v1/files/file_1"] {
-            assert!(is_files_route(p), "{p}");
+    fn files_and_skills_routes_are_recognised() {
+        for p in [
+            "/files",
+            "/files/file_1",
+            "/files/file_1/content",
+            "/v1/files",
+            "/v1/files/file_1",
+            "/skills",
+            "/v1/skills/skill_1/versions",
+        ] {
+            assert!(is_beta_optional_route(p), "{p}");
         }
-        for p in ["/filesystem", "/agents", "/v1/sessions/files", "/"] {
-            assert!(!is_files_route(p), "{p}");
+        for p in ["/filesystem", "/agents", "/v1/sessions/files", "/skillset", "/"] {
+            assert!(!is_beta_optional_route(p), "{p}");
         }
     }
 }

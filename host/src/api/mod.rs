@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod resources;
 pub mod sessions;
+pub mod skills;
 pub mod stream;
 pub mod vaults;
 
@@ -93,6 +94,11 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(files::download))
         .routes(routes!(resources::list, resources::add))
         .routes(routes!(resources::retrieve, resources::update, resources::delete))
+        .routes(routes!(skills::create, skills::list))
+        .routes(routes!(skills::retrieve, skills::delete))
+        .routes(routes!(skills::create_version, skills::list_versions))
+        .routes(routes!(skills::retrieve_version, skills::delete_version))
+        .routes(routes!(skills::download))
 }
 
 /// The routes outside `/v1`, answered without an API key (`/metrics` is

@@ -20,7 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::auth::{BETA, FILES_BETA, is_files_route};
+use super::auth::{BETA, FILES_BETA, is_beta_optional_route};
 use super::error::ErrorEnvelope;
 
 #[derive(OpenApi)]
@@ -107,7 +107,7 @@ pub fn document() -> Document {
         .name("anthropic-beta")
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
-        .description(Some(format!("Optional on the Files API; `{FILES_BETA}` or `{BETA}` are accepted.")))
+        .description(Some(format!("Optional on the Files and Skills APIs; `{FILES_BETA}` or `{BETA}` are accepted.")))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String).examples([Value::from(FILES_BETA)])))
         .build();
     let error = ResponseBuilder::new()
@@ -122,7 +122,7 @@ pub fn document() -> Document {
                     SecurityRequirement::new("api_key", Vec::<String>::new()),
                     SecurityRequirement::new("bearer", Vec::<String>::new()),
                 ]);
-                let beta = if is_files_route(path) { &files_beta } else { &beta };
+                let beta = if is_beta_optional_route(path) { &files_beta } else { &beta };
                 op.parameters.get_or_insert_default().push(beta.clone().into());
             }
         }

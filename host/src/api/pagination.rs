@@ -99,8 +99,13 @@ pub fn position(q: &QueryParams, order: Order, kind: Kind) -> Result<Position, A
 
 /// The position a page token points at.
 pub fn token_position(page: &str, order: Order, kind: Kind) -> Result<Position, ApiError> {
+    token_position_of(page, order, |id| has_kind(id, kind))
+}
+
+/// The position a page token points at in a list whose ids `is_id` accepts.
+pub fn token_position_of(page: &str, order: Order, is_id: impl Fn(&str) -> bool) -> Result<Position, ApiError> {
     let tok = decode(page, order)?;
-    if !has_kind(&tok.i, kind) || !matches!(tok.d.as_str(), "n" | "p") {
+    if !is_id(&tok.i) || !matches!(tok.d.as_str(), "n" | "p") {
         return Err(other_list());
     }
     let key = Key { created_at: tok.t, id: tok.i };

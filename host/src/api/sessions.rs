@@ -85,7 +85,8 @@ async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)>
             snapshot["tools"] = json!(resolve_tools(t, &servers).map_err(|e| prefix(e, "agent."))?);
         }
         if let Some(s) = skills {
-            snapshot["skills"] = json!(resolve_skills(s)?);
+            let pinned = super::skills::pin(st, &resolve_skills(s).map_err(|e| prefix(e, "agent."))?).await?;
+            snapshot["skills"] = json!(pinned);
         }
     }
     Ok((agent, snapshot))

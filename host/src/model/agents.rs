@@ -309,14 +309,34 @@ fn resolve_configs(
     Ok(out)
 }
 
-pub fn resolve_skills(skills: &[SkillParam]) -> Result<Vec<Value>, Invalid> {
+/// An agent's reference to a custom skill, checked for shape; the API pins
+/// its version (`latest` or none: the skill's latest) against the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkillRef {
+    pub skill_id: String,
+    pub version: Option<String>,
+}
+
+pub fn resolve_skills(skills: &[SkillParam]) -> Result<Vec<SkillRef>, Invalid> {
     if skills.len() > 64 {
         return Err(Invalid::new("skills: at most 64 skills are allowed"));
     }
-    Ok(skills
-        .iter()
-        .map(|s| json!({"type": s.kind, "skill_id": s.skill_id, "version": s.version.clone().unwrap_or_else(|| "latest".into())}))
-        .collect())
+    let mut out: Vec<SkillRef> = Vec::with_capacity(skills.len());
+    for (i, s) in skills.iter().enumerate() {
+        if matches!(s.kind, SkillType::Anthropic) {
+            return Err(Invalid::new(format!(
+                "skills[{i}]: Anthropic's prebuilt skills (`{}`) cannot be fetched by this server; upload the skill \
+                 with the Skills API and reference it as `{{\"type\": \"custom\", \"skill_id\": ...}}`",
+                s.skill_id
+            )));
+        }
+        if out.iter().any(|r| r.skill_id == s.skill_id) {
+            return Err(Invalid::new(format!("skills[{i}]: skill `{}` is listed twice", s.skill_id)));
+        }
+        let version = s.version.clone().filter(|v| v != "latest");
+        out.push(SkillRef { skill_id: s.skill_id.clone(), version });
+    }
+    Ok(out)
 }
 
 pub fn check_mcp_servers(servers: &[McpServer]) -> Result<(), Invalid> {

@@ -12,6 +12,7 @@ pub mod previews;
 pub mod pricing;
 pub mod resources;
 pub mod sessions;
+pub mod skills;
 pub mod vaults;
 
 pub use common::{Invalid, Metadata, MetadataPatch, Validate};

@@ -79,6 +79,7 @@ pub fn session_spec(
         resume: resume.map(str::to_owned),
         llm: SpecLlm { base_url, upstream_base_url: Some(upstream.to_owned()), model: model.to_owned() },
         resident,
+        skills: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod outputs;
 pub mod ownership;
 pub mod resident;
 pub mod runner;
+pub(crate) mod skills;
 pub(crate) mod start;
 pub mod status;
 pub mod validate;

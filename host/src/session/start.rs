@@ -15,6 +15,7 @@ use super::Sessions;
 use super::io::{OwnProcess, Resident, Runtime};
 use super::launch::{self, Placement};
 use super::mounts::Mounts;
+use super::skills::SessionSkills;
 use crate::model::environments::Environment;
 use crate::model::sessions::HarnessBinding;
 use crate::model::vaults::{Credential, CredentialSecrets};
@@ -59,6 +60,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         .await
         .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
         .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", t.environment_id)))?;
+    let skills = SessionSkills::load(&host.store, t.agent).await.map_err(StartError::new)?;
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
     spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
     spec.workspace_bytes = launch::workspace_bytes(&env.doc.metadata, host.config.sessions.sandbox_disk_bytes_max)
@@ -66,10 +68,12 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     if plugin.info().execution_model == ExecutionModel::SandboxAsTool {
         // Sandbox as tool: the sandbox runs tools only; the resident runtime
         // reaches the model itself with the key the host adds.
-        let session_spec =
+        let mut session_spec =
             launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, Placement::Resident);
+        session_spec.skills = skills.specs();
         let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+        let skills_dir = plan.skills_dir.clone().unwrap_or_else(|| bridle_harness::DEFAULT_SKILLS_DIR.to_owned());
         let mut argv = plan.argv.clone();
         let program = program_of(&argv, &t.binding.engine)?;
         argv[0] = host
@@ -83,11 +87,14 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
             .attach(&t.binding.engine, &argv, &plan.env, &cwd, t.session_id)
             .await
             .map_err(StartError::new)?;
-        // Files are placed in each sandbox the tools claim, before its first call.
+        // Files and skills are placed in each sandbox the tools claim, before its first call.
         let mounts = t.mounts.clone();
         let hook: ClaimHook = Arc::new(move |sandbox| {
-            let mounts = mounts.clone();
-            Box::pin(async move { mounts.sync(sandbox.as_ref()).await })
+            let (mounts, skills, dir) = (mounts.clone(), skills.clone(), skills_dir.clone());
+            Box::pin(async move {
+                mounts.sync(sandbox.as_ref()).await?;
+                skills.place(sandbox.as_ref(), &dir).await
+            })
         });
         let tools = ToolSandbox::new(driver, spec, ToolConfig::default()).with_claim_hook(hook);
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
@@ -107,8 +114,9 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
     let placement =
         Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
-    let session_spec = launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, placement);
-    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts).await {
+    let mut session_spec = launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, placement);
+    session_spec.skills = skills.specs();
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts, &skills).await {
         Ok(rt) => Ok(rt),
         Err(e) => {
             let _ = sandbox.stop().await;
@@ -125,11 +133,14 @@ async fn in_sandbox(
     session_spec: &bridle_harness::SessionSpec,
     engine: &str,
     mounts: &Mounts,
+    skills: &SessionSkills,
 ) -> Result<Runtime, StartError> {
     // The session's files are in place before the runtime's first turn.
     mounts.sync(sandbox.as_ref()).await.map_err(|e| StartError::new(format!("placing the session's files: {e}")))?;
     let mut session = plugin.new_session(session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
     let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
+    let skills_dir = plan.skills_dir.as_deref().unwrap_or(bridle_harness::DEFAULT_SKILLS_DIR);
+    skills.place(sandbox.as_ref(), skills_dir).await.map_err(StartError::new)?;
     for f in &plan.files {
         write_file(sandbox.as_ref(), &f.path, &f.contents, f.mode).await?;
     }

@@ -696,6 +696,7 @@ impl HarnessSession for ClaudeSession {
     }
 
     fn launch(&mut self) -> Result<LaunchPlan, String> {
+        const SKILL_TOOL: &str = "Skill";
         let model = self.spec.model_id();
         if model.is_empty() {
             return Err("the agent has no model id".into());
@@ -735,6 +736,14 @@ impl HarnessSession for ClaudeSession {
                 .filter_map(|(n, _)| claude_name(n))
                 .collect();
         let mut disallowed = Vec::new();
+        let mut enabled = enabled;
+        if !self.spec.skills.is_empty() {
+            // Claude Code offers skills through its `Skill` tool, which only
+            // loads a skill's instructions (what the skill runs goes through
+            // the tools above, under their own policy).
+            enabled.push(SKILL_TOOL.into());
+            allowed.push(SKILL_TOOL.into());
+        }
         argv.push("--tools".into());
         argv.push(enabled.join(","));
 
@@ -814,7 +823,15 @@ impl HarnessSession for ClaudeSession {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Ok(LaunchPlan { argv, env, files: Vec::new(), cwd: Some(self.spec.workspace.clone()) })
+        Ok(LaunchPlan {
+            argv,
+            env,
+            files: Vec::new(),
+            cwd: Some(self.spec.workspace.clone()),
+            // `$CLAUDE_CONFIG_DIR/skills` (= `~/.claude/skills`): Claude Code
+            // loads the skills there at start.
+            skills_dir: Some(format!("{dir}/.claude/skills")),
+        })
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {

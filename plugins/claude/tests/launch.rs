@@ -122,3 +122,24 @@ fn custom_tools_are_an_allowed_sdk_mcp_server() {
     let plan = session(json!({"model": {"id": "claude-sonnet-4-5"}}), None).launch().unwrap();
     assert_eq!(flag(&plan.argv, "--mcp-config"), None);
 }
+
+#[test]
+fn skills_go_to_the_config_dir_and_enable_the_skill_tool() {
+    let plain = session(json!({"model": {"id": "claude-sonnet-4-5"}}), None).launch().unwrap();
+    assert_eq!(plain.skills_dir.as_deref(), Some("/workspace/.bridle/claude/.claude/skills"));
+    assert!(!flag(&plain.argv, "--tools").unwrap().contains("Skill"), "no skills, no Skill tool");
+
+    let spec = json!({
+        "session_id": "sesn_1", "agent": {"model": {"id": "claude-sonnet-4-5"}}, "workspace": "/workspace",
+        "llm": {"base_url": "http://10.0.0.1:7070/llm/sesn_1", "model": "claude-sonnet-4-5"},
+        "skills": [{"name": "units", "description": "Convert units."}],
+    });
+    let plan = ClaudeSession::new(SessionSpec::from_json(&spec.to_string()).unwrap()).launch().unwrap();
+    assert!(flag(&plan.argv, "--tools").unwrap().split(',').any(|t| t == "Skill"));
+    assert!(flag(&plan.argv, "--allowedTools").unwrap().split(',').any(|t| t == "Skill"));
+    // The skills directory is `$CLAUDE_CONFIG_DIR/skills`.
+    assert_eq!(
+        plan.skills_dir.and_then(|d| d.rsplit_once('/').map(|(dir, _)| dir.to_owned())).as_deref(),
+        env(&plan.env, "CLAUDE_CONFIG_DIR")
+    );
+}

@@ -935,6 +935,8 @@ impl HarnessSession for CodexSession {
             ],
             files: vec![config_file],
             cwd: Some(self.spec.workspace.clone()),
+            // Codex discovers skills in `$CODEX_HOME/skills`.
+            skills_dir: Some(format!("{}/skills", self.codex_home())),
         })
     }
 

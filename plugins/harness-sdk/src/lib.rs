@@ -128,14 +128,16 @@ pub mod golden;
 pub mod policy;
 pub mod previews;
 pub mod progress;
+pub mod skills;
 mod types;
 pub mod url;
 pub mod wire;
 
 pub use serde_json;
 pub use types::{
-    Action, ApiShape, CredentialPlan, ExecutionModel, Failure, File, HarnessInfo, HeaderRule, LaunchPlan, LlmEndpoint,
-    LogLevel, Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, SpecLlm, StopReason, ToolCall, ToolResult,
+    Action, ApiShape, CredentialPlan, DEFAULT_SKILLS_DIR, ExecutionModel, Failure, File, HarnessInfo, HeaderRule,
+    LaunchPlan, LlmEndpoint, LogLevel, Preview, PreviewedType, RetryReport, RetryStatus, SessionSpec, Skill, SpecLlm,
+    StopReason, ToolCall, ToolResult,
 };
 
 use serde_json::Value;
@@ -365,6 +367,11 @@ pub mod __private {
                     model: spec.llm.model,
                 },
                 resident: spec.resident,
+                skills: spec
+                    .skills
+                    .into_iter()
+                    .map(|s| crate::types::Skill { name: s.name, description: s.description })
+                    .collect(),
             });
             SessionCell(spec.map(|spec| RefCell::new(S::new(spec))))
         }
@@ -380,6 +387,7 @@ pub mod __private {
                     .map(|f| wit::File { path: f.path, contents: f.contents, mode: f.mode })
                     .collect(),
                 cwd: plan.cwd,
+                skills_dir: plan.skills_dir,
             })
         }
 

@@ -116,6 +116,24 @@ pub struct LaunchPlan {
     pub files: Vec<File>,
     /// Absolute working directory inside the sandbox (default `/workspace`).
     pub cwd: Option<String>,
+    /// Where the runtime reads skills (absolute inside the sandbox): the host
+    /// places each of [`SessionSpec::skills`] at `<skills_dir>/<name>/`.
+    /// Default [`DEFAULT_SKILLS_DIR`].
+    #[serde(default)]
+    pub skills_dir: Option<String>,
+}
+
+/// Where the host places a session's skills when the launch plan names no
+/// `skills_dir` (for a resident runtime: in its tool sandbox).
+pub const DEFAULT_SKILLS_DIR: &str = "/mnt/session/skills";
+
+/// A skill the session's agent can use (uploaded with the Skills API).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Skill {
+    /// The skill's slug: its directory's name.
+    pub name: String,
+    /// What it does and when to use it (from its `SKILL.md`).
+    pub description: String,
 }
 
 /// The runtime is retrying a failed model request on its own.
@@ -366,6 +384,9 @@ pub struct SessionSpec {
     /// True when the runtime is the shared resident process (sandbox-as-tool).
     #[serde(default)]
     pub resident: bool,
+    /// The agent's skills, placed at `<LaunchPlan::skills_dir>/<name>/`.
+    #[serde(default)]
+    pub skills: Vec<Skill>,
 }
 
 fn default_workspace() -> String {

@@ -59,7 +59,11 @@ impl AgentsSession {
             "type": "start",
             "model": self.spec.model_id(),
             "base_url": self.spec.llm.base_url,
-            "system": self.spec.agent["system"],
+            "system": bridle_harness_sdk::skills::with_skills(
+                self.spec.agent["system"].as_str(),
+                &self.spec.skills,
+                bridle_harness_sdk::DEFAULT_SKILLS_DIR,
+            ),
             "tools": self.tools.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
             "max_retries": RETRY_BUDGET,
             "resume": resume,
@@ -308,6 +312,9 @@ impl HarnessSession for AgentsSession {
             env: vec![("OPENAI_AGENTS_DISABLE_TRACING".into(), "1".into()), ("PYTHONUNBUFFERED".into(), "1".into())],
             files: Vec::new(),
             cwd: None,
+            // The default: the host places skills in the tool sandbox, and the
+            // instructions (`start_message`) point the model at them.
+            skills_dir: None,
         })
     }
 

@@ -102,6 +102,7 @@ pub(crate) async fn launch(h: &Harness, store: &mut Store<HostState>, res: Resou
         env: plan.env,
         files: plan.files.into_iter().map(|f| File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
         cwd: plan.cwd,
+        skills_dir: None,
     }))
 }
 

@@ -99,6 +99,11 @@ pub(crate) async fn new_session(
             model: spec.llm.model.clone(),
         },
         resident: spec.resident,
+        skills: spec
+            .skills
+            .iter()
+            .map(|s| wit::Skill { name: s.name.clone(), description: s.description.clone() })
+            .collect(),
     };
     h.bridle_harness_adapter().session().call_constructor(store, &spec).await
 }
@@ -110,6 +115,7 @@ pub(crate) async fn launch(h: &Harness, store: &mut Store<HostState>, res: Resou
         env: plan.env,
         files: plan.files.into_iter().map(|f| File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
         cwd: plan.cwd,
+        skills_dir: plan.skills_dir,
     }))
 }
 
