@@ -81,9 +81,10 @@ pub fn classify(step: Step, stderr: &str) -> RepoError {
         RepoError::Forbidden
     } else if has(&["returned error: 404", "not found"]) && !has(&["remote branch", "remote ref"]) {
         RepoError::NotFound
-    } else if has(&["remote branch", "couldn't find remote ref", "not our ref", "not a tree", "did not match"]) {
-        RepoError::Checkout
-    } else if step == Step::Commit {
+    } else if step == Step::Commit
+        || has(&["remote branch", "couldn't find remote ref", "not our ref", "not a tree", "did not match"])
+    {
+        // Any other failure while getting at a commit is about that commit.
         RepoError::Checkout
     } else {
         RepoError::Clone
