@@ -357,6 +357,8 @@ fn table(fx: &Fx) -> Vec<Case> {
     let s = &fx.session;
     let with_resources = |r: Value| json!({"agent": fx.agent, "environment_id": fx.env, "resources": r});
     let file_at = |p: &str| json!({"type": "file", "file_id": fx.file, "mount_path": p});
+    let repo = json!({"type": "github_repository", "url": "https://github.com/o/app", "authorization_token": "t"});
+    let repo_at = |p: &str| json!({"type": "github_repository", "url": "https://github.com/o/app", "mount_path": p});
     let mut t = vec![
         // malformed JSON
         case("malformed JSON", M::POST, "/v1/agents", raw_json("{\"name\": \"x\", \"model\":"), &[400]),
@@ -1051,6 +1053,30 @@ fn table(fx: &Fx) -> Vec<Case> {
             .msg("no `..`"),
         case("resources: add a memory store", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(json!({"type": "memory_store", "memory_store_id": "memstore_01A"})), &[400])
             .msg("no memory stores"),
+        case("repository: missing url", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "authorization_token": "t"}]))), &[400])
+            .msg("resources[0].url: required"),
+        case("repository: mount path outside the roots", M::POST, "/v1/sessions", j(with_resources(json!([repo_at("/etc/app")]))), &[400])
+            .msg("outside the allowed directories"),
+        case("repository: mount path with ..", M::POST, "/v1/sessions", j(with_resources(json!([repo_at("/workspace/../root/app")]))), &[400])
+            .msg("no `..`"),
+        case("repository: on a file's path", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/workspace/app"), repo_at("/workspace/app")]))), &[400])
+            .msg("resources[1].mount_path: `/workspace/app` collides"),
+        case("repository: two on the default path", M::POST, "/v1/sessions", j(with_resources(json!([repo, repo]))), &[400])
+            .msg("resources[1].mount_path: `/workspace/app` collides"),
+        case("repository: credentials in the url", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "url": "https://x:tok@github.com/o/app"}]))), &[400])
+            .msg("must not carry credentials"),
+        case("repository: not an https url", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "url": "git@github.com:o/app.git"}]))), &[400])
+            .msg("resources[0].url"),
+        case("repository: a short commit sha", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "url": "https://github.com/o/app", "checkout": {"type": "commit", "sha": "abc123"}}]))), &[400])
+            .msg("must be a full commit SHA"),
+        case("repository: a token with a line break", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "url": "https://github.com/o/app", "authorization_token": "a\r\nx-evil: 1"}]))), &[400])
+            .msg("authorization_token: must be printable ASCII"),
+        case("repository: add on a taken path", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(repo_at("/workspace/held.txt")), &[400])
+            .msg("mount_path: `/workspace/held.txt` collides"),
+        case("repository: add without a url", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(json!({"type": "github_repository"})), &[400])
+            .msg("url: required"),
+        case("repository: rotate to an empty token", M::POST, format!("/v1/sessions/{}/resources/{}", fx.session_with_file, fx.resource), j(json!({"authorization_token": ""})), &[400])
+            .msg("authorization_token: must not be empty"),
         case("resources: add to an unknown session", M::POST, "/v1/sessions/sesn_01NOTTHERE/resources", j(file_at("/workspace/x")), &[404]),
         case("resources: token for a file resource", M::POST, format!("/v1/sessions/{}/resources/{}", fx.session_with_file, fx.resource), j(json!({"authorization_token": "t"})), &[400])
             .msg("only `github_repository` resources take a token"),

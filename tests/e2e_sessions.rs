@@ -30,19 +30,27 @@ use support::{Backend, Server};
 /// never lets it install runtimes: they are installed, or for the missing-runtime server
 /// absent, on purpose).
 fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
-    session_server(
-        Backend::Sqlite,
-        runtimes,
-        sandboxes,
-        &[
-            ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
-            ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
-            ("BRIDLE_LOG", "info,bridle=debug"),
-            // test_sessions.py's budget test: one cent is 100 tokens of this model.
-            ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
-            ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
-        ],
-    )
+    server_with(runtimes, sandboxes, idle_secs, &[])
+}
+
+fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, extra: &[(&str, &str)]) -> Server {
+    let mut envs = vec![
+        ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
+        ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
+        ("BRIDLE_LOG", "info,bridle=debug"),
+        // test_sessions.py's budget test: one cent is 100 tokens of this model.
+        ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
+        ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
+    ];
+    envs.extend_from_slice(extra);
+    session_server(Backend::Sqlite, runtimes, sandboxes, &envs)
+}
+
+/// A free loopback port for test_repos.py's git server: the main server lets sandboxes (and
+/// its host-side clones) reach exactly that address through `egress.allow_internal`.
+fn git_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("its address").port()
 }
 
 fn log_path(s: &Server) -> String {
@@ -77,12 +85,15 @@ fn harness_suite(engine: &str) {
     let (fake, token) = fake_model("e2e");
     let main_sb = sandbox_dir();
     let idle_sb = sandbox_dir();
-    let mut main = server(&runtimes, main_sb.path(), "600");
+    let port = git_port();
+    let allow = format!("[\"127.0.0.1:{port}\"]");
+    let mut main = server_with(&runtimes, main_sb.path(), "600", &[("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow)]);
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py", "test_skills.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_repos.py", "test_deltas.py", "test_skills.py"],
         &[
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
+            ("BRIDLE_E2E_GIT_PORT", port.to_string()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),
             ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
             ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),

@@ -162,6 +162,8 @@ pub struct SandboxSpec {
     /// Extra environment for every process of the sandbox (placeholders such as
     /// `ANTHROPIC_API_KEY=placeholder`, never the real token).
     pub env: Vec<(String, String)>,
+    /// The session's repositories, served by the gateway's git route.
+    pub git: Option<crate::egress::git_route::GitRoutes>,
 }
 
 impl SandboxSpec {
@@ -173,6 +175,7 @@ impl SandboxSpec {
             limits: Limits::default(),
             workspace_bytes: None,
             env: Vec::new(),
+            git: None,
         }
     }
 }

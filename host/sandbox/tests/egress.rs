@@ -23,6 +23,7 @@ fn gateway(sock: &Path, hub: &Hub, networking: Networking, llm: Option<LlmRoute>
             session_id: "sesn_test".into(),
             policy: EgressPolicy { networking, ..EgressPolicy::default() },
             llm,
+            git: None,
             relay_port: 41_080,
             hub: hub.clone(),
         },

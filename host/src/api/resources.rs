@@ -13,8 +13,8 @@ use super::extract::{ApiJson, QueryParams, check_id};
 use super::pagination::parse_limit;
 use crate::ids::{Kind, new_id};
 use crate::model::resources::{
-    self, DeletedResource, MAX_RESOURCES, ResourcePage, ResourceParam, ResourceUpdate, SessionResource,
-    check_no_overlap,
+    self, DeletedResource, MAX_RESOURCES, ResourcePage, ResourceParam, ResourceSpec, ResourceUpdate, SessionResource,
+    StoredResource, check_no_overlap,
 };
 use crate::time::{now_micros, rfc3339};
 
@@ -22,41 +22,64 @@ use crate::time::{now_micros, rfc3339};
 const PAGE_PREFIX: &str = "rsc_";
 
 /// Check resource params (`field` is `resources`, or empty for the body of
-/// `add`) for a
-/// session that already holds `existing`, and look their files up: the
-/// resources to store, or the first problem. Stores nothing.
+/// `add`) for a session that already holds `existing`, look their files up
+/// and seal their tokens: the resources to store, or the first problem.
+/// Stores nothing.
 pub(crate) async fn prepare(
     st: &AppState,
     session_id: Option<&str>,
     field: &str,
     params: &[Value],
     existing: &[SessionResource],
-) -> ApiResult<Vec<SessionResource>> {
+) -> ApiResult<Vec<StoredResource>> {
     if existing.len() + params.len() > MAX_RESOURCES {
         let what = if field.is_empty() { "resources" } else { field };
         return Err(ApiError::invalid(format!("{what}: a session holds at most {MAX_RESOURCES} resources")));
     }
-    let mut mounts = Vec::with_capacity(params.len());
+    let mut specs = Vec::with_capacity(params.len());
     for (i, p) in params.iter().enumerate() {
         let f = if field.is_empty() { String::new() } else { format!("{field}[{i}]") };
-        mounts.push((f.clone(), resources::parse_param(&f, p)?));
+        specs.push((f.clone(), resources::parse_param(&f, p)?));
     }
-    let named: Vec<(String, &str)> = mounts.iter().map(|(f, m)| (at(f, "mount_path"), m.mount_path.as_str())).collect();
+    let named: Vec<(String, &str)> = specs.iter().map(|(f, m)| (at(f, "mount_path"), m.mount_path())).collect();
     check_no_overlap(existing.iter().map(|r| r.mount_path.as_str()), &named)?;
     let now = rfc3339(now_micros());
-    let mut out = Vec::with_capacity(mounts.len());
-    for (f, m) in mounts {
-        check_file(st, session_id, &at(&f, "file_id"), &m.file_id).await?;
-        out.push(SessionResource {
+    let mut out = Vec::with_capacity(specs.len());
+    for (f, spec) in specs {
+        let resource = |kind: &str, mount_path: String| SessionResource {
             id: new_id(Kind::SessionResource),
-            kind: "file".into(),
-            file_id: m.file_id,
-            mount_path: m.mount_path,
+            kind: kind.into(),
+            file_id: None,
+            url: None,
+            checkout: None,
+            mount_path,
             created_at: now.clone(),
             updated_at: now.clone(),
+        };
+        out.push(match spec {
+            ResourceSpec::File(m) => {
+                check_file(st, session_id, &at(&f, "file_id"), &m.file_id).await?;
+                let r = SessionResource { file_id: Some(m.file_id), ..resource("file", m.mount_path) };
+                StoredResource { resource: r, sealed_token: None }
+            }
+            ResourceSpec::Repo(m) => {
+                let sealed_token = m.token.map(|t| seal(st, &t)).transpose()?;
+                let r = SessionResource {
+                    url: Some(m.url),
+                    checkout: m.checkout,
+                    ..resource("github_repository", m.mount_path)
+                };
+                StoredResource { resource: r, sealed_token }
+            }
         });
     }
     Ok(out)
+}
+
+/// A repository token sealed with the server's secret key (it is stored,
+/// never returned).
+fn seal(st: &AppState, token: &str) -> ApiResult<String> {
+    st.secrets.seal(token.as_bytes()).map_err(ApiError::Internal)
 }
 
 /// `field.key`, or `key` alone for the body of `add`.
@@ -91,7 +114,7 @@ pub(crate) fn of_session(resources: &[Value]) -> ApiResult<Vec<SessionResource>>
         .collect()
 }
 
-fn to_values(rs: &[SessionResource]) -> ApiResult<Vec<Value>> {
+fn to_values(rs: &[StoredResource]) -> ApiResult<Vec<Value>> {
     rs.iter().map(|r| serde_json::to_value(r).map_err(|e| ApiError::Internal(e.into()))).collect()
 }
 
@@ -137,9 +160,9 @@ pub async fn list(State(st): State<AppState>, Path(id): Path<String>, q: QueryPa
     path = "/sessions/{session_id}/resources",
     tag = "sessions",
     operation_id = "sessions_resources_add",
-    summary = "Add a file resource to a session",
+    summary = "Add a resource (a file or a repository) to a session",
     params(("session_id" = String, Path)),
-    request_body(content = Object, description = "`{\"type\": \"file\", \"file_id\", \"mount_path\"?}`"),
+    request_body(content = Object, description = "`{\"type\": \"file\", \"file_id\", \"mount_path\"?}` or `{\"type\": \"github_repository\", \"url\", \"authorization_token\"?, \"checkout\"?, \"mount_path\"?}`"),
     responses((status = 200, description = "OK", body = SessionResource))
 )]
 pub async fn add(
@@ -159,7 +182,7 @@ pub async fn add(
             }
             // Checked again under the row lock: another add may have won the path.
             let current = of_session(&s.resources)?;
-            let named = [("mount_path".to_owned(), stored.mount_path.as_str())];
+            let named = [("mount_path".to_owned(), stored.resource.mount_path.as_str())];
             check_no_overlap(current.iter().map(|r| r.mount_path.as_str()), &named)?;
             if current.len() >= MAX_RESOURCES {
                 return Err(ApiError::invalid(format!("a session holds at most {MAX_RESOURCES} resources")));
@@ -169,7 +192,8 @@ pub async fn add(
             Ok(s)
         })
         .await?;
-    tracing::info!(session_id = %id, resource_id = %added.id, file_id = %added.file_id, "session resource added");
+    let added = added.resource;
+    tracing::info!(session_id = %id, resource_id = %added.id, kind = %added.kind, "session resource added");
     Ok(Json(added))
 }
 
@@ -210,13 +234,43 @@ async fn find(st: &AppState, id: &str, rid: &str) -> ApiResult<SessionResource> 
 pub async fn update(
     State(st): State<AppState>,
     Path((id, rid)): Path<(String, String)>,
-    ApiJson(_body): ApiJson<ResourceUpdate>,
+    ApiJson(body): ApiJson<ResourceUpdate>,
 ) -> ApiResult<Json<SessionResource>> {
     let r = find(&st, &id, &rid).await?;
-    Err(ApiError::invalid(format!(
-        "authorization_token: resource `{}` is a `{}` resource; only `github_repository` resources take a token",
-        r.id, r.kind
-    )))
+    if r.kind != "github_repository" {
+        return Err(ApiError::invalid(format!(
+            "authorization_token: resource `{}` is a `{}` resource; only `github_repository` resources take a token",
+            r.id, r.kind
+        )));
+    }
+    let sealed = seal(&st, &body.authorization_token)?;
+    let now = rfc3339(now_micros());
+    let mut updated = None;
+    st.store
+        .update_session(&id, |mut s| -> Result<_, ApiError> {
+            if s.archived_at.is_some() {
+                return Err(ApiError::conflict(format!("session `{id}` is archived and cannot be modified")));
+            }
+            // Under the row lock: the resource may have been removed since.
+            let v = s
+                .resources
+                .iter_mut()
+                .find(|v| v.get("id").and_then(Value::as_str) == Some(rid.as_str()))
+                .ok_or_else(|| not_found(&id, &rid))?;
+            let mut stored: StoredResource = serde_json::from_value(v.clone())
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored resource: {e}")))?;
+            stored.sealed_token = Some(sealed.clone());
+            stored.resource.updated_at = now.clone();
+            *v = serde_json::to_value(&stored).map_err(|e| ApiError::Internal(e.into()))?;
+            updated = Some(stored.resource);
+            s.updated_at = now.clone();
+            Ok(s)
+        })
+        .await?;
+    let updated = updated.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("resource not updated")))?;
+    // Later fetches and pushes through the gateway read the new token.
+    tracing::info!(session_id = %id, resource_id = %rid, "repository token rotated");
+    Ok(Json(updated))
 }
 
 #[utoipa::path(

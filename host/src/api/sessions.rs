@@ -284,8 +284,10 @@ pub(crate) fn spent(st: &AppState, s: &Session) -> Option<Cost> {
 }
 
 /// The session as the API shows it: its usage priced (`usage.list_cost`)
-/// when the operator prices its model.
+/// when the operator prices its model, its resources without their sealed
+/// tokens.
 pub(crate) fn present(st: &AppState, mut s: Session) -> Session {
+    s.resources.iter_mut().for_each(crate::model::resources::hide_secrets);
     if let (Some(cost), Some(usage)) = (spent(st, &s), s.usage.as_object_mut()) {
         usage.insert("list_cost".into(), json!(cost.money()));
     }

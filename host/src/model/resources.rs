@@ -2,8 +2,8 @@
 //! `client.beta.sessions.resources`): the wire shapes, and the pure rules of
 //! what may be mounted where.
 //!
-//! `file` resources are served. `github_repository` and `memory_store` are
-//! refused with a message naming them (no silent acceptance).
+//! `file` and `github_repository` resources are served. `memory_store` is
+//! refused with a message naming it (no silent acceptance).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,31 +13,72 @@ use super::Invalid;
 
 /// Where a file resource goes when no `mount_path` is given (plus its file id).
 pub const UPLOADS_DIR: &str = "/mnt/session/uploads";
+/// Where a repository goes when no `mount_path` is given (plus its name).
+pub const REPOS_DIR: &str = "/workspace";
 /// Files the agent writes here become the session's output files.
 pub const OUTPUTS_DIR: &str = "/mnt/session/outputs";
-/// The directories a file resource may be mounted under.
-pub const MOUNT_ROOTS: [&str; 2] = ["/workspace", UPLOADS_DIR];
+/// The directories a resource may be mounted under.
+pub const MOUNT_ROOTS: [&str; 2] = [REPOS_DIR, UPLOADS_DIR];
 /// The longest `mount_path`, in bytes.
 pub const MAX_MOUNT_PATH: usize = 1024;
 /// Most resources one session holds.
 pub const MAX_RESOURCES: usize = 100;
+/// The longest repository URL and token, in bytes.
+pub const MAX_URL: usize = 2048;
+pub const MAX_TOKEN: usize = 4096;
 
-/// A resource as the API returns it (`file`; the SDK's
-/// `BetaManagedAgentsFileResource`).
+/// A resource as the API returns it: a `file` (the SDK's
+/// `BetaManagedAgentsFileResource`) or a `github_repository`
+/// (`BetaManagedAgentsGitHubRepositoryResource`; its token is write-only and
+/// never part of this).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionResource {
     /// `sesrsc_...`
     pub id: String,
-    /// Always `file`.
+    /// `file` or `github_repository`.
     #[serde(rename = "type")]
-    #[schema(pattern = "^file$")]
+    #[schema(pattern = "^(file|github_repository)$")]
     pub kind: String,
-    pub file_id: String,
+    /// `file` resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// `github_repository` resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `github_repository` resources: the branch or commit checked out
+    /// (the default branch when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<Checkout>,
     pub mount_path: String,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+}
+
+/// A resource as a session stores it: what the API shows, plus a
+/// repository's token sealed with the server's secret key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredResource {
+    #[serde(flatten)]
+    pub resource: SessionResource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_token: Option<String>,
+}
+
+/// A stored resource as the API may show it: without its sealed token.
+pub fn hide_secrets(stored: &mut Value) {
+    if let Some(o) = stored.as_object_mut() {
+        o.remove("sealed_token");
+    }
+}
+
+/// The branch or commit of a repository to check out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Checkout {
+    Branch { name: String },
+    Commit { sha: String },
 }
 
 /// `DELETE /v1/sessions/{id}/resources/{resource_id}`.
@@ -68,7 +109,7 @@ pub struct ResourceUpdate {
 
 impl super::Validate for ResourceUpdate {
     fn validate(&self) -> Result<(), Invalid> {
-        Ok(())
+        check_token("authorization_token", &self.authorization_token)
     }
 }
 
@@ -91,9 +132,34 @@ pub struct FileMount {
     pub mount_path: String,
 }
 
-/// Read one resource param (`field` names it in errors): a `file` with its
-/// mount path settled, or why it is refused.
-pub fn parse_param(field: &str, v: &Value) -> Result<FileMount, Invalid> {
+/// A repository resource asked for, its fields checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoMount {
+    pub url: String,
+    pub token: Option<String>,
+    pub checkout: Option<Checkout>,
+    pub mount_path: String,
+}
+
+/// One resource param, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceSpec {
+    File(FileMount),
+    Repo(RepoMount),
+}
+
+impl ResourceSpec {
+    pub fn mount_path(&self) -> &str {
+        match self {
+            ResourceSpec::File(f) => &f.mount_path,
+            ResourceSpec::Repo(r) => &r.mount_path,
+        }
+    }
+}
+
+/// Read one resource param (`field` names it in errors): a `file` or a
+/// `github_repository` with its mount path settled, or why it is refused.
+pub fn parse_param(field: &str, v: &Value) -> Result<ResourceSpec, Invalid> {
     // Fields are named under `field` (`resources[0].file_id`), or alone
     // when it is empty (the body of `resources.add`).
     let at = |k: &str| if field.is_empty() { k.to_owned() } else { format!("{field}.{k}") };
@@ -102,21 +168,30 @@ pub fn parse_param(field: &str, v: &Value) -> Result<FileMount, Invalid> {
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or_default();
     let allowed: &[&str] = match kind {
         "file" => &["type", "file_id", "mount_path"],
-        "github_repository" => {
-            return Err(Invalid::new(format!(
-                "{whole}: `github_repository` resources are not supported by this server yet"
-            )));
-        }
+        "github_repository" => &["type", "url", "authorization_token", "checkout", "mount_path"],
         "memory_store" => {
             return Err(Invalid::new(format!(
                 "{whole}: `memory_store` resources are not supported: this server has no memory stores"
             )));
         }
-        "" => return Err(Invalid::new(format!("{}: required (`file`)", at("type")))),
-        other => return Err(Invalid::new(format!("{}: unknown resource type `{other}`; expected `file`", at("type")))),
+        "" => return Err(Invalid::new(format!("{}: required (`file` or `github_repository`)", at("type")))),
+        other => {
+            return Err(Invalid::new(format!(
+                "{}: unknown resource type `{other}`; expected `file` or `github_repository`",
+                at("type")
+            )));
+        }
     };
     if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Invalid::new(format!("{}: unknown field for a `{kind}` resource", at(k))));
+    }
+    let given_path = match obj.get("mount_path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(check_mount_path(&at("mount_path"), p)?),
+        Some(_) => return Err(Invalid::new(format!("{}: must be a string", at("mount_path")))),
+    };
+    if kind == "github_repository" {
+        return parse_repo(&at, obj, given_path).map(ResourceSpec::Repo);
     }
     let file_id = match obj.get("file_id") {
         Some(Value::String(s)) if crate::ids::has_kind(s, crate::ids::Kind::File) => s.clone(),
@@ -126,12 +201,112 @@ pub fn parse_param(field: &str, v: &Value) -> Result<FileMount, Invalid> {
         Some(_) => return Err(Invalid::new(format!("{}: must be a string", at("file_id")))),
         None => return Err(Invalid::new(format!("{}: required", at("file_id")))),
     };
-    let mount_path = match obj.get("mount_path") {
-        None | Some(Value::Null) => format!("{UPLOADS_DIR}/{file_id}"),
-        Some(Value::String(p)) => check_mount_path(&at("mount_path"), p)?,
-        Some(_) => return Err(Invalid::new(format!("{}: must be a string", at("mount_path")))),
+    let mount_path = given_path.unwrap_or_else(|| format!("{UPLOADS_DIR}/{file_id}"));
+    Ok(ResourceSpec::File(FileMount { file_id, mount_path }))
+}
+
+fn parse_repo(
+    at: &dyn Fn(&str) -> String,
+    obj: &serde_json::Map<String, Value>,
+    given_path: Option<String>,
+) -> Result<RepoMount, Invalid> {
+    let url = match obj.get("url") {
+        Some(Value::String(u)) => u.clone(),
+        Some(_) => return Err(Invalid::new(format!("{}: must be a string", at("url")))),
+        None => return Err(Invalid::new(format!("{}: required", at("url")))),
     };
-    Ok(FileMount { file_id, mount_path })
+    let name = repo_name(&at("url"), &url)?;
+    let token = match obj.get("authorization_token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => {
+            check_token(&at("authorization_token"), t)?;
+            Some(t.clone())
+        }
+        Some(_) => return Err(Invalid::new(format!("{}: must be a string", at("authorization_token")))),
+    };
+    let checkout = match obj.get("checkout") {
+        None | Some(Value::Null) => None,
+        Some(c) => Some(parse_checkout(&at("checkout"), c)?),
+    };
+    let mount_path = match given_path {
+        Some(p) => p,
+        None => check_mount_path(&at("mount_path"), &format!("{REPOS_DIR}/{name}"))?,
+    };
+    Ok(RepoMount { url, token, checkout, mount_path })
+}
+
+/// The repository's name (the URL's last path segment, without `.git`),
+/// after checking the URL: `https://` (or `http://`), a host, a path, no
+/// user name or password (the token goes in `authorization_token`), no
+/// query or fragment.
+pub fn repo_name(field: &str, url: &str) -> Result<String, Invalid> {
+    if url.len() > MAX_URL {
+        return Err(Invalid::new(format!("{field}: longer than {MAX_URL} bytes")));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| Invalid::new(format!("{field}: `{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(Invalid::new(format!("{field}: `{url}` must be an https:// URL of a git repository")));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(Invalid::new(format!("{field}: `{url}` names no host")));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Invalid::new(format!(
+            "{field}: must not carry credentials; give the token as `authorization_token`"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Invalid::new(format!("{field}: `{url}` must not have a query or fragment")));
+    }
+    let last = parsed.path_segments().and_then(|mut s| s.rfind(|s| !s.is_empty())).unwrap_or_default();
+    let name = last.strip_suffix(".git").unwrap_or(last);
+    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty() || name == "." || name == ".." || !plain {
+        return Err(Invalid::new(format!(
+            "{field}: `{url}` does not end in a repository name (like https://github.com/owner/repo)"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// A token as given: non-empty, not too long, and safe in a header.
+pub fn check_token(field: &str, t: &str) -> Result<(), Invalid> {
+    if t.is_empty() {
+        return Err(Invalid::new(format!("{field}: must not be empty")));
+    }
+    if t.len() > MAX_TOKEN {
+        return Err(Invalid::new(format!("{field}: longer than {MAX_TOKEN} bytes")));
+    }
+    if t.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        return Err(Invalid::new(format!("{field}: must be printable ASCII")));
+    }
+    Ok(())
+}
+
+fn parse_checkout(field: &str, v: &Value) -> Result<Checkout, Invalid> {
+    let c: Checkout = serde_json::from_value(v.clone()).map_err(|_| {
+        Invalid::new(format!(
+            "{field}: must be {{\"type\": \"branch\", \"name\"}} or {{\"type\": \"commit\", \"sha\"}}"
+        ))
+    })?;
+    match &c {
+        Checkout::Branch { name } => {
+            let bad = name.is_empty()
+                || name.starts_with('-')
+                || name.len() > 255
+                || name.chars().any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+                || name.contains("..");
+            if bad {
+                return Err(Invalid::new(format!("{field}.name: `{name}` is not a valid branch name")));
+            }
+        }
+        Checkout::Commit { sha } => {
+            if !(sha.len() == 40 || sha.len() == 64) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Invalid::new(format!("{field}.sha: `{sha}` must be a full commit SHA (40 hex digits)")));
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// A mount path as given, checked: absolute, no `.`, `..` or empty
@@ -205,7 +380,7 @@ mod tests {
         ];
         for (v, want) in ok {
             let got = parse_param("resources[0]", &v).unwrap();
-            assert_eq!(got, FileMount { file_id: F.into(), mount_path: want.into() }, "{v}");
+            assert_eq!(got, ResourceSpec::File(FileMount { file_id: F.into(), mount_path: want.into() }), "{v}");
         }
         let long = format!("/workspace/{}", "a".repeat(MAX_MOUNT_PATH));
         let bad = [
@@ -213,7 +388,6 @@ mod tests {
             (json!({"file_id": F}), "resources[0].type: required"),
             (json!({"type": "url", "file_id": F}), "unknown resource type `url`"),
             (json!({"type": "memory_store", "memory_store_id": "memstore_1"}), "no memory stores"),
-            (json!({"type": "github_repository", "url": "https://github.com/a/b"}), "`github_repository` resources"),
             (json!({"type": "file"}), "resources[0].file_id: required"),
             (json!({"type": "file", "file_id": "sesn_1"}), "is not a file id"),
             (json!({"type": "file", "file_id": 7}), "file_id: must be a string"),
@@ -230,6 +404,79 @@ mod tests {
             (json!({"type": "file", "file_id": F, "mount_path": "/workspace/a/"}), "no trailing"),
             (json!({"type": "file", "file_id": F, "mount_path": "/workspace/a\nb"}), "control characters"),
             (json!({"type": "file", "file_id": F, "mount_path": long}), "longer than 1024"),
+        ];
+        for (v, want) in bad {
+            let err = parse_param("resources[0]", &v).unwrap_err();
+            assert!(err.0.contains(want), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn repositories() {
+        const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+        let repo = |url: &str, token: Option<&str>, checkout: Option<Checkout>, path: &str| {
+            ResourceSpec::Repo(RepoMount {
+                url: url.into(),
+                token: token.map(Into::into),
+                checkout,
+                mount_path: path.into(),
+            })
+        };
+        let branch = |n: &str| Some(Checkout::Branch { name: n.into() });
+        let ok = [
+            (
+                json!({"type": "github_repository", "url": "https://github.com/o/app"}),
+                repo("https://github.com/o/app", None, None, "/workspace/app"),
+            ),
+            (
+                json!({"type": "github_repository", "url": "https://github.com/o/app.git", "authorization_token": "ghp_x", "checkout": {"type": "branch", "name": "feature/x"}}),
+                repo("https://github.com/o/app.git", Some("ghp_x"), branch("feature/x"), "/workspace/app"),
+            ),
+            (
+                json!({"type": "github_repository", "url": "http://127.0.0.1:8080/r/lib/", "checkout": {"type": "commit", "sha": SHA}, "mount_path": "/workspace/src/lib"}),
+                repo(
+                    "http://127.0.0.1:8080/r/lib/",
+                    None,
+                    Some(Checkout::Commit { sha: SHA.into() }),
+                    "/workspace/src/lib",
+                ),
+            ),
+            (
+                json!({"type": "github_repository", "url": "https://github.com/o/app", "checkout": null, "authorization_token": null}),
+                repo("https://github.com/o/app", None, None, "/workspace/app"),
+            ),
+        ];
+        for (v, want) in ok {
+            assert_eq!(parse_param("resources[0]", &v).unwrap(), want, "{v}");
+        }
+        let gh = |extra: serde_json::Value| {
+            let mut v = json!({"type": "github_repository", "url": "https://github.com/o/app"});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v
+        };
+        let bad = [
+            (json!({"type": "github_repository"}), "resources[0].url: required"),
+            (gh(json!({"url": 3})), "url: must be a string"),
+            (gh(json!({"url": "github.com/o/app"})), "is not a URL"),
+            (gh(json!({"url": "ssh://git@github.com/o/app"})), "must be an https:// URL"),
+            (gh(json!({"url": "file:///srv/app"})), "must be an https:// URL"),
+            (gh(json!({"url": "https://u:p@github.com/o/app"})), "must not carry credentials"),
+            (gh(json!({"url": "https://github.com/o/app?x=1"})), "query or fragment"),
+            (gh(json!({"url": "https://github.com/"})), "does not end in a repository name"),
+            (gh(json!({"url": "https://github.com/o/.git"})), "does not end in a repository name"),
+            (gh(json!({"url": "https://github.com/o/a%20b"})), "does not end in a repository name"),
+            (gh(json!({"authorization_token": ""})), "authorization_token: must not be empty"),
+            (gh(json!({"authorization_token": "a\r\nX-Evil: 1"})), "authorization_token: must be printable ASCII"),
+            (gh(json!({"authorization_token": 5})), "authorization_token: must be a string"),
+            (gh(json!({"checkout": "main"})), "resources[0].checkout: must be"),
+            (gh(json!({"checkout": {"type": "tag", "name": "v1"}})), "resources[0].checkout: must be"),
+            (gh(json!({"checkout": {"type": "branch"}})), "resources[0].checkout: must be"),
+            (gh(json!({"checkout": {"type": "branch", "name": "-f"}})), "checkout.name: `-f` is not a valid"),
+            (gh(json!({"checkout": {"type": "branch", "name": "a..b"}})), "not a valid branch name"),
+            (gh(json!({"checkout": {"type": "commit", "sha": "abc123"}})), "checkout.sha: `abc123` must be a full"),
+            (gh(json!({"mount_path": "/etc/app"})), "outside the allowed directories"),
+            (gh(json!({"mount_path": "/workspace/../app"})), "no `..`"),
+            (gh(json!({"file_id": F})), "resources[0].file_id: unknown field for a `github_repository`"),
         ];
         for (v, want) in bad {
             let err = parse_param("resources[0]", &v).unwrap_err();

@@ -129,6 +129,8 @@ pub enum Input {
     /// The session's budget as now stored (it can be raised or removed
     /// while the session lives).
     Budget(Option<Cost>),
+    /// A session resource could not be made ready: its error object.
+    ResourceFailed(Map<String, Value>),
 }
 
 /// A plugin call the runner makes on the engine's behalf; its actions come
@@ -419,6 +421,7 @@ impl Engine {
                 self.held.clear();
             }
             Input::Budget(budget) => self.budget = budget,
+            Input::ResourceFailed(error) => self.fact(Fact::ResourceFailed(error), &mut out),
         }
         out
     }

@@ -1,4 +1,8 @@
-//! Placing a session's `file` resources in its sandbox: each file, streamed
+//! Placing a session's resources in its sandbox. Repositories are cloned by
+//! [`super::repos`]; a failed clone becomes a notice for the runner (a
+//! `session.error`) and is tried again before the next turn.
+//!
+//! Each `file` resource is streamed
 //! from the store, written read-only (mode 0444) at its `mount_path` before the
 //! runtime starts in a new sandbox (before the first tool call, for a
 //! sandbox claimed lazily), and before each turn for resources added since.
@@ -20,13 +24,18 @@ use tokio::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::model::resources::{SessionResource, UPLOADS_DIR};
+use super::repos::Repos;
+use crate::model::resources::{SessionResource, StoredResource, UPLOADS_DIR};
 use crate::store::Store;
 
-/// The file resources of one session, and what its current sandbox holds.
+/// The resources of one session, and what its current sandbox holds.
 pub(crate) struct Mounts {
     store: Store,
+    repos: Arc<Repos>,
     session_id: String,
+    /// Repositories that could not be made ready since the runner last
+    /// looked: their `session.error` objects.
+    notices: std::sync::Mutex<Vec<serde_json::Map<String, Value>>>,
     /// The sandbox instance (`sbx_...`) and the resources placed in it.
     placed: Mutex<(String, HashSet<String>)>,
     /// Files named by messages so far: placed in every sandbox too.
@@ -34,18 +43,32 @@ pub(crate) struct Mounts {
 }
 
 impl Mounts {
-    pub fn new(store: Store, session_id: &str) -> Arc<Mounts> {
+    pub fn new(store: Store, repos: Arc<Repos>, session_id: &str) -> Arc<Mounts> {
         Arc::new(Mounts {
             store,
+            repos,
             session_id: session_id.to_owned(),
+            notices: std::sync::Mutex::new(Vec::new()),
             placed: Mutex::new((String::new(), HashSet::new())),
             message_files: Mutex::new(Vec::new()),
         })
     }
 
+    /// The session's repositories, for the gateway's git route.
+    pub fn git_routes(&self) -> bridle_sandbox::egress::git_route::GitRoutes {
+        bridle_sandbox::egress::git_route::GitRoutes(self.repos.clone())
+    }
+
+    /// The `session.error` objects of repositories that failed since the
+    /// last call.
+    pub fn take_notices(&self) -> Vec<serde_json::Map<String, Value>> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Place every resource `sandbox` does not hold yet. A resource whose
-    /// file was deleted since is skipped (and logged); any other failure
-    /// is the error.
+    /// file was deleted since is skipped (and logged); a repository that
+    /// cannot be cloned is a notice (and tried again next time); any other
+    /// failure is the error.
     pub async fn sync(&self, sandbox: &dyn Sandbox) -> Result<(), String> {
         let mut placed = self.placed.lock().await;
         if placed.0 != sandbox.id() {
@@ -57,14 +80,23 @@ impl Mounts {
             .await
             .map_err(|e| format!("reading the session's resources failed: {e}"))?
             .ok_or_else(|| format!("session `{}` was deleted", self.session_id))?;
-        let mut wanted: Vec<SessionResource> =
+        let mut wanted: Vec<StoredResource> =
             row.session.resources.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
-        wanted.extend(self.message_files.lock().await.iter().cloned());
-        let todo: Vec<SessionResource> = wanted.into_iter().filter(|r| !placed.1.contains(&r.id)).collect();
+        let messages = self.message_files.lock().await.clone();
+        wanted.extend(messages.into_iter().map(|resource| StoredResource { resource, sealed_token: None }));
+        let todo: Vec<StoredResource> = wanted.into_iter().filter(|r| !placed.1.contains(&r.resource.id)).collect();
         for r in todo {
-            place(&self.store, sandbox, &r).await?;
-            tracing::info!(resource_id = %r.id, file_id = %r.file_id, mount_path = %r.mount_path, "file resource placed");
-            placed.1.insert(r.id);
+            if r.resource.kind == "github_repository" {
+                if let Err(f) = self.repos.place(sandbox, &r).await {
+                    tracing::warn!(resource_id = %r.resource.id, error_type = f.kind.as_str(), message = %f.message, "repository not ready");
+                    self.notices.lock().unwrap_or_else(|e| e.into_inner()).push(f.error_object());
+                    continue;
+                }
+            } else {
+                place(&self.store, sandbox, &r.resource).await?;
+                tracing::info!(resource_id = %r.resource.id, file_id = ?r.resource.file_id, mount_path = %r.resource.mount_path, "file resource placed");
+            }
+            placed.1.insert(r.resource.id);
         }
         Ok(())
     }
@@ -86,11 +118,13 @@ impl Mounts {
                 if let Ok(Some(f)) = self.store.get_file(id).await {
                     names.insert(id.clone(), (f.filename, f.mime_type));
                 }
-                if !files.iter().any(|r| &r.file_id == id) {
+                if !files.iter().any(|r| r.file_id.as_ref() == Some(id)) {
                     files.push(SessionResource {
                         id: format!("message:{id}"),
                         kind: "file".into(),
-                        file_id: id.clone(),
+                        file_id: Some(id.clone()),
+                        url: None,
+                        checkout: None,
                         mount_path: format!("{UPLOADS_DIR}/{id}"),
                         created_at: String::new(),
                         updated_at: String::new(),
@@ -164,8 +198,9 @@ chmod 0444 -- "$1""#;
 /// Write one file resource into the sandbox, streaming its chunks from the
 /// store (no file is ever whole in memory).
 async fn place(store: &Store, sandbox: &dyn Sandbox, r: &SessionResource) -> Result<(), String> {
-    let Some(file) = store.get_file(&r.file_id).await.map_err(|e| format!("reading file `{}`: {e}", r.file_id))? else {
-        tracing::warn!(resource_id = %r.id, file_id = %r.file_id, "the file of a session resource was deleted; not placed");
+    let file_id = r.file_id.as_deref().unwrap_or_default();
+    let Some(file) = store.get_file(file_id).await.map_err(|e| format!("reading file `{file_id}`: {e}"))? else {
+        tracing::warn!(resource_id = %r.id, file_id, "the file of a session resource was deleted; not placed");
         return Ok(());
     };
     let req = ExecRequest::new(["/bin/bash", "-c", PLACE_SCRIPT, "place-file", r.mount_path.as_str()]);
@@ -174,7 +209,7 @@ async fn place(store: &Store, sandbox: &dyn Sandbox, r: &SessionResource) -> Res
     let mut stdin = child.stdin.take().ok_or_else(|| format!("resource `{}`: no stdin to write to", r.id))?;
     let mut chunks = std::pin::pin!(store.file_content(&file));
     let streamed: Result<(), String> = async {
-        while let Some(chunk) = chunks.try_next().await.map_err(|e| format!("reading file `{}`: {e}", r.file_id))? {
+        while let Some(chunk) = chunks.try_next().await.map_err(|e| format!("reading file `{file_id}`: {e}"))? {
             stdin.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", r.mount_path))?;
         }
         stdin.shutdown().await.map_err(|e| format!("writing {}: {e}", r.mount_path))

@@ -141,7 +141,7 @@ impl Runner {
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
         Ok(Some(Runner {
             live: crate::metrics::LiveSession::new(&row.binding.engine, status),
-            mounts: Mounts::new(host.store.clone(), &id),
+            mounts: Mounts::new(host.store.clone(), super::repos::Repos::for_host(&host), &id),
             engine: Engine::new(cfg, loaded),
             host,
             id,
@@ -300,14 +300,25 @@ impl Runner {
     /// what that yields is carried out before the rest.
     async fn exec(&mut self, effects: Vec<Effect>) {
         let mut work: VecDeque<Effect> = effects.into();
-        while let Some(effect) = work.pop_front() {
-            if self.engine.fenced() {
+        loop {
+            while let Some(effect) = work.pop_front() {
+                if self.engine.fenced() {
+                    break;
+                }
+                if let Some(answer) = self.effect(effect).await {
+                    for e in self.engine.handle(answer).into_iter().rev() {
+                        work.push_front(e);
+                    }
+                }
+            }
+            // Repositories that could not be cloned meanwhile (at a start,
+            // before a turn, or when a tool claimed its sandbox) are reported.
+            let notices = self.mounts.take_notices();
+            if notices.is_empty() || self.engine.fenced() {
                 break;
             }
-            if let Some(answer) = self.effect(effect).await {
-                for e in self.engine.handle(answer).into_iter().rev() {
-                    work.push_front(e);
-                }
+            for error in notices {
+                work.extend(self.engine.handle(Input::ResourceFailed(error)));
             }
         }
         // A turn keeps its sandbox from idle release; between turns it may idle.

@@ -42,7 +42,8 @@ pub(crate) struct Target<'a> {
     pub environment_id: &'a str,
     /// The resume token to start from.
     pub resume: Option<&'a str>,
-    /// The session's file resources, placed in each sandbox it claims.
+    /// The session's resources, placed in each sandbox it claims (and its
+    /// repositories, served by the sandbox's git route).
     pub mounts: &'a Arc<Mounts>,
 }
 
@@ -62,6 +63,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", t.environment_id)))?;
     let skills = SessionSkills::load(&host.store, t.agent).await.map_err(StartError::new)?;
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
+    spec.git = Some(t.mounts.git_routes());
     spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
     spec.workspace_bytes = launch::workspace_bytes(&env.doc.metadata, host.config.sessions.sandbox_disk_bytes_max)
         .map_err(StartError::new)?;

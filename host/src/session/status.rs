@@ -41,6 +41,11 @@ pub enum Fact {
         error_type: String,
         message: String,
     },
+    /// A session resource could not be made ready (a repository clone):
+    /// `session.error` with this error object, `retry_status: retrying`
+    /// (the host tries again before the next turn); the session keeps
+    /// running without it, so the status stays.
+    ResourceFailed(Map<String, Value>),
     /// The runtime gave up. `terminal` ends the session for good.
     Failed {
         error_type: String,
@@ -162,6 +167,10 @@ impl StatusMachine {
                     "error": {"type": error_type, "message": message, "retry_status": {"type": "exhausted"}},
                 })));
             }
+            Fact::ResourceFailed(mut error) => {
+                error.insert("retry_status".into(), json!({"type": "retrying"}));
+                step.events.push(ev(json!({"type": "session.error", "error": error})));
+            }
             Fact::Failed { error_type, message, terminal } => {
                 self.pending.clear();
                 let retry = if terminal { "terminal" } else { "exhausted" };
@@ -215,6 +224,23 @@ mod tests {
         let end = m.apply(Fact::TurnEnded(json!({"type": "end_turn"})));
         assert_eq!(end.events[0]["stop_reason"], json!({"type": "end_turn"}));
         assert_eq!(m.status(), SessionStatus::Idle);
+    }
+
+    #[test]
+    fn resource_failure_keeps_the_status() {
+        for status in [SessionStatus::Running, SessionStatus::Idle] {
+            let mut m = StatusMachine::new(status);
+            let error = ev(json!({"type": "repository_not_found_error", "message": "m", "repository_url": "u"}));
+            let s = m.apply(Fact::ResourceFailed(error));
+            assert_eq!(types(&s), ["session.error"]);
+            assert!(!s.status_changed);
+            assert_eq!(m.status(), status);
+            assert_eq!(
+                s.events[0]["error"],
+                json!({"type": "repository_not_found_error", "message": "m", "repository_url": "u",
+                       "retry_status": {"type": "retrying"}})
+            );
+        }
     }
 
     #[test]

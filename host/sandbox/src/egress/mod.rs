@@ -24,6 +24,7 @@
 //! ([`report`]).
 
 pub mod addr;
+pub mod git_route;
 pub mod host_addrs;
 pub mod limits;
 pub mod model_path;
@@ -203,6 +204,8 @@ pub struct GatewayConfig {
     pub session_id: String,
     pub policy: EgressPolicy,
     pub llm: Option<LlmRoute>,
+    /// The session's repositories, for the git route ([`git_route`]).
+    pub git: Option<git_route::GitRoutes>,
     /// The port the in-sandbox relay listens on (to recognise the model route
     /// when a client sends it through the proxy anyway).
     pub relay_port: u16,
@@ -528,6 +531,7 @@ async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<
     let uri = req.uri().clone();
     let is_model_route = |path: &str| path == LLM_PREFIX || path.starts_with("/llm/");
     match uri.host() {
+        None if uri.path().starts_with(git_route::GIT_PREFIX) => git_route::serve(st, req).await,
         None => {
             if is_model_route(uri.path()) {
                 model_route(st, req).await

@@ -838,6 +838,7 @@ async fn start(
             session_id: spec.session_id.clone(),
             policy: spec.egress.clone(),
             llm: spec.llm.clone(),
+            git: spec.git.clone(),
             relay_port: port,
             hub: shared.egress.clone(),
         },
