@@ -129,6 +129,9 @@ pub enum Input {
     /// The session's budget as now stored (it can be raised or removed
     /// while the session lives).
     Budget(Option<Cost>),
+    /// The sandbox's gateway could not serve one of the agent's MCP
+    /// servers (the runtime goes on without it).
+    McpFailed { error_type: String, server: String, message: String },
 }
 
 /// A plugin call the runner makes on the engine's behalf; its actions come
@@ -412,6 +415,9 @@ impl Engine {
                     }
                     self.stop_runtime("idle", &mut out);
                 }
+            }
+            Input::McpFailed { error_type, server, message } => {
+                self.fact(Fact::McpFailed { error_type, server, message }, &mut out)
             }
             Input::Fenced => {
                 self.fenced = true;

@@ -840,6 +840,8 @@ async fn start(
             llm: spec.llm.clone(),
             relay_port: port,
             hub: shared.egress.clone(),
+            mcp: spec.mcp.clone(),
+            mcp_failures: spec.mcp_failures.clone(),
         },
         activity.clone(),
     )?;
