@@ -30,19 +30,25 @@ use support::{Backend, Server};
 /// never lets it install runtimes: they are installed, or for the missing-runtime server
 /// absent, on purpose).
 fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
-    session_server(
-        Backend::Sqlite,
-        runtimes,
-        sandboxes,
-        &[
-            ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
-            ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
-            ("BRIDLE_LOG", "info,bridle=debug"),
-            // test_sessions.py's budget test: one cent is 100 tokens of this model.
-            ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
-            ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
-        ],
-    )
+    server_with(runtimes, sandboxes, idle_secs, &[])
+}
+
+fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
+        ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
+        ("BRIDLE_LOG", "info,bridle=debug"),
+        // test_sessions.py's budget test: one cent is 100 tokens of this model.
+        ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
+        ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
+    ];
+    env.extend_from_slice(extra);
+    session_server(Backend::Sqlite, runtimes, sandboxes, &env)
+}
+
+/// A loopback port free right now (for test_mcp.py's MCP server, and one nobody listens on).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
 fn log_path(s: &Server) -> String {
@@ -77,11 +83,17 @@ fn harness_suite(engine: &str) {
     let (fake, token) = fake_model("e2e");
     let main_sb = sandbox_dir();
     let idle_sb = sandbox_dir();
-    let mut main = server(&runtimes, main_sb.path(), "600");
+    // test_mcp.py: its MCP server's port and a port nothing listens on, both loopback, which
+    // sandboxes reach only as the operator allows (egress.allow_internal).
+    let (mcp_port, down_port) = (free_port(), free_port());
+    let allow = format!("[\"127.0.0.1:{mcp_port}\", \"127.0.0.1:{down_port}\"]");
+    let mut main = server_with(&runtimes, main_sb.path(), "600", &[("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow)]);
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py", "test_mcp.py"],
         &[
+            ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),
+            ("BRIDLE_E2E_MCP_DOWN_PORT", down_port.to_string()),
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),
             ("BRIDLE_E2E_FAKE_URL", fake.base_url()),

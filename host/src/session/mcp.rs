@@ -64,11 +64,13 @@ pub(crate) async fn routes(host: &Sessions, vault_ids: &[String], agent: &Value)
     for (name, url) in servers {
         let credential = match binding_for(&url, &bindings) {
             None => None,
-            Some(b) => {
-                used.push(b.credential_id.clone());
-                let row = rows.iter().find(|r| r.doc.id == b.credential_id).expect("a binding comes from a row");
-                Some(Arc::new(VaultCredential::open(host, row, &name)?) as Arc<dyn McpCredential>)
-            }
+            Some(b) => match rows.iter().find(|r| r.doc.id == b.credential_id) {
+                Some(row) => {
+                    used.push(b.credential_id.clone());
+                    Some(Arc::new(VaultCredential::open(host, row, &name)?) as Arc<dyn McpCredential>)
+                }
+                None => None,
+            },
         };
         out.push(McpRoute { name, url, credential });
     }
