@@ -21,19 +21,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+/// What the upstream saw: (path and query, Authorization header).
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A loopback MCP-ish upstream: 200 `ok <path> <body>` for an accepted
 /// bearer token, 401 otherwise; records (path, authorization).
 struct Upstream {
     port: u16,
     accepted: Arc<Mutex<Vec<String>>>,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 async fn upstream() -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let (a, s) = (accepted.clone(), seen.clone());
     tokio::spawn(async move {
         loop {
