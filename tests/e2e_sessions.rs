@@ -46,11 +46,11 @@ fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, extra: &[(&st
     session_server(Backend::Sqlite, runtimes, sandboxes, &envs)
 }
 
-/// A free loopback port for test_repos.py's git server: the main server lets sandboxes (and
-/// its host-side clones) reach exactly that address through `egress.allow_internal`.
-fn git_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("its address").port()
+/// A loopback port free right now (test_repos.py's git server, test_mcp.py's MCP server and one
+/// nobody listens on): the main server lets sandboxes (and its host-side clones) reach exactly
+/// those addresses through `egress.allow_internal`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
 fn log_path(s: &Server) -> String {
@@ -85,13 +85,23 @@ fn harness_suite(engine: &str) {
     let (fake, token) = fake_model("e2e");
     let main_sb = sandbox_dir();
     let idle_sb = sandbox_dir();
-    let port = git_port();
-    let allow = format!("[\"127.0.0.1:{port}\"]");
+    let (port, mcp_port, down_port) = (free_port(), free_port(), free_port());
+    let allow = format!("[\"127.0.0.1:{port}\", \"127.0.0.1:{mcp_port}\", \"127.0.0.1:{down_port}\"]");
     let mut main = server_with(&runtimes, main_sb.path(), "600", &[("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow)]);
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_repos.py", "test_deltas.py", "test_skills.py"],
         &[
+            "test_sessions.py",
+            "test_runtime_failures.py",
+            "test_files.py",
+            "test_repos.py",
+            "test_deltas.py",
+            "test_skills.py",
+            "test_mcp.py",
+        ],
+        &[
+            ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),
+            ("BRIDLE_E2E_MCP_DOWN_PORT", down_port.to_string()),
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_GIT_PORT", port.to_string()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),

@@ -394,3 +394,35 @@ def test_create_with_initial_user_message(client, agent, environment):
     evs = list(client.beta.sessions.events.list(s.id, types=["user.message"]))
     assert len(evs) == 1 and evs[0].content[0].text == "start here"
     assert evs[0].id.startswith("sevt_")
+
+
+def test_one_mcp_server_url_bound_twice_is_rejected(client, agent, environment):
+    # The same URL (another spelling of its host and default port) in two vaults: the choice of
+    # credential would be left to chance, so the session is refused naming both credentials.
+    ids = []
+    vaults = []
+    for url in ["https://mcp.example.com/mcp", "https://MCP.example.com:443/mcp/"]:
+        v = client.beta.vaults.create(display_name=uniq("mcp"))
+        c = client.beta.vaults.credentials.create(
+            v.id, auth={"type": "static_bearer", "token": "t", "mcp_server_url": url})
+        ids.append(c.id)
+        vaults.append(v.id)
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=vaults)
+    assert ids[0] in str(ei.value) and ids[1] in str(ei.value), str(ei.value)
+    # One binding per URL is fine; so is a deeper path under it.
+    v = client.beta.vaults.create(display_name=uniq("mcp"))
+    client.beta.vaults.credentials.create(
+        v.id, auth={"type": "static_bearer", "token": "t", "mcp_server_url": "https://mcp.example.com/mcp/v2"})
+    client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vaults[0], v.id])
+
+
+def test_mcp_server_names_and_urls_are_checked(client):
+    for server, needle in [({"type": "url", "name": "a b", "url": "https://mcp.example.com"}, "name"),
+                           ({"type": "url", "name": "ok", "url": "https://u:p@mcp.example.com"}, "vault"),
+                           ({"type": "url", "name": "ok", "url": "mcp.example.com"}, "url")]:
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            client.beta.agents.create(
+                name=uniq("a"), model=MODEL, mcp_servers=[server],
+                tools=[{"type": "mcp_toolset", "mcp_server_name": server["name"]}])
+        assert needle in str(ei.value), str(ei.value)

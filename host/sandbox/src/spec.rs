@@ -3,7 +3,9 @@
 //! the request/outcome types of one exec.
 
 use std::fmt;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// A secret string (the vault token). `Debug`/`Display` never print it.
@@ -106,6 +108,75 @@ impl ModelEndpoint {
     }
 }
 
+/// One MCP server the agent declares, as the gateway's MCP route serves it:
+/// `/mcp/<name>` on the relay port goes to `url` (and `/mcp/<name>/<rest>`
+/// to `url/<rest>`), with the credential bound to that URL, if any.
+#[derive(Clone)]
+pub struct McpRoute {
+    /// `[A-Za-z0-9_-]+` (checked at agent create).
+    pub name: String,
+    /// The declared upstream URL (`http(s)://`).
+    pub url: String,
+    pub credential: Option<Arc<dyn McpCredential>>,
+}
+
+impl fmt::Debug for McpRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpRoute")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("credential", &self.credential.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// The vault credential of one MCP server, held host-side. The gateway
+/// asks it for the token to send and, when the server rejects one, for a
+/// fresh one (OAuth refresh); static tokens cannot be refreshed.
+#[async_trait]
+pub trait McpCredential: Send + Sync {
+    /// The access token to send now (refreshed first when it has expired).
+    async fn token(&self) -> Result<Secret, McpAuthError>;
+    /// The server answered 401 to `rejected`: a new token, or why none.
+    async fn refresh(&self, rejected: &Secret) -> Result<Secret, McpAuthError>;
+}
+
+/// Why no usable token could be had, in words for `session.error` (never
+/// holding a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct McpAuthError(pub String);
+
+/// What went wrong on the MCP route, as the session reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpFailureKind {
+    /// The server rejected the credential, or no fresh token could be had
+    /// (`mcp_authentication_failed_error`).
+    Authentication,
+    /// The server could not be reached, or the network policy refuses it
+    /// (`mcp_connection_failed_error`).
+    Connection,
+}
+
+impl McpFailureKind {
+    /// The Managed Agents `session.error` type.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            McpFailureKind::Authentication => "mcp_authentication_failed_error",
+            McpFailureKind::Connection => "mcp_connection_failed_error",
+        }
+    }
+}
+
+/// A failure of one MCP server's route, sent to the session's runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpFailure {
+    pub server: String,
+    pub kind: McpFailureKind,
+    /// Words for the client (no secret, no upstream response body).
+    pub message: String,
+}
+
 /// Resource limits of one sandbox. `None` leaves a limit off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -164,6 +235,10 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// The session's repositories, served by the gateway's git route.
     pub git: Option<crate::egress::git_route::GitRoutes>,
+    /// The agent's MCP servers, served on the gateway's MCP route.
+    pub mcp: Vec<McpRoute>,
+    /// Where the gateway reports MCP route failures (the session's runner).
+    pub mcp_failures: Option<tokio::sync::mpsc::UnboundedSender<McpFailure>>,
 }
 
 impl SandboxSpec {
@@ -176,6 +251,8 @@ impl SandboxSpec {
             workspace_bytes: None,
             env: Vec::new(),
             git: None,
+            mcp: Vec::new(),
+            mcp_failures: None,
         }
     }
 }

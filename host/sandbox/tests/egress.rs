@@ -26,6 +26,8 @@ fn gateway(sock: &Path, hub: &Hub, networking: Networking, llm: Option<LlmRoute>
             git: None,
             relay_port: 41_080,
             hub: hub.clone(),
+            mcp: Vec::new(),
+            mcp_failures: None,
         },
         Activity::new(),
     )

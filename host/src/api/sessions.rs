@@ -130,6 +130,24 @@ async fn vault_facts(st: &AppState, ids: &[String]) -> ApiResult<Vec<VaultFacts>
     Ok(out)
 }
 
+/// The credentials of the attached vaults that are bound to an MCP server URL.
+fn mcp_bindings(facts: &[VaultFacts]) -> Vec<crate::model::mcp::Binding> {
+    facts
+        .iter()
+        .flat_map(|v| {
+            v.credentials.iter().filter(|c| matches!(c.auth_type.as_str(), "static_bearer" | "mcp_oauth")).filter_map(
+                |c| {
+                    Some(crate::model::mcp::Binding {
+                        credential_id: c.id.clone(),
+                        vault_id: v.id.clone(),
+                        url: c.mcp_server_url.clone()?,
+                    })
+                },
+            )
+        })
+        .collect()
+}
+
 /// Ask the selected harness whether the vault's base URL fits its API shape.
 /// Sessions without an LLM vault skip this: creating them always succeeds.
 async fn check_endpoint(
@@ -195,6 +213,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let vault_ids = p.vault_ids.clone().unwrap_or_default();
     let facts = vault_facts(&st, &vault_ids).await?;
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;
     if p.budget.is_some() {
         budget_price(&st, &snapshot)?;

@@ -345,13 +345,11 @@ pub fn check_mcp_servers(servers: &[McpServer]) -> Result<(), Invalid> {
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, s) in servers.iter().enumerate() {
-        check_len(&format!("mcp_servers[{i}].name"), &s.name, 1, 255)?;
+        super::mcp::check_name(&format!("mcp_servers[{i}].name"), &s.name)?;
         if !names.insert(&s.name) {
             return Err(Invalid::new(format!("mcp_servers[{i}].name: duplicate server name `{}`", s.name)));
         }
-        if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
-            return Err(Invalid::new(format!("mcp_servers[{i}].url: must be an http(s) URL")));
-        }
+        super::mcp::check_url(&format!("mcp_servers[{i}].url"), &s.url)?;
     }
     Ok(())
 }

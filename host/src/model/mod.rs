@@ -8,6 +8,7 @@ pub mod environment_keys;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod mcp;
 pub mod previews;
 pub mod pricing;
 pub mod resources;

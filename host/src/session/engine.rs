@@ -131,6 +131,9 @@ pub enum Input {
     Budget(Option<Cost>),
     /// A session resource could not be made ready: its error object.
     ResourceFailed(Map<String, Value>),
+    /// The sandbox's gateway could not serve one of the agent's MCP
+    /// servers (the runtime goes on without it).
+    McpFailed { error_type: String, server: String, message: String },
 }
 
 /// A plugin call the runner makes on the engine's behalf; its actions come
@@ -414,6 +417,9 @@ impl Engine {
                     }
                     self.stop_runtime("idle", &mut out);
                 }
+            }
+            Input::McpFailed { error_type, server, message } => {
+                self.fact(Fact::McpFailed { error_type, server, message }, &mut out)
             }
             Input::Fenced => {
                 self.fenced = true;

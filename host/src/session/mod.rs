@@ -8,6 +8,7 @@ pub mod actions;
 pub mod engine;
 pub(crate) mod io;
 pub mod launch;
+pub(crate) mod mcp;
 pub(crate) mod mounts;
 pub mod orphans;
 pub mod outputs;

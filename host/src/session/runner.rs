@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bridle_harness::{Action, HarnessError};
-use bridle_sandbox::{BusyGuard, ExitStatus};
+use bridle_sandbox::{BusyGuard, ExitStatus, McpFailure};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -84,6 +84,9 @@ struct Runner {
     live: crate::metrics::LiveSession,
     /// Its file resources and which the current sandbox holds.
     mounts: Arc<Mounts>,
+    vault_ids: Vec<String>,
+    /// MCP route failures its sandboxes' gateways report.
+    mcp_failures: (mpsc::UnboundedSender<McpFailure>, mpsc::UnboundedReceiver<McpFailure>),
 }
 
 impl Runner {
@@ -148,6 +151,8 @@ impl Runner {
             binding: row.binding,
             agent: row.session.agent,
             environment_id: row.session.environment_id,
+            vault_ids: row.session.vault_ids,
+            mcp_failures: mpsc::unbounded_channel(),
             epoch: claim.epoch,
             input_seq: state.input_seq,
             rt: None,
@@ -184,6 +189,10 @@ impl Runner {
                 out = recv_out(&mut self.rt), if reading => {
                     self.last_activity = Instant::now();
                     self.on_out(out).await;
+                }
+                Some(f) = self.mcp_failures.1.recv() => {
+                    let input = Input::McpFailed { error_type: f.kind.error_type().to_owned(), server: f.server, message: f.message };
+                    self.feed(input).await;
                 }
                 outcome = tool_done(&mut self.tool) => {
                     self.tool = None;
@@ -349,6 +358,8 @@ impl Runner {
                     environment_id: &self.environment_id,
                     resume: self.engine.resume(),
                     mounts: &self.mounts,
+                    vault_ids: &self.vault_ids,
+                    mcp_failures: &self.mcp_failures.0,
                 };
                 match start::runtime(&self.host, target).await {
                     Ok(rt) => {

@@ -45,6 +45,10 @@ pub(crate) struct Target<'a> {
     /// The session's resources, placed in each sandbox it claims (and its
     /// repositories, served by the sandbox's git route).
     pub mounts: &'a Arc<Mounts>,
+    /// The session's vaults (credentials of its MCP servers).
+    pub vault_ids: &'a [String],
+    /// Where the sandbox's gateway reports MCP route failures.
+    pub mcp_failures: &'a tokio::sync::mpsc::UnboundedSender<bridle_sandbox::McpFailure>,
 }
 
 /// Start the session's runtime.
@@ -65,6 +69,8 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
     spec.git = Some(t.mounts.git_routes());
     spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
+    spec.mcp = super::mcp::routes(host, t.vault_ids, t.agent).await.map_err(StartError::new)?;
+    spec.mcp_failures = Some(t.mcp_failures.clone());
     spec.workspace_bytes = launch::workspace_bytes(&env.doc.metadata, host.config.sessions.sandbox_disk_bytes_max)
         .map_err(StartError::new)?;
     if plugin.info().execution_model == ExecutionModel::SandboxAsTool {
@@ -116,7 +122,9 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
     let placement =
         Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
-    let mut session_spec = launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, placement);
+    // The runtime reaches its MCP servers through the gateway's MCP route.
+    let agent = crate::model::mcp::routed_agent(t.agent, &sandbox.proxy_url_inside());
+    let mut session_spec = launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, placement);
     session_spec.skills = skills.specs();
     match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts, &skills).await {
         Ok(rt) => Ok(rt),

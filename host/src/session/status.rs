@@ -46,6 +46,14 @@ pub enum Fact {
     /// (the host tries again before the next turn); the session keeps
     /// running without it, so the status stays.
     ResourceFailed(Map<String, Value>),
+    /// One of the agent's MCP servers failed (unreachable, refused, or
+    /// rejecting its credential): a `session.error` naming it; the status
+    /// stays.
+    McpFailed {
+        error_type: String,
+        server: String,
+        message: String,
+    },
     /// The runtime gave up. `terminal` ends the session for good.
     Failed {
         error_type: String,
@@ -171,6 +179,13 @@ impl StatusMachine {
                 error.insert("retry_status".into(), json!({"type": "retrying"}));
                 step.events.push(ev(json!({"type": "session.error", "error": error})));
             }
+            Fact::McpFailed { error_type, server, message } => {
+                step.events.push(ev(json!({
+                    "type": "session.error",
+                    "error": {"type": error_type, "mcp_server_name": server, "message": message,
+                              "retry_status": {"type": "exhausted"}},
+                })));
+            }
             Fact::Failed { error_type, message, terminal } => {
                 self.pending.clear();
                 let retry = if terminal { "terminal" } else { "exhausted" };
@@ -255,6 +270,24 @@ mod tests {
         let s = m.apply(Fact::Failed { error_type: "unknown_error".into(), message: "x".into(), terminal: true });
         assert_eq!(types(&s), ["session.error", "session.status_terminated"]);
         assert!(m.apply(Fact::TurnStarted).events.is_empty(), "terminated is final");
+    }
+
+    #[test]
+    fn an_mcp_failure_names_its_server_and_keeps_the_status() {
+        let mut m = StatusMachine::new(SessionStatus::Running);
+        let s = m.apply(Fact::McpFailed {
+            error_type: "mcp_connection_failed_error".into(),
+            server: "docs".into(),
+            message: "down".into(),
+        });
+        assert_eq!(types(&s), ["session.error"]);
+        assert!(!s.status_changed);
+        assert_eq!(
+            s.events[0]["error"],
+            json!({"type": "mcp_connection_failed_error", "mcp_server_name": "docs", "message": "down",
+                   "retry_status": {"type": "exhausted"}})
+        );
+        assert_eq!(m.status(), SessionStatus::Running);
     }
 
     #[test]

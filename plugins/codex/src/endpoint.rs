@@ -117,8 +117,16 @@ pub struct ConfigToml<'a> {
     pub base_url: &'a str,
     pub provider: &'a Provider,
     pub approval_policy: &'a str,
-    /// MCP servers: name → URL.
-    pub mcp_servers: Vec<(&'a str, &'a str)>,
+    pub mcp_servers: Vec<McpServerToml<'a>>,
+}
+
+/// One `[mcp_servers.<name>]` table.
+pub struct McpServerToml<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    /// `Some`: only these tools (the toolset's default is disabled).
+    pub enabled_tools: Option<Vec<&'a str>>,
+    pub disabled_tools: Vec<&'a str>,
 }
 
 impl ConfigToml<'_> {
@@ -148,9 +156,16 @@ impl ConfigToml<'_> {
         t.push_str("request_max_retries = 0\n");
         t.push_str(&format!("stream_max_retries = {}\n", p.stream_max_retries));
         t.push_str("stream_idle_timeout_ms = 300000\n");
-        for (name, url) in &self.mcp_servers {
-            t.push_str(&format!("\n[mcp_servers.{}]\n", toml_str(name)));
-            t.push_str(&format!("url = {}\n", toml_str(url)));
+        let list = |names: &[&str]| names.iter().map(|n| toml_str(n)).collect::<Vec<_>>().join(", ");
+        for m in &self.mcp_servers {
+            t.push_str(&format!("\n[mcp_servers.{}]\n", toml_str(m.name)));
+            t.push_str(&format!("url = {}\n", toml_str(m.url)));
+            if let Some(enabled) = &m.enabled_tools {
+                t.push_str(&format!("enabled_tools = [{}]\n", list(enabled)));
+            }
+            if !m.disabled_tools.is_empty() {
+                t.push_str(&format!("disabled_tools = [{}]\n", list(&m.disabled_tools)));
+            }
         }
         t
     }

@@ -2,7 +2,7 @@
 //! the mapping between app-server messages and Managed Agents events.
 
 use crate::custom::DynamicTools;
-use crate::endpoint::{ConfigToml, Provider, provider_for};
+use crate::endpoint::{ConfigToml, McpServerToml, Provider, provider_for};
 use crate::protocol::{
     ApprovalParams, Command, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind, McpBlock,
     Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
@@ -913,7 +913,14 @@ impl HarnessSession for CodexSession {
                     ),
                 );
             }
-            mcp_servers.push((name, url));
+            // Per-tool enablement from the toolset's configs (codex's own
+            // enabled_tools / disabled_tools lists).
+            let enabled_tools = p.default.is_none().then(|| {
+                p.tools.iter().filter(|(_, perm)| perm.is_some()).map(|(t, _)| t.as_str()).collect::<Vec<_>>()
+            });
+            let disabled_tools: Vec<&str> =
+                p.tools.iter().filter(|(_, perm)| perm.is_none()).map(|(t, _)| t.as_str()).collect();
+            mcp_servers.push(McpServerToml { name, url, enabled_tools, disabled_tools });
         }
         let config = ConfigToml {
             model: &model,

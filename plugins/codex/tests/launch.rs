@@ -67,6 +67,27 @@ fn minimax_ask_policy_and_mcp() {
 }
 
 #[test]
+fn mcp_toolset_configs_become_enabled_and_disabled_tools() {
+    let agent = json!({
+        "model": "gpt-5-codex",
+        "mcp_servers": [{"name": "docs", "type": "url", "url": "http://127.0.0.1:41080/mcp/docs"},
+                        {"name": "wiki", "type": "url", "url": "http://127.0.0.1:41080/mcp/wiki"}],
+        "tools": [
+            {"type": "mcp_toolset", "mcp_server_name": "docs",
+             "configs": [{"name": "delete", "enabled": false}]},
+            {"type": "mcp_toolset", "mcp_server_name": "wiki", "default_config": {"enabled": false},
+             "configs": [{"name": "search", "enabled": true}, {"name": "edit", "enabled": false}]}
+        ]
+    });
+    let plan = session(agent, "https://api.openai.com/v1").launch().unwrap();
+    let toml = String::from_utf8(plan.files[0].contents.clone()).unwrap();
+    let docs = toml.split("[mcp_servers.\"docs\"]").nth(1).unwrap().split("[mcp_servers").next().unwrap();
+    assert!(docs.contains("disabled_tools = [\"delete\"]") && !docs.contains("enabled_tools"), "{toml}");
+    let wiki = toml.split("[mcp_servers.\"wiki\"]").nth(1).unwrap();
+    assert!(wiki.contains("enabled_tools = [\"search\"]") && wiki.contains("disabled_tools = [\"edit\"]"), "{toml}");
+}
+
+#[test]
 fn launch_needs_a_model() {
     let spec = json!({"session_id": "s", "agent": {}, "llm": {"base_url": "http://gw/v1", "model": ""}});
     let mut s = CodexSession::new(SessionSpec::from_json(&spec.to_string()).unwrap());

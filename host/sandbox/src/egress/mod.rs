@@ -27,6 +27,7 @@ pub mod addr;
 pub mod git_route;
 pub mod host_addrs;
 pub mod limits;
+pub mod mcp_route;
 pub mod model_path;
 pub mod policy;
 pub mod report;
@@ -210,6 +211,10 @@ pub struct GatewayConfig {
     /// when a client sends it through the proxy anyway).
     pub relay_port: u16,
     pub hub: Hub,
+    /// The agent's MCP servers ([`mcp_route`]).
+    pub mcp: Vec<crate::spec::McpRoute>,
+    /// Where MCP route failures go (the session's runner).
+    pub mcp_failures: Option<tokio::sync::mpsc::UnboundedSender<crate::spec::McpFailure>>,
 }
 
 struct State {
@@ -218,6 +223,7 @@ struct State {
     counters: Counters,
     activity: Arc<Activity>,
     reporter: Reporter,
+    mcp_reported: mcp_route::Reported,
 }
 
 impl State {
@@ -273,6 +279,7 @@ impl Gateway {
             counters: Counters::default(),
             activity,
             reporter: Reporter::default(),
+            mcp_reported: mcp_route::Reported::default(),
         });
         let span = info_span!("egress", sandbox = %state.cfg.sandbox_id, session_id = %state.cfg.session_id);
         let task = tokio::spawn(accept_loop(state.clone(), listener).instrument(span));
@@ -535,6 +542,8 @@ async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<
         None => {
             if is_model_route(uri.path()) {
                 model_route(st, req).await
+            } else if mcp_route::is_mcp_path(uri.path()) {
+                mcp_route::serve(st, req).await
             } else {
                 full(
                     StatusCode::NOT_FOUND,
@@ -545,7 +554,13 @@ async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<
         Some(host) => {
             let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
                 && uri.port_u16() == Some(st.cfg.relay_port);
-            if local && is_model_route(uri.path()) { model_route(st, req).await } else { forward(st, req).await }
+            if local && is_model_route(uri.path()) {
+                model_route(st, req).await
+            } else if local && mcp_route::is_mcp_path(uri.path()) {
+                mcp_route::serve(st, req).await
+            } else {
+                forward(st, req).await
+            }
         }
     }
 }

@@ -841,6 +841,8 @@ async fn start(
             git: spec.git.clone(),
             relay_port: port,
             hub: shared.egress.clone(),
+            mcp: spec.mcp.clone(),
+            mcp_failures: spec.mcp_failures.clone(),
         },
         activity.clone(),
     )?;
