@@ -106,6 +106,33 @@ impl ModelEndpoint {
     }
 }
 
+/// An environment-variable secret (a vault credential of type
+/// `environment_variable`): every process of the sandbox sees `name` holding
+/// `placeholder`; the egress gateway puts `value` in its place in outbound
+/// requests to `hosts`, in header values and/or the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSecret {
+    /// The environment variable's name.
+    pub name: String,
+    /// What the sandbox sees instead of the secret.
+    pub placeholder: String,
+    pub value: Secret,
+    /// Substitute in request header values.
+    pub header: bool,
+    /// Substitute in request bodies.
+    pub body: bool,
+    pub hosts: SecretHosts,
+}
+
+/// The hosts a secret is substituted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHosts {
+    /// Every host the environment's network policy lets the sandbox reach.
+    Any,
+    /// Exact names or IPv4 addresses, or `*.example.com` (subdomains only).
+    Only(Vec<String>),
+}
+
 /// Resource limits of one sandbox. `None` leaves a limit off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -162,6 +189,9 @@ pub struct SandboxSpec {
     /// Extra environment for every process of the sandbox (placeholders such as
     /// `ANTHROPIC_API_KEY=placeholder`, never the real token).
     pub env: Vec<(String, String)>,
+    /// Environment-variable secrets: their placeholders join `env`, the
+    /// gateway substitutes them (see [`EnvSecret`]).
+    pub secrets: Vec<EnvSecret>,
 }
 
 impl SandboxSpec {
@@ -173,6 +203,7 @@ impl SandboxSpec {
             limits: Limits::default(),
             workspace_bytes: None,
             env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 }

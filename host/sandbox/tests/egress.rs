@@ -25,6 +25,7 @@ fn gateway(sock: &Path, hub: &Hub, networking: Networking, llm: Option<LlmRoute>
             llm,
             relay_port: 41_080,
             hub: hub.clone(),
+            secrets: Vec::new(),
         },
         Activity::new(),
     )
@@ -138,6 +139,7 @@ async fn header_and_idle_timeouts_close_connections() {
             ..GatewayLimits::default()
         },
         allow_internal: vec!["127.0.0.1".parse().unwrap()],
+        ..EgressSettings::default()
     })
     .unwrap();
     let sock = tmp.path().join("t.sock");
