@@ -143,7 +143,7 @@ async fn in_sandbox(
     // The runtime waits between turns: it must not keep the sandbox busy on
     // its own (the runner holds a busy guard during each turn).
     let mut req = ExecRequest::new(argv).resident(true);
-    shadowed(&secrets, &plan.env)?;
+    shadowed(secrets, &plan.env)?;
     req.env = plan.env.clone();
     req.cwd = plan.cwd.clone();
     let child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
