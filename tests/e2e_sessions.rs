@@ -245,3 +245,54 @@ fn e2e_console() {
 fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
+
+/// Environment-variable credentials, every harness: a bash tool's `curl` to an HTTPS server on
+/// loopback (its certificate from a CA the server trusts through `egress.upstream_ca_files`,
+/// the loopback addresses opened by `egress.allow_internal`) gets the secret on the allowed
+/// host and the placeholder elsewhere; the secret is nowhere in the sandbox, events or logs.
+#[test]
+fn e2e_env_credentials() {
+    use bridle_sandbox::egress::tls::{Minter, generate_ca};
+    let runtimes = install_runtimes();
+    let (fake, token) = fake_model("e2e");
+    let sb = sandbox_dir();
+    let certs = tempfile::Builder::new().prefix("bridle-e2e-tls-").tempdir().expect("tempdir");
+    let ca = generate_ca("e2e upstream CA").expect("generate a CA");
+    let (leaf, key) = Minter::new(&ca).and_then(|m| m.issue_pem("127.0.0.2")).expect("issue a leaf");
+    let (ca_file, cert_file, key_file) =
+        (certs.path().join("ca.pem"), certs.path().join("leaf.pem"), certs.path().join("leaf.key"));
+    std::fs::write(&ca_file, &ca.cert_pem).expect("write CA");
+    std::fs::write(&cert_file, leaf).expect("write leaf");
+    std::fs::write(&key_file, key).expect("write key");
+    let port = support::free_port();
+    let allow = format!("[\"127.0.0.2:{port}\", \"127.0.0.3:{port}\"]");
+    let roots = format!("[{:?}]", ca_file.display().to_string());
+    let mut main = session_server(
+        Backend::Sqlite,
+        &runtimes,
+        sb.path(),
+        &[
+            ("BRIDLE_LOG", "info,bridle=debug"),
+            ("BRIDLE_EGRESS__ALLOW_INTERNAL", allow.as_str()),
+            ("BRIDLE_EGRESS__UPSTREAM_CA_FILES", roots.as_str()),
+        ],
+    );
+    run_pytest(
+        &["test_env_credentials.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_TLS_CERT", cert_file.to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_TLS_KEY", key_file.to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_TLS_PORT", port.to_string()),
+        ],
+        "pytest tests/python/e2e/test_env_credentials.py",
+    );
+    main.assert_alive();
+    assert!(!main.log().contains(&token), "the model key appears in the server's log");
+}

@@ -96,6 +96,10 @@ pub struct EgressConfig {
     /// alike: `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`. Hosts
     /// match the name a sandbox asks for; addresses match after resolution.
     pub allow_internal: Vec<String>,
+    /// PEM files of CA certificates the gateway trusts, besides the system
+    /// roots, when it verifies the upstreams of connections it intercepts
+    /// (hosts where an environment-variable secret is due): an internal CA.
+    pub upstream_ca_files: Vec<PathBuf>,
     /// Connections one sandbox may hold open through the gateway at once.
     pub max_connections_per_sandbox: u32,
     /// New connections per second one sandbox may open (sustained).
@@ -118,6 +122,7 @@ impl Default for EgressConfig {
         let l = bridle_sandbox::egress::GatewayLimits::default();
         EgressConfig {
             allow_internal: Vec::new(),
+            upstream_ca_files: Vec::new(),
             max_connections_per_sandbox: l.max_connections_per_sandbox,
             connections_per_second: l.connections_per_second,
             connection_burst: l.connection_burst,
@@ -146,6 +151,18 @@ impl EgressConfig {
             .enumerate()
             .map(|(i, raw)| raw.parse().map_err(|e: String| anyhow::anyhow!("egress.allow_internal[{i}]: {e}")))
             .collect::<anyhow::Result<_>>()?;
+        let upstream_roots = self
+            .upstream_ca_files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let key = format!("egress.upstream_ca_files[{i}]");
+                let pem =
+                    std::fs::read_to_string(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+                bridle_sandbox::egress::tls::parse_pem_certs(&format!("{key} ({})", path.display()), &pem)?;
+                Ok(pem)
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(bridle_sandbox::egress::EgressSettings {
             limits: bridle_sandbox::egress::GatewayLimits {
                 max_connections_per_sandbox: self.max_connections_per_sandbox,
@@ -156,6 +173,10 @@ impl EgressConfig {
                 max_connections: self.max_connections,
             },
             allow_internal,
+            // The installation's CA is added by the server (it lives sealed
+            // in the data dir, see `egress_ca`).
+            ca: None,
+            upstream_roots,
         })
     }
 }
@@ -627,6 +648,8 @@ mod tests {
             ("[egress]\nallow_internal = [\"http://x/\"]\n", "egress.allow_internal[0]"),
             ("[egress]\nidle_timeout_secs = 0\n", "egress.idle_timeout_secs"),
             ("[egress]\nmax_conections = 1\n", "max_conections"),
+            ("[egress]\nupstream_ca_files = [\"/nonexistent/ca.pem\"]\n", "egress.upstream_ca_files[0]"),
+            (&format!("[egress]\nupstream_ca_files = [{:?}]\n", file.display().to_string()), "holds no certificate"),
         ] {
             std::fs::write(&file, toml).unwrap();
             let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();

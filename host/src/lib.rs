@@ -13,6 +13,7 @@ pub mod bus;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod egress_ca;
 pub mod ids;
 pub mod keys;
 pub mod metrics;

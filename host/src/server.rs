@@ -105,7 +105,10 @@ async fn start_sessions(
         workspace_quota: sc.disk_quota(),
         cpus: sc.cpu_limit(),
         extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
-        egress: config.egress.settings()?,
+        egress: bridle_sandbox::egress::EgressSettings {
+            ca: Some(crate::egress_ca::load_or_create(&config.data_dir, &secrets)?),
+            ..config.egress.settings()?
+        },
         ..LocalConfig::default()
     };
     let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {

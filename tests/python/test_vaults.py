@@ -250,3 +250,79 @@ def test_secrets_never_listed_anywhere(client, raw, vault, watch):
         assert r.status_code == 200, r.text
         for s in watch.secrets:
             assert s not in r.text, f"secret leaked by GET {path}"
+
+
+def _env_auth(name: str = "SERVICE_TOKEN", **over) -> dict:
+    auth = {"type": "environment_variable", "secret_name": name, "secret_value": uniq("v"),
+            "networking": {"type": "limited", "allowed_hosts": ["api.example.com"]}}
+    auth.update(over)
+    return auth
+
+
+@pytest.mark.parametrize("hosts,needle", [
+    ([], "between 1 and 16"),
+    ([f"h{i}.example.com" for i in range(17)], "between 1 and 16"),
+    (["https://api.example.com"], "allowed_hosts[0]"),
+    (["api.example.com:443"], "allowed_hosts[0]"),
+    (["api.example.com/v1"], "allowed_hosts[0]"),
+    (["ok.example.com", "::1"], "allowed_hosts[1]"),
+    (["*.*.example.com"], "allowed_hosts[0]"),
+    (["*.192.0.2.1"], "allowed_hosts[0]"),
+    (["api.example.com", "API.example.com"], "listed twice"),
+])
+def test_environment_variable_hosts_are_checked(client, vault, hosts, needle):
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.beta.vaults.credentials.create(
+            vault.id, auth=_env_auth(networking={"type": "limited", "allowed_hosts": hosts}))
+    assert_api_error(e.value, 400, "invalid_request_error")
+    assert needle in e.value.message, e.value.message
+
+
+def test_environment_variable_hosts_accepted(client, vault):
+    c = client.beta.vaults.credentials.create(vault.id, auth=_env_auth(
+        networking={"type": "limited", "allowed_hosts": ["api.example.com", "*.example.net", "192.0.2.1"]}))
+    assert c.auth.networking.allowed_hosts == ["api.example.com", "*.example.net", "192.0.2.1"]
+
+
+@pytest.mark.parametrize("name", ["PATH", "HTTPS_PROXY", "https_proxy", "SSL_CERT_FILE", "BRIDLE_X", "1ABC", "A-B"])
+def test_environment_variable_names_are_checked(client, vault, name):
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.beta.vaults.credentials.create(vault.id, auth=_env_auth(name))
+    assert "auth.secret_name" in e.value.message, e.value.message
+
+
+def test_injection_location_update_keeps_what_it_leaves_out(client, vault):
+    creds = client.beta.vaults.credentials
+    with pytest.raises(anthropic.BadRequestError) as e:
+        creds.create(vault.id, auth=_env_auth(injection_location={"header": False, "body": False}))
+    assert "injection_location" in e.value.message
+    c = creds.create(vault.id, auth=_env_auth())
+    assert (c.auth.injection_location.header, c.auth.injection_location.body) == (True, False)
+    u = creds.update(c.id, vault_id=vault.id, auth={"type": "environment_variable", "injection_location": {"body": True}})
+    assert (u.auth.injection_location.header, u.auth.injection_location.body) == (True, True)
+    u = creds.update(c.id, vault_id=vault.id, auth={"type": "environment_variable", "injection_location": {"header": False}})
+    assert (u.auth.injection_location.header, u.auth.injection_location.body) == (False, True)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        creds.update(c.id, vault_id=vault.id, auth={"type": "environment_variable", "injection_location": {"body": False}})
+    assert "at least one" in e.value.message
+    with pytest.raises(anthropic.BadRequestError) as e:
+        creds.update(c.id, vault_id=vault.id, auth={"type": "environment_variable",
+                                                   "networking": {"type": "limited", "allowed_hosts": ["a.b:1"]}})
+    assert "allowed_hosts[0]" in e.value.message
+    # The refused updates changed nothing.
+    got = creds.retrieve(c.id, vault_id=vault.id)
+    assert (got.auth.injection_location.header, got.auth.injection_location.body) == (False, True)
+    assert got.auth.networking.allowed_hosts == ["api.example.com"]
+
+
+def test_one_credential_per_variable_across_a_sessions_vaults(client, agent, environment):
+    creds = client.beta.vaults.credentials
+    a = client.beta.vaults.create(display_name=uniq("vault-a"))
+    b = client.beta.vaults.create(display_name=uniq("vault-b"))
+    ca = creds.create(a.id, auth=_env_auth("SHARED_NAME"))
+    cb = creds.create(b.id, auth=_env_auth("SHARED_NAME"))
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[a.id, b.id])
+    assert ca.id in e.value.message and cb.id in e.value.message and "SHARED_NAME" in e.value.message, e.value.message
+    # Each vault alone is fine.
+    client.beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[a.id])

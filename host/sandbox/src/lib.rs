@@ -25,6 +25,6 @@ pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Outpu
 pub use error::{Result, SandboxError};
 pub use local::{Doctor, LocalConfig, LocalDriver, MIN_WORKSPACE_BYTES};
 pub use spec::{
-    EgressPolicy, EgressStats, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, McpAuthError,
-    McpCredential, McpFailure, McpFailureKind, McpRoute, ModelEndpoint, Networking, SandboxSpec, Secret,
+    EgressPolicy, EgressStats, EnvSecret, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, McpAuthError,
+    McpCredential, McpFailure, McpFailureKind, McpRoute, ModelEndpoint, Networking, SandboxSpec, Secret, SecretHosts,
 };

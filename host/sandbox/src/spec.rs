@@ -177,6 +177,33 @@ pub struct McpFailure {
     pub message: String,
 }
 
+/// An environment-variable secret (a vault credential of type
+/// `environment_variable`): every process of the sandbox sees `name` holding
+/// `placeholder`; the egress gateway puts `value` in its place in outbound
+/// requests to `hosts`, in header values and/or the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSecret {
+    /// The environment variable's name.
+    pub name: String,
+    /// What the sandbox sees instead of the secret.
+    pub placeholder: String,
+    pub value: Secret,
+    /// Substitute in request header values.
+    pub header: bool,
+    /// Substitute in request bodies.
+    pub body: bool,
+    pub hosts: SecretHosts,
+}
+
+/// The hosts a secret is substituted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHosts {
+    /// Every host the environment's network policy lets the sandbox reach.
+    Any,
+    /// Exact names or IPv4 addresses, or `*.example.com` (subdomains only).
+    Only(Vec<String>),
+}
+
 /// Resource limits of one sandbox. `None` leaves a limit off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -239,6 +266,9 @@ pub struct SandboxSpec {
     pub mcp: Vec<McpRoute>,
     /// Where the gateway reports MCP route failures (the session's runner).
     pub mcp_failures: Option<tokio::sync::mpsc::UnboundedSender<McpFailure>>,
+    /// Environment-variable secrets: their placeholders join `env`, the
+    /// gateway substitutes them (see [`EnvSecret`]).
+    pub secrets: Vec<EnvSecret>,
 }
 
 impl SandboxSpec {
@@ -253,6 +283,7 @@ impl SandboxSpec {
             git: None,
             mcp: Vec::new(),
             mcp_failures: None,
+            secrets: Vec::new(),
         }
     }
 }

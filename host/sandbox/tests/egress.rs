@@ -28,6 +28,7 @@ fn gateway(sock: &Path, hub: &Hub, networking: Networking, llm: Option<LlmRoute>
             hub: hub.clone(),
             mcp: Vec::new(),
             mcp_failures: None,
+            secrets: Vec::new(),
         },
         Activity::new(),
     )
@@ -141,6 +142,7 @@ async fn header_and_idle_timeouts_close_connections() {
             ..GatewayLimits::default()
         },
         allow_internal: vec!["127.0.0.1".parse().unwrap()],
+        ..EgressSettings::default()
     })
     .unwrap();
     let sock = tmp.path().join("t.sock");

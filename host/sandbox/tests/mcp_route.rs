@@ -131,6 +131,7 @@ fn gateway(
             mcp: routes,
             mcp_failures: Some(tx),
             git: None,
+            secrets: Vec::new(),
         },
         Activity::new(),
     )

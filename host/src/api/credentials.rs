@@ -13,10 +13,10 @@ use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
-use crate::model::vaults::check_not_reserved;
 use crate::model::vaults::{
     AuthCreate, AuthUpdate, Credential, CredentialCreate, CredentialSecrets, CredentialUpdate, TokenEndpointAuth,
 };
+use crate::model::vaults::{InjectionLocation, check_env_networking, check_injection_location, check_not_reserved};
 use crate::model::{Invalid, Validate};
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
@@ -263,10 +263,17 @@ pub async fn update(
                             secrets.secret_value = Some(v.clone());
                         }
                         if let Some(n) = networking {
+                            check_env_networking(n)?;
                             c.auth["networking"] = json!(n);
                         }
                         if let Some(l) = injection_location {
-                            c.auth["injection_location"] = json!(l);
+                            let cur = &c.auth["injection_location"];
+                            let merged = InjectionLocation {
+                                body: l.body.unwrap_or_else(|| cur["body"].as_bool().unwrap_or(false)),
+                                header: l.header.unwrap_or_else(|| cur["header"].as_bool().unwrap_or(true)),
+                            };
+                            check_injection_location(&merged)?;
+                            c.auth["injection_location"] = json!(merged);
                         }
                         "environment_variable"
                     }

@@ -148,6 +148,22 @@ fn mcp_bindings(facts: &[VaultFacts]) -> Vec<crate::model::mcp::Binding> {
         .collect()
 }
 
+/// One `environment_variable` credential per variable across the session's
+/// vaults (a 400 naming both credentials).
+async fn check_env_secrets(st: &AppState, vault_ids: &[String]) -> ApiResult<()> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    for id in vault_ids {
+        for c in st.store.active_credentials::<Credential>(id).await? {
+            if c.doc.auth.get("type").and_then(Value::as_str) == Some("environment_variable") {
+                let name = c.doc.auth.get("secret_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                named.push((c.doc.id, name));
+            }
+        }
+    }
+    crate::session::env_secrets::check_unique(named.iter().map(|(c, n)| (c.as_str(), n.as_str())))
+        .map_err(|e| ApiError::invalid(format!("vault_ids: {e}")))
+}
+
 /// Ask the selected harness whether the vault's base URL fits its API shape.
 /// Sessions without an LLM vault skip this: creating them always succeeds.
 async fn check_endpoint(
@@ -212,6 +228,7 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let (agent, snapshot) = resolve_agent(&st, &p.agent).await?;
     let vault_ids = p.vault_ids.clone().unwrap_or_default();
     let facts = vault_facts(&st, &vault_ids).await?;
+    check_env_secrets(&st, &vault_ids).await?;
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
     crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;

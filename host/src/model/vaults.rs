@@ -190,8 +190,18 @@ pub enum AuthUpdate {
         #[serde(default)]
         networking: Option<EnvNetworking>,
         #[serde(default)]
-        injection_location: Option<InjectionLocation>,
+        injection_location: Option<InjectionLocationUpdate>,
     },
+}
+
+/// A location left out keeps its current setting.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionLocationUpdate {
+    #[serde(default)]
+    pub body: Option<bool>,
+    #[serde(default)]
+    pub header: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -225,25 +235,99 @@ impl Validate for CredentialCreate {
                 check_len("auth.access_token", access_token, 1, 8192)?;
                 check_url("auth.mcp_server_url", mcp_server_url)?;
             }
-            AuthCreate::EnvironmentVariable { secret_name, secret_value, networking, .. } => {
-                check_len("auth.secret_name", secret_name, 1, 255)?;
-                if !secret_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    || secret_name.as_bytes()[0].is_ascii_digit()
-                {
-                    return Err(Invalid::new(
-                        "auth.secret_name: must be an environment variable name (letters, digits, underscores; not starting with a digit)",
-                    ));
-                }
+            AuthCreate::EnvironmentVariable { secret_name, secret_value, networking, injection_location } => {
+                check_secret_name(secret_name)?;
                 check_len("auth.secret_value", secret_value, 1, 65_536)?;
-                if let EnvNetworking::Limited { allowed_hosts } = networking
-                    && allowed_hosts.len() > 16
-                {
-                    return Err(Invalid::new("auth.networking.allowed_hosts: at most 16 hosts are allowed"));
+                check_env_networking(networking)?;
+                if let Some(l) = injection_location {
+                    check_injection_location(l)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Variables the sandbox sets itself (its proxy, CA bundle and basic
+/// environment): a secret of that name would break it.
+const RESERVED_VARIABLES: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+];
+
+pub fn check_secret_name(name: &str) -> Result<(), Invalid> {
+    check_len("auth.secret_name", name, 1, 255)?;
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || name.as_bytes()[0].is_ascii_digit() {
+        return Err(Invalid::new(
+            "auth.secret_name: must be an environment variable name (letters, digits, underscores; not starting with a digit)",
+        ));
+    }
+    if RESERVED_VARIABLES.iter().any(|r| r.eq_ignore_ascii_case(name)) || name.starts_with("BRIDLE_") {
+        return Err(Invalid::new(format!(
+            "auth.secret_name: `{name}` is set by the sandbox itself (its proxy, CA bundle or basic environment); \
+             choose another name"
+        )));
+    }
+    Ok(())
+}
+
+/// `allowed_hosts`: one to sixteen distinct bare host names, IPv4
+/// addresses or `*.` wildcards; no scheme, port, path or IPv6 address.
+pub fn check_env_networking(n: &EnvNetworking) -> Result<(), Invalid> {
+    let EnvNetworking::Limited { allowed_hosts } = n else { return Ok(()) };
+    if allowed_hosts.is_empty() || allowed_hosts.len() > 16 {
+        return Err(Invalid::new(format!(
+            "auth.networking.allowed_hosts: between 1 and 16 hosts are allowed, got {} (use networking type \
+             `unrestricted` to substitute on every host the environment allows)",
+            allowed_hosts.len()
+        )));
+    }
+    for (i, h) in allowed_hosts.iter().enumerate() {
+        let field = format!("auth.networking.allowed_hosts[{i}]");
+        if allowed_hosts[..i].iter().any(|o| o.eq_ignore_ascii_case(h)) {
+            return Err(Invalid::new(format!("{field}: `{h}` is listed twice")));
+        }
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let is_ipv4 = name.parse::<std::net::Ipv4Addr>().is_ok();
+        let is_name = name.len() <= 253
+            && name.split('.').all(label_ok)
+            && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if !(is_name || (is_ipv4 && !h.starts_with("*."))) {
+            return Err(Invalid::new(format!(
+                "{field}: `{h}` is not a bare host name, an IPv4 address or a `*.` wildcard (URLs, ports, paths and \
+                 IPv6 addresses are not accepted)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// At least one place to substitute in.
+pub fn check_injection_location(l: &InjectionLocation) -> Result<(), Invalid> {
+    if !l.header && !l.body {
+        return Err(Invalid::new("auth.injection_location: at least one of `header` and `body` must be true"));
+    }
+    Ok(())
 }
 
 fn check_url(field: &str, u: &str) -> Result<(), Invalid> {
@@ -362,6 +446,47 @@ mod tests {
                 assert_eq!(check_not_reserved(object, patch_sets(&patch)).is_err(), refused, "{object} {patch:?}");
             }
         }
+    }
+
+    /// `allowed_hosts` entries, names and injection locations of `environment_variable` credentials.
+    #[test]
+    fn environment_variable_rules() {
+        let limited = |h: &[&str]| EnvNetworking::Limited { allowed_hosts: h.iter().map(|s| s.to_string()).collect() };
+        for (hosts, ok) in [
+            (&["api.example.com"][..], true),
+            (&["*.example.com", "192.0.2.1", "localhost"][..], true),
+            (&[][..], false),
+            (&["https://api.example.com"][..], false),
+            (&["api.example.com:443"][..], false),
+            (&["api.example.com/v1"][..], false),
+            (&["::1"][..], false),
+            (&["[::1]"][..], false),
+            (&["*.192.0.2.1"][..], false),
+            (&["*.*.example.com"][..], false),
+            (&["-bad.example.com"][..], false),
+            (&["999.1.1.1"][..], false),
+            (&["a.example.com", "A.example.com"][..], false),
+        ] {
+            assert_eq!(check_env_networking(&limited(hosts)).is_ok(), ok, "{hosts:?}");
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("h{i}.example.com")).collect();
+        assert!(check_env_networking(&EnvNetworking::Limited { allowed_hosts: many }).is_err());
+        assert!(check_env_networking(&EnvNetworking::Unrestricted).is_ok());
+        for (name, ok) in [
+            ("SERVICE_TOKEN", true),
+            ("_x1", true),
+            ("1X", false),
+            ("A-B", false),
+            ("", false),
+            ("PATH", false),
+            ("https_proxy", false),
+            ("NODE_EXTRA_CA_CERTS", false),
+            ("BRIDLE_ANYTHING", false),
+        ] {
+            assert_eq!(check_secret_name(name).is_ok(), ok, "{name}");
+        }
+        assert!(check_injection_location(&InjectionLocation { header: false, body: false }).is_err());
+        assert!(check_injection_location(&InjectionLocation { header: false, body: true }).is_ok());
     }
 
     #[test]

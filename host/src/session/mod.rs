@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod engine;
+pub mod env_secrets;
 pub(crate) mod io;
 pub mod launch;
 pub(crate) mod mcp;

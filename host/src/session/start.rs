@@ -68,6 +68,8 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let skills = SessionSkills::load(&host.store, t.agent).await.map_err(StartError::new)?;
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
     spec.git = Some(t.mounts.git_routes());
+    spec.secrets = super::env_secrets::load(host, t.session_id).await.map_err(StartError::new)?;
+    shadowed(&spec.secrets, &plan.env)?;
     spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
     spec.mcp = super::mcp::routes(host, t.vault_ids, t.agent).await.map_err(StartError::new)?;
     spec.mcp_failures = Some(t.mcp_failures.clone());
@@ -119,6 +121,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         allowed: crate::model_paths::for_shape(plugin.info().api_shape),
     });
     spec.env = plan.env.clone();
+    let secrets = spec.secrets.clone();
     let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
     let placement =
         Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
@@ -126,7 +129,9 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let agent = crate::model::mcp::routed_agent(t.agent, &sandbox.proxy_url_inside());
     let mut session_spec = launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, placement);
     session_spec.skills = skills.specs();
-    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts, &skills).await {
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts, &skills, &secrets)
+        .await
+    {
         Ok(rt) => Ok(rt),
         Err(e) => {
             let _ = sandbox.stop().await;
@@ -144,6 +149,7 @@ async fn in_sandbox(
     engine: &str,
     mounts: &Mounts,
     skills: &SessionSkills,
+    secrets: &[bridle_sandbox::EnvSecret],
 ) -> Result<Runtime, StartError> {
     // The session's files are in place before the runtime's first turn.
     mounts.sync(sandbox.as_ref()).await.map_err(|e| StartError::new(format!("placing the session's files: {e}")))?;
@@ -160,11 +166,25 @@ async fn in_sandbox(
     // The runtime waits between turns: it must not keep the sandbox busy on
     // its own (the runner holds a busy guard during each turn).
     let mut req = ExecRequest::new(argv).resident(true);
+    shadowed(secrets, &plan.env)?;
     req.env = plan.env.clone();
     req.cwd = plan.cwd.clone();
     let child = sandbox.exec(req).await.map_err(|e| StartError::new(format!("starting `{program}`: {e}")))?;
     tracing::info!(program = %program, sandbox = sandbox.id(), "runtime started");
     Ok(Runtime { plugin: session, io: Box::new(OwnProcess::start(sandbox, child)) })
+}
+
+/// A secret's variable that the harness sets itself would hide the
+/// placeholder (or the runtime's own setting): refused, naming both.
+fn shadowed(secrets: &[bridle_sandbox::EnvSecret], env: &[(String, String)]) -> Result<(), StartError> {
+    match secrets.iter().find(|s| env.iter().any(|(k, _)| *k == s.name)) {
+        Some(s) => Err(StartError::new(format!(
+            "the environment_variable credential for `{}` names a variable this session's harness sets itself; \
+             choose another secret_name",
+            s.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn program_of(argv: &[String], engine: &str) -> Result<String, StartError> {

@@ -15,6 +15,11 @@
 //!   forwarded to the session's `llm_base_url` with the vault credential added
 //!   by the harness plugin's header rules. The token never enters the sandbox.
 //!
+//! * environment-variable secrets ([`inject`]): placeholders replaced in
+//!   plain HTTP requests and, for hosts where a secret is due, in `CONNECT`
+//!   tunnels whose TLS the gateway terminates with its CA ([`tls`],
+//!   [`intercept`]); every other tunnel is left untouched.
+//!
 //! Every gateway shares one [`Hub`]: the limits ([`limits`]: connections per
 //! sandbox, connection rate, header and idle timeouts, a global cap sized
 //! below the descriptor limit), the address policy and the HTTP clients.
@@ -26,11 +31,14 @@
 pub mod addr;
 pub mod git_route;
 pub mod host_addrs;
+pub mod inject;
+mod intercept;
 pub mod limits;
 pub mod mcp_route;
 pub mod model_path;
 pub mod policy;
 pub mod report;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -55,7 +63,7 @@ use tokio::net::{TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::spec::{EgressPolicy, EgressStats, LlmRoute};
+use crate::spec::{EgressPolicy, EgressStats, EnvSecret, LlmRoute};
 pub use limits::GatewayLimits;
 use limits::TokenBucket;
 use model_path::PathDenial;
@@ -139,6 +147,13 @@ pub struct EgressSettings {
     /// Internal destinations sandboxes may reach (the only way to reach a
     /// non-global address or one of the host's own).
     pub allow_internal: Vec<InternalTarget>,
+    /// The installation's CA, to terminate TLS for hosts where an
+    /// environment-variable secret is due; without one such tunnels stay
+    /// untouched (and the secret unused).
+    pub ca: Option<tls::CaPem>,
+    /// PEM texts of roots trusted for intercepted upstreams besides the
+    /// system's.
+    pub upstream_roots: Vec<String>,
 }
 
 /// What every gateway of this process shares: limits, the global connection
@@ -153,6 +168,7 @@ struct HubInner {
     addresses: AddressPolicy,
     model_client: reqwest::Client,
     forward_client: reqwest::Client,
+    interceptor: Option<Arc<tls::Interceptor>>,
 }
 
 impl Hub {
@@ -170,7 +186,14 @@ impl Hub {
                 .pool_max_idle_per_host(idle_per_host)
                 .build()
         };
+        let interceptor = match &settings.ca {
+            Some(ca) => Some(Arc::new(
+                tls::Interceptor::new(ca, &settings.upstream_roots).context("the egress gateway's TLS interception")?,
+            )),
+            None => None,
+        };
         Ok(Hub(Arc::new(HubInner {
+            interceptor,
             limits: settings.limits.clone(),
             global: Arc::new(Semaphore::new(cap as usize)),
             global_cap: cap,
@@ -215,11 +238,14 @@ pub struct GatewayConfig {
     pub mcp: Vec<crate::spec::McpRoute>,
     /// Where MCP route failures go (the session's runner).
     pub mcp_failures: Option<tokio::sync::mpsc::UnboundedSender<crate::spec::McpFailure>>,
+    /// The sandbox's environment-variable secrets.
+    pub secrets: Vec<EnvSecret>,
 }
 
 struct State {
     cfg: GatewayConfig,
     hosts: HostPolicy,
+    secrets: inject::Injector,
     counters: Counters,
     activity: Arc<Activity>,
     reporter: Reporter,
@@ -275,6 +301,7 @@ impl Gateway {
             UnixListener::bind(socket).with_context(|| format!("bind egress socket {}", socket.display()))?;
         let state = Arc::new(State {
             hosts: HostPolicy::new(&cfg.policy),
+            secrets: inject::Injector::new(cfg.secrets.clone()),
             cfg,
             counters: Counters::default(),
             activity,
@@ -618,6 +645,7 @@ async fn connect(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("allowed", "connect");
     debug!(target_host = %target, "egress tunnel");
+    let intercepting = intercept::interceptor_for(&st, &host);
     let st2 = st.clone();
     tokio::spawn(
         async move {
@@ -633,6 +661,13 @@ async fn connect(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response
             let mut client = TokioIo::new(up);
             let mut upstream = Tracked::new(upstream, conn.clock.clone());
             let idle = st2.hub().limits.idle_timeout;
+            if let Some(icpt) = intercepting {
+                tokio::select! {
+                    () = intercept::serve(st2.clone(), icpt, client, upstream, host, port) => {}
+                    () = conn.clock.expired(idle) => st2.limited("idle_timeout"),
+                }
+                return;
+            }
             tokio::select! {
                 r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match r {
                     Ok((sent, recv)) => {
@@ -678,7 +713,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn counting_request_body(st: &Arc<State>, body: Incoming) -> reqwest::Body {
+fn counting_request_body<B>(st: &Arc<State>, body: B) -> reqwest::Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let st = st.clone();
     let stream = BodyStream::new(body).try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }).inspect_ok(
         move |b: &Bytes| {
@@ -752,6 +791,10 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
     if let Some(h) = host_header.and_then(|h| HeaderValue::from_str(&h).ok()) {
         headers.insert(http::header::HOST, h);
     }
+    let body = match intercept::outbound(&st, &host, &mut headers, body).await {
+        Ok(b) => b,
+        Err(why) => return full(StatusCode::BAD_REQUEST, format!("bridle egress gateway: {why}\n")),
+    };
     st.counters.allowed.fetch_add(1, Ordering::Relaxed);
     crate::metrics::egress("allowed", "http");
     let result = st

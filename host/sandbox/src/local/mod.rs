@@ -183,8 +183,16 @@ fn own_etc_dir(state_dir: &Path) -> PathBuf {
     state_dir.join(format!("{prefix}{}", std::process::id()))
 }
 
-/// Build the sandbox `/etc` under `dir` (replaced if present).
-fn build_etc(dir: &Path) -> anyhow::Result<()> {
+/// The gateway's CA certificate inside the sandbox.
+pub const CA_CERT_INSIDE: &str = "/etc/bridle/egress-ca.pem";
+/// The system roots plus the gateway's CA, inside the sandbox.
+pub const CA_BUNDLE_INSIDE: &str = "/etc/bridle/ca-bundle.pem";
+/// Debian's system bundle, which most TLS clients read by default.
+const SYSTEM_BUNDLE: &str = "ssl/certs/ca-certificates.crt";
+
+/// Build the sandbox `/etc` under `dir` (replaced if present); with `ca`
+/// (PEM), the sandbox trusts it: in `/etc/bridle` and in the system bundle.
+fn build_etc(dir: &Path, ca: Option<&str>) -> anyhow::Result<()> {
     fn copy(src: &Path, dst: &Path) -> anyhow::Result<()> {
         let md = std::fs::symlink_metadata(src)?;
         if md.file_type().is_symlink() {
@@ -230,6 +238,20 @@ fn build_etc(dir: &Path) -> anyhow::Result<()> {
     )?;
     write("group", format!("root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n"))?;
     write("hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".into())?;
+    if let Some(ca) = ca {
+        let system = std::fs::read_to_string(Path::new("/etc").join(SYSTEM_BUNDLE)).unwrap_or_default();
+        let bundle = format!("{}\n# Bridle egress gateway CA\n{}\n", system.trim_end(), ca.trim());
+        std::fs::create_dir_all(dir.join("bridle"))?;
+        std::fs::set_permissions(dir.join("bridle"), std::fs::Permissions::from_mode(0o755))?;
+        write(CA_CERT_INSIDE.trim_start_matches("/etc/"), format!("{}\n", ca.trim()))?;
+        write(CA_BUNDLE_INSIDE.trim_start_matches("/etc/"), bundle.clone())?;
+        // The copied system bundle may be a link to the host's: replace it.
+        let sys = dir.join(SYSTEM_BUNDLE);
+        if sys.parent().is_some_and(Path::exists) {
+            let _ = std::fs::remove_file(&sys);
+            write(SYSTEM_BUNDLE, bundle)?;
+        }
+    }
     Ok(())
 }
 
@@ -572,7 +594,7 @@ impl LocalDriver {
         // one state dir, and rebuilding a directory another node's
         // sandboxes bind (by fd) would empty theirs.
         let etc = own_etc_dir(&cfg.state_dir);
-        build_etc(&etc).map_err(SandboxError::Other)?;
+        build_etc(&etc, cfg.egress.ca.as_ref().map(|c| c.cert_pem.as_str())).map_err(SandboxError::Other)?;
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
 
@@ -843,6 +865,7 @@ async fn start(
             hub: shared.egress.clone(),
             mcp: spec.mcp.clone(),
             mcp_failures: spec.mcp_failures.clone(),
+            secrets: spec.secrets.clone(),
         },
         activity.clone(),
     )?;
@@ -933,7 +956,17 @@ async fn start(
     if spec.llm.is_some() {
         env.push(("BRIDLE_LLM_BASE_URL".into(), format!("{proxy}/llm")));
     }
+    if cfg.egress.ca.is_some() {
+        // The runtimes' own CA settings, for the bundle that trusts the
+        // gateway's CA (the system bundle in the sandbox's /etc does too).
+        for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"] {
+            env.push((k.into(), CA_BUNDLE_INSIDE.into()));
+        }
+        env.push(("NODE_EXTRA_CA_CERTS".into(), CA_CERT_INSIDE.into()));
+    }
     env.extend(spec.env.iter().cloned());
+    // Secrets: the placeholder only; the gateway holds the value.
+    env.extend(spec.secrets.iter().map(|s| (s.name.clone(), s.placeholder.clone())));
     for (k, v) in &env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
