@@ -15,6 +15,8 @@ pub enum Kind {
     File,
     SessionResource,
     ApiKey,
+    EnvironmentKey,
+    Work,
     Request,
 }
 
@@ -30,6 +32,8 @@ impl Kind {
             Kind::File => "file_",
             Kind::SessionResource => "sesrsc_",
             Kind::ApiKey => "apikey_",
+            Kind::EnvironmentKey => "envkey_",
+            Kind::Work => "work_",
             Kind::Request => "req_",
         }
     }
@@ -46,6 +50,8 @@ impl Kind {
             Kind::File => "file",
             Kind::SessionResource => "session resource",
             Kind::ApiKey => "API key",
+            Kind::EnvironmentKey => "environment key",
+            Kind::Work => "work item",
             Kind::Request => "request",
         }
     }

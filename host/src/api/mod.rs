@@ -18,6 +18,7 @@ pub mod resources;
 pub mod sessions;
 pub mod stream;
 pub mod vaults;
+pub mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,13 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::create, environments::list))
         .routes(routes!(environments::retrieve, environments::update, environments::delete))
         .routes(routes!(environments::archive))
+        .routes(routes!(work::list))
+        .routes(routes!(work::poll))
+        .routes(routes!(work::stats))
+        .routes(routes!(work::retrieve, work::update))
+        .routes(routes!(work::ack))
+        .routes(routes!(work::heartbeat))
+        .routes(routes!(work::stop))
         .routes(routes!(vaults::create, vaults::list))
         .routes(routes!(vaults::retrieve, vaults::update, vaults::delete))
         .routes(routes!(vaults::archive))

@@ -13,5 +13,6 @@ pub mod pricing;
 pub mod resources;
 pub mod sessions;
 pub mod vaults;
+pub mod work;
 
 pub use common::{Invalid, Metadata, MetadataPatch, Validate};

@@ -12,6 +12,7 @@ pub(crate) mod mounts;
 pub mod orphans;
 pub mod outputs;
 pub mod ownership;
+pub mod remote;
 pub mod resident;
 pub mod runner;
 pub(crate) mod start;

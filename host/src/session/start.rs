@@ -60,7 +60,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
         .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", t.environment_id)))?;
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
-    spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
+    spec.egress = launch::egress(env.doc.config.networking(), t.agent, &host.config.sessions.package_manager_hosts);
     spec.workspace_bytes = launch::workspace_bytes(&env.doc.metadata, host.config.sessions.sandbox_disk_bytes_max)
         .map_err(StartError::new)?;
     if plugin.info().execution_model == ExecutionModel::SandboxAsTool {

@@ -11,6 +11,7 @@ mod files;
 mod keys;
 mod leases;
 mod sessions;
+mod work;
 
 pub use agents::AgentRow;
 pub use documents::{DocRow, Table};
@@ -19,6 +20,7 @@ pub use files::{CHUNK_BYTES, FileFilter, FileRow, FileWriter};
 pub use keys::ApiKeyRow;
 pub use leases::{Claim, StatusChange};
 pub use sessions::{RunnerState, SessionFilter, SessionRow};
+pub use work::EnvironmentKeyRow;
 
 use std::str::FromStr;
 
