@@ -261,7 +261,7 @@ def test_bad_credentials_and_requests(stack, model, self_hosted):
             w.heartbeat(item.id, environment_id=env_id, expected_last_heartbeat=beat.last_heartbeat)
         assert e.value.error_code == "heartbeat_precondition_failed", e.value.body
         assert "expired" in str(e.value), e.value
-        assert e.value.body["details"]["current_state"]["state"] == "queued", e.value.body
+        assert e.value.body["error"]["details"]["current_state"]["state"] == "queued", e.value.body
         # Nothing lost: the item is back in the queue for the next worker.
         again = w.poll(env_id, block_ms=500)
         assert again is not None and again.id == item.id, again
@@ -312,7 +312,7 @@ def test_benchmark_tool_round_trip(stack, model, sessions, self_hosted, workers)
     on loopback beside the local sandbox's (README "Self-hosted environments")."""
     env_id, key = self_hosted
     workers.append(Worker(stack.base_url, env_id, key, "bench"))
-    n = int(os.environ.get("BRIDLE_E2E_BENCH_CALLS", "30"))
+    n = int(os.environ.get("BRIDLE_E2E_BENCH_CALLS", "30")) + 1
     script = {"turns": [{"tools": [{"command": "echo x"}] * n, "text": "done"}]}
     results = {}
     for label, make in [("worker", lambda m: session(stack, env_id, m)), ("sandbox", stack.session)]:
@@ -321,7 +321,10 @@ def test_benchmark_tool_round_trip(stack, model, sessions, self_hosted, workers)
         s = make(m)
         sessions.append(s)
         s.turn("Go.", timeout=600)
-        ms = sorted(round_trips(s, n))
-        results[label] = (statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))])
-    for label, (p50, p99) in results.items():
-        print(f"BENCH tool round trip via {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {n} calls")
+        first, *rest = round_trips(s, n)
+        ms = sorted(rest)
+        results[label] = (first, statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))])
+    for label, (first, p50, p99) in results.items():
+        # The first call also waits for a worker to poll the new work item (or for a sandbox).
+        print(f"BENCH tool round trip via {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {n - 1} calls "
+              f"after the first (first: {first:.0f} ms)")
