@@ -101,6 +101,7 @@ impl Default for CloudConfig {
 pub struct SelfHostedConfig {
     /// Always `self_hosted`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^self_hosted$")]
     pub kind: String,
 }
 
