@@ -31,6 +31,8 @@ pub enum Live {
 #[derive(Debug, Default)]
 pub struct Bus {
     channels: Mutex<HashMap<String, broadcast::Sender<Live>>>,
+    /// Per self-hosted environment: wakes its long polls when work is queued.
+    work: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Bus {
@@ -70,6 +72,21 @@ impl Bus {
     pub fn has_readers(&self, session_id: &str) -> bool {
         let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         map.get(session_id).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// The wake-up of an environment's long polls: take it (and register
+    /// with `notified()`) before looking at the queue, so no wake is missed.
+    pub fn work_waiter(&self, environment_id: &str) -> Arc<tokio::sync::Notify> {
+        let mut map = self.work.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(environment_id.to_owned()).or_default().clone()
+    }
+
+    /// Work was queued (here or on another node): wake the environment's polls.
+    pub fn work_ready(&self, environment_id: &str) {
+        let map = self.work.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(environment_id) {
+            n.notify_waiters();
+        }
     }
 
     /// Open SSE readers across all sessions.

@@ -67,6 +67,27 @@ pub struct Config {
     /// million tokens: what session budgets are measured in. A session may
     /// have a budget only when its agent's model is priced here.
     pub pricing: BTreeMap<String, ModelPrice>,
+    /// Self-hosted environments' work queue.
+    pub self_hosted: SelfHostedConfig,
+}
+
+/// `[self_hosted]`: the leases of self-hosted environments' work items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfHostedConfig {
+    /// The lease a poll grants, and a heartbeat extends by unless it asks
+    /// for another (`desired_ttl_seconds`): a worker silent this long loses
+    /// its item to the queue.
+    pub lease_secs: u64,
+    /// The longest lease a heartbeat may ask for.
+    pub max_lease_secs: u64,
+}
+
+impl Default for SelfHostedConfig {
+    fn default() -> Self {
+        // The SDK's worker assumes 300 s until its first heartbeat answers.
+        SelfHostedConfig { lease_secs: 300, max_lease_secs: 3600 }
+    }
 }
 
 /// `[files]`: the Files API.
@@ -374,12 +395,13 @@ impl Default for Config {
             egress: EgressConfig::default(),
             files: FilesConfig::default(),
             pricing: BTreeMap::new(),
+            self_hosted: SelfHostedConfig::default(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 18] = [
+const SETTINGS: [&str; 19] = [
     "pricing",
     "auto_install",
     "listen",
@@ -398,6 +420,7 @@ const SETTINGS: [&str; 18] = [
     "metrics",
     "egress",
     "files",
+    "self_hosted",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.

@@ -16,6 +16,8 @@ pub enum Kind {
     SessionResource,
     Skill,
     ApiKey,
+    EnvironmentKey,
+    Work,
     Request,
 }
 
@@ -32,6 +34,8 @@ impl Kind {
             Kind::SessionResource => "sesrsc_",
             Kind::Skill => "skill_",
             Kind::ApiKey => "apikey_",
+            Kind::EnvironmentKey => "envkey_",
+            Kind::Work => "work_",
             Kind::Request => "req_",
         }
     }
@@ -49,6 +53,8 @@ impl Kind {
             Kind::SessionResource => "session resource",
             Kind::Skill => "skill",
             Kind::ApiKey => "API key",
+            Kind::EnvironmentKey => "environment key",
+            Kind::Work => "work item",
             Kind::Request => "request",
         }
     }

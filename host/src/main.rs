@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Self-hosted environments: the keys their workers poll with.
+    Environments {
+        #[command(subcommand)]
+        command: EnvironmentsCommand,
+    },
     /// List the configured harness plugins, or inspect a component file.
     Plugins {
         #[command(subcommand)]
@@ -86,6 +91,38 @@ enum RuntimesCommand {
     },
     /// Show what is installed and what is missing.
     List,
+}
+
+#[derive(Subcommand)]
+enum EnvironmentsCommand {
+    /// Environment keys: a worker (the SDKs' EnvironmentWorker) authenticates with one.
+    Keys {
+        #[command(subcommand)]
+        command: EnvironmentKeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvironmentKeysCommand {
+    /// Create a key for one self-hosted environment and print it (only once).
+    Create {
+        /// The environment (`env_...`); it must be self_hosted.
+        environment_id: String,
+        /// A label shown by `environments keys list`.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List environment keys (never their secret).
+    List {
+        /// Only this environment's keys.
+        #[arg(long)]
+        environment: Option<String>,
+    },
+    /// Revoke an environment key by id: workers using it get 401 at once.
+    Revoke {
+        /// Key id (`envkey_...`, as `environments keys list` shows).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +235,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Environments { command: EnvironmentsCommand::Keys { command } } => {
+            let store = bridle::server::open_store(&config).await?;
+            environment_keys(&store, command).await
+        }
         Command::Keys { command } => {
             let store = bridle::server::open_store(&config).await?;
             match command {
@@ -230,6 +271,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn environment_keys(store: &bridle::store::Store, command: EnvironmentKeysCommand) -> anyhow::Result<()> {
+    use bridle::model::environments::Environment;
+    use bridle::store::Table;
+    match command {
+        EnvironmentKeysCommand::Create { environment_id, name } => {
+            let env = store
+                .get_doc::<Environment>(Table::Environments, &environment_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no environment `{environment_id}`"))?;
+            anyhow::ensure!(
+                env.doc.config.is_self_hosted(),
+                "environment `{environment_id}` is a cloud environment: only self_hosted environments have workers"
+            );
+            let (row, raw) = bridle::keys::create_environment_key(store, &environment_id, &name).await?;
+            eprintln!("created environment key {} ({name}) for {environment_id}; it is shown only this once:", row.id);
+            println!("{raw}");
+        }
+        EnvironmentKeysCommand::List { environment } => {
+            println!("{:<36} {:<36} {:<16} {:<24} {:<28} STATUS", "ID", "ENVIRONMENT", "NAME", "KEY", "CREATED");
+            for k in store.list_environment_keys(environment.as_deref()).await? {
+                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!(
+                    "{:<36} {:<36} {:<16} {:<24} {:<28} {status}",
+                    k.id,
+                    k.environment_id,
+                    k.name,
+                    k.hint,
+                    bridle::time::rfc3339(k.created_at)
+                );
+            }
+        }
+        EnvironmentKeysCommand::Revoke { id } => {
+            anyhow::ensure!(
+                store.revoke_environment_key(&id, bridle::time::now_micros()).await?,
+                "no active environment key with id {id}"
+            );
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

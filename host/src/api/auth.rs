@@ -1,13 +1,86 @@
-//! API key and beta-header checks for every `/v1` route.
+//! API key and beta-header checks for every `/v1` route, and what each kind
+//! of credential may call: an API key everything; an environment key only
+//! its environment's work queue; a work item's per-session token only that
+//! session (read it, follow its events, answer its tool calls) and that
+//! item's lease.
 
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::keys::hash_key;
+use crate::keys::{WORK_TOKEN_PREFIX, hash_key};
+use crate::model::work::WorkState;
+
+/// Who a request comes from (a request extension on every `/v1` route).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    ApiKey(String),
+    /// A self-hosted environment's worker.
+    Environment {
+        key_id: String,
+        environment_id: String,
+    },
+    /// The per-session token of one work item's lease.
+    Work {
+        work_id: String,
+        session_id: String,
+        environment_id: String,
+    },
+}
+
+impl Principal {
+    /// The rate limiter's key.
+    fn limit_key(&self) -> &str {
+        match self {
+            Principal::ApiKey(id) | Principal::Environment { key_id: id, .. } => id,
+            Principal::Work { work_id, .. } => work_id,
+        }
+    }
+}
+
+/// Whether `who` may call `method path` (the path inside `/v1`).
+pub fn permits(who: &Principal, method: &Method, path: &str) -> Result<(), ApiError> {
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match who {
+        Principal::ApiKey(_) => Ok(()),
+        Principal::Environment { environment_id, .. } => match parts.as_slice() {
+            ["environments", env, "work", ..] if env == environment_id => Ok(()),
+            ["environments", env, "work", ..] => Err(ApiError::Permission(format!(
+                "this environment key belongs to environment `{environment_id}`; it cannot act on `{env}`"
+            ))),
+            _ => Err(ApiError::Permission(format!(
+                "an environment key can only call its environment's work queue (/v1/environments/{environment_id}/work...), \
+                 not {method} /v1{path}"
+            ))),
+        },
+        Principal::Work { work_id, session_id, environment_id } => {
+            let ok = match (method, parts.as_slice()) {
+                (&Method::GET, ["sessions", s]) => s == session_id,
+                (&Method::GET, ["sessions", s, "events"]) | (&Method::POST, ["sessions", s, "events"]) => {
+                    s == session_id
+                }
+                (&Method::GET, ["sessions", s, "events", "stream"]) => s == session_id,
+                (&Method::GET, ["sessions", s, "resources", ..]) => s == session_id,
+                (&Method::GET | &Method::POST, ["environments", e, "work", w]) => e == environment_id && w == work_id,
+                (&Method::POST, ["environments", e, "work", w, "ack" | "heartbeat" | "stop"]) => {
+                    e == environment_id && w == work_id
+                }
+                _ => false,
+            };
+            match ok {
+                true => Ok(()),
+                false => Err(ApiError::Permission(format!(
+                    "a work item's session token only reaches session `{session_id}` and work item `{work_id}`, \
+                     not {method} /v1{path}"
+                ))),
+            }
+        }
+    }
+}
 
 pub const BETA: &str = "managed-agents-2026-04-01";
 
@@ -36,11 +109,16 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let key_id = match check(&state, req.headers(), is_beta_optional_route(req.uri().path())).await {
-        Ok(key_id) => key_id,
+pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let who = match check(&state, req.headers(), is_beta_optional_route(req.uri().path())).await {
+        Ok(who) => who,
         Err(e) => return super::drain_then(req, e).await,
     };
+    if let Err(e) = permits(&who, req.method(), req.uri().path()) {
+        return super::drain_then(req, e).await;
+    }
+    let key_id = who.limit_key().to_owned();
+    req.extensions_mut().insert(who);
     if let Some(limiter) = &state.limiter
         && let Err(not_until) = limiter.check_key(&key_id)
     {
@@ -65,14 +143,39 @@ pub fn limiter(per_second: u32) -> Option<std::sync::Arc<Limiter>> {
     Some(std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(rate))))
 }
 
-async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Result<String, ApiError> {
+/// The principal a presented key stands for.
+async fn principal(state: &AppState, key: &str) -> Result<Option<Principal>, ApiError> {
+    let hash = hash_key(key);
+    let store = &state.store;
+    if let Some(id) = store.find_api_key(&hash).await? {
+        return Ok(Some(Principal::ApiKey(id)));
+    }
+    if let Some((key_id, environment_id)) = store.find_environment_key(&hash).await? {
+        return Ok(Some(Principal::Environment { key_id, environment_id }));
+    }
+    if key.starts_with(WORK_TOKEN_PREFIX)
+        && let Some(item) = store.work_by_token(&hash).await?
+        && item.state_at(crate::time::now_micros()) != WorkState::Stopped
+    {
+        let (work_id, session_id, environment_id) = (item.id, item.session_id, item.environment_id);
+        return Ok(Some(Principal::Work { work_id, session_id, environment_id }));
+    }
+    Ok(None)
+}
+
+async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Result<Principal, ApiError> {
     let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::Authentication(
             "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>".into(),
         ));
     };
-    let Some(key_id) = state.store.find_api_key(&hash_key(key)).await.map_err(|e| ApiError::Internal(e.into()))? else {
-        return Err(ApiError::Authentication("invalid API key".into()));
+    let Some(who) = principal(state, key).await? else {
+        let what = match key {
+            k if k.starts_with(WORK_TOKEN_PREFIX) => "invalid session token: its work item's lease has ended",
+            k if k.starts_with(crate::keys::ENV_KEY_PREFIX) => "invalid environment key (unknown or revoked)",
+            _ => "invalid API key",
+        };
+        return Err(ApiError::Authentication(what.into()));
     };
     let beta_ok = headers
         .get_all("anthropic-beta")
@@ -83,7 +186,7 @@ async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Re
     if !beta_ok && !beta_optional {
         return Err(ApiError::invalid(format!("the Managed Agents API requires the `anthropic-beta: {BETA}` header")));
     }
-    Ok(key_id)
+    Ok(who)
 }
 
 #[cfg(test)]
@@ -100,6 +203,44 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&h), None);
+    }
+
+    #[test]
+    fn scoped_credentials_reach_only_their_routes() {
+        let api = Principal::ApiKey("apikey_1".into());
+        let env = Principal::Environment { key_id: "envkey_1".into(), environment_id: "env_a".into() };
+        let work =
+            Principal::Work { work_id: "work_1".into(), session_id: "sesn_1".into(), environment_id: "env_a".into() };
+        let (get, post, del) = (Method::GET, Method::POST, Method::DELETE);
+        for (who, method, path, ok) in [
+            (&api, &get, "/agents", true),
+            (&api, &post, "/environments/env_b/work/poll", true),
+            (&env, &get, "/environments/env_a/work/poll", true),
+            (&env, &get, "/v1/environments/env_a/work", true),
+            (&env, &post, "/environments/env_a/work/work_9/heartbeat", true),
+            (&env, &get, "/environments/env_b/work/poll", false),
+            (&env, &get, "/environments/env_a", false),
+            (&env, &get, "/sessions/sesn_1", false),
+            (&env, &post, "/agents", false),
+            (&work, &get, "/sessions/sesn_1", true),
+            (&work, &get, "/sessions/sesn_1/events", true),
+            (&work, &post, "/sessions/sesn_1/events", true),
+            (&work, &get, "/sessions/sesn_1/events/stream", true),
+            (&work, &post, "/environments/env_a/work/work_1/heartbeat", true),
+            (&work, &post, "/environments/env_a/work/work_1/stop", true),
+            (&work, &get, "/sessions/sesn_2", false),
+            (&work, &post, "/sessions/sesn_1", false),
+            (&work, &del, "/sessions/sesn_1", false),
+            (&work, &post, "/sessions/sesn_1/archive", false),
+            (&work, &post, "/environments/env_a/work/work_2/heartbeat", false),
+            (&work, &get, "/environments/env_a/work/poll", false),
+            (&work, &get, "/sessions", false),
+        ] {
+            assert_eq!(permits(who, method, path).is_ok(), ok, "{who:?} {method} {path}");
+        }
+        let e = permits(&env, &get, "/environments/env_b/work/poll").unwrap_err();
+        assert!(e.to_string().contains("belongs to environment `env_a`"), "{e}");
+        assert_eq!(e.status(), axum::http::StatusCode::FORBIDDEN);
     }
 
     #[test]

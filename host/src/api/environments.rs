@@ -11,7 +11,7 @@ use crate::ids::{Kind, new_id};
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::environment_keys::{self, DiskBounds};
-use crate::model::environments::{CloudConfig, Environment, EnvironmentCreate, EnvironmentUpdate};
+use crate::model::environments::{Environment, EnvironmentConfig, EnvironmentCreate, EnvironmentUpdate};
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
 use crate::store::{DocRow, Order, Table};
@@ -49,10 +49,7 @@ pub async fn create(
     ApiJson(p): ApiJson<EnvironmentCreate>,
 ) -> ApiResult<Json<Environment>> {
     environment_keys::check(p.metadata.iter().flatten(), disk_bounds(&st))?;
-    let mut config = CloudConfig::default();
-    if let Some(c) = &p.config {
-        config.apply(c)?;
-    }
+    let config = EnvironmentConfig::create(p.config.as_ref())?;
     let now = now_micros();
     let env = Environment {
         id: new_id(Kind::Environment),

@@ -34,6 +34,12 @@ pub enum ApiError {
     FileNotDownloadable(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A work item heartbeat whose `expected_last_heartbeat` is not the
+    /// lease's, or whose lease expired (412, `error.details.error_code =
+    /// "heartbeat_precondition_failed"` with the lease as the server holds
+    /// it, which the SDKs raise as `BetaHeartbeatPreconditionFailedError`).
+    #[error("{0}")]
+    HeartbeatPrecondition(String, Box<crate::model::work::LeaseState>),
     #[error("{0}")]
     RateLimited(String),
     /// The server cannot serve right now (e.g. `/readyz` with the database
@@ -68,6 +74,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::HeartbeatPrecondition(..) => StatusCode::PRECONDITION_FAILED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +87,7 @@ impl ApiError {
             ApiError::InvalidRequest(_)
             | ApiError::Conflict(_)
             | ApiError::Unprocessable(_)
+            | ApiError::HeartbeatPrecondition(..)
             | ApiError::FileNotDownloadable(_) => "invalid_request_error",
             ApiError::Authentication(_) => "authentication_error",
             ApiError::Permission(_) => "permission_error",
@@ -94,6 +102,7 @@ impl ApiError {
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             ApiError::FileNotDownloadable(_) => Some("file_not_downloadable"),
+            ApiError::HeartbeatPrecondition(..) => Some("heartbeat_precondition_failed"),
             _ => None,
         }
     }
@@ -127,6 +136,10 @@ pub struct ErrorDetail {
 pub struct ErrorCode {
     /// e.g. `file_not_downloadable`.
     pub error_code: &'static str,
+    /// With `heartbeat_precondition_failed`: the work item's lease as the
+    /// server holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_state: Option<crate::model::work::LeaseState>,
 }
 
 /// The `error.type` values [`ApiError::kind`] gives (for the document).
@@ -149,7 +162,13 @@ impl ApiError {
             error: ErrorDetail {
                 kind: self.kind(),
                 message,
-                details: self.error_code().map(|error_code| ErrorCode { error_code }),
+                details: self.error_code().map(|error_code| ErrorCode {
+                    error_code,
+                    current_state: match self {
+                        ApiError::HeartbeatPrecondition(_, current) => Some((**current).clone()),
+                        _ => None,
+                    },
+                }),
             },
             request_id,
         }
@@ -222,6 +241,15 @@ mod tests {
             ApiError::TooLarge("x".into()),
             ApiError::FileNotDownloadable("x".into()),
             ApiError::Unprocessable("x".into()),
+            ApiError::HeartbeatPrecondition(
+                "x".into(),
+                Box::new(crate::model::work::LeaseState {
+                    last_heartbeat: None,
+                    lease_extended: false,
+                    state: crate::model::work::WorkState::Queued,
+                    ttl_seconds: 1,
+                }),
+            ),
             ApiError::RateLimited("x".into()),
             ApiError::Unavailable("x".into()),
             ApiError::Internal(anyhow::anyhow!("x")),

@@ -5,6 +5,7 @@ use axum::extract::{Path, Request, State};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Principal;
 use super::error::{ApiError, ApiResult};
 use super::extract::{QueryParams, check_id, read_json};
 use super::pagination::{parse_limit, parse_order, seq_position, seq_token};
@@ -47,6 +48,7 @@ fn check_budget_left(st: &AppState, s: &crate::model::sessions::Session) -> ApiR
     responses((status = 200, description = "OK", body = super::openapi::SentEvents))
 )]
 pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Json<Value>> {
+    let who = req.extensions().get::<Principal>().cloned();
     // The body first: an early answer would leave it unread on the connection.
     let body = read_json(req, &st).await;
     check_id(Kind::Session, &id)?;
@@ -75,6 +77,17 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         .map(|(i, v)| parse_user_event(&format!("events[{i}]"), v))
         .collect::<Result<Vec<_>, _>>()?;
 
+    if let Some(Principal::Work { work_id, .. }) = &who
+        && let Some((i, _)) = parsed
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !matches!(e, UserEvent::ToolResult { .. } | UserEvent::CustomToolResult { .. }))
+    {
+        return Err(ApiError::Permission(format!(
+            "events[{i}]: the session token of work item `{work_id}` may only send user.tool_result and \
+             user.custom_tool_result events"
+        )));
+    }
     let session = super::sessions::load(&st, &id).await?;
     if session.session.archived_at.is_some() {
         return Err(ApiError::conflict(format!("session `{id}` is archived and accepts no new events")));
@@ -87,6 +100,9 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     }
     let mut answered = Vec::new();
     for (i, ev) in parsed.iter().enumerate() {
+        if let UserEvent::ToolResult { tool_use_id, .. } = ev {
+            check_remote_call(&st, &session.session, i, tool_use_id, &mut answered).await?;
+        }
         check_reference(&st, &id, i, ev, &mut answered).await?;
         for (field, file_id) in ev.file_ids() {
             super::resources::check_file(&st, Some(&id), &format!("events[{i}].{field}"), &file_id).await?;
@@ -105,6 +121,59 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         .map(|e| serde_json::from_str::<Value>(&e.body).map_err(|e| ApiError::Internal(e.into())))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(json!({ "data": data })))
+}
+
+/// A `user.tool_result` answers a tool call of a self-hosted environment's
+/// session that a worker is running: an allowed `agent.tool_use` of this
+/// session with no result yet, in the turn in progress.
+async fn check_remote_call(
+    st: &AppState,
+    s: &crate::model::sessions::Session,
+    i: usize,
+    target: &str,
+    answered: &mut Vec<String>,
+) -> ApiResult<()> {
+    let env = super::environments::load(st, &s.environment_id).await?;
+    if !env.doc.config.is_self_hosted() {
+        return Err(ApiError::invalid(format!(
+            "events[{i}]: user.tool_result is only valid in self_hosted environments; session `{}` runs in cloud \
+             environment `{}`, whose tools Bridle runs itself",
+            s.id, s.environment_id
+        )));
+    }
+    let not_waiting = |why: &str| {
+        ApiError::invalid(format!(
+            "events[{i}].tool_use_id: `{target}` is not a pending tool call of session `{}`: {why}",
+            s.id
+        ))
+    };
+    let Some(call) = st.store.get_event(&s.id, target).await? else {
+        return Err(not_waiting("no such event in the session"));
+    };
+    if call.kind != "agent.tool_use" {
+        return Err(not_waiting(&format!("it is a {}, not an agent.tool_use", call.kind)));
+    }
+    let body: Value = serde_json::from_str(&call.body).map_err(|e| ApiError::Internal(e.into()))?;
+    if body.get("evaluated_permission").and_then(Value::as_str) != Some("allow") {
+        return Err(not_waiting("the call was not allowed to run"));
+    }
+    let results =
+        EventFilter { types: vec!["agent.tool_result".into(), "user.tool_result".into()], ..EventFilter::default() };
+    let (later, _) = st.store.list_events(&s.id, &results, Order::Asc, Some(call.seq), 1000).await?;
+    let done = later.iter().any(|e| {
+        serde_json::from_str::<Value>(&e.body)
+            .ok()
+            .and_then(|b| b.get("tool_use_id").and_then(Value::as_str).map(|t| t == target))
+            == Some(true)
+    });
+    if done || answered.iter().any(|a| a == target) {
+        return Err(not_waiting("it has a result already"));
+    }
+    if s.status != SessionStatus::Running {
+        return Err(not_waiting("its turn has ended"));
+    }
+    answered.push(target.to_owned());
+    Ok(())
 }
 
 /// A confirmation or custom tool result must answer a tool use of this

@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod skills;
 pub mod stream;
 pub mod vaults;
+pub mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,13 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::create, environments::list))
         .routes(routes!(environments::retrieve, environments::update, environments::delete))
         .routes(routes!(environments::archive))
+        .routes(routes!(work::list))
+        .routes(routes!(work::poll))
+        .routes(routes!(work::stats))
+        .routes(routes!(work::retrieve, work::update))
+        .routes(routes!(work::ack))
+        .routes(routes!(work::heartbeat))
+        .routes(routes!(work::stop))
         .routes(routes!(vaults::create, vaults::list))
         .routes(routes!(vaults::retrieve, vaults::update, vaults::delete))
         .routes(routes!(vaults::archive))

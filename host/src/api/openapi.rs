@@ -40,6 +40,8 @@ use super::error::ErrorEnvelope;
         (name = "credentials", description = "A vault's credentials; secrets are write-only."),
         (name = "sessions"),
         (name = "events", description = "A session's event log: send, list, stream."),
+        (name = "work", description = "A self-hosted environment's work queue: its workers poll, lease and \
+                                         heartbeat with an environment key."),
         (name = "files", description = "The Files API: bytes stored in the database, served by every node."),
         (name = "operations", description = "Probes, metrics and this document; no API key."),
     ),

@@ -166,6 +166,23 @@ async fn check_env_secrets(st: &AppState, vault_ids: &[String]) -> ApiResult<()>
 
 /// Ask the selected harness whether the vault's base URL fits its API shape.
 /// Sessions without an LLM vault skip this: creating them always succeeds.
+/// A session in a self-hosted environment sends every tool call to the
+/// environment's workers; only a harness whose tools run outside its runtime
+/// (sandbox as tool) can do that today.
+fn check_remote_tools(st: &AppState, environment_id: &str, engine: &str) -> ApiResult<()> {
+    let plugin = st.harness.plugin(engine).map_err(|e| {
+        ApiError::invalid(format!("environment_id: harness `{engine}` is not available on this server: {e}"))
+    })?;
+    if plugin.info().execution_model != bridle_harness::ExecutionModel::SandboxAsTool {
+        return Err(ApiError::invalid(format!(
+            "environment_id: environment `{environment_id}` is self_hosted, and the `{engine}` harness runs its \
+             tools inside its runtime, so they cannot reach the environment's workers; use a harness whose tools \
+             run in the sandbox (openai-agents)"
+        )));
+    }
+    Ok(())
+}
+
 async fn check_endpoint(
     st: &AppState,
     binding: &crate::model::sessions::HarnessBinding,
@@ -232,6 +249,9 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
     crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;
+    if env.doc.config.is_self_hosted() {
+        check_remote_tools(&st, &p.environment_id, &binding.engine)?;
+    }
     if p.budget.is_some() {
         budget_price(&st, &snapshot)?;
     }

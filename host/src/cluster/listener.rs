@@ -62,6 +62,7 @@ async fn on_note(store: &Store, bus: &Bus, sessions: Option<&Arc<Sessions>>, not
             bus.publish(session, &[ev]);
             bus.close(session);
         }
+        NoteKind::WorkQueued { environment } => bus.work_ready(&environment),
         NoteKind::Released => {
             if let Some(s) = sessions {
                 s.remote_activity(session, true);

@@ -24,6 +24,9 @@ pub enum NoteKind {
     Released,
     /// The session was deleted; its log ended at `last_seq`.
     Deleted { last_seq: i64 },
+    /// A work item was queued in this self-hosted environment (for the
+    /// session): long polls there may take it.
+    WorkQueued { environment: String },
 }
 
 impl ClusterNote {
@@ -48,7 +51,12 @@ mod tests {
 
     #[test]
     fn every_note_round_trips() {
-        for kind in [NoteKind::Appended { first: 3, last: 9 }, NoteKind::Released, NoteKind::Deleted { last_seq: 12 }] {
+        for kind in [
+            NoteKind::Appended { first: 3, last: 9 },
+            NoteKind::Released,
+            NoteKind::Deleted { last_seq: 12 },
+            NoteKind::WorkQueued { environment: "env_1".into() },
+        ] {
             let note = ClusterNote::new("node_a", "sesn_1", kind);
             assert_eq!(ClusterNote::decode(&note.encode()).unwrap(), note);
         }

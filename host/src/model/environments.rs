@@ -95,15 +95,77 @@ impl Default for CloudConfig {
     }
 }
 
+/// `config` of a self-hosted environment: its sessions' tools run on the
+/// machines of the workers that poll its work queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SelfHostedConfig {
+    /// Always `self_hosted`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^self_hosted$")]
+    pub kind: String,
+}
+
+/// An environment's resolved `config`: cloud (Bridle's own sandboxes) or
+/// self-hosted (the work queue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EnvironmentConfig {
+    Cloud(CloudConfig),
+    SelfHosted(SelfHostedConfig),
+}
+
+impl EnvironmentConfig {
+    /// The config `params` create (omitted: a default cloud one).
+    pub fn create(params: Option<&ConfigParams>) -> Result<EnvironmentConfig, Invalid> {
+        match params {
+            Some(ConfigParams::SelfHosted {}) => {
+                Ok(EnvironmentConfig::SelfHosted(SelfHostedConfig { kind: "self_hosted".into() }))
+            }
+            Some(p) => {
+                let mut c = CloudConfig::default();
+                c.apply(p)?;
+                Ok(EnvironmentConfig::Cloud(c))
+            }
+            None => Ok(EnvironmentConfig::Cloud(CloudConfig::default())),
+        }
+    }
+
+    /// Apply an update's params; the type cannot change.
+    pub fn apply(&mut self, params: &ConfigParams) -> Result<(), Invalid> {
+        match (self, params) {
+            (EnvironmentConfig::Cloud(c), p @ ConfigParams::Cloud { .. }) => c.apply(p),
+            (EnvironmentConfig::SelfHosted(_), ConfigParams::SelfHosted {}) => Ok(()),
+            (EnvironmentConfig::Cloud(_), ConfigParams::SelfHosted {}) => Err(Invalid::new(
+                "config.type: a cloud environment cannot become self_hosted; create a self_hosted environment",
+            )),
+            (EnvironmentConfig::SelfHosted(_), _) => Err(Invalid::new(
+                "config.type: a self_hosted environment cannot become cloud; create a cloud environment",
+            )),
+        }
+    }
+
+    pub fn is_self_hosted(&self) -> bool {
+        matches!(self, EnvironmentConfig::SelfHosted(_))
+    }
+
+    /// The network policy of the session sandboxes Bridle runs for it. A
+    /// self-hosted environment's tools run on its workers; its runtimes'
+    /// sandboxes (which only reach the model) keep the default.
+    pub fn networking(&self) -> Networking {
+        match self {
+            EnvironmentConfig::Cloud(c) => c.networking.clone(),
+            EnvironmentConfig::SelfHosted(_) => CloudConfig::default().networking,
+        }
+    }
+}
+
 impl CloudConfig {
     /// Apply params over `self`: omitted fields keep their value.
     pub fn apply(&mut self, params: &ConfigParams) -> Result<(), Invalid> {
         let (networking, packages) = match params {
             ConfigParams::Cloud { networking, packages } => (networking, packages),
             ConfigParams::SelfHosted {} => {
-                return Err(Invalid::new(
-                    "config.type: self_hosted environments are not supported by this server; use \"cloud\"",
-                ));
+                return Err(Invalid::new("config.type: expected \"cloud\""));
             }
         };
         if let Some(n) = networking {
@@ -215,7 +277,7 @@ pub struct Environment {
     pub id: String,
     #[schema(required)]
     pub archived_at: Option<String>,
-    pub config: CloudConfig,
+    pub config: EnvironmentConfig,
     pub created_at: String,
     #[schema(required)]
     pub description: Option<String>,

@@ -15,6 +15,7 @@ pub const STORED_EVENT_TYPES: &[&str] = &[
     "user.interrupt",
     "user.tool_confirmation",
     "user.custom_tool_result",
+    "user.tool_result",
     "agent.message",
     "agent.thinking",
     "agent.tool_use",
@@ -39,11 +40,9 @@ pub fn is_stored_event_type(t: &str) -> bool {
 }
 
 /// Event types of the Managed Agents API (the official SDKs' session event
-/// type) that Bridle never stores: multi-agent threads, outcomes, client-run
-/// toolset results, system messages, usage reports and workflow runs. A
+/// type) that Bridle never stores: multi-agent threads, outcomes, system messages, usage reports and workflow runs. A
 /// `types[]` filter naming one is valid and simply matches nothing.
 pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
-    "user.tool_result",
     "user.define_outcome",
     "system.message",
     "session.usage",
@@ -88,6 +87,17 @@ pub enum UserEvent {
         result: Confirmation,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deny_message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_thread_id: Option<String>,
+    },
+    /// A self-hosted environment's worker answers an `agent.tool_use`.
+    #[serde(rename = "user.tool_result")]
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Vec<ContentBlock>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_thread_id: Option<String>,
     },
@@ -151,7 +161,9 @@ impl UserEvent {
     pub fn file_ids(&self) -> Vec<(String, String)> {
         let blocks = match self {
             UserEvent::Message { content } => content.as_slice(),
-            UserEvent::CustomToolResult { content: Some(c), .. } => c.as_slice(),
+            UserEvent::CustomToolResult { content: Some(c), .. } | UserEvent::ToolResult { content: Some(c), .. } => {
+                c.as_slice()
+            }
             _ => &[],
         };
         blocks
@@ -178,20 +190,19 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
                 "{field}: user.define_outcome (outcomes) is not supported by this server"
             )));
         }
-        Some("user.tool_result") => {
-            return Err(Invalid::new(format!(
-                "{field}: user.tool_result is only valid on self_hosted environments, which this server does not support"
-            )));
-        }
         Some("system.message") => {
             return Err(Invalid::new(format!("{field}: system.message is not supported by this server")));
         }
-        Some(t @ ("user.message" | "user.interrupt" | "user.tool_confirmation" | "user.custom_tool_result")) => {
-            let _ = t;
-        }
+        Some(
+            "user.message"
+            | "user.interrupt"
+            | "user.tool_confirmation"
+            | "user.custom_tool_result"
+            | "user.tool_result",
+        ) => {}
         Some(other) => {
             return Err(Invalid::new(format!(
-                "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result"
+                "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result, user.tool_result"
             )));
         }
     }
@@ -200,8 +211,8 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
     // for messages that name the field.
     if let Some(c) = value.get("content")
         && !c.is_array()
-        && !(c.is_null() && ty.as_deref() == Some("user.custom_tool_result"))
-        && matches!(ty.as_deref(), Some("user.message" | "user.custom_tool_result"))
+        && !(c.is_null() && matches!(ty.as_deref(), Some("user.custom_tool_result" | "user.tool_result")))
+        && matches!(ty.as_deref(), Some("user.message" | "user.custom_tool_result" | "user.tool_result"))
     {
         return Err(Invalid::new(format!("{field}.content: must be a list of content blocks")));
     }
@@ -223,6 +234,9 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
         UserEvent::ToolConfirmation { tool_use_id, .. }
             if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) =>
         {
+            Err(Invalid::new(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
+        }
+        UserEvent::ToolResult { tool_use_id, .. } if !crate::ids::has_kind(tool_use_id, crate::ids::Kind::Event) => {
             Err(Invalid::new(format!("{field}.tool_use_id: `{tool_use_id}` is not an event id (sevt_...)")))
         }
         UserEvent::CustomToolResult { custom_tool_use_id, .. }
@@ -325,7 +339,7 @@ mod tests {
             let e = parse_user_event("e", json!({"type": t})).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(!e.contains("unknown event type") && !e.contains("not supported"), "{t}: {e}");
         }
-        for t in ["user.define_outcome", "user.tool_result", "user.dance"] {
+        for t in ["user.define_outcome", "user.dance"] {
             assert!(!is_stored_event_type(t), "{t}");
             assert!(parse_user_event("e", json!({"type": t})).is_err(), "{t}");
         }

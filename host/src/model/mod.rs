@@ -15,5 +15,6 @@ pub mod resources;
 pub mod sessions;
 pub mod skills;
 pub mod vaults;
+pub mod work;
 
 pub use common::{Invalid, Metadata, MetadataPatch, Validate};

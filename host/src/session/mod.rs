@@ -14,6 +14,7 @@ pub(crate) mod mounts;
 pub mod orphans;
 pub mod outputs;
 pub mod ownership;
+pub mod remote;
 pub(crate) mod repos;
 pub mod resident;
 pub mod runner;

@@ -27,6 +27,7 @@ use super::io::{Out, Runtime};
 use super::mounts::Mounts;
 use super::orphans;
 use super::outputs;
+use super::remote;
 use super::start::{self, Target};
 use crate::model::events::{NewEvent, StoredEvent};
 use crate::model::pricing;
@@ -72,6 +73,10 @@ struct Runner {
     rt: Option<Runtime>,
     /// The host-run tool call in flight: its event id and task.
     tool: Option<(String, JoinHandle<ToolOutcome>)>,
+    /// The environment is self-hosted: tool calls run on its workers.
+    self_hosted: bool,
+    /// The call a worker runs: its event id and where its answer goes.
+    remote: Option<(String, remote::Answer)>,
     /// Keeps the sandbox from idle release while a turn runs.
     busy: Option<BusyGuard>,
     last_activity: Instant,
@@ -142,6 +147,14 @@ impl Runner {
         }
         let cfg =
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
+        let self_hosted = host
+            .store
+            .get_doc::<crate::model::environments::Environment>(
+                crate::store::Table::Environments,
+                &row.session.environment_id,
+            )
+            .await?
+            .is_some_and(|e| e.doc.config.is_self_hosted());
         Ok(Some(Runner {
             live: crate::metrics::LiveSession::new(&row.binding.engine, status),
             mounts: Mounts::new(host.store.clone(), super::repos::Repos::for_host(&host), &id),
@@ -157,6 +170,8 @@ impl Runner {
             input_seq: state.input_seq,
             rt: None,
             tool: None,
+            self_hosted,
+            remote: None,
             busy: None,
             last_activity: Instant::now(),
             line_read_at: None,
@@ -196,6 +211,7 @@ impl Runner {
                 }
                 outcome = tool_done(&mut self.tool) => {
                     self.tool = None;
+                    self.remote = None;
                     self.last_activity = Instant::now();
                     self.feed(Input::ToolDone(outcome)).await;
                 }
@@ -246,6 +262,13 @@ impl Runner {
             }
             for ev in events {
                 self.last_activity = Instant::now();
+                if ev.kind == "user.tool_result" {
+                    self.answer_remote(&ev);
+                }
+                if ev.kind == "user.interrupt" && self.self_hosted {
+                    // The worker serving the session stops at its next heartbeat.
+                    remote::stop_work(&self.host, &self.id).await;
+                }
                 self.feed(Input::User(user_event(&ev), std::time::Instant::now())).await;
                 if self.engine.fenced() {
                     return;
@@ -536,9 +559,36 @@ impl Runner {
         }
     }
 
+    /// A worker's `user.tool_result`: the answer of the call it runs.
+    fn answer_remote(&mut self, ev: &StoredEvent) {
+        let body: Value = serde_json::from_str(&ev.body).unwrap_or_default();
+        let target = body.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
+        match self.remote.take() {
+            Some((id, tx)) if id == target => {
+                let _ = tx.send(remote::outcome_of(&id, &body));
+            }
+            other => {
+                tracing::warn!(tool_use_id = target, "a user.tool_result for no call in flight; ignored");
+                self.remote = other;
+            }
+        }
+    }
+
     /// Start a host-run tool call in the session's sandbox (claimed on the
-    /// first call), as a task of its own.
+    /// first call), or on a worker of its self-hosted environment, as a task
+    /// of its own.
     fn run_tool(&mut self, call: ToolCall) -> Option<Input> {
+        if self.self_hosted {
+            tracing::debug!(tool = %call.name, tool_use_id = %call.id, "sending a tool call to the environment's workers");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(
+                remote::run(self.host.clone(), self.id.clone(), self.environment_id.clone(), call.id.clone(), rx)
+                    .in_current_span(),
+            );
+            self.remote = Some((call.id.clone(), tx));
+            self.tool = Some((call.id, task));
+            return None;
+        }
         let Some(tools) = self.rt.as_ref().and_then(|rt| rt.io.tools()) else {
             let content = "this harness has no sandbox tools".to_owned();
             return Some(Input::ToolDone(ToolOutcome { id: call.id, content, is_error: true, exit_code: None }));
@@ -563,6 +613,13 @@ impl Runner {
         let (id, task) = self.tool.take()?;
         task.abort();
         let _ = task.await;
+        if self.self_hosted {
+            // The worker stops at its next heartbeat.
+            self.remote = None;
+            remote::stop_work(&self.host, &self.id).await;
+            tracing::info!(tool_use_id = %id, "remote tool call cancelled");
+            return Some(Input::ToolDone(ToolOutcome::interrupted(&id)));
+        }
         if let Some(tools) = self.rt.as_ref().and_then(|rt| rt.io.tools())
             && let Err(e) = tools.release().await
         {
@@ -578,6 +635,7 @@ impl Runner {
         if let Some((_, task)) = self.tool.take() {
             task.abort();
         }
+        self.remote = None;
         let Some(rt) = self.rt.take() else { return };
         tracing::info!(why, "stopping the runtime");
         rt.io.release(&self.id).await;

@@ -70,7 +70,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     spec.git = Some(t.mounts.git_routes());
     spec.secrets = super::env_secrets::load(host, t.session_id).await.map_err(StartError::new)?;
     shadowed(&spec.secrets, &plan.env)?;
-    spec.egress = launch::egress(env.doc.config.networking, t.agent, &host.config.sessions.package_manager_hosts);
+    spec.egress = launch::egress(env.doc.config.networking(), t.agent, &host.config.sessions.package_manager_hosts);
     spec.mcp = super::mcp::routes(host, t.vault_ids, t.agent).await.map_err(StartError::new)?;
     spec.mcp_failures = Some(t.mcp_failures.clone());
     spec.workspace_bytes = launch::workspace_bytes(&env.doc.metadata, host.config.sessions.sandbox_disk_bytes_max)

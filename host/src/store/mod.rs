@@ -12,6 +12,7 @@ mod keys;
 mod leases;
 mod sessions;
 mod skills;
+mod work;
 
 pub use agents::AgentRow;
 pub use documents::{DocRow, Table};
@@ -21,6 +22,7 @@ pub use keys::ApiKeyRow;
 pub use leases::{Claim, StatusChange};
 pub use sessions::{RunnerState, SessionFilter, SessionRow};
 pub use skills::{SkillRow, SkillVersionRow};
+pub use work::EnvironmentKeyRow;
 
 use std::str::FromStr;
 
