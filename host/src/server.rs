@@ -106,6 +106,11 @@ async fn start_sessions(
         cpus: sc.cpu_limit(),
         extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
         egress: config.egress.settings()?,
+        pool: bridle_sandbox::PoolConfig {
+            size: sc.sandbox_pool_size as usize,
+            idle: Duration::from_secs(sc.sandbox_pool_idle_secs),
+            ..bridle_sandbox::PoolConfig::default()
+        },
         ..LocalConfig::default()
     };
     let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {
