@@ -221,3 +221,23 @@ async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their
     assert_eq!(std::fs::read_to_string(ws.join("keep.txt")).unwrap(), "mine", "the workspace is untouched");
     pool_holds(&d, 1).await;
 }
+
+#[test]
+fn a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    for wait_ms in [0, 5, 20, 60] {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let d = {
+            let _g = rt.enter();
+            pooled(tmp.path(), 3, |c| c.state_dir = state.clone())
+        };
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        drop(d);
+        // Shutting down cancels the pool's task wherever it is in a boot.
+        drop(rt);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours: Vec<&str> = mounts.lines().filter(|l| l.contains(state.join("pool").to_str().unwrap())).collect();
+        assert!(ours.is_empty(), "after {wait_ms} ms: {ours:#?}");
+    }
+}

@@ -103,8 +103,17 @@ impl Slot {
 
     /// Unmount everything from the slot and remove it. Call after the
     /// sandbox's processes are gone and before its workspace volume is
-    /// detached (the binds hold the volume busy).
+    /// detached (the binds hold the volume busy). Also done on drop; again
+    /// is harmless.
     pub fn remove(&self) {
+        remove_slot_dir(&self.dir);
+    }
+}
+
+/// A slot whose boot was abandoned (the pool's task cancelled at shutdown)
+/// or whose sandbox was dropped unreleased must not stay mounted.
+impl Drop for Slot {
+    fn drop(&mut self) {
         remove_slot_dir(&self.dir);
     }
 }
