@@ -237,6 +237,14 @@ pub struct SessionsConfig {
     pub max_sandboxes: u32,
     /// Release a sandbox idle this many seconds.
     pub sandbox_idle_secs: u64,
+    /// Sandboxes kept booted ahead of demand (the warm pool): a claim takes
+    /// one and only mounts the session's workspace into it. `0` (the
+    /// default) turns the pool off. Needs root; pooled sandboxes count
+    /// against `max_sandboxes`, and each serves one session only.
+    pub sandbox_pool_size: u32,
+    /// Empty the warm pool after this many seconds without a claim; it
+    /// refills at the next claim.
+    pub sandbox_pool_idle_secs: u64,
     /// Bytes a session's workspace and `/tmp` may hold together (an ext4
     /// image per workspace, loop-mounted: needs root and loop devices).
     /// `0` runs without a disk quota; otherwise a host that cannot enforce it
@@ -292,6 +300,8 @@ impl Default for SessionsConfig {
             sandbox_uid_base: 600_000,
             max_sandboxes: 1000,
             sandbox_idle_secs: 900,
+            sandbox_pool_size: 0,
+            sandbox_pool_idle_secs: 600,
             sandbox_disk_bytes: 4 << 30,
             sandbox_disk_bytes_max: 0,
             sandbox_cpus: 1.0,
@@ -484,6 +494,16 @@ impl Config {
         );
         let sc = &self.sessions;
         anyhow::ensure!(
+            sc.sandbox_pool_size <= sc.max_sandboxes,
+            "sessions.sandbox_pool_size ({}) cannot exceed sessions.max_sandboxes ({})",
+            sc.sandbox_pool_size,
+            sc.max_sandboxes
+        );
+        anyhow::ensure!(
+            sc.sandbox_pool_size == 0 || sc.sandbox_pool_idle_secs > 0,
+            "sessions.sandbox_pool_idle_secs must be above 0 when the pool is on"
+        );
+        anyhow::ensure!(
             sc.sandbox_cpus.is_finite() && sc.sandbox_cpus >= 0.0,
             "sessions.sandbox_cpus must be a number of cores >= 0 (0: no CPU limit), got {}",
             sc.sandbox_cpus
@@ -593,6 +613,26 @@ mod tests {
             std::fs::write(&file, toml).unwrap();
             match (Config::load(Some(&file), &Overrides::default()), err) {
                 (Ok(_), None) => {}
+                (Err(e), Some(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn sandbox_pool_is_off_by_default_and_checked() {
+        assert_eq!(Config::default().sessions.sandbox_pool_size, 0, "no warm sandboxes by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, err) in [
+            ("[sessions]\nsandbox_pool_size = 4\n", None),
+            ("[sessions]\nsandbox_pool_size = 4\nsandbox_pool_idle_secs = 30\n", None),
+            ("[sessions]\nmax_sandboxes = 2\nsandbox_pool_size = 3\n", Some("cannot exceed sessions.max_sandboxes")),
+            ("[sessions]\nsandbox_pool_size = 1\nsandbox_pool_idle_secs = 0\n", Some("above 0")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), err) {
+                (Ok(c), None) => assert!(c.sessions.sandbox_pool_size > 0, "{toml}"),
                 (Err(e), Some(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
                 (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|_| ())),
             }

@@ -109,6 +109,11 @@ async fn start_sessions(
             ca: Some(crate::egress_ca::load_or_create(&config.data_dir, &secrets)?),
             ..config.egress.settings()?
         },
+        pool: bridle_sandbox::PoolConfig {
+            size: sc.sandbox_pool_size as usize,
+            idle: Duration::from_secs(sc.sandbox_pool_idle_secs),
+            ..bridle_sandbox::PoolConfig::default()
+        },
         ..LocalConfig::default()
     };
     let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {

@@ -1,7 +1,8 @@
 //! claim → first exec (`true`) → release (with the default disk quota: a
-//! workspace volume mounted and unmounted per cycle; and without it), beside
-//! plain process spawn and Anthropic's sandbox runtime (`srt true`), in one
-//! run. Prints min, median and p99 per variant. Needs root and bubblewrap
+//! workspace volume mounted and unmounted per cycle; and without it), cold
+//! and from the warm pool (each pooled claim waits, untimed, for the pool
+//! to be full again), beside plain process spawn and Anthropic's sandbox
+//! runtime (`srt true`), in one run. Prints min, median and p99 per variant. Needs root and bubblewrap
 //! (like the tests).
 //!
 //! cargo bench -p bridle-sandbox --bench claim
@@ -10,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, Sandbox, SandboxSpec};
+use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, PoolConfig, Sandbox, SandboxSpec};
 
 fn stats(name: &str, mut v: Vec<Duration>) {
     if v.is_empty() {
@@ -46,8 +47,18 @@ fn find_srt() -> Option<PathBuf> {
 }
 
 async fn bridle_cycle(d: &LocalDriver, i: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let pool = d.config().pool.size;
+    if pool > 0 {
+        // Measure the pooled path: wait (untimed) for the refill.
+        let waited = Instant::now();
+        while d.pool_ready() < pool {
+            anyhow::ensure!(waited.elapsed() < Duration::from_secs(30), "the pool did not refill");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
     let t0 = Instant::now();
     let sbx = d.claim_local(SandboxSpec::new(format!("bench{}", i % 4))).await?;
+    anyhow::ensure!(pool == 0 || sbx.pooled(), "a pooled claim started cold");
     let t_claim = t0.elapsed();
     let child = sbx.exec(ExecRequest::new(["true"])).await?;
     let st = child.wait().await;
@@ -64,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let tmp = tempfile::tempdir()?;
-        let make = |cg: bool, quota: bool, sub: &str, base: u32| {
+        let make = |cg: bool, quota: bool, pool: usize, sub: &str, base: u32| {
             LocalDriver::new(LocalConfig {
                 state_dir: tmp.path().join(sub),
                 init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
@@ -73,12 +84,15 @@ fn main() -> anyhow::Result<()> {
                 idle_timeout: None,
                 cgroups: cg,
                 workspace_quota: if quota { LocalConfig::default().workspace_quota } else { None },
+                pool: PoolConfig { size: pool, ..PoolConfig::default() },
                 ..LocalConfig::default()
             })
         };
-        let d = make(true, true, "cg", 680_000)?;
-        let d_noquota = make(true, false, "noquota", 680_050)?;
-        let d_nocg = make(false, true, "nocg", 680_100)?;
+        let d = make(true, true, 0, "cg", 680_000)?;
+        let d_noquota = make(true, false, 0, "noquota", 680_050)?;
+        let d_nocg = make(false, true, 0, "nocg", 680_100)?;
+        let d_pool = make(true, true, 2, "pool", 680_150)?;
+        let d_pool_noquota = make(true, false, 2, "poolnoquota", 680_200)?;
         println!(
             "claim -> exec `true` -> release; {iters} iterations (after 10 warm-up), {} cores",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -109,6 +123,10 @@ fn main() -> anyhow::Result<()> {
         let (claim, exec, full) = run(d.clone()).await?;
         let (claim_q, exec_q, full_q) = run(d_noquota.clone()).await?;
         let (claim_n, exec_n, full_n) = run(d_nocg.clone()).await?;
+        let (claim_p, exec_p, full_p) = run(d_pool.clone()).await?;
+        drop(d_pool);
+        let (claim_pq, exec_pq, full_pq) = run(d_pool_noquota.clone()).await?;
+        drop(d_pool_noquota);
 
         let mut srt = Vec::new();
         let srt_bin = find_srt();
@@ -137,6 +155,12 @@ fn main() -> anyhow::Result<()> {
         stats("bridle claim (rlimits only)", claim_n);
         stats("bridle claim + exec `true` (rlimits only)", exec_n);
         stats("bridle claim + exec + release (rlimits only)", full_n);
+        stats("bridle pool claim (cgroups)", claim_p);
+        stats("bridle pool claim + exec `true` (cgroups)", exec_p);
+        stats("bridle pool claim + exec + release (cgroups)", full_p);
+        stats("bridle pool claim (cgroups, no disk quota)", claim_pq);
+        stats("bridle pool claim + exec `true` (no disk quota)", exec_pq);
+        stats("bridle pool claim + exec + release (no quota)", full_pq);
         stats(
             &format!(
                 "srt true ({})",

@@ -23,7 +23,7 @@ pub mod uids;
 
 pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Output, Sandbox, SandboxDriver};
 pub use error::{Result, SandboxError};
-pub use local::{Doctor, LocalConfig, LocalDriver, MIN_WORKSPACE_BYTES};
+pub use local::{Doctor, LocalConfig, LocalDriver, MIN_WORKSPACE_BYTES, PoolConfig};
 pub use spec::{
     EgressPolicy, EgressStats, EnvSecret, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, McpAuthError,
     McpCredential, McpFailure, McpFailureKind, McpRoute, ModelEndpoint, Networking, SandboxSpec, Secret, SecretHosts,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Sandbox claims, by driver and outcome (`started`, `reused`, `error`).
+/// Sandbox claims, by driver and outcome (`started`, `pooled`, `reused`, `error`).
 pub const CLAIMS: &str = "bridle_sandbox_claims_total";
 /// How long claims that started a sandbox (or failed to) took.
 pub const CLAIM_DURATION: &str = "bridle_sandbox_claim_duration_seconds";
@@ -23,11 +23,11 @@ pub const EGRESS_CONNECTIONS_MAX: &str = "bridle_egress_connections_max";
 
 /// Register the help texts (call once the recorder is installed).
 pub fn describe() {
-    metrics::describe_counter!(CLAIMS, "Sandbox claims, by driver and outcome (started, reused, error).");
+    metrics::describe_counter!(CLAIMS, "Sandbox claims, by driver and outcome (started, pooled, reused, error).");
     metrics::describe_histogram!(
         CLAIM_DURATION,
         metrics::Unit::Seconds,
-        "Time to start a sandbox for a claim (started or failed), by driver and outcome."
+        "Time to start (or take from the warm pool) a sandbox for a claim, by driver and outcome."
     );
     metrics::describe_counter!(
         EGRESS,

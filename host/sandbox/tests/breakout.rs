@@ -8,6 +8,18 @@ use std::os::unix::fs::PermissionsExt;
 use bridle_sandbox::{EgressPolicy, Networking, Sandbox};
 use common::*;
 
+per_variant!(
+    runs_unprivileged_with_no_capabilities,
+    cannot_write_outside_workspace_even_after_remount,
+    cannot_write_proc_sys_or_change_devices,
+    cannot_create_nested_namespaces,
+    cannot_read_server_data_dir_or_keys_or_other_sessions,
+    cannot_see_host_processes,
+    no_direct_network_host_loopback_included,
+    proxy_enforces_allowed_hosts,
+    unrestricted_still_closes_host_loopback,
+);
+
 fn limited(hosts: &[&str]) -> EgressPolicy {
     EgressPolicy {
         networking: Networking::Limited {
@@ -19,11 +31,10 @@ fn limited(hosts: &[&str]) -> EgressPolicy {
     }
 }
 
-#[tokio::test]
-async fn runs_unprivileged_with_no_capabilities() {
+async fn runs_unprivileged_with_no_capabilities(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
-    let sbx = d.claim_local(spec("caps")).await.unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("caps")).await;
     let out = sh(&*sbx, "id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status").await;
     let s = out.stdout_str();
     assert!(s.starts_with("1000\n"), "{s}");
@@ -41,11 +52,10 @@ async fn runs_unprivileged_with_no_capabilities() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn cannot_write_outside_workspace_even_after_remount() {
+async fn cannot_write_outside_workspace_even_after_remount(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
-    let sbx = d.claim_local(spec("writes")).await.unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("writes")).await;
     let probe = format!("bridle_escape_probe_{}", std::process::id());
     let script = format!(
         r#"
@@ -91,11 +101,10 @@ async fn cannot_write_outside_workspace_even_after_remount() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn cannot_write_proc_sys_or_change_devices() {
+async fn cannot_write_proc_sys_or_change_devices(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
-    let sbx = d.claim_local(spec("sysctl")).await.unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("sysctl")).await;
     let before_core = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
     let before_null = std::fs::metadata("/dev/null").unwrap().permissions().mode();
     let out = sh(
@@ -130,11 +139,10 @@ async fn cannot_write_proc_sys_or_change_devices() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn cannot_create_nested_namespaces() {
+async fn cannot_create_nested_namespaces(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
-    let sbx = d.claim_local(spec("userns")).await.unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("userns")).await;
     let out = sh(
         &*sbx,
         r#"
@@ -152,8 +160,7 @@ async fn cannot_create_nested_namespaces() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn cannot_read_server_data_dir_or_keys_or_other_sessions() {
+async fn cannot_read_server_data_dir_or_keys_or_other_sessions(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
     // A fake server data dir, root-only, with a secret key and a database; the
     // sandbox state dir is its sibling (the driver refuses a state dir that the
@@ -166,10 +173,10 @@ async fn cannot_read_server_data_dir_or_keys_or_other_sessions() {
     std::fs::write(&key, secret).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(data.join("bridle.db"), format!("db {secret}")).unwrap();
-    let d = driver(tmp.path());
+    let d = v.driver(tmp.path());
 
-    let a = d.claim_local(spec("sess-a")).await.unwrap();
-    let b = d.claim_local(spec("sess-b")).await.unwrap();
+    let a = v.claim(&d, spec("sess-a")).await;
+    let b = v.claim(&d, spec("sess-b")).await;
     assert_ne!(a.host_uid(), b.host_uid(), "one uid per sandbox");
     let out = sh(&*a, "echo 'A-PRIVATE' > /workspace/a.txt && echo ok").await;
     assert!(out.status.success());
@@ -214,11 +221,10 @@ async fn cannot_read_server_data_dir_or_keys_or_other_sessions() {
     b.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn cannot_see_host_processes() {
+async fn cannot_see_host_processes(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
-    let sbx = d.claim_local(spec("pids")).await.unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("pids")).await;
     let me = std::process::id();
     let out = sh(
         &*sbx,
@@ -237,13 +243,12 @@ async fn cannot_see_host_processes() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn no_direct_network_host_loopback_included() {
+async fn no_direct_network_host_loopback_included(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
+    let d = v.driver(tmp.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let sbx = d.claim_local(spec("net")).await.unwrap();
+    let sbx = v.claim(&d, spec("net")).await;
     let out = sh(
         &*sbx,
         &format!(
@@ -272,16 +277,15 @@ async fn no_direct_network_host_loopback_included() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn proxy_enforces_allowed_hosts() {
+async fn proxy_enforces_allowed_hosts(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
     // The loopback test upstream plays the allowed host: the operator
     // opened it (allowed_hosts alone cannot reach an internal address).
-    let d = driver_with(tmp.path(), |c| c.egress.allow_internal = vec!["127.0.0.1".parse().unwrap()]);
+    let d = v.driver_with(tmp.path(), |c| c.egress.allow_internal = vec!["127.0.0.1".parse().unwrap()]);
     let up = FakeUpstream::start().await;
     let mut sp = spec("proxy");
     sp.egress = limited(&["127.0.0.1"]);
-    let sbx = d.claim_local(sp).await.unwrap();
+    let sbx = v.claim(&d, sp).await;
     let out = sh(
         &*sbx,
         &format!(
@@ -327,14 +331,13 @@ async fn proxy_enforces_allowed_hosts() {
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn unrestricted_still_closes_host_loopback() {
+async fn unrestricted_still_closes_host_loopback(v: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver(tmp.path());
+    let d = v.driver(tmp.path());
     let up = FakeUpstream::start().await;
     let mut sp = spec("unrestricted");
     sp.egress = EgressPolicy { networking: Networking::Unrestricted, ..EgressPolicy::default() };
-    let sbx = d.claim_local(sp).await.unwrap();
+    let sbx = v.claim(&d, sp).await;
     let out = sh(
         &*sbx,
         &format!(

@@ -14,6 +14,8 @@
 
 mod cgroup;
 mod chown;
+mod pool;
+mod slot;
 mod volume;
 
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -40,10 +42,13 @@ use crate::driver::{BusyGuard, ExecChild, ExecControl, Sandbox, SandboxDriver};
 use crate::egress::{Activity, Gateway, GatewayConfig};
 use crate::error::{Result, SandboxError};
 use crate::proto::{Channel, FromInit, ToInit, seqpacket_pair};
-use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, SandboxSpec};
+use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, Limits, SandboxSpec};
 use crate::uids::{UidLease, UidPool};
 use cgroup::{Cgroups, SandboxCgroup};
 use chown::chown_tree;
+use pool::Pool;
+pub use pool::PoolConfig;
+use slot::Slot;
 use volume::{VolumeGuard, Volumes};
 
 /// The smallest workspace quota the driver makes: ext4 with a journal needs
@@ -103,6 +108,10 @@ pub struct LocalConfig {
     pub ready_timeout: Duration,
     /// The egress gateways' limits and the operator's internal destinations.
     pub egress: crate::egress::EgressSettings,
+    /// Sandboxes booted ahead of demand (off by default). Needs root: a
+    /// claim mounts the session's workspace into a pooled sandbox. Pooled
+    /// sandboxes count against `uid_count`.
+    pub pool: PoolConfig,
 }
 
 impl Default for LocalConfig {
@@ -123,6 +132,7 @@ impl Default for LocalConfig {
             cpus: Some(1.0),
             ready_timeout: Duration::from_secs(10),
             egress: crate::egress::EgressSettings::default(),
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -481,6 +491,9 @@ struct Shared {
 #[derive(Clone)]
 pub struct LocalDriver {
     shared: Arc<Shared>,
+    /// The warm pool, when on. Not in [`Shared`]: pooled sandboxes hold
+    /// `Shared`, and the pool must end with the last driver handle.
+    pool: Option<Arc<Pool>>,
 }
 
 fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
@@ -544,6 +557,26 @@ impl LocalDriver {
                 "the sandbox CPU limit must be a positive number of cores, got {c}"
             )));
         }
+        if cfg.pool.size > 0 && !root {
+            return Err(SandboxError::Unavailable(
+                "the warm sandbox pool needs root (a claim mounts the session's workspace into a pooled \
+                 sandbox); set its size to 0 (`sessions.sandbox_pool_size = 0`)"
+                    .into(),
+            ));
+        }
+        if cfg.pool.size > cfg.uid_count as usize {
+            return Err(SandboxError::Invalid(format!(
+                "the warm sandbox pool ({}) cannot be larger than the number of sandboxes that may run at once ({})",
+                cfg.pool.size, cfg.uid_count
+            )));
+        }
+        let runtime = if cfg.pool.size > 0 {
+            Some(tokio::runtime::Handle::try_current().map_err(|_| {
+                SandboxError::Invalid("the warm sandbox pool needs the driver to be made inside a tokio runtime".into())
+            })?)
+        } else {
+            None
+        };
         if cfg.cpus.is_some() && cgroups.as_ref().and_then(Cgroups::cpu_controller).is_none() {
             warn!(
                 "no cgroup CPU controller available (not root, cgroups off, or no cpu controller): sandboxes run without a CPU limit"
@@ -580,6 +613,12 @@ impl LocalDriver {
         }
         mkdir_mode(&cfg.state_dir.join("workspaces"), 0o711)?;
         mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
+        if root {
+            match slot::sweep(&cfg.state_dir) {
+                0 => {}
+                n => info!(servers = n, "removed pooled-sandbox slots left by a previous server"),
+            }
+        }
         if let Some(v) = &volumes {
             v.prepare().map_err(SandboxError::Other)?;
             // Volumes a killed or crashed server left mounted (loop devices
@@ -628,9 +667,21 @@ impl LocalDriver {
             cpu = shared.cgroups.as_ref().and_then(Cgroups::cpu_controller).unwrap_or_else(|| "none".into()),
             quota = shared.volumes.as_ref().map(|v| v.describe()).unwrap_or_else(|| "off".into()),
             root,
+            pool = shared.cfg.pool.size,
             "local sandbox driver ready"
         );
-        Ok(Self { shared })
+        let pool = runtime.map(|rt| {
+            let pool = Pool::new(shared.cfg.pool.clone());
+            let boot_shared = shared.clone();
+            rt.spawn(pool::run(Arc::downgrade(&pool), move || boot_pooled(boot_shared.clone())));
+            pool
+        });
+        Ok(Self { shared, pool })
+    }
+
+    /// How many pooled sandboxes are booted and waiting for a claim.
+    pub fn pool_ready(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.ready())
     }
 
     /// The config in force.
@@ -680,14 +731,18 @@ impl LocalDriver {
             return Ok(s);
         }
         let started = std::time::Instant::now();
-        let result = self.start_claim(spec).await;
-        let outcome = if result.is_ok() { "started" } else { "error" };
+        let pooled = self.pool.as_ref().and_then(|p| p.take(&spec.limits));
+        let (result, outcome) = match pooled {
+            Some(sbx) => (self.claim_pooled(sbx, spec).await, "pooled"),
+            None => (self.start_claim(spec).await, "started"),
+        };
+        let outcome = if result.is_ok() { outcome } else { "error" };
         crate::metrics::claim("local", outcome, Some(started.elapsed()));
         result
     }
 
-    /// The part of a claim that starts a new sandbox.
-    async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
+    /// Check a claim's workspace size against the driver's quota.
+    fn check_workspace_bytes(&self, spec: &SandboxSpec) -> Result<()> {
         if let Some(bytes) = spec.workspace_bytes {
             if bytes < MIN_WORKSPACE_BYTES {
                 return Err(SandboxError::Invalid(format!(
@@ -702,48 +757,149 @@ impl LocalDriver {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Make (or mount) the session's workspace: its directory, its volume's
+    /// `tmp` when on a volume, and the guard that keeps the volume mounted.
+    async fn open_workspace(&self, spec: &SandboxSpec) -> Result<Workspace> {
         let plain = self.plain_workspace(&spec.session_id);
-        let (ws, tmp, volume) = match self.volume_of(&spec.session_id).cloned() {
+        Ok(match self.volume_of(&spec.session_id).cloned() {
             Some(v) => {
                 let (v2, s, size) = (v.clone(), spec.session_id.clone(), spec.workspace_bytes);
                 let guard = tokio::task::spawn_blocking(move || v2.attach(&s, size))
                     .await
                     .map_err(|e| anyhow!("volume task: {e}"))?
                     .map_err(SandboxError::Other)?;
-                (v.workspace(&spec.session_id), Some(v.tmp(&spec.session_id)), Some(guard))
+                Workspace {
+                    dir: v.workspace(&spec.session_id),
+                    tmp: Some(v.tmp(&spec.session_id)),
+                    volume: Some(guard),
+                }
             }
             None => {
                 if self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
                     warn!(session_id = %spec.session_id, "this workspace predates the disk quota: it stays a plain directory, without a quota");
                 }
                 mkdir_mode(&plain, 0o700)?;
-                (plain, None, None)
+                Workspace { dir: plain, tmp: None, volume: None }
             }
-        };
-        let owner = std::fs::symlink_metadata(&ws).with_context(|| format!("stat {}", ws.display()))?.uid();
+        })
+    }
+
+    /// Give the workspace (and its `tmp`) to the sandbox's host uid.
+    async fn own_workspace(&self, ws: &Workspace, owner: u32, uid: u32) -> Result<()> {
+        if self.shared.root && owner != uid {
+            let ws2 = ws.dir.clone();
+            tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
+                .await
+                .map_err(|e| anyhow!("chown task: {e}"))??;
+        }
+        if let Some(t) = &ws.tmp
+            && self.shared.root
+        {
+            std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
+        }
+        Ok(())
+    }
+
+    fn register(&self, sbx: &Arc<LocalSandbox>, session_id: &str) {
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.retain(|_, w| w.strong_count() > 0);
+            live.insert(session_id.to_owned(), Arc::downgrade(sbx));
+        }
+    }
+
+    /// The part of a claim that starts a new sandbox.
+    async fn start_claim(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
+        self.check_workspace_bytes(&spec)?;
+        let env = session_env(&spec, self.shared.cfg.relay_port)?;
+        let mut ws = self.open_workspace(&spec).await?;
+        let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
         let lease = match &self.shared.uids {
             Some(pool) => Some(pool.lease(Some(owner))?),
             None => None,
         };
         let uid = lease.as_ref().map_or_else(|| nix::unistd::geteuid().as_raw(), UidLease::uid);
-        if self.shared.root && owner != uid {
-            let ws2 = ws.clone();
-            tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
-                .await
-                .map_err(|e| anyhow!("chown task: {e}"))??;
+        self.own_workspace(&ws, owner, uid).await?;
+        let dirs = BootDirs { workspace: ws.dir.clone(), tmp: ws.tmp.clone(), slot: None };
+        let sbx = boot(self.shared.clone(), &spec.limits, dirs, uid, lease).await?;
+        if let Err(e) = sbx.bind_session(&spec, env, ws.volume.take()) {
+            let _ = sbx.release_inner("binding failed").await;
+            return Err(e);
         }
-        if let Some(t) = &tmp
-            && self.shared.root
-        {
-            std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
-        }
-        let sbx = start(self.shared.clone(), spec, Workspace { dir: ws, tmp, volume }, uid, lease).await?;
-        if let Ok(mut live) = self.shared.live.lock() {
-            live.retain(|_, w| w.strong_count() > 0);
-            live.insert(sbx.session_id.clone(), Arc::downgrade(&sbx));
-        }
+        self.register(&sbx, &spec.session_id);
         Ok(sbx)
     }
+
+    /// A claim served from the pool: mount the session's workspace into the
+    /// booted sandbox and bind its gateway. On failure the pooled sandbox is
+    /// released, never returned to the pool.
+    async fn claim_pooled(&self, sbx: Arc<LocalSandbox>, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
+        let bound = async {
+            self.check_workspace_bytes(&spec)?;
+            let env = session_env(&spec, self.shared.cfg.relay_port)?;
+            let mut ws = self.open_workspace(&spec).await?;
+            let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
+            self.own_workspace(&ws, owner, sbx.host_uid).await?;
+            let slot = sbx.slot.as_ref().ok_or_else(|| anyhow!("a pooled sandbox without a slot"))?;
+            slot.fill(&ws.dir, ws.tmp.as_deref())?;
+            sbx.bind_session(&spec, env, ws.volume.take())
+        }
+        .await;
+        if let Err(e) = bound {
+            let _ = sbx.release_inner("claim from the pool failed").await;
+            return Err(e);
+        }
+        self.register(&sbx, &spec.session_id);
+        Ok(sbx)
+    }
+}
+
+/// Boot one sandbox for the pool: its own uid, an empty slot for the
+/// session's directories, the pool's limits; no session yet.
+async fn boot_pooled(shared: Arc<Shared>) -> Result<Arc<LocalSandbox>> {
+    let lease = match &shared.uids {
+        Some(pool) => pool.lease(None)?,
+        None => return Err(SandboxError::Unavailable("the warm pool needs root".into())),
+    };
+    let uid = lease.uid();
+    let with_tmp = shared.volumes.as_ref().is_some_and(|v| v.creates());
+    let id = random_id();
+    let root = slot::own_dir(&shared.cfg.state_dir);
+    let slot = tokio::task::spawn_blocking(move || Slot::create(&root, &id, uid, with_tmp).map(|s| (s, id)))
+        .await
+        .map_err(|e| anyhow!("slot task: {e}"))?;
+    let (slot, id) = slot.map_err(SandboxError::Other)?;
+    let slot = Arc::new(slot);
+    let dirs = BootDirs { workspace: slot.ws.clone(), tmp: slot.tmp.clone(), slot: Some(slot.clone()) };
+    let limits = shared.cfg.pool.limits.clone();
+    match boot_as(shared, &limits, dirs, uid, Some(lease), id).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
+            Err(e)
+        }
+    }
+}
+
+/// The environment a session adds to every process of its sandbox: the
+/// spec's own, and the model route's address. Checked here, before
+/// anything starts.
+fn session_env(spec: &SandboxSpec, relay_port: u16) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    if spec.llm.is_some() {
+        env.push(("BRIDLE_LLM_BASE_URL".to_string(), format!("http://127.0.0.1:{relay_port}/llm")));
+    }
+    env.extend(spec.env.iter().cloned());
+    // Secrets: the placeholder only; the gateway holds the value.
+    env.extend(spec.secrets.iter().map(|s| (s.name.clone(), s.placeholder.clone())));
+    for (k, v) in &env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
+        }
+    }
+    Ok(env)
 }
 
 fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
@@ -816,7 +972,18 @@ const FD_INIT: RawFd = 7;
 const FD_ETC: RawFd = 8;
 const FD_TMP: RawFd = 9;
 
-/// Where a sandbox's writable data lives.
+/// The directories a sandbox boots with: the session's own (a cold claim),
+/// or a pooled sandbox's empty slot, filled at claim.
+struct BootDirs {
+    /// Bound at `/workspace`.
+    workspace: PathBuf,
+    /// Bound at `/tmp` (else `/tmp` is a tmpfs).
+    tmp: Option<PathBuf>,
+    /// Set for a pooled sandbox.
+    slot: Option<Arc<Slot>>,
+}
+
+/// Where a session's writable data lives.
 struct Workspace {
     /// Bound at `/workspace`.
     dir: PathBuf,
@@ -833,54 +1000,47 @@ fn random_id() -> String {
     format!("sbx_{}", hex::encode(b))
 }
 
-async fn start(
+async fn boot(
     shared: Arc<Shared>,
-    spec: SandboxSpec,
-    workspace: Workspace,
+    limits: &Limits,
+    dirs: BootDirs,
     uid: u32,
     lease: Option<UidLease>,
 ) -> Result<Arc<LocalSandbox>> {
-    let Workspace { dir: workspace, tmp: tmp_dir, volume } = workspace;
+    boot_as(shared, limits, dirs, uid, lease, random_id()).await
+}
+
+/// Start bubblewrap and the init: everything but the session (its gateway,
+/// environment and id come with [`LocalSandbox::bind_session`]).
+async fn boot_as(
+    shared: Arc<Shared>,
+    limits: &Limits,
+    dirs: BootDirs,
+    uid: u32,
+    lease: Option<UidLease>,
+    id: String,
+) -> Result<Arc<LocalSandbox>> {
+    let BootDirs { workspace, tmp: tmp_dir, slot } = dirs;
     let t0 = std::time::Instant::now();
-    let id = random_id();
-    let span = info_span!("sandbox", sandbox = %id, session_id = %spec.session_id, uid);
+    let span = info_span!("sandbox", sandbox = %id, session_id = tracing::field::Empty, uid);
     let cfg = &shared.cfg;
     let port = cfg.relay_port;
 
-    // Gateway socket directory, visible only to this sandbox (read-only).
+    // Gateway socket directory, visible only to this sandbox (read-only);
+    // the gateway binds its socket in it when a session is bound.
     let run_dir = cfg.state_dir.join("run").join(&id);
     mkdir_mode(&run_dir, 0o700)?;
     let mut cleanup = RunDirGuard(Some(run_dir.clone()));
     let activity = Activity::new();
-    let sock = run_dir.join("gw.sock");
-    let gateway = Gateway::bind(
-        &sock,
-        GatewayConfig {
-            sandbox_id: id.clone(),
-            session_id: spec.session_id.clone(),
-            policy: spec.egress.clone(),
-            llm: spec.llm.clone(),
-            git: spec.git.clone(),
-            relay_port: port,
-            hub: shared.egress.clone(),
-            mcp: spec.mcp.clone(),
-            mcp_failures: spec.mcp_failures.clone(),
-            secrets: spec.secrets.clone(),
-        },
-        activity.clone(),
-    )?;
     if shared.root {
         std::os::unix::fs::chown(&run_dir, Some(uid), Some(uid)).context("chown run dir")?;
-        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
     }
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
 
     let t_gateway = t0.elapsed();
     let cgroup = match &shared.cgroups {
-        Some(c) => Some(
-            c.create(&id, spec.limits.memory_bytes, spec.limits.max_processes, cfg.cpus)
-                .map_err(SandboxError::Other)?,
-        ),
+        Some(c) => {
+            Some(c.create(&id, limits.memory_bytes, limits.max_processes, cfg.cpus).map_err(SandboxError::Other)?)
+        }
         None => None,
     };
     let cgroup_guard = CgroupGuard(cgroup);
@@ -911,7 +1071,7 @@ async fn start(
     } else {
         &["/tmp", "/dev/shm"]
     };
-    let tmp = spec.limits.tmp_bytes;
+    let tmp = limits.tmp_bytes;
     for dir in tmpfs_dirs {
         if let Some(size) = tmp {
             args.push("--size".into());
@@ -953,9 +1113,6 @@ async fn start(
         ("NO_PROXY".into(), "127.0.0.1,localhost,::1".into()),
         ("no_proxy".into(), "127.0.0.1,localhost,::1".into()),
     ];
-    if spec.llm.is_some() {
-        env.push(("BRIDLE_LLM_BASE_URL".into(), format!("{proxy}/llm")));
-    }
     if cfg.egress.ca.is_some() {
         // The runtimes' own CA settings, for the bundle that trusts the
         // gateway's CA (the system bundle in the sandbox's /etc does too).
@@ -964,13 +1121,7 @@ async fn start(
         }
         env.push(("NODE_EXTRA_CA_CERTS".into(), CA_CERT_INSIDE.into()));
     }
-    env.extend(spec.env.iter().cloned());
-    // Secrets: the placeholder only; the gateway holds the value.
-    env.extend(spec.secrets.iter().map(|s| (s.name.clone(), s.placeholder.clone())));
     for (k, v) in &env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
-        }
         args.push("--setenv".into());
         args.push(k.into());
         args.push(v.into());
@@ -1002,7 +1153,6 @@ async fn start(
     if let Some(fd) = &tmp_fd {
         fd_map.push((fd.as_raw_fd(), FD_TMP));
     }
-    let limits = &spec.limits;
     let mut rlimits: Vec<(Resource, u64, u64)> = vec![(Resource::RLIMIT_CORE, 0, 0)];
     if let Some(n) = limits.max_processes {
         // With a pids cgroup, the cgroup binds first (and its refusals are
@@ -1076,11 +1226,12 @@ async fn start(
     cleanup.0 = None;
     let sbx = Arc::new(LocalSandbox {
         id: id.clone(),
-        session_id: spec.session_id.clone(),
+        session_id: OnceLock::new(),
+        session_env: OnceLock::new(),
         relay_port: port,
         shared: shared.clone(),
         chan: chan.clone(),
-        gateway: Mutex::new(Some(gateway)),
+        gateway: Mutex::new(None),
         activity,
         cgroup: Mutex::new({
             let mut g = cgroup_guard;
@@ -1096,7 +1247,8 @@ async fn start(
         end_reason: Mutex::new(None),
         host_uid: uid,
         lease: Mutex::new(lease),
-        volume: Mutex::new(volume),
+        slot,
+        volume: Mutex::new(None),
         span: span.clone(),
     });
     sbx.activity.touch();
@@ -1105,7 +1257,7 @@ async fn start(
     let t_ready = t0.elapsed();
     span.in_scope(|| {
         info!(
-            gateway_us = t_gateway.as_micros() as u64,
+            run_dir_us = t_gateway.as_micros() as u64,
             cgroup_us = t_cgroup.as_micros() as u64,
             spawn_us = t_spawn.as_micros() as u64,
             ready_us = t_ready.as_micros() as u64,
@@ -1215,7 +1367,11 @@ struct LiveExec {
 /// A sandbox of the local driver.
 pub struct LocalSandbox {
     id: String,
-    session_id: String,
+    /// Set when a session is bound: at once for a cold claim, at claim time
+    /// for a pooled sandbox (never changed after).
+    session_id: OnceLock<String>,
+    /// Added before each exec's own environment (see [`session_env`]).
+    session_env: OnceLock<Vec<(String, String)>>,
     relay_port: u16,
     shared: Arc<Shared>,
     chan: Arc<Channel>,
@@ -1233,6 +1389,8 @@ pub struct LocalSandbox {
     host_uid: u32,
     /// Held while the sandbox runs; dropping it frees the uid host-wide.
     lease: Mutex<Option<UidLease>>,
+    /// A pooled sandbox's slot (its `/workspace` mount point on the host).
+    slot: Option<Arc<Slot>>,
     /// Declared after everything that may hold the mount busy; dropping it
     /// unmounts the volume when this was its last sandbox.
     volume: Mutex<Option<VolumeGuard>>,
@@ -1243,7 +1401,7 @@ impl std::fmt::Debug for LocalSandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalSandbox")
             .field("id", &self.id)
-            .field("session_id", &self.session_id)
+            .field("session_id", &self.session_id.get())
             .finish_non_exhaustive()
     }
 }
@@ -1289,7 +1447,9 @@ async fn monitor(weak: Weak<LocalSandbox>) {
             let _ = sbx.release_inner("process limit").await;
             return;
         }
+        // An unclaimed pooled sandbox idles by the pool's own rule.
         if let Some(idle) = sbx.shared.cfg.idle_timeout
+            && sbx.session_id.get().is_some()
             && sbx.activity.idle_for() >= idle
         {
             info!(idle_secs = idle.as_secs(), "releasing idle sandbox");
@@ -1300,6 +1460,46 @@ async fn monitor(weak: Weak<LocalSandbox>) {
 }
 
 impl LocalSandbox {
+    /// Bind the session: its egress gateway (the init relays to the socket
+    /// in the run dir, which exists from now on), its environment, its id,
+    /// and the guard of its workspace volume.
+    fn bind_session(&self, spec: &SandboxSpec, env: Vec<(String, String)>, volume: Option<VolumeGuard>) -> Result<()> {
+        let sock = self.run_dir.join("gw.sock");
+        let gateway = Gateway::bind(
+            &sock,
+            GatewayConfig {
+                sandbox_id: self.id.clone(),
+                session_id: spec.session_id.clone(),
+                policy: spec.egress.clone(),
+                llm: spec.llm.clone(),
+                git: spec.git.clone(),
+                relay_port: self.relay_port,
+                hub: self.shared.egress.clone(),
+                mcp: spec.mcp.clone(),
+                mcp_failures: spec.mcp_failures.clone(),
+                secrets: spec.secrets.clone(),
+            },
+            self.activity.clone(),
+        )?;
+        if self.shared.root {
+            std::os::unix::fs::chown(&sock, Some(self.host_uid), Some(self.host_uid))
+                .context("chown gateway socket")?;
+        }
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
+        if let Ok(mut v) = self.volume.lock() {
+            *v = volume;
+        }
+        if let Ok(mut g) = self.gateway.lock() {
+            *g = Some(gateway);
+        }
+        if self.session_id.set(spec.session_id.clone()).is_err() || self.session_env.set(env).is_err() {
+            return Err(SandboxError::Other(anyhow!("sandbox {} already serves a session", self.id)));
+        }
+        self.span.record("session_id", spec.session_id.as_str());
+        self.activity.touch();
+        Ok(())
+    }
+
     fn set_end_reason(&self, st: ExitStatus) {
         if let Ok(mut r) = self.end_reason.lock() {
             r.get_or_insert(st);
@@ -1379,6 +1579,12 @@ impl LocalSandbox {
         }
     }
 
+    /// Whether this sandbox was booted by the warm pool (before its session
+    /// was known).
+    pub fn pooled(&self) -> bool {
+        self.slot.is_some()
+    }
+
     /// Host uid the sandbox runs as.
     pub fn host_uid(&self) -> Option<u32> {
         Some(self.host_uid)
@@ -1400,6 +1606,11 @@ impl LocalSandbox {
         if !self.running.load(Ordering::SeqCst) {
             return Err(SandboxError::Gone(self.id.clone()));
         }
+        // A pooled sandbox runs nothing before a session is bound.
+        let Some(session_env) = self.session_env.get() else {
+            return Err(SandboxError::Invalid(format!("sandbox {} has no session yet", self.id)));
+        };
+        let env: Vec<(String, String)> = session_env.iter().cloned().chain(request.env).collect();
         if request.argv.is_empty() {
             return Err(SandboxError::Invalid("exec needs a program".into()));
         }
@@ -1424,7 +1635,7 @@ impl LocalSandbox {
         let sent = self
             .chan
             .send(
-                &ToInit::Exec { id, argv: request.argv.clone(), env: request.env, cwd: request.cwd },
+                &ToInit::Exec { id, argv: request.argv.clone(), env, cwd: request.cwd },
                 &[in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
             )
             .await;
@@ -1478,6 +1689,9 @@ impl LocalSandbox {
         if !path.starts_with('/') {
             return Err(SandboxError::Invalid(format!("write_file needs an absolute path, not {path:?}")));
         }
+        if self.session_id.get().is_none() {
+            return Err(SandboxError::Invalid(format!("sandbox {} has no session yet", self.id)));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
         let (tx, rx) = oneshot::channel();
@@ -1520,6 +1734,10 @@ impl LocalSandbox {
             let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
         }
         self.finish_all();
+        // The slot's binds hold the workspace volume: unmount them first.
+        if let Some(slot) = self.slot.clone() {
+            let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
+        }
         let volume = self.volume.lock().ok().and_then(|mut v| v.take());
         if let Some(v) = volume {
             let _ = tokio::task::spawn_blocking(move || drop(v)).await;
@@ -1531,10 +1749,11 @@ impl LocalSandbox {
         if let Ok(mut g) = self.lease.lock() {
             g.take();
         }
-        if let Ok(mut live) = self.shared.live.lock()
-            && live.get(&self.session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
+        if let Some(session) = self.session_id.get()
+            && let Ok(mut live) = self.shared.live.lock()
+            && live.get(session).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
         {
-            live.remove(&self.session_id);
+            live.remove(session);
         }
         info!(parent: &self.span, reason = why, "sandbox released");
         Ok(())
@@ -1560,6 +1779,9 @@ impl Drop for LocalSandbox {
             {
                 cg.kill_and_remove();
             }
+            if let Some(slot) = &self.slot {
+                slot.remove();
+            }
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
     }
@@ -1571,7 +1793,7 @@ impl Sandbox for LocalSandbox {
         &self.id
     }
     fn session_id(&self) -> &str {
-        &self.session_id
+        self.session_id.get().map_or("", String::as_str)
     }
     fn llm_base_url_inside(&self) -> String {
         format!("http://127.0.0.1:{}/llm", self.relay_port)

@@ -176,3 +176,68 @@ pub fn ensure_bubblewrap() {
         }
     });
 }
+
+/// How a test's sandboxes are made: started by the claim, or taken from the
+/// warm pool (booted before the session was known). The isolation suite
+/// runs against both ([`per_variant!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Cold,
+    Pooled,
+}
+
+impl Variant {
+    pub fn driver(self, tmp: &Path) -> LocalDriver {
+        self.driver_with(tmp, |_| {})
+    }
+
+    /// A pooled driver keeps one sandbox warm; `edit` may change the pool's
+    /// limits to the ones the test's specs ask for.
+    pub fn driver_with(self, tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
+        let mut cfg = config(tmp);
+        if self == Variant::Pooled {
+            cfg.pool = bridle_sandbox::PoolConfig { size: 1, ..Default::default() };
+        }
+        edit(&mut cfg);
+        driver_from(cfg)
+    }
+
+    /// Claim; a pooled claim waits for the pool's sandbox and must get it.
+    pub async fn claim(
+        self,
+        d: &LocalDriver,
+        spec: SandboxSpec,
+    ) -> std::sync::Arc<bridle_sandbox::local::LocalSandbox> {
+        if self == Variant::Pooled {
+            for _ in 0..300 {
+                if d.pool_ready() > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let sbx = d.claim_local(spec).await.expect("claim");
+        assert_eq!(sbx.pooled(), self == Variant::Pooled, "{self:?} claim");
+        sbx
+    }
+}
+
+/// One `#[tokio::test]` per [`Variant`] for each named `async fn(Variant)`:
+/// `name::cold` and `name::pooled`.
+#[macro_export]
+macro_rules! per_variant {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn cold() {
+                    super::$name($crate::common::Variant::Cold).await
+                }
+                #[tokio::test]
+                async fn pooled() {
+                    super::$name($crate::common::Variant::Pooled).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,213 @@
+//! The warm pool: sandboxes booted ahead of demand (bubblewrap, init, cgroup,
+//! uid, run dir, all but the session), handed to a claim that then only
+//! mounts the session's workspace into it ([`super::slot`]) and binds its
+//! egress gateway. A pooled sandbox serves one session: once claimed it is
+//! never handed out again.
+//!
+//! The pool fills at start-up and after each claim; when no claim took from
+//! it for the idle limit it empties itself and refills at the next claim, so
+//! an idle server holds no warm sandboxes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::LocalSandbox;
+use crate::driver::Sandbox;
+use crate::spec::Limits;
+
+/// Settings of the warm pool. `size == 0` (the default) turns it off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// How many sandboxes to keep booted and unclaimed.
+    pub size: usize,
+    /// Empty the pool after this long without a claim taking from it; it
+    /// refills at the next claim.
+    pub idle: Duration,
+    /// The limits pooled sandboxes boot with. A claim whose
+    /// [`crate::SandboxSpec::limits`] differ starts a sandbox of its own.
+    pub limits: Limits,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { size: 0, idle: Duration::from_secs(600), limits: Limits::default() }
+    }
+}
+
+/// How many sandboxes the pool should hold now: full while claims come, none
+/// once they stopped for the idle limit.
+pub(super) fn wanted(size: usize, idle: Duration, since_last_claim: Duration) -> usize {
+    if since_last_claim >= idle { 0 } else { size }
+}
+
+/// What the pool's task does next, given how many it holds and wants.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    Boot,
+    Release(usize),
+    Wait,
+}
+
+pub(super) fn step(ready: usize, wanted: usize) -> Step {
+    match ready.cmp(&wanted) {
+        std::cmp::Ordering::Less => Step::Boot,
+        std::cmp::Ordering::Greater => Step::Release(ready - wanted),
+        std::cmp::Ordering::Equal => Step::Wait,
+    }
+}
+
+/// The pooled sandboxes, shared by the driver's clones and the refill task.
+pub(super) struct Pool {
+    pub cfg: PoolConfig,
+    ready: Mutex<VecDeque<Arc<LocalSandbox>>>,
+    last_claim: Mutex<Instant>,
+    wake: Arc<Notify>,
+}
+
+impl Pool {
+    pub fn new(cfg: PoolConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            ready: Mutex::new(VecDeque::new()),
+            last_claim: Mutex::new(Instant::now()),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// A pooled sandbox for a claim with `limits`, if one is ready and fits.
+    /// Any claim that fits counts as demand, so an emptied pool refills.
+    pub fn take(&self, limits: &Limits) -> Option<Arc<LocalSandbox>> {
+        if *limits != self.cfg.limits {
+            return None;
+        }
+        if let Ok(mut t) = self.last_claim.lock() {
+            *t = Instant::now();
+        }
+        let got = self.ready.lock().ok().and_then(|mut r| {
+            // Skip sandboxes that died while waiting (their init exited).
+            while let Some(s) = r.pop_front() {
+                if s.is_running() {
+                    return Some(s);
+                }
+            }
+            None
+        });
+        self.wake.notify_one();
+        got
+    }
+
+    /// How many are booted and waiting.
+    pub fn ready(&self) -> usize {
+        self.ready.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn since_last_claim(&self) -> Duration {
+        self.last_claim.lock().map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Keeps the pool at its wanted size until the pool is dropped. `boot`
+/// starts one pooled sandbox.
+pub(super) async fn run<F, Fut>(pool: Weak<Pool>, boot: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<Arc<LocalSandbox>>>,
+{
+    let Some(wake) = pool.upgrade().map(|p| p.wake.clone()) else { return };
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let want = wanted(p.cfg.size, p.cfg.idle, p.since_last_claim());
+        let ready = {
+            let mut r = match p.ready.lock() {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            r.retain(|s| s.is_running());
+            r.len()
+        };
+        match step(ready, want) {
+            Step::Boot => {
+                drop(p);
+                match boot().await {
+                    Ok(sbx) => {
+                        let Some(p) = pool.upgrade() else {
+                            let _ = sbx.release_inner("pool dropped").await;
+                            return;
+                        };
+                        if let Ok(mut r) = p.ready.lock() {
+                            r.push_back(sbx);
+                        }
+                        debug!(ready = p.ready(), "pooled sandbox ready");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not boot a pooled sandbox; retrying in 5 s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+            Step::Release(n) => {
+                let gone: Vec<_> = match p.ready.lock() {
+                    Ok(mut r) => (0..n).filter_map(|_| r.pop_back()).collect(),
+                    Err(_) => return,
+                };
+                drop(p);
+                for s in gone {
+                    let _ = s.release_inner("pool idle").await;
+                }
+            }
+            Step::Wait => {
+                // Wake for a claim, the pool's end, or the idle limit.
+                let left = p.cfg.idle.saturating_sub(p.since_last_claim()).max(Duration::from_millis(100));
+                drop(p);
+                if want == 0 {
+                    wake.notified().await;
+                } else {
+                    let _ = tokio::time::timeout(left, wake.notified()).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_is_full_while_claims_come_and_none_after_the_idle_limit() {
+        let idle = Duration::from_secs(60);
+        for (size, since, want) in [
+            (4, Duration::ZERO, 4),
+            (4, Duration::from_secs(59), 4),
+            (4, Duration::from_secs(60), 0),
+            (4, Duration::from_secs(3600), 0),
+            (0, Duration::ZERO, 0),
+        ] {
+            assert_eq!(wanted(size, idle, since), want, "size {size}, {since:?} since the last claim");
+        }
+    }
+
+    #[test]
+    fn step_boots_up_to_the_wanted_size_and_releases_the_rest() {
+        for (ready, want, expect) in [
+            (0, 2, Step::Boot),
+            (1, 2, Step::Boot),
+            (2, 2, Step::Wait),
+            (0, 0, Step::Wait),
+            (3, 0, Step::Release(3)),
+            (3, 1, Step::Release(2)),
+        ] {
+            assert_eq!(step(ready, want), expect, "{ready} ready, {want} wanted");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The warm pool: a claim takes a booted sandbox and mounts the session's
+//! workspace into it; a pooled sandbox serves one session only; claims the
+//! pool does not fit start cold; an idle pool empties and refills on demand.
+
+mod common;
+
+use std::time::Duration;
+
+use bridle_sandbox::{LlmRoute, LocalConfig, LocalDriver, ModelEndpoint, PoolConfig, Sandbox, Secret};
+use common::*;
+
+fn pooled(tmp: &std::path::Path, size: usize, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
+    driver_with(tmp, |c| {
+        c.pool = PoolConfig { size, ..PoolConfig::default() };
+        edit(c);
+    })
+}
+
+/// Wait (up to 30 s) until the pool holds `n` booted sandboxes.
+async fn pool_holds(d: &LocalDriver, n: usize) {
+    for _ in 0..300 {
+        if d.pool_ready() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the pool holds {} sandboxes, not {n}", d.pool_ready());
+}
+
+#[tokio::test]
+async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = pooled(tmp.path(), 1, |_| {});
+    pool_holds(&d, 1).await;
+    let up = FakeUpstream::start().await;
+    let mut sp = spec("warm1");
+    sp.env.push(("SESSION_MARK".into(), "warm-one".into()));
+    sp.llm = Some(LlmRoute {
+        base_url: format!("http://127.0.0.1:{}", up.port),
+        header_rules: Vec::new(),
+        token: Secret::new("tok"),
+        allowed: vec![ModelEndpoint::post("/v1/messages")],
+    });
+    let sbx = d.claim_local(sp).await.unwrap();
+    assert!(sbx.pooled(), "the claim was served from the pool");
+    assert_eq!(sbx.session_id(), "warm1");
+    let out = sh(
+        &*sbx,
+        r#"id -u; pwd; echo "mark=$SESSION_MARK"; echo inside > /workspace/from-inside; echo t > /tmp/t && echo tmp-ok
+           curl -s -X POST -d '{}' "$BRIDLE_LLM_BASE_URL/v1/messages"; echo"#,
+    )
+    .await;
+    let s = out.stdout_str();
+    assert!(out.status.success(), "{s} {}", out.stderr_str());
+    assert!(s.starts_with("1000\n/workspace\n"), "{s}");
+    assert!(s.contains("mark=warm-one"), "{s}");
+    assert!(s.contains("tmp-ok"), "{s}");
+    assert!(s.contains("upstream-ok /v1/messages"), "the session's model route: {s}");
+    // The file is in the session's workspace on the host, owned by the
+    // sandbox's own uid.
+    let host = d.workspace_path("warm1").join("from-inside");
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "inside\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&host).unwrap().uid(), sbx.host_uid().unwrap());
+    sbx.release().await.unwrap();
+
+    // Resumed (from the refilled pool, with another uid): the workspace is back.
+    pool_holds(&d, 1).await;
+    let again = d.claim_local(spec("warm1")).await.unwrap();
+    assert!(again.pooled());
+    let out = sh(&*again, "cat /workspace/from-inside && echo more >> /workspace/from-inside && echo ok").await;
+    assert!(out.stdout_str().contains("inside\nok"), "{} {}", out.stdout_str(), out.stderr_str());
+    again.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pooled_sandbox_serves_one_session_and_never_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = pooled(tmp.path(), 2, |_| {});
+    pool_holds(&d, 2).await;
+    let a = d.claim_local(spec("sess-a")).await.unwrap();
+    let b = d.claim_local(spec("sess-b")).await.unwrap();
+    assert!(a.pooled() && b.pooled());
+    assert_ne!(a.id(), b.id());
+    assert_ne!(a.host_uid(), b.host_uid(), "each pooled sandbox has its own uid");
+    let out = sh(&*a, "echo secret-a > /workspace/a.txt && echo ok").await;
+    assert!(out.stdout_str().contains("ok"));
+    let out = sh(&*b, "ls -a /workspace; cat /workspace/a.txt 2>&1; ls /run/bridle /mnt 2>&1").await;
+    assert!(!out.stdout_str().contains("secret-a"), "{}", out.stdout_str());
+    let a_id = a.id().to_string();
+    a.release().await.unwrap();
+    assert!(!a.is_running());
+    // Claims after a's release never get a's sandbox back.
+    for i in 0..3 {
+        let c = d.claim_local(spec(&format!("sess-c{i}"))).await.unwrap();
+        assert_ne!(c.id(), a_id);
+        c.release().await.unwrap();
+    }
+    // A session's claim while its sandbox runs returns that sandbox.
+    let b2 = d.claim_local(spec("sess-b")).await.unwrap();
+    assert_eq!(b2.id(), b.id());
+    b.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn release_unmounts_the_slot_and_keeps_the_workspace() {
+    for quota in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = pooled(tmp.path(), 1, |c| {
+            if !quota {
+                c.workspace_quota = None;
+            }
+        });
+        pool_holds(&d, 1).await;
+        let sbx = d.claim_local(spec("slotted")).await.unwrap();
+        assert!(sbx.pooled());
+        let out = sh(&*sbx, "echo kept > /workspace/kept && echo ok").await;
+        assert!(out.stdout_str().contains("ok"), "{}", out.stderr_str());
+        let mounts_with = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let state = tmp.path().join("state");
+        let pool_dir = state.join("pool");
+        let ours = |m: &str| m.lines().filter(|l| l.contains(pool_dir.to_str().unwrap())).count();
+        assert!(ours(&mounts_with) >= 1, "the slot is mounted while the sandbox runs");
+        sbx.release().await.unwrap();
+        drop(d);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // The refilled pool's sandbox went with the driver; nothing stays mounted.
+        for _ in 0..50 {
+            if ours(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(ours(&mounts_after), 0, "quota {quota}: slots left mounted: {mounts}");
+        // The workspace survives (reopen it with a driver of its own).
+        let d2 = driver_with(tmp.path(), |c| {
+            c.state_dir = state.clone();
+            if !quota {
+                c.workspace_quota = None;
+            }
+        });
+        let s2 = d2.claim_local(spec("slotted")).await.unwrap();
+        let out = sh(&*s2, "cat /workspace/kept").await;
+        assert_eq!(out.stdout_str(), "kept\n", "quota {quota}");
+        s2.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn claims_with_other_limits_start_cold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = pooled(tmp.path(), 1, |_| {});
+    pool_holds(&d, 1).await;
+    let mut sp = spec("own-limits");
+    sp.limits.max_processes = Some(64);
+    let sbx = d.claim_local(sp).await.unwrap();
+    assert!(!sbx.pooled(), "the pool's sandboxes have other limits");
+    assert_eq!(d.pool_ready(), 1, "the pool keeps its sandbox");
+    sbx.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_pool_empties_and_refills_at_the_next_claim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver_with(tmp.path(), |c| {
+        c.pool = PoolConfig { size: 1, idle: Duration::from_secs(2), ..PoolConfig::default() };
+    });
+    pool_holds(&d, 1).await;
+    pool_holds(&d, 0).await;
+    // Empty: this claim starts cold, and brings the pool back.
+    let sbx = d.claim_local(spec("after-idle")).await.unwrap();
+    assert!(!sbx.pooled());
+    pool_holds(&d, 1).await;
+    sbx.release().await.unwrap();
+}
+
+#[test]
+fn a_pool_larger_than_the_uid_range_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _g = rt.enter();
+    let mut cfg = config(tmp.path());
+    cfg.pool.size = cfg.uid_count as usize + 1;
+    let err = LocalDriver::new(cfg).err().expect("must fail");
+    assert!(err.to_string().contains("warm sandbox pool"), "{err}");
+}
+
+#[tokio::test]
+async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their_workspaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // What a killed server leaves: a slot with a session's workspace on it.
+    let dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let _ = { dead }.wait();
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let ws = state.join("workspaces/left");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("keep.txt"), "mine").unwrap();
+    let slot = state.join(format!("pool/{host}-{dead_pid}/sbx_dead/ws"));
+    std::fs::create_dir_all(&slot).unwrap();
+    let mount = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
+    mount(&["--bind", slot.to_str().unwrap(), slot.to_str().unwrap()]);
+    mount(&["--make-shared", slot.to_str().unwrap()]);
+    mount(&["--bind", ws.to_str().unwrap(), slot.to_str().unwrap()]);
+    assert!(slot.join("keep.txt").exists());
+
+    let d = pooled(tmp.path(), 1, |c| {
+        c.state_dir = state.clone();
+        c.workspace_quota = None;
+    });
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&format!("{host}-{dead_pid}")), "the dead server's slot is unmounted");
+    assert!(!state.join(format!("pool/{host}-{dead_pid}")).exists(), "and removed");
+    assert_eq!(std::fs::read_to_string(ws.join("keep.txt")).unwrap(), "mine", "the workspace is untouched");
+    pool_holds(&d, 1).await;
+}
+
+#[test]
+fn a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    for wait_ms in [0, 5, 20, 60] {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let d = {
+            let _g = rt.enter();
+            pooled(tmp.path(), 3, |c| c.state_dir = state.clone())
+        };
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        drop(d);
+        // Shutting down cancels the pool's task wherever it is in a boot.
+        drop(rt);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours: Vec<&str> = mounts.lines().filter(|l| l.contains(state.join("pool").to_str().unwrap())).collect();
+        assert!(ours.is_empty(), "after {wait_ms} ms: {ours:#?}");
+    }
+}
