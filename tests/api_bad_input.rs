@@ -945,6 +945,23 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("only supported on vault metadata"),
+        // packages for a manager this server cannot install: refused, never stored unused
+        case(
+            "environment packages this server cannot install",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "config": {"type": "cloud", "packages": {"pip": ["rich"]}}})),
+            &[400],
+        )
+        .msg("config.packages.pip: this server cannot install pip packages"),
+        case(
+            "environment update with packages this server cannot install",
+            M::POST,
+            format!("/v1/environments/{}", fx.env),
+            j(json!({"config": {"type": "cloud", "packages": {"npm": ["left-pad"]}}})),
+            &[400],
+        )
+        .msg("config.packages.npm: this server cannot install npm packages"),
         // Bridle's environment keys: off by default (sessions.sandbox_disk_bytes_max = 0)
         case(
             "environment disk quota while the operator has not enabled it",

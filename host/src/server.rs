@@ -70,7 +70,9 @@ pub async fn build_state_with(
     if store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::cluster::follow_other_nodes(store.clone(), bus.clone(), sessions.clone()));
     }
-    Ok(AppState { store, bus, secrets, config, limiter, harness, sessions })
+    // Nothing installs an environment's packages yet: naming any is refused, not stored unused.
+    let packages = Arc::new(crate::packages::spec::Installable::none("package installation is not implemented yet"));
+    Ok(AppState { store, bus, secrets, config, limiter, harness, sessions, packages })
 }
 
 /// The plugin runtime, the sandbox driver and the runtime programs.

@@ -25,7 +25,7 @@ const withTimeout = (p, ms, what) =>
 async function main() {
   const env = await client.beta.environments.create({
     name: `ts-env-${tag}`,
-    config: { type: 'cloud', networking: { type: 'unrestricted' }, packages: { pip: ['rich'] } },
+    config: { type: 'cloud', networking: { type: 'unrestricted' }, packages: { pip: [] } },
   });
   assert.match(env.id, /^env_/);
   assert.equal(env.config.type, 'cloud');

@@ -1,0 +1,3 @@
+//! Environment packages: which managers this server can install ([`spec`], pure).
+
+pub mod spec;
