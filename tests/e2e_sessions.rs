@@ -30,11 +30,16 @@ use support::{Backend, Server};
 /// never lets it install runtimes: they are installed, or for the missing-runtime server
 /// absent, on purpose).
 fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
+    // Package layer builds reach the registries the host's pip and npm are configured for; a
+    // machine that resolves them to non-global addresses (a test network) must allow them.
+    let registries = bridle::packages::registries::discover(&[]).hosts;
+    let allow_internal = format!("[{}]", registries.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(","));
     session_server(
         Backend::Sqlite,
         runtimes,
         sandboxes,
         &[
+            ("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow_internal),
             ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
             ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
             ("BRIDLE_LOG", "info,bridle=debug"),
@@ -63,6 +68,10 @@ fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    // test_packages.py appends its layer build / reuse times here (the README's benchmark).
+    if let Ok(bench) = std::env::var("BRIDLE_E2E_BENCH_FILE") {
+        cmd.env("BRIDLE_E2E_BENCH_FILE", bench);
+    }
     if let Ok(extra) = std::env::var("BRIDLE_E2E_PYTEST_ARGS") {
         cmd.args(extra.split_whitespace());
     }
@@ -80,7 +89,7 @@ fn harness_suite(engine: &str) {
     let mut main = server(&runtimes, main_sb.path(), "600");
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
-        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py"],
+        &["test_sessions.py", "test_runtime_failures.py", "test_files.py", "test_deltas.py", "test_packages.py"],
         &[
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),

@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: bridle::cli::SessionsCommand,
     },
+    /// Environment package layers on this node's sandbox dir: list them, evict by the limits.
+    Environments {
+        #[command(subcommand)]
+        command: bridle::cli::EnvironmentsCommand,
+    },
     /// Check runtimes, sandbox support, database, plugins and permissions; says what to fix.
     Doctor(bridle::cli::doctor::DoctorArgs),
     /// Print the OpenAPI document of the HTTP API (regenerates host/openapi.json).
@@ -130,7 +135,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     // The commands for people print their own findings; logs only for real trouble.
-    let quiet = matches!(cli.command, Command::Sessions { .. } | Command::Doctor(_) | Command::Plugins { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Sessions { .. } | Command::Doctor(_) | Command::Plugins { .. } | Command::Environments { .. }
+    );
     init_tracing(config.log_format, if quiet { "error" } else { "info,sqlx=warn" });
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,
@@ -140,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sessions { command } => bridle::cli::sessions(&config, command).await,
         Command::Doctor(args) => bridle::cli::doctor(&config, args).await,
+        Command::Environments { command } => bridle::cli::environments(&config, command),
         Command::Plugins { command: PluginsCommand::Inspect { file } } => {
             let desc = tokio::task::spawn_blocking(move || bridle_harness::inspect(&file)).await??;
             println!("{desc}");

@@ -44,15 +44,25 @@ def test_packages_this_server_cannot_install_are_refused(client):
     # Stored packages that are never installed would be silent acceptance: a 400 naming the manager.
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.environments.create(
-            name=uniq("env"), config={"type": "cloud", "packages": {"pip": ["requests==2.31.0"]}}
+            name=uniq("env"), config={"type": "cloud", "packages": {"go": ["golang.org/x/tools/cmd/stringer"]}}
         )
     err = assert_api_error(ei.value, 400, "invalid_request_error")
-    assert "config.packages.pip" in err["message"], err
+    assert "config.packages.go" in err["message"], err
     e = client.beta.environments.create(name=uniq("env"))
     with pytest.raises(anthropic.BadRequestError) as ei:
-        client.beta.environments.update(e.id, config={"type": "cloud", "packages": {"npm": ["left-pad@1.3.0"]}})
+        client.beta.environments.update(e.id, config={"type": "cloud", "packages": {"apt": ["jq"]}})
     err = assert_api_error(ei.value, 400, "invalid_request_error")
-    assert "config.packages.npm" in err["message"], err
+    assert "config.packages.apt" in err["message"], err
+
+
+def test_pip_and_npm_packages_are_stored_and_echoed(client):
+    # Installed into a layer when a session starts (tests/python/e2e/test_packages.py).
+    e = client.beta.environments.create(
+        name=uniq("env"), config={"type": "cloud", "packages": {"pip": ["requests==2.31.0"], "npm": ["left-pad@1.3.0"]}}
+    )
+    assert e.config.packages.pip == ["requests==2.31.0"]
+    assert e.config.packages.npm == ["left-pad@1.3.0"]
+    assert client.beta.environments.retrieve(e.id).model_dump() == e.model_dump()
 
 
 def test_create_limited_networking(client):

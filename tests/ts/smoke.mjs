@@ -25,7 +25,7 @@ const withTimeout = (p, ms, what) =>
 async function main() {
   const env = await client.beta.environments.create({
     name: `ts-env-${tag}`,
-    config: { type: 'cloud', networking: { type: 'unrestricted' }, packages: { pip: [] } },
+    config: { type: 'cloud', networking: { type: 'unrestricted' }, packages: { pip: ['rich'] } },
   });
   assert.match(env.id, /^env_/);
   assert.equal(env.config.type, 'cloud');
