@@ -306,6 +306,9 @@ pub fn evict(sandbox_dir: &Path, policy: Policy) -> anyhow::Result<Vec<String>> 
 
 fn evict_in(root: &Path, state: &Path, policy: Policy) -> anyhow::Result<Vec<String>> {
     let chosen = eviction::choose(&list(root)?, policy, SystemTime::now());
+    if !chosen.is_empty() {
+        std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    }
     let mut removed = Vec::new();
     for key in chosen {
         let lock_path = state.join(format!("{key}.lock"));

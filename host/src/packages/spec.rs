@@ -286,6 +286,8 @@ pub fn layer_env(spec: &Spec, dir: &str) -> Vec<(String, String)> {
         }
     }
     if !path.is_empty() {
+        // Login shells reset PATH; the sandbox's /etc/profile.d puts this prefix back.
+        env.insert(0, ("BRIDLE_PATH_PREFIX".to_string(), path.join(":")));
         path.push(SANDBOX_PATH.to_string());
         env.insert(0, ("PATH".to_string(), path.join(":")));
     }
@@ -438,6 +440,7 @@ mod tests {
                 "/opt/bridle/layers/k/node/bin:/opt/bridle/layers/k/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             )
         );
+        assert_eq!(get("BRIDLE_PATH_PREFIX"), Some("/opt/bridle/layers/k/node/bin:/opt/bridle/layers/k/python/bin"));
         assert_eq!(get("PYTHONPATH"), Some("/opt/bridle/layers/k/python"));
         assert_eq!(get("NODE_PATH"), Some("/opt/bridle/layers/k/node/lib/node_modules"));
         assert!(layer_env(&spec(&[], &[]), "/x").is_empty());

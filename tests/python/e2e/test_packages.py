@@ -85,7 +85,7 @@ def test_packages_are_installed_cached_and_rebuilt(stack, model, sessions):
     # The figures for the README's benchmark (BRIDLE_E2E_BENCH_FILE collects them).
     figures = []
     for line in ready_lines(stack):
-        m = re.search(r"key=(\w+).*built=(\w+).*secs=([\d.]+)", line)
+        m = re.search(r"key=(\w+).*built=(\w+).*secs=([\d.e+-]+)", line)
         if m:
             figures.append(f"{stack.engine} layer={m.group(1)[:12]} built={m.group(2)} secs={m.group(3)}")
     s3.check(len(figures) >= 3, f"a `package layer ready` line per session: {figures}")

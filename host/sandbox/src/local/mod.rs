@@ -230,6 +230,13 @@ fn build_etc(dir: &Path) -> anyhow::Result<()> {
     )?;
     write("group", format!("root:x:0:\nagent:x:{INSIDE_UID}:\nnogroup:x:65534:\n"))?;
     write("hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".into())?;
+    // A login shell (codex runs `bash -lc`) resets PATH in /etc/profile: put back the
+    // directories the sandbox's spec adds (`BRIDLE_PATH_PREFIX`, e.g. a package layer's bins).
+    std::fs::create_dir_all(dir.join("profile.d"))?;
+    write(
+        "profile.d/zz-bridle-path.sh",
+        "if [ -n \"${BRIDLE_PATH_PREFIX:-}\" ]; then PATH=\"$BRIDLE_PATH_PREFIX:$PATH\"; export PATH; fi\n".into(),
+    )?;
     Ok(())
 }
 
