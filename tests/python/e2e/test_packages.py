@@ -124,3 +124,30 @@ def test_failing_package_is_a_session_error_and_retried(stack, model, sessions):
     failed_turn(other)
     attempts = Path(stack.log_path).read_text(errors="replace").count(f"installing pip package `{missing}` failed")
     s.check(attempts >= 3, f"each attempt builds again; the server log shows {attempts}")
+
+
+def test_sessions_starting_at_once_build_the_layer_once(stack, model, sessions):
+    """Three sessions of a new package list start together: one build, all three use it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = stack.client.beta.environments.create(
+        name=uniq("env-once"), config={"type": "cloud", "packages": {"npm": [NPM], "pip": [CHANGED]}})
+    before = layers(stack)
+    command = "python3 -c 'import pyjokes; print(\"ONCE-OK\")'"
+    models = [f"{model}-{i}" for i in range(3)]
+    for m in models:
+        stack.fake.set_scenario(m, {"turns": [{"tools": [{"command": command}], "text": "Done: {{tool_output}}"}]})
+    live = [stack.session(m, environment_id=env.id) for m in models]
+    sessions.extend(live)
+    with ThreadPoolExecutor(len(live)) as pool:
+        results = list(pool.map(lambda s: s.turn("Run the command.", timeout=600), live))
+    for s, evs in zip(live, results):
+        _, result, _, _ = s.expect_order(
+            evs, ["agent.tool_use", "agent.tool_result", "agent.message", is_idle("end_turn")], "a bash tool turn")
+        s.check("ONCE-OK" in json.dumps(result.get("content")), f"the package was not there: {result}")
+    new = set(layers(stack)) - set(before)
+    assert len(new) == 1, f"one layer for the three sessions, got {new}"
+    [key] = new
+    text = Path(stack.log_path).read_text(errors="replace")
+    builds = len(re.findall(rf"building package layer\S* key\S*={key}", re.sub(r"\x1b\[[0-9;]*m", "", text)))
+    assert builds == 1, f"the layer was built {builds} times"
