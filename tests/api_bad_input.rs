@@ -947,6 +947,31 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("only supported on vault metadata"),
+        // packages for a manager this server cannot install: refused, never stored unused
+        case(
+            "environment packages this server cannot install",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "config": {"type": "cloud", "packages": {"go": ["golang.org/x/tools/cmd/stringer"]}}})),
+            &[400],
+        )
+        .msg("config.packages.go: this server cannot install go packages"),
+        case(
+            "environment update with packages this server cannot install",
+            M::POST,
+            format!("/v1/environments/{}", fx.env),
+            j(json!({"config": {"type": "cloud", "packages": {"apt": ["jq"]}}})),
+            &[400],
+        )
+        .msg("config.packages.apt: this server cannot install apt packages"),
+        case(
+            "environment package that looks like an option",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "config": {"type": "cloud", "packages": {"pip": ["--index-url=http://x"]}}})),
+            &[400],
+        )
+        .msg("config.packages.pip[0]"),
         // Bridle's environment keys: off by default (sessions.sandbox_disk_bytes_max = 0)
         case(
             "environment disk quota while the operator has not enabled it",

@@ -563,3 +563,51 @@ fn typescript_quickstart_runs_a_session() {
         ],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// environments layers
+// ---------------------------------------------------------------------------------------------
+
+/// `bridle environments layers` lists the package layers of a sandbox dir, and `--evict`
+/// removes those unused beyond the age limit, then the least recently used beyond the size
+/// limit.
+#[test]
+fn environments_layers_lists_and_evicts() {
+    let sandboxes = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let now = std::time::SystemTime::now();
+    let mib = 1 << 20;
+    // (key, bytes, last used this long ago)
+    let layers = [("a0", mib, 10 * 86400), ("b1", 3 * mib, 3600), ("c2", mib, 60)];
+    for (key, bytes, ago) in layers {
+        let dir = sandboxes.path().join("layers").join(key);
+        std::fs::create_dir_all(dir.join("python")).unwrap();
+        std::fs::write(dir.join("python/m.py"), vec![b'x'; bytes]).unwrap();
+        let f = std::fs::File::open(&dir).unwrap();
+        f.set_modified(now - Duration::from_secs(ago)).unwrap();
+    }
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(support::bridle_bin());
+        support::scrub(&mut cmd);
+        cmd.args(["environments", "layers"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())
+            .env("BRIDLE_SESSIONS__PACKAGE_LAYER_MAX_AGE_SECS", "86400")
+            .env("BRIDLE_SESSIONS__PACKAGE_LAYERS_MAX_BYTES", (3 * mib + mib / 2).to_string());
+        let out = run_bounded(&mut cmd, Duration::from_secs(60), "bridle environments layers");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = run(&[]);
+    for key in ["a0", "b1", "c2"] {
+        assert!(listed.contains(key), "{key} not listed:\n{listed}");
+    }
+    assert!(listed.contains("3.0"), "b1's size in MiB not shown:\n{listed}");
+    let evicted = run(&["--evict"]);
+    assert!(evicted.contains("evicted a0") && evicted.contains("evicted b1"), "{evicted}");
+    assert!(!evicted.contains("evicted c2"), "{evicted}");
+    assert!(sandboxes.path().join("layers/c2").is_dir());
+    assert!(!sandboxes.path().join("layers/a0").exists() && !sandboxes.path().join("layers/b1").exists());
+}

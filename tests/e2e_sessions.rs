@@ -33,24 +33,28 @@ fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
     server_with(runtimes, sandboxes, idle_secs, &[])
 }
 
-fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, extra: &[(&str, &str)]) -> Server {
-    let mut envs = vec![
-        ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
-        ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
-        ("BRIDLE_LOG", "info,bridle=debug"),
-        // test_sessions.py's budget test: one cent is 100 tokens of this model.
-        ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
-        ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
-    ];
-    envs.extend_from_slice(extra);
-    session_server(Backend::Sqlite, runtimes, sandboxes, &envs)
-}
-
-/// A loopback port free right now (test_repos.py's git server, test_mcp.py's MCP server and one
-/// nobody listens on): the main server lets sandboxes (and its host-side clones) reach exactly
-/// those addresses through `egress.allow_internal`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+/// A session server that may reach `internal` addresses (`host:port`, for the tests' own
+/// servers on loopback) and the package registries through `egress.allow_internal`.
+fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[String]) -> Server {
+    // Package layer builds reach the registries the host's pip and npm are configured for; a
+    // machine that resolves them to non-global addresses (a test network) must allow them.
+    let mut allow = bridle::packages::registries::discover(&[]).hosts;
+    allow.extend(internal.iter().cloned());
+    let allow_internal = format!("[{}]", allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(","));
+    session_server(
+        Backend::Sqlite,
+        runtimes,
+        sandboxes,
+        &[
+            ("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow_internal),
+            ("BRIDLE_SESSIONS__RUNTIME_IDLE_SECS", idle_secs),
+            ("BRIDLE_SESSIONS__INTERRUPT_GRACE_SECS", "10"),
+            ("BRIDLE_LOG", "info,bridle=debug"),
+            // test_sessions.py's budget test: one cent is 100 tokens of this model.
+            ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
+            ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
+        ],
+    )
 }
 
 fn log_path(s: &Server) -> String {
@@ -71,6 +75,10 @@ fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    // test_packages.py appends its layer build / reuse times here (the README's benchmark).
+    if let Ok(bench) = std::env::var("BRIDLE_E2E_BENCH_FILE") {
+        cmd.env("BRIDLE_E2E_BENCH_FILE", bench);
+    }
     if let Ok(extra) = std::env::var("BRIDLE_E2E_PYTEST_ARGS") {
         cmd.args(extra.split_whitespace());
     }
@@ -85,9 +93,11 @@ fn harness_suite(engine: &str) {
     let (fake, token) = fake_model("e2e");
     let main_sb = sandbox_dir();
     let idle_sb = sandbox_dir();
-    let (port, mcp_port, down_port) = (free_port(), free_port(), free_port());
-    let allow = format!("[\"127.0.0.1:{port}\", \"127.0.0.1:{mcp_port}\", \"127.0.0.1:{down_port}\"]");
-    let mut main = server_with(&runtimes, main_sb.path(), "600", &[("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow)]);
+    let (port, mcp_port, down_port) = (support::free_port(), support::free_port(), support::free_port());
+    // test_repos.py's git server, test_mcp.py's MCP server and a port nobody listens on: the
+    // main server lets sandboxes (and its host-side clones) reach exactly those addresses.
+    let internal = [port, mcp_port, down_port].map(|p| format!("127.0.0.1:{p}"));
+    let mut main = server_with(&runtimes, main_sb.path(), "600", &internal);
     let mut idle = server(&runtimes, idle_sb.path(), "2");
     run_pytest(
         &[
@@ -98,6 +108,7 @@ fn harness_suite(engine: &str) {
             "test_deltas.py",
             "test_skills.py",
             "test_mcp.py",
+            "test_packages.py",
         ],
         &[
             ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),

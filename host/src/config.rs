@@ -277,12 +277,30 @@ pub struct SessionsConfig {
     /// Debian, PyPI, npm and crates registries or the operator's mirrors.
     /// Empty by default: Bridle ships no list of third-party hosts.
     pub package_manager_hosts: Vec<String>,
+    /// Seconds one build of an environment's package layer may take.
+    pub package_build_timeout_secs: u64,
+    /// Bytes one package layer may hold.
+    pub package_layer_max_bytes: u64,
+    /// Evict the least recently used package layers beyond this many bytes in all (`0`: no
+    /// size limit). Evicted layers are rebuilt by the next session that needs them.
+    pub package_layers_max_bytes: u64,
+    /// Evict package layers unused for this many seconds (`0`: never by age).
+    pub package_layer_max_age_secs: u64,
 }
 
 impl SessionsConfig {
     /// The workspace quota for the sandbox driver (`None`: off).
     pub fn disk_quota(&self) -> Option<u64> {
         (self.sandbox_disk_bytes > 0).then_some(self.sandbox_disk_bytes)
+    }
+
+    /// When package layers are evicted (`0` turns a limit off).
+    pub fn eviction(&self) -> crate::packages::eviction::Policy {
+        crate::packages::eviction::Policy {
+            max_total_bytes: (self.package_layers_max_bytes > 0).then_some(self.package_layers_max_bytes),
+            max_age: (self.package_layer_max_age_secs > 0)
+                .then(|| Duration::from_secs(self.package_layer_max_age_secs)),
+        }
     }
 
     /// The per-sandbox CPU limit for the sandbox driver (`None`: off).
@@ -310,6 +328,10 @@ impl Default for SessionsConfig {
             lease_renew_secs: 5,
             node_name: None,
             package_manager_hosts: Vec::new(),
+            package_build_timeout_secs: 900,
+            package_layer_max_bytes: 2 << 30,
+            package_layers_max_bytes: 20 << 30,
+            package_layer_max_age_secs: 30 * 24 * 3600,
         }
     }
 }

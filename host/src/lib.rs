@@ -19,6 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod model_paths;
+pub mod packages;
 pub mod runtimes;
 pub mod secrets;
 pub mod selection;

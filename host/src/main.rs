@@ -45,7 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Self-hosted environments: the keys their workers poll with.
+    /// Environments: the keys self-hosted workers poll with, and the package layers on this
+    /// node's sandbox dir.
     Environments {
         #[command(subcommand)]
         command: EnvironmentsCommand,
@@ -100,6 +101,8 @@ enum EnvironmentsCommand {
         #[command(subcommand)]
         command: EnvironmentKeysCommand,
     },
+    /// List the package layers under `sessions.sandbox_dir` (size, last use, build log); evict by the limits.
+    Layers(bridle::cli::layers::LayersArgs),
 }
 
 #[derive(Subcommand)]
@@ -167,7 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     // The commands for people print their own findings; logs only for real trouble.
-    let quiet = matches!(cli.command, Command::Sessions { .. } | Command::Doctor(_) | Command::Plugins { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Sessions { .. } | Command::Doctor(_) | Command::Plugins { .. } | Command::Environments { .. }
+    );
     init_tracing(config.log_format, if quiet { "error" } else { "info,sqlx=warn" });
     match cli.command {
         Command::Serve { .. } => bridle::server::serve(config).await,
@@ -177,6 +183,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sessions { command } => bridle::cli::sessions(&config, command).await,
         Command::Doctor(args) => bridle::cli::doctor(&config, args).await,
+        Command::Environments { command: EnvironmentsCommand::Layers(args) } => {
+            bridle::cli::environments(&config, bridle::cli::EnvironmentsCommand::Layers(args))
+        }
         Command::Plugins { command: PluginsCommand::Inspect { file } } => {
             let desc = tokio::task::spawn_blocking(move || bridle_harness::inspect(&file)).await??;
             println!("{desc}");

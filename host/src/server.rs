@@ -56,13 +56,27 @@ pub async fn build_state_with(
     let config = Arc::new(config);
     let bus = Arc::new(Bus::default());
     let harness = Arc::new(harness_runtime(&config).await?);
+    // Which package managers an environment may name, and where their registries are: from the
+    // host's own tool configuration (a few short commands).
+    let hosts = config.sessions.package_manager_hosts.clone();
+    let found = tokio::task::spawn_blocking(move || crate::packages::registries::discover(&hosts))
+        .await
+        .context("package manager discovery panicked")?;
     for e in harness.registry().errors() {
         tracing::warn!(error = %e, "harness plugin not available");
     }
     let sessions = if live {
         Some(
-            start_sessions(store.clone(), bus.clone(), secrets.clone(), config.clone(), harness.clone(), driver)
-                .await?,
+            start_sessions(
+                store.clone(),
+                bus.clone(),
+                secrets.clone(),
+                config.clone(),
+                harness.clone(),
+                driver,
+                &found,
+            )
+            .await?,
         )
     } else {
         None
@@ -70,7 +84,8 @@ pub async fn build_state_with(
     if store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(crate::cluster::follow_other_nodes(store.clone(), bus.clone(), sessions.clone()));
     }
-    Ok(AppState { store, bus, secrets, config, limiter, harness, sessions })
+    let packages = Arc::new(found.installable);
+    Ok(AppState { store, bus, secrets, config, limiter, harness, sessions, packages })
 }
 
 /// The plugin runtime, the sandbox driver and the runtime programs.
@@ -81,8 +96,10 @@ async fn start_sessions(
     config: Arc<Config>,
     harness: Arc<HarnessRuntime>,
     driver: Option<Arc<dyn SandboxDriver>>,
+    found: &crate::packages::registries::Discovered,
 ) -> anyhow::Result<Arc<Sessions>> {
     let runtimes = runtime_dirs(&config)?;
+    let layers = package_layers(&config, found);
     if config.auto_install {
         if driver.is_none() {
             install_bubblewrap().await;
@@ -94,7 +111,7 @@ async fn start_sessions(
         interrupt_grace: Duration::from_secs(config.sessions.interrupt_grace_secs),
     };
     if let Some(driver) = driver {
-        return Ok(Sessions::new(store, bus, secrets, config.clone(), harness, Ok(driver), runtimes, timing));
+        return Ok(Sessions::new(store, bus, secrets, config.clone(), harness, Ok(driver), runtimes, layers, timing));
     }
     let sc = &config.sessions;
     let local = LocalConfig {
@@ -104,7 +121,9 @@ async fn start_sessions(
         idle_timeout: Some(Duration::from_secs(sc.sandbox_idle_secs)),
         workspace_quota: sc.disk_quota(),
         cpus: sc.cpu_limit(),
-        extra_ro_binds: vec![(runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone())],
+        extra_ro_binds: std::iter::once((runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone()))
+            .chain(layers.as_ref().map(|l| (l.root().to_path_buf(), crate::packages::layer::LAYERS_INSIDE.to_string())))
+            .collect(),
         egress: bridle_sandbox::egress::EgressSettings {
             ca: Some(crate::egress_ca::load_or_create(&config.data_dir, &secrets)?),
             ..config.egress.settings()?
@@ -123,7 +142,37 @@ async fn start_sessions(
             Err(format!("sandboxes are unavailable on this server: {e}"))
         }
     };
-    Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, runtimes, timing))
+    Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, runtimes, layers, timing))
+}
+
+/// The package layer store under `sessions.sandbox_dir` (`None`, with a warning, when it cannot
+/// be made: sessions whose environment names packages then fail with that reason).
+fn package_layers(
+    config: &Config,
+    found: &crate::packages::registries::Discovered,
+) -> Option<Arc<crate::packages::layer::Layers>> {
+    let sc = &config.sessions;
+    let limits = crate::packages::layer::BuildLimits {
+        timeout: Duration::from_secs(sc.package_build_timeout_secs),
+        max_bytes: sc.package_layer_max_bytes,
+        evict: sc.eviction(),
+    };
+    match crate::packages::layer::Layers::new(
+        &sc.sandbox_dir,
+        found.installable.clone(),
+        found.registries.clone(),
+        found.hosts.clone(),
+        limits,
+    ) {
+        Ok(l) => {
+            tracing::info!(registry_hosts = ?found.hosts, "package layers");
+            Some(Arc::new(l))
+        }
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "package layers unavailable");
+            None
+        }
+    }
 }
 
 /// Start the plugin runtime with every configured harness loaded.

@@ -9,6 +9,7 @@ from conftest import MODEL, assert_api_error, parse_ts, uniq
 
 
 def test_create_unrestricted_with_packages(client):
+    # Every manager list may be given empty (clearing it); see below for non-empty ones.
     name = uniq("env")
     e = client.beta.environments.create(
         name=name,
@@ -17,7 +18,7 @@ def test_create_unrestricted_with_packages(client):
         config={
             "type": "cloud",
             "networking": {"type": "unrestricted"},
-            "packages": {"pip": ["requests==2.31.0"], "apt": ["curl"], "npm": ["left-pad@1.3.0"]},
+            "packages": {"pip": [], "apt": [], "npm": []},
         },
     )
     assert e.id.startswith("env_"), e.id
@@ -31,14 +32,37 @@ def test_create_unrestricted_with_packages(client):
     assert e.config.type == "cloud"
     assert e.config.networking.type == "unrestricted"
     p = e.config.packages
-    assert p.pip == ["requests==2.31.0"]
-    assert p.apt == ["curl"]
-    assert p.npm == ["left-pad@1.3.0"]
     # Every package manager list is present in the response.
+    assert p.pip == [] and p.apt == [] and p.npm == []
     assert p.cargo == [] and p.gem == [] and p.go == []
 
     got = client.beta.environments.retrieve(e.id)
     assert got.model_dump() == e.model_dump()
+
+
+def test_packages_this_server_cannot_install_are_refused(client):
+    # Stored packages that are never installed would be silent acceptance: a 400 naming the manager.
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.environments.create(
+            name=uniq("env"), config={"type": "cloud", "packages": {"go": ["golang.org/x/tools/cmd/stringer"]}}
+        )
+    err = assert_api_error(ei.value, 400, "invalid_request_error")
+    assert "config.packages.go" in err["message"], err
+    e = client.beta.environments.create(name=uniq("env"))
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.environments.update(e.id, config={"type": "cloud", "packages": {"apt": ["jq"]}})
+    err = assert_api_error(ei.value, 400, "invalid_request_error")
+    assert "config.packages.apt" in err["message"], err
+
+
+def test_pip_and_npm_packages_are_stored_and_echoed(client):
+    # Installed into a layer when a session starts (tests/python/e2e/test_packages.py).
+    e = client.beta.environments.create(
+        name=uniq("env"), config={"type": "cloud", "packages": {"pip": ["requests==2.31.0"], "npm": ["left-pad@1.3.0"]}}
+    )
+    assert e.config.packages.pip == ["requests==2.31.0"]
+    assert e.config.packages.npm == ["left-pad@1.3.0"]
+    assert client.beta.environments.retrieve(e.id).model_dump() == e.model_dump()
 
 
 def test_create_limited_networking(client):
@@ -79,7 +103,7 @@ def test_update(client):
     e = client.beta.environments.create(
         name=uniq("env"),
         metadata={"keep": "1", "drop": "2", "blank": "3"},
-        config={"type": "cloud", "networking": {"type": "unrestricted"}, "packages": {"pip": ["rich"]}},
+        config={"type": "cloud", "networking": {"type": "unrestricted"}},
     )
     new_name = uniq("env-renamed")
     u = client.beta.environments.update(
@@ -97,7 +121,7 @@ def test_update(client):
     assert u.config.networking.type == "limited"
     assert u.config.networking.allowed_hosts == ["example.org"]
     # Omitted config fields are preserved.
-    assert u.config.packages.pip == ["rich"]
+    assert u.config.packages.type == "packages"
     assert parse_ts(u.updated_at) >= parse_ts(e.updated_at)
     assert client.beta.environments.retrieve(e.id).model_dump() == u.model_dump()
 

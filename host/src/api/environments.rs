@@ -11,9 +11,10 @@ use crate::ids::{Kind, new_id};
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
 use crate::model::environment_keys::{self, DiskBounds};
-use crate::model::environments::{Environment, EnvironmentConfig, EnvironmentCreate, EnvironmentUpdate};
+use crate::model::environments::{ConfigParams, Environment, EnvironmentConfig, EnvironmentCreate, EnvironmentUpdate};
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
+use crate::packages::spec::check_installable;
 use crate::store::{DocRow, Order, Table};
 use crate::time::{now_micros, rfc3339};
 
@@ -35,6 +36,14 @@ impl Validate for EnvironmentUpdate {
     }
 }
 
+/// The packages a request names must be installable on this server (empty lists always are).
+fn check_packages(st: &AppState, c: &ConfigParams) -> Result<(), Invalid> {
+    match c {
+        ConfigParams::Cloud { packages: Some(p), .. } => check_installable(p, &st.packages),
+        _ => Ok(()),
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/environments",
@@ -49,6 +58,9 @@ pub async fn create(
     ApiJson(p): ApiJson<EnvironmentCreate>,
 ) -> ApiResult<Json<Environment>> {
     environment_keys::check(p.metadata.iter().flatten(), disk_bounds(&st))?;
+    if let Some(c) = &p.config {
+        check_packages(&st, c)?;
+    }
     let config = EnvironmentConfig::create(p.config.as_ref())?;
     let now = now_micros();
     let env = Environment {
@@ -148,6 +160,9 @@ pub async fn update(
     // still be deleted or left as it is.
     let sets = p.metadata.iter().flatten().filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| (k, v)));
     environment_keys::check(sets, disk_bounds(&st))?;
+    if let Some(c) = &p.config {
+        check_packages(&st, c)?;
+    }
     let row = st
         .store
         .update_doc(Table::Environments, &id, |mut row: DocRow<Environment>| -> Result<_, ApiError> {

@@ -53,6 +53,8 @@ pub struct AppState {
     pub harness: Arc<bridle_harness::HarnessRuntime>,
     /// The live-session host; `None` on API-only nodes.
     pub sessions: Option<Arc<crate::session::Sessions>>,
+    /// Which package managers an environment may name (the others are a 400).
+    pub packages: Arc<crate::packages::spec::Installable>,
 }
 
 impl AppState {

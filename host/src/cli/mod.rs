@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod doctor;
+pub mod layers;
 pub mod sessions;
 pub mod tail;
 
@@ -36,6 +37,19 @@ pub async fn sessions(config: &Config, command: SessionsCommand) -> anyhow::Resu
     match command {
         SessionsCommand::List(args) => sessions::list(config, args).await,
         SessionsCommand::Tail(args) => tail::tail(config, args).await,
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvironmentsCommand {
+    /// List the package layers under `sessions.sandbox_dir` (size, last use, build log).
+    Layers(layers::LayersArgs),
+}
+
+/// Run `bridle environments ...`.
+pub fn environments(config: &Config, command: EnvironmentsCommand) -> anyhow::Result<()> {
+    match command {
+        EnvironmentsCommand::Layers(args) => layers::layers(config, args),
     }
 }
 

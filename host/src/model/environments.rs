@@ -157,6 +157,15 @@ impl EnvironmentConfig {
             EnvironmentConfig::SelfHosted(_) => CloudConfig::default().networking,
         }
     }
+
+    /// The packages installed for its sessions (none for a self-hosted
+    /// environment: its tools run on the workers' machines).
+    pub fn packages(&self) -> Packages {
+        match self {
+            EnvironmentConfig::Cloud(c) => c.packages.clone(),
+            EnvironmentConfig::SelfHosted(_) => Packages::default(),
+        }
+    }
 }
 
 impl CloudConfig {

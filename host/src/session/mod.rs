@@ -104,6 +104,8 @@ pub struct Sessions {
     /// to start.
     pub(crate) sandboxes: Result<Arc<dyn SandboxDriver>, String>,
     pub(crate) runtimes: RuntimeDirs,
+    /// Environment package layers (`None`: this node cannot build them, e.g. no sandbox dir).
+    pub(crate) layers: Option<Arc<crate::packages::layer::Layers>>,
     pub(crate) timing: Timing,
     pub(crate) residents: resident::Residents,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<()>>>,
@@ -126,6 +128,7 @@ impl Sessions {
         harness: Arc<HarnessRuntime>,
         sandboxes: Result<Arc<dyn SandboxDriver>, String>,
         runtimes: RuntimeDirs,
+        layers: Option<Arc<crate::packages::layer::Layers>>,
         timing: Timing,
     ) -> Arc<Self> {
         let node = ownership::node_name(config.sessions.node_name.as_deref(), &config.data_dir).unwrap_or_else(|e| {
@@ -143,6 +146,7 @@ impl Sessions {
             harness,
             sandboxes,
             runtimes,
+            layers,
             timing,
             residents: resident::Residents::default(),
             live: Mutex::new(HashMap::new()),

@@ -8,17 +8,19 @@ use std::sync::Arc;
 
 use bridle_harness::{ApiShape, ExecutionModel, LlmEndpoint};
 use bridle_sandbox::tools::{ClaimHook, ToolConfig, ToolSandbox};
-use bridle_sandbox::{ExecRequest, Sandbox, SandboxSpec};
+use bridle_sandbox::{ExecRequest, Sandbox, SandboxDriver, SandboxSpec};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::Sessions;
 use super::io::{OwnProcess, Resident, Runtime};
 use super::launch::{self, Placement};
 use super::mounts::Mounts;
 use super::skills::SessionSkills;
-use crate::model::environments::Environment;
+use crate::model::environments::{Environment, Packages};
 use crate::model::sessions::HarnessBinding;
 use crate::model::vaults::{Credential, CredentialSecrets};
+use crate::packages::spec::Spec;
 use crate::store::Table;
 
 /// Why the runtime could not be started, in words for `session.error`.
@@ -66,6 +68,8 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         .map_err(|e| StartError::new(format!("reading the environment failed: {e}")))?
         .ok_or_else(|| StartError::new(format!("environment `{}` was deleted", t.environment_id)))?;
     let skills = SessionSkills::load(&host.store, t.agent).await.map_err(StartError::new)?;
+    // The environment's packages, built into a layer once and reused: before the runtime starts.
+    let layer_env = packages(host, &driver, &env.doc.config.packages()).await?;
     let mut spec = SandboxSpec::new(t.session_id.to_owned());
     spec.git = Some(t.mounts.git_routes());
     spec.secrets = super::env_secrets::load(host, t.session_id).await.map_err(StartError::new)?;
@@ -106,6 +110,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
                 skills.place(sandbox.as_ref(), &dir).await
             })
         });
+        spec.env.extend(layer_env);
         let tools = ToolSandbox::new(driver, spec, ToolConfig::default()).with_claim_hook(hook);
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
         return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token)) });
@@ -122,6 +127,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     });
     spec.env = plan.env.clone();
     let secrets = spec.secrets.clone();
+    spec.env.extend(layer_env);
     let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
     let placement =
         Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
@@ -185,6 +191,27 @@ fn shadowed(secrets: &[bridle_sandbox::EnvSecret], env: &[(String, String)]) -> 
         ))),
         None => Ok(()),
     }
+}
+
+/// Build (or find) the layer of the environment's packages; the variables a session's sandbox
+/// needs to use it. A failed build names the failing package and the end of its output.
+async fn packages(
+    host: &Arc<Sessions>,
+    driver: &Arc<dyn SandboxDriver>,
+    packages: &Packages,
+) -> Result<Vec<(String, String)>, StartError> {
+    let spec = Spec::of(packages).map_err(|e| StartError::new(format!("environment packages: {}", e.0)))?;
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layers = host.layers.as_ref().ok_or_else(|| {
+        StartError::new("environment packages cannot be installed: package layers are unavailable on this node")
+    })?;
+    let span = tracing::info_span!("package_layer", key = %spec.key());
+    let t0 = std::time::Instant::now();
+    let ready = layers.ensure(driver, &spec).instrument(span).await.map_err(|e| StartError::new(e.to_string()))?;
+    tracing::info!(key = %ready.key, built = ready.built, secs = t0.elapsed().as_secs_f64(), "package layer ready");
+    Ok(ready.env)
 }
 
 fn program_of(argv: &[String], engine: &str) -> Result<String, StartError> {

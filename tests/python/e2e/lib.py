@@ -111,14 +111,15 @@ class Stack:
         return v.id
 
     def session(self, model: str, tools: list[dict] | None = None, vault: bool = True,
-                engine: str | None = None, agent_extra: dict | None = None, **create: Any) -> "Live":
+                engine: str | None = None, agent_extra: dict | None = None,
+                environment_id: str | None = None, **create: Any) -> "Live":
         agent = self.client.beta.agents.create(
             name=uniq("agent"), model=model,
             tools=tools if tools is not None else [{"type": "agent_toolset_20260401"}],
             **(agent_extra or {}),
         )
         vault_ids = [self.llm_vault(engine)] if vault else []
-        s = self.client.beta.sessions.create(agent=agent.id, environment_id=self.environment_id(),
+        s = self.client.beta.sessions.create(agent=agent.id, environment_id=environment_id or self.environment_id(),
                                              vault_ids=vault_ids, **create)
         return Live(self, s.id, model)
 

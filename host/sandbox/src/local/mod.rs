@@ -262,6 +262,13 @@ fn build_etc(dir: &Path, ca: Option<&str>) -> anyhow::Result<()> {
             write(SYSTEM_BUNDLE, bundle)?;
         }
     }
+    // A login shell (codex runs `bash -lc`) resets PATH in /etc/profile: put back the
+    // directories the sandbox's spec adds (`BRIDLE_PATH_PREFIX`, e.g. a package layer's bins).
+    std::fs::create_dir_all(dir.join("profile.d"))?;
+    write(
+        "profile.d/zz-bridle-path.sh",
+        "if [ -n \"${BRIDLE_PATH_PREFIX:-}\" ]; then PATH=\"$BRIDLE_PATH_PREFIX:$PATH\"; export PATH; fi\n".into(),
+    )?;
     Ok(())
 }
 
