@@ -135,15 +135,23 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let agent = crate::model::mcp::routed_agent(t.agent, &sandbox.proxy_url_inside());
     let mut session_spec = launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, placement);
     session_spec.skills = skills.specs();
-    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, t.mounts, &skills, &secrets)
-        .await
-    {
+    let setup = Setup { mounts: t.mounts, skills: &skills, secrets: &secrets };
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, setup).await {
         Ok(rt) => Ok(rt),
         Err(e) => {
             let _ = sandbox.stop().await;
             Err(e)
         }
     }
+}
+
+/// What a new sandbox gets before its runtime starts.
+struct Setup<'a> {
+    /// The session's resources (files, repositories).
+    mounts: &'a Mounts,
+    skills: &'a SessionSkills,
+    /// Environment-variable secrets (their names must not be the harness's own).
+    secrets: &'a [bridle_sandbox::EnvSecret],
 }
 
 /// The runtime process, in the session's sandbox.
@@ -153,9 +161,7 @@ async fn in_sandbox(
     sandbox: Arc<dyn Sandbox>,
     session_spec: &bridle_harness::SessionSpec,
     engine: &str,
-    mounts: &Mounts,
-    skills: &SessionSkills,
-    secrets: &[bridle_sandbox::EnvSecret],
+    Setup { mounts, skills, secrets }: Setup<'_>,
 ) -> Result<Runtime, StartError> {
     // The session's files are in place before the runtime's first turn.
     mounts.sync(sandbox.as_ref()).await.map_err(|e| StartError::new(format!("placing the session's files: {e}")))?;
