@@ -168,3 +168,11 @@ pub fn check_id(kind: Kind, id: &str) -> Result<(), ApiError> {
         )))
     }
 }
+
+/// Whether a request's body is `multipart/form-data` (uploads: files, skills).
+pub fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}

@@ -55,11 +55,7 @@ pub async fn upload(State(st): State<AppState>, q: QueryParams, req: Request) ->
     if let Err(e) = q.allow(&[]) {
         return super::drain_then(req, e).await;
     }
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    let multipart = super::extract::is_multipart(req.headers());
     if !multipart {
         let e = ApiError::invalid("the body must be multipart/form-data with the file in a part named `file`");
         return super::drain_then(req, e).await;

@@ -72,11 +72,7 @@ fn bad_multipart(e: MultipartError) -> ApiError {
 
 /// Read an upload: its files (bounded by [`MAX_SKILL_BYTES`]) and display name.
 async fn read_upload(st: &AppState, req: Request, create: bool) -> ApiResult<(SkillUpload, Option<String>)> {
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    let multipart = super::extract::is_multipart(req.headers());
     if !multipart {
         return Err(ApiError::invalid("the body must be multipart/form-data with the skill's files in `files` parts"));
     }
