@@ -15,7 +15,8 @@
 //! the same directory the fake model's own runtime tests use).
 //!
 //! Run: `cargo test -p bridle --test e2e_sessions -- --nocapture`
-//! Narrow the pytest selection with `BRIDLE_E2E_PYTEST_ARGS="-k interrupt"`.
+//! Narrow the pytest selection with `BRIDLE_E2E_PYTEST_ARGS="-k interrupt"` (shell words:
+//! `-k 'files or repos'`).
 
 mod support;
 
@@ -80,7 +81,8 @@ fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
         cmd.env("BRIDLE_E2E_BENCH_FILE", bench);
     }
     if let Ok(extra) = std::env::var("BRIDLE_E2E_PYTEST_ARGS") {
-        cmd.args(extra.split_whitespace());
+        // Shell words, so `-k 'files or repos'` is one expression.
+        cmd.args(shlex::split(&extra).unwrap_or_else(|| panic!("BRIDLE_E2E_PYTEST_ARGS is not shell words: {extra}")));
     }
     support::run_and_report(&mut cmd, label);
 }

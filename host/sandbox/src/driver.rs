@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::Result;
+use crate::error::{Result, SandboxError};
 use crate::spec::{EgressStats, ExecRequest, ExitStatus, SandboxSpec};
 
 pub type BoxedWrite = Pin<Box<dyn AsyncWrite + Send>>;
@@ -65,6 +65,16 @@ pub trait Sandbox: Send + Sync {
     /// user: parent directories are made, a final symlink is refused, and
     /// the file gets `mode`. No shell is involved.
     async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<()>;
+    /// Place a file at `path` (absolute, inside the sandbox) that the
+    /// sandbox's user can read but not change: `content` streamed in, any
+    /// file already there replaced, missing parent directories made. The
+    /// local driver running as root makes it root-owned (mode 0444) and
+    /// `/mnt/session/uploads` root-owned too, so the agent can neither
+    /// write, `chmod` nor (there) remove it. This default, for drivers that
+    /// cannot, writes it as the sandbox's user with mode 0444.
+    async fn place_read_only(&self, path: &str, content: BoxedRead) -> Result<()> {
+        place_by_exec(self, path, content).await
+    }
     /// A resource limit this sandbox has hit so far, if any: lets the caller
     /// explain a process that died of it in its own way (e.g. a runtime that
     /// aborts when it cannot start a thread).
@@ -180,4 +190,37 @@ impl Output {
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+}
+
+/// Replaces what is at `$1` (a read-only copy left by an earlier placement
+/// cannot be opened for writing) with stdin, mode 0444.
+const PLACE_SCRIPT: &str = r#"set -e
+mkdir -p -- "$(dirname -- "$1")"
+rm -f -- "$1"
+cat > "$1"
+chmod 0444 -- "$1""#;
+
+/// [`Sandbox::place_read_only`] as the sandbox's own user: a shell in the
+/// sandbox writes stdin to `path`.
+pub async fn place_by_exec<S: Sandbox + ?Sized>(sandbox: &S, path: &str, mut content: BoxedRead) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let req = ExecRequest::new(["/bin/bash", "-c", PLACE_SCRIPT, "place-file", path]);
+    let mut child = sandbox.exec(req).await?;
+    let mut stdin = child.stdin.take().ok_or_else(|| SandboxError::Invalid("no stdin to write to".into()))?;
+    let streamed = async {
+        tokio::io::copy(&mut content, &mut stdin).await?;
+        stdin.shutdown().await
+    }
+    .await;
+    drop(stdin);
+    let out = child.output(4096).await;
+    streamed.map_err(|e| SandboxError::Other(anyhow::anyhow!("writing {path}: {e}")))?;
+    if !out.status.success() {
+        return Err(SandboxError::Invalid(format!(
+            "cannot place a file at {path} ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }

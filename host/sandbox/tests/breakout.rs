@@ -18,6 +18,7 @@ per_variant!(
     no_direct_network_host_loopback_included,
     proxy_enforces_allowed_hosts,
     unrestricted_still_closes_host_loopback,
+    placed_read_only_files_cannot_be_changed,
 );
 
 fn limited(hosts: &[&str]) -> EgressPolicy {
@@ -367,4 +368,44 @@ fn state_dir_inside_private_data_dir_is_refused() {
     .expect("refused");
     let msg = err.to_string();
     assert!(msg.contains("cannot traverse") && msg.contains("chmod o+x"), "{msg}");
+}
+
+/// What the host places read-only (a session's uploaded files) the agent can
+/// read but not write, `chmod` or (under `/mnt/session/uploads`) remove or
+/// replace; a symlink the agent plants never leads the host's write out.
+async fn placed_read_only_files_cannot_be_changed(v: Variant) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = v.driver(tmp.path());
+    let sbx = v.claim(&d, spec("placed")).await;
+    let outside = tempfile::tempdir().unwrap();
+    let place = |path: &'static str, body: &'static [u8]| {
+        let sbx = sbx.clone();
+        async move { sbx.place_read_only(path, Box::pin(body)).await }
+    };
+    place("/mnt/session/uploads/in.txt", b"upload\n").await.unwrap();
+    place("/workspace/in/data.txt", b"data\n").await.unwrap();
+    // Placing again replaces (a resource added to a new sandbox, a re-sync).
+    place("/workspace/in/data.txt", b"data2\n").await.unwrap();
+    let out = sh(
+        &*sbx,
+        "cd /workspace; for f in /mnt/session/uploads/in.txt in/data.txt; do cat $f; \
+           chmod 666 $f 2>/dev/null && echo CHMOD; (echo x >> $f) 2>/dev/null && echo WROTE; done; \
+         rm -f /mnt/session/uploads/in.txt 2>/dev/null; [ -e /mnt/session/uploads/in.txt ] || echo REMOVED; \
+         touch /mnt/session/uploads/new 2>/dev/null && echo CREATED; \
+         touch in/mine && echo own-dir-writable",
+    )
+    .await;
+    let s = out.stdout_str();
+    assert_eq!(s, "upload\ndata2\nown-dir-writable\n", "{s} / {}", out.stderr_str());
+
+    // A symlink planted where the host will place a file: refused, nothing
+    // written outside.
+    let target = outside.path().display().to_string();
+    let out = sh(&*sbx, &format!("ln -s {target} /workspace/evil && echo linked")).await;
+    assert_eq!(out.stdout_str(), "linked\n");
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = place("/workspace/evil/x.txt", b"no").await.expect_err("placed through a symlink");
+    assert!(err.to_string().contains("evil"), "{err}");
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "written through the symlink");
+    sbx.release().await.unwrap();
 }

@@ -2,9 +2,9 @@
 //! [`super::repos`]; a failed clone becomes a notice for the runner (a
 //! `session.error`) and is tried again before the next turn.
 //!
-//! Each `file` resource is streamed
-//! from the store, written read-only (mode 0444) at its `mount_path` before the
-//! runtime starts in a new sandbox (before the first tool call, for a
+//! Each `file` resource is streamed from the store and placed read-only
+//! ([`Sandbox::place_read_only`]: root-owned, mode 0444, where the driver
+//! can) at its `mount_path` before the runtime starts in a new sandbox (before the first tool call, for a
 //! sandbox claimed lazily), and before each turn for resources added since.
 //! Which files a sandbox already holds is remembered per sandbox instance.
 //!
@@ -17,9 +17,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bridle_sandbox::{ExecRequest, Sandbox};
+use bridle_sandbox::Sandbox;
 use futures::TryStreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -187,47 +186,21 @@ pub fn point_at_files(body: &Value, names: &HashMap<String, (String, String)>) -
     out
 }
 
-/// Replaces what is at `$1` (a read-only copy left by an earlier sandbox
-/// cannot be opened for writing) with stdin, read-only.
-const PLACE_SCRIPT: &str = r#"set -e
-mkdir -p -- "$(dirname -- "$1")"
-rm -f -- "$1"
-cat > "$1"
-chmod 0444 -- "$1""#;
-
-/// Write one file resource into the sandbox, streaming its chunks from the
-/// store (no file is ever whole in memory).
+/// Place one file resource in the sandbox, read-only, streaming its
+/// chunks from the store (no file is ever whole in memory).
 async fn place(store: &Store, sandbox: &dyn Sandbox, r: &SessionResource) -> Result<(), String> {
     let file_id = r.file_id.as_deref().unwrap_or_default();
     let Some(file) = store.get_file(file_id).await.map_err(|e| format!("reading file `{file_id}`: {e}"))? else {
         tracing::warn!(resource_id = %r.id, file_id, "the file of a session resource was deleted; not placed");
         return Ok(());
     };
-    let req = ExecRequest::new(["/bin/bash", "-c", PLACE_SCRIPT, "place-file", r.mount_path.as_str()]);
-    let mut child =
-        sandbox.exec(req).await.map_err(|e| format!("resource `{}`: placing {}: {e}", r.id, r.mount_path))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| format!("resource `{}`: no stdin to write to", r.id))?;
-    let mut chunks = std::pin::pin!(store.file_content(&file));
-    let streamed: Result<(), String> = async {
-        while let Some(chunk) = chunks.try_next().await.map_err(|e| format!("reading file `{file_id}`: {e}"))? {
-            stdin.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", r.mount_path))?;
-        }
-        stdin.shutdown().await.map_err(|e| format!("writing {}: {e}", r.mount_path))
-    }
-    .await;
-    drop(stdin);
-    let out = child.output(4096).await;
-    streamed.map_err(|e| format!("resource `{}`: {e}", r.id))?;
-    if !out.status.success() {
-        return Err(format!(
-            "resource `{}`: cannot place the file at {} ({}): {}",
-            r.id,
-            r.mount_path,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    let id = file_id.to_owned();
+    let chunks = store.file_content(&file).map_err(move |e| std::io::Error::other(format!("reading file `{id}`: {e}")));
+    let content = Box::pin(tokio_util::io::StreamReader::new(chunks));
+    sandbox
+        .place_read_only(&r.mount_path, content)
+        .await
+        .map_err(|e| format!("resource `{}`: cannot place the file at {}: {e}", r.id, r.mount_path))
 }
 
 #[cfg(test)]

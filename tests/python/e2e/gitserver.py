@@ -1,6 +1,6 @@
 """A real git server for the repository tests: git's own `git http-backend` (CGI) behind a small
 threaded HTTP server on loopback that requires a token (HTTP Basic, any user name, the token as
-password; GitHub's form). Repositories live under `root` as bare `<name>.git` directories."""
+password; GitHub's form; a valid token can be denied one repository: 403). Repositories live under `root` as bare `<name>.git` directories."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class GitServer:
     def __init__(self, root: Path, port: int):
         self.root = root
         self.tokens: set[str] = set()
+        self.denied: set[tuple[str, str]] = set()  # (token, repository name): a valid token without access
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, authorized)
         self.lock = threading.Lock()
         backend = backend_path()
@@ -36,16 +37,24 @@ class GitServer:
             def log_message(self, *args):  # quiet
                 pass
 
-            def authorized(self) -> bool:
+            def password(self) -> str | None:
                 h = self.headers.get("Authorization", "")
                 if not h.startswith("Basic "):
-                    return False
+                    return None
                 try:
-                    _, _, password = base64.b64decode(h[6:]).decode().partition(":")
+                    return base64.b64decode(h[6:]).decode().partition(":")[2]
                 except Exception:  # noqa: BLE001
-                    return False
+                    return None
+
+            def authorized(self) -> bool:
+                password = self.password()
                 with server.lock:
                     return password in server.tokens
+
+            def forbidden(self, path: str) -> bool:
+                name = path.lstrip("/").split("/")[0].removesuffix(".git")
+                with server.lock:
+                    return (self.password(), name) in server.denied
 
             def body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -68,6 +77,11 @@ class GitServer:
                 if not ok:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.forbidden(path):
+                    self.send_response(403)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -111,6 +125,11 @@ class GitServer:
     def set_tokens(self, *tokens: str) -> None:
         with self.lock:
             self.tokens = set(tokens)
+
+    def deny(self, token: str, name: str) -> None:
+        """`token` stays valid but is refused (403) on repository `name`."""
+        with self.lock:
+            self.denied.add((token, name))
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -1,6 +1,6 @@
 """Files and session resources end to end, for one harness (BRIDLE_E2E_ENGINE): a file uploaded
 with the official SDK is mounted as a session resource, a bash tool call in the real runtime
-reads it (read-only), the agent writes outputs under /mnt/session/outputs, and the session's
+reads it (read-only: root-owned, not writable, not chmod-able, not removable from uploads), the agent writes outputs under /mnt/session/outputs, and the session's
 scoped files list and download them; unchanged outputs are not stored twice; a resource added
 mid-session reaches the next turn; deleting the session deletes its outputs."""
 
@@ -49,11 +49,17 @@ def test_mounted_file_is_read_and_outputs_are_downloadable(stack, model, session
         got = tool_turn(stack, s, model, (
             f"cat {default} /workspace/in/data.txt"
             f" && ( (echo x >> {default}) 2>/dev/null && echo WRITABLE || echo READONLY )"
+            f" && ( (chmod 666 {default} || chmod 666 /workspace/in/data.txt) 2>/dev/null && echo CHMODDED || echo NOCHMOD )"
+            f" && ( (echo x >> /workspace/in/data.txt) 2>/dev/null && echo WRITABLE || echo READONLY )"
+            f" && ( unlink {default} 2>/dev/null; [ -e {default} ] && echo KEPT || echo REMOVED )"
             f" && cp {default} {OUT}/copy.txt && printf '%s' {report} > {OUT}/report.txt"
             f" && mkdir -p {OUT}/sub && printf nested > {OUT}/sub/n.txt && echo wrote-outputs"
         ))
         s.check(got["output"].count(secret) == 2, f"the tool did not read the mounted file twice: {got['output']}")
-        s.check("READONLY" in got["output"], f"the mounted file is writable: {got['output']}")
+        s.check("WRITABLE" not in got["output"] and got["output"].count("READONLY") == 2,
+                f"a mounted file is writable: {got['output']}")
+        s.check("NOCHMOD" in got["output"], f"a mounted file could be made writable: {got['output']}")
+        s.check("KEPT" in got["output"], f"the uploaded file could be removed: {got['output']}")
         s.check("wrote-outputs" in got["message"], f"the model did not get the tool output: {got['message']!r}")
 
         files = outputs(stack, s.id)

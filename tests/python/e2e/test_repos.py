@@ -9,7 +9,7 @@ token; reachable only because the suite's server allows it in `egress.allow_inte
   `resources.update`, then succeeds;
 - the token is nowhere in the sandbox (`.git/config`, environment, process arguments) nor in
   the event log or the server log;
-- a wrong token, an unknown repository and a missing branch are `session.error`s of the API's
+- a wrong token, a token without access (403), an unknown repository and a missing branch are `session.error`s of the API's
   repository types, and the session still runs its turn.
 """
 
@@ -147,11 +147,14 @@ def test_private_repository_cloned_pushed_and_rotated(stack, model, sessions, re
 
 def test_clone_failures_are_repository_errors(stack, model, sessions, repo_server):
     server, _, _ = repo_server
-    token = uniq("ghtok")
-    server.set_tokens(token)
+    token, limited = uniq("ghtok"), uniq("ghtok-limited")
+    server.set_tokens(token, limited)
+    server.deny(limited, "private")
     s = stack.session(model, resources=[
         {"type": "github_repository", "url": server.url("private"), "authorization_token": "wrong-token",
          "mount_path": "/workspace/wrong"},
+        {"type": "github_repository", "url": server.url("private"), "authorization_token": limited,
+         "mount_path": "/workspace/forbidden"},
         {"type": "github_repository", "url": server.url("nosuch"), "authorization_token": token},
         {"type": "github_repository", "url": server.url("private"), "authorization_token": token,
          "checkout": {"type": "branch", "name": "no-such-branch"}, "mount_path": "/workspace/nobranch"},
@@ -163,10 +166,12 @@ def test_clone_failures_are_repository_errors(stack, model, sessions, repo_serve
     out, evs = tool_turn(stack, s, model, "cat /workspace/good/a.txt; ls /workspace")
     s.check("A2" in out, f"the good repository is not there: {out}")
     errors = {e["error"]["type"]: e["error"] for e in s.snapshot() if e.get("type") == "session.error"}
-    want = {"repository_authentication_error", "repository_not_found_error", "repository_checkout_error"}
+    want = {"repository_authentication_error", "repository_forbidden_error", "repository_not_found_error",
+            "repository_checkout_error"}
     s.check(want <= set(errors), f"session.error types: {sorted(errors)}")
     for kind in want:
         e = errors[kind]
         s.check(e["retry_status"] == {"type": "retrying"} and e.get("repository_url"), f"{kind}: {e}")
     s.check(errors["repository_not_found_error"]["repository_url"] == server.url("nosuch"), f"{errors}")
-    s.check(all(f not in json.dumps(s.all_events()) for f in secret_forms(token)), "the token is in the event log")
+    s.check(all(f not in json.dumps(s.all_events()) for f in secret_forms(token, limited)),
+            "a token is in the event log")

@@ -14,6 +14,7 @@
 
 mod cgroup;
 mod chown;
+mod place;
 mod pool;
 mod slot;
 mod volume;
@@ -967,8 +968,13 @@ fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
 }
 
 /// The session's own directory inside every sandbox (a tmpfs sized like
-/// `/dev/shm`), with `uploads/` and `outputs/` in it.
+/// `/dev/shm`), with `uploads/` (read-only, see [`UPLOADS_DIR`]) and
+/// `outputs/` in it.
 pub const SESSION_DIR: &str = "/mnt/session";
+/// Files the host places for the session, read-only to the sandbox.
+pub const UPLOADS_DIR: &str = "/mnt/session/uploads";
+/// [`UPLOADS_DIR`]'s host side, in the sandbox's run directory.
+const UPLOADS_HOST_DIR: &str = "uploads";
 
 /// Fixed descriptor numbers inside bwrap.
 const FD_CONTROL: RawFd = 3;
@@ -1095,7 +1101,12 @@ async fn boot_as(
         args.push("--size".into());
         args.push(size.to_string().into());
     }
-    for a in ["--tmpfs", SESSION_DIR, "--dir", "/mnt/session/uploads", "--dir", "/mnt/session/outputs"] {
+    // `uploads/` is a host directory bound read-only: only the host places
+    // files there (root-owned where the server is root); the agent reads them.
+    let uploads = run_dir.join(UPLOADS_HOST_DIR);
+    mkdir_mode(&uploads, 0o755)?;
+    args.extend(["--tmpfs".into(), SESSION_DIR.into(), "--ro-bind".into(), uploads.into_os_string()]);
+    for a in [UPLOADS_DIR, "--dir", "/mnt/session/outputs"] {
         args.push(a.into());
     }
     args.push("--remount-ro".into());
@@ -1831,6 +1842,23 @@ impl Sandbox for LocalSandbox {
     }
     async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
         self.write_file_inner(path, contents, mode).await
+    }
+    async fn place_read_only(&self, path: &str, content: crate::driver::BoxedRead) -> Result<()> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(SandboxError::Gone(self.id.clone()));
+        }
+        let placed = if let Some(rest) = path.strip_prefix(UPLOADS_DIR).filter(|r| r.starts_with('/')) {
+            // A read-only bind of a host directory: the host writes it directly.
+            place::place(self.run_dir.join(UPLOADS_HOST_DIR), rest, content).await
+        } else {
+            // Only root can own a file the sandbox's user cannot change.
+            match self.bwrap_pid.filter(|_| is_root()).map(place::inner_pid) {
+                Some(Ok(pid)) => place::place(format!("/proc/{pid}/root").into(), path, content).await,
+                Some(Err(e)) => Err(e),
+                None => return crate::driver::place_by_exec(self, path, content).await,
+            }
+        };
+        placed.map_err(|e| SandboxError::Invalid(format!("{e:#}")))
     }
     fn busy(&self) -> BusyGuard {
         if !self.is_running() {
