@@ -394,16 +394,15 @@ pub async fn delete_version(
     responses((status = 200, description = "The zip archive", content_type = "application/zip", body = String))
 )]
 pub async fn download(State(st): State<AppState>, Path((id, version)): Path<(String, String)>) -> ApiResult<Response> {
-    let (skill, _) = load_version(&st, &id, &version).await?;
-    let zip = st
-        .store
-        .skill_archive(&id, &version)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("skill `{id}` has no version `{version}`")))?;
-    let mut resp = zip.into_response();
+    let Some(bundle) = st.store.skill_bundle(&id, &version).await? else {
+        // Which of the two is missing, for the message.
+        load(&st, &id).await?;
+        return Err(ApiError::NotFound(format!("skill `{id}` has no version `{version}`")));
+    };
+    let mut resp = bundle.archive.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
-    let disposition = format!("attachment; filename=\"{}.zip\"", skill.name);
+    let disposition = format!("attachment; filename=\"{}.zip\"", bundle.name);
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -48,20 +48,14 @@ impl SessionSkills {
                      update the agent's skills"
                 )
             };
-            let skill = store.get_skill(&id).await.map_err(|e| format!("reading skill `{id}` failed: {e}"))?;
-            let skill = skill.ok_or_else(gone)?;
-            let meta = store
-                .get_skill_version(&id, &version)
+            let bundle = store
+                .skill_bundle(&id, &version)
                 .await
                 .map_err(|e| format!("reading skill `{id}` failed: {e}"))?
                 .ok_or_else(gone)?;
-            let archive = store
-                .skill_archive(&id, &version)
-                .await
-                .map_err(|e| format!("reading skill `{id}` failed: {e}"))?
-                .ok_or_else(gone)?;
-            let files = unpack(&skill.name, &archive).map_err(|e| format!("skill `{id}` version `{version}`: {e}"))?;
-            skills.push(Loaded { name: skill.name, description: meta.description, files });
+            let files =
+                unpack(&bundle.name, &bundle.archive).map_err(|e| format!("skill `{id}` version `{version}`: {e}"))?;
+            skills.push(Loaded { name: bundle.name, description: bundle.description, files });
         }
         Ok(Arc::new(SessionSkills { skills }))
     }

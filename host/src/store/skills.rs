@@ -24,6 +24,14 @@ pub struct SkillVersionRow {
     pub description: String,
 }
 
+/// One version as a session places it (see [`Store::skill_bundle`]).
+#[derive(Debug, Clone)]
+pub struct SkillBundle {
+    pub name: String,
+    pub description: String,
+    pub archive: Vec<u8>,
+}
+
 const SKILL_COLUMNS: &str = "id, created_at, updated_at, display_name, name, latest_version";
 const VERSION_COLUMNS: &str = "skill_id, id, created_at, description";
 
@@ -119,14 +127,23 @@ impl Store {
         row.as_ref().map(version).transpose()
     }
 
-    /// A version's archive.
-    pub async fn skill_archive(&self, skill_id: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT archive FROM skill_versions WHERE skill_id = $1 AND id = $2")
-            .bind(skill_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get::<Vec<u8>, _>("archive")).transpose()?)
+    /// What a session or a download needs of one version, in one read: the
+    /// skill's name, the version's description and its archive.
+    pub async fn skill_bundle(&self, skill_id: &str, id: &str) -> StoreResult<Option<SkillBundle>> {
+        let row = sqlx::query(
+            "SELECT s.name, v.description, v.archive FROM skill_versions v JOIN skills s ON s.id = v.skill_id \
+             WHERE v.skill_id = $1 AND v.id = $2",
+        )
+        .bind(skill_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(SkillBundle {
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
+            archive: r.try_get("archive")?,
+        }))
     }
 
     pub async fn list_skill_versions(
