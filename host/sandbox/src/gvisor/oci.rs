@@ -247,7 +247,8 @@ pub fn rlimits(limits: &Limits) -> Vec<Rlimit> {
 }
 
 /// The process `runsc exec` starts: `argv` as the leader of its own process
-/// group (through the init), as `uid`, with no capabilities.
+/// group (through the init, which also installs the seccomp filters), as
+/// `uid`, with no capabilities.
 pub fn exec_process(uid: u32, argv: &[String], env: &[(String, String)], cwd: &str) -> Process {
     let mut args =
         vec![INIT_INSIDE.to_string(), crate::init::INIT_ARG.into(), crate::init::EXEC_ARG.into(), "--".into()];
