@@ -13,6 +13,10 @@ serve:
 test:
     cargo test --workspace
 
+# Every end-to-end harness suite with sessions.sandbox_driver = "gvisor" (needs root; installs runsc).
+e2e-gvisor:
+    cargo test -p bridle --test e2e_sessions -- --include-ignored gvisor
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

@@ -37,6 +37,30 @@ fn server(runtimes: &Path, sandboxes: &Path, idle_secs: &str) -> Server {
 /// A session server that may reach `internal` addresses (`host:port`, for the tests' own
 /// servers on loopback) and the package registries through `egress.allow_internal`.
 fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[String]) -> Server {
+    server_on(runtimes, sandboxes, idle_secs, internal, Driver::Bubblewrap)
+}
+
+/// The sandbox driver a suite runs on (`sessions.sandbox_driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Bubblewrap,
+    Gvisor,
+}
+
+impl Driver {
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Bubblewrap => "bubblewrap",
+            Driver::Gvisor => "gvisor",
+        }
+    }
+}
+
+/// [`server_with`] on `driver`.
+fn server_on(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[String], driver: Driver) -> Server {
+    if driver == Driver::Gvisor {
+        support::sessions::ensure_runsc();
+    }
     // Package layer builds reach the registries the host's pip and npm are configured for; a
     // machine that resolves them to non-global addresses (a test network) must allow them.
     let mut allow = bridle::packages::registries::discover(&[]).hosts;
@@ -54,6 +78,7 @@ fn server_with(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[S
             // test_sessions.py's budget test: one cent is 100 tokens of this model.
             ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
             ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
+            ("BRIDLE_SESSIONS__SANDBOX_DRIVER", driver.name()),
         ],
     )
 }
@@ -90,6 +115,23 @@ fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
 /// The whole per-harness suite against a fresh fake model and two servers: one with the
 /// default runtime idle time, one that stops runtimes after 2 s idle.
 fn harness_suite(engine: &str) {
+    harness_suite_on(engine, Driver::Bubblewrap, ALL_FILES)
+}
+
+/// The per-harness pytest files.
+const ALL_FILES: &[&str] = &[
+    "test_sessions.py",
+    "test_runtime_failures.py",
+    "test_files.py",
+    "test_repos.py",
+    "test_deltas.py",
+    "test_skills.py",
+    "test_mcp.py",
+    "test_packages.py",
+];
+
+/// [`harness_suite`] on `driver`, running `files`.
+fn harness_suite_on(engine: &str, driver: Driver, files: &[&str]) {
     let started = Instant::now();
     let runtimes = install_runtimes();
     let (fake, token) = fake_model("e2e");
@@ -99,19 +141,10 @@ fn harness_suite(engine: &str) {
     // test_repos.py's git server, test_mcp.py's MCP server and a port nobody listens on: the
     // main server lets sandboxes (and its host-side clones) reach exactly those addresses.
     let internal = [port, mcp_port, down_port].map(|p| format!("127.0.0.1:{p}"));
-    let mut main = server_with(&runtimes, main_sb.path(), "600", &internal);
-    let mut idle = server(&runtimes, idle_sb.path(), "2");
+    let mut main = server_on(&runtimes, main_sb.path(), "600", &internal, driver);
+    let mut idle = server_on(&runtimes, idle_sb.path(), "2", &[], driver);
     run_pytest(
-        &[
-            "test_sessions.py",
-            "test_runtime_failures.py",
-            "test_files.py",
-            "test_repos.py",
-            "test_deltas.py",
-            "test_skills.py",
-            "test_mcp.py",
-            "test_packages.py",
-        ],
+        files,
         &[
             ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),
             ("BRIDLE_E2E_MCP_DOWN_PORT", down_port.to_string()),
@@ -129,7 +162,7 @@ fn harness_suite(engine: &str) {
             ("BRIDLE_E2E_IDLE_LOG", log_path(&idle)),
             ("BRIDLE_E2E_IDLE_SANDBOX_DIR", idle_sb.path().to_string_lossy().into_owned()),
         ],
-        &format!("pytest tests/python/e2e/test_sessions.py ({engine})"),
+        &format!("pytest tests/python/e2e/test_sessions.py ({engine}, {})", driver.name()),
     );
     main.assert_alive();
     idle.assert_alive();
@@ -137,7 +170,7 @@ fn harness_suite(engine: &str) {
     for (name, s) in [("main", &main), ("idle", &idle)] {
         assert!(!s.log().contains(&token), "the vault token appears in the {name} server's log");
     }
-    println!("{engine} end-to-end suite: {:.1}s", started.elapsed().as_secs_f64());
+    println!("{engine} end-to-end suite on {}: {:.1}s", driver.name(), started.elapsed().as_secs_f64());
 }
 
 #[test]
@@ -156,6 +189,30 @@ fn e2e_codex() {
 fn e2e_openai_agents() {
     harness_suite("openai-agents");
 }
+
+/// The openai-agents suite with every tool call in a gVisor sandbox
+/// (`sessions.sandbox_driver = "gvisor"`).
+#[test]
+fn e2e_openai_agents_gvisor() {
+    harness_suite_on("openai-agents", Driver::Gvisor, GVISOR_FILES);
+}
+
+/// Claude Code itself running in gVisor sandboxes (`just e2e-gvisor`).
+#[test]
+#[ignore = "long: run with `just e2e-gvisor`"]
+fn e2e_claude_gvisor() {
+    harness_suite_on("claude", Driver::Gvisor, GVISOR_FILES);
+}
+
+/// codex app-server itself running in gVisor sandboxes (`just e2e-gvisor`).
+#[test]
+#[ignore = "long: run with `just e2e-gvisor`"]
+fn e2e_codex_gvisor() {
+    harness_suite_on("codex", Driver::Gvisor, GVISOR_FILES);
+}
+
+/// The files the gVisor suites run.
+const GVISOR_FILES: &[&str] = ALL_FILES;
 
 /// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no
 /// `default_llm`), and a server whose runtimes directory is empty.

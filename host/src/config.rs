@@ -220,6 +220,14 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `sessions.sandbox_driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxDriverKind {
+    Bubblewrap,
+    Gvisor,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
@@ -262,6 +270,13 @@ pub struct SessionsConfig {
     /// must be traversable by other users (the sandbox uids), so it lives
     /// outside the 0700 data dir.
     pub sandbox_dir: PathBuf,
+    /// Which sandbox driver runs every session: `bubblewrap` (namespaces on
+    /// the host kernel, the default) or `gvisor` (gVisor's user-space kernel
+    /// through `runsc`; needs root, no warm pool).
+    pub sandbox_driver: SandboxDriverKind,
+    /// gVisor's platform (`systrap`, `ptrace` or `kvm`); default: the best
+    /// the installed `runsc` has of `systrap` and `ptrace`.
+    pub gvisor_platform: Option<String>,
     /// Seconds a node's ownership of a live session lasts unless renewed;
     /// after a node dies, another adopts its sessions within about this long.
     pub lease_secs: u64,
@@ -324,6 +339,8 @@ impl Default for SessionsConfig {
             sandbox_disk_bytes_max: 0,
             sandbox_cpus: 1.0,
             sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
+            sandbox_driver: SandboxDriverKind::Bubblewrap,
+            gvisor_platform: None,
             lease_secs: 15,
             lease_renew_secs: 5,
             node_name: None,
@@ -520,6 +537,14 @@ impl Config {
             "sessions.sandbox_pool_size ({}) cannot exceed sessions.max_sandboxes ({})",
             sc.sandbox_pool_size,
             sc.max_sandboxes
+        );
+        anyhow::ensure!(
+            sc.sandbox_pool_size == 0 || sc.sandbox_driver == SandboxDriverKind::Bubblewrap,
+            "sessions.sandbox_pool_size must be 0 with sandbox_driver = \"gvisor\" (the warm pool is bubblewrap's)"
+        );
+        anyhow::ensure!(
+            sc.gvisor_platform.is_none() || sc.sandbox_driver == SandboxDriverKind::Gvisor,
+            "sessions.gvisor_platform applies only with sandbox_driver = \"gvisor\""
         );
         anyhow::ensure!(
             sc.sandbox_pool_size == 0 || sc.sandbox_pool_idle_secs > 0,

@@ -100,11 +100,21 @@ async fn start_sessions(
 ) -> anyhow::Result<Arc<Sessions>> {
     let runtimes = runtime_dirs(&config)?;
     let layers = package_layers(&config, found);
+    let gvisor = config.sessions.sandbox_driver == crate::config::SandboxDriverKind::Gvisor;
     if config.auto_install {
         if driver.is_none() {
             install_bubblewrap().await;
+            if gvisor {
+                install_runsc().await;
+            }
         }
         install_runtimes(runtimes.runtimes.clone());
+    } else if driver.is_none() && gvisor {
+        // The operator chose gVisor: a missing runsc stops the server here
+        // rather than failing every session.
+        bridle_sandbox::gvisor::find_runsc(None).map_err(|e| {
+            anyhow::anyhow!("sessions.sandbox_driver = \"gvisor\" but {e} (or set auto_install = true)")
+        })?;
     }
     let timing = Timing {
         runtime_idle: Duration::from_secs(config.sessions.runtime_idle_secs),
@@ -135,8 +145,18 @@ async fn start_sessions(
         },
         ..LocalConfig::default()
     };
-    let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match LocalDriver::new(local) {
-        Ok(d) => Ok(Arc::new(d)),
+    let made: Result<Arc<dyn SandboxDriver>, bridle_sandbox::SandboxError> = if gvisor {
+        bridle_sandbox::GvisorDriver::new(bridle_sandbox::GvisorConfig {
+            base: local,
+            platform: sc.gvisor_platform.clone(),
+            ..Default::default()
+        })
+        .map(|d| Arc::new(d) as Arc<dyn SandboxDriver>)
+    } else {
+        LocalDriver::new(local).map(|d| Arc::new(d) as Arc<dyn SandboxDriver>)
+    };
+    let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match made {
+        Ok(d) => Ok(d),
         Err(e) => {
             tracing::warn!(error = %e, "sandboxes unavailable: sessions will fail until this is fixed");
             Err(format!("sandboxes are unavailable on this server: {e}"))
@@ -219,16 +239,30 @@ async fn install_bubblewrap() {
     if have("/usr/bin/bwrap") || have("/usr/local/bin/bwrap") {
         return;
     }
+    apt_install("bubblewrap").await;
+}
+
+/// gVisor's `runsc`, for `sandbox_driver = "gvisor"`, installed the same way.
+async fn install_runsc() {
+    if bridle_sandbox::gvisor::find_runsc(None).is_ok() {
+        return;
+    }
+    apt_install("runsc").await;
+}
+
+/// Install one Debian package (as root, with apt-get), or say how to.
+async fn apt_install(package: &'static str) {
+    let have = |p: &str| std::path::Path::new(p).exists();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !have("/usr/bin/apt-get") {
         tracing::warn!(
-            "bubblewrap is missing: install it with `apt-get install -y bubblewrap`; sessions fail until then"
+            "{package} is missing: install it with `apt-get install -y {package}`; sessions fail until then"
         );
         return;
     }
-    tracing::info!("bubblewrap is missing; installing it with apt-get (auto_install = true)");
-    let run = |args: &'static [&'static str]| async move {
+    tracing::info!("{package} is missing; installing it with apt-get (auto_install = true)");
+    let run = |args: Vec<&'static str>| async move {
         tokio::process::Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -236,14 +270,14 @@ async fn install_bubblewrap() {
             .await
             .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned()))
     };
-    let mut result = run(&["install", "-y", "-qq", "bubblewrap"]).await;
+    let mut result = run(vec!["install", "-y", "-qq", package]).await;
     if !matches!(result, Ok((true, _))) {
-        let _ = run(&["update", "-qq"]).await;
-        result = run(&["install", "-y", "-qq", "bubblewrap"]).await;
+        let _ = run(vec!["update", "-qq"]).await;
+        result = run(vec!["install", "-y", "-qq", package]).await;
     }
     match result {
-        Ok((true, _)) => tracing::info!("bubblewrap installed"),
-        Ok((false, err)) => tracing::warn!(stderr = %err.trim(), "installing bubblewrap failed"),
+        Ok((true, _)) => tracing::info!("{package} installed"),
+        Ok((false, err)) => tracing::warn!(stderr = %err.trim(), "installing {package} failed"),
         Err(e) => tracing::warn!(error = %e, "running apt-get failed"),
     }
 }

@@ -146,6 +146,17 @@ pub fn claim_uid_range() -> UidRange {
     panic!("all {UID_RANGES} sandbox uid ranges are held by running tests");
 }
 
+/// gVisor's `runsc`, for the suites on `sandbox_driver = "gvisor"`:
+/// installed when missing, like bubblewrap.
+pub fn ensure_runsc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if !Path::new("/usr/bin/runsc").exists() {
+            super::apt_install(&["runsc"]);
+        }
+    });
+}
+
 /// bubblewrap is the sandbox's one external program: install it when it is
 /// missing (as root, with apt-get), so the suite runs on a fresh machine.
 pub fn ensure_bubblewrap() {

@@ -2,16 +2,20 @@
 //! workspace volume mounted and unmounted per cycle; and without it), cold
 //! and from the warm pool (each pooled claim waits, untimed, for the pool
 //! to be full again), beside plain process spawn and Anthropic's sandbox
-//! runtime (`srt true`), in one run. Prints min, median and p99 per variant. Needs root and bubblewrap
-//! (like the tests).
+//! runtime (`srt true`) and the gVisor driver (cold: a `runsc run` per claim,
+//! a `runsc exec` per exec), in one run. Prints min, median and p99 per
+//! variant. Needs root and bubblewrap (like the tests); gVisor needs `runsc`
+//! (skipped when missing).
 //!
 //! cargo bench -p bridle-sandbox --bench claim
-//! (BENCH_ITERS=N, SRT_ITERS=N, SRT_BIN=/path/to/srt)
+//! (BENCH_ITERS=N, SRT_ITERS=N, SRT_BIN=/path/to/srt, GVISOR_ITERS=N)
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bridle_sandbox::{ExecRequest, LocalConfig, LocalDriver, PoolConfig, Sandbox, SandboxSpec};
+use bridle_sandbox::{
+    ExecRequest, GvisorConfig, GvisorDriver, LocalConfig, LocalDriver, PoolConfig, Sandbox, SandboxSpec,
+};
 
 fn stats(name: &str, mut v: Vec<Duration>) {
     if v.is_empty() {
@@ -68,10 +72,23 @@ async fn bridle_cycle(d: &LocalDriver, i: usize) -> anyhow::Result<(Duration, Du
     Ok((t_claim, t_exec, t0.elapsed()))
 }
 
+async fn gvisor_cycle(d: &GvisorDriver, i: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let t0 = Instant::now();
+    let sbx = d.claim_gvisor(SandboxSpec::new(format!("gbench{}", i % 4))).await?;
+    let t_claim = t0.elapsed();
+    let child = sbx.exec(ExecRequest::new(["true"])).await?;
+    let st = child.wait().await;
+    anyhow::ensure!(st.success(), "true failed: {st}");
+    let t_exec = t0.elapsed();
+    sbx.release().await?;
+    Ok((t_claim, t_exec, t0.elapsed()))
+}
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; ignore arguments.
     let iters = env_usize("BENCH_ITERS", 200);
     let srt_iters = env_usize("SRT_ITERS", 20);
+    let gvisor_iters = env_usize("GVISOR_ITERS", 20);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let tmp = tempfile::tempdir()?;
@@ -128,6 +145,36 @@ fn main() -> anyhow::Result<()> {
         let (claim_pq, exec_pq, full_pq) = run(d_pool_noquota.clone()).await?;
         drop(d_pool_noquota);
 
+        let (mut claim_g, mut exec_g, mut full_g) = (Vec::new(), Vec::new(), Vec::new());
+        let gvisor = GvisorDriver::new(GvisorConfig {
+            base: LocalConfig {
+                state_dir: tmp.path().join("gvisor"),
+                init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
+                uid_base: 680_250,
+                uid_count: 16,
+                idle_timeout: None,
+                ..LocalConfig::default()
+            },
+            ..GvisorConfig::default()
+        });
+        let gvisor_platform = match &gvisor {
+            Ok(g) => {
+                for i in 0..gvisor_iters + 2 {
+                    let (c, e, f) = gvisor_cycle(g, i).await?;
+                    if i >= 2 {
+                        claim_g.push(c);
+                        exec_g.push(e);
+                        full_g.push(f);
+                    }
+                }
+                g.platform().to_owned()
+            }
+            Err(e) => {
+                println!("gVisor skipped: {e}");
+                "unavailable".to_owned()
+            }
+        };
+
         let mut srt = Vec::new();
         let srt_bin = find_srt();
         if let Some(bin) = &srt_bin {
@@ -161,6 +208,9 @@ fn main() -> anyhow::Result<()> {
         stats("bridle pool claim (cgroups, no disk quota)", claim_pq);
         stats("bridle pool claim + exec `true` (no disk quota)", exec_pq);
         stats("bridle pool claim + exec + release (no quota)", full_pq);
+        stats(&format!("gVisor claim ({gvisor_platform})"), claim_g);
+        stats(&format!("gVisor claim + exec `true` ({gvisor_platform})"), exec_g);
+        stats(&format!("gVisor claim + exec + release ({gvisor_platform})"), full_g);
         stats(
             &format!(
                 "srt true ({})",

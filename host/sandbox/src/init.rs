@@ -28,6 +28,19 @@ use crate::proto::{Channel, FromInit, ToInit};
 /// The first argument that selects init mode.
 pub const INIT_ARG: &str = "__bridle-sandbox-init";
 
+/// Relay only (the gVisor driver's container process): `--relay-only
+/// --port PORT --gateway SOCKET`; prints `ready` on stdout once listening.
+pub const RELAY_ARG: &str = "--relay-only";
+/// Start `argv` (after `--`) as the leader of a new process group, so the
+/// host can signal the whole group (`runsc exec` cannot).
+pub const EXEC_ARG: &str = "--exec-group";
+/// Set (by the host, never by the agent: the filter is already in force for
+/// everything the agent starts) to run an exec without the seccomp filter.
+pub const NO_SECCOMP_ENV: &str = "BRIDLE_SANDBOX_NO_SECCOMP";
+/// Write `PATH` with mode `MODE` (octal) from stdin, as [`ToInit::WriteFile`]
+/// does.
+pub const WRITE_ARG: &str = "--write-file";
+
 static MULTICALL: AtomicBool = AtomicBool::new(false);
 
 /// Call first thing in `main`: when this process was started as a sandbox init
@@ -87,6 +100,14 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
 }
 
 fn main_with_args(args: &[String]) -> i32 {
+    // The gVisor driver's modes: descriptors cannot cross into gVisor, so
+    // it runs the relay alone and starts each process with `runsc exec`.
+    match args.first().map(String::as_str) {
+        Some(RELAY_ARG) => return relay_only(&args[1..]),
+        Some(EXEC_ARG) => return exec_in_group(&args[1..]),
+        Some(WRITE_ARG) => return write_from_stdin(&args[1..]),
+        _ => {}
+    }
     let opts = match parse(args) {
         Ok(o) => o,
         Err(e) => {
@@ -273,5 +294,100 @@ async fn relay(listener: TcpListener, gateway: String) {
                 let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
             }
         });
+    }
+}
+
+fn relay_only(args: &[String]) -> i32 {
+    let mut port = None;
+    let mut gateway = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.next()) {
+            ("--port", Some(v)) => port = v.parse::<u16>().ok(),
+            ("--gateway", Some(v)) => gateway = Some(v.clone()),
+            _ => {
+                eprintln!("bridle-sandbox-init: bad relay argument {a}");
+                return 2;
+            }
+        }
+    }
+    let (Some(port), Some(gateway)) = (port, gateway) else {
+        eprintln!("bridle-sandbox-init: --relay-only needs --port and --gateway");
+        return 2;
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: runtime: {e}");
+            return 1;
+        }
+    };
+    let served: anyhow::Result<()> = rt.block_on(async move {
+        let v4 = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("listen on 127.0.0.1:{port}"))?;
+        tokio::spawn(relay(v4, gateway.clone()));
+        if let Ok(v6) = TcpListener::bind(("::1", port)).await {
+            tokio::spawn(relay(v6, gateway.clone()));
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            writeln!(out, "ready").context("report ready")?;
+            out.flush().context("report ready")?;
+        }
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: {e:#}");
+            1
+        }
+    }
+}
+
+fn exec_in_group(args: &[String]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let argv = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    let Some(prog) = argv.first() else {
+        eprintln!("bridle-sandbox-init: --exec-group needs a program");
+        return 2;
+    };
+    // The same deny list as under bubblewrap, enforced by gVisor's kernel
+    // (no nested namespaces, mounts, keyrings, ...).
+    if std::env::var_os(NO_SECCOMP_ENV).is_none()
+        && let Err(e) = crate::seccomp::apply()
+    {
+        eprintln!("bridle-sandbox-init: {e:#}");
+        return 126;
+    }
+    let err = std::process::Command::new(prog).args(&argv[1..]).process_group(0).exec();
+    eprintln!("cannot run {prog}: {err}");
+    127
+}
+
+fn write_from_stdin(args: &[String]) -> i32 {
+    let (Some(path), Some(mode)) = (args.first(), args.get(1).and_then(|m| u32::from_str_radix(m, 8).ok())) else {
+        eprintln!("bridle-sandbox-init: --write-file needs PATH and an octal MODE");
+        return 2;
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridle-sandbox-init: runtime: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: fd 0 is this process's stdin, owned by nothing else here.
+    let stdin = unsafe { OwnedFd::from_raw_fd(0) };
+    match rt.block_on(write_file(path, mode, vec![stdin])) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e:#}");
+            1
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! * [`SandboxDriver`] / [`Sandbox`] / [`ExecChild`]: the driver abstraction.
 //! * [`LocalDriver`]: one machine, bubblewrap, one unprivileged host uid per
 //!   sandbox, cgroups or rlimits, seccomp, an in-sandbox init ([`init`]).
+//! * [`GvisorDriver`]: the same sandboxes on gVisor's user-space kernel
+//!   (`runsc`), one `runsc exec` per process.
 //! * [`egress`]: the host-side gateway (HTTP proxy with the environment's
 //!   network policy, and the model route that adds the vault credential).
 //! * [`tools`]: sandbox-as-tool (bash/read/write/edit/glob/grep).
@@ -11,6 +13,7 @@
 pub mod driver;
 pub mod egress;
 pub mod error;
+pub mod gvisor;
 pub mod init;
 pub mod local;
 mod lockfile;
@@ -23,6 +26,7 @@ pub mod uids;
 
 pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Output, Sandbox, SandboxDriver};
 pub use error::{Result, SandboxError};
+pub use gvisor::{GvisorConfig, GvisorDriver};
 pub use local::{Doctor, LocalConfig, LocalDriver, MIN_WORKSPACE_BYTES, PoolConfig};
 pub use spec::{
     EgressPolicy, EgressStats, EnvSecret, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, McpAuthError,

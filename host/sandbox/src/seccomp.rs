@@ -1,4 +1,5 @@
-//! The seccomp filter handed to bubblewrap (`--seccomp FD`): a deny list that
+//! The seccomp filter handed to bubblewrap (`--seccomp FD`), and installed by
+//! the gVisor driver's exec wrapper inside gVisor ([`apply`]): a deny list that
 //! answers `EPERM` to syscalls a coding agent never needs and that widen the
 //! kernel's attack surface (mounts, namespaces, keyrings, bpf, io_uring,
 //! kernel modules, clocks, reboot), and an allow list of socket families
@@ -86,8 +87,29 @@ const CLONE_NS_FLAGS: [u64; 7] = [
 pub const ALLOWED_SOCKET_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
 
 /// The compiled filter as the raw `struct sock_filter[]` bytes bwrap reads.
-#[allow(clippy::useless_conversion)]
 pub fn compile() -> anyhow::Result<Vec<u8>> {
+    let program = program()?;
+    let mut bytes = Vec::with_capacity(program.len() * 8);
+    for ins in program {
+        bytes.extend_from_slice(&ins.code.to_ne_bytes());
+        bytes.push(ins.jt);
+        bytes.push(ins.jf);
+        bytes.extend_from_slice(&ins.k.to_ne_bytes());
+    }
+    Ok(bytes)
+}
+
+/// Install the filter on the calling thread (and sets `no_new_privs`):
+/// what the gVisor driver's exec wrapper does inside gVisor, whose kernel
+/// enforces filters installed by its processes.
+pub fn apply() -> anyhow::Result<()> {
+    let program = program()?;
+    seccompiler::apply_filter(&program).map_err(|e| anyhow!("install seccomp filter: {e}"))
+}
+
+/// The compiled filter.
+#[allow(clippy::useless_conversion)]
+fn program() -> anyhow::Result<BpfProgram> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| anyhow!("seccomp: unsupported architecture: {e:?}"))?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -121,16 +143,7 @@ pub fn compile() -> anyhow::Result<Vec<u8>> {
     rules.insert(i64::from(libc::SYS_socketpair), vec![not_in(&ALLOWED_SOCKET_FAMILIES)?]);
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
         .map_err(|e| anyhow!("seccomp filter: {e:?}"))?;
-    let program: BpfProgram =
-        filter.try_into().map_err(|e| anyhow!("seccomp compile: {e:?}")).context("compile seccomp filter")?;
-    let mut bytes = Vec::with_capacity(program.len() * 8);
-    for ins in program {
-        bytes.extend_from_slice(&ins.code.to_ne_bytes());
-        bytes.push(ins.jt);
-        bytes.push(ins.jf);
-        bytes.extend_from_slice(&ins.k.to_ne_bytes());
-    }
-    Ok(bytes)
+    filter.try_into().map_err(|e| anyhow!("seccomp compile: {e:?}")).context("compile seccomp filter")
 }
 
 #[cfg(test)]

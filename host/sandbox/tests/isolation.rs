@@ -1,5 +1,5 @@
 //! Isolation between sandboxes and from the server, for every way a sandbox
-//! is made (cold and from the warm pool, see `common::Variant`): another
+//! is made (cold, from the warm pool and on gVisor, see `common::Variant`): another
 //! sandbox's processes cannot be signalled or traced, a daemonized process
 //! dies with its sandbox, the memory, process, file-size and disk limits
 //! hold, and the server keeps serving through a fork bomb and a CPU spin.
@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use bridle_sandbox::{ExecRequest, Limit, Limits, Sandbox};
+use bridle_sandbox::{ExecRequest, Limit, Limits};
 use common::*;
 
 per_variant!(
@@ -65,8 +65,15 @@ async fn cannot_signal_or_trace_another_sandboxs_processes(v: Variant) {
     let a = v.claim(&d, spec("victim")).await;
     let victim = a.exec(ExecRequest::new(["sleep", "301"])).await.unwrap();
     let a_uid = a.host_uid().unwrap();
-    eventually("the victim runs", || !host_pids(a_uid, "sleep 301").is_empty()).await;
-    let host_pid = host_pids(a_uid, "sleep 301")[0];
+    // On gVisor the victim is no host process at all: the attacker aims at
+    // gVisor's host process of the victim's sandbox instead.
+    let host_pid = if v == Variant::Gvisor {
+        eventually("the victim runs", || victim.pid().is_some()).await;
+        a.bwrap_pid().expect("gVisor's sandbox process")
+    } else {
+        eventually("the victim runs", || !host_pids(a_uid, "sleep 301").is_empty()).await;
+        host_pids(a_uid, "sleep 301")[0]
+    };
     let b = v.claim(&d, spec("attacker")).await;
     let script = format!(
         r#"
@@ -77,13 +84,13 @@ async fn cannot_signal_or_trace_another_sandboxs_processes(v: Variant) {
         echo done
         # Everything this sandbox may signal (its own init included).
         kill -9 -1 2>/dev/null
-        "#
+        "#,
     );
     let child = b.exec(ExecRequest::shell(script)).await.unwrap();
     let out = tokio::time::timeout(Duration::from_secs(30), child.output(1 << 16)).await.unwrap();
     let s = out.stdout_str();
     assert!(!s.contains("SEES-VICTIM") && !s.contains("SIGNALLED-BY-PID"), "{s}");
-    assert!(s.contains("done"), "{s}");
+    assert!(s.contains("done"), "{s} {:?} {}", out.status, out.stderr_str());
     assert!(s.contains("ptrace -1"), "PTRACE_ATTACH must fail: {s} {}", out.stderr_str());
     // The victim still runs, untouched.
     assert!(tokio::time::timeout(Duration::from_millis(500), victim.wait()).await.is_err(), "the victim process ended");
@@ -107,6 +114,17 @@ async fn a_daemonized_process_dies_with_its_sandbox(v: Variant) {
     )
     .await;
     assert_eq!(out.stdout_str(), "started\n", "{}", out.stderr_str());
+    if v == Variant::Gvisor {
+        // Its processes live in gVisor's kernel: ask it, then check that the
+        // sandbox's host process (the kernel itself) is gone with it.
+        let out = sh(&*sbx, "sleep 1; pgrep -fc 'sleep 30[234]'").await;
+        assert_eq!(out.stdout_str(), "3\n", "{}", out.stderr_str());
+        let host = sbx.bwrap_pid().expect("sandbox pid");
+        sbx.release().await.unwrap();
+        eventually("gVisor's sandbox process is gone", || !std::path::Path::new(&format!("/proc/{host}")).exists())
+            .await;
+        return;
+    }
     // They outlive the exec that started them...
     for n in ["sleep 302", "sleep 303", "sleep 304"] {
         eventually(&format!("{n} runs on after its exec"), || !host_pids(uid, n).is_empty()).await;
@@ -124,10 +142,17 @@ async fn memory_process_file_and_disk_limits_hold(v: Variant) {
     let mut sp = spec("limits");
     sp.limits = limits;
     sp.workspace_bytes = Some(32 << 20);
-    let sbx = v.claim(&d, sp).await;
-    // Memory: the hog is OOM-killed, the sandbox lives on.
+    let mut sbx = v.claim(&d, sp.clone()).await;
+    // Memory: the hog is OOM-killed, the sandbox lives on. On gVisor the
+    // whole sandbox is one host process: the limit ends the sandbox, and the
+    // session claims again.
     let out = sh(&*sbx, "perl -e '$x = \"x\" x (1 << 31)'").await;
     assert_eq!(out.status.limit(), Some(Limit::Memory), "{:?} {}", out.status, out.stderr_str());
+    if v == Variant::Gvisor {
+        assert_eq!(sbx.limit_hit(), Some(Limit::Memory));
+        eventually("the sandbox ended", || !sbx.is_running()).await;
+        sbx = v.claim(&d, sp).await;
+    }
     // Processes: forks past the limit are refused (children leave quickly:
     // sustained pressure would stop the sandbox as a fork bomb).
     let out = sh(
@@ -197,8 +222,16 @@ async fn the_server_stays_responsive_under_a_fork_bomb_and_a_cpu_spin(v: Variant
         assert_eq!(out.stdout_str(), "served\n", "{}", out.stderr_str());
         other.release().await.unwrap();
     }
-    let status = tokio::time::timeout(Duration::from_secs(30), bomb.wait()).await.expect("the fork bomb was stopped");
-    assert_eq!(status.limit(), Some(Limit::Processes), "{status:?}");
+    if v == Variant::Gvisor {
+        // gVisor's kernel refuses forks past RLIMIT_NPROC and the host
+        // cgroup caps its CPU; the bomb runs on, contained, until killed.
+        assert!(bomb_box.is_running());
+        bomb.kill().await.unwrap();
+    } else {
+        let status =
+            tokio::time::timeout(Duration::from_secs(30), bomb.wait()).await.expect("the fork bomb was stopped");
+        assert_eq!(status.limit(), Some(Limit::Processes), "{status:?}");
+    }
     spin.kill().await.unwrap();
     spin_box.release().await.unwrap();
     bomb_box.release().await.unwrap();

@@ -64,6 +64,13 @@ pub async fn run(config: &Config) -> Vec<Check> {
             Ok(c) => checks.extend(c),
             Err(e) => checks.push(Check::fail("sandbox", format!("the check panicked: {e}"), "report a bug")),
         }
+        if config.sessions.sandbox_driver == crate::config::SandboxDriverKind::Gvisor {
+            let cfg = config.clone();
+            match tokio::task::spawn_blocking(move || gvisor(&cfg)).await {
+                Ok(c) => checks.extend(c),
+                Err(e) => checks.push(Check::fail("gvisor", format!("the check panicked: {e}"), "report a bug")),
+            }
+        }
     } else {
         checks.push(Check::ok("sessions", "disabled (sessions.enabled = false): no runtimes or sandboxes needed"));
     }
@@ -395,6 +402,45 @@ async fn runtimes(config: &Config) -> Vec<Check> {
                 name,
                 format!("{} --version did not finish in 60 s", path.display()),
                 reinstall,
+            )),
+        }
+    }
+    checks
+}
+
+/// `sandbox_driver = "gvisor"`: runsc, its platform, root, and a trial
+/// gVisor sandbox (the bubblewrap checks still run: the quota, uids and
+/// cgroups are shared).
+fn gvisor(config: &Config) -> Vec<Check> {
+    let sc = &config.sessions;
+    let cfg = bridle_sandbox::GvisorConfig {
+        base: bridle_sandbox::LocalConfig { state_dir: sc.sandbox_dir.clone(), ..Default::default() },
+        platform: sc.gvisor_platform.clone(),
+        ..Default::default()
+    };
+    let d = bridle_sandbox::gvisor::check(&cfg);
+    let mut checks = Vec::new();
+    match &d.runsc {
+        Ok(p) => checks.push(Check::ok(
+            "gvisor",
+            format!("{} ({})", p.display(), d.version.as_deref().unwrap_or("version unknown")),
+        )),
+        Err(e) => checks.push(Check::fail("gvisor", e.clone(), "apt-get install -y runsc")),
+    }
+    match &d.platform {
+        Ok(p) => checks.push(Check::ok("gvisor platform", p.clone())),
+        Err(e) => checks.push(Check::fail("gvisor platform", e.clone(), "set sessions.gvisor_platform")),
+    }
+    if !d.root {
+        checks.push(Check::fail("gvisor privileges", "the gVisor driver needs root", "run `bridle serve` as root"));
+    }
+    if d.runsc.is_ok() && d.root {
+        match &d.probe {
+            Ok(()) => checks.push(Check::ok("gvisor trial sandbox", "started")),
+            Err(e) => checks.push(Check::fail(
+                "gvisor trial sandbox",
+                e.clone(),
+                "check `runsc --platform=<platform> do true` by hand; set sessions.gvisor_platform",
             )),
         }
     }

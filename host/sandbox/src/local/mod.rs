@@ -13,11 +13,11 @@
 //! starts processes on request.
 
 mod cgroup;
-mod chown;
+pub(crate) mod chown;
 mod place;
 mod pool;
 mod slot;
-mod volume;
+pub(crate) mod volume;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -178,10 +178,10 @@ const ETC_ENTRIES: &[&str] = &[
 
 /// `<state_dir>/etc-<host>-<pid>`: this process's sandbox `/etc`. Copies
 /// left by processes of this host that are gone are removed on the way.
-fn own_etc_dir(state_dir: &Path) -> PathBuf {
+pub(crate) fn own_etc_dir(state_dir: &Path, kind: &str) -> PathBuf {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    let prefix = format!("etc-{host}-");
+    let prefix = format!("{kind}-{host}-");
     if let Ok(entries) = std::fs::read_dir(state_dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -203,7 +203,7 @@ const SYSTEM_BUNDLE: &str = "ssl/certs/ca-certificates.crt";
 
 /// Build the sandbox `/etc` under `dir` (replaced if present); with `ca`
 /// (PEM), the sandbox trusts it: in `/etc/bridle` and in the system bundle.
-fn build_etc(dir: &Path, ca: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn build_etc(dir: &Path, ca: Option<&str>) -> anyhow::Result<()> {
     fn copy(src: &Path, dst: &Path) -> anyhow::Result<()> {
         let md = std::fs::symlink_metadata(src)?;
         if md.file_type().is_symlink() {
@@ -351,7 +351,7 @@ impl Doctor {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -373,7 +373,7 @@ fn find_bwrap(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
     Err(format!("bubblewrap (`bwrap`) is not installed (not on PATH); {INSTALL_HINT}"))
 }
 
-fn find_init(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
+pub(crate) fn find_init(cfg: &LocalConfig) -> std::result::Result<PathBuf, String> {
     if let Some(p) = &cfg.init_binary {
         return if p.is_file() {
             Ok(p.clone())
@@ -504,7 +504,7 @@ pub struct LocalDriver {
     pool: Option<Arc<Pool>>,
 }
 
-fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
     match std::fs::create_dir(p) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -523,7 +523,7 @@ fn open_path(p: &Path, dir: bool) -> anyhow::Result<OwnedFd> {
 
 /// bwrap resolves bind sources by path as the sandbox uid, so every ancestor
 /// of the state dir must be searchable by others (`o+x`; listing can stay off).
-fn check_traversable(dir: &Path) -> Result<()> {
+pub(crate) fn check_traversable(dir: &Path) -> Result<()> {
     let full = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
     for anc in full.ancestors().skip(1) {
         let mode = std::fs::metadata(anc).with_context(|| format!("stat {}", anc.display()))?.permissions().mode();
@@ -542,7 +542,7 @@ fn check_traversable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn valid_session_id(id: &str) -> bool {
+pub(crate) fn valid_session_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -640,7 +640,7 @@ impl LocalDriver {
         // Each server process builds its own copy: several nodes may share
         // one state dir, and rebuilding a directory another node's
         // sandboxes bind (by fd) would empty theirs.
-        let etc = own_etc_dir(&cfg.state_dir);
+        let etc = own_etc_dir(&cfg.state_dir, "etc");
         build_etc(&etc, cfg.egress.ca.as_ref().map(|c| c.cert_pem.as_str())).map_err(SandboxError::Other)?;
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
@@ -894,7 +894,7 @@ async fn boot_pooled(shared: Arc<Shared>) -> Result<Arc<LocalSandbox>> {
 /// The environment a session adds to every process of its sandbox: the
 /// spec's own, and the model route's address. Checked here, before
 /// anything starts.
-fn session_env(spec: &SandboxSpec, relay_port: u16) -> Result<Vec<(String, String)>> {
+pub(crate) fn session_env(spec: &SandboxSpec, relay_port: u16) -> Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     if spec.llm.is_some() {
         env.push(("BRIDLE_LLM_BASE_URL".to_string(), format!("http://127.0.0.1:{relay_port}/llm")));
@@ -967,6 +967,37 @@ fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
     a
 }
 
+/// The environment every process of a sandbox starts with (before the
+/// session's and the exec's own).
+pub(crate) fn base_env(cfg: &LocalConfig) -> Vec<(String, String)> {
+    let port = cfg.relay_port;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("HOME".into(), "/workspace".into()),
+        ("USER".into(), "agent".into()),
+        ("LOGNAME".into(), "agent".into()),
+        ("SHELL".into(), "/bin/bash".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("HTTP_PROXY".into(), proxy.clone()),
+        ("HTTPS_PROXY".into(), proxy.clone()),
+        ("http_proxy".into(), proxy.clone()),
+        ("https_proxy".into(), proxy.clone()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost,::1".into()),
+        ("no_proxy".into(), "127.0.0.1,localhost,::1".into()),
+    ];
+    if cfg.egress.ca.is_some() {
+        // The runtimes' own CA settings, for the bundle that trusts the
+        // gateway's CA (the system bundle in the sandbox's /etc does too).
+        for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"] {
+            env.push((k.into(), CA_BUNDLE_INSIDE.into()));
+        }
+        env.push(("NODE_EXTRA_CA_CERTS".into(), CA_CERT_INSIDE.into()));
+    }
+    env
+}
+
 /// The session's own directory inside every sandbox (a tmpfs sized like
 /// `/dev/shm`), with `uploads/` (read-only, see [`UPLOADS_DIR`]) and
 /// `outputs/` in it.
@@ -1006,7 +1037,7 @@ struct Workspace {
     volume: Option<VolumeGuard>,
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut b);
@@ -1115,30 +1146,7 @@ async fn boot_as(
         args.push("--seccomp".into());
         args.push(FD_SECCOMP.to_string().into());
     }
-    let proxy = format!("http://127.0.0.1:{port}");
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        ("HOME".into(), "/workspace".into()),
-        ("USER".into(), "agent".into()),
-        ("LOGNAME".into(), "agent".into()),
-        ("SHELL".into(), "/bin/bash".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("TMPDIR".into(), "/tmp".into()),
-        ("HTTP_PROXY".into(), proxy.clone()),
-        ("HTTPS_PROXY".into(), proxy.clone()),
-        ("http_proxy".into(), proxy.clone()),
-        ("https_proxy".into(), proxy.clone()),
-        ("NO_PROXY".into(), "127.0.0.1,localhost,::1".into()),
-        ("no_proxy".into(), "127.0.0.1,localhost,::1".into()),
-    ];
-    if cfg.egress.ca.is_some() {
-        // The runtimes' own CA settings, for the bundle that trusts the
-        // gateway's CA (the system bundle in the sandbox's /etc does too).
-        for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"] {
-            env.push((k.into(), CA_BUNDLE_INSIDE.into()));
-        }
-        env.push(("NODE_EXTRA_CA_CERTS".into(), CA_CERT_INSIDE.into()));
-    }
+    let env = base_env(cfg);
     for (k, v) in &env {
         args.push("--setenv".into());
         args.push(k.into());
@@ -1904,13 +1912,13 @@ impl ExecControl for LocalExec {
 }
 
 /// Marks stdio traffic as sandbox activity.
-struct Touching<T> {
+pub(crate) struct Touching<T> {
     inner: T,
     act: Arc<Activity>,
 }
 
 impl<T> Touching<T> {
-    fn new(inner: T, act: Arc<Activity>) -> Self {
+    pub(crate) fn new(inner: T, act: Arc<Activity>) -> Self {
         Self { inner, act }
     }
 }

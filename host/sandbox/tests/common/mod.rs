@@ -177,37 +177,133 @@ pub fn ensure_bubblewrap() {
     });
 }
 
-/// How a test's sandboxes are made: started by the claim, or taken from the
-/// warm pool (booted before the session was known). The isolation suite
-/// runs against both ([`per_variant!`]).
+/// gVisor's `runsc`, for the gVisor variant: installed when missing (as
+/// root, with apt-get), like bubblewrap.
+pub fn ensure_runsc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::path::Path::new("/usr/bin/runsc").exists() {
+            return;
+        }
+        let install = || {
+            std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "runsc"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
+            assert!(install(), "runsc is missing and `apt-get install -y runsc` failed");
+        }
+    });
+}
+
+/// How a test's sandboxes are made: started by the claim, taken from the
+/// warm pool (booted before the session was known), or started on gVisor.
+/// The breakout and isolation suites run against each ([`per_variant!`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Cold,
     Pooled,
+    Gvisor,
+}
+
+/// The driver of a [`Variant`].
+#[derive(Clone)]
+pub enum AnyDriver {
+    Local(LocalDriver),
+    Gvisor(bridle_sandbox::GvisorDriver),
+}
+
+impl AnyDriver {
+    pub fn workspace_path(&self, session: &str) -> PathBuf {
+        match self {
+            AnyDriver::Local(d) => d.workspace_path(session),
+            AnyDriver::Gvisor(d) => d.workspace_path(session),
+        }
+    }
+    pub fn local(&self) -> &LocalDriver {
+        match self {
+            AnyDriver::Local(d) => d,
+            AnyDriver::Gvisor(_) => panic!("not the local driver"),
+        }
+    }
+}
+
+/// A claimed sandbox of a [`Variant`]: the trait object, plus what tests
+/// read on the host.
+pub struct AnySandbox {
+    pub inner: std::sync::Arc<dyn Sandbox>,
+    /// The host uid its processes run as.
+    pub uid: u32,
+    /// The host process that holds the sandbox (bwrap, or gVisor's sandbox).
+    pub host_pid: Option<u32>,
+    pub local: Option<std::sync::Arc<bridle_sandbox::local::LocalSandbox>>,
+}
+
+impl std::ops::Deref for AnySandbox {
+    type Target = dyn Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &*self.inner
+    }
+}
+
+impl AnySandbox {
+    pub fn host_uid(&self) -> Option<u32> {
+        Some(self.uid)
+    }
+    pub fn bwrap_pid(&self) -> Option<u32> {
+        self.host_pid
+    }
+}
+
+/// The gVisor driver over a fresh state dir and uid range.
+pub fn gvisor_driver_with(tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> bridle_sandbox::GvisorDriver {
+    init_tracing();
+    ensure_runsc();
+    let mut base = config(tmp);
+    edit(&mut base);
+    bridle_sandbox::GvisorDriver::new(bridle_sandbox::GvisorConfig { base, ..Default::default() })
+        .expect("gVisor driver (is runsc installed? apt-get install -y runsc)")
 }
 
 impl Variant {
-    pub fn driver(self, tmp: &Path) -> LocalDriver {
+    pub fn driver(self, tmp: &Path) -> AnyDriver {
         self.driver_with(tmp, |_| {})
     }
 
     /// A pooled driver keeps one sandbox warm; `edit` may change the pool's
     /// limits to the ones the test's specs ask for.
-    pub fn driver_with(self, tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
+    pub fn driver_with(self, tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> AnyDriver {
+        if self == Variant::Gvisor {
+            return AnyDriver::Gvisor(gvisor_driver_with(tmp, |c| {
+                edit(c);
+                c.pool = Default::default();
+            }));
+        }
         let mut cfg = config(tmp);
         if self == Variant::Pooled {
             cfg.pool = bridle_sandbox::PoolConfig { size: 1, ..Default::default() };
         }
         edit(&mut cfg);
-        driver_from(cfg)
+        AnyDriver::Local(driver_from(cfg))
     }
 
     /// Claim; a pooled claim waits for the pool's sandbox and must get it.
-    pub async fn claim(
-        self,
-        d: &LocalDriver,
-        spec: SandboxSpec,
-    ) -> std::sync::Arc<bridle_sandbox::local::LocalSandbox> {
+    pub async fn claim(self, d: &AnyDriver, spec: SandboxSpec) -> AnySandbox {
+        let d = match d {
+            AnyDriver::Gvisor(g) => {
+                let sbx = g.claim_gvisor(spec).await.expect("claim");
+                return AnySandbox {
+                    uid: sbx.host_uid(),
+                    host_pid: sbx.sandbox_pid().map(|p| p as u32),
+                    inner: sbx,
+                    local: None,
+                };
+            }
+            AnyDriver::Local(d) => d,
+        };
         if self == Variant::Pooled {
             for _ in 0..300 {
                 if d.pool_ready() > 0 {
@@ -218,12 +314,23 @@ impl Variant {
         }
         let sbx = d.claim_local(spec).await.expect("claim");
         assert_eq!(sbx.pooled(), self == Variant::Pooled, "{self:?} claim");
-        sbx
+        AnySandbox {
+            uid: sbx.host_uid().expect("root: a uid per sandbox"),
+            host_pid: sbx.bwrap_pid(),
+            inner: sbx.clone(),
+            local: Some(sbx),
+        }
+    }
+
+    /// The uid processes see inside (`id -u`): 1000 with bubblewrap (a
+    /// user namespace maps it); the host uid itself on gVisor.
+    pub fn inside_uid(self, sbx: &AnySandbox) -> u32 {
+        if self == Variant::Gvisor { sbx.uid } else { bridle_sandbox::local::INSIDE_UID }
     }
 }
 
 /// One `#[tokio::test]` per [`Variant`] for each named `async fn(Variant)`:
-/// `name::cold` and `name::pooled`.
+/// `name::cold`, `name::pooled` and `name::gvisor`.
 #[macro_export]
 macro_rules! per_variant {
     ($($name:ident),* $(,)?) => {
@@ -236,6 +343,10 @@ macro_rules! per_variant {
                 #[tokio::test]
                 async fn pooled() {
                     super::$name($crate::common::Variant::Pooled).await
+                }
+                #[tokio::test]
+                async fn gvisor() {
+                    super::$name($crate::common::Variant::Gvisor).await
                 }
             }
         )*

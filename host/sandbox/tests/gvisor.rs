@@ -1,0 +1,124 @@
+//! The gVisor driver's own behaviour (the breakout and isolation suites run
+//! against it too, as their `gvisor` variant): processes run on gVisor's
+//! kernel, execs share the sandbox, stdio is interactive, `kill` takes the
+//! process group, files are written as the sandbox user (who has a name),
+//! the workspace survives a release, and a missing runsc is a clear error.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use bridle_sandbox::{
+    ExecRequest, ExitStatus, GvisorConfig, GvisorDriver, LocalConfig, Sandbox, SandboxDriver, SandboxError,
+};
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+fn driver(tmp: &std::path::Path) -> GvisorDriver {
+    gvisor_driver_with(tmp, |_| {})
+}
+
+#[tokio::test]
+async fn processes_run_on_gvisors_kernel_and_share_the_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim_gvisor(spec("kernel")).await.unwrap();
+    // gVisor's kernel announces itself in the kernel log and /proc/version
+    // differs from the host's.
+    let out = sh(&*sbx, "dmesg 2>/dev/null | head -1; cat /proc/version").await;
+    let host_version = std::fs::read_to_string("/proc/version").unwrap();
+    assert!(
+        out.stdout_str().contains("gVisor") || !out.stdout_str().contains(host_version.trim()),
+        "{}",
+        out.stdout_str()
+    );
+    // Two execs see each other's /tmp and processes.
+    let sleeper = sbx.exec(ExecRequest::new(["sleep", "305"])).await.unwrap();
+    let out = sh(&*sbx, "echo shared > /tmp/x; pgrep -fc 'sleep 30[5]'").await;
+    assert_eq!(out.stdout_str(), "1\n", "{}", out.stderr_str());
+    assert_eq!(sh(&*sbx, "cat /tmp/x").await.stdout_str(), "shared\n");
+    // `kill` takes the exec's whole process group.
+    let group = sbx.exec(ExecRequest::shell("sleep 306 & sleep 307 & wait")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    group.kill().await.unwrap();
+    let st = tokio::time::timeout(Duration::from_secs(10), group.wait()).await.expect("killed in time");
+    assert_eq!(st, ExitStatus::Signaled { signal: 9 });
+    let out = sh(&*sbx, "pgrep -fc 'sleep 30[67]'; true").await;
+    assert_eq!(out.stdout_str(), "0\n", "the group's children survived");
+    sleeper.kill().await.unwrap();
+    sbx.release().await.unwrap();
+    assert!(matches!(sbx.exec(ExecRequest::new(["true"])).await, Err(SandboxError::Gone(_))));
+}
+
+#[tokio::test]
+async fn interactive_stdio_exit_codes_and_write_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim_gvisor(spec("stdio")).await.unwrap();
+    let mut child = sbx.exec(ExecRequest::new(["sh", "-c", "while read l; do echo \"got $l\"; done"])).await.unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for word in ["one", "two"] {
+        stdin.write_all(format!("{word}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap();
+        assert_eq!(line.as_deref(), Some(format!("got {word}").as_str()));
+    }
+    drop(stdin);
+    assert_eq!(child.wait().await, ExitStatus::Exited { code: 0 });
+    assert_eq!(sh(&*sbx, "exit 7").await.status, ExitStatus::Exited { code: 7 });
+    // The sandbox user has a name (its own passwd entry).
+    let out = sh(
+        &*sbx,
+        "touch /workspace/f && id -un && python3 -c 'import os, pwd; print(pwd.getpwuid(os.stat(\"/workspace/f\").st_uid).pw_name)'",
+    )
+    .await;
+    assert_eq!(out.stdout_str(), "agent\nagent\n", "{}", out.stderr_str());
+    // write_file: as the sandbox user, parents made, mode set, links refused.
+    sbx.write_file("/workspace/deep/dir/file.txt", b"hello", 0o640).await.unwrap();
+    let host = d.workspace_path("stdio").join("deep/dir/file.txt");
+    assert_eq!(std::fs::read(&host).unwrap(), b"hello");
+    let md = std::fs::metadata(&host).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (sbx.host_uid(), 0o640));
+    sh(&*sbx, "ln -s /etc/passwd /workspace/link").await;
+    let err = sbx.write_file("/workspace/link", b"x", 0o644).await.unwrap_err();
+    assert!(matches!(err, SandboxError::Invalid(_)), "{err}");
+    sbx.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_workspace_survives_release_and_is_deleted_with_the_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim(spec("keep")).await.unwrap();
+    sh(&*sbx, "echo kept > /workspace/k").await;
+    sbx.release().await.unwrap();
+    assert!(d.workspace_exists("keep").await.unwrap());
+    let again = d.resume(spec("keep")).await.unwrap();
+    assert_eq!(sh(&*again, "cat /workspace/k").await.stdout_str(), "kept\n");
+    d.delete_workspace("keep").await.unwrap();
+    assert!(!again.is_running());
+    assert!(!d.workspace_exists("keep").await.unwrap());
+    assert!(d.resume(spec("never")).await.is_err());
+}
+
+#[test]
+fn a_missing_runsc_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = GvisorDriver::new(GvisorConfig {
+        base: LocalConfig { state_dir: tmp.path().join("s"), ..config(tmp.path()) },
+        runsc: Some(tmp.path().join("no-runsc")),
+        ..Default::default()
+    })
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(matches!(err, SandboxError::Unavailable(_)) && msg.contains("apt-get install -y runsc"), "{msg}");
+    // The warm pool is bubblewrap's.
+    ensure_runsc();
+    let mut base = config(tmp.path());
+    base.pool.size = 1;
+    let err = GvisorDriver::new(GvisorConfig { base, ..Default::default() }).err().expect("refused");
+    assert!(err.to_string().contains("sandbox_pool_size = 0"), "{err}");
+}
