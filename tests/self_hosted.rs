@@ -5,8 +5,10 @@
 //! mid-call does not lose the turn, bad keys and stale leases are refused, and the tool-call
 //! round trip through a worker is measured beside the local sandbox's.
 //!
-//! The harness is openai-agents (its tools run outside its runtime); claude and codex sessions
-//! in a self-hosted environment are refused at create (see README "Self-hosted environments").
+//! openai-agents runs the whole suite (its tools run outside its runtime). claude and codex run
+//! the tool tests: their plugins turn the runtimes' own workspace tools off and offer the
+//! worker's instead (Claude Code through an SDK MCP server, codex as dynamic tools), so a bash and
+//! a write call land in the worker's directory (README "Self-hosted environments").
 //!
 //! Run: `cargo test -p bridle --test self_hosted -- --nocapture`
 //! Narrow the pytest selection with `BRIDLE_E2E_PYTEST_ARGS="-k killed"`.
@@ -20,17 +22,24 @@ use support::sessions::{fake_model, install_runtimes, sandbox_dir, session_serve
 
 /// Leases this short make a killed worker's item return to the queue within seconds.
 const LEASE_SECS: &str = "4";
+/// Long enough for ten sessions sharing two workers; the unanswered-call test waits this long.
+const TOOL_TIMEOUT_SECS: &str = "45";
 
-#[test]
-fn official_environment_worker_serves_self_hosted_sessions() {
+/// Run `tests/python/e2e/test_self_hosted.py` for `engine` against a fresh server, narrowed
+/// to `select` (a pytest `-k` expression) when given.
+fn run_suite(engine: &str, select: Option<&str>) {
     let runtimes = install_runtimes();
-    let (fake, token) = fake_model("selfhosted");
+    let (fake, token) = fake_model(&format!("selfhosted-{engine}"));
     let sandboxes = sandbox_dir();
     let mut server = session_server(
         Backend::Sqlite,
         &runtimes,
         sandboxes.path(),
-        &[("BRIDLE_SELF_HOSTED__LEASE_SECS", LEASE_SECS), ("BRIDLE_LOG", "info,bridle=debug")],
+        &[
+            ("BRIDLE_SELF_HOSTED__LEASE_SECS", LEASE_SECS),
+            ("BRIDLE_SELF_HOSTED__TOOL_TIMEOUT_SECS", TOOL_TIMEOUT_SECS),
+            ("BRIDLE_LOG", "info,bridle=debug"),
+        ],
     );
     let python = support::python_venv();
     let suite = support::tests_dir().join("python/e2e");
@@ -42,7 +51,7 @@ fn official_environment_worker_serves_self_hosted_sessions() {
         .args(["-v", "-s", "-rfE", "-p", "no:cacheprovider", "--timeout=600", "--color=no", "--durations=5"])
         .current_dir(&suite)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("BRIDLE_E2E_ENGINE", "openai-agents")
+        .env("BRIDLE_E2E_ENGINE", engine)
         .env("BRIDLE_E2E_FAKE_URL", fake.base_url())
         .env("BRIDLE_E2E_FAKE_TOKEN", &token)
         .env("BRIDLE_BASE_URL", &server.base_url)
@@ -51,12 +60,33 @@ fn official_environment_worker_serves_self_hosted_sessions() {
         .env("BRIDLE_E2E_SANDBOX_DIR", sandboxes.path())
         .env("BRIDLE_E2E_BIN", support::bridle_bin())
         .env("BRIDLE_E2E_DATA_DIR", server.data_dir())
-        .env("BRIDLE_E2E_LEASE_SECS", LEASE_SECS);
+        .env("BRIDLE_E2E_LEASE_SECS", LEASE_SECS)
+        .env("BRIDLE_E2E_TOOL_TIMEOUT_SECS", TOOL_TIMEOUT_SECS);
+    if let Some(k) = select {
+        cmd.args(["-k", k]);
+    }
     if let Ok(extra) = std::env::var("BRIDLE_E2E_PYTEST_ARGS") {
         cmd.args(extra.split_whitespace());
     }
-    support::run_and_report(&mut cmd, "pytest tests/python/e2e/test_self_hosted.py");
+    support::run_and_report(&mut cmd, &format!("pytest tests/python/e2e/test_self_hosted.py ({engine})"));
     server.assert_alive();
+}
+
+#[test]
+fn official_environment_worker_serves_self_hosted_sessions() {
+    run_suite("openai-agents", None);
+}
+
+/// Claude Code's Bash/Write are off; `mcp__workspace__bash` / `write` run on the worker.
+#[test]
+fn claude_runs_its_workspace_tools_on_the_official_worker() {
+    run_suite("claude", Some("workspace_tools"));
+}
+
+/// codex's shell tool is off; the dynamic tools `bash` / `write` run on the worker.
+#[test]
+fn codex_runs_its_workspace_tools_on_the_official_worker() {
+    run_suite("codex", Some("workspace_tools"));
 }
 
 /// Two nodes on one PostgreSQL database: a work item queued by a third party (the store, as

@@ -81,12 +81,17 @@ pub struct SelfHostedConfig {
     pub lease_secs: u64,
     /// The longest lease a heartbeat may ask for.
     pub max_lease_secs: u64,
+    /// How long a tool call waits for a worker's `user.tool_result` before
+    /// it ends with an error result: a worker without the tool never
+    /// answers (the SDK's worker skips a tool it lacks). Longer than the
+    /// SDK runner's own tool timeout (325 s), which answers with an error.
+    pub tool_timeout_secs: u64,
 }
 
 impl Default for SelfHostedConfig {
     fn default() -> Self {
         // The SDK's worker assumes 300 s until its first heartbeat answers.
-        SelfHostedConfig { lease_secs: 300, max_lease_secs: 3600 }
+        SelfHostedConfig { lease_secs: 300, max_lease_secs: 3600, tool_timeout_secs: 600 }
     }
 }
 

@@ -31,6 +31,8 @@ impl Harness for Template {
             // The model API paths the runtime calls (the gateway forwards
             // only these).
             model_paths: ApiShape::AnthropicMessages.default_model_paths(),
+            // Set once the plugin honours `SessionSpec::remote_tools` (self-hosted environments).
+            remote_tools: false,
         }
     }
 

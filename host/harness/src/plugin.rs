@@ -62,6 +62,7 @@ impl Plugin {
                 api_shape: ApiShape::AnthropicMessages,
                 description: String::new(),
                 model_paths: Vec::new(),
+                remote_tools: false,
             },
             contract,
             sha256,

@@ -171,6 +171,12 @@ pub async fn add(
     ApiJson(ResourceParam(body)): ApiJson<ResourceParam>,
 ) -> ApiResult<Json<SessionResource>> {
     let row = super::sessions::load(&st, &id).await?;
+    // A deleted environment's sessions keep what they had.
+    let env: Option<crate::store::DocRow<crate::model::environments::Environment>> =
+        st.store.get_doc(crate::store::Table::Environments, &row.session.environment_id).await?;
+    if env.is_some_and(|e| e.doc.config.is_self_hosted()) {
+        resources::check_self_hosted(&row.session.environment_id, "", std::slice::from_ref(&body))?;
+    }
     let existing = of_session(&row.session.resources)?;
     let mut new = prepare(&st, Some(&id), "", std::slice::from_ref(&body), &existing).await?;
     let added = new.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no resource prepared")))?;

@@ -166,18 +166,18 @@ async fn check_env_secrets(st: &AppState, vault_ids: &[String]) -> ApiResult<()>
 
 /// Ask the selected harness whether the vault's base URL fits its API shape.
 /// Sessions without an LLM vault skip this: creating them always succeeds.
-/// A session in a self-hosted environment sends every tool call to the
-/// environment's workers; only a harness whose tools run outside its runtime
-/// (sandbox as tool) can do that today.
+/// A session in a self-hosted environment sends every workspace tool call to
+/// the environment's workers: its harness must route them there (a plugin
+/// declaring `remote-tools`).
 fn check_remote_tools(st: &AppState, environment_id: &str, engine: &str) -> ApiResult<()> {
     let plugin = st.harness.plugin(engine).map_err(|e| {
         ApiError::invalid(format!("environment_id: harness `{engine}` is not available on this server: {e}"))
     })?;
-    if plugin.info().execution_model != bridle_harness::ExecutionModel::SandboxAsTool {
+    if !plugin.info().remote_tools {
         return Err(ApiError::invalid(format!(
-            "environment_id: environment `{environment_id}` is self_hosted, and the `{engine}` harness runs its \
-             tools inside its runtime, so they cannot reach the environment's workers; use a harness whose tools \
-             run in the sandbox (openai-agents)"
+            "environment_id: environment `{environment_id}` is self_hosted, and the `{engine}` harness plugin \
+             cannot send its tool calls to the environment's workers (it does not declare remote-tools); use \
+             claude, codex or openai-agents"
         )));
     }
     Ok(())
@@ -251,6 +251,11 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     check_endpoint(&st, &binding, &snapshot).await?;
     if env.doc.config.is_self_hosted() {
         check_remote_tools(&st, &p.environment_id, &binding.engine)?;
+        crate::model::resources::check_self_hosted(
+            &p.environment_id,
+            "resources",
+            p.resources.as_deref().unwrap_or_default(),
+        )?;
     }
     if p.budget.is_some() {
         budget_price(&st, &snapshot)?;

@@ -22,7 +22,6 @@ use crate::model::work::{
     self, DEFAULT_RECLAIM_MS, HeartbeatParams, HeartbeatResponse, POLLING_WINDOW_MICROS, QueueStats, Refusal,
     StopParams, Work, WorkItem, WorkList, WorkUpdate,
 };
-use crate::time::now_micros;
 
 /// How often a write that lost a race to another writer is tried again.
 const RACE_RETRIES: usize = 8;
@@ -79,7 +78,7 @@ async fn change<T>(
 ) -> ApiResult<T> {
     for _ in 0..RACE_RETRIES {
         let it = load(st, environment_id, work_id).await?;
-        let (new, out) = decide(&it, now_micros())?;
+        let (new, out) = decide(&it, st.store.work_clock().await?)?;
         if new == it || st.store.save_work(&new, it.version).await? {
             return Ok(out);
         }
@@ -136,7 +135,7 @@ pub async fn list(
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next_page = more.then(|| items.last().map(|i| i.id.clone())).flatten();
-    let now = now_micros();
+    let now = st.store.work_clock().await?;
     Ok(Json(WorkList { data: items.iter().map(|i| i.to_wire(now, None)).collect(), next_page }))
 }
 
@@ -180,7 +179,7 @@ pub async fn poll(
     };
     self_hosted(&st, &environment_id).await?;
     if let Some(w) = &worker {
-        st.store.note_poller(&environment_id, w, now_micros()).await?;
+        st.store.note_poller(&environment_id, w, st.store.work_clock().await?).await?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(block_ms as u64);
     let waiter = st.bus.work_waiter(&environment_id);
@@ -206,7 +205,7 @@ async fn claim_one(
     reclaim_ms: i64,
 ) -> ApiResult<Option<Work>> {
     for _ in 0..RACE_RETRIES {
-        let now = now_micros();
+        let now = st.store.work_clock().await?;
         let open = st.store.open_work(environment_id).await?;
         let Some(it) = open.iter().find(|i| i.claimable(now, reclaim_ms)) else { return Ok(None) };
         let token = random_secret(WORK_TOKEN_PREFIX);
@@ -235,7 +234,7 @@ pub async fn stats(
 ) -> ApiResult<Json<QueueStats>> {
     q.allow(&[])?;
     self_hosted(&st, &environment_id).await?;
-    let now = now_micros();
+    let now = st.store.work_clock().await?;
     let open = st.store.open_work(&environment_id).await?;
     let polling = st.store.count_pollers(&environment_id, now - POLLING_WINDOW_MICROS).await?;
     Ok(Json(work::stats(open.iter(), polling, now)))
@@ -255,7 +254,7 @@ pub async fn retrieve(
     Path((environment_id, work_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Work>> {
     let it = load(&st, &environment_id, &work_id).await?;
-    Ok(Json(it.to_wire(now_micros(), None)))
+    Ok(Json(it.to_wire(st.store.work_clock().await?, None)))
 }
 
 #[utoipa::path(

@@ -360,12 +360,47 @@ pub fn check_no_overlap<'a>(
     Ok(())
 }
 
+/// A self-hosted environment's tools run on its workers, and Bridle has no
+/// way to place a file or a repository there (the SDK's worker fetches only
+/// skills and memory stores): such resources are refused, not silently left
+/// in a sandbox the agent's tools never see. `field` as for [`parse_param`].
+pub fn check_self_hosted(environment_id: &str, field: &str, params: &[Value]) -> Result<(), Invalid> {
+    for (i, p) in params.iter().enumerate() {
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        if matches!(kind, "file" | "github_repository") {
+            let at = if field.is_empty() { "the resource".to_owned() } else { format!("{field}[{i}]") };
+            return Err(Invalid::new(format!(
+                "{at}: `{kind}` resources are not supported in self_hosted environments: environment \
+                 `{environment_id}` runs the session's tools on its own workers, where Bridle cannot place files; \
+                 have the worker's machine hold them"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     const F: &str = "file_01ABC";
+
+    #[test]
+    fn files_and_repositories_are_refused_on_workers() {
+        let file = json!({"type": "file", "file_id": F});
+        let repo = json!({"type": "github_repository", "url": "https://github.com/o/r"});
+        let e = check_self_hosted("env_1", "resources", &[json!({"type": "x"}), repo]).unwrap_err();
+        assert!(
+            e.0.starts_with("resources[1]: `github_repository` resources are not supported in self_hosted"),
+            "{}",
+            e.0
+        );
+        assert!(e.0.contains("env_1"), "{}", e.0);
+        let e = check_self_hosted("env_1", "", &[file]).unwrap_err();
+        assert!(e.0.starts_with("the resource: `file`"), "{}", e.0);
+        assert!(check_self_hosted("env_1", "resources", &[]).is_ok());
+    }
 
     #[test]
     fn params() {

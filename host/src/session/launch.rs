@@ -80,6 +80,7 @@ pub fn session_spec(
         llm: SpecLlm { base_url, upstream_base_url: Some(upstream.to_owned()), model: model.to_owned() },
         resident,
         skills: Vec::new(),
+        remote_tools: false,
     }
 }
 
@@ -103,7 +104,7 @@ mod tests {
             serde_json::to_value(&spec).unwrap(),
             json!({"session_id": "sesn_1", "agent": agent, "workspace": "/workspace", "resume": "tok",
                 "llm": {"base_url": "http://127.0.0.1:9/llm", "upstream_base_url": "https://up", "model": "m"},
-                "resident": false, "skills": []})
+                "resident": false, "skills": [], "remote_tools": false})
         );
         let spec = session_spec("sesn_1", &agent, None, "https://up", "m", Placement::Resident);
         assert_eq!((spec.llm.base_url.as_str(), spec.resident), ("https://up", true));

@@ -7,6 +7,9 @@
 //! the item goes back to the queue and the next worker runs the call again
 //! (the SDK runs every allowed call without a result); a second lapse during
 //! the same call ends it with an error result (`model::work::on_lapse`).
+//! A call no worker answers within `self_hosted.tool_timeout_secs` ends with
+//! an error result too: the SDK's worker silently skips a tool it does not
+//! have, so its silence is the only sign.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,6 @@ use super::Sessions;
 use super::engine::ToolOutcome;
 use crate::ids::{Kind, new_id};
 use crate::model::work::{LapseVerdict, WorkItem, WorkState, on_lapse};
-use crate::time::now_micros;
 
 /// How often the lease of the item serving a waiting call is looked at.
 const WATCH: Duration = Duration::from_millis(500);
@@ -47,15 +49,27 @@ pub fn outcome_of(tool_use_id: &str, body: &Value) -> ToolOutcome {
     ToolOutcome { id: tool_use_id.to_owned(), content: text, is_error, exit_code: None }
 }
 
-/// Wait for a worker to answer `call_id` of `session_id`.
+/// The error result of a call no worker answered in time.
+fn unanswered(call_id: &str, tool: &str, environment_id: &str, waited: Duration) -> ToolOutcome {
+    let content = format!(
+        "no worker of environment `{environment_id}` answered this `{tool}` call within {} s \
+         (self_hosted.tool_timeout_secs): the environment's workers may not offer the `{tool}` tool, or none is running",
+        waited.as_secs()
+    );
+    ToolOutcome { id: call_id.to_owned(), content, is_error: true, exit_code: None }
+}
+
+/// Wait for a worker to answer `call_id` (a call of `tool`) of `session_id`.
 pub async fn run(
     host: Arc<Sessions>,
     session_id: String,
     environment_id: String,
-    call_id: String,
+    (call_id, tool): (String, String),
     answer: oneshot::Receiver<ToolOutcome>,
 ) -> ToolOutcome {
     let mut answer = answer;
+    let timeout = Duration::from_secs(host.config.self_hosted.tool_timeout_secs);
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut lapses = 0u32;
     // The lease (by its claim count) whose lapse was counted last.
     let mut counted: Option<i64> = None;
@@ -81,6 +95,10 @@ pub async fn run(
                 return got.unwrap_or_else(|_| ToolOutcome::interrupted(&call_id));
             }
             () = tokio::time::sleep(WATCH) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(tool_use_id = %call_id, tool, "no worker answered the tool call in time");
+                return unanswered(&call_id, &tool, &environment_id, timeout);
+            }
         }
     }
 }
@@ -88,7 +106,7 @@ pub async fn run(
 /// Make sure the session has a work item a worker serves or can poll;
 /// answer the item if its lease has just lapsed.
 async fn watch(host: &Sessions, session_id: &str, environment_id: &str) -> anyhow::Result<Option<WorkItem>> {
-    let now = now_micros();
+    let now = host.store.work_clock().await?;
     let open = host.store.open_work_of_session(session_id).await?;
     match open.iter().find(|i| i.state_at(now) != WorkState::Stopped) {
         Some(it) if it.lapsed(now) && it.claims > 0 => Ok(Some(it.clone())),
@@ -109,7 +127,7 @@ async fn watch(host: &Sessions, session_id: &str, environment_id: &str) -> anyho
 pub async fn stop_work(host: &Sessions, session_id: &str) {
     let Ok(open) = host.store.open_work_of_session(session_id).await else { return };
     for it in open {
-        let now = now_micros();
+        let Ok(now) = host.store.work_clock().await else { return };
         if let Ok(stopped) = it.stop(false, now)
             && stopped != it
         {
@@ -139,5 +157,15 @@ mod tests {
         assert!(o.is_error);
         let bare = outcome_of("sevt_2", &json!({"type": "user.tool_result", "tool_use_id": "sevt_2"}));
         assert_eq!((bare.content.as_str(), bare.is_error), ("", false));
+    }
+
+    #[test]
+    fn an_unanswered_call_names_the_tool_and_the_setting() {
+        let o = unanswered("sevt_3", "web_fetch", "env_1", Duration::from_secs(600));
+        assert!(o.is_error);
+        assert_eq!(o.id, "sevt_3");
+        for part in ["`env_1`", "`web_fetch` call within 600 s", "self_hosted.tool_timeout_secs"] {
+            assert!(o.content.contains(part), "{part} missing: {}", o.content);
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! its own, so the loop keeps taking user input while it runs: an interrupt
 //! cancels it at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +77,9 @@ struct Runner {
     self_hosted: bool,
     /// The call a worker runs: its event id and where its answer goes.
     remote: Option<(String, remote::Answer)>,
+    /// Workers' answers to calls not sent yet (a worker may run the second
+    /// of two parallel tool uses while the runtime waits on the first).
+    early: HashMap<String, ToolOutcome>,
     /// Keeps the sandbox from idle release while a turn runs.
     busy: Option<BusyGuard>,
     last_activity: Instant,
@@ -172,6 +175,7 @@ impl Runner {
             tool: None,
             self_hosted,
             remote: None,
+            early: HashMap::new(),
             busy: None,
             last_activity: Instant::now(),
             line_read_at: None,
@@ -568,7 +572,9 @@ impl Runner {
                 let _ = tx.send(remote::outcome_of(&id, &body));
             }
             other => {
-                tracing::warn!(tool_use_id = target, "a user.tool_result for no call in flight; ignored");
+                // The API took it for a pending call: the runtime asks for it later.
+                tracing::debug!(tool_use_id = target, "a user.tool_result ahead of its call; kept");
+                self.early.insert(target.to_owned(), remote::outcome_of(target, &body));
                 self.remote = other;
             }
         }
@@ -579,11 +585,20 @@ impl Runner {
     /// of its own.
     fn run_tool(&mut self, call: ToolCall) -> Option<Input> {
         if self.self_hosted {
+            if let Some(answered) = self.early.remove(&call.id) {
+                return Some(Input::ToolDone(answered));
+            }
             tracing::debug!(tool = %call.name, tool_use_id = %call.id, "sending a tool call to the environment's workers");
             let (tx, rx) = tokio::sync::oneshot::channel();
             let task = tokio::spawn(
-                remote::run(self.host.clone(), self.id.clone(), self.environment_id.clone(), call.id.clone(), rx)
-                    .in_current_span(),
+                remote::run(
+                    self.host.clone(),
+                    self.id.clone(),
+                    self.environment_id.clone(),
+                    (call.id.clone(), call.name.clone()),
+                    rx,
+                )
+                .in_current_span(),
             );
             self.remote = Some((call.id.clone(), tx));
             self.tool = Some((call.id, task));
@@ -636,6 +651,7 @@ impl Runner {
             task.abort();
         }
         self.remote = None;
+        self.early.clear();
         let Some(rt) = self.rt.take() else { return };
         tracing::info!(why, "stopping the runtime");
         rt.io.release(&self.id).await;

@@ -85,6 +85,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         let mut session_spec =
             launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, Placement::Resident);
         session_spec.skills = skills.specs();
+        session_spec.remote_tools = env.doc.config.is_self_hosted();
         let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         let skills_dir = plan.skills_dir.clone().unwrap_or_else(|| bridle_harness::DEFAULT_SKILLS_DIR.to_owned());
@@ -135,6 +136,8 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let agent = crate::model::mcp::routed_agent(t.agent, &sandbox.proxy_url_inside());
     let mut session_spec = launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, placement);
     session_spec.skills = skills.specs();
+    // A self-hosted environment's workers run the workspace tools.
+    session_spec.remote_tools = env.doc.config.is_self_hosted();
     let setup = Setup { mounts: t.mounts, skills: &skills, secrets: &secrets };
     match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, setup).await {
         Ok(rt) => Ok(rt),

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreResult, decode_json};
+use super::{Backend, Store, StoreResult, decode_json};
 use crate::cluster::note::NoteKind;
 use crate::model::work::{WorkItem, WorkState};
 
@@ -55,6 +55,20 @@ fn metadata_json(it: &WorkItem) -> StoreResult<String> {
 }
 
 impl Store {
+    /// Now (epoch µs) by the database's clock, which every lease decision
+    /// uses: a worker's lease is then judged by one clock whichever node
+    /// serves its heartbeat, however the nodes' clocks drift. SQLite serves
+    /// one node, whose clock it is.
+    pub async fn work_clock(&self) -> StoreResult<i64> {
+        if self.backend != Backend::Postgres {
+            return Ok(crate::time::now_micros());
+        }
+        let row = sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS now")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("now")?)
+    }
+
     pub async fn insert_environment_key(&self, row: &EnvironmentKeyRow, hash: &str) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO environment_keys (id, environment_id, name, hash, hint, created_at) \

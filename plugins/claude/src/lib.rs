@@ -18,9 +18,11 @@
 //! | `assistant` text block | emit `agent.message` `[{"type":"text","text"}]` (id: its block's preview's, in block order) |
 //! | `assistant` thinking / redacted_thinking | emit `agent.thinking` (id: its preview's) |
 //! | `assistant` tool_use (`Bash`, `Read`, ...) | emit `agent.tool_use` (`bash`, `read`, ...; `evaluated_permission: "allow"`) |
+//! | `assistant` tool_use `mcp__workspace__<tool>` (remote tools) | emit `agent.tool_use` (`bash`, ...), as for the built-in |
 //! | `assistant` tool_use `mcp__srv__tool` | emit `agent.mcp_tool_use` |
 //! | `assistant` tool_use `mcp__bridle__<custom tool>` | emit `agent.custom_tool_use` (plain name; its `user` tool_result emits nothing) |
 //! | `control_request` `mcp_message` for server `bridle` | the agent's custom tools as an SDK MCP server: `initialize`, `tools/list` answered at once; `tools/call` held until `user.custom_tool_result` (`--mcp-config` names it `{"type":"sdk","name":"bridle"}`, `--allowedTools` allows `mcp__bridle`) |
+//! | `control_request` `mcp_message` for server `workspace` (a self-hosted environment: `remote_tools`) | the workers' tools (`bash`, `read`, `write`, `edit`, `glob`, `grep`) as an SDK MCP server, replacing the built-ins: `tools/call` → `tool-call` action for the emitted `agent.tool_use`; the worker's result (`on-tool-result`) answers it |
 //! | tool_use of an `always_ask` tool | held until `can_use_tool` (→ `"ask"`) or its result (→ `"allow"`) |
 //! | `control_request` `can_use_tool` | `always_ask`: emit the tool use with `"ask"`, wait for `user.tool_confirmation`; otherwise `write` an allow reply |
 //! | other `control_request` | `write` an error reply (Bridle registers no hooks or other SDK servers) |
@@ -58,6 +60,7 @@ mod custom;
 mod endpoint;
 mod policy;
 mod protocol;
+mod remote;
 mod session;
 
 pub use endpoint::{PLACEHOLDER_KEY, parse_url};
@@ -79,6 +82,7 @@ impl Harness for Claude {
             api_shape: ApiShape::AnthropicMessages,
             description: "Claude Code (stream-json, as driven by the Claude Agent SDK)".into(),
             model_paths: ApiShape::AnthropicMessages.default_model_paths(),
+            remote_tools: true,
         }
     }
 

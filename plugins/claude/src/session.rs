@@ -8,13 +8,14 @@ use crate::protocol::{
     ResultMessage, StreamEvent, StreamEventBody, System, ToolResultBlock, ToolResultContent, ToolUse, Usage, User,
     UserBlock,
 };
+use crate::remote::{self, Unannounced, WorkerTools};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
 use bridle_harness_sdk::{
-    Action, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, log,
-    new_event_id,
+    Action, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, ToolResult,
+    log, new_event_id,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub struct ClaudeSession {
     spec: SessionSpec,
     policy: ToolPolicy,
     custom: CustomServer,
+    /// A self-hosted environment's session: the workers' tools.
+    worker: WorkerTools,
     checkpointed: Option<String>,
     tools: HashMap<String, ToolRef>,
     held: Vec<Held>,
@@ -159,6 +162,12 @@ impl ClaudeSession {
 
     /// The permission and event body for a Claude tool use.
     fn tool_event(&self, name: &str, input: &Value, event_id: &str) -> (Perm, Value, bool) {
+        if let Some(tool) = self.worker.toolset_name(name) {
+            // A worker's tool is the toolset's, whoever serves it.
+            let perm = self.policy.builtin_perm(tool).unwrap_or(Perm::Allow);
+            let event = json!({"type": "agent.tool_use", "id": event_id, "name": tool, "input": input});
+            return (perm, event, false);
+        }
         if let Some(rest) = name.strip_prefix("mcp__") {
             let (server, tool) = rest.split_once("__").unwrap_or((rest, ""));
             let perm = self.policy.mcp.get(server).and_then(|p| p.perm(tool)).unwrap_or(Perm::Ask);
@@ -264,6 +273,10 @@ impl ClaudeSession {
                 self.custom.on_mcp_message(&request_id, m.message.unwrap_or_default(), out);
                 return;
             }
+            RequestKind::McpMessage(m) if m.server_name.as_deref() == Some(remote::SERVER) && self.worker.enabled() => {
+                self.on_worker_message(&request_id, m.message.unwrap_or_default(), out);
+                return;
+            }
             RequestKind::CanUseTool(req) => req,
             _ => {
                 // Hooks, SDK MCP servers, ...: Bridle registers none; answer
@@ -293,7 +306,7 @@ impl ClaudeSession {
                 .iter()
                 .find(|h| {
                     let n = &h.event["name"];
-                    n.as_str() == toolset_name(name).or(Some(name))
+                    n.as_str() == self.worker.toolset_name(name).or(toolset_name(name)).or(Some(name))
                 })
                 .map(|h| h.tool_use_id.clone()),
         };
@@ -339,6 +352,24 @@ impl ClaudeSession {
                 out.push(Self::permission_reply(&request_id, true, &input, ""));
             }
         }
+    }
+
+    /// An MCP message for the workers' tools: a `tools/call` goes to the
+    /// host as a `tool-call` for the tool use it was emitted as.
+    fn on_worker_message(&mut self, request_id: &str, message: crate::protocol::McpMessage, out: &mut Vec<Action>) {
+        let tools = &self.tools;
+        let event_for = |tool_use_id: &str| tools.get(tool_use_id).map(|t| t.event_id.clone());
+        let announce = |u: Unannounced<'_>, out: &mut Vec<Action>| {
+            // No tool use seen for this call (an older CLI without the id in
+            // `_meta`): Claude Code asked for and got permission, so it runs.
+            let event_id = new_event_id();
+            out.push(Action::emit_json(&json!({
+                "type": "agent.tool_use", "id": event_id, "name": u.name, "input": u.input,
+                "evaluated_permission": "allow",
+            })));
+            event_id
+        };
+        self.worker.on_mcp_message(request_id, message, event_for, announce, out);
     }
 
     fn on_assistant(&mut self, v: Assistant, out: &mut Vec<Action>) {
@@ -482,6 +513,7 @@ impl ClaudeSession {
         self.previews.clear();
         self.permissions.clear();
         self.custom.forget_all();
+        self.worker.forget_all();
         if !is_error || interrupted {
             out.push(Action::end_turn());
             return;
@@ -674,11 +706,13 @@ impl HarnessSession for ClaudeSession {
     fn new(spec: SessionSpec) -> Self {
         let policy = ToolPolicy::from_agent(&spec.agent);
         let custom = CustomServer::new(&spec.agent);
+        let worker = WorkerTools::new(spec.remote_tools, &policy);
         let checkpointed = spec.resume.clone();
         ClaudeSession {
             spec,
             policy,
             custom,
+            worker,
             checkpointed,
             tools: HashMap::new(),
             held: Vec::new(),
@@ -723,8 +757,14 @@ impl HarnessSession for ClaudeSession {
         .collect();
         argv.push(model);
 
-        let claude_name = |n: &str| TOOLSET.iter().find(|(m, _)| *m == n).map(|(_, c)| (*c).to_string());
-        let enabled: Vec<String> = self.policy.builtin.iter().filter_map(|(n, _)| claude_name(n)).collect();
+        // A worker's tool replaces the built-in of the same name.
+        let claude_name = |n: &str| match self.worker.toolset_name(&WorkerTools::claude_name(n)) {
+            Some(_) => Some(WorkerTools::claude_name(n)),
+            None => TOOLSET.iter().find(|(m, _)| *m == n).map(|(_, c)| (*c).to_string()),
+        };
+        let builtin = |n: &String| !n.starts_with("mcp__");
+        let enabled: Vec<String> =
+            self.policy.builtin.iter().filter_map(|(n, _)| claude_name(n)).filter(builtin).collect();
         let mut allowed: Vec<String> =
             self.policy.builtin.iter().filter(|(_, p)| *p == Perm::Allow).filter_map(|(n, _)| claude_name(n)).collect();
         let mut ask: Vec<String> =
@@ -777,6 +817,10 @@ impl HarnessSession for ClaudeSession {
             // The client runs custom tools: Claude Code must not ask first.
             servers.insert(custom::SERVER.to_string(), self.custom.mcp_config());
             allowed.push(format!("mcp__{}", custom::SERVER));
+        }
+        if self.worker.enabled() {
+            // Allowed and asked per tool above, as the built-ins would be.
+            servers.insert(remote::SERVER.to_string(), self.worker.mcp_config());
         }
         if !allowed.is_empty() {
             argv.push("--allowedTools".into());
@@ -844,6 +888,11 @@ impl HarnessSession for ClaudeSession {
         }
     }
 
+    /// A worker's result for a call of the workers' tools.
+    fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
+        self.worker.on_result(result)
+    }
+
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
         // Stray non-protocol output must not kill the session: `read_line`
         // logs and skips it. A JSON object that is no message (`Unreadable`)
@@ -891,6 +940,7 @@ impl HarnessSession for ClaudeSession {
                 if let Some(rid) = request_id {
                     self.permissions.retain(|_, p| p.request_id != rid);
                     self.custom.cancel(&rid);
+                    self.worker.cancel(&rid);
                 }
             }
             Message::ControlResponse {} | Message::RateLimitEvent {} => {}
@@ -911,6 +961,7 @@ impl HarnessSession for ClaudeSession {
         self.release_all_held(&mut out);
         self.permissions.clear();
         self.custom.forget_all();
+        self.worker.forget_all();
         self.retry.reset();
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());

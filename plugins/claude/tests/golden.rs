@@ -60,6 +60,7 @@ fn odd_lines_never_fail() {
         "custom_tool.script.jsonl",
         "mcp_thinking.script.jsonl",
         "stream_previews.script.jsonl",
+        "remote_tools.script.jsonl",
     ] {
         assert!(goldens().check_odd_lines::<ClaudeSession>(case) > 0, "{case}");
     }
@@ -89,4 +90,5 @@ cases! {
     custom_tool_error_result => "custom_tool_error.script.jsonl",
     custom_tool_early_answer_and_interrupt => "custom_tool_edges.script.jsonl",
     stream_previews => "stream_previews.script.jsonl",
+    remote_tools_round_trip => "remote_tools.script.jsonl",
 }

@@ -143,3 +143,31 @@ fn skills_go_to_the_config_dir_and_enable_the_skill_tool() {
         env(&plan.env, "CLAUDE_CONFIG_DIR")
     );
 }
+
+/// A self-hosted environment's session: the workers' tools replace Claude Code's own workspace
+/// tools (web tools stay), under the toolset's policies, served by the `workspace` SDK server.
+#[test]
+fn remote_tools_replace_the_workspace_builtins() {
+    let agent = json!({
+        "model": {"id": "claude-sonnet-4-5"},
+        "tools": [{"type": "agent_toolset_20260401",
+                   "configs": [{"name": "bash", "permission_policy": {"type": "always_ask"}},
+                               {"name": "grep", "enabled": false}]}],
+    });
+    let spec = json!({
+        "session_id": "sesn_1", "agent": agent, "workspace": "/workspace", "remote_tools": true,
+        "llm": {"base_url": "http://10.0.0.1:7070/llm/sesn_1", "model": "claude-sonnet-4-5"},
+    });
+    let plan = ClaudeSession::new(SessionSpec::from_json(&spec.to_string()).unwrap()).launch().unwrap();
+    let argv = &plan.argv;
+    assert_eq!(flag(argv, "--tools"), Some("WebFetch,WebSearch"));
+    assert_eq!(
+        flag(argv, "--allowedTools"),
+        Some("mcp__workspace__edit,mcp__workspace__read,mcp__workspace__write,mcp__workspace__glob,WebFetch,WebSearch")
+    );
+    let settings: Value = serde_json::from_str(flag(argv, "--settings").unwrap()).unwrap();
+    assert_eq!(settings, json!({"permissions": {"ask": ["mcp__workspace__bash"]}}));
+    let mcp: Value = serde_json::from_str(flag(argv, "--mcp-config").unwrap()).unwrap();
+    assert_eq!(mcp, json!({"mcpServers": {"workspace": {"type": "sdk", "name": "workspace"}}}));
+    assert!(Claude::info().remote_tools);
+}

@@ -118,6 +118,8 @@ pub struct ConfigToml<'a> {
     pub provider: &'a Provider,
     pub approval_policy: &'a str,
     pub mcp_servers: Vec<McpServerToml<'a>>,
+    /// codex's shell tool (off when a self-hosted environment's workers run the tools).
+    pub shell_tool: bool,
 }
 
 /// One `[mcp_servers.<name>]` table.
@@ -156,6 +158,9 @@ impl ConfigToml<'_> {
         t.push_str("request_max_retries = 0\n");
         t.push_str(&format!("stream_max_retries = {}\n", p.stream_max_retries));
         t.push_str("stream_idle_timeout_ms = 300000\n");
+        if !self.shell_tool {
+            t.push_str("\n[features]\nshell_tool = false\n");
+        }
         let list = |names: &[&str]| names.iter().map(|n| toml_str(n)).collect::<Vec<_>>().join(", ");
         for m in &self.mcp_servers {
             t.push_str(&format!("\n[mcp_servers.{}]\n", toml_str(m.name)));

@@ -34,6 +34,7 @@
 //! | tool use of an `always_ask` tool | held until its approval request (→ `"ask"`) or completion (→ `"allow"`) |
 //! | `item/commandExecution/requestApproval`, `item/fileChange/requestApproval` (and legacy `execCommandApproval`, `applyPatchApproval`) | `always_ask`: emit the tool use with `evaluated_permission: "ask"`; otherwise `write` `{"decision":"accept"}` |
 //! | `item/started` dynamicToolCall, server request `item/tool/call` | emit `agent.custom_tool_use` (once per call id); the request is held until `user.custom_tool_result` |
+//! | server request `item/tool/call` for a worker tool (a self-hosted environment: `remote_tools`; `[features] shell_tool = false`) | emit `agent.tool_use` (`bash`, ..., under the toolset's policy; `always_ask` held until `user.tool_confirmation`), then `tool-call`; the worker's result (`on-tool-result`) emits `agent.tool_result` and answers the request |
 //! | other server requests | `write` a JSON-RPC error (Bridle offers no user-input prompts) |
 //! | `error` `willRetry: true` | `retrying` (attempt from `Reconnecting... n/N`; 429 → `model_rate_limited_error`) and the failed attempt's span ends with `is_error` |
 //! | first item, delta or usage after a retry | `resumed` |
@@ -66,6 +67,7 @@
 mod custom;
 mod endpoint;
 mod protocol;
+mod remote;
 mod session;
 
 pub use endpoint::{ConfigToml, MINIMAX, OPENAI, Provider, is_minimax, parse_url, toml_str};
@@ -87,6 +89,7 @@ impl Harness for Codex {
             api_shape: ApiShape::OpenaiResponses,
             description: "OpenAI Codex (codex app-server, JSON-RPC over stdio)".into(),
             model_paths: ApiShape::OpenaiResponses.default_model_paths(),
+            remote_tools: true,
         }
     }
 

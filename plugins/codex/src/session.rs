@@ -7,6 +7,7 @@ use crate::protocol::{
     ApprovalParams, Command, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind, McpBlock,
     Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
 };
+use crate::remote::WorkerTools;
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
@@ -14,8 +15,8 @@ use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, read_line};
 use bridle_harness_sdk::{
-    Action, File, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec, log,
-    new_event_id,
+    Action, File, HarnessSession, LaunchPlan, LogLevel, PreviewedType, RetryReport, RetryStatus, SessionSpec,
+    ToolResult, log, new_event_id,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -66,6 +67,8 @@ pub struct CodexSession {
     spec: SessionSpec,
     policy: ToolPolicy,
     custom: DynamicTools,
+    /// A self-hosted environment's session: the workers' tools.
+    worker: WorkerTools,
     provider: &'static Provider,
     next_id: u64,
     pending: HashMap<u64, Req>,
@@ -132,8 +135,9 @@ impl CodexSession {
     /// resumed thread keeps the tools it was started with).
     fn thread_start_params(&self) -> Value {
         let mut p = self.thread_params();
-        if self.custom.enabled() {
-            p["dynamicTools"] = json!(self.custom.specs());
+        let tools: Vec<Value> = self.custom.specs().into_iter().chain(self.worker.specs()).collect();
+        if !tools.is_empty() {
+            p["dynamicTools"] = json!(tools);
         }
         p
     }
@@ -440,6 +444,7 @@ impl CodexSession {
         self.turn_id = None;
         self.approvals.clear();
         self.custom.forget_all();
+        self.worker.forget_all();
         self.previews.clear();
         let interrupted = std::mem::take(&mut self.interrupting);
         self.interrupt_deferred = false;
@@ -501,6 +506,7 @@ impl CodexSession {
                 if let Some(rid) = p.request_id {
                     self.approvals.retain(|_, a| a.rpc_id != rid);
                     self.custom.resolved(&rid);
+                    self.worker.resolved(&rid);
                 }
             }
             Notification::Other(method) => log(LogLevel::Trace, &format!("codex: notification `{method}` skipped")),
@@ -585,6 +591,11 @@ impl CodexSession {
 
     fn on_server_request(&mut self, rpc_id: RequestId, request: ServerRequest, out: &mut Vec<Action>) {
         let (legacy, tool, p) = match request {
+            ServerRequest::ToolCall(p) if self.worker.serves(&p) => {
+                self.progress(out);
+                self.worker.on_call(rpc_id, p, &self.policy, out);
+                return;
+            }
             ServerRequest::ToolCall(p) if self.custom.enabled() => {
                 self.progress(out);
                 self.custom.on_call(rpc_id, p, out);
@@ -662,7 +673,7 @@ impl CodexSession {
                 self.phase = Phase::Starting;
                 let mut params =
                     json!({"clientInfo": {"name": "bridle", "title": "Bridle", "version": env!("CARGO_PKG_VERSION")}});
-                if self.custom.enabled() {
+                if self.custom.enabled() || self.worker.enabled() {
                     // `dynamicTools` is an experimental field.
                     params["capabilities"] = json!({"experimentalApi": true});
                 }
@@ -688,6 +699,7 @@ impl CodexSession {
         }
         self.interrupting = true;
         self.custom.release_all("Interrupted by the user.", &mut out);
+        self.worker.release_asking("Interrupted by the user.", &mut out);
         if self.turn_id.is_some() {
             self.send_interrupt(&mut out);
         } else {
@@ -703,6 +715,11 @@ impl CodexSession {
             Some("deny") => false,
             other => return Err(format!("user.tool_confirmation result {other:?}")),
         };
+        let message =
+            event["deny_message"].as_str().filter(|s| !s.is_empty()).unwrap_or("The user denied this tool call.");
+        if let Some(actions) = self.worker.on_confirmation(id, allow, message) {
+            return Ok(actions);
+        }
         let approval =
             self.approvals.remove(id).ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
         Ok(vec![approval_reply(&approval.rpc_id, approval.legacy, allow)])
@@ -857,12 +874,14 @@ impl HarnessSession for CodexSession {
     fn new(spec: SessionSpec) -> Self {
         let policy = ToolPolicy::from_agent(&spec.agent);
         let custom = DynamicTools::new(&spec.agent);
+        let worker = WorkerTools::new(spec.remote_tools, &policy);
         let provider = provider_for(spec.llm.upstream_base_url.as_deref());
         let checkpointed = spec.resume.clone();
         CodexSession {
             spec,
             policy,
             custom,
+            worker,
             provider,
             next_id: 0,
             pending: HashMap::new(),
@@ -928,6 +947,8 @@ impl HarnessSession for CodexSession {
             provider: self.provider,
             approval_policy: self.approval_policy(),
             mcp_servers,
+            // The workers run the shell; codex's own would run in Bridle's sandbox.
+            shell_tool: !self.worker.enabled(),
         }
         .render();
         let mut config_file = File::new(".bridle/codex/config.toml", config.into_bytes());
@@ -957,6 +978,11 @@ impl HarnessSession for CodexSession {
         }
     }
 
+    /// A worker's result for a call of the workers' tools.
+    fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
+        self.worker.on_result(result)
+    }
+
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String> {
         // Stray output must not end the session: logged by `read_line`.
         let Line::Message(message) = read_line::<Incoming>("codex", line) else {
@@ -984,6 +1010,7 @@ impl HarnessSession for CodexSession {
         self.queue.clear();
         self.approvals.clear();
         self.custom.forget_all();
+        self.worker.forget_all();
         if !std::mem::take(&mut self.turn_active) {
             return out;
         }

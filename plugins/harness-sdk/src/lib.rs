@@ -28,6 +28,7 @@
 //!             api_shape: ApiShape::AnthropicMessages,
 //!             description: "echoes user messages".into(),
 //!             model_paths: ApiShape::AnthropicMessages.default_model_paths(),
+//!             remote_tools: false,
 //!         }
 //!     }
 //!     fn check_endpoint(_llm: &LlmEndpoint) -> Result<(), String> { Ok(()) }
@@ -128,6 +129,7 @@ pub mod golden;
 pub mod policy;
 pub mod previews;
 pub mod progress;
+pub mod remote;
 pub mod skills;
 mod types;
 pub mod url;
@@ -178,8 +180,8 @@ pub trait HarnessSession: 'static {
     /// One stdout line of the runtime, without the newline.
     fn on_output(&mut self, line: &str) -> Result<Vec<Action>, String>;
 
-    /// Sandbox-as-tool: the result of an [`Action::ToolCall`].
-    /// Agent-in-sandbox harnesses never receive one, hence the default.
+    /// The result of an [`Action::ToolCall`] (sandbox as tool, or remote
+    /// tools). Other harnesses never receive one, hence the default.
     fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
         let _ = result;
         Err("this harness does not make tool calls".to_string())
@@ -334,6 +336,7 @@ pub mod __private {
                 },
                 description: i.description,
                 model_paths: i.model_paths,
+                remote_tools: i.remote_tools,
             }
         }
 
@@ -372,6 +375,7 @@ pub mod __private {
                     .into_iter()
                     .map(|s| crate::types::Skill { name: s.name, description: s.description })
                     .collect(),
+                remote_tools: spec.remote_tools,
             });
             SessionCell(spec.map(|spec| RefCell::new(S::new(spec))))
         }

@@ -42,6 +42,11 @@ pub struct HarnessInfo {
     /// (e.g. `/v1/messages`); the host's gateway forwards only these.
     #[serde(default)]
     pub model_paths: Vec<String>,
+    /// The plugin honours [`SessionSpec::remote_tools`]: it routes the
+    /// workspace tools to a self-hosted environment's workers through
+    /// [`Action::ToolCall`](crate::Action).
+    #[serde(default)]
+    pub remote_tools: bool,
 }
 
 impl ApiShape {
@@ -287,7 +292,8 @@ pub enum Action {
     Retrying(RetryReport),
     /// The first sign of progress after a retry.
     Resumed,
-    /// Sandbox-as-tool: run this tool call in the sandbox.
+    /// Sandbox-as-tool: run this tool call in the sandbox; with remote
+    /// tools ([`SessionSpec::remote_tools`]), on a worker, for any harness.
     ToolCall(ToolCall),
     /// Persist this runtime resume token; it returns as `resume` in the spec.
     Checkpoint(String),
@@ -387,6 +393,10 @@ pub struct SessionSpec {
     /// The agent's skills, placed at `<LaunchPlan::skills_dir>/<name>/`.
     #[serde(default)]
     pub skills: Vec<Skill>,
+    /// The environment is self-hosted: the workspace tools run on its
+    /// workers (see [`crate::remote`]), not in the runtime.
+    #[serde(default)]
+    pub remote_tools: bool,
 }
 
 fn default_workspace() -> String {

@@ -101,6 +101,7 @@ impl Harness for OpenaiAgents {
             api_shape: ApiShape::OpenaiResponses,
             description: "OpenAI Agents SDK (Python), resident runtime using the sandbox as a tool".into(),
             model_paths: ApiShape::OpenaiResponses.default_model_paths(),
+            remote_tools: true,
         }
     }
 

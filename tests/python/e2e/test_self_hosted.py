@@ -2,11 +2,14 @@
 `anthropic` package, unmodified) runs as separate processes, each in a working directory of its
 own, against a real `bridle serve`; the sessions' tool calls run there, not in Bridle sandboxes.
 
-Run by tests/self_hosted.rs (openai-agents, whose tools run outside its runtime), which also sets:
+Run by tests/self_hosted.rs once per harness (BRIDLE_E2E_ENGINE): openai-agents, whose tools run
+outside its runtime, and claude and codex, whose plugins turn their runtimes' own workspace tools
+off and offer the worker's (bash, read, write, edit, glob, grep) instead. It also sets:
 
   BRIDLE_E2E_BIN, BRIDLE_E2E_DATA_DIR   the `bridle` binary and the server's data dir, for
                                         `bridle environments keys create|revoke`
   BRIDLE_E2E_LEASE_SECS                 the server's `self_hosted.lease_secs`
+  BRIDLE_E2E_TOOL_TIMEOUT_SECS          the server's `self_hosted.tool_timeout_secs`
 """
 
 from __future__ import annotations
@@ -148,6 +151,75 @@ def test_a_tool_call_runs_on_the_worker(stack, model, sessions, self_hosted, wor
     s.check(len(items) == 1, f"one work item for the session, got {items}")
 
 
+def test_workspace_tools_run_on_the_worker(stack, model, sessions, self_hosted, workers):
+    """Each harness offers the worker's tools by their toolset names (claude and codex in place of
+    their runtimes' own): a `bash` and a `write` call run in the worker's directory, and the
+    results reach the runtime and the model."""
+    env_id, key = self_hosted
+    w = Worker(stack.base_url, env_id, key, "tools")
+    workers.append(w)
+    sh_name, sh_content = f"bash-{uuid.uuid4().hex[:8]}.txt", uniq("viabash")
+    wr_name, wr_content = f"write-{uuid.uuid4().hex[:8]}.txt", uniq("viawrite")
+    bash_input = {"command": file_command(sh_name, sh_content)}
+    write_input = {"file_path": wr_name, "content": wr_content}
+    # `custom` names the offered tool by its toolset name (claude offers `mcp__workspace__bash`).
+    stack.fake.set_scenario(model, {"turns": [
+        {"tools": [{"custom": "bash", "input": bash_input}], "text": "Ran: {{tool_output}}"},
+        {"tools": [{"custom": "write", "input": write_input}], "text": "Wrote: {{tool_output}}"},
+    ]})
+    s = session(stack, env_id, model)
+    sessions.append(s)
+    sandbox = Path(stack.sandbox_dir or "/nonexistent")
+    for tool, given, name, content, said in [("bash", bash_input, sh_name, sh_content, f"wrote-{sh_content}"),
+                                             ("write", write_input, wr_name, wr_content,
+                                              f"wrote {len(wr_content)} bytes to {wr_name}")]:
+        evs = s.turn(f"Use {tool} for {name}.")
+        use, answer, result, msg, _ = s.expect_order(
+            evs, ["agent.tool_use", "user.tool_result", "agent.tool_result", "agent.message", is_idle("end_turn")],
+            f"a {tool} call answered by the worker")
+        s.check(use.get("name") == tool, f"the tool use is named {use.get('name')!r}, not {tool!r}")
+        s.check(use.get("input") == given, f"the worker gets the input as given: {use.get('input')}")
+        s.check(use.get("evaluated_permission") == "allow", f"evaluated_permission {use.get('evaluated_permission')!r}")
+        s.check(answer.get("tool_use_id") == use["id"], f"user.tool_result answers {answer.get('tool_use_id')}")
+        s.check(result.get("tool_use_id") == use["id"], f"agent.tool_result answers {result.get('tool_use_id')}")
+        s.check(said in json.dumps(answer.get("content")), f"worker output missing: {answer}")
+        s.check(said in json.dumps(result.get("content")), f"the runtime did not get it: {result}")
+        s.check(said in json.dumps(msg), f"the model did not get it: {msg}")
+        s.check((w.dir / name).read_text() == content, f"{name} is not in the worker's directory {w.dir}")
+        s.check(not any(sandbox.rglob(name)), f"{name} appeared in a Bridle sandbox under {sandbox}")
+    # The runtime's own workspace tools are not offered to the model (they would run in Bridle's
+    # sandbox): only the worker's.
+    offered = set()
+    for req in stack.fake.requests(model):
+        for t in req["body"].get("tools") or []:
+            offered.add(t.get("name") or t.get("type"))
+    print(f"tools offered to the model ({stack.engine}): {sorted(offered)}")
+    own = {"Bash", "Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "Glob", "Grep", "LS",
+           "exec_command", "write_stdin", "shell", "shell_command", "apply_patch", "local_shell"}
+    s.check(not offered & own, f"the runtime's own workspace tools are offered: {sorted(offered & own)}")
+
+
+def test_a_tool_the_worker_lacks_ends_with_an_error(stack, model, sessions, self_hosted, workers, engine):
+    """The SDK's worker skips a call of a tool it does not have, without a word: after
+    `self_hosted.tool_timeout_secs` the call ends with an error result, and the turn goes on."""
+    if engine != "openai-agents":
+        pytest.skip("claude and codex keep web_fetch / web_search in their runtimes; only workspace tools go to workers")
+    env_id, key = self_hosted
+    workers.append(Worker(stack.base_url, env_id, key, "lacking"))
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"name": "web_fetch", "input": {"url": "https://example.com/"}}],
+                                               "text": "Fetched: {{tool_output}}"}]})
+    s = session(stack, env_id, model)
+    sessions.append(s)
+    timeout = float(os.environ.get("BRIDLE_E2E_TOOL_TIMEOUT_SECS", "600"))
+    evs = s.turn("Fetch it.", timeout=timeout + 120)
+    use, result, msg, _ = s.expect_order(
+        evs, ["agent.tool_use", "agent.tool_result", "agent.message", is_idle("end_turn")], "an unanswered call ended")
+    s.check(use.get("name") == "web_fetch", f"tool use {use}")
+    s.check(result.get("tool_use_id") == use["id"] and result.get("is_error") is True, f"error result: {result}")
+    s.check("tool_timeout_secs" in json.dumps(result.get("content")), f"the result names the setting: {result}")
+    s.check(not of_type(evs, "user.tool_result"), "the worker answered a tool it does not have")
+
+
 def test_two_workers_share_ten_sessions(stack, model, sessions, self_hosted, workers):
     env_id, key = self_hosted
     a = Worker(stack.base_url, env_id, key, "a")
@@ -278,6 +350,23 @@ def test_bad_credentials_and_requests(stack, model, self_hosted):
         assert len(s.all_events()) == before
     finally:
         s.close()
+
+
+def test_file_and_repository_resources_are_refused(stack, model, sessions, self_hosted):
+    """Bridle cannot place a file or a clone on a worker's machine: a clear 400 at create and at
+    add, instead of a resource the agent's tools would never see."""
+    env_id, _ = self_hosted
+    agent = stack.client.beta.agents.create(name=uniq("agent"), model=model,
+                                            tools=[{"type": "agent_toolset_20260401"}])
+    with pytest.raises(anthropic.BadRequestError,
+                       match=r"resources\[0\]: `file` resources are not supported in self_hosted environments"):
+        stack.client.beta.sessions.create(agent=agent.id, environment_id=env_id, vault_ids=[stack.llm_vault()],
+                                          resources=[{"type": "file", "file_id": "file_00000000000000000000000000"}])
+    s = session(stack, env_id, model)
+    sessions.append(s)
+    with pytest.raises(anthropic.BadRequestError, match=f"`file` resources are not supported .* `{env_id}`"):
+        stack.client.beta.sessions.resources.add(s.id, type="file", file_id="file_00000000000000000000000000")
+    assert list(stack.client.beta.sessions.resources.list(s.id)) == []
 
 
 def use_id_of_result(s: Live) -> str:

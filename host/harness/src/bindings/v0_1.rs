@@ -53,13 +53,16 @@ pub(crate) async fn info(h: &Harness, store: &mut Store<HostState>) -> wasmtime:
         wit::ApiShape::OpenaiCompatible => ApiShape::OpenaiCompatible,
         wit::ApiShape::OpenaiResponses => ApiShape::OpenaiResponses,
     };
+    let execution_model = match info.execution_model {
+        wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
+        wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
+    };
     Ok(HarnessInfo {
         name: info.name,
         version: info.version,
-        execution_model: match info.execution_model {
-            wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
-            wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
-        },
+        execution_model,
+        // Before 0.3.0 only a runtime whose tools the host runs can reach workers.
+        remote_tools: execution_model == ExecutionModel::SandboxAsTool,
         api_shape,
         description: info.description,
         // 0.1.0 cannot declare its paths: assume its API shape's.

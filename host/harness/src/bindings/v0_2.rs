@@ -47,13 +47,16 @@ fn endpoint(llm: &LlmEndpoint) -> wit::LlmEndpoint {
 
 pub(crate) async fn info(h: &Harness, store: &mut Store<HostState>) -> wasmtime::Result<HarnessInfo> {
     let info = h.bridle_harness_adapter().call_info(store).await?;
+    let execution_model = match info.execution_model {
+        wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
+        wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
+    };
     Ok(HarnessInfo {
         name: info.name,
         version: info.version,
-        execution_model: match info.execution_model {
-            wit::ExecutionModel::AgentInSandbox => ExecutionModel::AgentInSandbox,
-            wit::ExecutionModel::SandboxAsTool => ExecutionModel::SandboxAsTool,
-        },
+        execution_model,
+        // Before 0.3.0 only a runtime whose tools the host runs can reach workers.
+        remote_tools: execution_model == ExecutionModel::SandboxAsTool,
         api_shape: match info.api_shape {
             wit::ApiShape::AnthropicMessages => ApiShape::AnthropicMessages,
             wit::ApiShape::OpenaiCompatible => ApiShape::OpenaiCompatible,

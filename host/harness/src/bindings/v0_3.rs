@@ -60,6 +60,7 @@ pub(crate) async fn info(h: &Harness, store: &mut Store<HostState>) -> wasmtime:
         },
         description: info.description,
         model_paths: info.model_paths,
+        remote_tools: info.remote_tools,
     })
 }
 
@@ -104,6 +105,7 @@ pub(crate) async fn new_session(
             .iter()
             .map(|s| wit::Skill { name: s.name.clone(), description: s.description.clone() })
             .collect(),
+        remote_tools: spec.remote_tools,
     };
     h.bridle_harness_adapter().session().call_constructor(store, &spec).await
 }
