@@ -102,11 +102,9 @@ def _token_nowhere(s: Live, token: str) -> None:
                     continue
 
 
-# codex 0.171 connects through the gateway (the server sees the token on every request), but does
-# not offer the server's tools to the model as top-level tools (it namespaces or defers MCP
-# tools), so the fake model's scripted call cannot reach them yet: the tool-call checks are
-# skipped for codex, after the server-side checks.
-CALLS_MCP_TOOLS = {"claude"}
+# codex 0.171 offers an MCP server's tools in a Responses `namespace` tool (`mcp__docs`); the fake
+# model calls `lookup` with that namespace, as the real API does.
+CALLS_MCP_TOOLS = {"claude", "codex"}
 
 
 def _check_authorized_call(s: Live, evs: list[dict], mcp: McpFixture, key: str) -> None:
@@ -168,8 +166,6 @@ def test_mcp_oauth_expired_token_is_refreshed_once(stack, model, sessions, mcp):
 
 @pytest.mark.parametrize("answer", ["allow", "deny"])
 def test_mcp_always_ask(stack, model, sessions, mcp, answer, engine):
-    if engine == "codex":
-        pytest.skip("codex: always_ask on MCP tools needs codex's MCP approval elicitation, not handled yet")
     token, tag = mcp.new_token(), uniq("t")
     url = mcp.url_for(tag)
     s = _session(stack, model, url, {"type": "static_bearer", "token": token, "mcp_server_url": url},
