@@ -160,6 +160,30 @@ impl Default for EgressConfig {
 }
 
 impl EgressConfig {
+    fn allow_internal(&self) -> anyhow::Result<Vec<bridle_sandbox::egress::InternalTarget>> {
+        self.allow_internal
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| raw.parse().map_err(|e: String| anyhow::anyhow!("egress.allow_internal[{i}]: {e}")))
+            .collect()
+    }
+
+    /// The address policy of the connections the server makes itself for a
+    /// session (repository clones, MCP OAuth token endpoints, the resident
+    /// runtime's MCP route): the gateway's, with the operator's
+    /// `allow_internal`. Entries are checked at startup; should they not
+    /// parse here, nothing internal is reachable.
+    pub fn address_policy(&self) -> bridle_sandbox::egress::policy::AddressPolicy {
+        let allow_internal = self.allow_internal().unwrap_or_else(|e| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "egress.allow_internal unreadable; nothing internal is reachable"
+            );
+            Vec::new()
+        });
+        bridle_sandbox::egress::policy::AddressPolicy::new(allow_internal, std::sync::Arc::default())
+    }
+
     /// The sandbox driver's settings; errors name the setting.
     pub fn settings(&self) -> anyhow::Result<bridle_sandbox::egress::EgressSettings> {
         for (name, v) in [
@@ -171,12 +195,7 @@ impl EgressConfig {
         ] {
             anyhow::ensure!(v >= 1, "egress.{name} must be at least 1");
         }
-        let allow_internal = self
-            .allow_internal
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| raw.parse().map_err(|e: String| anyhow::anyhow!("egress.allow_internal[{i}]: {e}")))
-            .collect::<anyhow::Result<_>>()?;
+        let allow_internal = self.allow_internal()?;
         let upstream_roots = self
             .upstream_ca_files
             .iter()

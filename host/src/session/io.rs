@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::resident::ResidentProc;
+use super::resident_mcp::ResidentMcp;
 use crate::time::now_micros;
 
 /// Lines of runtime stderr kept for error messages.
@@ -186,11 +187,19 @@ pub(crate) struct Resident {
     tools: Arc<ToolSandbox>,
     /// Added to the `start` message: the plugin never holds it.
     api_key: String,
+    /// The session's MCP route; its socket is added to the `start` message.
+    mcp: Option<ResidentMcp>,
 }
 
 impl Resident {
-    pub fn new(proc: Arc<ResidentProc>, out: mpsc::Receiver<Out>, tools: ToolSandbox, api_key: String) -> Resident {
-        Resident { proc, out, tools: Arc::new(tools), api_key }
+    pub fn new(
+        proc: Arc<ResidentProc>,
+        out: mpsc::Receiver<Out>,
+        tools: ToolSandbox,
+        api_key: String,
+        mcp: Option<ResidentMcp>,
+    ) -> Resident {
+        Resident { proc, out, tools: Arc::new(tools), api_key, mcp }
     }
 }
 
@@ -215,6 +224,9 @@ impl RuntimeIo for Resident {
         };
         if msg.get("type").and_then(Value::as_str) == Some("start") {
             msg["api_key"] = Value::String(self.api_key.clone());
+            if let Some(mcp) = &self.mcp {
+                msg["mcp_socket"] = Value::String(mcp.socket().to_string_lossy().into_owned());
+            }
         }
         if let Err(e) = self.proc.send(session_id, msg).await {
             tracing::warn!(error = %e, "writing to the runtime failed");

@@ -3,11 +3,16 @@
 //! ([`crate::model::mcp::binding_for`]), opened here and held host-side for
 //! the egress gateway. An `mcp_oauth` credential refreshes itself against
 //! its token endpoint when its access token has expired or the server
-//! rejects it, and stores the new tokens sealed.
+//! rejects it, and stores the new tokens sealed. The token endpoint is
+//! called host-side under the egress gateway's address policy: an internal
+//! address (or one of the host's own) is refused unless the operator allows
+//! it (`egress.allow_internal`), as it would be from the sandbox.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bridle_sandbox::egress::git_route::{self, AddressError};
+use bridle_sandbox::egress::policy::AddressPolicy;
 use bridle_sandbox::{McpAuthError, McpCredential, McpRoute, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +64,7 @@ pub(crate) async fn routes(host: &Sessions, vault_ids: &[String], agent: &Value)
             })
         })
         .collect();
+    let addresses = host.config.egress.address_policy();
     let mut used = Vec::new();
     let mut out = Vec::new();
     for (name, url) in servers {
@@ -67,7 +73,8 @@ pub(crate) async fn routes(host: &Sessions, vault_ids: &[String], agent: &Value)
             Some(b) => match rows.iter().find(|r| r.doc.id == b.credential_id) {
                 Some(row) => {
                     used.push(b.credential_id.clone());
-                    Some(Arc::new(VaultCredential::open(host, row, &name)?) as Arc<dyn McpCredential>)
+                    let cred = VaultCredential::open(host, row, &name, addresses.clone())?;
+                    Some(Arc::new(cred) as Arc<dyn McpCredential>)
                 }
                 None => None,
             },
@@ -112,10 +119,12 @@ struct VaultCredential {
     secrets: SecretBox,
     refresh: Option<Refresh>,
     tokens: Mutex<Tokens>,
+    /// What the token endpoint may resolve to.
+    addresses: AddressPolicy,
 }
 
 impl VaultCredential {
-    fn open(host: &Sessions, row: &DocRow<Credential>, server: &str) -> Result<Self, String> {
+    fn open(host: &Sessions, row: &DocRow<Credential>, server: &str, addresses: AddressPolicy) -> Result<Self, String> {
         let id = row.doc.id.clone();
         let secrets: CredentialSecrets = host
             .secrets
@@ -149,6 +158,7 @@ impl VaultCredential {
                 expires_at: auth.get("expires_at").and_then(Value::as_str).and_then(parse_rfc3339),
                 refresh_token: secrets.refresh_token,
             }),
+            addresses,
         })
     }
 
@@ -161,9 +171,13 @@ impl VaultCredential {
             )));
         };
         let grant = refresh_grant(r, &refresh_token);
+        let (host, addrs) = token_endpoint_addrs(&self.addresses, &r.token_endpoint, &self.id).await?;
+        // Pinned to the checked addresses; TLS still verifies the host name.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REFRESH_TIMEOUT)
+            .resolve_to_addrs(&host, &addrs)
             .build()
             .map_err(|e| McpAuthError(format!("building the token endpoint client failed: {e}")))?;
         let mut req = client.post(&r.token_endpoint).form(&grant).header("accept", "application/json");
@@ -253,6 +267,23 @@ fn refresh_grant(r: &Refresh, refresh_token: &str) -> Vec<(&'static str, String)
     form
 }
 
+/// The addresses a credential's token endpoint may be reached at: the
+/// gateway's address policy applied to what its host resolves to.
+async fn token_endpoint_addrs(
+    addresses: &AddressPolicy,
+    endpoint: &str,
+    credential: &str,
+) -> Result<(String, Vec<std::net::SocketAddr>), McpAuthError> {
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|e| McpAuthError(format!("the token endpoint of credential `{credential}` is not a URL ({e})")))?;
+    git_route::resolve(addresses, &url).await.map_err(|e| match e {
+        AddressError::Denied(_) => {
+            McpAuthError(format!("the token endpoint of credential `{credential}` may not be reached: {e}"))
+        }
+        AddressError::Failed(e) => McpAuthError(format!("the token endpoint could not be reached ({e})")),
+    })
+}
+
 /// Whether a token expiring at `expires_at` should be refreshed at `now`.
 fn expired(expires_at: Option<i64>, now: i64) -> bool {
     expires_at.is_some_and(|e| now + EXPIRY_MARGIN_MICROS >= e)
@@ -306,6 +337,24 @@ mod tests {
             keys(refresh_grant(&refresh("client_secret_basic"), "rt")),
             ["grant_type", "refresh_token", "scope"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_obeys_the_address_policy() {
+        let closed = AddressPolicy::new(Vec::new(), Arc::default());
+        for endpoint in
+            ["http://127.0.0.1:8/token", "http://[::1]:8/token", "http://10.1.2.3/token", "http://169.254.169.254/"]
+        {
+            let err = token_endpoint_addrs(&closed, endpoint, "vcrd_1").await.unwrap_err().0;
+            assert!(err.contains("vcrd_1") && err.contains("egress.allow_internal"), "{endpoint}: {err}");
+        }
+        let err = token_endpoint_addrs(&closed, "not a url", "vcrd_1").await.unwrap_err().0;
+        assert!(err.contains("not a URL"), "{err}");
+        // The operator's exception opens exactly that address and port.
+        let open = AddressPolicy::new(vec!["127.0.0.1:8".parse().unwrap()], Arc::default());
+        let (host, addrs) = token_endpoint_addrs(&open, "http://127.0.0.1:8/token", "vcrd_1").await.unwrap();
+        assert_eq!((host.as_str(), addrs), ("127.0.0.1", vec!["127.0.0.1:8".parse::<std::net::SocketAddr>().unwrap()]));
+        assert!(token_endpoint_addrs(&open, "http://127.0.0.1:9/token", "vcrd_1").await.is_err());
     }
 
     #[test]

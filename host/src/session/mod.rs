@@ -17,6 +17,7 @@ pub mod ownership;
 pub mod remote;
 pub(crate) mod repos;
 pub mod resident;
+pub(crate) mod resident_mcp;
 pub mod runner;
 pub(crate) mod skills;
 pub(crate) mod start;

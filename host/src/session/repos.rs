@@ -174,18 +174,7 @@ impl Repos {
     /// With the host's store, secret key and the operator's address policy
     /// (the one the gateway applies).
     pub fn for_host(host: &super::Sessions) -> Arc<Repos> {
-        let allow_internal = match host.config.egress.settings() {
-            Ok(s) => s.allow_internal,
-            Err(e) => {
-                // Checked at startup; should it fail here, nothing internal is reachable.
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "egress settings unreadable; repositories get no internal access"
-                );
-                Vec::new()
-            }
-        };
-        Repos::new(host.store.clone(), host.secrets.clone(), AddressPolicy::new(allow_internal, Arc::default()))
+        Repos::new(host.store.clone(), host.secrets.clone(), host.config.egress.address_policy())
     }
 
     fn token(&self, r: &StoredResource) -> anyhow::Result<Option<Secret>> {

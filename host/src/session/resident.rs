@@ -22,6 +22,8 @@ use super::io::Out;
 #[derive(Default)]
 pub(crate) struct Residents {
     procs: Mutex<HashMap<String, Arc<ResidentProc>>>,
+    /// The hub of the sessions' MCP routes ([`super::resident_mcp`]).
+    pub mcp_hub: super::resident_mcp::ResidentHub,
 }
 
 /// One resident process.
@@ -133,6 +135,11 @@ impl ResidentProc {
         let reader = proc.clone();
         tokio::spawn(async move { reader.route_output(stdout).await });
         Ok(proc)
+    }
+
+    /// The host uid the process runs as, when it has one of its own.
+    pub fn uid(&self) -> Option<u32> {
+        self._uid.as_ref().map(|l| l.uid())
     }
 
     /// Deliver each framed line to its session; on EOF, end every session's turn.

@@ -82,8 +82,10 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     if plugin.info().execution_model == ExecutionModel::SandboxAsTool {
         // Sandbox as tool: the sandbox runs tools only; the resident runtime
         // reaches the model itself with the key the host adds.
+        // The runtime reaches its MCP servers through its own MCP route.
+        let agent = crate::model::mcp::routed_agent(t.agent, super::resident_mcp::ROUTE_BASE);
         let mut session_spec =
-            launch::session_spec(t.session_id, t.agent, t.resume, &upstream, &model, Placement::Resident);
+            launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, Placement::Resident);
         session_spec.skills = skills.specs();
         session_spec.remote_tools = env.doc.config.is_self_hosted();
         let mut session = plugin.new_session(&session_spec).await.map_err(|e| StartError::new(e.to_string()))?;
@@ -102,6 +104,9 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
             .attach(&t.binding.engine, &argv, &plan.env, &cwd, t.session_id)
             .await
             .map_err(StartError::new)?;
+        let mcp =
+            super::resident_mcp::ResidentMcp::open(&host.residents.mcp_hub, &host.config.egress, &spec, proc.uid())
+                .map_err(|e| StartError::new(format!("opening the MCP route: {e:#}")))?;
         // Files and skills are placed in each sandbox the tools claim, before its first call.
         let mounts = t.mounts.clone();
         let hook: ClaimHook = Arc::new(move |sandbox| {
@@ -114,7 +119,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         spec.env.extend(layer_env);
         let tools = ToolSandbox::new(driver, spec, ToolConfig::default()).with_claim_hook(hook);
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
-        return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token)) });
+        return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token, mcp)) });
     }
     spec.llm = Some(bridle_sandbox::LlmRoute {
         base_url: upstream.clone(),

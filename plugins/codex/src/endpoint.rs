@@ -129,6 +129,11 @@ pub struct McpServerToml<'a> {
     /// `Some`: only these tools (the toolset's default is disabled).
     pub enabled_tools: Option<Vec<&'a str>>,
     pub disabled_tools: Vec<&'a str>,
+    /// codex's `default_tools_approval_mode`: `prompt` (codex asks the
+    /// client, [`crate::session`] maps it to `requires_action`) or `approve`.
+    pub default_approval: &'static str,
+    /// Tools whose approval mode differs from the default.
+    pub tool_approvals: Vec<(&'a str, &'static str)>,
 }
 
 impl ConfigToml<'_> {
@@ -171,6 +176,11 @@ impl ConfigToml<'_> {
             if !m.disabled_tools.is_empty() {
                 t.push_str(&format!("disabled_tools = [{}]\n", list(&m.disabled_tools)));
             }
+            t.push_str(&format!("default_tools_approval_mode = {}\n", toml_str(m.default_approval)));
+            for (tool, mode) in &m.tool_approvals {
+                t.push_str(&format!("\n[mcp_servers.{}.tools.{}]\n", toml_str(m.name), toml_str(tool)));
+                t.push_str(&format!("approval_mode = {}\n", toml_str(mode)));
+            }
         }
         t
     }
@@ -193,6 +203,33 @@ mod tests {
         assert!(!is_minimax(None));
         assert_eq!(credentials(&ep(Some("https://api.minimaxi.com/v1"))).env[0].0, "MINIMAX_API_KEY");
         assert_eq!(credentials(&ep(None)).env[0].0, "OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn mcp_servers_carry_their_approval_modes() {
+        let provider = provider_for(None);
+        let config = ConfigToml {
+            model: "m",
+            base_url: "http://127.0.0.1:1/llm",
+            provider,
+            approval_policy: "on-request",
+            mcp_servers: vec![McpServerToml {
+                name: "docs",
+                url: "http://127.0.0.1:1/mcp/docs",
+                enabled_tools: None,
+                disabled_tools: vec!["drop"],
+                default_approval: "approve",
+                tool_approvals: vec![("lookup", "prompt")],
+            }],
+        }
+        .render();
+        let parsed: toml::Value = config.parse().expect("valid TOML");
+        let docs = &parsed["mcp_servers"]["docs"];
+        assert_eq!(docs["url"].as_str(), Some("http://127.0.0.1:1/mcp/docs"));
+        assert_eq!(docs["default_tools_approval_mode"].as_str(), Some("approve"));
+        assert_eq!(docs["tools"]["lookup"]["approval_mode"].as_str(), Some("prompt"));
+        assert_eq!(docs["disabled_tools"][0].as_str(), Some("drop"));
+        assert_eq!(parsed["approval_policy"].as_str(), Some("on-request"));
     }
 
     #[test]

@@ -424,7 +424,10 @@ pub enum ServerRequest {
     CommandApproval { legacy: bool, params: ApprovalParams },
     /// `item/fileChange/requestApproval` (`legacy`: `applyPatchApproval`).
     FileChangeApproval { legacy: bool, params: ApprovalParams },
-    /// User-input prompts, elicitations, ...
+    /// `mcpServer/elicitation/request`: an MCP server's elicitation, or codex
+    /// asking to approve an MCP tool call (`_meta.codex_approval_kind`).
+    McpElicitation(ElicitationParams),
+    /// User-input prompts, ...
     Other(String),
 }
 
@@ -438,6 +441,7 @@ impl ServerRequest {
             "execCommandApproval" => ServerRequest::CommandApproval { legacy: true, params: params(p) },
             "item/fileChange/requestApproval" => ServerRequest::FileChangeApproval { legacy: false, params: params(p) },
             "applyPatchApproval" => ServerRequest::FileChangeApproval { legacy: true, params: params(p) },
+            "mcpServer/elicitation/request" => ServerRequest::McpElicitation(params(p)),
             other => ServerRequest::Other(other.to_string()),
         }
     }
@@ -450,6 +454,7 @@ impl ServerRequest {
             ServerRequest::CommandApproval { legacy: true, .. } => "execCommandApproval",
             ServerRequest::FileChangeApproval { legacy: false, .. } => "item/fileChange/requestApproval",
             ServerRequest::FileChangeApproval { legacy: true, .. } => "applyPatchApproval",
+            ServerRequest::McpElicitation(_) => "mcpServer/elicitation/request",
             ServerRequest::Other(method) => method,
         }
     }
@@ -466,6 +471,38 @@ pub struct ToolCallParams {
     pub namespace: Option<Value>,
     #[serde(default)]
     pub arguments: Value,
+}
+
+/// The params of `mcpServer/elicitation/request`. codex 0.171 asks to
+/// approve an MCP tool call this way (when the tool's `approval_mode` is
+/// `prompt` and the approval policy is not `never`), marking it in `_meta`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElicitationParams {
+    #[serde(default, deserialize_with = "loose")]
+    pub server_name: Option<String>,
+    #[serde(default, rename = "_meta", deserialize_with = "loose")]
+    pub meta: Option<ElicitationMeta>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ElicitationMeta {
+    /// `mcp_tool_call` for a tool-call approval.
+    #[serde(default, deserialize_with = "loose")]
+    pub codex_approval_kind: Option<String>,
+    #[serde(default, deserialize_with = "loose")]
+    pub tool_name: Option<String>,
+}
+
+impl ElicitationParams {
+    /// `(server, tool)` when this asks to approve an MCP tool call.
+    pub fn tool_approval(&self) -> Option<(&str, &str)> {
+        let meta = self.meta.as_ref()?;
+        if meta.codex_approval_kind.as_deref() != Some("mcp_tool_call") {
+            return None;
+        }
+        Some((self.server_name.as_deref()?, meta.tool_name.as_deref()?))
+    }
 }
 
 /// The params of an approval request (v2 and legacy).
@@ -718,8 +755,34 @@ mod tests {
             "item/fileChange/requestApproval",
             "applyPatchApproval",
             "item/tool/requestUserInput",
+            "mcpServer/elicitation/request",
         ] {
             assert_eq!(ServerRequest::read(method, Value::Null).method(), method);
+        }
+    }
+
+    #[test]
+    fn mcp_tool_approvals_are_told_from_other_elicitations() {
+        // As codex 0.171 sends it (recorded).
+        let approval = json!({"threadId": "t", "turnId": "u", "serverName": "docs", "mode": "form",
+            "_meta": {"codex_approval_kind": "mcp_tool_call", "tool_name": "lookup", "tool_params": {"key": "k"}},
+            "message": "Allow the docs MCP server to run tool \"lookup\"?",
+            "requestedSchema": {"type": "object", "properties": {}}});
+        let ServerRequest::McpElicitation(p) = ServerRequest::read("mcpServer/elicitation/request", approval) else {
+            panic!("not an elicitation");
+        };
+        assert_eq!(p.tool_approval(), Some(("docs", "lookup")));
+        for other in [
+            json!({"serverName": "docs", "message": "Your name?", "requestedSchema": {}}),
+            json!({"serverName": "docs", "_meta": {"codex_approval_kind": "tool_suggestion", "tool_name": "x"}}),
+            json!({"_meta": {"codex_approval_kind": "mcp_tool_call", "tool_name": "x"}}),
+            json!({"serverName": "docs", "_meta": "junk"}),
+        ] {
+            let ServerRequest::McpElicitation(p) = ServerRequest::read("mcpServer/elicitation/request", other.clone())
+            else {
+                panic!("not an elicitation");
+            };
+            assert_eq!(p.tool_approval(), None, "{other}");
         }
     }
 

@@ -4,8 +4,8 @@
 use crate::custom::DynamicTools;
 use crate::endpoint::{ConfigToml, McpServerToml, Provider, provider_for};
 use crate::protocol::{
-    ApprovalParams, Command, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind, McpBlock,
-    Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
+    ApprovalParams, Command, ElicitationParams, ErrorInfo, ErrorNotification, FileChange, Incoming, Item, ItemKind,
+    McpBlock, Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
 };
 use crate::remote::WorkerTools;
 use bridle_harness_sdk::content::{self, Block, Source};
@@ -58,9 +58,19 @@ struct ItemRef {
 #[derive(Debug, Clone)]
 struct Approval {
     rpc_id: RequestId,
-    /// Pre-v2 methods (`execCommandApproval`, `applyPatchApproval`) use
-    /// `approved`/`denied` instead of `accept`/`decline`.
-    legacy: bool,
+    form: ReplyForm,
+}
+
+/// How an approval request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyForm {
+    /// `{"decision": "accept" | "decline"}` (v2 command and patch approvals).
+    Decision,
+    /// `{"decision": "approved" | "denied"}` (pre-v2 `execCommandApproval`,
+    /// `applyPatchApproval`).
+    LegacyDecision,
+    /// An MCP elicitation: `{"action": "accept" | "decline"}` (MCP tool calls).
+    Elicitation,
 }
 
 pub struct CodexSession {
@@ -101,13 +111,24 @@ impl CodexSession {
     }
 
     /// `untrusted` makes codex ask before commands and patches; Bridle then
-    /// answers the ones whose tool is `always_allow` itself.
+    /// answers the ones whose tool is `always_allow` itself. Under `never`
+    /// codex asks for nothing, MCP tools included, so an MCP tool that asks
+    /// needs at least `on-request` (which, in Bridle's full-access sandbox
+    /// mode, asks before MCP tools with `approval_mode = "prompt"` only).
     fn approval_policy(&self) -> &'static str {
         // Under `auto` codex asks too, and the plugin judges each call.
         let asks = ["bash", "edit", "write"]
             .iter()
             .any(|t| matches!(self.policy.builtin_perm(t), Some(Perm::Ask | Perm::Auto)));
-        if asks { "untrusted" } else { "never" }
+        let mcp_asks =
+            self.policy.mcp.values().any(|p| mcp_prompts(p.default) || p.tools.values().any(|t| mcp_prompts(*t)));
+        if asks {
+            "untrusted"
+        } else if mcp_asks {
+            "on-request"
+        } else {
+            "never"
+        }
     }
 
     fn request(&mut self, kind: Req, method: &str, params: Value) -> Action {
@@ -297,18 +318,24 @@ impl CodexSession {
                 if self.items.contains_key(&id) {
                     return;
                 }
+                let (server, tool) = (server.unwrap_or_default(), tool.unwrap_or_default());
                 let event_id = new_event_id();
-                self.items.insert(id, ItemRef { event_id: event_id.clone(), kind: ToolKind::Mcp });
-                // Codex does not ask before MCP calls, so there is nothing
-                // to hold: the call is already under way.
-                out.push(Action::emit_json(&json!({
+                self.items.insert(id.clone(), ItemRef { event_id: event_id.clone(), kind: ToolKind::Mcp });
+                let mut event = json!({
                     "type": "agent.mcp_tool_use",
                     "id": event_id,
-                    "mcp_server_name": server.unwrap_or_default(),
-                    "name": tool.unwrap_or_default(),
+                    "mcp_server_name": server,
+                    "name": tool,
                     "input": object_or_empty(&arguments),
-                    "evaluated_permission": "allow",
-                })));
+                });
+                if mcp_prompts(self.mcp_perm(&server, &tool)) {
+                    // Held until codex asks to approve it (its config says
+                    // `prompt` for this tool): then it is `ask`.
+                    self.held.push((id, event));
+                } else {
+                    event["evaluated_permission"] = json!("allow");
+                    out.push(Action::emit_json(&event));
+                }
             }
             ItemKind::Reasoning {} if !self.thinking_items.contains(&id) => {
                 self.thinking_items.push(id);
@@ -603,9 +630,13 @@ impl CodexSession {
             }
             ServerRequest::CommandApproval { legacy, params } => (legacy, "bash", params),
             ServerRequest::FileChangeApproval { legacy, params } => (legacy, "edit", params),
+            ServerRequest::McpElicitation(p) => {
+                self.on_elicitation(rpc_id, &p, out);
+                return;
+            }
             other => {
-                // User-input prompts, dynamic tools, elicitations: Bridle
-                // offers none of them; answer so codex never waits.
+                // User-input prompts, dynamic tools: Bridle offers none of
+                // them; answer so codex never waits.
                 let method = other.method();
                 log(LogLevel::Debug, &format!("codex: server request `{method}` refused"));
                 out.push(Action::write_line(&json!({
@@ -631,22 +662,59 @@ impl CodexSession {
             };
             self.tool_use(&item_id, tool, input, out);
         }
+        let form = if legacy { ReplyForm::LegacyDecision } else { ReplyForm::Decision };
         let held = self.held.iter().position(|(id, _)| *id == item_id);
         match held {
             Some(pos) if self.held[pos].1["evaluated_permission"] == "deny" => {
                 let (_, event) = self.held.remove(pos);
                 out.push(Action::emit_json(&event));
-                out.push(approval_reply(&rpc_id, legacy, false));
+                out.push(approval_reply(&rpc_id, form, false));
             }
-            Some(pos) => {
-                let (_, mut event) = self.held.remove(pos);
-                event["evaluated_permission"] = json!("ask");
-                let event_id = event["id"].as_str().unwrap_or_default().to_string();
-                out.push(Action::emit_json(&event));
-                self.approvals.insert(event_id, Approval { rpc_id, legacy });
-            }
+            Some(pos) => self.ask(pos, rpc_id, form, out),
             // The agent's policy allows this tool: answer for the user.
-            None => out.push(approval_reply(&rpc_id, legacy, true)),
+            None => out.push(approval_reply(&rpc_id, form, true)),
+        }
+    }
+
+    /// Emit the held tool use at `pos` as `ask`; its approval request waits
+    /// for `user.tool_confirmation`.
+    fn ask(&mut self, pos: usize, rpc_id: RequestId, form: ReplyForm, out: &mut Vec<Action>) {
+        let (_, mut event) = self.held.remove(pos);
+        event["evaluated_permission"] = json!("ask");
+        let event_id = event["id"].as_str().unwrap_or_default().to_string();
+        out.push(Action::emit_json(&event));
+        self.approvals.insert(event_id, Approval { rpc_id, form });
+    }
+
+    /// The agent's policy for one MCP tool (`None`: disabled or unknown).
+    fn mcp_perm(&self, server: &str, tool: &str) -> Option<Perm> {
+        self.policy.mcp.get(server).and_then(|p| p.perm(tool))
+    }
+
+    /// codex asks to approve an MCP tool call (the elicitation names the
+    /// server and tool, not the item): the held tool use of that server and
+    /// tool becomes `ask`. Any other elicitation is declined: Bridle has no
+    /// way to put an MCP server's questions to the user.
+    fn on_elicitation(&mut self, rpc_id: RequestId, p: &ElicitationParams, out: &mut Vec<Action>) {
+        let Some((server, tool)) = p.tool_approval() else {
+            log(LogLevel::Debug, "codex: MCP elicitation declined (Bridle offers no elicitation to the user)");
+            out.push(approval_reply(&rpc_id, ReplyForm::Elicitation, false));
+            return;
+        };
+        let held = self.held.iter().position(|(_, e)| {
+            e["type"] == "agent.mcp_tool_use" && e["mcp_server_name"] == server && e["name"] == tool
+        });
+        match held {
+            Some(pos) => self.ask(pos, rpc_id, ReplyForm::Elicitation, out),
+            None if mcp_prompts(self.mcp_perm(server, tool)) => {
+                // Nothing to show the user: refuse rather than run unasked.
+                log(
+                    LogLevel::Warn,
+                    &format!("codex: approval for MCP tool `{server}/{tool}` before its call; declined"),
+                );
+                out.push(approval_reply(&rpc_id, ReplyForm::Elicitation, false));
+            }
+            None => out.push(approval_reply(&rpc_id, ReplyForm::Elicitation, true)),
         }
     }
 
@@ -722,20 +790,34 @@ impl CodexSession {
         }
         let approval =
             self.approvals.remove(id).ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
-        Ok(vec![approval_reply(&approval.rpc_id, approval.legacy, allow)])
+        Ok(vec![approval_reply(&approval.rpc_id, approval.form, allow)])
     }
 }
 
-fn approval_reply(rpc_id: &RequestId, legacy: bool, allow: bool) -> Action {
+fn approval_reply(rpc_id: &RequestId, form: ReplyForm, allow: bool) -> Action {
     // `decline` lets the turn go on (the model hears "declined");
     // `cancel` would abort the turn.
-    let decision = match (legacy, allow) {
-        (false, true) => "accept",
-        (false, false) => "decline",
-        (true, true) => "approved",
-        (true, false) => "denied",
+    let result = match (form, allow) {
+        (ReplyForm::Decision, true) => json!({"decision": "accept"}),
+        (ReplyForm::Decision, false) => json!({"decision": "decline"}),
+        (ReplyForm::LegacyDecision, true) => json!({"decision": "approved"}),
+        (ReplyForm::LegacyDecision, false) => json!({"decision": "denied"}),
+        (ReplyForm::Elicitation, true) => json!({"action": "accept", "content": {}}),
+        (ReplyForm::Elicitation, false) => json!({"action": "decline"}),
     };
-    Action::write_line(&json!({"id": rpc_id, "result": {"decision": decision}}))
+    Action::write_line(&json!({"id": rpc_id, "result": result}))
+}
+
+/// Whether codex must ask before an MCP tool with this policy runs
+/// (`approval_mode = "prompt"`). Bridle's `auto` judge knows only the
+/// built-in tools, so an MCP tool under `auto` asks too.
+fn mcp_prompts(perm: Option<Perm>) -> bool {
+    matches!(perm, Some(Perm::Ask | Perm::Auto))
+}
+
+/// codex's `approval_mode` for an MCP tool's policy.
+fn mcp_approval_mode(perm: Option<Perm>) -> &'static str {
+    if mcp_prompts(perm) { "prompt" } else { "approve" }
 }
 
 /// Managed Agents error type of a codex `TurnError`.
@@ -923,15 +1005,15 @@ impl HarnessSession for CodexSession {
             if p.default.is_none() && p.tools.values().all(Option::is_none) {
                 continue; // every tool of the server is disabled
             }
-            let asks = |p: &Option<Perm>| matches!(p, Some(Perm::Ask | Perm::Auto));
-            if asks(&p.default) || p.tools.values().any(asks) {
-                log(
-                    LogLevel::Warn,
-                    &format!(
-                        "codex: MCP server `{name}`: codex does not ask before MCP calls, always_ask and auto are not enforced"
-                    ),
-                );
-            }
+            // codex asks before the tools whose approval mode is `prompt`
+            // (an elicitation the session maps to `requires_action`).
+            let default_approval = mcp_approval_mode(p.default);
+            let tool_approvals: Vec<(&str, &'static str)> = p
+                .tools
+                .iter()
+                .filter(|(_, perm)| perm.is_some() && mcp_approval_mode(**perm) != default_approval)
+                .map(|(t, perm)| (t.as_str(), mcp_approval_mode(*perm)))
+                .collect();
             // Per-tool enablement from the toolset's configs (codex's own
             // enabled_tools / disabled_tools lists).
             let enabled_tools = p.default.is_none().then(|| {
@@ -939,7 +1021,14 @@ impl HarnessSession for CodexSession {
             });
             let disabled_tools: Vec<&str> =
                 p.tools.iter().filter(|(_, perm)| perm.is_none()).map(|(t, _)| t.as_str()).collect();
-            mcp_servers.push(McpServerToml { name, url, enabled_tools, disabled_tools });
+            mcp_servers.push(McpServerToml {
+                name,
+                url,
+                enabled_tools,
+                disabled_tools,
+                default_approval,
+                tool_approvals,
+            });
         }
         let config = ConfigToml {
             model: &model,

@@ -67,6 +67,7 @@ fn odd_lines_never_fail() {
         "cappr_ask.script.jsonl",
         "items.script.jsonl",
         "custom_tool.script.jsonl",
+        "mcp_ask_allow.script.jsonl",
     ] {
         assert!(goldens().check_odd_lines::<CodexSession>(case) > 0, "{case}");
     }
@@ -96,4 +97,8 @@ cases! {
     custom_tool_round_trip => "custom_tool.script.jsonl",
     custom_tool_error_result => "custom_tool_error.script.jsonl",
     custom_tool_early_answer_and_interrupt => "custom_tool_edges.script.jsonl",
+    // Recorded from codex 0.171 with `default_tools_approval_mode = "prompt"`:
+    // the MCP approval elicitation becomes `ask`, answered by the confirmation.
+    mcp_always_ask_allow => "mcp_ask_allow.script.jsonl",
+    mcp_always_ask_deny => "mcp_ask_deny.script.jsonl",
 }

@@ -6,16 +6,24 @@ each line in and out is ``{"session": <id>, "msg": {...}}``. The messages
 are described in the Rust crate docs (``plugins/openai-agents/src/lib.rs``);
 in short:
 
-  in:  start, input, tool_result, interrupt, close
+  in:  start, input, tool_result, mcp_approval, interrupt, close
   out: model_request_start, model_request_end, message, reasoning,
-       tool_call, custom_tool_call, retry, checkpoint, turn_end, interrupted,
-       error, log
+       tool_call, custom_tool_call, mcp_tool_call, mcp_tool_result, retry,
+       checkpoint, turn_end, interrupted, error, log
 
 The agent loop runs here, outside any sandbox. Its tools (bash, read, write,
 edit, glob, grep) do not run here: each call is sent out as a ``tool_call``
 and awaited until the matching ``tool_result`` comes back (the host runs it
 in the session's sandbox). The agent's custom tools work the same way, sent
 as ``custom_tool_call``: the client of the session runs them.
+
+The agent's MCP servers are reached with the SDK's ``MCPServerStreamableHttp``
+through the host's MCP route for this session: a unix socket (``mcp_socket``
+in ``start``) that only this runtime's uid may open, where the host adds the
+vault credential and applies the environment's network rules. Each MCP tool
+call is announced as ``mcp_tool_call`` and runs once the plugin answers
+``mcp_approval`` (its permission policy, or the user's confirmation); its
+result goes out as ``mcp_tool_result``.
 
 No retry is hidden: the OpenAI client is built with ``max_retries=0``, and
 the runner's ``ModelRetrySettings`` policy reports every decision it makes.
@@ -24,6 +32,7 @@ the runner's ``ModelRetrySettings`` policy reports every decision it makes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -45,6 +54,8 @@ from agents import (
     set_tracing_disabled,
 )
 from agents.exceptions import MaxTurnsExceeded
+from agents.mcp import MCPServerStreamableHttp
+from agents.mcp._compat import MCP_HTTPX
 
 set_tracing_disabled(True)
 logging.getLogger("openai.agents").setLevel(logging.WARNING)
@@ -153,6 +164,9 @@ class Session:
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.interrupting = False
         self.client: AsyncOpenAI | None = None
+        # [{"name", "url", "enabled_tools": [..] | None, "disabled_tools": [..]}]
+        self.mcp_servers: list[dict[str, Any]] = []
+        self.mcp_socket: str | None = None
 
     def configure(self, msg: dict[str, Any]) -> None:
         base_url = str(msg.get("base_url") or "")
@@ -173,6 +187,8 @@ class Session:
                 send(self.sid, {"type": "log", "level": "warn", "message": f"custom tool {name!r} skipped"})
                 continue
             self.custom_tools.append(t)
+        self.mcp_servers = [m for m in msg.get("mcp_servers") or [] if isinstance(m, dict) and m.get("name")]
+        self.mcp_socket = msg.get("mcp_socket") or None
         self.max_retries = int(msg.get("max_retries", 5))
         self.max_turns = int(msg.get("max_turns", 100))
         resume = msg.get("resume") or {}
@@ -221,6 +237,82 @@ class Session:
             strict_json_schema=False,
         )
 
+    async def _mcp_tools(self, stack: contextlib.AsyncExitStack) -> list[FunctionTool]:
+        """Connect to the agent's MCP servers for this turn (closed with `stack`, in this task:
+        the SDK's streams must close where they opened) and offer their enabled tools. A server
+        that cannot be reached offers none; the host reports why as a `session.error`."""
+        tools: list[FunctionTool] = []
+        if not self.mcp_servers:
+            return tools
+        if not self.mcp_socket:
+            send(self.sid, {"type": "log", "level": "warn", "message": "MCP servers without a route from the host"})
+            return tools
+        factory = _uds_client_factory(self.mcp_socket)
+        for spec in self.mcp_servers:
+            name = str(spec["name"])
+            server = MCPServerStreamableHttp(
+                params={"url": str(spec.get("url") or ""), "httpx_client_factory": factory, "timeout": 30},
+                name=name,
+                client_session_timeout_seconds=60,
+            )
+            try:
+                await stack.enter_async_context(server)
+                listed = await server.list_tools()
+            except Exception as e:  # noqa: BLE001 - an unreachable server must not end the turn
+                send(self.sid, {"type": "log", "level": "warn", "message": f"MCP server `{name}`: {_reason(e)}"})
+                continue
+            enabled = spec.get("enabled_tools")
+            disabled = set(spec.get("disabled_tools") or [])
+            for t in listed:
+                if t.name in disabled or (isinstance(enabled, list) and t.name not in enabled):
+                    continue
+                tools.append(self._mcp_tool(name, server, t))
+        return tools
+
+    def _mcp_tool(self, server_name: str, server: MCPServerStreamableHttp, tool: Any) -> FunctionTool:
+        """A function tool for one MCP tool: announced as `mcp_tool_call`, run after the
+        plugin's `mcp_approval`, its result sent as `mcp_tool_result`."""
+        schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None)
+        if not isinstance(schema, dict):
+            schema = {"type": "object", "properties": {}}
+        name = str(tool.name)
+
+        async def invoke(ctx: Any, args_json: str) -> str:
+            try:
+                args = json.loads(args_json or "{}")
+            except json.JSONDecodeError:
+                args = {}
+            if not isinstance(args, dict):
+                args = {}
+            call_id = getattr(ctx, "tool_call_id", None) or f"call_{id(args)}"
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.pending[call_id] = fut
+            send(self.sid, {"type": "mcp_tool_call", "call_id": call_id, "server": server_name, "name": name, "input": args})
+            try:
+                answer = await fut
+            finally:
+                self.pending.pop(call_id, None)
+            if answer.get("allow") is not True:
+                return str(answer.get("output") or "The user denied this tool call.")
+            try:
+                result = await server.call_tool(name, args)
+                content = _mcp_content(getattr(result, "content", None) or [])
+                is_error = bool(getattr(result, "is_error", None) or getattr(result, "isError", None))
+            except Exception as e:  # noqa: BLE001 - the model hears of the failure
+                content = [{"type": "text", "text": f"MCP tool `{name}` failed: {type(e).__name__}: {e}"}]
+                is_error = True
+            send(self.sid, {"type": "mcp_tool_result", "call_id": call_id, "content": content, "is_error": is_error})
+            text = "\n".join(b["text"] for b in content if b.get("type") == "text")
+            return f"Error: {text}" if is_error else text
+
+        return FunctionTool(
+            name=name,
+            description=str(getattr(tool, "description", None) or ""),
+            params_json_schema=schema,
+            on_invoke_tool=invoke,
+            strict_json_schema=False,
+        )
+
     def tool_result(self, msg: dict[str, Any]) -> None:
         fut = self.pending.get(str(msg.get("call_id")))
         if fut is not None and not fut.done():
@@ -248,13 +340,33 @@ class Session:
             self.task.cancel()
 
     async def run_turn(self, content: list[dict[str, Any]]) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._run_turn(content, stack)
+        finally:
+            try:
+                await stack.aclose()
+            except Exception as e:  # noqa: BLE001 - closing an MCP connection must not outlive the turn
+                send(self.sid, {"type": "log", "level": "warn", "message": f"closing MCP connections: {e}"})
+
+    async def _run_turn(self, content: list[dict[str, Any]], stack: contextlib.AsyncExitStack) -> None:
         sid = self.sid
         assert self.client is not None
         user = {"role": "user", "content": content}
+        try:
+            mcp_tools = await self._mcp_tools(stack)
+        except asyncio.CancelledError:
+            send(sid, {"type": "interrupted"})
+            return
+        except Exception as e:  # noqa: BLE001 - the turn goes on without MCP tools
+            send(sid, {"type": "log", "level": "warn", "message": f"MCP servers unavailable: {type(e).__name__}: {e}"})
+            mcp_tools = []
         agent = Agent(
             name="bridle",
             instructions=self.system,
-            tools=[self._tool(n) for n in self.tool_names] + [self._custom_tool(t) for t in self.custom_tools],
+            tools=[self._tool(n) for n in self.tool_names]
+            + [self._custom_tool(t) for t in self.custom_tools]
+            + mcp_tools,
             model=OpenAIResponsesModel(model=self.model, openai_client=self.client),
             model_settings=ModelSettings(
                 retry=ModelRetrySettings(max_retries=self.max_retries, backoff=BACKOFF, policy=reporting_policy(self.sid))
@@ -324,6 +436,42 @@ class Session:
             self.result = None
 
 
+def _reason(e: BaseException) -> str:
+    """The first leaf of an exception group (the MCP client's task groups wrap the cause)."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return f"{type(e).__name__}: {e}"
+
+
+def _uds_client_factory(path: str) -> Any:
+    """An HTTP client factory for the MCP SDK that connects to the host's MCP route over its
+    unix socket (the URL's host is not dialled)."""
+
+    def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None) -> Any:
+        return MCP_HTTPX.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            auth=auth,
+            follow_redirects=False,
+            transport=MCP_HTTPX.AsyncHTTPTransport(uds=path),
+        )
+
+    return factory
+
+
+def _mcp_content(blocks: Any) -> list[dict[str, Any]]:
+    """MCP content blocks → Managed Agents blocks (text and images; others are dropped)."""
+    out: list[dict[str, Any]] = []
+    for b in blocks:
+        kind = getattr(b, "type", None)
+        if kind == "text":
+            out.append({"type": "text", "text": str(getattr(b, "text", ""))})
+        elif kind == "image":
+            mime = getattr(b, "mime_type", None) or getattr(b, "mimeType", None)
+            out.append({"type": "image", "source": {"type": "base64", "media_type": mime, "data": getattr(b, "data", "")}})
+    return out
+
+
 def _usage(response: Any) -> dict[str, int]:
     u = getattr(response, "usage", None)
     if u is None:
@@ -387,7 +535,7 @@ def handle(line: str) -> None:
         return
     if kind == "input":
         session.start_turn(_content(msg.get("content")))
-    elif kind == "tool_result":
+    elif kind in ("tool_result", "mcp_approval"):
         session.tool_result(msg)
     elif kind == "interrupt":
         session.interrupt()

@@ -24,9 +24,10 @@
 //!
 //! | `msg` | Meaning |
 //! |---|---|
-//! | `{"type":"start","model","base_url","system","tools":[names],"custom_tools"?:[{"name","description","input_schema"}],"max_retries","resume":{"last_response_id"}\|null}` | (Re)configure the session; sent before every `input`, so a restarted runtime picks the session up. `base_url` is the session's real upstream (Responses API root) and the host adds the session's real key as `api_key` (the runtime runs outside every sandbox; the plugin never sees the key); the client is `AsyncOpenAI(max_retries=0)`. `custom_tools` (the agent's custom tools, when it has any) become function tools answered by the client. |
+//! | `{"type":"start","model","base_url","system","tools":[names],"custom_tools"?:[{"name","description","input_schema"}],"max_retries","resume":{"last_response_id"}\|null}` | (Re)configure the session; sent before every `input`, so a restarted runtime picks the session up. `base_url` is the session's real upstream (Responses API root) and the host adds the session's real key as `api_key` (the runtime runs outside every sandbox; the plugin never sees the key); the client is `AsyncOpenAI(max_retries=0)`. `custom_tools` (the agent's custom tools, when it has any) become function tools answered by the client. `mcp_servers` (`[{"name","url","enabled_tools":[..]\|null,"disabled_tools":[..]}]`, servers with an enabled tool) are reached with `MCPServerStreamableHttp` over the unix socket the host adds as `mcp_socket` (its MCP route for the session, which adds the vault credential); `url` is the route's (`…/mcp/<name>`). |
 //! | `{"type":"input","content":[{"type":"text","text"} \| {"type":"image","url"}]}` | Run one turn (`Runner.run_streamed`) on the session's history plus this message. |
 //! | `{"type":"tool_result","call_id","output","is_error"}` | The result of a `tool_call` or `custom_tool_call`. |
+//! | `{"type":"mcp_approval","call_id","allow","output"?}` | Run the `mcp_tool_call` (`allow`), or answer the model with `output` instead. |
 //! | `{"type":"interrupt"}` | Cancel the running turn; pending tool calls resolve as errors. |
 //! | `{"type":"close"}` | Forget the session. |
 //!
@@ -41,6 +42,8 @@
 //! | `{"type":"reasoning"}` | `reasoning_item_created` | emit `agent.thinking` |
 //! | `{"type":"tool_call","call_id","name","input"}` | a function tool was invoked and awaits its result | emit `agent.tool_use`; `always_allow`: `tool-call {"id": <event id>, "name", "input"}`; `always_ask`: wait for `user.tool_confirmation`; disabled: error result written back |
 //! | `{"type":"custom_tool_call","call_id","name","input"}` | a custom tool was invoked and awaits its result | emit `agent.custom_tool_use` (the host idles the session, `requires_action`); `user.custom_tool_result` → `tool_result` with its text |
+//! | `{"type":"mcp_tool_call","call_id","server","name","input"}` | an MCP tool was invoked and awaits `mcp_approval` | emit `agent.mcp_tool_use` (`mcp_server_name`); `always_allow`: `mcp_approval` allow; `always_ask` (and `auto`): wait for `user.tool_confirmation`; disabled: `deny`, an error result |
+//! | `{"type":"mcp_tool_result","call_id","content","is_error"}` | the approved call returned | emit `agent.mcp_tool_result` |
 //! | `{"type":"retry","retry":true,"attempt","max_retries","status","code","network","message","delay_ms"}` | a `ModelRetrySettings` policy decision | `retrying` (429 → `model_rate_limited_error`, 529 → `model_overloaded_error`, else `model_request_failed_error`) |
 //! | `{"type":"retry","retry":false,...}` | the policy refused | logged (the `error` follows) |
 //! | `{"type":"checkpoint","state":{"last_response_id"}}` | end of a turn | `checkpoint(<state JSON>)` |

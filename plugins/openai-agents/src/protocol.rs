@@ -40,6 +40,10 @@ pub enum RuntimeMessage {
     ToolCall(Call),
     /// A custom tool (run by the client) was invoked and awaits its result.
     CustomToolCall(Call),
+    /// An MCP tool was invoked and awaits `mcp_approval`.
+    McpToolCall(McpCall),
+    /// What an approved MCP tool call returned.
+    McpToolResult(McpResult),
     /// A `ModelRetrySettings` policy decision.
     Retry(Retry),
     /// End-of-turn resume state (`{"last_response_id"}`).
@@ -87,6 +91,32 @@ pub struct Call {
     /// The tool's arguments, when they are a JSON object.
     #[serde(default, deserialize_with = "object")]
     pub input: Option<Value>,
+}
+
+/// `mcp_tool_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct McpCall {
+    #[serde(default, deserialize_with = "loose")]
+    pub call_id: Option<String>,
+    /// The MCP server's name (the agent's `mcp_servers[].name`).
+    #[serde(default, deserialize_with = "loose")]
+    pub server: Option<String>,
+    #[serde(default, deserialize_with = "loose")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "object")]
+    pub input: Option<Value>,
+}
+
+/// `mcp_tool_result`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct McpResult {
+    #[serde(default, deserialize_with = "loose")]
+    pub call_id: Option<String>,
+    /// Managed Agents content blocks (text, image).
+    #[serde(default, deserialize_with = "loose")]
+    pub content: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "loose")]
+    pub is_error: Option<bool>,
 }
 
 /// `retry`: what the retry policy decided about a failed model request.

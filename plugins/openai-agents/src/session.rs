@@ -1,12 +1,12 @@
 //! One session of the resident runtime: the messages written to it, and its
 //! messages mapped to Managed Agents events and tool calls.
 
-use crate::protocol::{Call as CallMessage, Retry, RunError, RuntimeMessage, Usage};
+use crate::protocol::{Call as CallMessage, McpCall, McpResult, Retry, RunError, RuntimeMessage, Usage};
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::errors::model_error_type;
-use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
+use bridle_harness_sdk::policy::{self, Decision, McpPolicy, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
@@ -15,7 +15,7 @@ use bridle_harness_sdk::{
     ToolResult, log, new_event_id,
 };
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A tool call the host runs (or the user must confirm first).
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ struct Call {
     call_id: String,
     name: String,
     input: Value,
+    /// An MCP tool: the runtime runs it itself once approved.
+    mcp: bool,
 }
 
 pub struct AgentsSession {
@@ -37,6 +39,11 @@ pub struct AgentsSession {
     /// `user.custom_tool_result` (answered by the runtime's call id).
     custom: Vec<CustomTool>,
     custom_calls: CustomCalls<String>,
+    /// MCP server name → tool policies (`mcp_toolset`).
+    mcp: BTreeMap<String, McpPolicy>,
+    /// The runtime's call id → the `agent.mcp_tool_use` event id, for calls
+    /// approved and running.
+    mcp_running: HashMap<String, String>,
     span: Option<String>,
     retry: Progress,
     turn_active: bool,
@@ -68,6 +75,10 @@ impl AgentsSession {
             "max_retries": RETRY_BUDGET,
             "resume": resume,
         });
+        let mcp = self.mcp_servers();
+        if !mcp.is_empty() {
+            start["mcp_servers"] = json!(mcp);
+        }
         if !self.custom.is_empty() {
             start["custom_tools"] = self
                 .custom
@@ -76,6 +87,84 @@ impl AgentsSession {
                 .collect();
         }
         start
+    }
+
+    /// The agent's MCP servers with an enabled tool, as the runtime reaches
+    /// them (the host's MCP route; the host adds the route's socket to
+    /// `start`), with the tools the toolset enables or disables by name.
+    fn mcp_servers(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for server in self.spec.agent["mcp_servers"].as_array().into_iter().flatten() {
+            let (Some(name), Some(url)) = (server["name"].as_str(), server["url"].as_str()) else {
+                continue;
+            };
+            let Some(p) = self.mcp.get(name) else {
+                continue; // no mcp_toolset: the server offers no tool
+            };
+            if p.default.is_none() && p.tools.values().all(Option::is_none) {
+                continue;
+            }
+            let enabled: Option<Vec<&str>> = p
+                .default
+                .is_none()
+                .then(|| p.tools.iter().filter(|(_, perm)| perm.is_some()).map(|(t, _)| t.as_str()).collect());
+            let disabled: Vec<&str> =
+                p.tools.iter().filter(|(_, perm)| perm.is_none()).map(|(t, _)| t.as_str()).collect();
+            out.push(json!({"name": name, "url": url, "enabled_tools": enabled, "disabled_tools": disabled}));
+        }
+        out
+    }
+
+    /// The runtime invoked an MCP tool: announced with the policy's
+    /// permission; run (`mcp_approval`) unless it asks or is disabled.
+    fn on_mcp_tool_call(&mut self, m: McpCall, out: &mut Vec<Action>) {
+        self.progress(out);
+        let (Some(call_id), Some(server), Some(name)) = (m.call_id, m.server, m.name) else {
+            log(LogLevel::Warn, "openai-agents: mcp_tool_call without call_id, server or name, skipped");
+            return;
+        };
+        let input = m.input.unwrap_or_else(|| json!({}));
+        let id = new_event_id();
+        let perm = self.mcp.get(&server).and_then(|p| p.perm(&name));
+        // Bridle's `auto` judge knows only the built-in tools: an MCP tool
+        // under `auto` asks.
+        let decision = match perm {
+            Some(Perm::Allow) => "allow",
+            Some(Perm::Ask | Perm::Auto) => "ask",
+            None => "deny",
+        };
+        out.push(Action::emit_json(&json!({
+            "type": "agent.mcp_tool_use", "id": id, "mcp_server_name": server, "name": name,
+            "input": input, "evaluated_permission": decision,
+        })));
+        let call = Call { call_id: call_id.clone(), name: name.clone(), input, mcp: true };
+        match decision {
+            "allow" => {
+                out.push(mcp_approval(&call_id, None));
+                self.mcp_running.insert(call_id, id);
+            }
+            "ask" => {
+                self.asking.push(id.clone());
+                self.calls.insert(id, call);
+            }
+            _ => {
+                let text = format!("The MCP tool `{name}` of server `{server}` is not enabled for this agent.");
+                out.push(mcp_denied(&id, &text));
+                out.push(mcp_approval(&call_id, Some(&text)));
+            }
+        }
+    }
+
+    fn on_mcp_tool_result(&mut self, m: McpResult, out: &mut Vec<Action>) {
+        self.progress(out);
+        let Some(id) = m.call_id.and_then(|c| self.mcp_running.remove(&c)) else {
+            log(LogLevel::Warn, "openai-agents: mcp_tool_result for no running MCP call, skipped");
+            return;
+        };
+        out.push(Action::emit_json(&json!({
+            "type": "agent.mcp_tool_result", "mcp_tool_use_id": id,
+            "content": m.content.unwrap_or_default(), "is_error": m.is_error.unwrap_or(false),
+        })));
     }
 
     fn progress(&mut self, out: &mut Vec<Action>) {
@@ -111,6 +200,7 @@ impl AgentsSession {
         self.retry.reset();
         self.asking.clear();
         self.custom_calls.drain();
+        self.mcp_running.clear();
     }
 
     /// The runtime invoked a custom tool and waits for its result.
@@ -156,7 +246,7 @@ impl AgentsSession {
             return;
         };
         let input = m.input.clone().unwrap_or_else(|| json!({}));
-        let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone() };
+        let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone(), mcp: false };
         let id = new_event_id();
         let refuse = |out: &mut Vec<Action>, text: String| {
             out.push(Action::emit_json(&json!({
@@ -258,6 +348,24 @@ impl AgentsSession {
     }
 }
 
+/// The plugin's answer to an `mcp_tool_call`: run it, or (with the text the
+/// model gets instead) not.
+fn mcp_approval(call_id: &str, denied: Option<&str>) -> Action {
+    let mut m = json!({"type": "mcp_approval", "call_id": call_id, "allow": denied.is_none()});
+    if let Some(text) = denied {
+        m["output"] = json!(text);
+    }
+    Action::write_line(&m)
+}
+
+/// The result event of an MCP tool call that did not run.
+fn mcp_denied(tool_use_id: &str, text: &str) -> Action {
+    Action::emit_json(&json!({
+        "type": "agent.mcp_tool_result", "mcp_tool_use_id": tool_use_id,
+        "content": [{"type": "text", "text": text}], "is_error": true,
+    }))
+}
+
 /// Managed Agents error type for a model API failure (the SDK's rule).
 pub fn classify(status: Option<u64>, code: &str) -> &'static str {
     model_error_type(status, code)
@@ -287,6 +395,7 @@ fn tool_policy(agent: &Value) -> Vec<(&'static str, Perm)> {
 impl HarnessSession for AgentsSession {
     fn new(spec: SessionSpec) -> Self {
         let tools = tool_policy(&spec.agent);
+        let mcp = ToolPolicy::from_agent(&spec.agent).mcp;
         let custom = custom_tools(&spec.agent);
         AgentsSession {
             spec,
@@ -295,6 +404,8 @@ impl HarnessSession for AgentsSession {
             asking: Vec::new(),
             custom,
             custom_calls: CustomCalls::default(),
+            mcp,
+            mcp_running: HashMap::new(),
             span: None,
             retry: Progress::default(),
             turn_active: false,
@@ -357,14 +468,22 @@ impl HarnessSession for AgentsSession {
                 let Some(call) = self.calls.get(id).cloned() else {
                     return Err(format!("no tool use {id} is waiting for confirmation"));
                 };
-                if allow {
-                    return Ok(vec![Self::tool_call_action(id, &call)]);
-                }
-                self.calls.remove(id);
                 let text = event["deny_message"]
                     .as_str()
                     .filter(|s| !s.is_empty())
                     .unwrap_or("The user denied this tool call.");
+                if call.mcp {
+                    self.calls.remove(id);
+                    if allow {
+                        self.mcp_running.insert(call.call_id.clone(), id.to_string());
+                        return Ok(vec![mcp_approval(&call.call_id, None)]);
+                    }
+                    return Ok(vec![mcp_denied(id, text), mcp_approval(&call.call_id, Some(text))]);
+                }
+                if allow {
+                    return Ok(vec![Self::tool_call_action(id, &call)]);
+                }
+                self.calls.remove(id);
                 Ok(vec![
                     Action::emit_json(&json!({
                         "type": "agent.tool_result", "tool_use_id": id,
@@ -420,6 +539,8 @@ impl HarnessSession for AgentsSession {
             }
             RuntimeMessage::ToolCall(call) => self.on_tool_call(call, &mut out),
             RuntimeMessage::CustomToolCall(call) => self.on_custom_tool_call(call, &mut out),
+            RuntimeMessage::McpToolCall(call) => self.on_mcp_tool_call(call, &mut out),
+            RuntimeMessage::McpToolResult(result) => self.on_mcp_tool_result(result, &mut out),
             RuntimeMessage::Retry(retry) => self.on_retry(retry, &mut out),
             RuntimeMessage::Checkpoint { state } => {
                 if let Some(state) = state {

@@ -89,4 +89,5 @@ cases! {
     recorded_custom_tool_error_result => "rec_custom_tool_error.script.jsonl",
     custom_tool_edges => "custom_tool_edges.script.jsonl",
     stream_previews => "stream_previews.script.jsonl",
+    mcp_tools_allow_ask_deny_disabled => "mcp_tools.script.jsonl",
 }

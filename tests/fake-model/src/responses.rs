@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::SseEvent;
-use crate::scenario::{Conversation, Response, tool_call_args};
+use crate::scenario::{Conversation, Response, split_namespace, tool_call_args};
 
 /// Ids for one reply.
 pub struct Ids {
@@ -21,14 +21,23 @@ fn output_items(resp: &Response, conv: &Conversation, ids: &Ids) -> Vec<Value> {
     }
     if let Some(call) = &resp.tool {
         let (name, input) = tool_call_args(call, &conv.tools);
-        items.push(json!({
-            "type": "function_call", "id": ids.function_call, "call_id": ids.call,
-            "name": name, "arguments": input.to_string(), "status": "completed"
-        }));
+        items.push(function_call(ids, &name, &input.to_string(), "completed"));
     } else {
         items.push(message_item(ids, &resp.text(), "completed"));
     }
     items
+}
+
+/// A `function_call` item; a namespaced tool (`<namespace>.<name>`) is called by its member
+/// name with its `namespace`, as the Responses API does.
+fn function_call(ids: &Ids, name: &str, arguments: &str, status: &str) -> Value {
+    let (namespace, name) = split_namespace(name);
+    let mut item = json!({"type": "function_call", "id": ids.function_call, "call_id": ids.call,
+                          "name": name, "arguments": arguments, "status": status});
+    if let Some(ns) = namespace {
+        item["namespace"] = json!(ns);
+    }
+    item
 }
 
 fn reasoning_item(ids: &Ids, text: &str) -> Value {
@@ -138,8 +147,7 @@ pub fn stream(resp: &Response, conv: &Conversation, ids: &Ids, input_tokens: u64
     if let Some(call) = &resp.tool {
         let (name, input) = tool_call_args(call, &conv.tools);
         let args = input.to_string();
-        let added = json!({"type": "function_call", "id": ids.function_call, "call_id": ids.call,
-                           "name": name, "arguments": "", "status": "in_progress"});
+        let added = function_call(ids, &name, "", "in_progress");
         push(&mut out, "response.output_item.added", json!({"output_index": index, "item": added}), 0);
         push(
             &mut out,
@@ -153,8 +161,7 @@ pub fn stream(resp: &Response, conv: &Conversation, ids: &Ids, input_tokens: u64
             json!({"item_id": ids.function_call, "output_index": index, "arguments": args}),
             0,
         );
-        let done = json!({"type": "function_call", "id": ids.function_call, "call_id": ids.call,
-                          "name": name, "arguments": args, "status": "completed"});
+        let done = function_call(ids, &name, &args, "completed");
         push(&mut out, "response.output_item.done", json!({"output_index": index, "item": done}), 0);
     } else {
         let text = resp.text();

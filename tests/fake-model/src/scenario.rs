@@ -110,7 +110,8 @@ pub const DEFAULT_TEXT: &str = "Hello from the fake model.";
 /// offers (Claude Code `Bash`, codex `exec_command` / `shell`, Bridle's `bash`); `name` +
 /// `input` call any tool verbatim; `custom` + `input` call the offered tool whose name is
 /// `custom` or ends with it (an agent's custom tool, which a runtime may prefix, e.g. Claude
-/// Code's `mcp__bridle__get_weather`).
+/// Code's `mcp__bridle__get_weather`, or a member of a Responses `namespace` tool, e.g. codex's
+/// `lookup` in `mcp__docs`, called with its `namespace`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolCall {
@@ -352,15 +353,30 @@ fn str_field(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
+/// The names of the offered tools. A Responses `namespace` tool (codex offers each MCP server's
+/// tools in one, `mcp__<server>`) contributes its members as `<namespace>.<name>`: tool names
+/// never hold a `.`, so the form is unambiguous ([`split_namespace`]).
 fn tool_names(body: &Value) -> Vec<String> {
-    body.get("tools")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t.get("name").or_else(|| t.get("type")).and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    let name = |t: &Value| t.get("name").or_else(|| t.get("type")).and_then(Value::as_str).map(str::to_owned);
+    let mut out = Vec::new();
+    for t in body.get("tools").and_then(Value::as_array).into_iter().flatten() {
+        match (t.get("type").and_then(Value::as_str), t.get("tools").and_then(Value::as_array)) {
+            (Some("namespace"), Some(members)) => {
+                let ns = name(t).unwrap_or_default();
+                out.extend(members.iter().filter_map(name).map(|m| format!("{ns}.{m}")));
+            }
+            _ => out.extend(name(t)),
+        }
+    }
+    out
+}
+
+/// `<namespace>.<name>` → (`Some(namespace)`, `name`); a plain name → (`None`, name).
+pub fn split_namespace(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((ns, n)) => (Some(ns), n),
+        None => (None, name),
+    }
 }
 
 /// What to send for one model request.
@@ -550,6 +566,22 @@ mod tests {
         assert_eq!(input, json!({"city": "Paris"}));
         let (name, _) = tool_call_args(call, &["get_weather".to_string()]);
         assert_eq!(name, "get_weather");
+    }
+
+    #[test]
+    fn namespaced_tools_are_offered_and_called_by_their_member_name() {
+        // codex 0.171 offers an MCP server's tools in a namespace tool.
+        let body = json!({"model": "m", "input": "hi", "tools": [
+            {"type": "function", "name": "exec_command"},
+            {"type": "namespace", "name": "mcp__docs", "tools": [{"type": "function", "name": "lookup"}]},
+            {"type": "web_search"}
+        ]});
+        let c = Conversation::from_responses(&body);
+        assert_eq!(c.tools, vec!["exec_command", "mcp__docs.lookup", "web_search"]);
+        let call = ToolCall { custom: Some("lookup".into()), ..ToolCall::default() };
+        let (name, _) = tool_call_args(&call, &c.tools);
+        assert_eq!(split_namespace(&name), (Some("mcp__docs"), "lookup"));
+        assert_eq!(split_namespace("exec_command"), (None, "exec_command"));
     }
 
     #[test]

@@ -1,15 +1,18 @@
 """MCP servers with vault credentials, end to end, for the suite's harness: a real MCP server
 (official MCP Python SDK, streamable HTTP on loopback, `mcp_server.py`) that answers only its
-bearer tokens; the agent calls its tool through the egress gateway's MCP route, which adds the
-credential bound to the server's URL host-side.
+bearer tokens; the agent calls its tool through the egress gateway's MCP route (for the resident
+openai-agents runtime, a host-side gateway serving only that route), which adds the credential
+bound to the server's URL host-side.
 
 Needs BRIDLE_E2E_MCP_PORT (the MCP server's port) and BRIDLE_E2E_MCP_DOWN_PORT (a port nothing
 listens on); the server under test allows both through `egress.allow_internal`."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,13 +21,6 @@ from .lib import Live, text_of, uniq
 from .mcp_server import McpFixture
 
 SERVER = "docs"
-
-
-@pytest.fixture(autouse=True)
-def _harness_supports_mcp(engine):
-    if engine == "openai-agents":
-        # Its resident runtime runs outside any sandbox, so it has no gateway MCP route yet.
-        pytest.skip("openai-agents: MCP servers are not wired into the resident runtime yet")
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +98,9 @@ def _token_nowhere(s: Live, token: str) -> None:
                     continue
 
 
-# codex 0.171 connects through the gateway (the server sees the token on every request), but does
-# not offer the server's tools to the model as top-level tools (it namespaces or defers MCP
-# tools), so the fake model's scripted call cannot reach them yet: the tool-call checks are
-# skipped for codex, after the server-side checks.
-CALLS_MCP_TOOLS = {"claude"}
-
-
 def _check_authorized_call(s: Live, evs: list[dict], mcp: McpFixture, key: str) -> None:
-    if s.stack.engine not in CALLS_MCP_TOOLS:
-        return
+    # The fake model calls `lookup` as each runtime offers it: Claude Code's `mcp__docs__lookup`,
+    # codex's `lookup` in its `mcp__docs` namespace tool, openai-agents' plain `lookup`.
     uses, results = _mcp_events(evs)
     s.check(len(uses) >= 1, "no agent.mcp_tool_use")
     s.check(all(u.get("mcp_server_name") == SERVER for u in uses), f"mcp_server_name: {uses}")
@@ -135,8 +124,6 @@ def test_mcp_static_bearer(stack, model, sessions, mcp):
     s.check(seen and all(a == f"Bearer {token}" for a in seen),
             f"the MCP server saw requests without the token: {[a and a[:14] for a in seen]}")
     _token_nowhere(s, token)
-    if s.stack.engine not in CALLS_MCP_TOOLS:
-        pytest.skip(f"{s.stack.engine}: the fake model cannot call this runtime's MCP tools yet")
 
 
 def test_mcp_oauth_expired_token_is_refreshed_once(stack, model, sessions, mcp):
@@ -162,14 +149,61 @@ def test_mcp_oauth_expired_token_is_refreshed_once(stack, model, sessions, mcp):
     s.check(seen and all(a == f"Bearer {fresh}" for a in seen), "the MCP server saw other than the fresh token")
     _token_nowhere(s, fresh)
     _token_nowhere(s, refresh_token)
-    if s.stack.engine not in CALLS_MCP_TOOLS:
-        pytest.skip(f"{s.stack.engine}: the fake model cannot call this runtime's MCP tools yet")
+
+
+class _TokenEndpoint:
+    """A token endpoint on a loopback port the server's `egress.allow_internal` does not open:
+    it records every call and would grant a token."""
+
+    def __init__(self):
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                calls.append(self.path)
+                body = json.dumps({"access_token": "granted-" + uniq("at"), "token_type": "Bearer",
+                                   "expires_in": 3600}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_mcp_oauth_token_endpoint_obeys_the_address_policy(stack, model, sessions, mcp):
+    """The refresh is made host-side, under the egress address policy: a token endpoint on an
+    internal address the operator did not allow is never called, and the session hears why."""
+    endpoint = _TokenEndpoint()
+    try:
+        url = mcp.url_for(uniq("t"))
+        s = _session(stack, model, url, {
+            "type": "mcp_oauth", "mcp_server_url": url, "access_token": "expired-" + uniq("at"),
+            "expires_at": "2020-01-01T00:00:00Z",
+            "refresh": {"client_id": "bridle-e2e", "refresh_token": uniq("rt"), "token_endpoint": endpoint.url,
+                        "token_endpoint_auth": {"type": "none"}}})
+        sessions.append(s)
+        _lookup_scenario(stack, model, "k")
+        evs = s.turn("Look the key up.")
+        _expect_mcp_error(s, evs, "mcp_authentication_failed_error", "egress.allow_internal")
+        s.check(not endpoint.calls, f"the token endpoint on a refused address was called: {endpoint.calls}")
+        _still_usable(s, stack, model)
+    finally:
+        endpoint.stop()
 
 
 @pytest.mark.parametrize("answer", ["allow", "deny"])
 def test_mcp_always_ask(stack, model, sessions, mcp, answer, engine):
-    if engine == "codex":
-        pytest.skip("codex: always_ask on MCP tools needs codex's MCP approval elicitation, not handled yet")
     token, tag = mcp.new_token(), uniq("t")
     url = mcp.url_for(tag)
     s = _session(stack, model, url, {"type": "static_bearer", "token": token, "mcp_server_url": url},

@@ -20,6 +20,11 @@
 //!   tunnels whose TLS the gateway terminates with its CA ([`tls`],
 //!   [`intercept`]); every other tunnel is left untouched.
 //!
+//! A runtime outside every sandbox (the resident openai-agents runtime)
+//! gets a gateway of its own that serves the MCP route only
+//! ([`Gateway::bind_mcp_only`]): the same credentials, network rules and
+//! failure reports as a sandbox's.
+//!
 //! Every gateway shares one [`Hub`]: the limits ([`limits`]: connections per
 //! sandbox, connection rate, header and idle timeouts, a global cap sized
 //! below the descriptor limit), the address policy and the HTTP clients.
@@ -250,6 +255,8 @@ struct State {
     activity: Arc<Activity>,
     reporter: Reporter,
     mcp_reported: mcp_route::Reported,
+    /// Serve the MCP route and nothing else.
+    mcp_only: bool,
 }
 
 impl State {
@@ -296,6 +303,16 @@ impl Drop for Gateway {
 impl Gateway {
     /// Listen on `socket` (created; an existing file is replaced).
     pub fn bind(socket: &Path, cfg: GatewayConfig, activity: Arc<Activity>) -> anyhow::Result<Self> {
+        Self::bind_as(socket, cfg, activity, false)
+    }
+
+    /// A gateway that serves only the MCP route (`cfg.mcp`), for a runtime
+    /// that runs outside every sandbox: every other request is a 404.
+    pub fn bind_mcp_only(socket: &Path, cfg: GatewayConfig) -> anyhow::Result<Self> {
+        Self::bind_as(socket, cfg, Activity::new(), true)
+    }
+
+    fn bind_as(socket: &Path, cfg: GatewayConfig, activity: Arc<Activity>, mcp_only: bool) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(socket);
         let listener =
             UnixListener::bind(socket).with_context(|| format!("bind egress socket {}", socket.display()))?;
@@ -307,6 +324,7 @@ impl Gateway {
             activity,
             reporter: Reporter::default(),
             mcp_reported: mcp_route::Reported::default(),
+            mcp_only,
         });
         let span = info_span!("egress", sandbox = %state.cfg.sandbox_id, session_id = %state.cfg.session_id);
         let task = tokio::spawn(accept_loop(state.clone(), listener).instrument(span));
@@ -559,6 +577,13 @@ fn upstream_failure(e: &reqwest::Error) -> &'static str {
 
 async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<GwBody> {
     st.activity.touch();
+    if st.mcp_only {
+        return if req.uri().host().is_none() && mcp_route::is_mcp_path(req.uri().path()) {
+            mcp_route::serve(st, req).await
+        } else {
+            full(StatusCode::NOT_FOUND, "bridle egress gateway: this gateway serves only the MCP route /mcp/…\n".into())
+        };
+    }
     if req.method() == Method::CONNECT {
         return connect(st, conn, req).await;
     }
