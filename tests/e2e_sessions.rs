@@ -109,6 +109,7 @@ fn harness_suite(engine: &str) {
             "test_skills.py",
             "test_mcp.py",
             "test_packages.py",
+            "test_outcomes.py",
         ],
         &[
             ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),
