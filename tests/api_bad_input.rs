@@ -844,11 +844,11 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         ),
         case(
-            "user.define_outcome",
+            "user.define_outcome past the iteration limit",
             M::POST,
             format!("/v1/sessions/{s}/events"),
             j(
-                json!({"events": [{"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": "r"}}]}),
+                json!({"events": [{"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": "r"}, "max_iterations": 21}]}),
             ),
             &[400],
         ),

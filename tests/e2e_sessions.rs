@@ -128,6 +128,7 @@ const ALL_FILES: &[&str] = &[
     "test_skills.py",
     "test_mcp.py",
     "test_packages.py",
+    "test_outcomes.py",
 ];
 
 /// [`harness_suite`] on `driver`, running `files`.

@@ -104,11 +104,11 @@ def test_unimplemented_environment_work(client, environment):
     assert_api_error(ei.value, ei.value.status_code)
 
 
-def test_session_create_with_resources_or_outcomes_is_clear(client, agent, environment):
+def test_session_create_with_bad_resources_or_outcomes_is_clear(client, agent, environment):
     for kw in (
         {"resources": [{"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}]},
         {"initial_events": [{"type": "user.define_outcome", "description": "d",
-                             "rubric": {"type": "text", "content": "r"}}]},
+                             "rubric": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}}]},
     ):
         with pytest.raises(anthropic.APIStatusError) as ei:
             client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title=uniq("t"), **kw)

@@ -95,7 +95,7 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     if session.session.status == SessionStatus::Terminated {
         return Err(ApiError::conflict(format!("session `{id}` is terminated and accepts no new events")));
     }
-    if parsed.iter().any(|e| matches!(e, UserEvent::Message { .. })) {
+    if parsed.iter().any(|e| matches!(e, UserEvent::Message { .. } | UserEvent::DefineOutcome { .. })) {
         check_budget_left(&st, &session.session)?;
     }
     let mut answered = Vec::new();
@@ -108,7 +108,11 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
             super::resources::check_file(&st, Some(&id), &format!("events[{i}].{field}"), &file_id).await?;
         }
     }
-    let events = parsed
+    let mut taken = Vec::with_capacity(parsed.len());
+    for (i, ev) in parsed.into_iter().enumerate() {
+        taken.push(super::outcomes::take(&st, &id, &format!("events[{i}]"), ev).await?);
+    }
+    let events = taken
         .into_iter()
         .map(|e| serde_json::to_value(e).ok().and_then(NewEvent::from_value))
         .collect::<Option<Vec<_>>>()

@@ -14,6 +14,7 @@ pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod outcomes;
 pub mod pagination;
 pub mod resources;
 pub mod sessions;

@@ -225,8 +225,12 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     for (i, ev) in p.initial_events.clone().unwrap_or_default().into_iter().enumerate() {
         let field = format!("initial_events[{i}]");
         match parse_user_event(&field, ev)? {
-            ev @ UserEvent::Message { .. } => initial.push(ev),
-            _ => return Err(ApiError::invalid(format!("{field}: only user.message events may be sent at create"))),
+            ev @ (UserEvent::Message { .. } | UserEvent::DefineOutcome { .. }) => initial.push(ev),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "{field}: only user.message and user.define_outcome events may be sent at create"
+                )));
+            }
         }
     }
     if !crate::ids::has_kind(&p.environment_id, Kind::Environment) {
@@ -264,11 +268,14 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let mounts =
         super::resources::prepare(&st, Some(&id), "resources", p.resources.as_deref().unwrap_or_default(), &[]).await?;
     let resources = mounts.iter().map(|r| json!(r)).collect();
-    for (i, ev) in initial.iter().enumerate() {
+    let mut taken = Vec::with_capacity(initial.len());
+    for (i, ev) in initial.into_iter().enumerate() {
         for (field, file_id) in ev.file_ids() {
             super::resources::check_file(&st, Some(&id), &format!("initial_events[{i}].{field}"), &file_id).await?;
         }
+        taken.push(super::outcomes::take(&st, &id, &format!("initial_events[{i}]"), ev).await?);
     }
+    let initial = taken;
     let now = now_micros();
     let session = Session {
         id,
@@ -298,7 +305,8 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
         st.bus.publish(&session.id, &stored);
         st.wake(&session.id);
     }
-    Ok(with_harness(&binding.engine, present(&st, session)))
+    let session = present(&st, session).await?;
+    Ok(with_harness(&binding.engine, session))
 }
 
 /// The list prices a session with a budget is measured at: its agent's model
@@ -347,12 +355,13 @@ pub(crate) fn spent(st: &AppState, s: &Session) -> Option<Cost> {
 /// The session as the API shows it: its usage priced (`usage.list_cost`)
 /// when the operator prices its model, its resources without their sealed
 /// tokens.
-pub(crate) fn present(st: &AppState, mut s: Session) -> Session {
+pub(crate) async fn present(st: &AppState, mut s: Session) -> ApiResult<Session> {
     s.resources.iter_mut().for_each(crate::model::resources::hide_secrets);
     if let (Some(cost), Some(usage)) = (spent(st, &s), s.usage.as_object_mut()) {
         usage.insert("list_cost".into(), json!(cost.money()));
     }
-    s
+    s.outcome_evaluations = super::outcomes::evaluations(st, &s.id).await?;
+    Ok(s)
 }
 
 /// The harness that runs a session, as the `bridle-harness` response header of
@@ -428,7 +437,10 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     let page = st.store.list_sessions(&filter, order, &position(&q, order, Kind::Session)?, limit).await?;
     let next = page.more_after.then(|| page.items.last().map(|r| next_token(order, &r.key))).flatten();
     let prev = page.more_before.then(|| page.items.first().map(|r| prev_token(order, &r.key))).flatten();
-    let data = page.items.into_iter().map(|r| present(&st, r.session)).collect();
+    let mut data = Vec::with_capacity(page.items.len());
+    for r in page.items {
+        data.push(present(&st, r.session).await?);
+    }
     Ok(Json(SessionPage { data, next_page: next, prev_page: prev }))
 }
 
@@ -451,7 +463,8 @@ pub async fn load(st: &AppState, id: &str) -> ApiResult<crate::store::SessionRow
 )]
 pub async fn retrieve(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<WithHarness> {
     let row = load(&st, &id).await?;
-    Ok(with_harness(&row.binding.engine, present(&st, row.session)))
+    let session = present(&st, row.session).await?;
+    Ok(with_harness(&row.binding.engine, session))
 }
 
 #[utoipa::path(
@@ -523,7 +536,7 @@ pub async fn update(
         let stored = st.store.append_events(&id, vec![ev], false).await?;
         st.bus.publish(&id, &stored);
     }
-    Ok(Json(present(&st, session)))
+    Ok(Json(present(&st, session).await?))
 }
 
 #[utoipa::path(
@@ -557,7 +570,7 @@ pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
             Ok(s)
         })
         .await?;
-    Ok(Json(present(&st, session)))
+    Ok(Json(present(&st, session).await?))
 }
 
 #[utoipa::path(

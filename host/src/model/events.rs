@@ -33,6 +33,10 @@ pub const STORED_EVENT_TYPES: &[&str] = &[
     "session.deleted",
     "span.model_request_start",
     "span.model_request_end",
+    "user.define_outcome",
+    "span.outcome_evaluation_start",
+    "span.outcome_evaluation_ongoing",
+    "span.outcome_evaluation_end",
 ];
 
 pub fn is_stored_event_type(t: &str) -> bool {
@@ -40,10 +44,9 @@ pub fn is_stored_event_type(t: &str) -> bool {
 }
 
 /// Event types of the Managed Agents API (the official SDKs' session event
-/// type) that Bridle never stores: multi-agent threads, outcomes, system messages, usage reports and workflow runs. A
+/// type) that Bridle never stores: multi-agent threads, system messages, usage reports and workflow runs. A
 /// `types[]` filter naming one is valid and simply matches nothing.
 pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
-    "user.define_outcome",
     "system.message",
     "session.usage",
     "agent.thread_message_received",
@@ -53,9 +56,6 @@ pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
     "session.thread_status_rescheduled",
     "session.thread_status_running",
     "session.thread_status_terminated",
-    "span.outcome_evaluation_start",
-    "span.outcome_evaluation_ongoing",
-    "span.outcome_evaluation_end",
     "workflow_run.created",
     "workflow_run.status_running",
     "workflow_run.status_idle",
@@ -111,7 +111,33 @@ pub enum UserEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_thread_id: Option<String>,
     },
+    /// An outcome for the agent to work toward, graded against its rubric
+    /// after each turn (see `session::outcome`).
+    #[serde(rename = "user.define_outcome")]
+    DefineOutcome {
+        description: String,
+        rubric: Rubric,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_iterations: Option<i64>,
+        /// Assigned by the server when it takes the event (`outc_...`);
+        /// refused from clients.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome_id: Option<String>,
+    },
 }
+
+/// How an outcome is graded: inline text, or a Files API file (resolved to
+/// its text when the event is taken, so the log holds what was graded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rubric {
+    Text { content: String },
+    File { file_id: String },
+}
+
+/// The API's default and ceiling for `max_iterations`.
+pub const OUTCOME_MAX_ITERATIONS_DEFAULT: i64 = 3;
+pub const OUTCOME_MAX_ITERATIONS_LIMIT: i64 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -185,11 +211,6 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
     let ty = value.get("type").and_then(Value::as_str).map(str::to_owned);
     match ty.as_deref() {
         None => return Err(Invalid::new(format!("{field}.type: required string field is missing"))),
-        Some("user.define_outcome") => {
-            return Err(Invalid::new(format!(
-                "{field}: user.define_outcome (outcomes) is not supported by this server"
-            )));
-        }
         Some("system.message") => {
             return Err(Invalid::new(format!("{field}: system.message is not supported by this server")));
         }
@@ -198,11 +219,12 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
             | "user.interrupt"
             | "user.tool_confirmation"
             | "user.custom_tool_result"
-            | "user.tool_result",
+            | "user.tool_result"
+            | "user.define_outcome",
         ) => {}
         Some(other) => {
             return Err(Invalid::new(format!(
-                "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result, user.tool_result"
+                "{field}.type: unknown event type `{other}`; expected one of user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result, user.tool_result, user.define_outcome"
             )));
         }
     }
@@ -221,6 +243,11 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
             serde_path_to_error::deserialize::<_, ContentBlock>(b.clone())
                 .map_err(|e| Invalid::new(format!("{field}.content[{i}]{}: {}", path_suffix(e.path()), e.inner())))?;
         }
+    }
+    if ty.as_deref() == Some("user.define_outcome")
+        && let Some(r) = value.get("rubric")
+    {
+        serde_json::from_value::<Rubric>(r.clone()).map_err(|e| Invalid::new(format!("{field}.rubric: {e}")))?;
     }
     let ev: UserEvent = serde_path_to_error::deserialize(value)
         .map_err(|e| Invalid::new(format!("{field}{}: {}", path_suffix(e.path()), e.inner())))?;
@@ -246,8 +273,36 @@ pub fn parse_user_event(field: &str, value: Value) -> Result<UserEvent, Invalid>
                 "{field}.custom_tool_use_id: `{custom_tool_use_id}` is not an event id (sevt_...)"
             )))
         }
+        UserEvent::DefineOutcome { .. } => check_outcome(field, &ev).map(|()| ev),
         _ => Ok(ev),
     }
+}
+
+fn check_outcome(field: &str, ev: &UserEvent) -> Result<(), Invalid> {
+    let UserEvent::DefineOutcome { description, rubric, max_iterations, outcome_id } = ev else { return Ok(()) };
+    if outcome_id.is_some() {
+        return Err(Invalid::new(format!("{field}.outcome_id: assigned by the server; do not send it")));
+    }
+    if description.trim().is_empty() {
+        return Err(Invalid::new(format!("{field}.description: must not be empty")));
+    }
+    match rubric {
+        Rubric::Text { content } if content.trim().is_empty() => {
+            return Err(Invalid::new(format!("{field}.rubric.content: must not be empty")));
+        }
+        Rubric::File { file_id } if !crate::ids::has_kind(file_id, crate::ids::Kind::File) => {
+            return Err(Invalid::new(format!("{field}.rubric.file_id: `{file_id}` is not a file id (file_...)")));
+        }
+        _ => {}
+    }
+    if let Some(n) = max_iterations
+        && !(1..=OUTCOME_MAX_ITERATIONS_LIMIT).contains(n)
+    {
+        return Err(Invalid::new(format!(
+            "{field}.max_iterations: must be between 1 and {OUTCOME_MAX_ITERATIONS_LIMIT}, got {n}"
+        )));
+    }
+    Ok(())
 }
 
 /// `.a.b` for a non-empty path, `` for the root.
@@ -324,7 +379,7 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_types_are_named() {
-        let e = parse_user_event("events[0]", json!({"type": "user.define_outcome", "description": "x"})).unwrap_err();
+        let e = parse_user_event("events[0]", json!({"type": "system.message"})).unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
         let e = parse_user_event("events[0]", json!({"type": "user.dance"})).unwrap_err();
         assert!(e.to_string().contains("unknown event type `user.dance`"), "{e}");
@@ -339,9 +394,44 @@ mod tests {
             let e = parse_user_event("e", json!({"type": t})).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(!e.contains("unknown event type") && !e.contains("not supported"), "{t}: {e}");
         }
-        for t in ["user.define_outcome", "user.dance"] {
+        for t in ["user.dance"] {
             assert!(!is_stored_event_type(t), "{t}");
             assert!(parse_user_event("e", json!({"type": t})).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn outcome_fields_are_checked_by_name() {
+        let ok = json!({"type": "user.define_outcome", "description": "a poem",
+                        "rubric": {"type": "text", "content": "rhymes"}, "max_iterations": 20});
+        assert!(parse_user_event("e", ok).is_ok());
+        let file =
+            json!({"type": "user.define_outcome", "description": "d", "rubric": {"type": "file", "file_id": "file_1"}});
+        assert!(parse_user_event("e", file).is_ok());
+        let cases = [
+            (json!({"description": "d"}), "rubric"),
+            (json!({"description": " ", "rubric": {"type": "text", "content": "r"}}), "e.description"),
+            (json!({"description": "d", "rubric": {"type": "text", "content": ""}}), "e.rubric.content"),
+            (json!({"description": "d", "rubric": {"type": "file", "file_id": "x"}}), "e.rubric.file_id"),
+            (json!({"description": "d", "rubric": {"type": "url", "url": "x"}}), "e.rubric"),
+            (
+                json!({"description": "d", "rubric": {"type": "text", "content": "r"}, "max_iterations": 0}),
+                "e.max_iterations",
+            ),
+            (
+                json!({"description": "d", "rubric": {"type": "text", "content": "r"}, "max_iterations": 21}),
+                "e.max_iterations",
+            ),
+            (
+                json!({"description": "d", "rubric": {"type": "text", "content": "r"}, "outcome_id": "outc_1"}),
+                "e.outcome_id",
+            ),
+            (json!({"description": "d", "rubric": {"type": "text", "content": "r"}, "grade": 1}), "grade"),
+        ];
+        for (mut body, field) in cases {
+            body["type"] = json!("user.define_outcome");
+            let e = parse_user_event("e", body.clone()).expect_err(&body.to_string()).to_string();
+            assert!(e.contains(field), "{body}: {e}");
         }
     }
 

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use super::orphans;
-use super::status::{Fact, StatusMachine};
+use super::outcome::Outcome;
+use super::outcome::cycle::{self, AfterTurn, AfterVerdict, Cycle, End, Graded, Job, Phase};
+use super::status::{Fact, StatusMachine, Step};
+use crate::ids::{Kind, new_id};
 use crate::model::previews::{Preview, PreviewKind};
 use crate::model::pricing::{self, Cost, Price};
 use crate::model::sessions::SessionStatus;
@@ -134,6 +137,10 @@ pub enum Input {
     /// The sandbox's gateway could not serve one of the agent's MCP
     /// servers (the runtime goes on without it).
     McpFailed { error_type: String, server: String, message: String },
+    /// The grader asked for by [`Effect::Grade`] answered (or failed).
+    Graded(Graded),
+    /// The grader is still at work (a heartbeat for the client).
+    Grading,
 }
 
 /// A plugin call the runner makes on the engine's behalf; its actions come
@@ -183,6 +190,11 @@ pub enum Effect {
     /// Send a preview frame to the session's live streams only (never
     /// stored). Ordered after the commits before it.
     Preview(Preview),
+    /// Grade an outcome's round; answer with [`Input::Graded`] (and
+    /// [`Input::Grading`] now and then while it runs).
+    Grade(Job),
+    /// Abandon the grading in flight (its answer, if any, is ignored).
+    CancelGrade,
 }
 
 /// The session as the runner found it when it claimed the session.
@@ -202,6 +214,8 @@ pub struct Loaded {
     pub recover: Option<Option<UserEvent>>,
     /// The session's budget ceiling, if it has one.
     pub budget: Option<Cost>,
+    /// The outcome the cut-off turn (`recover`) worked on, as the log left it.
+    pub outcome: Option<Cycle>,
 }
 
 /// Settings of the engine.
@@ -258,6 +272,8 @@ pub struct Engine {
     /// event or closed by a `span.model_request_end`: text deltas go only
     /// to these.
     previews: HashSet<String>,
+    /// The outcome this turn works toward (`user.define_outcome`).
+    outcome: Option<Cycle>,
 }
 
 impl Engine {
@@ -287,6 +303,7 @@ impl Engine {
             budget_stop: false,
             usage_dirty: false,
             previews: HashSet::new(),
+            outcome: loaded.outcome,
         }
     }
 
@@ -351,9 +368,13 @@ impl Engine {
             self.fact(Fact::Adopted, &mut out);
             match turn {
                 // Nothing to resume (the turn was interrupted): end it.
-                None => self.fact(Fact::TurnEnded(json!({"type": "end_turn"})), &mut out),
+                None => {
+                    self.outcome_over(End::Interrupted, "the user interrupted the session", &mut out);
+                    self.fact(Fact::TurnEnded(json!({"type": "end_turn"})), &mut out)
+                }
                 Some(ev) => {
                     self.turn = true;
+                    let ev = self.runtime_input(ev);
                     self.starting = Some(Starting::Resume(ev));
                     out.push(Effect::StartRuntime);
                     return out;
@@ -403,6 +424,7 @@ impl Engine {
                     self.interrupt_deadline = None;
                     if self.turn {
                         self.stop_runtime("interrupt grace period over", &mut out);
+                        self.outcome_over(End::Interrupted, "the user interrupted the session", &mut out);
                         let stop = self.stop_reason(json!({"type": "end_turn"}));
                         self.fact(Fact::TurnEnded(stop), &mut out);
                         self.turn_over();
@@ -428,6 +450,14 @@ impl Engine {
             }
             Input::Budget(budget) => self.budget = budget,
             Input::ResourceFailed(error) => self.fact(Fact::ResourceFailed(error), &mut out),
+            Input::Graded(graded) => self.on_graded(graded, &mut out),
+            Input::Grading => {
+                if let Some(c) = self.outcome.as_ref().filter(|c| c.evaluating().is_some()) {
+                    let ev = json!({"type": "span.outcome_evaluation_ongoing", "outcome_id": c.outcome.id,
+                                    "iteration": c.iteration});
+                    self.host_event(ev, &mut out);
+                }
+            }
         }
         out
     }
@@ -452,8 +482,13 @@ impl Engine {
     fn on_user(&mut self, ev: UserEvent, now: Instant, out: &mut Vec<Effect>) {
         out.push(Effect::SaveInputSeq(ev.seq));
         match ev.kind.as_str() {
-            "user.message" if self.turn => self.queue.push_back(ev),
-            "user.message" => self.start_turn(ev, out),
+            "user.message" | "user.define_outcome" if self.turn => self.queue.push_back(ev),
+            "user.message" | "user.define_outcome" => self.start_turn(ev, out),
+            "user.interrupt" if self.outcome.as_ref().is_some_and(|c| c.evaluating().is_some()) => {
+                // The runtime's turn is over; only the grader is at work.
+                self.outcome_over(End::Interrupted, "the user interrupted the evaluation", out);
+                self.finish_turn(json!({"type": "end_turn"}), out);
+            }
             "user.interrupt" if self.turn => {
                 self.interrupt_deadline = Some(now + self.cfg.interrupt_grace);
                 // The plugin hears of it first (it tells the runtime), then
@@ -506,9 +541,14 @@ impl Engine {
         self.turn = true;
         self.start_seq = Some(ev.seq);
         self.fact(Fact::TurnStarted, out);
+        if ev.kind == "user.define_outcome" {
+            self.outcome = Outcome::from_event(&ev.body).map(Cycle::new);
+        }
+        let ev = self.runtime_input(ev);
         if self.budget_spent() {
             // Sent before the budget ran out (the API refuses them after):
             // the turn ends at once, without a model request.
+            self.outcome_over(End::Failed, "the session's budget is spent", out);
             self.fact(Fact::TurnEnded(json!({"type": "budget_reached"})), out);
             self.turn_over();
             return self.next_queued(out);
@@ -646,6 +686,11 @@ impl Engine {
                     if let Some(id) = event.get("id").and_then(Value::as_str) {
                         self.previews.remove(id);
                     }
+                    if let Some(c) = self.outcome.as_mut().filter(|c| c.phase == Phase::Working)
+                        && event.get("type").and_then(Value::as_str) == Some("agent.message")
+                    {
+                        c.result.push(message_text(&event));
+                    }
                     self.fact(Fact::Event(event), out);
                     if self.turn && !self.budget_stop && self.budget_spent() {
                         self.budget_stop = true;
@@ -685,12 +730,17 @@ impl Engine {
                 PluginAction::TurnEnded(stop) => {
                     self.save_resume(out);
                     let stop = self.stop_reason(stop);
+                    if self.outcome_turn_ended(&stop, out) {
+                        // The grader scores the turn; the session stays running.
+                        continue;
+                    }
                     self.fact(Fact::TurnEnded(stop), out);
                     self.turn_over();
                     self.next_queued(out);
                 }
                 PluginAction::Failed(f) => {
                     self.save_resume(out);
+                    self.outcome_over(End::Failed, &f.message, out);
                     let terminal = f.terminal;
                     self.fact(Fact::Failed { error_type: f.error_type, message: f.message, terminal }, out);
                     self.turn_over();
@@ -736,6 +786,7 @@ impl Engine {
 
     /// End the turn with a failure the session can recover from.
     fn fail_turn(&mut self, error_type: &str, message: &str, out: &mut Vec<Effect>) {
+        self.outcome_over(End::Failed, message, out);
         let fact = Fact::Failed { error_type: error_type.into(), message: message.into(), terminal: false };
         self.fact(fact, out);
         self.turn_over();
@@ -764,6 +815,16 @@ impl Engine {
     /// a burst, plain events are held (a status change never waits).
     fn fact(&mut self, fact: Fact, out: &mut Vec<Effect>) {
         let step = self.machine.apply(fact);
+        self.commit_step(step, out);
+    }
+
+    /// An event the host adds to the log (an outcome's evaluation span):
+    /// stored like any other, but no sign of the runtime's progress.
+    fn host_event(&mut self, event: Value, out: &mut Vec<Effect>) {
+        self.commit_step(Step { events: vec![ev_map(event)], status_changed: false }, out);
+    }
+
+    fn commit_step(&mut self, step: Step, out: &mut Vec<Effect>) {
         if self.burst.is_some() && !step.status_changed && self.start_seq.is_none() {
             self.held.extend(step.events);
             return;
@@ -808,6 +869,164 @@ impl Engine {
         self.burst = None;
         self.flush(out);
     }
+}
+
+impl Engine {
+    /// What the runtime is given for a turn's user event: an outcome's
+    /// definition becomes a message asking for its work.
+    fn runtime_input(&self, ev: UserEvent) -> UserEvent {
+        match (ev.kind.as_str(), &self.outcome) {
+            ("user.define_outcome", Some(c)) => UserEvent {
+                seq: ev.seq,
+                kind: "user.message".into(),
+                body: cycle::message_body(&cycle::work_text(&c.outcome)),
+            },
+            _ => ev,
+        }
+    }
+
+    /// A turn ended with `stop`. An outcome's working turn is graded
+    /// (true: the turn goes on while the grader works); otherwise the
+    /// outcome ends with the turn.
+    fn outcome_turn_ended(&mut self, stop: &Value, out: &mut Vec<Effect>) -> bool {
+        let interrupted = self.interrupt_deadline.is_some();
+        let Some(c) = self.outcome.as_mut() else { return false };
+        match c.after_turn(stop, interrupted) {
+            AfterTurn::Done => {
+                self.outcome = None;
+                false
+            }
+            AfterTurn::Ended(end, why) => {
+                self.outcome_over(end, &why, out);
+                false
+            }
+            AfterTurn::Evaluate => {
+                let start_id = new_id(Kind::Event);
+                c.phase = Phase::Evaluating { start_id: start_id.clone() };
+                let job = Job { outcome: c.outcome.clone(), iteration: c.iteration, result: c.result.join("\n\n") };
+                let ev = json!({"type": "span.outcome_evaluation_start", "id": start_id, "outcome_id": c.outcome.id,
+                                "iteration": c.iteration});
+                self.host_event(ev, out);
+                self.end_burst(out);
+                out.push(Effect::Grade(job));
+                true
+            }
+        }
+    }
+
+    /// The grader answered for the round in evaluation.
+    fn on_graded(&mut self, graded: Graded, out: &mut Vec<Effect>) {
+        let Some(c) = self.outcome.as_mut() else { return };
+        let Some(start_id) = c.evaluating().map(str::to_owned) else { return };
+        if let Value::Object(u) = &graded.usage {
+            add_usage(&mut self.usage, u);
+            self.usage_dirty = true;
+        }
+        let grade = match graded.grade {
+            Ok(grade) => grade,
+            Err(why) => {
+                let id = c.outcome.id.clone();
+                self.outcome_end(&start_id, End::Failed.as_str(), &why, graded.usage, out);
+                self.outcome = None;
+                let message = format!("outcome `{id}`: the grader gave no verdict: {why}");
+                self.fact(Fact::Refused { error_type: "model_request_failed_error".into(), message }, out);
+                return self.finish_turn(json!({"type": "end_turn"}), out);
+            }
+        };
+        let (result, after) = c.after_verdict(&grade);
+        self.outcome_end(&start_id, result, &grade.explanation, graded.usage, out);
+        let Some(c) = self.outcome.as_mut() else { return };
+        let next = match after {
+            AfterVerdict::Revise(text) => {
+                c.iteration += 1;
+                c.phase = Phase::Working;
+                c.result.clear();
+                Some(text)
+            }
+            AfterVerdict::Acknowledge(text) => {
+                c.phase = Phase::Acknowledging;
+                Some(text)
+            }
+            AfterVerdict::Finish => None,
+        };
+        match next {
+            Some(text) => {
+                // The next round's input is the grader's feedback.
+                let ev = UserEvent { seq: 0, kind: "user.message".into(), body: cycle::message_body(&text) };
+                if self.runtime_up {
+                    out.push(Effect::Deliver(PluginCall::Input(ev)));
+                } else {
+                    self.starting = Some(Starting::Turn(ev));
+                    out.push(Effect::StartRuntime);
+                }
+            }
+            None => {
+                self.outcome = None;
+                self.finish_turn(json!({"type": "end_turn"}), out);
+            }
+        }
+    }
+
+    /// The outcome ends without a verdict (an interrupt, a failure): its
+    /// evaluation span closes with `end` (opened first if none is).
+    fn outcome_over(&mut self, end: End, explanation: &str, out: &mut Vec<Effect>) {
+        let Some(c) = self.outcome.take() else { return };
+        let start_id = match (&c.phase, c.evaluating()) {
+            // Its result is already stored (max_iterations_reached).
+            (Phase::Acknowledging, _) => return,
+            (_, Some(id)) => {
+                out.push(Effect::CancelGrade);
+                id.to_owned()
+            }
+            (_, None) => {
+                let id = new_id(Kind::Event);
+                let ev = json!({"type": "span.outcome_evaluation_start", "id": id, "outcome_id": c.outcome.id,
+                                "iteration": c.iteration});
+                self.host_event(ev, out);
+                id
+            }
+        };
+        self.outcome = Some(c);
+        self.outcome_end(&start_id, end.as_str(), explanation, Value::Null, out);
+        self.outcome = None;
+    }
+
+    fn outcome_end(&mut self, start_id: &str, result: &str, explanation: &str, usage: Value, out: &mut Vec<Effect>) {
+        let Some(c) = &self.outcome else { return };
+        let usage = match usage {
+            Value::Object(u) => Value::Object(u),
+            _ => json!({"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                        "cache_creation_input_tokens": 0}),
+        };
+        let ev = json!({"type": "span.outcome_evaluation_end", "outcome_evaluation_start_id": start_id,
+                        "outcome_id": c.outcome.id, "iteration": c.iteration, "result": result,
+                        "explanation": explanation, "usage": usage});
+        self.host_event(ev, out);
+    }
+
+    /// End the turn now (no runtime turn is in progress) and take the next.
+    fn finish_turn(&mut self, stop: Value, out: &mut Vec<Effect>) {
+        let stop = self.stop_reason(stop);
+        self.fact(Fact::TurnEnded(stop), out);
+        self.turn_over();
+        self.next_queued(out);
+    }
+}
+
+fn ev_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The text of an `agent.message`.
+fn message_text(event: &Map<String, Value>) -> String {
+    event
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
+        .unwrap_or_default()
 }
 
 /// Add a `span.model_request_end` usage to the session's running totals.

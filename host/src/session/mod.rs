@@ -12,6 +12,7 @@ pub mod launch;
 pub(crate) mod mcp;
 pub(crate) mod mounts;
 pub mod orphans;
+pub mod outcome;
 pub mod outputs;
 pub mod ownership;
 pub mod remote;

@@ -26,6 +26,7 @@ use super::engine::{self, Effect, Engine, Input, Loaded, PluginCall, ToolCall, T
 use super::io::{Out, Runtime};
 use super::mounts::Mounts;
 use super::orphans;
+use super::outcome::{self, cycle::Graded};
 use super::outputs;
 use super::remote;
 use super::start::{self, Target};
@@ -36,6 +37,9 @@ use crate::store::{StatusChange, StoreError};
 
 /// How long an idle runner without a runtime lingers before its task ends.
 const LINGER: Duration = Duration::from_secs(30);
+
+/// How often `span.outcome_evaluation_ongoing` tells a client the grader is at work.
+const GRADING_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Run one session until it has nothing left to do.
 pub(crate) async fn run(host: Arc<Sessions>, id: String, mut rx: mpsc::UnboundedReceiver<()>) {
@@ -95,6 +99,8 @@ struct Runner {
     vault_ids: Vec<String>,
     /// MCP route failures its sandboxes' gateways report.
     mcp_failures: (mpsc::UnboundedSender<McpFailure>, mpsc::UnboundedReceiver<McpFailure>),
+    /// The outcome grader call in flight.
+    grade: Option<JoinHandle<Graded>>,
 }
 
 impl Runner {
@@ -125,6 +131,10 @@ impl Runner {
             }
             false => None,
         };
+        let outcome = match &recover {
+            Some(turn) => recovered_outcome(&host, &id, turn.as_ref()).await?,
+            None => None,
+        };
         let orphaned = match status {
             SessionStatus::Idle => orphans::pending_in_log(&host.store, &id).await?,
             _ => Vec::new(),
@@ -133,10 +143,11 @@ impl Runner {
             status: Some(status),
             usage: row.session.usage.as_object().cloned().unwrap_or_default(),
             resume: state.resume,
-            queue: taken.iter().filter(|e| e.kind == "user.message").map(user_event).collect(),
+            queue: taken.iter().filter(|e| starts_turn(&e.kind)).map(user_event).collect(),
             orphaned,
             recover,
             budget: row.session.budget.as_ref().map(pricing::budget_limit),
+            outcome,
         };
         let model = pricing::model_id(&row.session.agent).unwrap_or_default();
         let price = host.config.price_of(model);
@@ -180,6 +191,7 @@ impl Runner {
             last_activity: Instant::now(),
             line_read_at: None,
             this_line_read_at: None,
+            grade: None,
         }))
     }
 
@@ -198,6 +210,8 @@ impl Runner {
             // Output waits while a host-run tool call is in flight: its
             // outcome comes first, as the runtime asked.
             let reading = self.engine.wants_output();
+            // A heartbeat while the grader works.
+            let grading_at = self.grade.is_some().then(|| self.last_activity + GRADING_HEARTBEAT);
             tokio::select! {
                 wake = rx.recv() => {
                     if wake.is_none() {
@@ -218,6 +232,14 @@ impl Runner {
                     self.remote = None;
                     self.last_activity = Instant::now();
                     self.feed(Input::ToolDone(outcome)).await;
+                }
+                graded = grade_done(&mut self.grade) => {
+                    self.grade = None;
+                    self.feed(Input::Graded(graded)).await;
+                }
+                () = sleep_until(grading_at) => {
+                    self.last_activity = Instant::now();
+                    self.feed(Input::Grading).await;
                 }
                 () = sleep_until(deadline) => {
                     if self.engine.in_turn() {
@@ -252,7 +274,7 @@ impl Runner {
                     return;
                 }
             };
-            if events.iter().any(|e| e.kind == "user.message") {
+            if events.iter().any(|e| starts_turn(&e.kind)) {
                 // A message may start a turn: measure it against the budget
                 // as it is now (an update may have raised or removed it).
                 match self.host.store.get_session(&self.id).await {
@@ -443,6 +465,18 @@ impl Runner {
             }
             Effect::CollectOutputs => {
                 self.collect_outputs().await;
+                None
+            }
+            Effect::Grade(job) => {
+                let task = outcome::call::grade(self.host.clone(), self.binding.clone(), self.agent.clone(), job);
+                self.grade = Some(tokio::spawn(task.in_current_span()));
+                self.last_activity = Instant::now();
+                None
+            }
+            Effect::CancelGrade => {
+                if let Some(task) = self.grade.take() {
+                    task.abort();
+                }
                 None
             }
         }
@@ -678,6 +712,63 @@ impl Runner {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = format!("{e:#}"), "checking for new user events failed"),
         }
+    }
+}
+
+/// User events that start a turn (queued while one runs).
+fn starts_turn(kind: &str) -> bool {
+    matches!(kind, "user.message" | "user.define_outcome")
+}
+
+/// The outcome a cut-off turn worked on, when it was a
+/// `user.define_outcome`: its round as the log tells it.
+async fn recovered_outcome(
+    host: &Sessions,
+    id: &str,
+    turn: Option<&UserEvent>,
+) -> anyhow::Result<Option<outcome::cycle::Cycle>> {
+    let Some(turn) = turn.filter(|t| t.kind == "user.define_outcome") else {
+        // An interrupted turn (`None`) may have been an outcome's: find it.
+        if turn.is_none() {
+            return last_open_outcome(host, id).await;
+        }
+        return Ok(None);
+    };
+    let Some(o) = outcome::Outcome::from_event(&turn.body) else { return Ok(None) };
+    let mut cycle = outcome::cycle::Cycle::new(o);
+    cycle.iteration = outcome_iteration(host, id, &cycle.outcome.id).await?.unwrap_or(0);
+    Ok(Some(cycle))
+}
+
+/// The round an outcome is on, per its entry in `outcome_evaluations`.
+async fn outcome_iteration(host: &Sessions, id: &str, outcome_id: &str) -> anyhow::Result<Option<u32>> {
+    let all = outcome::evaluations(&host.store, id).await?;
+    Ok(all
+        .iter()
+        .find(|o| o["outcome_id"] == outcome_id)
+        .and_then(|o| o["iteration"].as_u64())
+        .and_then(|i| u32::try_from(i).ok()))
+}
+
+/// The outcome the log shows in progress, if any (to be ended).
+async fn last_open_outcome(host: &Sessions, id: &str) -> anyhow::Result<Option<outcome::cycle::Cycle>> {
+    let events = outcome::events(&host.store, id).await?;
+    let open =
+        outcome::resource::fold(&events).into_iter().find(|o| o["completed_at"].is_null() && o["result"] != "pending");
+    let Some(open) = open else { return Ok(None) };
+    let define = events.iter().find(|e| e["type"] == "user.define_outcome" && e["outcome_id"] == open["outcome_id"]);
+    let Some(o) = define.and_then(outcome::Outcome::from_event) else { return Ok(None) };
+    let mut cycle = outcome::cycle::Cycle::new(o);
+    cycle.iteration = open["iteration"].as_u64().and_then(|i| u32::try_from(i).ok()).unwrap_or(0);
+    Ok(Some(cycle))
+}
+
+async fn grade_done(grade: &mut Option<JoinHandle<Graded>>) -> Graded {
+    match grade {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Graded { grade: Err(format!("the grader task failed: {e}")), usage: Value::Null }),
+        None => std::future::pending().await,
     }
 }
 

@@ -241,7 +241,7 @@ fn not_installed(program: &str) -> StartError {
 /// The model credential and upstream URL of this session: its LLM vault
 /// credential (decrypted here, only to hand to the gateway or the resident
 /// runtime), or the server's `default_llm`.
-async fn credential(
+pub(crate) async fn credential(
     host: &Sessions,
     binding: &HarnessBinding,
     api_shape: ApiShape,

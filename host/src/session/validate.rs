@@ -101,6 +101,9 @@ pub fn check_plugin_event(ev: &Map<String, Value>) -> Result<(), InvalidEvent> {
         t if t.starts_with("session.") || t.starts_with("user.") => Err(InvalidEvent(format!(
             "plugins may not emit `{t}`: the host emits session events and clients send user events"
         ))),
+        t if t.starts_with("span.outcome_evaluation_") => {
+            Err(InvalidEvent(format!("plugins may not emit `{t}`: the host grades outcomes")))
+        }
         t => Err(InvalidEvent(format!("unknown event type `{t}`"))),
     }
 }
@@ -125,7 +128,10 @@ mod tests {
     #[test]
     fn plugin_types_in_the_stored_list_are_known_here() {
         use crate::model::events::STORED_EVENT_TYPES;
-        let plugin = STORED_EVENT_TYPES.iter().filter(|t| t.starts_with("agent.") || t.starts_with("span."));
+        let plugin = STORED_EVENT_TYPES
+            .iter()
+            .filter(|t| t.starts_with("agent.") || t.starts_with("span."))
+            .filter(|t| !t.starts_with("span.outcome_evaluation_"));
         for t in plugin {
             let e = check(json!({"type": t})).err().map(|e| e.0).unwrap_or_default();
             assert!(!e.contains("unknown event type"), "{t}: {e}");

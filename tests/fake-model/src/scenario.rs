@@ -29,6 +29,43 @@ pub struct Scenario {
     /// The reply for user turn k (1-based) is `turns[k-1]`; the last one repeats. Empty: the
     /// default reply.
     pub turns: Vec<Reply>,
+    /// How Bridle's outcome grader requests are answered (absent: always satisfied).
+    pub grader: Option<Grader>,
+}
+
+/// Answers to outcome grader requests (a request whose system prompt or instructions carry
+/// [`GRADER_MARKER`]; its round is read from the `## Evaluation round: N` line, 0-based).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grader {
+    /// Satisfied from this 1-based round on; absent: never satisfied (`needs_revision`).
+    pub pass_after: Option<u32>,
+    /// Answer with prose instead of the verdict object.
+    pub malformed: bool,
+}
+
+/// What marks a grader request (Bridle's `session::outcome::grader::MARKER`).
+pub const GRADER_MARKER: &str = "bridle-outcome-grader";
+
+/// The malformed grader answer.
+pub const MALFORMED_VERDICT: &str = "The work looks fine to me overall.";
+
+impl Grader {
+    /// The grader's answer for a 0-based round.
+    pub fn answer(&self, round: u32) -> String {
+        if self.malformed {
+            return MALFORMED_VERDICT.into();
+        }
+        match self.pass_after {
+            Some(n) if round + 1 >= n => {
+                serde_json::json!({"result": "satisfied", "explanation": format!("round {round}: every criterion is met")})
+                    .to_string()
+            }
+            _ => serde_json::json!({"result": "needs_revision",
+                                     "explanation": format!("round {round}: the second criterion is not met yet")})
+            .to_string(),
+        }
+    }
 }
 
 /// One injected HTTP failure, with the provider's real error body.
@@ -172,6 +209,10 @@ impl Scenario {
                 ],
                 ..Scenario::default()
             }),
+            "outcome-never" => Some(Scenario { grader: Some(Grader::default()), ..Scenario::default() }),
+            "outcome-malformed" => {
+                Some(Scenario { grader: Some(Grader { malformed: true, ..Grader::default() }), ..Scenario::default() })
+            }
             "slow" => Some(Scenario {
                 turns: vec![Reply {
                     text: (1..=20).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" "),
@@ -180,6 +221,15 @@ impl Scenario {
                 }],
                 ..Scenario::default()
             }),
+            _ if rest.starts_with("outcome-pass-") => {
+                let n: u32 = rest.strip_prefix("outcome-pass-")?.parse().ok()?;
+                let turns = vec![Reply::text("Draft {{turn}} of the work.")];
+                Some(Scenario {
+                    turns,
+                    grader: Some(Grader { pass_after: Some(n), ..Grader::default() }),
+                    ..Scenario::default()
+                })
+            }
             _ => {
                 let fail = rest.strip_prefix("fail-")?;
                 let (status, n) = fail.split_once('-')?;
@@ -213,6 +263,17 @@ pub struct Conversation {
     /// Names of the tools offered.
     pub tools: Vec<String>,
     pub stream: bool,
+    /// A Bridle outcome grader request: its 0-based round.
+    pub grader_round: Option<u32>,
+}
+
+/// The round of a grader request (`None` when the request is not one).
+fn grader_round(system: &str, user: &str) -> Option<u32> {
+    if !system.contains(GRADER_MARKER) {
+        return None;
+    }
+    let line = user.lines().find_map(|l| l.strip_prefix("## Evaluation round: "))?;
+    line.trim().parse().ok()
 }
 
 /// Text that runtimes inject as user messages (`<system-reminder>`, `<environment_context>`,
@@ -268,6 +329,12 @@ impl Conversation {
             }
             c.absorb(texts, results);
         }
+        let system = match body.get("system") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => content_text(other),
+            None => String::new(),
+        };
+        c.grader_round = grader_round(&system, c.user_texts.last().map(String::as_str).unwrap_or(""));
         c
     }
 
@@ -307,6 +374,8 @@ impl Conversation {
             }
             _ => {}
         }
+        c.grader_round =
+            grader_round(&str_field(body, "instructions"), c.user_texts.last().map(String::as_str).unwrap_or(""));
         c
     }
 
@@ -405,6 +474,10 @@ impl Response {
 
 /// The successful reply a scenario gives to a conversation.
 pub fn respond(scenario: &Scenario, conv: &Conversation) -> Response {
+    if let Some(round) = conv.grader_round {
+        let text = scenario.grader.clone().unwrap_or(Grader { pass_after: Some(1), malformed: false }).answer(round);
+        return Response { thinking: None, chunks: vec![text], tool: None, chunk_delay_ms: 0, delay_ms: 0 };
+    }
     let default = Reply::default();
     let reply = if scenario.turns.is_empty() {
         &default
@@ -592,6 +665,30 @@ mod tests {
         assert!(Scenario::builtin("fake-fail-500-always").unwrap().fail_always.is_some());
         assert!(Scenario::builtin("fake-fail-x-1").is_none());
         assert!(Scenario::builtin("claude-sonnet").is_none());
+    }
+
+    #[test]
+    fn grader_requests_are_answered_by_round() {
+        let user = "## Task\nt\n\n## Evaluation round: 1\n\nresult";
+        let messages = json!({"model": "fake-outcome-pass-2", "system": "You grade (bridle-outcome-grader).",
+                              "messages": [{"role": "user", "content": user}]});
+        let conv = Conversation::from_messages(&messages);
+        assert_eq!(conv.grader_round, Some(1));
+        let s = Scenario::builtin("fake-outcome-pass-2").unwrap();
+        assert!(respond(&s, &conv).text().contains("\"satisfied\""));
+        let first = Conversation::from_responses(&json!({"model": "m", "instructions": "bridle-outcome-grader",
+                                                        "input": user.replace("round: 1", "round: 0")}));
+        assert_eq!(first.grader_round, Some(0));
+        assert!(respond(&s, &first).text().contains("\"needs_revision\""));
+        let never = Scenario::builtin("fake-outcome-never").unwrap();
+        assert!(respond(&never, &conv).text().contains("\"needs_revision\""));
+        let bad = Scenario::builtin("fake-outcome-malformed").unwrap();
+        assert_eq!(respond(&bad, &conv).text(), MALFORMED_VERDICT);
+        // Not a grader request: an ordinary turn.
+        let plain =
+            Conversation::from_messages(&json!({"model": "m", "messages": [{"role": "user", "content": user}]}));
+        assert_eq!(plain.grader_round, None);
+        assert_eq!(respond(&s, &plain).text(), "Draft 1 of the work.");
     }
 
     #[test]

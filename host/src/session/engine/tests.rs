@@ -113,6 +113,12 @@ fn show(e: &Effect) -> String {
                 if let Some(r) = ev.pointer("/error/retry_status/type").and_then(Value::as_str) {
                     s.push_str(&format!(":{r}"));
                 }
+                if ty.starts_with("span.outcome_evaluation_") {
+                    s.push_str(&format!("#{}", ev["iteration"]));
+                }
+                if let Some(r) = ev.get("result").and_then(Value::as_str) {
+                    s.push_str(&format!(":{r}"));
+                }
             }
             if let Some(st) = status {
                 s.push_str(&format!(" =>{}", st.status.as_str()));
@@ -140,6 +146,8 @@ fn show(e: &Effect) -> String {
         Effect::CollectOutputs => "collect".into(),
         Effect::Preview(Preview::Start { event_id, kind }) => format!("preview start {} {event_id}", kind.as_str()),
         Effect::Preview(Preview::Text { event_id, index, text }) => format!("preview text {event_id}[{index}] {text}"),
+        Effect::Grade(job) => format!("grade {}#{} {:?}", job.outcome.id, job.iteration, job.result),
+        Effect::CancelGrade => "cancel grade".into(),
     }
 }
 
@@ -920,3 +928,5 @@ fn a_fenced_engine_sends_no_previews() {
         vec![(Input::Fenced, vec![]), (Input::Output(vec![start("sevt_a", PreviewKind::AgentMessage)]), vec![])],
     );
 }
+
+mod outcomes;
