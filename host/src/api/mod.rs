@@ -19,6 +19,7 @@ pub mod resources;
 pub mod sessions;
 pub mod skills;
 pub mod stream;
+pub mod threads;
 pub mod vaults;
 pub mod work;
 
@@ -99,6 +100,11 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::archive))
         .routes(routes!(events::send, events::list))
         .routes(routes!(stream::stream))
+        .routes(routes!(threads::list))
+        .routes(routes!(threads::retrieve))
+        .routes(routes!(threads::archive))
+        .routes(routes!(threads::events))
+        .routes(routes!(threads::stream))
         .routes(routes!(files::upload, files::list))
         .routes(routes!(files::retrieve, files::delete))
         .routes(routes!(files::download))
