@@ -1148,7 +1148,7 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("multiagent: an environment id", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": [fx.env]}))), &[400])
             .msg("is not an agent id"),
         case("multiagent: the agent itself on update", M::POST, format!("/v1/agents/{}", fx.agent), j(json!({"multiagent": {"type": "coordinator", "agents": [fx.agent]}})), &[400])
-            .msg("{\"type\": \"self\"}"),
+            .msg("is this agent; name it as"),
         // threads
         case("threads: unknown session", M::GET, "/v1/sessions/sesn_01NOTTHERE/threads", Body::None, &[404]),
         case("threads: unknown thread", M::GET, format!("/v1/sessions/{s}/threads/sthr_01NOTTHERE"), Body::None, &[404]),
