@@ -359,6 +359,8 @@ fn table(fx: &Fx) -> Vec<Case> {
     let file_at = |p: &str| json!({"type": "file", "file_id": fx.file, "mount_path": p});
     let repo = json!({"type": "github_repository", "url": "https://github.com/o/app", "authorization_token": "t"});
     let repo_at = |p: &str| json!({"type": "github_repository", "url": "https://github.com/o/app", "mount_path": p});
+    let coordinator = |m: Value| json!({"name": "coordinator", "model": MODEL, "multiagent": m});
+    let primary = format!("sthr_{}", s.trim_start_matches("sesn_"));
     let mut t = vec![
         // malformed JSON
         case("malformed JSON", M::POST, "/v1/agents", raw_json("{\"name\": \"x\", \"model\":"), &[400]),
@@ -1128,6 +1130,47 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("initial_events[0].content[1].source.file_id"),
+        // multiagent: a coordinator roster, checked; what Bridle does not run is named
+        case("multiagent: multiagent_20261001", M::POST, "/v1/agents", j(coordinator(json!({"type": "multiagent_20261001"}))), &[400])
+            .msg("`multiagent_20261001`"),
+        case("multiagent: unknown type", M::POST, "/v1/agents", j(coordinator(json!({"type": "swarm", "agents": [fx.agent]}))), &[400])
+            .msg("multiagent.type: unknown type `swarm`"),
+        case("multiagent: unknown field", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": [fx.agent], "depth": 2}))), &[400])
+            .msg("multiagent.depth: unknown field"),
+        case("multiagent: empty roster", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": []}))), &[400])
+            .msg("1 to 20 entries"),
+        case("multiagent: advisor entry", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": [{"type": "advisor", "model": MODEL}]}))), &[400])
+            .msg("`advisor` roster entries"),
+        case("multiagent: archived roster agent", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": [fx.agent_archived]}))), &[400])
+            .msg("is archived"),
+        case("multiagent: unknown roster agent", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": ["agent_01NOTTHERE"]}))), &[400])
+            .msg("`agent_01NOTTHERE` not found"),
+        case("multiagent: an environment id", M::POST, "/v1/agents", j(coordinator(json!({"type": "coordinator", "agents": [fx.env]}))), &[400])
+            .msg("is not an agent id"),
+        case("multiagent: the agent itself on update", M::POST, format!("/v1/agents/{}", fx.agent), j(json!({"multiagent": {"type": "coordinator", "agents": [fx.agent]}})), &[400])
+            .msg("is this agent; name it as"),
+        // threads
+        case("threads: unknown session", M::GET, "/v1/sessions/sesn_01NOTTHERE/threads", Body::None, &[404]),
+        case("threads: unknown thread", M::GET, format!("/v1/sessions/{s}/threads/sthr_01NOTTHERE"), Body::None, &[404]),
+        case("threads: id of another kind", M::GET, format!("/v1/sessions/{s}/threads/{s}"), Body::None, &[404]),
+        case("threads: events of an unknown thread", M::GET, format!("/v1/sessions/{s}/threads/sthr_01NOTTHERE/events"), Body::None, &[404]),
+        case("threads: stream of an unknown thread", M::GET, format!("/v1/sessions/{s}/threads/sthr_01NOTTHERE/stream"), Body::None, &[404]),
+        case("threads: unknown status", M::GET, format!("/v1/sessions/{s}/threads?statuses[]=asleep"), Body::None, &[400])
+            .msg("`asleep`"),
+        case("threads: limit 0", M::GET, format!("/v1/sessions/{s}/threads?limit=0"), Body::None, &[400]),
+        case("threads: events order", M::GET, format!("/v1/sessions/{s}/threads/{primary}/events?order=desc"), Body::None, &[400])
+            .msg("unknown query parameter `order`"),
+        case("threads: bad event_deltas", M::GET, format!("/v1/sessions/{s}/threads/{primary}/stream?event_deltas[]=agent.tool_use"), Body::None, &[400]),
+        case("threads: archive the primary thread", M::POST, format!("/v1/sessions/{s}/threads/{primary}/archive"), Body::None, &[400])
+            .msg("archived with its session"),
+        case(
+            "threads: an event for another thread",
+            M::POST,
+            format!("/v1/sessions/{s}/events"),
+            j(json!({"events": [{"type": "user.interrupt", "session_thread_id": "sthr_01NOTTHERE"}]})),
+            &[400],
+        )
+        .msg("events[0].session_thread_id: session"),
         // routes
         case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]).msg("GET /v1/nothing-here"),
         case("agents have no DELETE", M::DELETE, format!("/v1/agents/{}", fx.agent), Body::None, &[404, 405]),

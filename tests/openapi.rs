@@ -338,6 +338,12 @@ fn real_requests_and_responses_match_their_schemas() {
         let (status, ctype, _) = api.call("get", &format!("/v1/sessions/{sid}/events/stream"), None, true).await;
         assert_eq!(status, 200);
         assert!(ctype.starts_with("text/event-stream"), "content-type {ctype}");
+        let threads = ok("/v1/sessions/{session_id}/threads", "get", format!("/v1/sessions/{sid}/threads"), None).await;
+        let tid = threads["data"][0]["id"].as_str().expect("the primary thread").to_string();
+        ok("/v1/sessions/{session_id}/threads/{thread_id}", "get", format!("/v1/sessions/{sid}/threads/{tid}"), None)
+            .await;
+        let thread_events = "/v1/sessions/{session_id}/threads/{thread_id}/events";
+        ok(thread_events, "get", format!("/v1/sessions/{sid}/threads/{tid}/events"), None).await;
         ok("/v1/sessions/{session_id}", "delete", format!("/v1/sessions/{sid}"), None).await;
         ok("/v1/files", "get", "/v1/files".into(), None).await;
         ok("/healthz", "get", "/healthz".into(), None).await;

@@ -13,6 +13,7 @@ use crate::ids::{Kind, new_id};
 use crate::model::agents::{Agent, AgentCreate, AgentUpdate, check_mcp_servers, resolve_skills, resolve_tools};
 use crate::model::common::patch_sets;
 use crate::model::common::{apply_metadata_patch, check_len};
+use crate::model::multiagent;
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
 use crate::store::Order;
@@ -37,11 +38,39 @@ impl Validate for AgentUpdate {
         {
             return Err(Invalid::new("version: must be at least 1"));
         }
-        if matches!(&self.multiagent, Some(Some(m)) if !m.is_null()) {
-            return Err(Invalid::new("multiagent: multi-agent coordinators are not supported by this server"));
+        if let Some(Some(m)) = &self.multiagent {
+            crate::model::multiagent::parse(m)?;
         }
         Ok(())
     }
+}
+
+/// Look up a `multiagent` roster's agents and check it (`owner`: the agent
+/// being updated; `None` on create). `Ok(None)`: no coordinator.
+async fn resolve_roster(
+    st: &AppState,
+    multiagent: &Value,
+    owner: Option<&str>,
+) -> ApiResult<Option<Vec<multiagent::Member>>> {
+    let Some(param) = multiagent::parse(multiagent)? else { return Ok(None) };
+    let mut found = Vec::with_capacity(param.agents.len());
+    for entry in &param.agents {
+        found.push(match entry {
+            multiagent::EntryParam::SelfRef => multiagent::Lookup::NoAgent,
+            multiagent::EntryParam::Agent { id, version } => match st.store.get_agent(id, *version).await? {
+                Some(a) => multiagent::Lookup::Found {
+                    version: a.version,
+                    archived: a.archived_at.is_some(),
+                    coordinator: multiagent::is_coordinator(a.multiagent.as_ref()),
+                },
+                None if version.is_some() && st.store.get_agent(id, None).await?.is_some() => {
+                    multiagent::Lookup::NoVersion
+                }
+                None => multiagent::Lookup::NoAgent,
+            },
+        });
+    }
+    Ok(Some(multiagent::resolve(&param, owner, &found)?))
 }
 
 #[utoipa::path(
@@ -57,16 +86,21 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>
     let mcp_servers = p.mcp_servers.unwrap_or_default();
     check_mcp_servers(&mcp_servers)?;
     let tools = resolve_tools(p.tools.as_deref().unwrap_or_default(), &mcp_servers)?;
+    let roster = match &p.multiagent {
+        Some(m) => resolve_roster(&st, m, None).await?,
+        None => None,
+    };
     let now = now_micros();
+    let id = new_id(Kind::Agent);
     let agent = Agent {
-        id: new_id(Kind::Agent),
+        multiagent: roster.map(|r| multiagent::to_value(&r, &id, 1)),
+        id,
         archived_at: None,
         created_at: rfc3339(now),
         description: p.description.filter(|d| !d.is_empty()),
         mcp_servers: mcp_servers.iter().map(|s| json!(s)).collect(),
         metadata: p.metadata.unwrap_or_default(),
         model: json!(p.model.resolve()?),
-        multiagent: None,
         name: p.name,
         skills: super::skills::pin(&st, &resolve_skills(p.skills.as_deref().unwrap_or_default())?).await?,
         system: p.system.filter(|s| !s.is_empty()),
@@ -170,6 +204,12 @@ pub async fn update(
         Some(s) => Some(super::skills::pin(&st, &resolve_skills(s.as_deref().unwrap_or_default())?).await?),
         None => None,
     };
+    // `Some(None)`: the update clears `multiagent`.
+    let roster = match &p.multiagent {
+        Some(Some(m)) => Some(resolve_roster(&st, m, Some(&id)).await?),
+        Some(None) => Some(None),
+        None => None,
+    };
     let agent = st
         .store
         .update_agent(&id, p.version, |cur| -> Result<Option<Agent>, ApiError> {
@@ -219,6 +259,11 @@ pub async fn update(
             if let Some(s) = &skills {
                 next.skills.clone_from(s);
             }
+            // `self` stands for the version being written: compared at the
+            // current version, re-pointed when a new version is made.
+            if let Some(r) = &roster {
+                next.multiagent = r.as_ref().map(|r| multiagent::to_value(r, &id, cur.version));
+            }
             if let Some(m) = &p.metadata {
                 apply_metadata_patch("metadata", &mut next.metadata, m)?;
             }
@@ -226,6 +271,7 @@ pub async fn update(
                 return Ok(None);
             }
             next.version = cur.version + 1;
+            multiagent::pin_self(&mut next.multiagent, &id, next.version);
             next.updated_at = rfc3339(now_micros());
             Ok(Some(next))
         })

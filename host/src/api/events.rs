@@ -100,6 +100,7 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     }
     let mut answered = Vec::new();
     for (i, ev) in parsed.iter().enumerate() {
+        super::threads::check_thread_field(&id, &format!("events[{i}].session_thread_id"), ev.session_thread_id())?;
         if let UserEvent::ToolResult { tool_use_id, .. } = ev {
             check_remote_call(&st, &session.session, i, tool_use_id, &mut answered).await?;
         }

@@ -20,6 +20,7 @@ pub mod resources;
 pub mod sessions;
 pub mod skills;
 pub mod stream;
+pub mod threads;
 pub mod vaults;
 pub mod work;
 
@@ -100,6 +101,11 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::archive))
         .routes(routes!(events::send, events::list))
         .routes(routes!(stream::stream))
+        .routes(routes!(threads::list))
+        .routes(routes!(threads::retrieve))
+        .routes(routes!(threads::archive))
+        .routes(routes!(threads::events))
+        .routes(routes!(threads::stream))
         .routes(routes!(files::upload, files::list))
         .routes(routes!(files::retrieve, files::delete))
         .routes(routes!(files::download))

@@ -40,6 +40,7 @@ use super::error::ErrorEnvelope;
         (name = "credentials", description = "A vault's credentials; secrets are write-only."),
         (name = "sessions"),
         (name = "events", description = "A session's event log: send, list, stream."),
+        (name = "threads", description = "A session's threads (its primary thread) and each thread's events."),
         (name = "work", description = "A self-hosted environment's work queue: its workers poll, lease and \
                                          heartbeat with an environment key."),
         (name = "files", description = "The Files API: bytes stored in the database, served by every node."),

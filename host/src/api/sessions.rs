@@ -63,6 +63,13 @@ async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)>
     if agent.archived_at.is_some() {
         return Err(ApiError::invalid(format!("agent: agent `{id}` is archived and cannot start new sessions")));
     }
+    if crate::model::multiagent::is_coordinator(agent.multiagent.as_ref()) {
+        return Err(ApiError::invalid(format!(
+            "agent: agent `{id}` (version {}) is a multiagent coordinator; this server keeps its roster but does \
+             not run delegated session threads yet",
+            agent.version
+        )));
+    }
     let mut snapshot = agent.session_snapshot();
     if let AgentRef::Object(AgentRefObject::AgentWithOverrides { model, system, tools, mcp_servers, skills, .. }) = r {
         if let Some(m) = model {

@@ -389,8 +389,8 @@ impl Validate for AgentCreate {
             check_metadata("metadata", m)?;
             super::vaults::check_not_reserved("agent", m.keys())?;
         }
-        if self.multiagent.as_ref().is_some_and(|m| !m.is_null()) {
-            return Err(Invalid::new("multiagent: multi-agent coordinators are not supported by this server"));
+        if let Some(m) = &self.multiagent {
+            super::multiagent::parse(m)?;
         }
         Ok(())
     }

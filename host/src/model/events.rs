@@ -139,6 +139,19 @@ pub enum Rubric {
 pub const OUTCOME_MAX_ITERATIONS_DEFAULT: i64 = 3;
 pub const OUTCOME_MAX_ITERATIONS_LIMIT: i64 = 20;
 
+impl UserEvent {
+    /// The thread an event is addressed to, when it names one.
+    pub fn session_thread_id(&self) -> Option<&str> {
+        match self {
+            UserEvent::Interrupt { session_thread_id }
+            | UserEvent::ToolConfirmation { session_thread_id, .. }
+            | UserEvent::ToolResult { session_thread_id, .. }
+            | UserEvent::CustomToolResult { session_thread_id, .. } => session_thread_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Confirmation {

@@ -9,11 +9,13 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod mcp;
+pub mod multiagent;
 pub mod previews;
 pub mod pricing;
 pub mod resources;
 pub mod sessions;
 pub mod skills;
+pub mod threads;
 pub mod vaults;
 pub mod work;
 
