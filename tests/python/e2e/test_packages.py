@@ -215,3 +215,20 @@ def test_apt_package_in_a_layer_leaves_the_host_alone(stack, model, sessions):
     s2.check(not host_has(APT), f"`{APT}` is now installed on the host")
     figures = bench(stack, key, "apt")
     s2.check(len(figures) >= 2, f"a `package layer ready` line per session: {figures}")
+
+
+def test_missing_apt_package_is_a_session_error_naming_it(stack, model, sessions):
+    missing = f"bridle-no-such-package-{uniq('x').split('-')[-1].lower()}"
+    env = stack.client.beta.environments.create(
+        name=uniq("env-apt-bad"), config={"type": "cloud", "packages": {"apt": [APT, missing]}})
+    s = stack.session(model, environment_id=env.id)
+    sessions.append(s)
+    evs = s.turn("Hello?", stop="retries_exhausted", timeout=600)
+    s.expect_order(evs, ["user.message", "session.status_running", "session.error", is_idle("retries_exhausted")],
+                   "a turn whose apt layer fails to build")
+    [err] = [e["error"] for e in evs if e["type"] == "session.error"]
+    msg = err.get("message", "")
+    # The failing one is named, not the package list, and apt's own complaint is quoted.
+    s.check(f"apt package `{missing}`" in msg, f"the error should name the missing package alone: {err}")
+    s.check("Unable to locate package" in msg, f"the error should carry apt's output: {err}")
+    s.check(len(stack.fake.requests(model)) == 0, "no model request without the packages")
