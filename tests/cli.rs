@@ -568,9 +568,9 @@ fn typescript_quickstart_runs_a_session() {
 // environments layers
 // ---------------------------------------------------------------------------------------------
 
-/// `bridle environments layers` lists the package layers of a sandbox dir, and `--evict`
-/// removes those unused beyond the age limit, then the least recently used beyond the size
-/// limit.
+/// `bridle environments layers` lists the package layers of a sandbox dir, `--log KEY` prints
+/// a layer's build log, and `--evict` removes those unused beyond the age limit, then the least
+/// recently used beyond the size limit.
 #[test]
 fn environments_layers_lists_and_evicts() {
     let sandboxes = tempfile::tempdir().expect("tempdir");
@@ -586,7 +586,9 @@ fn environments_layers_lists_and_evicts() {
         let f = std::fs::File::open(&dir).unwrap();
         f.set_modified(now - Duration::from_secs(ago)).unwrap();
     }
-    let run = |extra: &[&str]| {
+    std::fs::create_dir_all(sandboxes.path().join("layer-state")).unwrap();
+    std::fs::write(sandboxes.path().join("layer-state/b1.log"), "[bridle] pip: installing rich\n").unwrap();
+    let command = |extra: &[&str]| {
         let mut cmd = Command::new(support::bridle_bin());
         support::scrub(&mut cmd);
         cmd.args(["environments", "layers"])
@@ -596,10 +598,19 @@ fn environments_layers_lists_and_evicts() {
             .env("BRIDLE_SESSIONS__SANDBOX_DIR", sandboxes.path())
             .env("BRIDLE_SESSIONS__PACKAGE_LAYER_MAX_AGE_SECS", "86400")
             .env("BRIDLE_SESSIONS__PACKAGE_LAYERS_MAX_BYTES", (3 * mib + mib / 2).to_string());
-        let out = run_bounded(&mut cmd, Duration::from_secs(60), "bridle environments layers");
+        run_bounded(&mut cmd, Duration::from_secs(60), "bridle environments layers")
+    };
+    let run = |extra: &[&str]| {
+        let out = command(extra);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    assert_eq!(run(&["--log", "b1"]), "[bridle] pip: installing rich\n");
+    for (key, want) in [("c2", "no build log for layer c2"), ("../b1", "is not a layer key")] {
+        let out = command(&["--log", key]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "--log {key}: {err}");
+    }
     let listed = run(&[]);
     for key in ["a0", "b1", "c2"] {
         assert!(listed.contains(key), "{key} not listed:\n{listed}");

@@ -1,5 +1,5 @@
 //! `bridle environments layers`: the package layers under `sessions.sandbox_dir` (size, last
-//! use, build log), and eviction by the configured size and age limits.
+//! use, build log), a layer's build log (`--log`), and eviction by the configured size and age limits.
 
 use clap::Args;
 
@@ -13,10 +13,19 @@ pub struct LayersArgs {
     /// (a server also does after each build).
     #[arg(long)]
     pub evict: bool,
+    /// Print the build log of layer KEY (kept for failed builds too, until that key's next
+    /// build) instead of the list.
+    #[arg(long, value_name = "KEY")]
+    pub log: Option<String>,
 }
 
 pub fn layers(config: &Config, args: LayersArgs) -> anyhow::Result<()> {
     let dir = &config.sessions.sandbox_dir;
+    if let Some(key) = &args.log {
+        let text = layer::read_log(dir, key)?;
+        print!("{text}");
+        return Ok(());
+    }
     if args.evict {
         for key in layer::evict(dir, config.sessions.eviction())? {
             say(&format!("evicted {key}"));

@@ -19,8 +19,9 @@ use anyhow::Context;
 use bridle_sandbox::{EgressPolicy, ExecRequest, ExitStatus, Networking, SandboxDriver, SandboxSpec};
 use tokio::io::AsyncReadExt;
 
+use super::apt;
 use super::eviction::{self, Entry, Policy};
-use super::spec::{self, Installable, Registries, Spec};
+use super::spec::{self, Installable, Manager, Registries, Spec};
 
 /// Where `layers/` appears inside every sandbox (read-only).
 pub const LAYERS_INSIDE: &str = "/opt/bridle/layers";
@@ -212,6 +213,16 @@ impl Layers {
         log: &mut File,
     ) -> Result<(), String> {
         let script = spec::install_script(spec, &self.registries, BUILD_ROOT);
+        if spec.lists().any(|(m, _)| m == Manager::Apt) {
+            // The host's apt configuration and a copy of its dpkg status (read here, never written).
+            let inputs = tokio::task::spawn_blocking(apt::host_inputs)
+                .await
+                .map_err(|e| format!("apt inputs task: {e}"))?
+                .map_err(|e| format!("reading the host's apt configuration: {e:#}"))?;
+            for (path, body) in inputs {
+                sandbox.write_file(&path, &body, 0o644).await.map_err(|e| format!("placing {path}: {e}"))?;
+            }
+        }
         let child =
             sandbox.exec(ExecRequest::shell(script)).await.map_err(|e| format!("starting the installer: {e}"))?;
         // Only the control crosses awaits below (the stdio halves are not `Sync`).
@@ -295,6 +306,18 @@ impl Layers {
 /// Where the build log of `key` is kept under `sandbox_dir`.
 pub fn log_path(sandbox_dir: &Path, key: &str) -> PathBuf {
     sandbox_dir.join("layer-state").join(format!("{key}.log"))
+}
+
+/// The build log of layer `key` under `sandbox_dir`.
+pub fn read_log(sandbox_dir: &Path, key: &str) -> anyhow::Result<String> {
+    // A key is what `Spec::key` makes: hex digits only, so never a path.
+    anyhow::ensure!(
+        !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "`{key}` is not a layer key (the hex key `bridle environments layers` lists)"
+    );
+    let path = log_path(sandbox_dir, key);
+    let bytes = std::fs::read(&path).with_context(|| format!("no build log for layer {key} ({})", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Remove the layers `policy` picks under `<sandbox_dir>/layers`; a layer being built is left.

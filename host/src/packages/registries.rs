@@ -10,6 +10,9 @@ use super::spec::{Installable, Manager, Registries};
 const PYTHON: &str = "/usr/bin/python3";
 /// npm as a sandbox sees it.
 const NPM: &str = "/usr/bin/npm";
+/// apt's tools as a sandbox sees them.
+const APT_GET: &str = "/usr/bin/apt-get";
+const DPKG_DEB: &str = "/usr/bin/dpkg-deb";
 
 /// What the host offers: which managers can be installed, their registries, and the hosts a
 /// build must reach (the operator's `sessions.package_manager_hosts` when set).
@@ -62,9 +65,18 @@ pub fn discover(operator_hosts: &[String]) -> Discovered {
     } else {
         missing.push((Manager::Npm, format!("npm is not installed at {NPM} on this host")));
     }
-    for m in [Manager::Apt, Manager::Cargo] {
-        missing.push((m, format!("installing {m} packages is not implemented yet")));
+    // apt: the host's apt and dpkg-deb (a sandbox runs them from the host's /usr), the hosts its
+    // sources name.
+    if let Some(tool) = [APT_GET, DPKG_DEB].into_iter().find(|t| !Path::new(t).exists()) {
+        missing.push((Manager::Apt, format!("{tool} is not installed on this host")));
+    } else {
+        let apt_hosts = super::apt::host_source_hosts();
+        if apt_hosts.is_empty() {
+            missing.push((Manager::Apt, "the host's apt sources name no http(s) repository".to_string()));
+        }
+        hosts.extend(apt_hosts);
     }
+    missing.push((Manager::Cargo, "installing cargo packages is not implemented yet".to_string()));
     for (m, tool) in [(Manager::Go, "go"), (Manager::Gem, "gem")] {
         let found = ["/usr/bin", "/usr/local/bin"].iter().any(|d| Path::new(d).join(tool).exists());
         let why = if found {

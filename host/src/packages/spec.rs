@@ -248,8 +248,9 @@ pub fn install_script(spec: &Spec, reg: &Registries, root: &str) -> String {
                     ));
                 }
             }
+            Manager::Apt => s.push_str(&super::apt::script(list, &format!("{root}/apt"))),
             // Refused before a build starts (see `Installable`).
-            Manager::Apt | Manager::Cargo | Manager::Gem | Manager::Go => {
+            Manager::Cargo | Manager::Gem | Manager::Go => {
                 s.push_str(&format!("echo {} >&2; exit 3\n", fail(m, &list.join(" "))));
             }
         }
@@ -282,7 +283,12 @@ pub fn layer_env(spec: &Spec, dir: &str) -> Vec<(String, String)> {
                 path.push(format!("{dir}/node/bin"));
                 env.push(("NODE_PATH".to_string(), format!("{dir}/node/lib/node_modules")));
             }
-            Manager::Apt | Manager::Cargo | Manager::Gem | Manager::Go => {}
+            Manager::Apt => {
+                let (bins, libs) = super::apt::session_dirs(&format!("{dir}/apt"), &super::apt::multiarch());
+                path.extend(bins);
+                env.push(("LD_LIBRARY_PATH".to_string(), libs.join(":")));
+            }
+            Manager::Cargo | Manager::Gem | Manager::Go => {}
         }
     }
     if !path.is_empty() {
@@ -444,5 +450,20 @@ mod tests {
         assert_eq!(get("PYTHONPATH"), Some("/opt/bridle/layers/k/python"));
         assert_eq!(get("NODE_PATH"), Some("/opt/bridle/layers/k/node/lib/node_modules"));
         assert!(layer_env(&spec(&[], &[]), "/x").is_empty());
+    }
+
+    #[test]
+    fn apt_layers_put_binaries_and_libraries_first() {
+        let tidy = vec!["tidy".to_string()];
+        let apt = Spec::new([(Manager::Apt, tidy.as_slice())]).unwrap();
+        let env = layer_env(&apt, "/l");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let triplet = super::super::apt::multiarch();
+        assert!(get("PATH").starts_with("/l/apt/usr/local/bin:/l/apt/usr/bin:"), "{}", get("PATH"));
+        assert!(get("PATH").ends_with(SANDBOX_PATH), "{}", get("PATH"));
+        assert_eq!(get("LD_LIBRARY_PATH"), format!("/l/apt/usr/lib/{triplet}:/l/apt/lib/{triplet}:/l/apt/usr/lib"));
+        let s = install_script(&apt, &Registries::default(), "/workspace/layer");
+        assert!(s.contains("dpkg-deb -x \"$deb\" '/workspace/layer/apt'"), "{s}");
+        assert!(s.contains("tar -C '/workspace/layer' -cf - . >&3"), "{s}");
     }
 }

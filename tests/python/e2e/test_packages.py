@@ -3,14 +3,17 @@ small pip package and a small npm package (neither on this machine's images) get
 installed into a cached layer before the runtime starts; a bash tool call imports and runs
 them; a second session reuses the layer (not rebuilt); a changed package list builds a new
 layer; a package that does not exist is a `session.error` naming it, the session idle and
-usable, and the next session tries the build again. Prints build and reuse times (the
-server's `package layer ready` log lines) for the README's benchmark."""
+usable, and the next session tries the build again. An apt package the host lacks (a binary
+with a shared library of its own) is unpacked into a layer and runs, while the host's dpkg
+database stays byte-identical. Prints build and reuse times (the server's `package layer
+ready` log lines) for the README's benchmark."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from .lib import is_idle, text_of, uniq
@@ -151,3 +154,81 @@ def test_sessions_starting_at_once_build_the_layer_once(stack, model, sessions):
     text = Path(stack.log_path).read_text(errors="replace")
     builds = len(re.findall(rf"building package layer\S* key\S*={key}", re.sub(r"\x1b\[[0-9;]*m", "", text)))
     assert builds == 1, f"the layer was built {builds} times"
+
+
+APT = "tidy"
+"""A small package with a binary and a shared library of its own (libtidy5deb1)."""
+APT_ON_HOST = "bash"
+"""Installed on every Debian host: the layer must not carry it again."""
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+
+
+def host_has(package: str) -> bool:
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return out.returncode == 0 and "install ok installed" in out.stdout
+
+
+def bench(stack, key: str, manager: str) -> list[str]:
+    """This layer's build and reuse times, appended to BRIDLE_E2E_BENCH_FILE when set."""
+    figures = []
+    for line in ready_lines(stack):
+        m = re.search(r"key=(\w+).*built=(\w+).*secs=([\d.e+-]+)", line)
+        if m and m.group(1) == key:
+            figures.append(f"{stack.engine} manager={manager} layer={key[:12]} built={m.group(2)} secs={m.group(3)}")
+    if os.environ.get("BRIDLE_E2E_BENCH_FILE"):
+        with open(os.environ["BRIDLE_E2E_BENCH_FILE"], "a") as f:
+            f.write("\n".join(figures) + "\n")
+    return figures
+
+
+def test_apt_package_in_a_layer_leaves_the_host_alone(stack, model, sessions):
+    assert not host_has(APT), f"`{APT}` is installed on this host: the test needs a package the host lacks"
+    assert host_has(APT_ON_HOST), f"`{APT_ON_HOST}` should be installed on this host"
+    status_before = DPKG_STATUS.read_bytes()
+    env = stack.client.beta.environments.create(
+        name=uniq("env-apt"), config={"type": "cloud", "packages": {"apt": [APT, APT_ON_HOST]}})
+    before = layers(stack)
+    # The binary runs and loads its library from the layer (ldd names the layer's copy).
+    use = "tidy -v && ldd \"$(command -v tidy)\" | grep libtidy && echo APT-OK"
+    s1 = stack.session(model, environment_id=env.id)
+    sessions.append(s1)
+    out = tool_turn(stack, s1, model, use)
+    s1.check("HTML Tidy" in out and "APT-OK" in out, f"tidy did not run from the layer: {out}")
+    s1.check("/opt/bridle/layers/" in out, f"libtidy should come from the layer: {out}")
+    built = {k: v for k, v in layers(stack).items() if k not in before}
+    s1.check(len(built) == 1, f"one new layer expected, got {built}")
+    [(key, inode)] = built.items()
+    root = Path(stack.sandbox_dir) / "layers" / key / "apt"
+    s1.check((root / "usr/bin/tidy").is_file(), f"no usr/bin/tidy in {root}")
+    s1.check(not (root / "usr/bin" / APT_ON_HOST).exists() and not (root / "bin" / APT_ON_HOST).exists(),
+             f"`{APT_ON_HOST}`, installed on the host, was unpacked into the layer")
+
+    # A second session reuses the layer.
+    s2 = stack.session(model, environment_id=env.id)
+    sessions.append(s2)
+    out = tool_turn(stack, s2, model, use)
+    s2.check("APT-OK" in out, f"the second session lacks tidy: {out}")
+    s2.check(layers(stack).get(key) == inode, "the apt layer was rebuilt for the second session")
+
+    # The host is untouched: its package database is byte-identical and tidy is not installed.
+    s2.check(DPKG_STATUS.read_bytes() == status_before, f"{DPKG_STATUS} changed")
+    s2.check(not host_has(APT), f"`{APT}` is now installed on the host")
+    figures = bench(stack, key, "apt")
+    s2.check(len(figures) >= 2, f"a `package layer ready` line per session: {figures}")
+
+
+def test_missing_apt_package_is_a_session_error_naming_it(stack, model, sessions):
+    missing = f"bridle-no-such-package-{uniq('x').split('-')[-1].lower()}"
+    env = stack.client.beta.environments.create(
+        name=uniq("env-apt-bad"), config={"type": "cloud", "packages": {"apt": [APT, missing]}})
+    s = stack.session(model, environment_id=env.id)
+    sessions.append(s)
+    evs = s.turn("Hello?", stop="retries_exhausted", timeout=600)
+    s.expect_order(evs, ["user.message", "session.status_running", "session.error", is_idle("retries_exhausted")],
+                   "a turn whose apt layer fails to build")
+    [err] = [e["error"] for e in evs if e["type"] == "session.error"]
+    msg = err.get("message", "")
+    # The failing one is named, not the package list, and apt's own complaint is quoted.
+    s.check(f"apt package `{missing}`" in msg, f"the error should name the missing package alone: {err}")
+    s.check("Unable to locate package" in msg, f"the error should carry apt's output: {err}")
+    s.check(len(stack.fake.requests(model)) == 0, "no model request without the packages")
