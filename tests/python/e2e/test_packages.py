@@ -5,8 +5,9 @@ them; a second session reuses the layer (not rebuilt); a changed package list bu
 layer; a package that does not exist is a `session.error` naming it, the session idle and
 usable, and the next session tries the build again. An apt package the host lacks (a binary
 with a shared library of its own) is unpacked into a layer and runs, while the host's dpkg
-database stays byte-identical. Prints build and reuse times (the server's `package layer
-ready` log lines) for the README's benchmark."""
+database stays byte-identical; a missing apt package is a `session.error` naming it. Prints
+build and reuse times (the server's `package layer ready` log lines) for the README's
+benchmark."""
 
 from __future__ import annotations
 
