@@ -204,6 +204,35 @@ def test_workspace_tools_run_on_the_worker(stack, model, sessions, self_hosted, 
     s.check(not offered & own, f"the runtime's own workspace tools are offered: {sorted(offered & own)}")
 
 
+def test_an_asked_call_runs_on_the_worker_once_confirmed(stack, model, sessions, self_hosted, workers):
+    """`always_ask` holds a worker's tool as it holds a built-in: the tool use says `ask`, the
+    session idles `requires_action`, and the worker runs the call only after the user allows it."""
+    env_id, key = self_hosted
+    w = Worker(stack.base_url, env_id, key, "asked")
+    workers.append(w)
+    name, content = f"ask-{uuid.uuid4().hex[:8]}.txt", uniq("asked")
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"custom": "bash", "input": {"command": file_command(name, content)}}],
+                                               "text": "Ran: {{tool_output}}"}]})
+    agent = stack.client.beta.agents.create(
+        name=uniq("agent"), model=model,
+        tools=[{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}])
+    created = stack.client.beta.sessions.create(agent=agent.id, environment_id=env_id, vault_ids=[stack.llm_vault()])
+    s = Live(stack, created.id, model)
+    sessions.append(s)
+    start = s.message("Run it.")
+    _, use = s.wait_type("agent.tool_use", start)
+    s.check(use.get("name") == "bash" and use.get("evaluated_permission") == "ask", f"tool use {use}")
+    waiting, _ = s.wait_idle(start, "requires_action")
+    s.check(not (w.dir / name).exists(), "the worker ran the call before it was confirmed")
+    s.send({"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": "allow"})
+    end, _ = s.wait_idle(waiting + 1, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    answers = of_type(evs, "user.tool_result")
+    s.check(len(answers) == 1 and answers[0]["tool_use_id"] == use["id"], f"one answer for the call: {answers}")
+    s.check(f"wrote-{content}" in json.dumps(of_type(evs, "agent.message")), "the model did not get the output")
+    s.check((w.dir / name).read_text() == content, f"{name} is not in the worker's directory {w.dir}")
+
+
 def test_a_tool_the_worker_lacks_ends_with_an_error(stack, model, sessions, self_hosted, workers):
     """A worker built without `grep` (the SDK's `tools=` option) skips a `grep` call without a
     word: after `self_hosted.tool_timeout_secs` the call ends with an error result naming the
