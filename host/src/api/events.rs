@@ -130,7 +130,8 @@ pub async fn send(State(st): State<AppState>, Path(id): Path<String>, req: Reque
 
 /// A `user.tool_result` answers a tool call of a self-hosted environment's
 /// session that a worker is running: an allowed `agent.tool_use` of this
-/// session with no result yet, in the turn in progress.
+/// session (or an asked one the user allowed) with no result yet, in the
+/// turn in progress.
 async fn check_remote_call(
     st: &AppState,
     s: &crate::model::sessions::Session,
@@ -159,8 +160,21 @@ async fn check_remote_call(
         return Err(not_waiting(&format!("it is a {}, not an agent.tool_use", call.kind)));
     }
     let body: Value = serde_json::from_str(&call.body).map_err(|e| ApiError::Internal(e.into()))?;
-    if body.get("evaluated_permission").and_then(Value::as_str) != Some("allow") {
-        return Err(not_waiting("the call was not allowed to run"));
+    let confirmed = || async {
+        let filter = EventFilter { types: vec!["user.tool_confirmation".into()], ..EventFilter::default() };
+        let (later, _) = st.store.list_events(&s.id, &filter, Order::Asc, Some(call.seq), 1000).await?;
+        Ok::<_, ApiError>(later.iter().any(|e| {
+            serde_json::from_str::<Value>(&e.body).is_ok_and(|b| {
+                b.get("tool_use_id").and_then(Value::as_str) == Some(target)
+                    && b.get("result").and_then(Value::as_str) == Some("allow")
+            })
+        }))
+    };
+    match body.get("evaluated_permission").and_then(Value::as_str) {
+        Some("allow") => {}
+        Some("ask") if confirmed().await? => {}
+        Some("ask") => return Err(not_waiting("the call waits for the user's confirmation")),
+        _ => return Err(not_waiting("the call was not allowed to run")),
     }
     let results =
         EventFilter { types: vec!["agent.tool_result".into(), "user.tool_result".into()], ..EventFilter::default() };

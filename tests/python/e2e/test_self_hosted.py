@@ -41,12 +41,16 @@ LEASE_SECS = float(os.environ.get("BRIDLE_E2E_LEASE_SECS", "3"))
 WORKER = r"""
 import asyncio, logging, os, sys
 import anthropic
+from anthropic.lib.tools.agent_toolset import beta_agent_toolset_20260401
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+# argv[5], when given: a toolset tool this worker does not offer (the SDK's own `tools=` option).
+without = sys.argv[5] if len(sys.argv) > 5 else ""
+tools = (lambda env: [t for t in beta_agent_toolset_20260401(env) if t.name != without]) if without else None
 async def main():
     client = anthropic.AsyncAnthropic(base_url=sys.argv[1], api_key="not-used-by-the-worker", max_retries=2)
     await client.beta.environments.work.worker(
         environment_id=sys.argv[2], environment_key=sys.argv[3], workdir=os.getcwd(),
-        max_idle=1.0, memory_sync_interval=None, worker_id=sys.argv[4],
+        max_idle=1.0, memory_sync_interval=None, worker_id=sys.argv[4], tools=tools,
     ).run()
 asyncio.run(main())
 """
@@ -63,12 +67,13 @@ def cli(*args: str) -> str:
 class Worker:
     """One `EnvironmentWorker` process in a directory of its own."""
 
-    def __init__(self, base_url: str, env_id: str, key: str, name: str):
+    def __init__(self, base_url: str, env_id: str, key: str, name: str, without: str = ""):
         self.dir = Path(tempfile.mkdtemp(prefix=f"bridle-worker-{name}-"))
         self.log = Path(tempfile.mkstemp(prefix=f"bridle-worker-{name}-", suffix=".log")[1])
         self.name = name
+        args = [base_url, env_id, key, name] + ([without] if without else [])
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", WORKER, base_url, env_id, key, name],
+            self.proc = subprocess.Popen([sys.executable, "-c", WORKER, *args],
                                          cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
 
     def files(self) -> set[str]:
@@ -199,25 +204,54 @@ def test_workspace_tools_run_on_the_worker(stack, model, sessions, self_hosted, 
     s.check(not offered & own, f"the runtime's own workspace tools are offered: {sorted(offered & own)}")
 
 
-def test_a_tool_the_worker_lacks_ends_with_an_error(stack, model, sessions, self_hosted, workers, engine):
-    """The SDK's worker skips a call of a tool it does not have, without a word: after
-    `self_hosted.tool_timeout_secs` the call ends with an error result, and the turn goes on."""
-    if engine != "openai-agents":
-        pytest.skip("claude and codex keep web_fetch / web_search in their runtimes; only workspace tools go to workers")
+def test_an_asked_call_runs_on_the_worker_once_confirmed(stack, model, sessions, self_hosted, workers):
+    """`always_ask` holds a worker's tool as it holds a built-in: the tool use says `ask`, the
+    session idles `requires_action`, and the worker runs the call only after the user allows it."""
     env_id, key = self_hosted
-    workers.append(Worker(stack.base_url, env_id, key, "lacking"))
-    stack.fake.set_scenario(model, {"turns": [{"tools": [{"name": "web_fetch", "input": {"url": "https://example.com/"}}],
-                                               "text": "Fetched: {{tool_output}}"}]})
+    w = Worker(stack.base_url, env_id, key, "asked")
+    workers.append(w)
+    name, content = f"ask-{uuid.uuid4().hex[:8]}.txt", uniq("asked")
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"custom": "bash", "input": {"command": file_command(name, content)}}],
+                                               "text": "Ran: {{tool_output}}"}]})
+    agent = stack.client.beta.agents.create(
+        name=uniq("agent"), model=model,
+        tools=[{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}])
+    created = stack.client.beta.sessions.create(agent=agent.id, environment_id=env_id, vault_ids=[stack.llm_vault()])
+    s = Live(stack, created.id, model)
+    sessions.append(s)
+    start = s.message("Run it.")
+    _, use = s.wait_type("agent.tool_use", start)
+    s.check(use.get("name") == "bash" and use.get("evaluated_permission") == "ask", f"tool use {use}")
+    waiting, _ = s.wait_idle(start, "requires_action")
+    s.check(not (w.dir / name).exists(), "the worker ran the call before it was confirmed")
+    s.send({"type": "user.tool_confirmation", "tool_use_id": use["id"], "result": "allow"})
+    end, _ = s.wait_idle(waiting + 1, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    answers = of_type(evs, "user.tool_result")
+    s.check(len(answers) == 1 and answers[0]["tool_use_id"] == use["id"], f"one answer for the call: {answers}")
+    s.check(f"wrote-{content}" in json.dumps(of_type(evs, "agent.message")), "the model did not get the output")
+    s.check((w.dir / name).read_text() == content, f"{name} is not in the worker's directory {w.dir}")
+
+
+def test_a_tool_the_worker_lacks_ends_with_an_error(stack, model, sessions, self_hosted, workers):
+    """A worker built without `grep` (the SDK's `tools=` option) skips a `grep` call without a
+    word: after `self_hosted.tool_timeout_secs` the call ends with an error result naming the
+    setting, the runtime gets it, and the turn goes on."""
+    env_id, key = self_hosted
+    workers.append(Worker(stack.base_url, env_id, key, "lacking", without="grep"))
+    stack.fake.set_scenario(model, {"turns": [{"tools": [{"custom": "grep", "input": {"pattern": "x"}}],
+                                               "text": "Searched: {{tool_output}}"}]})
     s = session(stack, env_id, model)
     sessions.append(s)
     timeout = float(os.environ.get("BRIDLE_E2E_TOOL_TIMEOUT_SECS", "600"))
-    evs = s.turn("Fetch it.", timeout=timeout + 120)
+    evs = s.turn("Search.", timeout=timeout + 120)
     use, result, msg, _ = s.expect_order(
         evs, ["agent.tool_use", "agent.tool_result", "agent.message", is_idle("end_turn")], "an unanswered call ended")
-    s.check(use.get("name") == "web_fetch", f"tool use {use}")
+    s.check(use.get("name") == "grep", f"tool use {use}")
     s.check(result.get("tool_use_id") == use["id"] and result.get("is_error") is True, f"error result: {result}")
     s.check("tool_timeout_secs" in json.dumps(result.get("content")), f"the result names the setting: {result}")
     s.check(not of_type(evs, "user.tool_result"), "the worker answered a tool it does not have")
+    s.check("tool_timeout_secs" in json.dumps(msg), f"the model did not get the error: {msg}")
 
 
 def test_two_workers_share_ten_sessions(stack, model, sessions, self_hosted, workers):
