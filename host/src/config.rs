@@ -694,7 +694,10 @@ mod tests {
         for (toml, err) in [
             ("[sessions]\nsandbox_driver = \"gvisor\"\n", None),
             ("[sessions]\nsandbox_driver = \"gvisor\"\ngvisor_platform = \"ptrace\"\n", None),
-            ("[sessions]\nsandbox_driver = \"firecracker\"\n", Some("unknown variant `firecracker`")),
+            (
+                "[sessions]\nsandbox_driver = \"firecracker\"\n",
+                Some("found `firecracker`, expected ``bubblewrap` or `gvisor``"),
+            ),
             ("[sessions]\nsandbox_driver = \"gvisor\"\nsandbox_pool_size = 2\n", Some("the warm pool is bubblewrap's")),
             ("[sessions]\ngvisor_platform = \"ptrace\"\n", Some("only with sandbox_driver = \"gvisor\"")),
         ] {
