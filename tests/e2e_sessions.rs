@@ -8,7 +8,10 @@
 //! resume after the runtime was stopped for idleness, the credential checks, files (an
 //! uploaded file mounted as a session resource, read by a tool, outputs downloaded), and event
 //! deltas (`event_start` / `event_delta` to stream clients that ask, `test_deltas.py`). Once: a
-//! session without any model credential, and a server whose runtimes are missing.
+//! session without any model credential, and a server whose runtimes are missing. The
+//! openai-agents suite also runs with `sessions.sandbox_driver = "gvisor"`
+//! (`e2e_openai_agents_gvisor`); claude's and codex's on gVisor are `#[ignore]`d for time and
+//! run by `just e2e-gvisor`.
 //!
 //! Needs root (the sandbox switches uids), bubblewrap, node/npm and python3 (the runtimes are
 //! installed on first use into `<workspace>/target/bridle-runtimes`, or `$BRIDLE_RUNTIMES_DIR`,

@@ -711,6 +711,30 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_driver_is_bubblewrap_by_default_and_checked() {
+        assert_eq!(Config::default().sessions.sandbox_driver, SandboxDriverKind::Bubblewrap);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bridle.toml");
+        for (toml, err) in [
+            ("[sessions]\nsandbox_driver = \"gvisor\"\n", None),
+            ("[sessions]\nsandbox_driver = \"gvisor\"\ngvisor_platform = \"ptrace\"\n", None),
+            (
+                "[sessions]\nsandbox_driver = \"firecracker\"\n",
+                Some("found `firecracker`, expected ``bubblewrap` or `gvisor``"),
+            ),
+            ("[sessions]\nsandbox_driver = \"gvisor\"\nsandbox_pool_size = 2\n", Some("the warm pool is bubblewrap's")),
+            ("[sessions]\ngvisor_platform = \"ptrace\"\n", Some("only with sandbox_driver = \"gvisor\"")),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            match (Config::load(Some(&file), &Overrides::default()), err) {
+                (Ok(c), None) => assert_eq!(c.sessions.sandbox_driver, SandboxDriverKind::Gvisor, "{toml}"),
+                (Err(e), Some(needle)) => assert!(format!("{e:#}").contains(needle), "{toml}: {e:#}"),
+                (got, want) => panic!("{toml}: wanted {want:?}, got {:?}", got.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
     fn files_max_bytes_is_checked() {
         assert_eq!(Config::default().files.max_bytes, 500 << 20, "the Anthropic API's limit by default");
         let dir = tempfile::tempdir().unwrap();

@@ -25,11 +25,13 @@ pub struct Found {
     pub sha256: String,
 }
 
-/// Lists the outputs as NUL-terminated `sha256 size path` records.
+/// Lists the outputs as NUL-terminated `sha256 size path` records. The size
+/// comes from `wc -c` (`fstat`), not `stat(1)`: the gVisor release Debian
+/// ships refuses coreutils' `statx` flags.
 const LIST_SCRIPT: &str = r#"cd "$1" 2>/dev/null || exit 0
 find . -type f -print0 | while IFS= read -r -d '' f; do
   h=$(sha256sum < "$f") || continue
-  printf '%s %s %s\0' "${h%% *}" "$(stat -c %s -- "$f")" "${f#./}"
+  printf '%s %s %s\0' "${h%% *}" "$(wc -c < "$f")" "${f#./}"
 done"#;
 
 /// Parse the listing (pure).

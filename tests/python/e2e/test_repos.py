@@ -97,7 +97,7 @@ def test_private_repository_cloned_pushed_and_rotated(stack, model, sessions, re
         "cat /workspace/private/f.txt && git -C /workspace/private log --format=%s"
         " && git -C /workspace/private rev-parse --abbrev-ref HEAD"
         " && cat /workspace/at-commit/a.txt && git -C /workspace/at-commit rev-parse HEAD"
-        " && echo OWNER=$(stat -c %u /workspace/private/f.txt) ME=$(id -u)"
+        " && echo OWNER=$(find /workspace/private/f.txt -printf %U) ME=$(id -u)"
     ))
     s.check(marker in out, f"the branch's file is not in the clone: {out}")
     s.check("feature work" in out and "second" in out and "first" in out, f"git log: {out}")
