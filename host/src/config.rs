@@ -119,7 +119,8 @@ impl Default for FilesConfig {
 pub struct EgressConfig {
     /// Internal destinations (non-global addresses, or the host's own)
     /// sandboxes may reach, in `unrestricted` and `limited` networking
-    /// alike: `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`. Hosts
+    /// alike, and the server itself on a session's behalf (repository
+    /// clones, MCP OAuth token endpoints, the resident runtime's MCP route): `host`, `host:port`, `ip`, `ip:port` or `[ipv6]:port`. Hosts
     /// match the name a sandbox asks for; addresses match after resolution.
     pub allow_internal: Vec<String>,
     /// PEM files of CA certificates the gateway trusts, besides the system

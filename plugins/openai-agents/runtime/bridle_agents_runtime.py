@@ -49,6 +49,7 @@ from agents import (
     ModelSettings,
     OpenAIResponsesModel,
     RetryDecision,
+    RunConfig,
     Runner,
     retry_policies,
     set_tracing_disabled,
@@ -380,7 +381,15 @@ class Session:
             previous, self.resume_response_id = self.resume_response_id, None
             items = [user]
         try:
-            self.result = Runner.run_streamed(agent, items, max_turns=self.max_turns, previous_response_id=previous)
+            self.result = Runner.run_streamed(
+                agent,
+                items,
+                max_turns=self.max_turns,
+                previous_response_id=previous,
+                # A call to a tool that is not offered (say, of an MCP server that could not be
+                # reached) is an error the model hears, as in the other runtimes, not a failed turn.
+                run_config=RunConfig(tool_not_found_behavior="return_error_to_model"),
+            )
             # Messages already sent from their raw `output_item.done` (by item id).
             sent: set[str] = set()
             async for ev in self.result.stream_events():
