@@ -407,10 +407,8 @@ mod tests {
             let e = parse_user_event("e", json!({"type": t})).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(!e.contains("unknown event type") && !e.contains("not supported"), "{t}: {e}");
         }
-        for t in ["user.dance"] {
-            assert!(!is_stored_event_type(t), "{t}");
-            assert!(parse_user_event("e", json!({"type": t})).is_err(), "{t}");
-        }
+        assert!(!is_stored_event_type("user.dance"));
+        assert!(parse_user_event("e", json!({"type": "user.dance"})).is_err());
     }
 
     #[test]

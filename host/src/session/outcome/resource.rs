@@ -77,7 +77,10 @@ mod tests {
         json!({"type": "span.outcome_evaluation_end", "outcome_id": id, "iteration": i, "result": result,
                "explanation": format!("e{i}"), "processed_at": format!("t{i}")})
     }
-    fn view(v: &[Value]) -> Vec<(String, u64, String, Value)> {
+    /// An entry as the table writes it: outcome id, iteration, result, completed_at.
+    type Row = (String, u64, String, Value);
+
+    fn view(v: &[Value]) -> Vec<Row> {
         v.iter()
             .map(|o| {
                 (
@@ -93,7 +96,7 @@ mod tests {
     #[test]
     fn the_resource_follows_the_log() {
         let row = |id: &str, i, r: &str, done: Value| (id.to_owned(), i, r.to_owned(), done);
-        let cases: Vec<(Vec<Value>, Vec<(String, u64, String, Value)>)> = vec![
+        let cases: Vec<(Vec<Value>, Vec<Row>)> = vec![
             (vec![], vec![]),
             (vec![define("a")], vec![row("a", 0, "running", Value::Null)]),
             (vec![define("a"), start("a", 0)], vec![row("a", 0, "evaluating", Value::Null)]),
