@@ -11,8 +11,9 @@ pub fn sandbox_dir() -> SandboxDir {
     SandboxDir(d)
 }
 
-/// A [`sandbox_dir`]. Dropped, it first unmounts the workspace volumes (the disk quota's loop
-/// mounts) that its servers left mounted: tests and benches kill them, so they never release.
+/// A [`sandbox_dir`]. Dropped, it first deletes the gVisor sandboxes and unmounts the workspace
+/// volumes (the disk quota's loop mounts) that its servers left: tests and benches kill them, so
+/// they never release (and runsc's sandboxes are not the server's children: they would run on).
 pub struct SandboxDir(tempfile::TempDir);
 
 impl SandboxDir {
@@ -23,6 +24,7 @@ impl SandboxDir {
 
 impl Drop for SandboxDir {
     fn drop(&mut self) {
+        delete_gvisor_sandboxes(self.0.path());
         let Ok(entries) = std::fs::read_dir(self.0.path().join("volumes")) else { return };
         for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             let _ = std::process::Command::new("umount")
@@ -30,6 +32,24 @@ impl Drop for SandboxDir {
                 .arg(e.path())
                 .stderr(std::process::Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// `runsc delete --force` every container of every runsc state root (`runsc-<host>-<pid>`)
+/// directly under `dir`.
+fn delete_gvisor_sandboxes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("runsc-") {
+            continue;
+        }
+        let root = format!("--root={}", e.path().display());
+        let Ok(out) = std::process::Command::new("runsc").args([root.as_str(), "list", "-quiet"]).output() else {
+            continue;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let _ = std::process::Command::new("runsc").args([root.as_str(), "delete", "--force", id]).output();
         }
     }
 }

@@ -213,6 +213,7 @@ mod tests {
             base_url: "http://127.0.0.1:1/llm",
             provider,
             approval_policy: "on-request",
+            shell_tool: true,
             mcp_servers: vec![McpServerToml {
                 name: "docs",
                 url: "http://127.0.0.1:1/mcp/docs",
