@@ -44,8 +44,9 @@ pub fn is_stored_event_type(t: &str) -> bool {
 }
 
 /// Event types of the Managed Agents API (the official SDKs' session event
-/// type) that Bridle never stores: multi-agent threads, system messages, usage reports and workflow runs. A
-/// `types[]` filter naming one is valid and simply matches nothing.
+/// type) that Bridle never stores: delegated-thread events, system messages,
+/// usage reports and workflow runs. A `types[]` filter naming one is valid
+/// and simply matches nothing.
 pub const UNSTORED_API_EVENT_TYPES: &[&str] = &[
     "system.message",
     "session.usage",
