@@ -7,6 +7,7 @@
 //! `user.custom_tool_result` arrives.
 
 use crate::protocol::{McpMessage, McpParams};
+use crate::sdk_mcp::{self, Waiting};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::{Action, LogLevel, log, new_event_id};
 use serde_json::{Value, json};
@@ -14,16 +15,6 @@ use serde_json::{Value, json};
 /// The SDK MCP server's name (the middle of `mcp__bridle__<tool>`).
 pub const SERVER: &str = "bridle";
 const PREFIX: &str = "mcp__bridle__";
-/// MCP protocol version answered when the client names none.
-const PROTOCOL_VERSION: &str = "2025-06-18";
-
-/// A `tools/call` waiting for the user: the control request to answer and
-/// the JSON-RPC id inside it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Waiting {
-    request_id: String,
-    rpc_id: Value,
-}
 
 #[derive(Debug, Default)]
 pub struct CustomServer {
@@ -31,18 +22,9 @@ pub struct CustomServer {
     calls: CustomCalls<Waiting>,
 }
 
-fn mcp_reply(request_id: &str, response: Value) -> Action {
-    Action::write_line(&json!({
-        "type": "control_response",
-        "response": {"subtype": "success", "request_id": request_id, "response": {"mcp_response": response}},
-    }))
-}
-
+/// The answer to a waiting `tools/call`.
 fn call_result(w: &Waiting, content: Vec<Value>, is_error: bool) -> Action {
-    mcp_reply(
-        &w.request_id,
-        json!({"jsonrpc": "2.0", "id": w.rpc_id, "result": {"content": content, "isError": is_error}}),
-    )
+    sdk_mcp::call_result(w, Value::Array(content), is_error)
 }
 
 impl CustomServer {
@@ -74,46 +56,12 @@ impl CustomServer {
 
     /// One `mcp_message` control request for our server.
     pub fn on_mcp_message(&mut self, request_id: &str, message: McpMessage, out: &mut Vec<Action>) {
-        let method = message.method.as_deref().unwrap_or_default();
-        let params = message.params.unwrap_or_default();
-        let Some(rpc_id) = message.id else {
-            // A notification: the CLI still wants its control request answered.
-            out.push(mcp_reply(request_id, json!({"jsonrpc": "2.0", "result": {}, "id": 0})));
-            return;
-        };
-        let ok = |result: Value| json!({"jsonrpc": "2.0", "id": rpc_id, "result": result});
-        match method {
-            "initialize" => {
-                let version = params.protocol_version.as_deref().unwrap_or(PROTOCOL_VERSION);
-                out.push(mcp_reply(
-                    request_id,
-                    ok(json!({
-                        "protocolVersion": version,
-                        "capabilities": {"tools": {}},
-                        "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
-                    })),
-                ));
-            }
-            "tools/list" => {
-                let tools: Vec<Value> = self
-                    .tools
-                    .iter()
-                    .map(|t| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema}))
-                    .collect();
-                out.push(mcp_reply(request_id, ok(json!({"tools": tools}))));
-            }
-            "ping" => out.push(mcp_reply(request_id, ok(json!({})))),
-            "tools/call" => self.on_call(request_id, rpc_id, params, out),
-            other => out.push(mcp_reply(
-                request_id,
-                json!({"jsonrpc": "2.0", "id": rpc_id,
-                       "error": {"code": -32601, "message": format!("method `{other}` not found")}}),
-            )),
+        if let Some((waiting, params)) = sdk_mcp::dispatch(request_id, message, SERVER, &self.tools, out) {
+            self.on_call(waiting, params, out);
         }
     }
 
-    fn on_call(&mut self, request_id: &str, rpc_id: Value, params: McpParams, out: &mut Vec<Action>) {
-        let waiting = Waiting { request_id: request_id.to_string(), rpc_id };
+    fn on_call(&mut self, waiting: Waiting, params: McpParams, out: &mut Vec<Action>) {
         let name = params.name.as_deref().unwrap_or_default();
         if !self.tools.iter().any(|t| t.name == name) {
             let text = format!("`{name}` is not a custom tool of this agent");
@@ -127,7 +75,7 @@ impl CustomServer {
                 // No tool use seen for this call (an older CLI without the
                 // id in `_meta`): announce it now.
                 let input = params.arguments.filter(Value::is_object).unwrap_or_else(|| json!({}));
-                let key = if tool_use_id.is_empty() { request_id.to_string() } else { tool_use_id };
+                let key = if tool_use_id.is_empty() { waiting.request_id.clone() } else { tool_use_id };
                 let event = self.tool_use(&key, name, &input);
                 out.push(Action::emit_json(&event));
                 event["id"].as_str().unwrap_or_default().to_string()

@@ -61,6 +61,7 @@ mod endpoint;
 mod policy;
 mod protocol;
 mod remote;
+mod sdk_mcp;
 mod session;
 
 pub use endpoint::{PLACEHOLDER_KEY, parse_url};

@@ -16,20 +16,11 @@ use bridle_harness_sdk::{Action, LogLevel, ToolCall, ToolResult, log};
 use serde_json::{Value, json};
 
 use crate::protocol::{McpMessage, McpParams};
+use crate::sdk_mcp::{self, Waiting};
 
 /// The SDK MCP server's name (the middle of `mcp__workspace__<tool>`).
 pub const SERVER: &str = "workspace";
 const PREFIX: &str = "mcp__workspace__";
-/// MCP protocol version answered when the client names none.
-const PROTOCOL_VERSION: &str = "2025-06-18";
-
-/// A `tools/call` waiting for its worker: the control request to answer and
-/// the JSON-RPC id inside it.
-#[derive(Debug, Clone, PartialEq)]
-struct Waiting {
-    request_id: String,
-    rpc_id: Value,
-}
 
 /// A `tools/call` whose tool use is not known to the session: what it needs
 /// to emit before the call goes out (an older CLI without `_meta`).
@@ -45,13 +36,6 @@ pub struct WorkerTools {
     waiting: HashMap<String, Waiting>,
 }
 
-fn mcp_reply(request_id: &str, response: Value) -> Action {
-    Action::write_line(&json!({
-        "type": "control_response",
-        "response": {"subtype": "success", "request_id": request_id, "response": {"mcp_response": response}},
-    }))
-}
-
 fn call_result(w: &Waiting, text: &str, is_error: bool) -> Action {
     // The API (and the CLI) refuse an error result without content.
     let content = match (text.is_empty(), is_error) {
@@ -59,10 +43,7 @@ fn call_result(w: &Waiting, text: &str, is_error: bool) -> Action {
         (true, true) => json!([{"type": "text", "text": "(no output)"}]),
         _ => json!([{"type": "text", "text": text}]),
     };
-    mcp_reply(
-        &w.request_id,
-        json!({"jsonrpc": "2.0", "id": w.rpc_id, "result": {"content": content, "isError": is_error}}),
-    )
+    sdk_mcp::call_result(w, content, is_error)
 }
 
 impl WorkerTools {
@@ -101,44 +82,8 @@ impl WorkerTools {
         announce: impl FnOnce(Unannounced<'_>, &mut Vec<Action>) -> String,
         out: &mut Vec<Action>,
     ) {
-        let method = message.method.as_deref().unwrap_or_default();
-        let params = message.params.unwrap_or_default();
-        let Some(rpc_id) = message.id else {
-            // A notification: the CLI still wants its control request answered.
-            out.push(mcp_reply(request_id, json!({"jsonrpc": "2.0", "result": {}, "id": 0})));
-            return;
-        };
-        let ok = |result: Value| json!({"jsonrpc": "2.0", "id": rpc_id, "result": result});
-        match method {
-            "initialize" => {
-                let version = params.protocol_version.as_deref().unwrap_or(PROTOCOL_VERSION);
-                out.push(mcp_reply(
-                    request_id,
-                    ok(json!({
-                        "protocolVersion": version,
-                        "capabilities": {"tools": {}},
-                        "serverInfo": {"name": SERVER, "version": env!("CARGO_PKG_VERSION")},
-                    })),
-                ));
-            }
-            "tools/list" => {
-                let tools: Vec<Value> = self
-                    .tools
-                    .iter()
-                    .map(|t| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema}))
-                    .collect();
-                out.push(mcp_reply(request_id, ok(json!({"tools": tools}))));
-            }
-            "ping" => out.push(mcp_reply(request_id, ok(json!({})))),
-            "tools/call" => {
-                let waiting = Waiting { request_id: request_id.to_string(), rpc_id };
-                self.on_call(waiting, params, event_for, announce, out)
-            }
-            other => out.push(mcp_reply(
-                request_id,
-                json!({"jsonrpc": "2.0", "id": rpc_id,
-                       "error": {"code": -32601, "message": format!("method `{other}` not found")}}),
-            )),
+        if let Some((waiting, params)) = sdk_mcp::dispatch(request_id, message, SERVER, &self.tools, out) {
+            self.on_call(waiting, params, event_for, announce, out);
         }
     }
 
