@@ -962,10 +962,10 @@ fn table(fx: &Fx) -> Vec<Case> {
             "environment update with packages this server cannot install",
             M::POST,
             format!("/v1/environments/{}", fx.env),
-            j(json!({"config": {"type": "cloud", "packages": {"apt": ["jq"]}}})),
+            j(json!({"config": {"type": "cloud", "packages": {"cargo": ["ripgrep"]}}})),
             &[400],
         )
-        .msg("config.packages.apt: this server cannot install apt packages"),
+        .msg("config.packages.cargo: this server cannot install cargo packages"),
         case(
             "environment package that looks like an option",
             M::POST,
