@@ -153,6 +153,7 @@ fn harness_suite_on(engine: &str, driver: Driver, files: &[&str]) {
             ("BRIDLE_E2E_MCP_PORT", mcp_port.to_string()),
             ("BRIDLE_E2E_MCP_DOWN_PORT", down_port.to_string()),
             ("BRIDLE_E2E_ENGINE", engine.to_owned()),
+            ("BRIDLE_E2E_SANDBOX_DRIVER", driver.name().to_owned()),
             ("BRIDLE_E2E_GIT_PORT", port.to_string()),
             ("BRIDLE_E2E_SERVER_PID", main.pid().expect("the main server runs").to_string()),
             ("BRIDLE_E2E_FAKE_URL", fake.base_url()),

@@ -53,9 +53,12 @@ def test_an_outcome_at_create(client, agent, environment):
 
 def test_a_file_rubric_is_resolved_to_its_text(client, session):
     f = client.beta.files.upload(file=("rubric.md", b"# Rubric\n- mentions a frog\n", "text/markdown"))
-    (echo,) = client.beta.sessions.events.send(
-        session.id, events=[outcome(rubric={"type": "file", "file_id": f.id})]).data
-    assert (echo.rubric.type, echo.rubric.content) == ("text", "# Rubric\n- mentions a frog\n")
+    try:
+        (echo,) = client.beta.sessions.events.send(
+            session.id, events=[outcome(rubric={"type": "file", "file_id": f.id})]).data
+        assert (echo.rubric.type, echo.rubric.content) == ("text", "# Rubric\n- mentions a frog\n")
+    finally:
+        client.beta.files.delete(f.id)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +88,10 @@ def test_bad_outcomes_are_a_400_naming_the_field(client, session, event, field):
 def test_a_binary_rubric_file_is_refused(client, session):
     f = client.beta.files.upload(file=("rubric.bin", b"\xff\xfe\x00rubric", "application/octet-stream"))
     with pytest.raises(anthropic.BadRequestError) as ei:
-        client.beta.sessions.events.send(session.id, events=[outcome(rubric={"type": "file", "file_id": f.id})])
+        try:
+            client.beta.sessions.events.send(session.id, events=[outcome(rubric={"type": "file", "file_id": f.id})])
+        finally:
+            client.beta.files.delete(f.id)
     err = assert_api_error(ei.value, 400, "invalid_request_error")
     assert "events[0].rubric.file_id" in err["message"] and "text" in err["message"], err
 
