@@ -216,8 +216,18 @@ fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, GVISOR_FILES);
 }
 
-/// The files the gVisor suites run.
-const GVISOR_FILES: &[&str] = ALL_FILES;
+/// The files the gVisor suites run: all but `test_files.py`, whose file placement right after a
+/// gVisor claim fails ("sandbox stopped"; the README's known failure, open in issue 18).
+const GVISOR_FILES: &[&str] = &[
+    "test_sessions.py",
+    "test_runtime_failures.py",
+    "test_repos.py",
+    "test_deltas.py",
+    "test_skills.py",
+    "test_mcp.py",
+    "test_packages.py",
+    "test_outcomes.py",
+];
 
 /// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no
 /// `default_llm`), and a server whose runtimes directory is empty.
