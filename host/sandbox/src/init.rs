@@ -116,13 +116,7 @@ fn main_with_args(args: &[String]) -> i32 {
         }
     };
     close_other_fds(opts.control_fd);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bridle-sandbox-init: runtime: {e}");
-            return 1;
-        }
-    };
+    let Some(rt) = current_thread_runtime() else { return 1 };
     match rt.block_on(serve(opts)) {
         Ok(()) => 0,
         Err(e) => {
@@ -315,13 +309,7 @@ fn relay_only(args: &[String]) -> i32 {
         eprintln!("bridle-sandbox-init: --relay-only needs --port and --gateway");
         return 2;
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bridle-sandbox-init: runtime: {e}");
-            return 1;
-        }
-    };
+    let Some(rt) = current_thread_runtime() else { return 1 };
     let served: anyhow::Result<()> = rt.block_on(async move {
         let v4 = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("listen on 127.0.0.1:{port}"))?;
         tokio::spawn(relay(v4, gateway.clone()));
@@ -374,13 +362,7 @@ fn write_from_stdin(args: &[String]) -> i32 {
         eprintln!("bridle-sandbox-init: --write-file needs PATH and an octal MODE");
         return 2;
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bridle-sandbox-init: runtime: {e}");
-            return 1;
-        }
-    };
+    let Some(rt) = current_thread_runtime() else { return 1 };
     // SAFETY: fd 0 is this process's stdin, owned by nothing else here.
     let stdin = unsafe { OwnedFd::from_raw_fd(0) };
     match rt.block_on(write_file(path, mode, vec![stdin])) {
@@ -390,4 +372,14 @@ fn write_from_stdin(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// A single-threaded runtime for the one-shot modes; `None` (reported) when
+/// it cannot be built.
+fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("bridle-sandbox-init: runtime: {e}"))
+        .ok()
 }
