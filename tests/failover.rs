@@ -15,7 +15,8 @@
 //!   the session; when the old owner resumes, its runner's writes are refused (fencing by lease
 //!   epoch) and it stops, and a message sent through it is answered once, by the new owner.
 //! * One node on SQLite: killed mid-turn with a second message queued, restarted; the turn
-//!   resumes and the queued message is answered exactly once.
+//!   resumes and the queued message is answered exactly once. Killed during an outcome's
+//!   second round: the round runs again and is graded once.
 //!
 //! Needs root (sandbox uids), bubblewrap, node/npm (Claude Code is installed on first use into
 //! `target/bridle-runtimes`) and the PostgreSQL 15 binaries.
@@ -29,7 +30,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bridle_fake_model::{FakeModel, Reply, Scenario, ToolCall};
+use bridle_fake_model::{Conversation, FakeModel, Reply, Scenario, ToolCall, scenario::Grader};
 use cluster::{Api, Frame, Log, Stream, asked, database_url, install_runtimes, sandbox_dir, slow_echo, start_node};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -436,6 +437,73 @@ fn postgres_adoption_ends_a_confirmation_that_can_no_longer_be_answered() {
 
 fn seq_of(log: &Log, event_id: &str) -> i64 {
     log.events.iter().find(|(_, id, ..)| id == event_id).map(|(seq, ..)| *seq).unwrap_or(i64::MAX)
+}
+
+/// An outcome through a crash: the node is killed (`kill -9`) during the outcome's second
+/// round, after the first round was graded `needs_revision`. After the restart the round runs
+/// again and is graded once: the outcome ends `satisfied` at iteration 1, each round has one
+/// evaluation (a start and the end that names it), no grader round is asked twice, and the
+/// session's `outcome_evaluations` says the same.
+#[test]
+fn sqlite_node_killed_during_an_outcome_round_finishes_it_once() {
+    let fx = Fixture::new("outcome");
+    let mut scenario = slow_echo(12, 400);
+    scenario.grader = Some(Grader { pass_after: Some(2), malformed: false });
+    fx.fake.set_scenario(&fx.model, scenario);
+    let mut node = fx.node(Backend::Sqlite);
+    let db = database_url(&node);
+    rt().block_on(async {
+        let api = Api::new(&node);
+        let sid = fx.session(&api).await;
+        let stream = Stream::open(&api, &sid).await;
+        let define = json!({"events": [{"type": "user.define_outcome", "description": "Write a haiku about a pond.",
+            "rubric": {"type": "text", "content": "Three lines; the second mentions a frog."}, "max_iterations": 3}]});
+        api.ok(Method::POST, &format!("/v1/sessions/{sid}/events"), Some(define)).await;
+        let first = stream.wait_for(0, "round 1 graded", WAIT, |f| f.kind == "span.outcome_evaluation_end").await;
+        assert_eq!(stream.snapshot()[first].body["result"], "needs_revision");
+        stream.wait_for(first, "round 2 model request", WAIT, |f| f.kind == "span.model_request_start").await;
+        let cut = Log::read(&db, &sid).await;
+        drop(stream);
+
+        node.stop();
+        node.start_again();
+        let api = Api::new(&node);
+        let stream = Stream::open(&api, &sid).await;
+        let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == cut.last_seq).await + 1;
+        let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+        let end = stream.wait_for(resched, "round 2 graded", WAIT, |f| f.kind == "span.outcome_evaluation_end").await;
+        stream.wait_for(end, "the outcome's end", WAIT, is_idle).await;
+        let frames = stream.snapshot();
+        assert_eq!(
+            (frames[end].body["result"].as_str(), frames[end].body["iteration"].as_u64()),
+            (Some("satisfied"), Some(1))
+        );
+        let log = Log::read(&db, &sid).await;
+        check_log(&frames, &log);
+        assert!(!log.kinds().contains(&"session.error"), "recovery reports no error: {:?}", log.kinds());
+        let of = |kind: &str| {
+            log.events.iter().filter(|(_, _, k, _)| k == kind).map(|(.., b)| b.clone()).collect::<Vec<_>>()
+        };
+        let (starts, ends) = (of("span.outcome_evaluation_start"), of("span.outcome_evaluation_end"));
+        let rounds = |evs: &[Value]| evs.iter().map(|e| e["iteration"].as_u64()).collect::<Vec<_>>();
+        assert_eq!(rounds(&starts), [Some(0), Some(1)], "one evaluation per round: {starts:?}");
+        assert_eq!(rounds(&ends), [Some(0), Some(1)], "one verdict per round: {ends:?}");
+        let start_ids: Vec<_> = starts.iter().map(|e| e["id"].clone()).collect();
+        let named: Vec<_> = ends.iter().map(|e| e["outcome_evaluation_start_id"].clone()).collect();
+        assert_eq!(named, start_ids, "each verdict names its round's start");
+        let graded: Vec<_> = fx
+            .fake
+            .model_requests(&fx.model)
+            .iter()
+            .filter_map(|r| Conversation::from_messages(&r.body).grader_round)
+            .collect();
+        assert_eq!(graded, [0, 1], "each round was graded once");
+        let session = api.ok(Method::GET, &format!("/v1/sessions/{sid}"), None).await;
+        let evaluations = session["outcome_evaluations"].as_array().cloned().unwrap_or_default();
+        assert_eq!(evaluations.len(), 1, "one outcome: {evaluations:?}");
+        assert_eq!(evaluations[0]["result"], "satisfied", "{evaluations:?}");
+    });
+    node.assert_alive();
 }
 
 /// Fencing: the owner is paused (SIGSTOP) mid-turn, not killed. Another node adopts the

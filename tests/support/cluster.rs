@@ -229,7 +229,7 @@ impl Log {
 
     /// The invariants every session's log keeps through crashes and failovers: sequence
     /// numbers 1..=last_seq with no gap or repeat, no event id twice, and the session's usage
-    /// the sum of its stored model requests' usage (a request cut off by a crash and run again
+    /// the sum of its stored model requests' and outcome verdicts' usage (a request cut off by a crash and run again
     /// counts twice, as it was paid twice; one never stored counts never). Returns the problems.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -237,8 +237,12 @@ impl Log {
             let summed: u64 = self
                 .events
                 .iter()
-                .filter(|(_, _, k, _)| k == "span.model_request_end")
-                .filter_map(|(.., b)| b["model_usage"][key].as_u64())
+                .filter_map(|(_, _, k, b)| match k.as_str() {
+                    "span.model_request_end" => b["model_usage"][key].as_u64(),
+                    // An outcome's grader calls are paid too: their usage is on the verdict.
+                    "span.outcome_evaluation_end" => b["usage"][key].as_u64(),
+                    _ => None,
+                })
                 .sum();
             let stored = self.usage[key].as_u64().unwrap_or(0);
             if stored != summed {

@@ -50,6 +50,47 @@ fn decode_item(r: &sqlx::any::AnyRow) -> StoreResult<WorkItem> {
     })
 }
 
+/// The columns a work item's lease changes, in the order [`bind_state`] binds them.
+const STATE_COLUMNS: [&str; 15] = [
+    "state",
+    "version",
+    "queued_at",
+    "polled_at",
+    "acknowledged_at",
+    "started_at",
+    "latest_heartbeat_at",
+    "lease_until",
+    "ttl_secs",
+    "stop_requested_at",
+    "stopped_at",
+    "worker_id",
+    "token_hash",
+    "claims",
+    "metadata",
+];
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind `it`'s [`STATE_COLUMNS`], in order (one list for the insert and the
+/// conditional update, so the two cannot disagree).
+fn bind_state<'q>(q: AnyQuery<'q>, it: &'q WorkItem) -> StoreResult<AnyQuery<'q>> {
+    Ok(q.bind(it.state.as_str())
+        .bind(it.version)
+        .bind(it.queued_at)
+        .bind(it.polled_at)
+        .bind(it.acknowledged_at)
+        .bind(it.started_at)
+        .bind(it.latest_heartbeat_at)
+        .bind(it.lease_until)
+        .bind(it.ttl_secs)
+        .bind(it.stop_requested_at)
+        .bind(it.stopped_at)
+        .bind(it.worker_id.as_deref())
+        .bind(it.token_hash.as_deref())
+        .bind(it.claims)
+        .bind(metadata_json(it)?))
+}
+
 fn metadata_json(it: &WorkItem) -> StoreResult<String> {
     serde_json::to_string(&it.metadata).map_err(|e| super::StoreError::Other(e.into()))
 }
@@ -130,31 +171,14 @@ impl Store {
     /// Store a new work item and tell every node's long polls.
     pub async fn insert_work(&self, it: &WorkItem) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO work_items ({WORK_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        ))
-        .bind(&it.id)
-        .bind(&it.environment_id)
-        .bind(&it.session_id)
-        .bind(it.state.as_str())
-        .bind(it.version)
-        .bind(it.created_at)
-        .bind(it.queued_at)
-        .bind(it.polled_at)
-        .bind(it.acknowledged_at)
-        .bind(it.started_at)
-        .bind(it.latest_heartbeat_at)
-        .bind(it.lease_until)
-        .bind(it.ttl_secs)
-        .bind(it.stop_requested_at)
-        .bind(it.stopped_at)
-        .bind(it.worker_id.as_deref())
-        .bind(it.token_hash.as_deref())
-        .bind(it.claims)
-        .bind(metadata_json(it)?)
-        .execute(&mut *tx)
-        .await?;
+        let columns = STATE_COLUMNS.join(", ");
+        let values: Vec<String> = (5..5 + STATE_COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "INSERT INTO work_items (id, environment_id, session_id, created_at, {columns}) VALUES ($1, $2, $3, $4, {})",
+            values.join(", ")
+        );
+        let query = sqlx::query(&sql).bind(&it.id).bind(&it.environment_id).bind(&it.session_id).bind(it.created_at);
+        bind_state(query, it)?.execute(&mut *tx).await?;
         self.notify(&mut *tx, &it.session_id, NoteKind::WorkQueued { environment: it.environment_id.clone() }).await?;
         tx.commit().await?;
         Ok(())
@@ -163,31 +187,10 @@ impl Store {
     /// Write `it` back if the stored row is still at `read_version`; false
     /// when another writer changed it first.
     pub async fn save_work(&self, it: &WorkItem, read_version: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE work_items SET state = $1, version = $2, queued_at = $3, polled_at = $4, acknowledged_at = $5, \
-             started_at = $6, latest_heartbeat_at = $7, lease_until = $8, ttl_secs = $9, stop_requested_at = $10, \
-             stopped_at = $11, worker_id = $12, token_hash = $13, claims = $14, metadata = $15 \
-             WHERE id = $16 AND version = $17",
-        )
-        .bind(it.state.as_str())
-        .bind(it.version)
-        .bind(it.queued_at)
-        .bind(it.polled_at)
-        .bind(it.acknowledged_at)
-        .bind(it.started_at)
-        .bind(it.latest_heartbeat_at)
-        .bind(it.lease_until)
-        .bind(it.ttl_secs)
-        .bind(it.stop_requested_at)
-        .bind(it.stopped_at)
-        .bind(it.worker_id.as_deref())
-        .bind(it.token_hash.as_deref())
-        .bind(it.claims)
-        .bind(metadata_json(it)?)
-        .bind(&it.id)
-        .bind(read_version)
-        .execute(&self.pool)
-        .await?;
+        let n = STATE_COLUMNS.len();
+        let set: Vec<String> = STATE_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
+        let sql = format!("UPDATE work_items SET {} WHERE id = ${} AND version = ${}", set.join(", "), n + 1, n + 2);
+        let done = bind_state(sqlx::query(&sql), it)?.bind(&it.id).bind(read_version).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
