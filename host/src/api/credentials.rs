@@ -316,18 +316,7 @@ pub async fn archive(
     Path((vault_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Credential>> {
     load(&st, &vault_id, &id).await?;
-    let row = st
-        .store
-        .update_doc(Table::Credentials, &id, |mut row: DocRow<Credential>| -> Result<_, ApiError> {
-            if row.archived {
-                return Ok((row, None));
-            }
-            let now = now_micros();
-            row.doc.archived_at = Some(rfc3339(now));
-            row.doc.updated_at = rfc3339(now);
-            Ok((row, Some(now)))
-        })
-        .await?;
+    let row = st.store.archive_doc(Table::Credentials, &id).await?;
     Ok(Json(row.doc))
 }
 

@@ -202,18 +202,7 @@ pub async fn update(
 )]
 pub async fn archive(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Environment>> {
     check_id(Kind::Environment, &id)?;
-    let row = st
-        .store
-        .update_doc(Table::Environments, &id, |mut row: DocRow<Environment>| -> Result<_, ApiError> {
-            if row.archived {
-                return Ok((row, None));
-            }
-            let now = now_micros();
-            row.doc.archived_at = Some(rfc3339(now));
-            row.doc.updated_at = rfc3339(now);
-            Ok((row, Some(now)))
-        })
-        .await?;
+    let row = st.store.archive_doc(Table::Environments, &id).await?;
     Ok(Json(row.doc))
 }
 

@@ -43,6 +43,11 @@ pub fn patch_sets(patch: &MetadataPatch) -> impl Iterator<Item = &String> {
     patch.iter().filter(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty())).map(|(k, _)| k)
 }
 
+/// An object archived by stamping its wire fields (`archived_at`, `updated_at`).
+pub trait Archivable {
+    fn stamp_archived(&mut self, at: String);
+}
+
 /// Validation beyond what the types express, with messages that name the field.
 pub trait Validate {
     fn validate(&self) -> Result<(), Invalid>;

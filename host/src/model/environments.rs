@@ -297,3 +297,10 @@ pub struct Environment {
     pub kind: String,
     pub updated_at: String,
 }
+
+impl super::common::Archivable for Environment {
+    fn stamp_archived(&mut self, at: String) {
+        self.updated_at.clone_from(&at);
+        self.archived_at = Some(at);
+    }
+}

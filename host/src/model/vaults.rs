@@ -382,6 +382,20 @@ pub struct CredentialSecrets {
     pub secret_value: Option<String>,
 }
 
+impl super::common::Archivable for Vault {
+    fn stamp_archived(&mut self, at: String) {
+        self.updated_at.clone_from(&at);
+        self.archived_at = Some(at);
+    }
+}
+
+impl super::common::Archivable for Credential {
+    fn stamp_archived(&mut self, at: String) {
+        self.updated_at.clone_from(&at);
+        self.archived_at = Some(at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::de::DeserializeOwned;

@@ -6,6 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
 
+use crate::model::common::Archivable;
+use crate::time::{now_micros, rfc3339};
+
 use super::{Arg, Key, Order, Page, Position, Sql, Store, StoreError, StoreResult, decode_json};
 
 /// The document tables.
@@ -161,6 +164,22 @@ impl Store {
         .await;
         result.map_err(StoreError::from)?;
         Ok(next)
+    }
+
+    /// Archive one object; archiving an archived one changes nothing.
+    pub async fn archive_doc<T>(&self, table: Table, id: &str) -> StoreResult<DocRow<T>>
+    where
+        T: Serialize + DeserializeOwned + Archivable,
+    {
+        self.update_doc(table, id, |mut row: DocRow<T>| -> StoreResult<_> {
+            if row.archived {
+                return Ok((row, None));
+            }
+            let now = now_micros();
+            row.doc.stamp_archived(rfc3339(now));
+            Ok((row, Some(now)))
+        })
+        .await
     }
 
     /// Delete one object (a vault takes its credentials with it).
