@@ -106,6 +106,8 @@ fn main_with_args(args: &[String]) -> i32 {
         Some(RELAY_ARG) => return relay_only(&args[1..]),
         Some(EXEC_ARG) => return exec_in_group(&args[1..]),
         Some(WRITE_ARG) => return write_from_stdin(&args[1..]),
+        // Not in a sandbox: the gVisor driver's watcher on the host.
+        Some(crate::gvisor::lifeline::LIFELINE_ARG) => return crate::gvisor::lifeline::watch(&args[1..]),
         _ => {}
     }
     let opts = match parse(args) {
