@@ -570,18 +570,28 @@ impl Drop for RunDirGuard {
     }
 }
 
-/// Waits for the relay's stdout to end: the sandbox is gone (its memory
-/// limit, or killed from outside).
-async fn watch_end(weak: Weak<GvisorSandbox>, mut pipe: tokio::net::unix::pipe::Receiver) {
-    let mut sink = [0u8; 256];
-    loop {
-        match pipe.read(&mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+/// Reads the relay's stdout until it ends: the sandbox is gone (its memory
+/// limit, or killed from outside). A [`crate::init::PROCESS_LIMIT_LINE`]
+/// before that means its tasks reached the process limit: the sandbox is
+/// ended for it, as the bubblewrap driver's pids cgroup ends its sandbox.
+async fn watch_end(weak: Weak<GvisorSandbox>, pipe: tokio::net::unix::pipe::Receiver) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    let mut process_limit = false;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == crate::init::PROCESS_LIMIT_LINE {
+            process_limit = true;
+            break;
         }
     }
     let Some(sbx) = weak.upgrade() else { return };
     if sbx.running.load(Ordering::SeqCst) {
+        if process_limit {
+            sbx.set_end_reason(ExitStatus::LimitExceeded { limit: Limit::Processes, signal: Some(libc::SIGKILL) });
+            warn!("gVisor sandbox reached its process limit: ending it");
+            let _ = sbx.release_inner("process limit").await;
+            return;
+        }
         if sbx.memory_limit_hit() {
             sbx.set_end_reason(ExitStatus::LimitExceeded { limit: Limit::Memory, signal: Some(libc::SIGKILL) });
         }
