@@ -337,7 +337,10 @@ fn relay_only(args: &[String]) -> i32 {
     }
 }
 
-/// What the relay prints when the sandbox's tasks reach its process limit.
+/// What the relay prints the first time it sees the sandbox's tasks at its
+/// process limit (a runtime that aborts for want of a thread died of it).
+pub const PROCESS_LIMIT_SEEN_LINE: &str = "processes at limit";
+/// What the relay prints when the sandbox's tasks stay at its process limit.
 pub const PROCESS_LIMIT_LINE: &str = "limit processes";
 
 /// gVisor's kernel enforces the process limit as `RLIMIT_NPROC`, where a
@@ -347,7 +350,8 @@ pub const PROCESS_LIMIT_LINE: &str = "limit processes";
 /// cgroup does) and when they stay at the limit (three samples in a row,
 /// the bubblewrap driver's rule: a burst of short-lived children is not a
 /// fork bomb) tells the host ([`PROCESS_LIMIT_LINE`] on stdout), which ends
-/// the sandbox the same way. Returns at once without a limit.
+/// the sandbox the same way; the first sample at the limit is reported too
+/// ([`PROCESS_LIMIT_SEEN_LINE`]). Returns at once without a limit.
 async fn watch_process_limit() {
     let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the struct it is given.
@@ -355,15 +359,22 @@ async fn watch_process_limit() {
         return;
     }
     let limit = rl.rlim_cur;
-    let mut streak = 0;
+    let say = |line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let (mut streak, mut seen) = (0, false);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         streak = if count_tasks(std::path::Path::new("/proc")) >= limit { streak + 1 } else { 0 };
+        if streak > 0 && !seen {
+            seen = true;
+            say(PROCESS_LIMIT_SEEN_LINE);
+        }
         if streak >= 3 {
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "{PROCESS_LIMIT_LINE}");
-            let _ = out.flush();
+            say(PROCESS_LIMIT_LINE);
             return;
         }
     }

@@ -451,6 +451,7 @@ impl GvisorDriver {
             next_exec: AtomicU64::new(1),
             running: AtomicBool::new(true),
             released: AtomicBool::new(false),
+            processes_at_limit: AtomicBool::new(false),
             end_reason: Mutex::new(None),
             execs: Mutex::new(Vec::new()),
             lease: Mutex::new(Some(lease)),
@@ -572,16 +573,24 @@ impl Drop for RunDirGuard {
 
 /// Reads the relay's stdout until it ends: the sandbox is gone (its memory
 /// limit, or killed from outside). A [`crate::init::PROCESS_LIMIT_LINE`]
-/// before that means its tasks reached the process limit: the sandbox is
+/// before that means its tasks stayed at the process limit: the sandbox is
 /// ended for it, as the bubblewrap driver's pids cgroup ends its sandbox.
 async fn watch_end(weak: Weak<GvisorSandbox>, pipe: tokio::net::unix::pipe::Receiver) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(pipe).lines();
     let mut process_limit = false;
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == crate::init::PROCESS_LIMIT_LINE {
-            process_limit = true;
-            break;
+        match line.trim() {
+            crate::init::PROCESS_LIMIT_SEEN_LINE => {
+                if let Some(sbx) = weak.upgrade() {
+                    sbx.processes_at_limit.store(true, Ordering::SeqCst);
+                }
+            }
+            crate::init::PROCESS_LIMIT_LINE => {
+                process_limit = true;
+                break;
+            }
+            _ => {}
         }
     }
     let Some(sbx) = weak.upgrade() else { return };
@@ -639,6 +648,8 @@ pub struct GvisorSandbox {
     next_exec: AtomicU64,
     running: AtomicBool,
     released: AtomicBool,
+    /// The relay saw the sandbox's tasks at the process limit.
+    processes_at_limit: AtomicBool,
     end_reason: Mutex<Option<ExitStatus>>,
     /// The status channels of running execs, ended at release.
     execs: Mutex<Vec<watch::Sender<Option<ExitStatus>>>>,
@@ -782,6 +793,17 @@ impl GvisorSandbox {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             alive = sbx.sandbox_alive();
                         }
+                        if alive && code == Some(128 + libc::SIGABRT) {
+                            // A runtime aborts when it cannot start a thread:
+                            // give the relay (it samples every 250 ms) time
+                            // to report the process limit, if that was it.
+                            for _ in 0..5 {
+                                if sbx.processes_at_limit.load(Ordering::SeqCst) {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
                         if !alive && sbx.end_reason().is_none() && sbx.memory_limit_hit() {
                             sbx.set_end_reason(ExitStatus::LimitExceeded {
                                 limit: Limit::Memory,
@@ -886,6 +908,7 @@ impl Sandbox for GvisorSandbox {
     fn limit_hit(&self) -> Option<Limit> {
         match self.end_reason() {
             Some(ExitStatus::LimitExceeded { limit, .. }) => Some(limit),
+            _ if self.processes_at_limit.load(Ordering::SeqCst) => Some(Limit::Processes),
             _ => None,
         }
     }
