@@ -216,9 +216,8 @@ fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, &gvisor_files());
 }
 
-/// What the gVisor suites leave out of [`ALL_FILES`]: `test_files.py`, whose file placement right after a
-/// gVisor claim fails ("sandbox stopped"; the README's known failure, open in issue 18).
-const GVISOR_SKIPPED: &[&str] = &["test_files.py"];
+/// What the gVisor suites leave out of [`ALL_FILES`]: nothing now.
+const GVISOR_SKIPPED: &[&str] = &[];
 
 fn gvisor_files() -> Vec<&'static str> {
     ALL_FILES.iter().copied().filter(|f| !GVISOR_SKIPPED.contains(f)).collect()

@@ -106,6 +106,8 @@ fn main_with_args(args: &[String]) -> i32 {
         Some(RELAY_ARG) => return relay_only(&args[1..]),
         Some(EXEC_ARG) => return exec_in_group(&args[1..]),
         Some(WRITE_ARG) => return write_from_stdin(&args[1..]),
+        // Not in a sandbox: the gVisor driver's watcher on the host.
+        Some(crate::gvisor::lifeline::LIFELINE_ARG) => return crate::gvisor::lifeline::watch(&args[1..]),
         _ => {}
     }
     let opts = match parse(args) {
@@ -322,6 +324,7 @@ fn relay_only(args: &[String]) -> i32 {
             writeln!(out, "ready").context("report ready")?;
             out.flush().context("report ready")?;
         }
+        watch_process_limit().await;
         std::future::pending::<()>().await;
         Ok(())
     });
@@ -332,6 +335,60 @@ fn relay_only(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// What the relay prints the first time it sees the sandbox's tasks at its
+/// process limit (a runtime that aborts for want of a thread died of it).
+pub const PROCESS_LIMIT_SEEN_LINE: &str = "processes at limit";
+/// What the relay prints when the sandbox's tasks stay at its process limit.
+pub const PROCESS_LIMIT_LINE: &str = "limit processes";
+
+/// gVisor's kernel enforces the process limit as `RLIMIT_NPROC`, where a
+/// fork bomb only makes forks fail and goes on spinning; the bubblewrap
+/// driver's pids cgroup ends the sandbox instead. The relay, the gVisor
+/// sandbox's first process, counts the sandbox's tasks (threads, as a pids
+/// cgroup does) and when they stay at the limit (three samples in a row,
+/// the bubblewrap driver's rule: a burst of short-lived children is not a
+/// fork bomb) tells the host ([`PROCESS_LIMIT_LINE`] on stdout), which ends
+/// the sandbox the same way; the first sample at the limit is reported too
+/// ([`PROCESS_LIMIT_SEEN_LINE`]). Returns at once without a limit.
+async fn watch_process_limit() {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut rl) } != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        return;
+    }
+    let limit = rl.rlim_cur;
+    let say = |line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let (mut streak, mut seen) = (0, false);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        streak = if count_tasks(std::path::Path::new("/proc")) >= limit { streak + 1 } else { 0 };
+        if streak > 0 && !seen {
+            seen = true;
+            say(PROCESS_LIMIT_SEEN_LINE);
+        }
+        if streak >= 3 {
+            say(PROCESS_LIMIT_LINE);
+            return;
+        }
+    }
+}
+
+/// The tasks (threads) of every process under `proc` (a procfs).
+fn count_tasks(proc: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(proc) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        // A process gone meanwhile counts as one.
+        .map(|e| std::fs::read_dir(e.path().join("task")).map_or(1, |t| t.count().max(1) as u64))
+        .sum()
 }
 
 fn exec_in_group(args: &[String]) -> i32 {
@@ -382,4 +439,21 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| eprintln!("bridle-sandbox-init: runtime: {e}"))
         .ok()
+}
+
+#[cfg(test)]
+mod process_limit_tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_counted_per_thread_across_processes() {
+        let proc = tempfile::tempdir().unwrap();
+        let mk = |p: &str| std::fs::create_dir_all(proc.path().join(p)).unwrap();
+        for p in ["1/task/1", "1/task/7", "1/task/8", "20/task/20", "33", "self/task/1", "sys"] {
+            mk(p);
+        }
+        // 3 threads of pid 1, one of 20, 33 (gone meanwhile) as one; not `self` or `sys`.
+        assert_eq!(count_tasks(proc.path()), 5);
+        assert_eq!(count_tasks(&proc.path().join("missing")), 0);
+    }
 }

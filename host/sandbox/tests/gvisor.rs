@@ -122,3 +122,81 @@ fn a_missing_runsc_is_a_clear_error() {
     let err = GvisorDriver::new(GvisorConfig { base, ..Default::default() }).err().expect("refused");
     assert!(err.to_string().contains("sandbox_pool_size = 0"), "{err}");
 }
+
+/// A file placed right after a cold claim (a session's `file` resources)
+/// lands, readable by the agent.
+#[tokio::test]
+async fn a_file_placed_right_after_a_cold_claim_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim(spec("placed-cold")).await.unwrap();
+    sbx.place_read_only("/mnt/session/uploads/a.txt", Box::pin(&b"upload\n"[..])).await.unwrap();
+    sbx.place_read_only("/workspace/in/b.txt", Box::pin(&b"data\n"[..])).await.unwrap();
+    let out = sh(&*sbx, "cat /mnt/session/uploads/a.txt /workspace/in/b.txt").await;
+    assert_eq!(out.stdout_str(), "upload\ndata\n", "{}", out.stderr_str());
+    sbx.release().await.unwrap();
+}
+
+/// The server-like process of [`a_sandbox_ends_when_its_server_is_killed`]:
+/// claims a sandbox, prints its id and the gVisor sandbox's host pid, and
+/// waits to be killed.
+#[tokio::test]
+#[ignore = "a helper process of a_sandbox_ends_when_its_server_is_killed"]
+async fn lifeline_server() {
+    let Some(dir) = std::env::var_os("BRIDLE_TEST_LIFELINE_DIR") else { return };
+    let d = driver(std::path::Path::new(&dir));
+    let sbx = d.claim_gvisor(spec("lifeline")).await.unwrap();
+    println!("SANDBOX {} {}", sbx.id(), sbx.sandbox_pid().expect("sandbox pid"));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// runsc's sandboxes are not the server's children: when the server dies
+/// (`kill -9`), its lifeline watcher deletes them.
+#[test]
+fn a_sandbox_ends_when_its_server_is_killed() {
+    use std::io::BufRead;
+    ensure_runsc();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lifeline_server", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("BRIDLE_TEST_LIFELINE_DIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let (id, pid) = loop {
+        let line = lines.next().expect("the server printed its sandbox").unwrap();
+        // libtest prints the test's name on the same line.
+        if let Some(rest) = line.split_once("SANDBOX ").map(|(_, r)| r) {
+            let (id, pid) = rest.split_once(' ').unwrap();
+            break (id.to_owned(), pid.parse::<u32>().unwrap());
+        }
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // Whether a runsc state root of that server still lists the sandbox.
+    let listed = || {
+        std::fs::read_dir(tmp.path().join("state")).unwrap().flatten().any(|root| {
+            root.file_name().to_string_lossy().starts_with("runsc-") && {
+                let out = std::process::Command::new("runsc")
+                    .arg(format!("--root={}", root.path().display()))
+                    .args(["list", "-quiet"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).contains(&id)
+            }
+        })
+    };
+    assert!(alive(pid) && listed(), "the sandbox runs");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Not a speed check: a deadline for the deletion to happen at all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (alive(pid) || listed()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!alive(pid), "gVisor sandbox {id} (pid {pid}) outlived its server");
+    assert!(!listed(), "runsc still lists {id}");
+    // The next server on that state dir unmounts the workspace volume left.
+    drop(driver(tmp.path()));
+}

@@ -7,14 +7,10 @@ mid-session reaches the next turn; deleting the session deletes its outputs."""
 from __future__ import annotations
 
 import json
-import os
 
 from .lib import is_idle, text_of, uniq
 
 OUT = "/mnt/session/outputs"
-# The bubblewrap driver places files root-owned (no chmod, no removal from uploads); the gVisor
-# driver writes them as the sandbox's user, mode 0444 (README, "Files and resources").
-ROOT_OWNED = os.environ.get("BRIDLE_E2E_SANDBOX_DRIVER", "bubblewrap") == "bubblewrap"
 
 
 def tool_turn(stack, s, model: str, command: str) -> dict:
@@ -61,13 +57,13 @@ def test_mounted_file_is_read_and_outputs_are_downloadable(stack, model, session
         s.check("WRITABLE" not in got["output"] and got["output"].count("READONLY") == 2,
                 f"a mounted file is writable: {got['output']}")
         s.check("wrote-outputs" in got["message"], f"the model did not get the tool output: {got['message']!r}")
-        if ROOT_OWNED:
-            got = tool_turn(stack, s, model, (
-                f"( (chmod 666 {default} || chmod 666 /workspace/in/data.txt) 2>/dev/null && echo CHMODDED || echo NOCHMOD )"
-                f" && ( unlink {default} 2>/dev/null; [ -e {default} ] && echo KEPT || echo REMOVED )"
-            ))
-            s.check("NOCHMOD" in got["output"], f"a mounted file could be made writable: {got['output']}")
-            s.check("KEPT" in got["output"], f"the uploaded file could be removed: {got['output']}")
+        # Root-owned with either driver: no chmod, no removal from uploads.
+        got = tool_turn(stack, s, model, (
+            f"( (chmod 666 {default} || chmod 666 /workspace/in/data.txt) 2>/dev/null && echo CHMODDED || echo NOCHMOD )"
+            f" && ( unlink {default} 2>/dev/null; [ -e {default} ] && echo KEPT || echo REMOVED )"
+        ))
+        s.check("NOCHMOD" in got["output"], f"a mounted file could be made writable: {got['output']}")
+        s.check("KEPT" in got["output"], f"the uploaded file could be removed: {got['output']}")
 
         files = outputs(stack, s.id)
         s.check(set(files) == {"copy.txt", "report.txt", "n.txt"}, f"outputs listed: {sorted(files)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -178,6 +179,42 @@ def sandboxed_runtime_pids(workspace: Path, program: str) -> list[int]:
     return out
 
 
+def gvisor_runtime_processes(sandbox_dir: Path, workspace: Path, program: str) -> list[tuple[str, str, int]]:
+    """The `program` processes of the gVisor sandbox whose workspace is `workspace`, as
+    (runsc root, sandbox id, pid inside): on gVisor the agent runs on gVisor's kernel, not as
+    host processes, so `runsc ps` (UID PID PPID C TTY STIME TIME CMD) of each sandbox of the
+    server's runsc roots finds them, by the sandbox's uid (which owns its workspace)."""
+    uid = str(workspace.stat().st_uid)
+    found = []
+    for root in sandbox_dir.glob("runsc-*"):
+        ids = subprocess.run(["runsc", f"--root={root}", "list", "-quiet"],
+                             capture_output=True, text=True).stdout.split()
+        for sid in ids:
+            table = subprocess.run(["runsc", f"--root={root}", "ps", sid], capture_output=True, text=True).stdout
+            for row in table.splitlines()[1:]:
+                cols = row.split()
+                if len(cols) >= 8 and cols[0] == uid and program in cols[7]:
+                    found.append((str(root), sid, int(cols[1])))
+    return found
+
+
+def kill_sandboxed_runtime(stack, session_id: str, program: str) -> bool:
+    """SIGKILL the runtime processes in a session's sandbox; whether there were any."""
+    workspace = stack.workspace(session_id)
+    if os.environ.get("BRIDLE_E2E_SANDBOX_DRIVER") == "gvisor":
+        procs = gvisor_runtime_processes(Path(stack.sandbox_dir), workspace, program)
+        for root, sid, pid in procs:
+            subprocess.run(["runsc", f"--root={root}", "kill", f"--pid={pid}", sid, "KILL"], capture_output=True)
+        return bool(procs)
+    pids = sandboxed_runtime_pids(workspace, program)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # a child that went with its parent
+    return bool(pids)
+
+
 WEATHER = {"type": "custom", "name": "get_weather", "description": "Get the current weather for a city.",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
@@ -207,14 +244,11 @@ def test_runtime_killed_while_a_tool_call_waits(stack, engine, model, sessions, 
     if engine == "openai-agents":
         pids = resident_runtime_pids(int(os.environ["BRIDLE_E2E_SERVER_PID"]))
         s.check(len(pids) == 1, f"expected one resident openai-agents runtime, got {pids}")
-    else:
-        pids = sandboxed_runtime_pids(stack.workspace(s.id), engine)
-        s.check(bool(pids), f"no runtime process found in the sandbox of {stack.workspace(s.id)}")
-    for pid in pids:
-        try:
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # a child that went with its parent
+    else:
+        s.check(kill_sandboxed_runtime(stack, s.id, engine),
+                f"no runtime process found in the sandbox of {stack.workspace(s.id)}")
     end, _ = s.wait_idle(i + 1, "retries_exhausted", timeout=TURN_TIMEOUT)
     evs = s.snapshot(i + 1)[: end - i]
     errs = of_type(evs, "session.error")

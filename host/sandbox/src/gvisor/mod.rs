@@ -14,13 +14,16 @@
 //! the host pipes; the init's [`crate::init::EXEC_ARG`] makes each exec the
 //! leader of its own process group so it can be killed as a group.
 //! Release is `runsc delete --force` (kills every process, removes the
-//! container's cgroups).
+//! container's cgroups). A runsc sandbox is not the server's child: the
+//! driver's [`lifeline`] watcher deletes the ones still running when the
+//! server dies.
 //!
 //! Limits: memory and CPU by the container's host cgroup (memory past the
 //! limit ends the whole sandbox: gVisor's kernel is one host process), the
 //! rest as rlimits gVisor's kernel enforces. The workspace quota and the uid
 //! range are the local driver's ([`LocalConfig`]).
 
+pub mod lifeline;
 mod oci;
 mod runsc;
 
@@ -77,6 +80,7 @@ struct Shared {
     uids: UidPool,
     egress: crate::egress::Hub,
     live: Mutex<HashMap<String, Weak<GvisorSandbox>>>,
+    lifeline: lifeline::Lifeline,
 }
 
 impl Shared {
@@ -88,20 +92,25 @@ impl Shared {
     }
 
     fn global_args(&self) -> Vec<String> {
-        let mut a = vec![
-            format!("--root={}", self.root_dir.display()),
-            format!("--platform={}", self.platform),
-            // Loopback only: the egress gateway is reached through the relay.
-            "--network=none".into(),
-            // Lets the gofer connect to the gateway's unix socket (the only
-            // host socket a sandbox's mounts hold).
-            "--host-uds=open".into(),
-        ];
-        if !self.cfg.cgroups {
-            a.push("--ignore-cgroups".into());
-        }
-        a
+        global_args(&self.root_dir, &self.platform, self.cfg.cgroups)
     }
+}
+
+/// The flags every `runsc` call of a driver shares.
+fn global_args(root_dir: &Path, platform: &str, cgroups: bool) -> Vec<String> {
+    let mut a = vec![
+        format!("--root={}", root_dir.display()),
+        format!("--platform={platform}"),
+        // Loopback only: the egress gateway is reached through the relay.
+        "--network=none".into(),
+        // Lets the gofer connect to the gateway's unix socket (the only
+        // host socket a sandbox's mounts hold).
+        "--host-uds=open".into(),
+    ];
+    if !cgroups {
+        a.push("--ignore-cgroups".into());
+    }
+    a
 }
 
 /// The gVisor driver. Cheap to clone.
@@ -109,6 +118,9 @@ impl Shared {
 pub struct GvisorDriver {
     shared: Arc<Shared>,
 }
+
+/// [`local::UPLOADS_DIR`]'s host side, in the sandbox's run directory.
+const UPLOADS_HOST_DIR: &str = "uploads";
 
 /// The host cgroup parent of every gVisor sandbox.
 const CGROUP_PARENT: &str = "bridle-gvisor";
@@ -183,6 +195,8 @@ impl GvisorDriver {
             SandboxError::Invalid(format!("uid range {} + {} overflows", base.uid_base, base.uid_count))
         })?;
         let uids = UidPool::new(&base.uid_lock_dir, base.uid_base..end)?;
+        let lifeline = lifeline::Lifeline::spawn(&init, &runsc, &global_args(&root_dir, &platform, base.cgroups))
+            .map_err(SandboxError::Other)?;
         info!(runsc = %runsc.display(), %platform, "gVisor sandbox driver ready");
         Ok(Self {
             shared: Arc::new(Shared {
@@ -198,6 +212,7 @@ impl GvisorDriver {
                 volumes,
                 uids,
                 live: Mutex::new(HashMap::new()),
+                lifeline,
             }),
         })
     }
@@ -301,10 +316,14 @@ impl GvisorDriver {
         let mut cleanup = RunDirGuard(Some(run_dir.clone()));
         let gw_dir = run_dir.join("gw");
         let session_dir = run_dir.join("session");
-        for d in [&gw_dir, &session_dir, &session_dir.join("uploads"), &session_dir.join("outputs")] {
+        for d in [&gw_dir, &session_dir, &session_dir.join("outputs")] {
             local::mkdir_mode(d, 0o700)?;
             std::os::unix::fs::chown(d, Some(uid), Some(uid)).with_context(|| format!("chown {}", d.display()))?;
         }
+        // The uploads: root's, bound read-only over this mount point.
+        let uploads = run_dir.join(UPLOADS_HOST_DIR);
+        local::mkdir_mode(&uploads, 0o755)?;
+        local::mkdir_mode(&session_dir.join("uploads"), 0o755)?;
         // The agent is the sandbox's host uid here (gVisor's gofer creates
         // files with the caller's uid as it is), so it gets its own passwd.
         let passwd = run_dir.join("passwd");
@@ -347,9 +366,10 @@ impl GvisorDriver {
             etc: shared.etc.clone(),
             passwd,
             group,
-            workspace,
+            workspace: workspace.clone(),
             tmp,
             session_dir,
+            uploads,
             gateway_dir: gw_dir,
             init: shared.init.clone(),
             host_dirs: shared.host_dirs.clone(),
@@ -369,6 +389,9 @@ impl GvisorDriver {
         let log = std::fs::File::create(&log_path).context("create runsc.log")?;
         let t0 = std::time::Instant::now();
         let pid_file = run_dir.join("sandbox.pid");
+        // Noted before it exists: a server killed during `runsc run` leaves
+        // nothing running either.
+        shared.lifeline.started(&id);
         let mut run = shared.runsc();
         run.arg("run")
             .arg("--detach")
@@ -402,6 +425,7 @@ impl GvisorDriver {
         };
         if let Err(e) = ready_line {
             delete_container(&shared.runsc, &shared.global_args(), &id).await;
+            shared.lifeline.released(&id);
             return Err(SandboxError::Other(anyhow!(
                 "gVisor sandbox failed to start: {e}; runsc said: {}",
                 read_log()
@@ -422,10 +446,12 @@ impl GvisorDriver {
             activity,
             cgroup,
             run_dir,
+            workspace,
             sandbox_pid,
             next_exec: AtomicU64::new(1),
             running: AtomicBool::new(true),
             released: AtomicBool::new(false),
+            processes_at_limit: AtomicBool::new(false),
             end_reason: Mutex::new(None),
             execs: Mutex::new(Vec::new()),
             lease: Mutex::new(Some(lease)),
@@ -545,18 +571,36 @@ impl Drop for RunDirGuard {
     }
 }
 
-/// Waits for the relay's stdout to end: the sandbox is gone (its memory
-/// limit, or killed from outside).
-async fn watch_end(weak: Weak<GvisorSandbox>, mut pipe: tokio::net::unix::pipe::Receiver) {
-    let mut sink = [0u8; 256];
-    loop {
-        match pipe.read(&mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+/// Reads the relay's stdout until it ends: the sandbox is gone (its memory
+/// limit, or killed from outside). A [`crate::init::PROCESS_LIMIT_LINE`]
+/// before that means its tasks stayed at the process limit: the sandbox is
+/// ended for it, as the bubblewrap driver's pids cgroup ends its sandbox.
+async fn watch_end(weak: Weak<GvisorSandbox>, pipe: tokio::net::unix::pipe::Receiver) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    let mut process_limit = false;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match line.trim() {
+            crate::init::PROCESS_LIMIT_SEEN_LINE => {
+                if let Some(sbx) = weak.upgrade() {
+                    sbx.processes_at_limit.store(true, Ordering::SeqCst);
+                }
+            }
+            crate::init::PROCESS_LIMIT_LINE => {
+                process_limit = true;
+                break;
+            }
+            _ => {}
         }
     }
     let Some(sbx) = weak.upgrade() else { return };
     if sbx.running.load(Ordering::SeqCst) {
+        if process_limit {
+            sbx.set_end_reason(ExitStatus::LimitExceeded { limit: Limit::Processes, signal: Some(libc::SIGKILL) });
+            warn!("gVisor sandbox reached its process limit: ending it");
+            let _ = sbx.release_inner("process limit").await;
+            return;
+        }
         if sbx.memory_limit_hit() {
             sbx.set_end_reason(ExitStatus::LimitExceeded { limit: Limit::Memory, signal: Some(libc::SIGKILL) });
         }
@@ -598,10 +642,14 @@ pub struct GvisorSandbox {
     activity: Arc<Activity>,
     cgroup: String,
     run_dir: PathBuf,
+    /// The host directory bound at `/workspace`.
+    workspace: PathBuf,
     sandbox_pid: Option<i32>,
     next_exec: AtomicU64,
     running: AtomicBool,
     released: AtomicBool,
+    /// The relay saw the sandbox's tasks at the process limit.
+    processes_at_limit: AtomicBool,
     end_reason: Mutex<Option<ExitStatus>>,
     /// The status channels of running execs, ended at release.
     execs: Mutex<Vec<watch::Sender<Option<ExitStatus>>>>,
@@ -745,6 +793,17 @@ impl GvisorSandbox {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             alive = sbx.sandbox_alive();
                         }
+                        if alive && code == Some(128 + libc::SIGABRT) {
+                            // A runtime aborts when it cannot start a thread:
+                            // give the relay (it samples every 250 ms) time
+                            // to report the process limit, if that was it.
+                            for _ in 0..5 {
+                                if sbx.processes_at_limit.load(Ordering::SeqCst) {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
                         if !alive && sbx.end_reason().is_none() && sbx.memory_limit_hit() {
                             sbx.set_end_reason(ExitStatus::LimitExceeded {
                                 limit: Limit::Memory,
@@ -777,6 +836,7 @@ impl GvisorSandbox {
         }
         self.running.store(false, Ordering::SeqCst);
         delete_container(&self.shared.runsc, &self.shared.global_args(), &self.id).await;
+        self.shared.lifeline.released(&self.id);
         let end = self.end_reason().unwrap_or(ExitStatus::SandboxGone);
         if let Ok(mut e) = self.execs.lock() {
             for s in e.drain(..) {
@@ -819,6 +879,7 @@ impl Drop for GvisorSandbox {
                 .args(self.shared.global_args())
                 .args(["delete", "--force", &self.id])
                 .output();
+            self.shared.lifeline.released(&self.id);
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
     }
@@ -847,6 +908,7 @@ impl Sandbox for GvisorSandbox {
     fn limit_hit(&self) -> Option<Limit> {
         match self.end_reason() {
             Some(ExitStatus::LimitExceeded { limit, .. }) => Some(limit),
+            _ if self.processes_at_limit.load(Ordering::SeqCst) => Some(Limit::Processes),
             _ => None,
         }
     }
@@ -885,6 +947,25 @@ impl Sandbox for GvisorSandbox {
             ExitStatus::SandboxGone => Err(SandboxError::Gone(self.id.clone())),
             st => Err(SandboxError::Invalid(format!("cannot write {path}: {} ({st})", out.stderr_str().trim()))),
         }
+    }
+    /// The host writes the file, root-owned and mode 0444 (a uid the
+    /// sandbox's user is not and has no capability to act as), into the
+    /// host directory behind the sandbox path: the read-only uploads bind,
+    /// or the workspace (every path component opened `RESOLVE_IN_ROOT`
+    /// without symlinks, so nothing the agent planted leads it out).
+    async fn place_read_only(&self, path: &str, content: crate::driver::BoxedRead) -> Result<()> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(SandboxError::Gone(self.id.clone()));
+        }
+        let under = |dir: &str| path.strip_prefix(dir).filter(|r| r.starts_with('/'));
+        let placed = if let Some(rest) = under(local::UPLOADS_DIR) {
+            local::place::place(self.run_dir.join(UPLOADS_HOST_DIR), rest, content).await
+        } else if let Some(rest) = under("/workspace") {
+            local::place::place(self.workspace.clone(), rest, content).await
+        } else {
+            return crate::driver::place_by_exec(self, path, content).await;
+        };
+        placed.map_err(|e| SandboxError::Invalid(format!("{e:#}")))
     }
     fn busy(&self) -> BusyGuard {
         self.activity.open_raw();

@@ -140,8 +140,12 @@ pub struct Layout {
     pub workspace: PathBuf,
     /// Bound at `/tmp`, else a tmpfs of `Limits::tmp_bytes`.
     pub tmp: Option<PathBuf>,
-    /// Bound at `/mnt/session` (holds `uploads/` and `outputs/`).
+    /// Bound at `/mnt/session` (holds `outputs/` and the mount point
+    /// `uploads/`).
     pub session_dir: PathBuf,
+    /// Bound read-only over `/mnt/session/uploads`: the host places the
+    /// session's files there, root-owned, and the agent cannot change them.
+    pub uploads: PathBuf,
     /// The gateway socket's directory, read-only at `/run/bridle`.
     pub gateway_dir: PathBuf,
     /// The init binary, read-only at [`INIT_INSIDE`].
@@ -191,6 +195,7 @@ pub fn sandbox_spec(
     }
     mounts.push(Mount::tmpfs("/dev/shm", limits.tmp_bytes));
     mounts.push(Mount::bind(&layout.session_dir, crate::local::SESSION_DIR, true));
+    mounts.push(Mount::bind(&layout.uploads, crate::local::UPLOADS_DIR, false));
     mounts.push(Mount::bind(&layout.gateway_dir, "/run/bridle", false));
     mounts.push(Mount::bind(&layout.init, INIT_INSIDE, false));
 
@@ -278,6 +283,7 @@ mod tests {
             workspace: "/s/workspaces/ses".into(),
             tmp: tmp.map(PathBuf::from),
             session_dir: "/s/run/x/session".into(),
+            uploads: "/s/run/x/uploads".into(),
             gateway_dir: "/s/run/x/gw".into(),
             init: "/opt/init".into(),
             host_dirs: vec!["/usr".into()],
@@ -290,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_workspace_tmp_and_session_dir_are_writable() {
+    fn only_the_workspace_tmp_and_session_dir_are_writable_uploads_are_not() {
         let s = sandbox_spec(&layout(None), 600_001, &Limits::default(), Some(1.0), 41080, &[], "/bridle/x");
         assert!(s.root.readonly);
         for m in s.mounts.iter().filter(|m| m.kind == "bind") {
@@ -298,6 +304,10 @@ mod tests {
             let expected = ["/workspace", "/mnt/session"].contains(&m.destination.as_str());
             assert_eq!(writable, expected, "{m:?}");
         }
+        // The read-only uploads bind comes after (over) the writable session dir.
+        let at = |d: &str| s.mounts.iter().position(|m| m.destination == d).unwrap();
+        assert!(at("/mnt/session/uploads") > at("/mnt/session"));
+        assert_eq!(mount(&s, "/mnt/session/uploads").source, PathBuf::from("/s/run/x/uploads"));
         assert_eq!(mount(&s, "/tmp").kind, "tmpfs");
         assert!(mount(&s, "/tmp").options.contains(&format!("size={}", 1u64 << 30)));
         let with_volume = sandbox_spec(&layout(Some("/v/tmp")), 1, &Limits::default(), None, 1, &[], "/b");

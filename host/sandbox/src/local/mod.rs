@@ -14,7 +14,7 @@
 
 mod cgroup;
 pub(crate) mod chown;
-mod place;
+pub(crate) mod place;
 mod pool;
 mod slot;
 pub(crate) mod volume;

@@ -110,7 +110,7 @@ fn is_dir(dir: &OwnedFd, name: &str) -> bool {
 }
 
 /// Place `content` at `path` (absolute) under the host directory `root`.
-pub(super) async fn place(root: std::path::PathBuf, path: &str, mut content: BoxedRead) -> anyhow::Result<()> {
+pub(crate) async fn place(root: std::path::PathBuf, path: &str, mut content: BoxedRead) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
     let owned = path.to_owned();
     let file = tokio::task::spawn_blocking(move || create(&root, &owned)).await.context("placing a file")??;
