@@ -297,7 +297,8 @@ pub struct SessionsConfig {
     pub sandbox_dir: PathBuf,
     /// Which sandbox driver runs every session: `bubblewrap` (namespaces on
     /// the host kernel, the default) or `gvisor` (gVisor's user-space kernel
-    /// through `runsc`; needs root, no warm pool).
+    /// through `runsc`; needs root). Either keeps a warm pool
+    /// (`sandbox_pool_size`).
     pub sandbox_driver: SandboxDriverKind,
     /// gVisor's platform (`systrap`, `ptrace` or `kvm`); default: the best
     /// the installed `runsc` has of `systrap` and `ptrace`.
@@ -564,10 +565,6 @@ impl Config {
             sc.max_sandboxes
         );
         anyhow::ensure!(
-            sc.sandbox_pool_size == 0 || sc.sandbox_driver == SandboxDriverKind::Bubblewrap,
-            "sessions.sandbox_pool_size must be 0 with sandbox_driver = \"gvisor\" (the warm pool is bubblewrap's)"
-        );
-        anyhow::ensure!(
             sc.gvisor_platform.is_none() || sc.sandbox_driver == SandboxDriverKind::Gvisor,
             "sessions.gvisor_platform applies only with sandbox_driver = \"gvisor\""
         );
@@ -723,7 +720,7 @@ mod tests {
                 "[sessions]\nsandbox_driver = \"firecracker\"\n",
                 Some("found `firecracker`, expected ``bubblewrap` or `gvisor``"),
             ),
-            ("[sessions]\nsandbox_driver = \"gvisor\"\nsandbox_pool_size = 2\n", Some("the warm pool is bubblewrap's")),
+            ("[sessions]\nsandbox_driver = \"gvisor\"\nsandbox_pool_size = 2\n", None),
             ("[sessions]\ngvisor_platform = \"ptrace\"\n", Some("only with sandbox_driver = \"gvisor\"")),
         ] {
             std::fs::write(&file, toml).unwrap();

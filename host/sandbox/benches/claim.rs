@@ -1,16 +1,19 @@
-//! claim → first exec (`true`) → release (with the default disk quota: a
-//! workspace volume mounted and unmounted per cycle; and without it), cold
-//! and from the warm pool (each pooled claim waits, untimed, for the pool
-//! to be full again), beside plain process spawn and Anthropic's sandbox
-//! runtime (`srt true`) and the gVisor driver (cold: a `runsc run` per claim,
-//! a `runsc exec` per exec), in one run. Prints min, median and p99 per
+//! claim → first exec (`true`) → release, in one run and side by side:
+//! plain process spawn, bubblewrap cold and from the warm pool, gVisor cold
+//! (a `runsc run` per claim) and from its pool, and Anthropic's sandbox
+//! runtime (`srt true`, installed with npm into /tmp/srt when missing); then
+//! each variant by phase (with and without the disk quota: a workspace
+//! volume mounted and unmounted per cycle). Each pooled claim first waits,
+//! untimed, for the pool to be full again. Prints min, median and p99 per
 //! variant. Needs root and bubblewrap (like the tests); gVisor needs `runsc`
 //! (skipped when missing).
 //!
 //! cargo bench -p bridle-sandbox --bench claim
 //! (BENCH_ITERS=N, SRT_ITERS=N, SRT_BIN=/path/to/srt, GVISOR_ITERS=N)
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridle_sandbox::{
@@ -50,38 +53,121 @@ fn find_srt() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join("srt")).find(|p| p.exists())
 }
 
-async fn bridle_cycle(d: &LocalDriver, i: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
-    let pool = d.config().pool.size;
+/// Either driver, as the bench drives it.
+#[derive(Clone)]
+enum Driver {
+    Bubblewrap(LocalDriver),
+    Gvisor(GvisorDriver),
+}
+
+impl Driver {
+    fn pool_size(&self) -> usize {
+        match self {
+            Driver::Bubblewrap(d) => d.config().pool.size,
+            Driver::Gvisor(d) => d.config().pool.size,
+        }
+    }
+    fn pool_ready(&self) -> usize {
+        match self {
+            Driver::Bubblewrap(d) => d.pool_ready(),
+            Driver::Gvisor(d) => d.pool_ready(),
+        }
+    }
+    /// Claim; whether the pool served it.
+    async fn claim(&self, spec: SandboxSpec) -> anyhow::Result<(Arc<dyn Sandbox>, bool)> {
+        Ok(match self {
+            Driver::Bubblewrap(d) => {
+                let s = d.claim_local(spec).await?;
+                (s.clone() as Arc<dyn Sandbox>, s.pooled())
+            }
+            Driver::Gvisor(d) => {
+                let s = d.claim_gvisor(spec).await?;
+                (s.clone() as Arc<dyn Sandbox>, s.pooled())
+            }
+        })
+    }
+}
+
+/// One claim → exec `true` → release: the times to the claim, to the
+/// exec's end, and to the release's end.
+async fn sandbox_cycle(d: &Driver, i: usize) -> anyhow::Result<Vec<Duration>> {
+    let pool = d.pool_size();
     if pool > 0 {
         // Measure the pooled path: wait (untimed) for the refill.
         let waited = Instant::now();
         while d.pool_ready() < pool {
-            anyhow::ensure!(waited.elapsed() < Duration::from_secs(30), "the pool did not refill");
+            anyhow::ensure!(waited.elapsed() < Duration::from_secs(60), "the pool did not refill");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
     let t0 = Instant::now();
-    let sbx = d.claim_local(SandboxSpec::new(format!("bench{}", i % 4))).await?;
-    anyhow::ensure!(pool == 0 || sbx.pooled(), "a pooled claim started cold");
+    let (sbx, pooled) = d.claim(SandboxSpec::new(format!("bench{}", i % 4))).await?;
+    anyhow::ensure!(pool == 0 || pooled, "a pooled claim started cold");
     let t_claim = t0.elapsed();
     let child = sbx.exec(ExecRequest::new(["true"])).await?;
     let st = child.wait().await;
     anyhow::ensure!(st.success(), "true failed: {st}");
     let t_exec = t0.elapsed();
     sbx.release().await?;
-    Ok((t_claim, t_exec, t0.elapsed()))
+    Ok(vec![t_claim, t_exec, t0.elapsed()])
 }
 
-async fn gvisor_cycle(d: &GvisorDriver, i: usize) -> anyhow::Result<(Duration, Duration, Duration)> {
-    let t0 = Instant::now();
-    let sbx = d.claim_gvisor(SandboxSpec::new(format!("gbench{}", i % 4))).await?;
-    let t_claim = t0.elapsed();
-    let child = sbx.exec(ExecRequest::new(["true"])).await?;
-    let st = child.wait().await;
-    anyhow::ensure!(st.success(), "true failed: {st}");
-    let t_exec = t0.elapsed();
-    sbx.release().await?;
-    Ok((t_claim, t_exec, t0.elapsed()))
+/// Run `cycle` `warmup + iters` times and keep the last `iters`: one list
+/// of samples per phase the cycle reports.
+async fn measure<F, Fut>(iters: usize, warmup: usize, mut cycle: F) -> anyhow::Result<Vec<Vec<Duration>>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Duration>>>,
+{
+    let mut phases: Vec<Vec<Duration>> = Vec::new();
+    for i in 0..warmup + iters {
+        let times = cycle(i).await?;
+        if i < warmup {
+            continue;
+        }
+        phases.resize_with(times.len().max(phases.len()), Vec::new);
+        for (p, t) in phases.iter_mut().zip(times) {
+            p.push(t);
+        }
+    }
+    Ok(phases)
+}
+
+/// [`measure`] of a driver's claim cycle.
+async fn measure_driver(d: &Driver, iters: usize, warmup: usize) -> anyhow::Result<Vec<Vec<Duration>>> {
+    measure(iters, warmup, |i| sandbox_cycle(d, i)).await
+}
+
+/// `srt`: the one on `SRT_BIN` or `PATH`, else installed with npm into
+/// `/tmp/srt` (the bench's setup; `None` when that fails).
+fn find_or_install_srt() -> Option<PathBuf> {
+    if let Some(p) = find_srt() {
+        return Some(p);
+    }
+    println!("installing {SRT_PACKAGE} into /tmp/srt with npm");
+    let ok = std::process::Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix", "/tmp/srt", SRT_PACKAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("could not install {SRT_PACKAGE} (is npm installed?)");
+    }
+    find_srt()
+}
+
+/// Anthropic's sandbox runtime on npm.
+const SRT_PACKAGE: &str = "@anthropic-ai/sandbox-runtime";
+
+/// `srt`'s version, from its package.json under /tmp/srt.
+fn srt_version(bin: &Path) -> String {
+    let pkg = bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|nm| nm.join("@anthropic-ai/sandbox-runtime/package.json"))
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    pkg.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,132 +178,117 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let tmp = tempfile::tempdir()?;
-        let make = |cg: bool, quota: bool, pool: usize, sub: &str, base: u32| {
-            LocalDriver::new(LocalConfig {
-                state_dir: tmp.path().join(sub),
-                init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
-                uid_base: base,
-                uid_count: 16,
-                idle_timeout: None,
-                cgroups: cg,
-                workspace_quota: if quota { LocalConfig::default().workspace_quota } else { None },
-                pool: PoolConfig { size: pool, ..PoolConfig::default() },
-                ..LocalConfig::default()
-            })
+        let config = |cg: bool, quota: bool, pool: usize, sub: &str, base: u32| LocalConfig {
+            state_dir: tmp.path().join(sub),
+            init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
+            uid_base: base,
+            uid_count: 16,
+            idle_timeout: None,
+            cgroups: cg,
+            workspace_quota: if quota { LocalConfig::default().workspace_quota } else { None },
+            pool: PoolConfig { size: pool, ..PoolConfig::default() },
+            ..LocalConfig::default()
         };
-        let d = make(true, true, 0, "cg", 680_000)?;
-        let d_noquota = make(true, false, 0, "noquota", 680_050)?;
-        let d_nocg = make(false, true, 0, "nocg", 680_100)?;
-        let d_pool = make(true, true, 2, "pool", 680_150)?;
-        let d_pool_noquota = make(true, false, 2, "poolnoquota", 680_200)?;
+        let bwrap = |cfg: LocalConfig| LocalDriver::new(cfg).map(Driver::Bubblewrap);
+        let gvisor = |cfg: LocalConfig| GvisorDriver::new(GvisorConfig { base: cfg, ..GvisorConfig::default() });
         println!(
-            "claim -> exec `true` -> release; {iters} iterations (after 10 warm-up), {} cores",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+            "claim -> exec `true` -> release; {iters} iterations (gVisor {gvisor_iters}, srt {srt_iters}) after \
+             warm-up, {} cores, load average {}",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
 
-        let mut spawn = Vec::new();
-        for i in 0..iters + 10 {
+        let spawn = measure(iters, 10, |_| async {
             let t0 = Instant::now();
             let st = tokio::process::Command::new("true").status().await?;
             anyhow::ensure!(st.success());
-            if i >= 10 {
-                spawn.push(t0.elapsed());
-            }
-        }
+            Ok(vec![t0.elapsed()])
+        })
+        .await?;
+        let cold = measure_driver(&bwrap(config(true, true, 0, "cg", 680_000))?, iters, 10).await?;
+        let cold_nq = measure_driver(&bwrap(config(true, false, 0, "noquota", 680_050))?, iters, 10).await?;
+        let cold_rl = measure_driver(&bwrap(config(false, true, 0, "nocg", 680_100))?, iters, 10).await?;
+        let pooled = measure_driver(&bwrap(config(true, true, 2, "pool", 680_150))?, iters, 10).await?;
+        let pooled_nq = measure_driver(&bwrap(config(true, false, 2, "poolnoquota", 680_200))?, iters, 10).await?;
 
-        let run = |d: LocalDriver| async move {
-            let (mut claim, mut exec, mut full) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..iters + 10 {
-                let (c, e, f) = bridle_cycle(&d, i).await?;
-                if i >= 10 {
-                    claim.push(c);
-                    exec.push(e);
-                    full.push(f);
-                }
-            }
-            anyhow::Ok((claim, exec, full))
-        };
-        let (claim, exec, full) = run(d.clone()).await?;
-        let (claim_q, exec_q, full_q) = run(d_noquota.clone()).await?;
-        let (claim_n, exec_n, full_n) = run(d_nocg.clone()).await?;
-        let (claim_p, exec_p, full_p) = run(d_pool.clone()).await?;
-        drop(d_pool);
-        let (claim_pq, exec_pq, full_pq) = run(d_pool_noquota.clone()).await?;
-        drop(d_pool_noquota);
-
-        let (mut claim_g, mut exec_g, mut full_g) = (Vec::new(), Vec::new(), Vec::new());
-        let gvisor = GvisorDriver::new(GvisorConfig {
-            base: LocalConfig {
-                state_dir: tmp.path().join("gvisor"),
-                init_binary: Some(env!("CARGO_BIN_EXE_bridle-sandbox-init").into()),
-                uid_base: 680_250,
-                uid_count: 16,
-                idle_timeout: None,
-                ..LocalConfig::default()
-            },
-            ..GvisorConfig::default()
-        });
-        let gvisor_platform = match &gvisor {
+        let (g_cold, g_pooled, platform) = match gvisor(config(true, true, 0, "gvisor", 680_250)) {
             Ok(g) => {
-                for i in 0..gvisor_iters + 2 {
-                    let (c, e, f) = gvisor_cycle(g, i).await?;
-                    if i >= 2 {
-                        claim_g.push(c);
-                        exec_g.push(e);
-                        full_g.push(f);
+                let platform = g.platform().to_owned();
+                let c = measure_driver(&Driver::Gvisor(g), gvisor_iters, 2).await?;
+                let p = match gvisor(config(true, true, 2, "gvisorpool", 680_300)) {
+                    Ok(g) => measure_driver(&Driver::Gvisor(g), gvisor_iters, 2).await?,
+                    Err(e) => {
+                        println!("gVisor pool skipped: {e}");
+                        Vec::new()
                     }
-                }
-                g.platform().to_owned()
+                };
+                (c, p, platform)
             }
             Err(e) => {
                 println!("gVisor skipped: {e}");
-                "unavailable".to_owned()
+                (Vec::new(), Vec::new(), "unavailable".to_owned())
             }
         };
 
-        let mut srt = Vec::new();
-        let srt_bin = find_srt();
-        if let Some(bin) = &srt_bin {
-            for i in 0..srt_iters + 2 {
-                let t0 = Instant::now();
-                let out = tokio::process::Command::new(bin).arg("true").output().await?;
-                if !out.status.success() {
-                    println!("srt failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-                    srt.clear();
-                    break;
-                }
-                if i >= 2 {
-                    srt.push(t0.elapsed());
-                }
+        let srt_bin = if srt_iters > 0 { find_or_install_srt() } else { None };
+        let srt = match &srt_bin {
+            Some(bin) => {
+                let bin = bin.clone();
+                let run = measure(srt_iters, 2, |_| {
+                    let bin = bin.clone();
+                    async move {
+                        let t0 = Instant::now();
+                        let out = tokio::process::Command::new(&bin).arg("true").output().await?;
+                        anyhow::ensure!(
+                            out.status.success(),
+                            "srt failed ({}): {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        );
+                        Ok(vec![t0.elapsed()])
+                    }
+                })
+                .await;
+                run.unwrap_or_else(|e| {
+                    println!("{e}");
+                    Vec::new()
+                })
+            }
+            None => Vec::new(),
+        };
+        let srt_name = match &srt_bin {
+            Some(bin) => format!("srt true (sandbox-runtime {})", srt_version(bin)),
+            None => "srt true (srt not installed)".into(),
+        };
+
+        println!("\nside by side: claim + first exec `true` (disk quota on where it applies)");
+        let phase = |v: &[Vec<Duration>], i: usize| v.get(i).cloned().unwrap_or_default();
+        stats("plain spawn `true` (tokio::process)", phase(&spawn, 0));
+        stats("bubblewrap cold", phase(&cold, 1));
+        stats("bubblewrap from the pool", phase(&pooled, 1));
+        stats(&format!("gVisor cold ({platform})"), phase(&g_cold, 1));
+        stats(&format!("gVisor from the pool ({platform})"), phase(&g_pooled, 1));
+        stats(&srt_name, phase(&srt, 0));
+
+        println!("\nby phase: claim / claim + exec / claim + exec + release");
+        for (name, v) in [
+            ("bubblewrap cold", &cold),
+            ("bubblewrap cold, no disk quota", &cold_nq),
+            ("bubblewrap cold, rlimits only", &cold_rl),
+            ("bubblewrap pool", &pooled),
+            ("bubblewrap pool, no disk quota", &pooled_nq),
+            ("gVisor cold", &g_cold),
+            ("gVisor pool", &g_pooled),
+        ] {
+            for (i, what) in ["claim", "claim + exec", "claim + exec + release"].into_iter().enumerate() {
+                stats(&format!("{name}: {what}"), phase(v, i));
             }
         }
-
-        stats("plain spawn `true` (tokio::process)", spawn);
-        stats("bridle claim (cgroups)", claim);
-        stats("bridle claim + exec `true` (cgroups)", exec);
-        stats("bridle claim + exec + release (cgroups)", full);
-        stats("bridle claim (cgroups, no disk quota)", claim_q);
-        stats("bridle claim + exec `true` (cgroups, no disk quota)", exec_q);
-        stats("bridle claim + exec + release (cgroups, no quota)", full_q);
-        stats("bridle claim (rlimits only)", claim_n);
-        stats("bridle claim + exec `true` (rlimits only)", exec_n);
-        stats("bridle claim + exec + release (rlimits only)", full_n);
-        stats("bridle pool claim (cgroups)", claim_p);
-        stats("bridle pool claim + exec `true` (cgroups)", exec_p);
-        stats("bridle pool claim + exec + release (cgroups)", full_p);
-        stats("bridle pool claim (cgroups, no disk quota)", claim_pq);
-        stats("bridle pool claim + exec `true` (no disk quota)", exec_pq);
-        stats("bridle pool claim + exec + release (no quota)", full_pq);
-        stats(&format!("gVisor claim ({gvisor_platform})"), claim_g);
-        stats(&format!("gVisor claim + exec `true` ({gvisor_platform})"), exec_g);
-        stats(&format!("gVisor claim + exec + release ({gvisor_platform})"), full_g);
-        stats(
-            &format!(
-                "srt true ({})",
-                srt_bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "srt not found".into())
-            ),
-            srt,
-        );
         anyhow::Ok(())
     })
 }

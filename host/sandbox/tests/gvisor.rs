@@ -115,12 +115,6 @@ fn a_missing_runsc_is_a_clear_error() {
     .expect("refused");
     let msg = err.to_string();
     assert!(matches!(err, SandboxError::Unavailable(_)) && msg.contains("apt-get install -y runsc"), "{msg}");
-    // The warm pool is bubblewrap's.
-    ensure_runsc();
-    let mut base = config(tmp.path());
-    base.pool.size = 1;
-    let err = GvisorDriver::new(GvisorConfig { base, ..Default::default() }).err().expect("refused");
-    assert!(err.to_string().contains("sandbox_pool_size = 0"), "{err}");
 }
 
 /// A file placed right after a cold claim (a session's `file` resources)

@@ -1,24 +1,118 @@
-//! The warm pool: a claim takes a booted sandbox and mounts the session's
-//! workspace into it; a pooled sandbox serves one session only; claims the
-//! pool does not fit start cold; an idle pool empties and refills on demand.
+//! The warm pool, for each driver (bubblewrap and gVisor): a claim takes a
+//! booted sandbox and mounts the session's workspace into it; a pooled
+//! sandbox serves one session only; claims the pool does not fit start
+//! cold; an idle pool empties and refills on demand.
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bridle_sandbox::{LlmRoute, LocalConfig, LocalDriver, ModelEndpoint, PoolConfig, Sandbox, Secret};
+use bridle_sandbox::{
+    GvisorConfig, GvisorDriver, LlmRoute, LocalConfig, LocalDriver, ModelEndpoint, PoolConfig, Sandbox, SandboxSpec,
+    Secret,
+};
 use common::*;
 
-fn pooled(tmp: &std::path::Path, size: usize, edit: impl FnOnce(&mut LocalConfig)) -> LocalDriver {
-    driver_with(tmp, |c| {
-        c.pool = PoolConfig { size, ..PoolConfig::default() };
-        edit(c);
-    })
+/// The driver under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bubblewrap,
+    Gvisor,
 }
 
-/// Wait (up to 30 s) until the pool holds `n` booted sandboxes.
-async fn pool_holds(d: &LocalDriver, n: usize) {
-    for _ in 0..300 {
+/// Either driver, with what these tests read of it.
+enum Pooling {
+    Bubblewrap(LocalDriver),
+    Gvisor(GvisorDriver),
+}
+
+/// A claimed sandbox and what the tests check of it.
+struct Claimed {
+    sbx: Arc<dyn Sandbox>,
+    pooled: bool,
+    host_uid: u32,
+    /// The uid `id -u` prints inside.
+    inside_uid: u32,
+}
+
+impl std::ops::Deref for Claimed {
+    type Target = dyn Sandbox;
+    fn deref(&self) -> &Self::Target {
+        &*self.sbx
+    }
+}
+
+impl Kind {
+    fn make(self, cfg: LocalConfig) -> Pooling {
+        match self {
+            Kind::Bubblewrap => Pooling::Bubblewrap(driver_from(cfg)),
+            Kind::Gvisor => {
+                ensure_runsc();
+                init_tracing();
+                Pooling::Gvisor(
+                    GvisorDriver::new(GvisorConfig { base: cfg, ..Default::default() }).expect("gVisor driver"),
+                )
+            }
+        }
+    }
+
+    fn new_driver(self, cfg: LocalConfig) -> bridle_sandbox::Result<()> {
+        match self {
+            Kind::Bubblewrap => LocalDriver::new(cfg).map(drop),
+            Kind::Gvisor => {
+                ensure_runsc();
+                GvisorDriver::new(GvisorConfig { base: cfg, ..Default::default() }).map(drop)
+            }
+        }
+    }
+}
+
+impl Pooling {
+    fn pool_ready(&self) -> usize {
+        match self {
+            Pooling::Bubblewrap(d) => d.pool_ready(),
+            Pooling::Gvisor(d) => d.pool_ready(),
+        }
+    }
+
+    fn workspace_path(&self, session: &str) -> PathBuf {
+        match self {
+            Pooling::Bubblewrap(d) => d.workspace_path(session),
+            Pooling::Gvisor(d) => d.workspace_path(session),
+        }
+    }
+
+    async fn claim(&self, spec: SandboxSpec) -> Claimed {
+        match self {
+            Pooling::Bubblewrap(d) => {
+                let s = d.claim_local(spec).await.expect("claim");
+                Claimed {
+                    pooled: s.pooled(),
+                    host_uid: s.host_uid().expect("root: a uid per sandbox"),
+                    inside_uid: bridle_sandbox::local::INSIDE_UID,
+                    sbx: s,
+                }
+            }
+            Pooling::Gvisor(d) => {
+                let s = d.claim_gvisor(spec).await.expect("claim");
+                Claimed { pooled: s.pooled(), host_uid: s.host_uid(), inside_uid: s.host_uid(), sbx: s }
+            }
+        }
+    }
+}
+
+fn pooled(kind: Kind, tmp: &Path, size: usize, edit: impl FnOnce(&mut LocalConfig)) -> Pooling {
+    let mut cfg = config(tmp);
+    cfg.pool = PoolConfig { size, ..PoolConfig::default() };
+    edit(&mut cfg);
+    kind.make(cfg)
+}
+
+/// Wait (up to 60 s) until the pool holds `n` booted sandboxes.
+async fn pool_holds(d: &Pooling, n: usize) {
+    for _ in 0..600 {
         if d.pool_ready() == n {
             return;
         }
@@ -27,10 +121,37 @@ async fn pool_holds(d: &LocalDriver, n: usize) {
     panic!("the pool holds {} sandboxes, not {n}", d.pool_ready());
 }
 
-#[tokio::test]
-async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_gateway() {
+/// One test per driver for each named `async fn(Kind)`: `name::bubblewrap`
+/// and `name::gvisor`.
+macro_rules! per_driver {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn bubblewrap() {
+                    super::$name(super::Kind::Bubblewrap).await
+                }
+                #[tokio::test]
+                async fn gvisor() {
+                    super::$name(super::Kind::Gvisor).await
+                }
+            }
+        )*
+    };
+}
+
+per_driver!(
+    a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_gateway,
+    a_pooled_sandbox_serves_one_session_and_never_another,
+    release_unmounts_the_slot_and_keeps_the_workspace,
+    claims_with_other_limits_start_cold,
+    an_idle_pool_empties_and_refills_at_the_next_claim,
+    a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their_workspaces,
+);
+
+async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_gateway(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = pooled(tmp.path(), 1, |_| {});
+    let d = pooled(kind, tmp.path(), 1, |_| {});
     pool_holds(&d, 1).await;
     let up = FakeUpstream::start().await;
     let mut sp = spec("warm1");
@@ -41,8 +162,8 @@ async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_
         token: Secret::new("tok"),
         allowed: vec![ModelEndpoint::post("/v1/messages")],
     });
-    let sbx = d.claim_local(sp).await.unwrap();
-    assert!(sbx.pooled(), "the claim was served from the pool");
+    let sbx = d.claim(sp).await;
+    assert!(sbx.pooled, "the claim was served from the pool");
     assert_eq!(sbx.session_id(), "warm1");
     let out = sh(
         &*sbx,
@@ -52,7 +173,7 @@ async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_
     .await;
     let s = out.stdout_str();
     assert!(out.status.success(), "{s} {}", out.stderr_str());
-    assert!(s.starts_with("1000\n/workspace\n"), "{s}");
+    assert!(s.starts_with(&format!("{}\n/workspace\n", sbx.inside_uid)), "{s}");
     assert!(s.contains("mark=warm-one"), "{s}");
     assert!(s.contains("tmp-ok"), "{s}");
     assert!(s.contains("upstream-ok /v1/messages"), "the session's model route: {s}");
@@ -61,28 +182,27 @@ async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_
     let host = d.workspace_path("warm1").join("from-inside");
     assert_eq!(std::fs::read_to_string(&host).unwrap(), "inside\n");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(&host).unwrap().uid(), sbx.host_uid().unwrap());
+    assert_eq!(std::fs::metadata(&host).unwrap().uid(), sbx.host_uid);
     sbx.release().await.unwrap();
 
     // Resumed (from the refilled pool, with another uid): the workspace is back.
     pool_holds(&d, 1).await;
-    let again = d.claim_local(spec("warm1")).await.unwrap();
-    assert!(again.pooled());
+    let again = d.claim(spec("warm1")).await;
+    assert!(again.pooled);
     let out = sh(&*again, "cat /workspace/from-inside && echo more >> /workspace/from-inside && echo ok").await;
     assert!(out.stdout_str().contains("inside\nok"), "{} {}", out.stdout_str(), out.stderr_str());
     again.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_pooled_sandbox_serves_one_session_and_never_another() {
+async fn a_pooled_sandbox_serves_one_session_and_never_another(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = pooled(tmp.path(), 2, |_| {});
+    let d = pooled(kind, tmp.path(), 2, |_| {});
     pool_holds(&d, 2).await;
-    let a = d.claim_local(spec("sess-a")).await.unwrap();
-    let b = d.claim_local(spec("sess-b")).await.unwrap();
-    assert!(a.pooled() && b.pooled());
+    let a = d.claim(spec("sess-a")).await;
+    let b = d.claim(spec("sess-b")).await;
+    assert!(a.pooled && b.pooled);
     assert_ne!(a.id(), b.id());
-    assert_ne!(a.host_uid(), b.host_uid(), "each pooled sandbox has its own uid");
+    assert_ne!(a.host_uid, b.host_uid, "each pooled sandbox has its own uid");
     let out = sh(&*a, "echo secret-a > /workspace/a.txt && echo ok").await;
     assert!(out.stdout_str().contains("ok"));
     let out = sh(&*b, "ls -a /workspace; cat /workspace/a.txt 2>&1; ls /run/bridle /mnt 2>&1").await;
@@ -92,28 +212,27 @@ async fn a_pooled_sandbox_serves_one_session_and_never_another() {
     assert!(!a.is_running());
     // Claims after a's release never get a's sandbox back.
     for i in 0..3 {
-        let c = d.claim_local(spec(&format!("sess-c{i}"))).await.unwrap();
+        let c = d.claim(spec(&format!("sess-c{i}"))).await;
         assert_ne!(c.id(), a_id);
         c.release().await.unwrap();
     }
     // A session's claim while its sandbox runs returns that sandbox.
-    let b2 = d.claim_local(spec("sess-b")).await.unwrap();
+    let b2 = d.claim(spec("sess-b")).await;
     assert_eq!(b2.id(), b.id());
     b.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn release_unmounts_the_slot_and_keeps_the_workspace() {
+async fn release_unmounts_the_slot_and_keeps_the_workspace(kind: Kind) {
     for quota in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
-        let d = pooled(tmp.path(), 1, |c| {
+        let d = pooled(kind, tmp.path(), 1, |c| {
             if !quota {
                 c.workspace_quota = None;
             }
         });
         pool_holds(&d, 1).await;
-        let sbx = d.claim_local(spec("slotted")).await.unwrap();
-        assert!(sbx.pooled());
+        let sbx = d.claim(spec("slotted")).await;
+        assert!(sbx.pooled);
         let out = sh(&*sbx, "echo kept > /workspace/kept && echo ok").await;
         assert!(out.stdout_str().contains("ok"), "{}", out.stderr_str());
         let mounts_with = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -134,60 +253,60 @@ async fn release_unmounts_the_slot_and_keeps_the_workspace() {
         let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert_eq!(ours(&mounts_after), 0, "quota {quota}: slots left mounted: {mounts}");
         // The workspace survives (reopen it with a driver of its own).
-        let d2 = driver_with(tmp.path(), |c| {
-            c.state_dir = state.clone();
-            if !quota {
-                c.workspace_quota = None;
-            }
-        });
-        let s2 = d2.claim_local(spec("slotted")).await.unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.state_dir = state.clone();
+        if !quota {
+            cfg.workspace_quota = None;
+        }
+        let d2 = kind.make(cfg);
+        let s2 = d2.claim(spec("slotted")).await;
+        assert!(!s2.pooled);
         let out = sh(&*s2, "cat /workspace/kept").await;
         assert_eq!(out.stdout_str(), "kept\n", "quota {quota}");
         s2.release().await.unwrap();
     }
 }
 
-#[tokio::test]
-async fn claims_with_other_limits_start_cold() {
+async fn claims_with_other_limits_start_cold(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = pooled(tmp.path(), 1, |_| {});
+    let d = pooled(kind, tmp.path(), 1, |_| {});
     pool_holds(&d, 1).await;
     let mut sp = spec("own-limits");
     sp.limits.max_processes = Some(64);
-    let sbx = d.claim_local(sp).await.unwrap();
-    assert!(!sbx.pooled(), "the pool's sandboxes have other limits");
+    let sbx = d.claim(sp).await;
+    assert!(!sbx.pooled, "the pool's sandboxes have other limits");
     assert_eq!(d.pool_ready(), 1, "the pool keeps its sandbox");
     sbx.release().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_idle_pool_empties_and_refills_at_the_next_claim() {
+async fn an_idle_pool_empties_and_refills_at_the_next_claim(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = driver_with(tmp.path(), |c| {
-        c.pool = PoolConfig { size: 1, idle: Duration::from_secs(2), ..PoolConfig::default() };
-    });
+    let mut cfg = config(tmp.path());
+    cfg.pool = PoolConfig { size: 1, idle: Duration::from_secs(4), ..PoolConfig::default() };
+    let d = kind.make(cfg);
     pool_holds(&d, 1).await;
     pool_holds(&d, 0).await;
     // Empty: this claim starts cold, and brings the pool back.
-    let sbx = d.claim_local(spec("after-idle")).await.unwrap();
-    assert!(!sbx.pooled());
+    let sbx = d.claim(spec("after-idle")).await;
+    assert!(!sbx.pooled);
     pool_holds(&d, 1).await;
     sbx.release().await.unwrap();
 }
 
 #[test]
 fn a_pool_larger_than_the_uid_range_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let _g = rt.enter();
-    let mut cfg = config(tmp.path());
-    cfg.pool.size = cfg.uid_count as usize + 1;
-    let err = LocalDriver::new(cfg).err().expect("must fail");
-    assert!(err.to_string().contains("warm sandbox pool"), "{err}");
+    for kind in [Kind::Bubblewrap, Kind::Gvisor] {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _g = rt.enter();
+        let mut cfg = config(tmp.path());
+        cfg.pool.size = cfg.uid_count as usize + 1;
+        let err = kind.new_driver(cfg).expect_err("must fail");
+        assert!(err.to_string().contains("warm sandbox pool"), "{kind:?}: {err}");
+    }
 }
 
-#[tokio::test]
-async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their_workspaces() {
+async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their_workspaces(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     // What a killed server leaves: a slot with a session's workspace on it.
@@ -211,7 +330,7 @@ async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their
     mount(&["--bind", ws.to_str().unwrap(), slot.to_str().unwrap()]);
     assert!(slot.join("keep.txt").exists());
 
-    let d = pooled(tmp.path(), 1, |c| {
+    let d = pooled(kind, tmp.path(), 1, |c| {
         c.state_dir = state.clone();
         c.workspace_quota = None;
     });
@@ -224,13 +343,19 @@ async fn a_new_server_sweeps_the_slots_a_killed_one_left_mounted_and_keeps_their
 
 #[test]
 fn a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted() {
+    for kind in [Kind::Bubblewrap, Kind::Gvisor] {
+        a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted_with(kind);
+    }
+}
+
+fn a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted_with(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     for wait_ms in [0, 5, 20, 60] {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let d = {
             let _g = rt.enter();
-            pooled(tmp.path(), 3, |c| c.state_dir = state.clone())
+            pooled(kind, tmp.path(), 3, |c| c.state_dir = state.clone())
         };
         std::thread::sleep(Duration::from_millis(wait_ms));
         drop(d);
@@ -238,6 +363,6 @@ fn a_runtime_shut_down_while_the_pool_boots_leaves_nothing_mounted() {
         drop(rt);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let ours: Vec<&str> = mounts.lines().filter(|l| l.contains(state.join("pool").to_str().unwrap())).collect();
-        assert!(ours.is_empty(), "after {wait_ms} ms: {ours:#?}");
+        assert!(ours.is_empty(), "{kind:?}, after {wait_ms} ms: {ours:#?}");
     }
 }

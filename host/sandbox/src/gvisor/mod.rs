@@ -25,6 +25,7 @@
 
 pub mod lifeline;
 mod oci;
+mod pool;
 mod runsc;
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -45,6 +46,8 @@ use crate::driver::{BusyGuard, ExecChild, ExecControl, Sandbox, SandboxDriver};
 use crate::egress::{Activity, Gateway, GatewayConfig};
 use crate::error::{Result, SandboxError};
 use crate::local::chown::chown_tree;
+use crate::local::pool::Pool;
+use crate::local::slot::Slot;
 use crate::local::volume::{VolumeGuard, Volumes};
 use crate::local::{self, LocalConfig, MIN_WORKSPACE_BYTES, Touching};
 use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, SandboxSpec};
@@ -53,7 +56,8 @@ pub use runsc::{GvisorDoctor, INSTALL_HINT, check, find as find_runsc};
 
 /// Settings of the gVisor driver: the local driver's (state dir, uid range,
 /// relay port, idle release, seccomp, limits, quota, egress) plus runsc's
-/// own. The local driver's `bwrap` and `pool` (must be off) do not apply.
+/// own. The local driver's `bwrap` does not apply; its `pool` is this
+/// driver's warm pool ([`pool`]).
 /// With `seccomp`, every exec runs under the bubblewrap driver's deny list,
 /// installed by the exec wrapper and enforced by gVisor's kernel.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +121,9 @@ fn global_args(root_dir: &Path, platform: &str, cgroups: bool) -> Vec<String> {
 #[derive(Clone)]
 pub struct GvisorDriver {
     shared: Arc<Shared>,
+    /// The warm pool, when on. Not in [`Shared`]: pooled sandboxes hold
+    /// `Shared`, and the pool must end with the last driver handle.
+    pool: Option<Arc<Pool<GvisorSandbox>>>,
 }
 
 /// [`local::UPLOADS_DIR`]'s host side, in the sandbox's run directory.
@@ -140,13 +147,7 @@ impl GvisorDriver {
                     .into(),
             ));
         }
-        if base.pool.size > 0 {
-            return Err(SandboxError::Invalid(
-                "the warm sandbox pool is only available with the bubblewrap driver; set \
-                 sessions.sandbox_pool_size = 0 with sandbox_driver = \"gvisor\""
-                    .into(),
-            ));
-        }
+        let runtime = pool::check_config(&base.pool, base.uid_count)?;
         if base.uid_count == 0 {
             return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
         }
@@ -185,6 +186,7 @@ impl GvisorDriver {
             }
         }
         sweep_stale_roots(&runsc, &base.state_dir);
+        pool::sweep_slots(&base.state_dir);
         let root_dir = local::own_etc_dir(&base.state_dir, "runsc");
         local::mkdir_mode(&root_dir, 0o700)?;
         let etc = local::own_etc_dir(&base.state_dir, "gvisor-etc");
@@ -197,29 +199,39 @@ impl GvisorDriver {
         let uids = UidPool::new(&base.uid_lock_dir, base.uid_base..end)?;
         let lifeline = lifeline::Lifeline::spawn(&init, &runsc, &global_args(&root_dir, &platform, base.cgroups))
             .map_err(SandboxError::Other)?;
-        info!(runsc = %runsc.display(), %platform, "gVisor sandbox driver ready");
-        Ok(Self {
-            shared: Arc::new(Shared {
-                egress: crate::egress::Hub::new(&base.egress)?,
-                cfg: base,
-                runsc,
-                platform,
-                root_dir,
-                rootfs,
-                etc,
-                init,
-                host_dirs,
-                volumes,
-                uids,
-                live: Mutex::new(HashMap::new()),
-                lifeline,
-            }),
-        })
+        info!(runsc = %runsc.display(), %platform, pool = base.pool.size, "gVisor sandbox driver ready");
+        let shared = Arc::new(Shared {
+            egress: crate::egress::Hub::new(&base.egress)?,
+            cfg: base,
+            runsc,
+            platform,
+            root_dir,
+            rootfs,
+            etc,
+            init,
+            host_dirs,
+            volumes,
+            uids,
+            live: Mutex::new(HashMap::new()),
+            lifeline,
+        });
+        let pool = runtime.map(|rt| pool::start(&rt, &shared));
+        Ok(Self { shared, pool })
+    }
+
+    /// How many pooled sandboxes are booted and waiting for a claim.
+    pub fn pool_ready(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.ready())
     }
 
     /// The platform sandboxes run on.
     pub fn platform(&self) -> &str {
         &self.shared.platform
+    }
+
+    /// The config in force (the local driver's part).
+    pub fn config(&self) -> &LocalConfig {
+        &self.shared.cfg
     }
 
     /// The running sandbox of a session, if any.
@@ -259,28 +271,54 @@ impl GvisorDriver {
             return Ok(s);
         }
         let started = std::time::Instant::now();
-        let result = self.start(spec).await;
-        crate::metrics::claim("gvisor", if result.is_ok() { "started" } else { "error" }, Some(started.elapsed()));
+        let pooled = self.pool.as_ref().and_then(|p| p.take(&spec.limits));
+        let (result, outcome) = match pooled {
+            Some(sbx) => (self.claim_pooled(sbx, spec).await, "pooled"),
+            None => (self.start(spec).await, "started"),
+        };
+        crate::metrics::claim("gvisor", if result.is_ok() { outcome } else { "error" }, Some(started.elapsed()));
         result
     }
 
     async fn start(&self, spec: SandboxSpec) -> Result<Arc<GvisorSandbox>> {
         let shared = &self.shared;
+        self.check_workspace_bytes(&spec)?;
+        let session_env = local::session_env(&spec, shared.cfg.relay_port)?;
+        let (workspace, tmp, volume) = self.open_workspace(&spec).await?;
+        let owner =
+            std::fs::symlink_metadata(&workspace).with_context(|| format!("stat {}", workspace.display()))?.uid();
+        let lease = shared.uids.lease(Some(owner))?;
+        own_workspace(&workspace, tmp.as_deref(), owner, lease.uid()).await?;
+        let sbx =
+            boot(shared.clone(), &spec.limits, Dirs::Session { workspace, tmp }, lease, local::random_id()).await?;
+        if let Err(e) = self.bind_session(&sbx, &spec, session_env, volume) {
+            let _ = sbx.release_inner("binding failed").await;
+            return Err(e);
+        }
+        Ok(sbx)
+    }
+
+    /// Check a claim's workspace size against the driver's quota.
+    fn check_workspace_bytes(&self, spec: &SandboxSpec) -> Result<()> {
         if let Some(bytes) = spec.workspace_bytes {
             if bytes < MIN_WORKSPACE_BYTES {
                 return Err(SandboxError::Invalid(format!(
                     "the workspace quota must be at least {MIN_WORKSPACE_BYTES} bytes (16 MiB), got {bytes}"
                 )));
             }
-            if !shared.volumes.as_ref().is_some_and(|v| v.creates()) {
+            if !self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
                 return Err(SandboxError::Invalid(
                     "this driver runs without a workspace quota, so it cannot give a session one of its own".into(),
                 ));
             }
         }
-        let session_env = local::session_env(&spec, shared.cfg.relay_port)?;
-        // The workspace: on its volume, or a plain directory.
-        let (workspace, tmp, volume) = match self.volume_of(&spec.session_id).cloned() {
+        Ok(())
+    }
+
+    /// The session's workspace: on its volume (with the volume's `tmp` and
+    /// the guard that keeps it mounted), or a plain directory.
+    async fn open_workspace(&self, spec: &SandboxSpec) -> Result<(PathBuf, Option<PathBuf>, Option<VolumeGuard>)> {
+        Ok(match self.volume_of(&spec.session_id).cloned() {
             Some(v) => {
                 let (v2, s, size) = (v.clone(), spec.session_id.clone(), spec.workspace_bytes);
                 let guard = tokio::task::spawn_blocking(move || v2.attach(&s, size))
@@ -294,23 +332,92 @@ impl GvisorDriver {
                 local::mkdir_mode(&plain, 0o700)?;
                 (plain, None, None)
             }
-        };
-        let owner =
-            std::fs::symlink_metadata(&workspace).with_context(|| format!("stat {}", workspace.display()))?.uid();
-        let lease = shared.uids.lease(Some(owner))?;
-        let uid = lease.uid();
-        if owner != uid {
-            let ws = workspace.clone();
-            tokio::task::spawn_blocking(move || chown_tree(&ws, uid))
-                .await
-                .map_err(|e| anyhow!("chown task: {e}"))??;
-        }
-        if let Some(t) = &tmp {
-            std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
-        }
+        })
+    }
 
-        let id = local::random_id();
-        let span = info_span!("sandbox", sandbox = %id, session_id = %spec.session_id, uid, driver = "gvisor");
+    /// Give a booted sandbox its session: the egress gateway with the
+    /// session's policy, the session's environment, its workspace volume;
+    /// then it is the session's live sandbox.
+    fn bind_session(
+        &self,
+        sbx: &Arc<GvisorSandbox>,
+        spec: &SandboxSpec,
+        session_env: Vec<(String, String)>,
+        volume: Option<VolumeGuard>,
+    ) -> Result<()> {
+        let shared = &self.shared;
+        let uid = sbx.uid;
+        let sock = sbx.run_dir.join("gw").join("gw.sock");
+        let gateway = Gateway::bind(
+            &sock,
+            GatewayConfig {
+                sandbox_id: sbx.id.clone(),
+                session_id: spec.session_id.clone(),
+                policy: spec.egress.clone(),
+                llm: spec.llm.clone(),
+                git: spec.git.clone(),
+                relay_port: shared.cfg.relay_port,
+                hub: shared.egress.clone(),
+                mcp: spec.mcp.clone(),
+                mcp_failures: spec.mcp_failures.clone(),
+                secrets: spec.secrets.clone(),
+            },
+            sbx.activity.clone(),
+        )?;
+        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
+        if let Ok(mut v) = sbx.volume.lock() {
+            *v = volume;
+        }
+        if let Ok(mut g) = sbx.gateway.lock() {
+            *g = Some(gateway);
+        }
+        let env = merge_env(local::base_env(&shared.cfg).into_iter().chain(session_env));
+        if sbx.session_id.set(spec.session_id.clone()).is_err() || sbx.env.set(env).is_err() {
+            return Err(SandboxError::Other(anyhow!("sandbox {} already serves a session", sbx.id)));
+        }
+        sbx.span.record("session_id", spec.session_id.as_str());
+        sbx.activity.touch();
+        if let Ok(mut live) = shared.live.lock() {
+            live.retain(|_, w| w.strong_count() > 0);
+            live.insert(spec.session_id.clone(), Arc::downgrade(sbx));
+        }
+        Ok(())
+    }
+}
+
+/// Give the workspace (and its volume's `tmp`) to the sandbox's host uid.
+async fn own_workspace(workspace: &Path, tmp: Option<&Path>, owner: u32, uid: u32) -> Result<()> {
+    if owner != uid {
+        let ws = workspace.to_owned();
+        tokio::task::spawn_blocking(move || chown_tree(&ws, uid)).await.map_err(|e| anyhow!("chown task: {e}"))??;
+    }
+    if let Some(t) = tmp {
+        std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
+    }
+    Ok(())
+}
+
+/// Where a booting sandbox's `/workspace` (and volume `/tmp`) come from.
+enum Dirs {
+    /// A cold claim's: the session's own.
+    Session { workspace: PathBuf, tmp: Option<PathBuf> },
+    /// A pooled sandbox's: an empty slot, filled at claim ([`pool`]).
+    Slot(Arc<Slot>),
+}
+
+/// Start a sandbox (`runsc run`) as the leased uid with `limits`: all but
+/// its session, which [`GvisorDriver::bind_session`] gives it.
+async fn boot(
+    shared: Arc<Shared>,
+    limits: &crate::spec::Limits,
+    dirs: Dirs,
+    lease: UidLease,
+    id: String,
+) -> Result<Arc<GvisorSandbox>> {
+    let uid = lease.uid();
+    {
+        let span = info_span!("sandbox", sandbox = %id, session_id = tracing::field::Empty, uid, driver = "gvisor");
         let run_dir = shared.cfg.state_dir.join("run").join(&id);
         local::mkdir_mode(&run_dir, 0o700)?;
         let mut cleanup = RunDirGuard(Some(run_dir.clone()));
@@ -341,26 +448,10 @@ impl GvisorDriver {
         }
 
         let activity = Activity::new();
-        let sock = gw_dir.join("gw.sock");
-        let gateway = Gateway::bind(
-            &sock,
-            GatewayConfig {
-                sandbox_id: id.clone(),
-                session_id: spec.session_id.clone(),
-                policy: spec.egress.clone(),
-                llm: spec.llm.clone(),
-                git: spec.git.clone(),
-                relay_port: shared.cfg.relay_port,
-                hub: shared.egress.clone(),
-                mcp: spec.mcp.clone(),
-                mcp_failures: spec.mcp_failures.clone(),
-                secrets: spec.secrets.clone(),
-            },
-            activity.clone(),
-        )?;
-        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
-
+        let (workspace, tmp, slot) = match dirs {
+            Dirs::Session { workspace, tmp } => (workspace, tmp, None),
+            Dirs::Slot(slot) => (slot.ws.clone(), None, Some(slot)),
+        };
         let layout = oci::Layout {
             rootfs: shared.rootfs.clone(),
             etc: shared.etc.clone(),
@@ -377,8 +468,11 @@ impl GvisorDriver {
         };
         let base_env = local::base_env(&shared.cfg);
         let cgroup = format!("/{CGROUP_PARENT}/{id}");
-        let oci_spec =
-            oci::sandbox_spec(&layout, uid, &spec.limits, shared.cfg.cpus, shared.cfg.relay_port, &base_env, &cgroup);
+        let mut oci_spec =
+            oci::sandbox_spec(&layout, uid, limits, shared.cfg.cpus, shared.cfg.relay_port, &base_env, &cgroup);
+        if let Some(slot) = &slot {
+            oci_spec = pool::slot_spec(oci_spec, slot.dir());
+        }
         let json = serde_json::to_vec_pretty(&oci_spec).context("encode config.json")?;
         std::fs::write(run_dir.join("config.json"), json).context("write config.json")?;
 
@@ -437,12 +531,12 @@ impl GvisorDriver {
         let sbx = Arc::new_cyclic(|me| GvisorSandbox {
             me: me.clone(),
             id,
-            session_id: spec.session_id.clone(),
+            session_id: OnceLock::new(),
             relay_port: shared.cfg.relay_port,
             uid,
-            env: merge_env(base_env.into_iter().chain(session_env)),
+            env: OnceLock::new(),
             shared: shared.clone(),
-            gateway: Mutex::new(Some(gateway)),
+            gateway: Mutex::new(None),
             activity,
             cgroup,
             run_dir,
@@ -455,16 +549,13 @@ impl GvisorDriver {
             end_reason: Mutex::new(None),
             execs: Mutex::new(Vec::new()),
             lease: Mutex::new(Some(lease)),
-            volume: Mutex::new(volume),
+            slot,
+            volume: Mutex::new(None),
             span: span.clone(),
         });
         sbx.activity.touch();
         tokio::spawn(watch_end(Arc::downgrade(&sbx), ready).instrument(span.clone()));
         tokio::spawn(monitor_idle(Arc::downgrade(&sbx)).instrument(span));
-        if let Ok(mut live) = shared.live.lock() {
-            live.retain(|_, w| w.strong_count() > 0);
-            live.insert(spec.session_id, Arc::downgrade(&sbx));
-        }
         Ok(sbx)
     }
 }
@@ -489,7 +580,20 @@ fn build_rootfs(dir: &Path, extra: &[(PathBuf, String)]) -> anyhow::Result<Vec<P
     }
     local::mkdir_mode(dir, 0o755)?;
     let mut host_dirs = vec![PathBuf::from("/usr")];
-    for d in ["usr", "etc", "workspace", "tmp", "proc", "dev", "run", "run/bridle", "mnt", "mnt/session", "var"] {
+    for d in [
+        "usr",
+        "etc",
+        "workspace",
+        "tmp",
+        "proc",
+        "dev",
+        "run",
+        "run/bridle",
+        pool::SLOT_MOUNT_POINT,
+        "mnt",
+        "mnt/session",
+        "var",
+    ] {
         local::mkdir_mode(&dir.join(d), 0o755)?;
     }
     std::os::unix::fs::symlink("/tmp", dir.join("var/tmp")).context("link /var/tmp")?;
@@ -616,7 +720,9 @@ async fn monitor_idle(weak: Weak<GvisorSandbox>) {
         if !sbx.running.load(Ordering::SeqCst) {
             return;
         }
+        // An unclaimed pooled sandbox idles by the pool's own rule.
         if let Some(idle) = sbx.shared.cfg.idle_timeout
+            && sbx.session_id.get().is_some()
             && sbx.activity.idle_for() >= idle
         {
             info!(idle_secs = idle.as_secs(), "releasing idle sandbox");
@@ -631,12 +737,14 @@ pub struct GvisorSandbox {
     /// Execs' waiting tasks hold the sandbox weakly.
     me: Weak<GvisorSandbox>,
     id: String,
-    session_id: String,
+    /// Set when a session is bound: at once for a cold claim, at claim time
+    /// for a pooled sandbox (never changed after).
+    session_id: OnceLock<String>,
     relay_port: u16,
     uid: u32,
     /// Every exec's environment before its own (`runsc exec` starts from
-    /// nothing).
-    env: Vec<(String, String)>,
+    /// nothing); set with the session.
+    env: OnceLock<Vec<(String, String)>>,
     shared: Arc<Shared>,
     gateway: Mutex<Option<Gateway>>,
     activity: Arc<Activity>,
@@ -654,6 +762,9 @@ pub struct GvisorSandbox {
     /// The status channels of running execs, ended at release.
     execs: Mutex<Vec<watch::Sender<Option<ExitStatus>>>>,
     lease: Mutex<Option<UidLease>>,
+    /// A pooled sandbox's slot (its `/workspace` on the host); declared
+    /// before `volume`, whose mount its binds hold busy.
+    slot: Option<Arc<Slot>>,
     volume: Mutex<Option<VolumeGuard>>,
     span: tracing::Span,
 }
@@ -662,7 +773,7 @@ impl std::fmt::Debug for GvisorSandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GvisorSandbox")
             .field("id", &self.id)
-            .field("session_id", &self.session_id)
+            .field("session_id", &self.session_id.get())
             .finish_non_exhaustive()
     }
 }
@@ -736,7 +847,11 @@ impl GvisorSandbox {
         if request.argv.is_empty() {
             return Err(SandboxError::Invalid("exec needs a program".into()));
         }
-        let mut env = merge_env(self.env.iter().cloned().chain(request.env.iter().cloned()));
+        // A pooled sandbox runs nothing before a session is bound.
+        let Some(base) = self.env.get() else {
+            return Err(SandboxError::Invalid(format!("sandbox {} serves no session yet", self.id)));
+        };
+        let mut env = merge_env(base.iter().cloned().chain(request.env.iter().cloned()));
         if !self.shared.cfg.seccomp {
             env.push((crate::init::NO_SECCOMP_ENV.into(), "1".into()));
         }
@@ -850,6 +965,10 @@ impl GvisorSandbox {
                 });
             }
         }
+        // The slot's binds hold the workspace volume: unmount them first.
+        if let Some(slot) = self.slot.clone() {
+            let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
+        }
         let volume = self.volume.lock().ok().and_then(|mut v| v.take());
         if let Some(v) = volume {
             let _ = tokio::task::spawn_blocking(move || drop(v)).await;
@@ -861,10 +980,11 @@ impl GvisorSandbox {
         if let Ok(mut g) = self.lease.lock() {
             g.take();
         }
-        if let Ok(mut live) = self.shared.live.lock()
-            && live.get(&self.session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
+        if let Some(session_id) = self.session_id.get()
+            && let Ok(mut live) = self.shared.live.lock()
+            && live.get(session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
         {
-            live.remove(&self.session_id);
+            live.remove(session_id);
         }
         info!(parent: &self.span, reason = why, "sandbox released");
         Ok(())
@@ -891,7 +1011,7 @@ impl Sandbox for GvisorSandbox {
         &self.id
     }
     fn session_id(&self) -> &str {
-        &self.session_id
+        self.session_id.get().map_or("", String::as_str)
     }
     fn llm_base_url_inside(&self) -> String {
         format!("http://127.0.0.1:{}/llm", self.relay_port)

@@ -15,8 +15,8 @@
 mod cgroup;
 pub(crate) mod chown;
 pub(crate) mod place;
-mod pool;
-mod slot;
+pub(crate) mod pool;
+pub(crate) mod slot;
 pub(crate) mod volume;
 
 use std::collections::HashMap;
@@ -47,8 +47,8 @@ use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, Limits, SandboxSp
 use crate::uids::{UidLease, UidPool};
 use cgroup::{Cgroups, SandboxCgroup};
 use chown::chown_tree;
-use pool::Pool;
 pub use pool::PoolConfig;
+use pool::{Pool, Pooled};
 use slot::Slot;
 use volume::{VolumeGuard, Volumes};
 
@@ -501,7 +501,7 @@ pub struct LocalDriver {
     shared: Arc<Shared>,
     /// The warm pool, when on. Not in [`Shared`]: pooled sandboxes hold
     /// `Shared`, and the pool must end with the last driver handle.
-    pool: Option<Arc<Pool>>,
+    pool: Option<Arc<Pool<LocalSandbox>>>,
 }
 
 pub(crate) fn mkdir_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
@@ -1793,6 +1793,16 @@ impl LocalSandbox {
                 let _ = l.status.send(Some(end));
             }
         }
+    }
+}
+
+#[async_trait]
+impl Pooled for LocalSandbox {
+    fn alive(&self) -> bool {
+        self.is_running()
+    }
+    async fn discard(&self, why: &str) {
+        let _ = self.release_inner(why).await;
     }
 }
 

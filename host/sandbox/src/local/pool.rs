@@ -2,7 +2,8 @@
 //! uid, run dir, all but the session), handed to a claim that then only
 //! mounts the session's workspace into it ([`super::slot`]) and binds its
 //! egress gateway. A pooled sandbox serves one session: once claimed it is
-//! never handed out again.
+//! never handed out again. The pool keeps any driver's sandboxes
+//! ([`Pooled`]): the gVisor driver's pool is this one too.
 //!
 //! The pool fills at start-up and after each claim; when no claim took from
 //! it for the idle limit it empties itself and refills at the next claim, so
@@ -15,9 +16,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use super::LocalSandbox;
-use crate::driver::Sandbox;
+use async_trait::async_trait;
+
 use crate::spec::Limits;
+
+/// What the pool needs of a driver's sandbox.
+#[async_trait]
+pub(crate) trait Pooled: Send + Sync + 'static {
+    /// False once it ended (its init exited while it waited).
+    fn alive(&self) -> bool;
+    /// Stop it and free what it holds (the pool emptying or dropped).
+    async fn discard(&self, why: &str);
+}
 
 /// Settings of the warm pool. `size == 0` (the default) turns it off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,19 +50,19 @@ impl Default for PoolConfig {
 
 /// How many sandboxes the pool should hold now: full while claims come, none
 /// once they stopped for the idle limit.
-pub(super) fn wanted(size: usize, idle: Duration, since_last_claim: Duration) -> usize {
+pub(crate) fn wanted(size: usize, idle: Duration, since_last_claim: Duration) -> usize {
     if since_last_claim >= idle { 0 } else { size }
 }
 
 /// What the pool's task does next, given how many it holds and wants.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Step {
+pub(crate) enum Step {
     Boot,
     Release(usize),
     Wait,
 }
 
-pub(super) fn step(ready: usize, wanted: usize) -> Step {
+pub(crate) fn step(ready: usize, wanted: usize) -> Step {
     match ready.cmp(&wanted) {
         std::cmp::Ordering::Less => Step::Boot,
         std::cmp::Ordering::Greater => Step::Release(ready - wanted),
@@ -61,14 +71,14 @@ pub(super) fn step(ready: usize, wanted: usize) -> Step {
 }
 
 /// The pooled sandboxes, shared by the driver's clones and the refill task.
-pub(super) struct Pool {
+pub(crate) struct Pool<S> {
     pub cfg: PoolConfig,
-    ready: Mutex<VecDeque<Arc<LocalSandbox>>>,
+    ready: Mutex<VecDeque<Arc<S>>>,
     last_claim: Mutex<Instant>,
     wake: Arc<Notify>,
 }
 
-impl Pool {
+impl<S: Pooled> Pool<S> {
     pub fn new(cfg: PoolConfig) -> Arc<Self> {
         Arc::new(Self {
             cfg,
@@ -80,7 +90,7 @@ impl Pool {
 
     /// A pooled sandbox for a claim with `limits`, if one is ready and fits.
     /// Any claim that fits counts as demand, so an emptied pool refills.
-    pub fn take(&self, limits: &Limits) -> Option<Arc<LocalSandbox>> {
+    pub fn take(&self, limits: &Limits) -> Option<Arc<S>> {
         if *limits != self.cfg.limits {
             return None;
         }
@@ -90,7 +100,7 @@ impl Pool {
         let got = self.ready.lock().ok().and_then(|mut r| {
             // Skip sandboxes that died while waiting (their init exited).
             while let Some(s) = r.pop_front() {
-                if s.is_running() {
+                if s.alive() {
                     return Some(s);
                 }
             }
@@ -110,7 +120,7 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<S> Drop for Pool<S> {
     fn drop(&mut self) {
         self.wake.notify_one();
     }
@@ -118,10 +128,11 @@ impl Drop for Pool {
 
 /// Keeps the pool at its wanted size until the pool is dropped. `boot`
 /// starts one pooled sandbox.
-pub(super) async fn run<F, Fut>(pool: Weak<Pool>, boot: F)
+pub(crate) async fn run<S, F, Fut>(pool: Weak<Pool<S>>, boot: F)
 where
+    S: Pooled,
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = crate::Result<Arc<LocalSandbox>>>,
+    Fut: std::future::Future<Output = crate::Result<Arc<S>>>,
 {
     let Some(wake) = pool.upgrade().map(|p| p.wake.clone()) else { return };
     loop {
@@ -132,7 +143,7 @@ where
                 Ok(r) => r,
                 Err(_) => return,
             };
-            r.retain(|s| s.is_running());
+            r.retain(|s| s.alive());
             r.len()
         };
         match step(ready, want) {
@@ -141,7 +152,7 @@ where
                 match boot().await {
                     Ok(sbx) => {
                         let Some(p) = pool.upgrade() else {
-                            let _ = sbx.release_inner("pool dropped").await;
+                            sbx.discard("pool dropped").await;
                             return;
                         };
                         if let Ok(mut r) = p.ready.lock() {
@@ -162,7 +173,7 @@ where
                 };
                 drop(p);
                 for s in gone {
-                    let _ = s.release_inner("pool idle").await;
+                    s.discard("pool idle").await;
                 }
             }
             Step::Wait => {

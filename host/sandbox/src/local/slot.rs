@@ -23,7 +23,7 @@ use tracing::warn;
 
 /// One pooled sandbox's slot directories.
 #[derive(Debug)]
-pub(super) struct Slot {
+pub(crate) struct Slot {
     dir: PathBuf,
     /// Bound at `/workspace`.
     pub ws: PathBuf,
@@ -34,7 +34,7 @@ pub(super) struct Slot {
 }
 
 /// `<state_dir>/pool/<host>-<pid>`: this process's slots.
-pub(super) fn own_dir(state_dir: &Path) -> PathBuf {
+pub(crate) fn own_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("pool").join(format!("{}-{}", host_tag(), std::process::id()))
 }
 
@@ -45,7 +45,7 @@ fn host_tag() -> String {
 
 /// Unmount and remove the slots of processes of this host that are gone
 /// (a killed server). Returns how many slot trees were removed.
-pub(super) fn sweep(state_dir: &Path) -> usize {
+pub(crate) fn sweep(state_dir: &Path) -> usize {
     let prefix = format!("{}-", host_tag());
     let Ok(entries) = std::fs::read_dir(state_dir.join("pool")) else { return 0 };
     let mut removed = 0;
@@ -83,6 +83,11 @@ impl Slot {
                 .with_context(|| format!("make {} a shared mount", p.display()))?;
         }
         Ok(slot)
+    }
+
+    /// The directory holding `ws/` (and `tmp/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Mount the session's workspace (and its volume's `tmp`) onto the slot:
