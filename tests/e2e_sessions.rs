@@ -199,28 +199,21 @@ fn e2e_openai_agents() {
 /// (`sessions.sandbox_driver = "gvisor"`).
 #[test]
 fn e2e_openai_agents_gvisor() {
-    harness_suite_on("openai-agents", Driver::Gvisor, &gvisor_files());
+    harness_suite_on("openai-agents", Driver::Gvisor, ALL_FILES);
 }
 
 /// Claude Code itself running in gVisor sandboxes (`just e2e-gvisor`).
 #[test]
 #[ignore = "long: run with `just e2e-gvisor`"]
 fn e2e_claude_gvisor() {
-    harness_suite_on("claude", Driver::Gvisor, &gvisor_files());
+    harness_suite_on("claude", Driver::Gvisor, ALL_FILES);
 }
 
 /// codex app-server itself running in gVisor sandboxes (`just e2e-gvisor`).
 #[test]
 #[ignore = "long: run with `just e2e-gvisor`"]
 fn e2e_codex_gvisor() {
-    harness_suite_on("codex", Driver::Gvisor, &gvisor_files());
-}
-
-/// What the gVisor suites leave out of [`ALL_FILES`]: nothing now.
-const GVISOR_SKIPPED: &[&str] = &[];
-
-fn gvisor_files() -> Vec<&'static str> {
-    ALL_FILES.iter().copied().filter(|f| !GVISOR_SKIPPED.contains(f)).collect()
+    harness_suite_on("codex", Driver::Gvisor, ALL_FILES);
 }
 
 /// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no

@@ -347,9 +347,10 @@ pub const PROCESS_LIMIT_LINE: &str = "limit processes";
 /// fork bomb only makes forks fail and goes on spinning; the bubblewrap
 /// driver's pids cgroup ends the sandbox instead. The relay, the gVisor
 /// sandbox's first process, counts the sandbox's tasks (threads, as a pids
-/// cgroup does) and when they stay at the limit (three samples in a row,
-/// the bubblewrap driver's rule: a burst of short-lived children is not a
-/// fork bomb) tells the host ([`PROCESS_LIMIT_LINE`] on stdout), which ends
+/// cgroup does) and when they stay at the limit for half a second (as the
+/// bubblewrap driver's three samples in a row: a burst of short-lived
+/// children is not a fork bomb; by time, as a sample under a bomb is slow)
+/// tells the host ([`PROCESS_LIMIT_LINE`] on stdout), which ends
 /// the sandbox the same way; the first sample at the limit is reported too
 /// ([`PROCESS_LIMIT_SEEN_LINE`]). Returns at once without a limit.
 async fn watch_process_limit() {
@@ -365,15 +366,19 @@ async fn watch_process_limit() {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    let (mut streak, mut seen) = (0, false);
+    let (mut at_limit_since, mut seen) = (None::<std::time::Instant>, false);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        streak = if count_tasks(std::path::Path::new("/proc")) >= limit { streak + 1 } else { 0 };
-        if streak > 0 && !seen {
+        if count_tasks(std::path::Path::new("/proc")) < limit {
+            at_limit_since = None;
+            continue;
+        }
+        if !seen {
             seen = true;
             say(PROCESS_LIMIT_SEEN_LINE);
         }
-        if streak >= 3 {
+        let since = *at_limit_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= std::time::Duration::from_millis(500) {
             say(PROCESS_LIMIT_LINE);
             return;
         }

@@ -687,6 +687,7 @@ async fn watch_end(weak: Weak<GvisorSandbox>, pipe: tokio::net::unix::pipe::Rece
         match line.trim() {
             crate::init::PROCESS_LIMIT_SEEN_LINE => {
                 if let Some(sbx) = weak.upgrade() {
+                    info!("gVisor sandbox's tasks are at its process limit");
                     sbx.processes_at_limit.store(true, Ordering::SeqCst);
                 }
             }
