@@ -12,6 +12,7 @@ mod keys;
 mod leases;
 mod sessions;
 mod skills;
+mod threads;
 mod work;
 
 pub use agents::AgentRow;
