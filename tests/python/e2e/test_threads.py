@@ -109,6 +109,34 @@ def test_the_thread_stream_follows_a_child(stack, engine, model, sessions):
     s.check("agent.message" in seen and seen[-1] == "session.thread_status_idle", f"thread stream: {seen}")
 
 
+def test_an_interrupt_ends_the_running_thread(stack, engine, model, sessions):
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    helper_model = model + "-helper"
+    # The helper would take minutes: only the interrupt ends its turn.
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "never finished", "delay_ms": 300000}]})
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "work long"))
+    start = s.mark()
+    s.message("Go.")
+    _, created = s.wait_type("session.thread_created", start)
+    tid = created["session_thread_id"]
+    s.send({"type": "user.interrupt"})
+    s.wait_for(lambda e: e.get("type") == "session.thread_status_terminated" and e.get("session_thread_id") == tid,
+               "the child thread terminated", start)
+    s.wait_idle(start)
+    child = stack.client.beta.sessions.threads.retrieve(tid, session_id=s.id)
+    s.check(child.status == "terminated", f"child thread after the interrupt: {child.status}")
+    log = [e.to_dict(mode="json") for e in stack.client.beta.sessions.threads.events.list(tid, session_id=s.id)]
+    s.check(log[-1]["type"] == "session.thread_status_terminated", f"child log ends terminated: {log}")
+    s.check(not of_type(log, "agent.message"), "the child never answered")
+    # The session takes the next message as usual.
+    stack.fake.set_scenario(model, {"turns": [{"text": "plain answer"}]})
+    more = s.turn("Say something.")
+    s.check(text_of(of_type(more, "agent.message")[-1]) == "plain answer", "a turn after the interrupt")
+
+
 def test_past_the_thread_limit_the_model_hears_an_error(stack, engine, model, sessions):
     """The e2e server allows 2 threads per session (BRIDLE_SESSIONS__THREADS_PER_SESSION)."""
     if engine not in IN_SANDBOX:
