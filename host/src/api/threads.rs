@@ -17,7 +17,7 @@ use super::pagination::{Page, parse_limit, seq_position, seq_token};
 use crate::ids::Kind;
 use crate::model::sessions::SessionStatus;
 use crate::model::threads::{SessionThread, primary, primary_thread_id};
-use crate::store::{EventFilter, Order};
+use crate::store::{EventFilter, Order, ThreadChange};
 
 /// Which log a thread's events are in.
 enum Log {
@@ -122,7 +122,7 @@ pub async fn archive(
     Path((session_id, thread_id)): Path<(String, String)>,
 ) -> ApiResult<Json<SessionThread>> {
     if let (_, Log::Child) = load(&st, &session_id, &thread_id).await? {
-        let t = st.store.update_thread(&thread_id, None, None, true).await?;
+        let t = st.store.update_thread(&thread_id, ThreadChange { archive: true, ..Default::default() }).await?;
         return t
             .map(Json)
             .ok_or_else(|| ApiError::NotFound(format!("session `{session_id}` has no thread `{thread_id}`")));

@@ -29,6 +29,16 @@ fn decode_event(row: &sqlx::any::AnyRow) -> StoreResult<StoredEvent> {
     })
 }
 
+/// What [`Store::update_thread`] changes (`None`: left as it is).
+#[derive(Debug, Clone, Default)]
+pub struct ThreadChange {
+    pub status: Option<SessionStatus>,
+    pub usage: Option<Value>,
+    pub stats: Option<Value>,
+    /// Stamp `archived_at` (if not yet archived).
+    pub archive: bool,
+}
+
 fn encode(t: &SessionThread) -> StoreResult<String> {
     serde_json::to_string(t).map_err(|e| StoreError::Other(e.into()))
 }
@@ -79,15 +89,9 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("position")?, decode_thread(r)?))).collect()
     }
 
-    /// Change a thread's status (and usage, when given); `archive` stamps
-    /// `archived_at`. Returns the thread as now stored.
-    pub async fn update_thread(
-        &self,
-        thread_id: &str,
-        status: Option<SessionStatus>,
-        usage: Option<Value>,
-        archive: bool,
-    ) -> StoreResult<Option<SessionThread>> {
+    /// Change a thread as `change` says. Returns the thread as now stored.
+    pub async fn update_thread(&self, thread_id: &str, change: ThreadChange) -> StoreResult<Option<SessionThread>> {
+        let ThreadChange { status, usage, stats, archive } = change;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query("SELECT body FROM session_threads WHERE id = $1")
@@ -104,6 +108,9 @@ impl Store {
         }
         if let Some(u) = usage {
             t.usage = Some(u);
+        }
+        if let Some(x) = stats {
+            t.stats = Some(x);
         }
         if archive && t.archived_at.is_none() {
             t.archived_at = Some(now.clone());

@@ -77,6 +77,11 @@ def test_a_coordinator_delegates_to_a_thread(stack, engine, model, sessions):
     s.check(not of_type(log, "agent.thread_message_sent"), "the coordinator's events stay in the session log")
     # The session log holds no child output.
     s.check(not any(e.get("id") in {x["id"] for x in log} for e in s.all_events()), "logs are disjoint")
+    s.check(child.usage.input_tokens > 0 and child.stats.duration_seconds > 0,
+            f"the child's own usage and stats: {child.usage} {child.stats}")
+    # A child thread is archived on its own; the primary thread only with its session.
+    archived = stack.client.beta.sessions.threads.archive(tid, session_id=s.id)
+    s.check(archived.archived_at is not None and archived.status == "idle", f"archived child: {archived}")
     s.check_credentials()
 
 

@@ -28,6 +28,7 @@ use crate::session::engine::{PluginAction, ToolCall, ToolOutcome, add_usage};
 use crate::session::io::{Out, Runtime};
 use crate::session::mounts::Mounts;
 use crate::session::start::{self, Target};
+use crate::store::ThreadChange;
 use crate::time::{now_micros, rfc3339};
 
 /// Delegated-thread runtimes running in this process (the node).
@@ -110,6 +111,7 @@ struct Thread {
     usage: Map<String, Value>,
     ended: bool,
     parent: Option<Parent>,
+    started: std::time::Instant,
 }
 
 impl Thread {
@@ -141,6 +143,7 @@ impl Thread {
             usage: Map::new(),
             ended: false,
             parent: Some(parent.clone()),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -295,7 +298,15 @@ impl Thread {
                 (SessionStatus::Terminated, delegation::status_terminated(&self.id, &self.agent_name))
             }
         };
-        if let Err(e) = self.host.store.update_thread(&self.id, Some(status), Some(usage), false).await {
+        let secs = self.started.elapsed().as_secs_f64();
+        let change = ThreadChange {
+            status: Some(status),
+            usage: Some(usage),
+            // The thread ran once, for its one turn.
+            stats: Some(json!({"active_seconds": secs, "duration_seconds": secs})),
+            archive: false,
+        };
+        if let Err(e) = self.host.store.update_thread(&self.id, change).await {
             tracing::warn!(error = format!("{e:#}"), "storing the thread's status failed");
         }
         self.log(vec![event.clone()]).await;
@@ -331,7 +342,8 @@ impl Drop for Thread {
 
 /// Mark a thread terminated, in its log and the session's.
 async fn terminate(host: &Arc<Sessions>, parent: &Parent, id: &str, name: &str) {
-    if let Err(e) = host.store.update_thread(id, Some(SessionStatus::Terminated), None, false).await {
+    let change = ThreadChange { status: Some(SessionStatus::Terminated), ..Default::default() };
+    if let Err(e) = host.store.update_thread(id, change).await {
         tracing::warn!(error = format!("{e:#}"), "storing the thread's status failed");
     }
     let event = delegation::status_terminated(id, name);

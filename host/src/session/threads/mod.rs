@@ -27,6 +27,11 @@ pub(crate) async fn roster(host: &Sessions, agent: &Value) -> anyhow::Result<Opt
     Ok(Some(delegation::name_roster(agents)))
 }
 
+/// The change that terminates a thread.
+fn terminated() -> crate::store::ThreadChange {
+    crate::store::ThreadChange { status: Some(SessionStatus::Terminated), ..Default::default() }
+}
+
 /// A runner takes a session over (after a crash or a restart): child threads
 /// it finds running lost their runtimes with the node. They end, terminated,
 /// with the reason in their own log; the coordinator's resumed turn hears of
@@ -35,7 +40,7 @@ pub(crate) async fn end_orphans(host: &Sessions, session_id: &str, epoch: i64) -
     let threads = host.store.list_threads(session_id).await?;
     for (_, t) in threads.into_iter().filter(|(_, t)| t.status == SessionStatus::Running) {
         let name = t.agent.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        host.store.update_thread(&t.id, Some(SessionStatus::Terminated), None, false).await?;
+        host.store.update_thread(&t.id, terminated()).await?;
         let message = "the server running this thread stopped before its turn ended; the thread is terminated";
         let error = json!({"type": "session.error",
                            "error": {"type": "unknown_error", "message": message, "retry_status": {"type": "terminal"}}});
