@@ -82,6 +82,8 @@ fn server_on(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[Str
             ("BRIDLE_PRICING__E2E-BUDGET__INPUT", "100"),
             ("BRIDLE_PRICING__E2E-BUDGET__OUTPUT", "100"),
             ("BRIDLE_SESSIONS__SANDBOX_DRIVER", driver.name()),
+            // test_threads.py's limit test: a session's third delegation is refused.
+            ("BRIDLE_SESSIONS__THREADS_PER_SESSION", "2"),
         ],
     )
 }
@@ -132,6 +134,7 @@ const ALL_FILES: &[&str] = &[
     "test_mcp.py",
     "test_packages.py",
     "test_outcomes.py",
+    "test_threads.py",
 ];
 
 /// [`harness_suite`] on `driver`, running `files`.

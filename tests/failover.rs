@@ -558,3 +558,121 @@ fn postgres_paused_owner_is_fenced_out() {
     a.assert_alive();
     b.assert_alive();
 }
+
+/// A coordinator whose roster is one helper agent on `helper_model`; returns the session id.
+async fn coordinator_session(fx: &Fixture, api: &Api, helper_model: &str) -> String {
+    let env = api.ok(Method::POST, "/v1/environments", Some(json!({"name": format!("env-{}", fx.model)}))).await;
+    let tools = json!([{"type": "agent_toolset_20260401"}]);
+    let helper = api
+        .ok(Method::POST, "/v1/agents", Some(json!({"name": "helper", "model": helper_model, "tools": tools})))
+        .await;
+    let lead = api
+        .ok(
+            Method::POST,
+            "/v1/agents",
+            Some(json!({"name": "lead", "model": fx.model, "tools": tools,
+                        "multiagent": {"type": "coordinator", "agents": [helper["id"]]}})),
+        )
+        .await;
+    let vid = api.llm_vault(&format!("llm-{}", fx.model), &fx.fake.base_url(), &fx.token).await;
+    let s = api
+        .ok(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"agent": lead["id"], "environment_id": env["id"], "vault_ids": [vid]})),
+        )
+        .await;
+    s["id"].as_str().unwrap().to_owned()
+}
+
+/// A session's child threads, as the API lists them (the primary thread left out).
+async fn child_threads(api: &Api, sid: &str) -> Vec<Value> {
+    let page = api.ok(Method::GET, &format!("/v1/sessions/{sid}/threads"), None).await;
+    page["data"].as_array().unwrap().iter().filter(|t| !t["parent_thread_id"].is_null()).cloned().collect()
+}
+
+/// kill -9 while a delegated thread runs: after the restart the cut-off thread is terminated
+/// with the reason in its own log (in the session's log once), the coordinator's turn resumes
+/// and ends, no thread is left running and no thread event is stored twice.
+#[test]
+fn sqlite_node_killed_during_a_delegated_thread_ends_it_clearly() {
+    let fx = Fixture::new("threads");
+    let helper_model = format!("{}-helper", fx.model);
+    // The helper streams slowly: the node dies while the child thread runs.
+    fx.fake.set_scenario(&helper_model, slow_echo(40, 400));
+    let delegate = ToolCall {
+        custom: Some("delegate_to_agent".into()),
+        input: Some(json!({"agent": "helper", "message": "the question"})),
+        ..ToolCall::default()
+    };
+    let coordinator = Reply { text: "Coordinator: {{tool_output}}".into(), tools: vec![delegate], ..Reply::default() };
+    fx.fake.set_scenario(&fx.model, Scenario { turns: vec![coordinator], ..Scenario::default() });
+    let mut node = fx.node(Backend::Sqlite);
+    let db = database_url(&node);
+    let rt = rt();
+    rt.block_on(async {
+        let api = Api::new(&node);
+        let sid = coordinator_session(&fx, &api, &helper_model).await;
+        let stream = Stream::open(&api, &sid).await;
+        api.send(&sid, "first question").await;
+        let created = stream.wait_for(0, "thread created", WAIT, |f| f.kind == "session.thread_created").await;
+        let old = stream.snapshot()[created].body["session_thread_id"].as_str().unwrap().to_owned();
+        // The child's runtime is at work: its model request is in the child's log.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = api.ok(Method::GET, &format!("/v1/sessions/{sid}/threads/{old}/events"), None).await;
+            if log["data"].as_array().unwrap().iter().any(|e| e["type"] == "span.model_request_start") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the child thread never asked its model: {log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(stream);
+
+        node.stop();
+        node.start_again();
+        let api = Api::new(&node);
+        let stream = Stream::open(&api, &sid).await;
+        let ended = stream
+            .wait_for(created, "the cut-off thread terminated", WAIT, |f| {
+                f.kind == "session.thread_status_terminated" && f.body["session_thread_id"] == old.as_str()
+            })
+            .await;
+        stream.wait_for(ended, "the resumed turn idle", WAIT, is_idle).await;
+        let frames = stream.snapshot();
+        let log = Log::read(&db, &sid).await;
+        check_log(&frames, &log);
+
+        let thread = api.ok(Method::GET, &format!("/v1/sessions/{sid}/threads/{old}"), None).await;
+        assert_eq!(thread["status"], "terminated", "{thread}");
+        let own = api.ok(Method::GET, &format!("/v1/sessions/{sid}/threads/{old}/events"), None).await;
+        let own = own["data"].as_array().unwrap().clone();
+        let kinds: Vec<&str> = own.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(kinds[kinds.len() - 2..], ["session.error", "session.thread_status_terminated"], "{kinds:?}");
+        assert!(own[own.len() - 2]["error"]["message"].as_str().unwrap().contains("stopped"), "{own:?}");
+        let ids: std::collections::HashSet<&str> = own.iter().filter_map(|e| e["id"].as_str()).collect();
+        assert_eq!(ids.len(), own.len(), "no event of the child's log is stored twice");
+
+        // Every thread the session created ended once in the session's log; none runs on.
+        let threads = child_threads(&api, &sid).await;
+        assert!(threads.iter().all(|t| t["status"] != "running"), "{threads:?}");
+        for t in &threads {
+            let id = t["id"].as_str().unwrap();
+            let ends = log
+                .events
+                .iter()
+                .filter(|(_, _, k, b)| {
+                    (k == "session.thread_status_idle" || k == "session.thread_status_terminated")
+                        && b["session_thread_id"] == id
+                })
+                .count();
+            let created = log
+                .events
+                .iter()
+                .filter(|(_, _, k, b)| k == "session.thread_created" && b["session_thread_id"] == id)
+                .count();
+            assert_eq!((created, ends), (1, 1), "thread {id}: created and ended once in the session log");
+        }
+    });
+    node.assert_alive();
+}

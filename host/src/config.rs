@@ -327,6 +327,12 @@ pub struct SessionsConfig {
     pub package_layers_max_bytes: u64,
     /// Evict package layers unused for this many seconds (`0`: never by age).
     pub package_layer_max_age_secs: u64,
+    /// Delegated threads one session may create (`0`: no limit); past it a
+    /// coordinator's delegation is refused with a `thread_limit_error`.
+    pub threads_per_session: u32,
+    /// Delegated-thread runtimes this node runs at once (`0`: no limit);
+    /// past it a delegation is refused with a `thread_limit_error`.
+    pub thread_runtimes_per_node: u32,
 }
 
 impl SessionsConfig {
@@ -375,6 +381,8 @@ impl Default for SessionsConfig {
             package_layer_max_bytes: 2 << 30,
             package_layers_max_bytes: 20 << 30,
             package_layer_max_age_secs: 30 * 24 * 3600,
+            threads_per_session: 25,
+            thread_runtimes_per_node: 16,
         }
     }
 }

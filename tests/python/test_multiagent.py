@@ -91,13 +91,23 @@ def test_coordinator_refusals_name_the_problem(client):
     assert client.beta.agents.retrieve(a.id).version == 1, "a refused update stored nothing"
 
 
-def test_a_coordinator_cannot_start_a_session_yet(client, environment):
+def test_a_coordinator_session_starts_with_its_primary_thread_only(client, environment):
     a = new_agent(client)
     coord = new_agent(client, multiagent={"type": "coordinator", "agents": [a.id]})
+    s = client.beta.sessions.create(agent=coord.id, environment_id=environment.id)
+    threads = list(client.beta.sessions.threads.list(s.id))
+    assert [t.id for t in threads] == ["sthr_" + s.id.removeprefix("sesn_")], threads
+    assert threads[0].parent_thread_id is None
+
+
+def test_a_coordinator_with_a_tool_named_like_the_delegation_tool_is_refused(client, environment):
+    a = new_agent(client)
+    tool = {"type": "custom", "name": "delegate_to_agent", "description": "mine", "input_schema": {"type": "object"}}
+    coord = new_agent(client, tools=[tool], multiagent={"type": "coordinator", "agents": [a.id]})
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.beta.sessions.create(agent=coord.id, environment_id=environment.id)
     err = assert_api_error(ei.value, 400, "invalid_request_error")
-    assert coord.id in err["message"] and "delegated session threads" in err["message"], err
+    assert coord.id in err["message"] and "`delegate_to_agent`" in err["message"], err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ use crate::model::vaults::Credential;
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
 use crate::selection::{CredentialFacts, VaultFacts, select};
+use crate::session::threads::delegation::TOOL as DELEGATE_TOOL;
 use crate::store::{Order, SessionFilter, Table};
 use crate::time::{now_micros, rfc3339};
 
@@ -63,10 +64,12 @@ async fn resolve_agent(st: &AppState, r: &AgentRef) -> ApiResult<(Agent, Value)>
     if agent.archived_at.is_some() {
         return Err(ApiError::invalid(format!("agent: agent `{id}` is archived and cannot start new sessions")));
     }
-    if crate::model::multiagent::is_coordinator(agent.multiagent.as_ref()) {
+    if crate::model::multiagent::is_coordinator(agent.multiagent.as_ref())
+        && agent.tools.iter().any(|t| t.get("name").and_then(Value::as_str) == Some(DELEGATE_TOOL))
+    {
         return Err(ApiError::invalid(format!(
-            "agent: agent `{id}` (version {}) is a multiagent coordinator; this server keeps its roster but does \
-             not run delegated session threads yet",
+            "agent: agent `{id}` (version {}) is a multiagent coordinator with a tool named `{DELEGATE_TOOL}`, the \
+             name of the tool it delegates with; rename that tool",
             agent.version
         )));
     }
@@ -138,6 +141,26 @@ async fn vault_facts(st: &AppState, ids: &[String]) -> ApiResult<Vec<VaultFacts>
 }
 
 /// The credentials of the attached vaults that are bound to an MCP server URL.
+/// Delegated threads run their runtimes beside the coordinator's in the
+/// session's sandbox: harnesses whose runtime is one resident process, and
+/// self-hosted environments, do not run them (yet).
+fn check_coordinator_harness(st: &AppState, engine: &str, self_hosted: bool) -> ApiResult<()> {
+    let model = st.harness.plugin(engine).map(|p| p.info().execution_model).ok();
+    if model == Some(bridle_harness::ExecutionModel::SandboxAsTool) {
+        return Err(ApiError::invalid(format!(
+            "agent: a multiagent coordinator's delegated threads run on harnesses whose runtime runs in the \
+             session's sandbox (claude, codex); this session's harness `{engine}` runs one resident runtime per session"
+        )));
+    }
+    if self_hosted {
+        return Err(ApiError::invalid(
+            "agent: a multiagent coordinator cannot run in a self-hosted environment: delegated threads run in the \
+             server's sandboxes",
+        ));
+    }
+    Ok(())
+}
+
 fn mcp_bindings(facts: &[VaultFacts]) -> Vec<crate::model::mcp::Binding> {
     facts
         .iter()
@@ -260,6 +283,9 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
     crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;
+    if crate::model::multiagent::is_coordinator(snapshot.get("multiagent")) {
+        check_coordinator_harness(&st, &binding.engine, env.doc.config.is_self_hosted())?;
+    }
     if env.doc.config.is_self_hosted() {
         check_remote_tools(&st, &p.environment_id, &binding.engine)?;
         crate::model::resources::check_self_hosted(

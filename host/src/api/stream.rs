@@ -79,15 +79,7 @@ pub async fn stream(
         deltas.insert(kind);
     }
     super::sessions::load(&st, &id).await?;
-    let resume_from = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
-        None => None,
-        Some(Ok(v)) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "Last-Event-ID must be the `id:` of an event from this stream (a sequence number), got `{v}`"
-            ))
-        })?),
-        Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID is not valid text")),
-    };
+    let resume_from = last_event_id(&headers)?;
     // Subscribe before reading the log position, so no event falls between.
     let rx = st.bus.subscribe(&id);
     let start = match resume_from {
@@ -95,23 +87,69 @@ pub async fn stream(
         None => st.store.last_seq(&id).await?.ok_or_else(|| ApiError::not_found(crate::ids::Kind::Session, &id))?,
     };
     tracing::debug!(session_id = %id, start, "event stream opened");
-    let events = follow(st.clone(), id, start, deltas, rx);
+    let events = follow(st.clone(), Log::Session(id), start, deltas, rx);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(st.heartbeat()).event(Event::default().event("ping").data("{}")))
         .into_response())
 }
 
+/// A child thread's stream (the thread is known to exist): its own log, as
+/// the session's stream carries the session's. (A child thread runs no
+/// previews.)
+pub async fn thread_stream(st: AppState, thread_id: String, q: QueryParams, headers: HeaderMap) -> ApiResult<Response> {
+    q.allow(&["event_deltas"])?;
+    let resume_from = last_event_id(&headers)?;
+    let rx = st.bus.subscribe(&thread_id);
+    let start = match resume_from {
+        Some(n) => n,
+        None => st.store.thread_last_seq(&thread_id).await?.unwrap_or(0),
+    };
+    let events = follow(st.clone(), Log::Thread(thread_id), start, HashSet::new(), rx);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(st.heartbeat()).event(Event::default().event("ping").data("{}")))
+        .into_response())
+}
+
+/// A `Last-Event-ID` header, read.
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Last-Event-ID must be the `id:` of an event from this stream (a sequence number), got `{v}`"
+            ))
+        })?)),
+        Some(Err(_)) => Err(ApiError::invalid("Last-Event-ID is not valid text")),
+    }
+}
+
+/// The log a stream follows.
+enum Log {
+    Session(String),
+    /// A child thread's own log.
+    Thread(String),
+}
+
+impl Log {
+    fn id(&self) -> &str {
+        match self {
+            Log::Session(id) | Log::Thread(id) => id,
+        }
+    }
+}
+
 fn follow(
     st: AppState,
-    session_id: String,
+    log: Log,
     start: i64,
     deltas: HashSet<PreviewKind>,
     mut rx: tokio::sync::broadcast::Receiver<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
+        let session_id = log.id().to_owned();
         let mut last = start;
         // Replay what the client missed (only when resuming).
-        match catch_up(&st, &session_id, last).await {
+        match catch_up(&st, &log, last).await {
             Ok(batch) => {
                 for e in &batch {
                     last = e.seq;
@@ -134,7 +172,7 @@ fn follow(
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(session_id = %session_id, skipped = n, "stream lagged; catching up from the log");
-                    match catch_up(&st, &session_id, last).await {
+                    match catch_up(&st, &log, last).await {
                         Ok(batch) => {
                             for e in &batch {
                                 last = e.seq;
@@ -159,7 +197,7 @@ fn follow(
             }
             if e.seq > last + 1 {
                 // Published out of order by concurrent appenders: fill the gap.
-                match catch_up(&st, &session_id, last).await {
+                match catch_up(&st, &log, last).await {
                     Ok(batch) => {
                         // `last` moves to `e.seq` below.
                         for b in batch.iter().filter(|b| b.seq < e.seq) {
@@ -179,10 +217,15 @@ fn follow(
 }
 
 /// Every stored event after `after`, oldest first.
-async fn catch_up(st: &AppState, session_id: &str, mut after: i64) -> Result<Vec<StoredEvent>, String> {
+async fn catch_up(st: &AppState, log: &Log, mut after: i64) -> Result<Vec<StoredEvent>, String> {
     let mut all = Vec::new();
+    let session_id = log.id();
     loop {
-        let batch = st.store.events_after(session_id, after, CATCH_UP_BATCH).await.map_err(|e| {
+        let batch = match log {
+            Log::Session(id) => st.store.events_after(id, after, CATCH_UP_BATCH).await,
+            Log::Thread(id) => st.store.thread_events_after(id, after, CATCH_UP_BATCH).await,
+        };
+        let batch = batch.map_err(|e| {
             tracing::error!(session_id = %session_id, error = %e, "event stream catch-up failed");
             "reading the event log failed; reconnect with Last-Event-ID to resume".to_owned()
         })?;

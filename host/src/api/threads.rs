@@ -1,7 +1,8 @@
 //! `/v1/sessions/{id}/threads`: a session's threads, and each thread's
-//! events (list and stream), as the official SDKs call them. A session runs
-//! one thread today, its primary thread, whose log and stream are the
-//! session's own.
+//! events (list and stream), as the official SDKs call them. Every session
+//! has its primary thread, whose log and stream are the session's own; a
+//! coordinator's session also has the child threads it delegated to, each
+//! with a log of its own.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,17 +17,28 @@ use super::pagination::{Page, parse_limit, seq_position, seq_token};
 use crate::ids::Kind;
 use crate::model::sessions::SessionStatus;
 use crate::model::threads::{SessionThread, primary, primary_thread_id};
-use crate::store::{EventFilter, Order};
+use crate::store::{EventFilter, Order, ThreadChange};
+
+/// Which log a thread's events are in.
+enum Log {
+    /// The primary thread's: the session's.
+    Session,
+    /// A child thread's own.
+    Child,
+}
 
 /// The session and the thread a path names (404 for another session's or
 /// an unknown thread).
-async fn load(st: &AppState, session_id: &str, thread_id: &str) -> ApiResult<SessionThread> {
+async fn load(st: &AppState, session_id: &str, thread_id: &str) -> ApiResult<(SessionThread, Log)> {
     let row = super::sessions::load(st, session_id).await?;
     check_id(Kind::SessionThread, thread_id)?;
-    if thread_id != primary_thread_id(session_id) {
-        return Err(ApiError::NotFound(format!("session `{session_id}` has no thread `{thread_id}`")));
+    if thread_id == primary_thread_id(session_id) {
+        return Ok((primary(&super::sessions::present(st, row.session).await?), Log::Session));
     }
-    Ok(primary(&super::sessions::present(st, row.session).await?))
+    match st.store.get_thread(session_id, thread_id).await? {
+        Some(t) => Ok((t, Log::Child)),
+        None => Err(ApiError::NotFound(format!("session `{session_id}` has no thread `{thread_id}`"))),
+    }
 }
 
 #[utoipa::path(
@@ -65,9 +77,11 @@ pub async fn list(
     // last thread returned.
     let after = seq_position(&q, Order::Asc)?.unwrap_or(0);
     let row = super::sessions::load(&st, &session_id).await?;
-    let threads = [primary(&super::sessions::present(&st, row.session).await?)];
-    let matching: Vec<(i64, SessionThread)> = (1..)
-        .zip(threads)
+    // The primary thread is position 1; child threads follow in creation order.
+    let mut threads = vec![(1, primary(&super::sessions::present(&st, row.session).await?))];
+    threads.extend(st.store.list_threads(&session_id).await?);
+    let matching: Vec<(i64, SessionThread)> = threads
+        .into_iter()
         .filter(|(n, t)| *n > after && (statuses.is_empty() || statuses.contains(&t.status)))
         .collect();
     let more = matching.len() as i64 > limit;
@@ -89,7 +103,7 @@ pub async fn retrieve(
     State(st): State<AppState>,
     Path((session_id, thread_id)): Path<(String, String)>,
 ) -> ApiResult<Json<SessionThread>> {
-    Ok(Json(load(&st, &session_id, &thread_id).await?))
+    Ok(Json(load(&st, &session_id, &thread_id).await?.0))
 }
 
 #[utoipa::path(
@@ -98,7 +112,8 @@ pub async fn retrieve(
     tag = "threads",
     operation_id = "threads_archive",
     summary = "Archive a session thread",
-    description = "The primary thread is archived with its session (archive the session).",
+    description = "A child thread is archived (it stays listed, with `archived_at`); the primary thread is archived \
+                   with its session (archive the session).",
     params(("session_id" = String, Path), ("thread_id" = String, Path)),
     responses((status = 200, description = "OK", body = SessionThread))
 )]
@@ -106,7 +121,12 @@ pub async fn archive(
     State(st): State<AppState>,
     Path((session_id, thread_id)): Path<(String, String)>,
 ) -> ApiResult<Json<SessionThread>> {
-    load(&st, &session_id, &thread_id).await?;
+    if let (_, Log::Child) = load(&st, &session_id, &thread_id).await? {
+        let t = st.store.update_thread(&thread_id, ThreadChange { archive: true, ..Default::default() }).await?;
+        return t
+            .map(Json)
+            .ok_or_else(|| ApiError::NotFound(format!("session `{session_id}` has no thread `{thread_id}`")));
+    }
     Err(ApiError::invalid(format!(
         "thread `{thread_id}` is the primary thread of session `{session_id}`: it is archived with its session \
          (POST /v1/sessions/{session_id}/archive)"
@@ -135,9 +155,16 @@ pub async fn events(
     q.allow(&["limit", "page"])?;
     let limit = parse_limit(&q, 1000, 1000)?;
     let after = seq_position(&q, Order::Asc)?;
-    load(&st, &session_id, &thread_id).await?;
-    // The primary thread's log is the session's.
-    let (events, more) = st.store.list_events(&session_id, &EventFilter::default(), Order::Asc, after, limit).await?;
+    let (events, more) = match load(&st, &session_id, &thread_id).await?.1 {
+        // The primary thread's log is the session's.
+        Log::Session => st.store.list_events(&session_id, &EventFilter::default(), Order::Asc, after, limit).await?,
+        Log::Child => {
+            let mut events = st.store.thread_events_after(&thread_id, after.unwrap_or(0), limit + 1).await?;
+            let more = events.len() as i64 > limit;
+            events.truncate(limit as usize);
+            (events, more)
+        }
+    };
     let next = more.then(|| events.last().map(|e| seq_token(Order::Asc, e.seq))).flatten();
     let data = events
         .iter()
@@ -152,7 +179,8 @@ pub async fn events(
     tag = "threads",
     operation_id = "threads_events_stream",
     summary = "Follow a session thread's events (Server-Sent Events)",
-    description = "Frames as on the session's stream; the primary thread's stream is the session's.",
+    description = "Frames as on the session's stream; the primary thread's stream is the session's, a child \
+                   thread's carries its own log.",
     params(
         ("session_id" = String, Path),
         ("thread_id" = String, Path),
@@ -167,8 +195,10 @@ pub async fn stream(
     q: QueryParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    load(&st, &session_id, &thread_id).await?;
-    super::stream::stream(State(st), Path(session_id), q, headers).await
+    match load(&st, &session_id, &thread_id).await?.1 {
+        Log::Session => super::stream::stream(State(st), Path(session_id), q, headers).await,
+        Log::Child => super::stream::thread_stream(st, thread_id, q, headers).await,
+    }
 }
 
 /// A `session_thread_id` on a sent event must name a thread of the session.

@@ -274,6 +274,11 @@ pub struct Engine {
     previews: HashSet<String>,
     /// The outcome this turn works toward (`user.define_outcome`).
     outcome: Option<Cycle>,
+    /// A coordinator's delegation tool: its custom tool uses are host-run
+    /// calls (a child thread answers them), never the client's.
+    delegate_tool: Option<String>,
+    /// Delegation calls in flight or waiting (their event ids).
+    delegated: HashSet<String>,
 }
 
 impl Engine {
@@ -304,7 +309,16 @@ impl Engine {
             usage_dirty: false,
             previews: HashSet::new(),
             outcome: loaded.outcome,
+            delegate_tool: None,
+            delegated: HashSet::new(),
         }
+    }
+
+    /// The session's agent coordinates a roster: custom tool uses of `tool`
+    /// are delegations the runner carries out as host-run tool calls.
+    pub fn with_delegation(mut self, tool: &str) -> Self {
+        self.delegate_tool = Some(tool.to_owned());
+        self
     }
 
     pub fn status(&self) -> SessionStatus {
@@ -578,8 +592,39 @@ impl Engine {
             // The runtime is gone (exit, stop): nobody waits for it.
             return;
         }
-        out.push(Effect::Deliver(PluginCall::ToolResult(outcome)));
+        out.push(Effect::Deliver(self.tool_answer(outcome)));
         self.next_tool(out);
+    }
+
+    /// A custom tool use of the delegation tool.
+    fn is_delegation(&self, event: &Map<String, Value>) -> bool {
+        self.delegate_tool.is_some()
+            && event.get("type").and_then(Value::as_str) == Some("agent.custom_tool_use")
+            && event.get("name").and_then(Value::as_str) == self.delegate_tool.as_deref()
+    }
+
+    /// A delegation runs as a host-run call; the child thread's events, not
+    /// the tool use, tell the session's log about it.
+    fn delegate(&mut self, event: Map<String, Value>, out: &mut Vec<Effect>) {
+        let Some(id) = event.get("id").and_then(Value::as_str).map(str::to_owned) else { return };
+        let name = self.delegate_tool.clone().unwrap_or_default();
+        let input = event.get("input").cloned().unwrap_or(Value::Null);
+        if self.runtime_up {
+            self.delegated.insert(id.clone());
+            self.tools_waiting.push_back(ToolCall { id, name, input });
+            self.next_tool(out);
+        }
+    }
+
+    /// How a host-run call's outcome reaches the plugin: a delegation's as
+    /// the `user.custom_tool_result` its custom tool waits for.
+    fn tool_answer(&mut self, outcome: ToolOutcome) -> PluginCall {
+        if !self.delegated.remove(&outcome.id) {
+            return PluginCall::ToolResult(outcome);
+        }
+        let body = json!({"type": "user.custom_tool_result", "custom_tool_use_id": outcome.id,
+                          "content": [{"type": "text", "text": outcome.content}], "is_error": outcome.is_error});
+        PluginCall::Input(UserEvent { seq: 0, kind: "user.custom_tool_result".into(), body })
     }
 
     fn next_tool(&mut self, out: &mut Vec<Effect>) {
@@ -589,7 +634,8 @@ impl Engine {
         while let Some(call) = self.tools_waiting.pop_front() {
             if self.tools_interrupted {
                 // Never run a call the user interrupted: answer it at once.
-                out.push(Effect::Deliver(PluginCall::ToolResult(ToolOutcome::interrupted(&call.id))));
+                let answer = self.tool_answer(ToolOutcome::interrupted(&call.id));
+                out.push(Effect::Deliver(answer));
                 continue;
             }
             self.end_burst(out);
@@ -654,6 +700,7 @@ impl Engine {
         }
         self.tools_waiting.clear();
         self.tools_interrupted = false;
+        self.delegated.clear();
     }
 
     fn stop_runtime(&mut self, why: &'static str, out: &mut Vec<Effect>) {
@@ -674,6 +721,7 @@ impl Engine {
                 self.flush(out);
             }
             match action {
+                PluginAction::Emit(event) if self.is_delegation(&event) => self.delegate(event, out),
                 PluginAction::Emit(event) => {
                     if event.get("type").and_then(Value::as_str) == Some("span.model_request_end") {
                         // The model request is over: it closes its previews.

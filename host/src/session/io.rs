@@ -69,6 +69,12 @@ pub(crate) trait RuntimeIo: Send {
     async fn sandbox(&mut self) -> Option<Arc<dyn Sandbox>>;
     /// Let go of the runtime (workspaces stay).
     async fn release(self: Box<Self>, session_id: &str);
+    /// End the runtime's own process only, leaving its sandbox to the other
+    /// runtimes that share it (a delegated thread's runtime runs beside its
+    /// coordinator's).
+    async fn end_process(self: Box<Self>, session_id: &str) {
+        self.release(session_id).await
+    }
 }
 
 /// The runtime's own process in the session's sandbox.
@@ -177,6 +183,12 @@ impl RuntimeIo for OwnProcess {
         drop(stdin);
         let _ = control.kill().await;
         let _ = sandbox.stop().await;
+    }
+
+    async fn end_process(self: Box<Self>, _session_id: &str) {
+        let OwnProcess { stdin, control, .. } = *self;
+        drop(stdin);
+        let _ = control.kill().await;
     }
 }
 

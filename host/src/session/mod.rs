@@ -23,6 +23,7 @@ pub mod runner;
 pub(crate) mod skills;
 pub(crate) mod start;
 pub mod status;
+pub mod threads;
 pub mod validate;
 
 use std::collections::HashMap;

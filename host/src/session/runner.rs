@@ -101,6 +101,8 @@ struct Runner {
     mcp_failures: (mpsc::UnboundedSender<McpFailure>, mpsc::UnboundedReceiver<McpFailure>),
     /// The outcome grader call in flight.
     grade: Option<JoinHandle<Graded>>,
+    /// A coordinator's roster: its delegation calls run child threads.
+    roster: Option<Arc<Vec<super::threads::delegation::RosterAgent>>>,
 }
 
 impl Runner {
@@ -161,6 +163,12 @@ impl Runner {
         }
         let cfg =
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
+        let roster = super::threads::roster(&host, &row.session.agent).await?.map(Arc::new);
+        super::threads::end_orphans(&host, &id, claim.epoch).await?;
+        let mut engine = Engine::new(cfg, loaded);
+        if roster.is_some() {
+            engine = engine.with_delegation(super::threads::delegation::TOOL);
+        }
         let self_hosted = host
             .store
             .get_doc::<crate::model::environments::Environment>(
@@ -172,7 +180,7 @@ impl Runner {
         Ok(Some(Runner {
             live: crate::metrics::LiveSession::new(&row.binding.engine, status),
             mounts: Mounts::new(host.store.clone(), super::repos::Repos::for_host(&host), &id),
-            engine: Engine::new(cfg, loaded),
+            engine,
             host,
             id,
             binding: row.binding,
@@ -192,6 +200,7 @@ impl Runner {
             line_read_at: None,
             this_line_read_at: None,
             grade: None,
+            roster,
         }))
     }
 
@@ -400,10 +409,15 @@ impl Runner {
                 self.written(r, "saving the resume token")
             }
             Effect::StartRuntime => {
+                // A coordinator's runtime gets the delegation tool for its roster.
+                let agent = match &self.roster {
+                    Some(r) => super::threads::delegation::coordinator_agent(&self.agent, r),
+                    None => self.agent.clone(),
+                };
                 let target = Target {
                     session_id: &self.id,
                     binding: &self.binding,
-                    agent: &self.agent,
+                    agent: &agent,
                     environment_id: &self.environment_id,
                     resume: self.engine.resume(),
                     mounts: &self.mounts,
@@ -618,6 +632,22 @@ impl Runner {
     /// first call), or on a worker of its self-hosted environment, as a task
     /// of its own.
     fn run_tool(&mut self, call: ToolCall) -> Option<Input> {
+        if let Some(roster) = self.roster.clone().filter(|_| call.name == super::threads::delegation::TOOL) {
+            let parent = super::threads::child::Parent {
+                host: self.host.clone(),
+                session_id: self.id.clone(),
+                epoch: self.epoch,
+                binding: self.binding.clone(),
+                environment_id: self.environment_id.clone(),
+                vault_ids: self.vault_ids.clone(),
+                mounts: self.mounts.clone(),
+                mcp_failures: self.mcp_failures.0.clone(),
+                roster,
+            };
+            let id = call.id.clone();
+            self.tool = Some((id, tokio::spawn(super::threads::child::run(parent, call).in_current_span())));
+            return None;
+        }
         if self.self_hosted {
             if let Some(answered) = self.early.remove(&call.id) {
                 return Some(Input::ToolDone(answered));

@@ -12,6 +12,7 @@ mod keys;
 mod leases;
 mod sessions;
 mod skills;
+mod threads;
 mod work;
 
 pub use agents::AgentRow;
@@ -22,6 +23,7 @@ pub use keys::ApiKeyRow;
 pub use leases::{Claim, StatusChange};
 pub use sessions::{RunnerState, SessionFilter, SessionRow};
 pub use skills::{SkillRow, SkillVersionRow};
+pub use threads::ThreadChange;
 pub use work::EnvironmentKeyRow;
 
 use std::str::FromStr;

@@ -930,3 +930,93 @@ fn a_fenced_engine_sends_no_previews() {
 }
 
 mod outcomes;
+
+/// A coordinator's session mid-turn: custom tool uses of `delegate` are delegations.
+fn coordinating() -> Engine {
+    let mut e = Engine::new(cfg(), Loaded::default()).with_delegation("delegate");
+    assert!(e.begin().is_empty());
+    run(
+        &mut e,
+        vec![
+            (msg(1), vec!["input 1", "commit session.status_running =>running @1", "start"]),
+            (Input::Started, vec!["deliver user.message#1"]),
+        ],
+    );
+    e
+}
+
+fn delegation(id: &str) -> PluginAction {
+    event(
+        json!({"type": "agent.custom_tool_use", "id": id, "name": "delegate", "input": {"agent": "a", "message": "m"}}),
+    )
+}
+
+#[test]
+fn a_delegation_runs_on_the_host_and_its_result_answers_the_custom_tool() {
+    let mut e = coordinating();
+    run(
+        &mut e,
+        vec![
+            // Not stored, not waiting on the client: the host runs it (a child thread).
+            (Input::Output(vec![text(), delegation("sevt_d")]), vec!["commit agent.message", "run sevt_d"]),
+            // Its outcome reaches the runtime as the custom tool's result.
+            (done("sevt_d"), vec!["deliver user.custom_tool_result#0"]),
+            (Input::Output(vec![end()]), vec!["commit session.status_idle:end_turn =>idle"]),
+        ],
+    );
+    // Another custom tool still waits on the client.
+    let mut e = coordinating();
+    run(
+        &mut e,
+        vec![(
+            Input::Output(vec![custom_use("sevt_c")]),
+            vec!["commit agent.custom_tool_use session.status_idle:requires_action =>idle"],
+        )],
+    );
+}
+
+#[test]
+fn a_delegation_outcome_is_the_custom_tool_result_body() {
+    let mut e = coordinating();
+    e.handle(Input::Output(vec![delegation("sevt_d")]));
+    let out = e.handle(Input::ToolDone(ToolOutcome {
+        id: "sevt_d".into(),
+        content: "the child said".into(),
+        is_error: true,
+        exit_code: None,
+    }));
+    let [Effect::Deliver(PluginCall::Input(ev))] = out.as_slice() else { panic!("{:?}", shown(&out)) };
+    assert_eq!(
+        ev.body,
+        json!({"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_d",
+               "content": [{"type": "text", "text": "the child said"}], "is_error": true})
+    );
+}
+
+#[test]
+fn an_interrupt_cancels_the_delegation_and_answers_queued_ones() {
+    let mut e = coordinating();
+    run(
+        &mut e,
+        vec![
+            (Input::Output(vec![delegation("sevt_d"), delegation("sevt_e")]), vec!["run sevt_d"]),
+            (interrupt(2, 0), vec!["input 2", "deliver user.interrupt#2", "cancel"]),
+            (
+                Input::ToolDone(ToolOutcome::interrupted("sevt_d")),
+                vec!["deliver user.custom_tool_result#0", "deliver user.custom_tool_result#0"],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn without_a_roster_a_custom_tool_named_like_the_delegation_waits_on_the_client() {
+    let mut e = running();
+    run(
+        &mut e,
+        vec![(
+            Input::Output(vec![delegation("sevt_d")]),
+            vec!["commit agent.custom_tool_use session.status_idle:requires_action =>idle"],
+        )],
+    );
+}

@@ -1,0 +1,179 @@
+"""Delegated threads end to end, for one harness (BRIDLE_E2E_ENGINE): a coordinator agent's
+runtime calls the delegation tool, Bridle runs the roster agent as a child thread of the
+session (its own runtime, in the session's sandbox), and the child's final message is the
+tool's result. Shown: the thread events in the session log, the child's own log and stream,
+the final answer in the coordinator's `agent.message`; past the thread limit, an error the
+model hears and a `thread_limit_error`."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from .lib import is_idle, text_of, uniq
+
+TOOL = "delegate_to_agent"
+IN_SANDBOX = ("claude", "codex")
+
+
+def of_type(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e.get("type") == kind]
+
+
+def coordinator_session(stack, model: str, helper_model: str):
+    """A session of a coordinator whose roster is one helper agent on `helper_model`."""
+    c = stack.client
+    helper = c.beta.agents.create(name=uniq("helper"), model=helper_model, description="answers questions",
+                                  tools=[{"type": "agent_toolset_20260401"}])
+    return stack.session(model, agent_extra={"multiagent": {"type": "coordinator", "agents": [helper.id]}}), helper
+
+
+def delegating(helper_name: str, message: str) -> dict:
+    return {"turns": [{"tools": [{"custom": TOOL, "input": {"agent": helper_name, "message": message}}],
+                       "text": "Coordinator: {{tool_output}}"}]}
+
+
+def test_a_coordinator_delegates_to_a_thread(stack, engine, model, sessions):
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine} runs one resident runtime per session: coordinators are refused (test below)")
+    helper_model = model + "-helper"
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "The helper says 42 about {{last_user}}"}]})
+    s, helper = None, None
+    # The roster agent's name is unique: the coordinator's model calls it by name.
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "the answer"))
+    start = s.mark()
+    s.message("Ask the helper.")
+    end, _ = s.wait_idle(start, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    created = s.expect_order(evs, [
+        "user.message", "session.status_running", "session.thread_created", "session.thread_status_running",
+        "agent.thread_message_sent", "session.thread_status_idle", "agent.message", is_idle("end_turn"),
+    ], "the delegation's events in the session log")
+    tid = created[2]["session_thread_id"]
+    s.check(tid.startswith("sthr_") and created[2]["agent_name"] == helper.name, f"thread_created: {created[2]}")
+    s.check(created[4]["to_session_thread_id"] == tid and created[4]["content"][0]["text"] == "the answer",
+            f"thread_message_sent: {created[4]}")
+    final = text_of(of_type(evs, "agent.message")[-1])
+    s.check(final.startswith("Coordinator:") and "The helper says 42 about the answer" in final,
+            f"the coordinator's answer carries the helper's: {final!r}")
+    s.check(not of_type(evs, "agent.custom_tool_use"), "the delegation is not a custom tool use the client answers")
+    s.check(not of_type(evs, "session.error"), "no session.error")
+    # The child's own log: its start, the message it received, its own run, its idle.
+    threads = list(stack.client.beta.sessions.threads.list(s.id))
+    s.check([t.id for t in threads][1:] == [tid], f"threads: {[t.id for t in threads]}")
+    child = stack.client.beta.sessions.threads.retrieve(tid, session_id=s.id)
+    s.check(child.parent_thread_id == threads[0].id and child.status == "idle", f"child thread: {child}")
+    s.check(child.agent.id == helper.id, f"child agent: {child.agent}")
+    log = [e.to_dict(mode="json") for e in stack.client.beta.sessions.threads.events.list(tid, session_id=s.id)]
+    s.expect_order(log, [
+        "session.thread_status_running", "agent.thread_message_received", "agent.message",
+        "session.thread_status_idle",
+    ], "the child thread's own log")
+    s.check(text_of(of_type(log, "agent.message")[-1]) == "The helper says 42 about the answer",
+            "the child's answer is in its log")
+    s.check(not of_type(log, "agent.thread_message_sent"), "the coordinator's events stay in the session log")
+    # The session log holds no child output.
+    s.check(not any(e.get("id") in {x["id"] for x in log} for e in s.all_events()), "logs are disjoint")
+    s.check(child.usage.input_tokens > 0 and child.stats.duration_seconds > 0,
+            f"the child's own usage and stats: {child.usage} {child.stats}")
+    # A child thread is archived on its own; the primary thread only with its session.
+    archived = stack.client.beta.sessions.threads.archive(tid, session_id=s.id)
+    s.check(archived.archived_at is not None and archived.status == "idle", f"archived child: {archived}")
+    s.check_credentials()
+
+
+def test_the_thread_stream_follows_a_child(stack, engine, model, sessions):
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    helper_model = model + "-helper"
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "slow answer", "delay_ms": 3000}]})
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "take your time"))
+    start = s.mark()
+    s.message("Go.")
+    _, created = s.wait_type("session.thread_created", start)
+    tid = created["session_thread_id"]
+    seen: list[str] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        with stack.client.beta.sessions.threads.events.stream(tid, session_id=s.id, timeout=120.0) as stream:
+            for ev in stream:
+                seen.append(ev.type)
+                if ev.type in ("session.thread_status_idle", "session.thread_status_terminated"):
+                    break
+        done.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    s.wait_idle(start, "end_turn")
+    s.check(done.wait(60), f"the thread stream ended with the thread; saw {seen}")
+    s.check("agent.message" in seen and seen[-1] == "session.thread_status_idle", f"thread stream: {seen}")
+
+
+def test_an_interrupt_ends_the_running_thread(stack, engine, model, sessions):
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    helper_model = model + "-helper"
+    # The helper would take minutes: only the interrupt ends its turn.
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "never finished", "delay_ms": 300000}]})
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "work long"))
+    start = s.mark()
+    s.message("Go.")
+    _, created = s.wait_type("session.thread_created", start)
+    tid = created["session_thread_id"]
+    s.send({"type": "user.interrupt"})
+    s.wait_for(lambda e: e.get("type") == "session.thread_status_terminated" and e.get("session_thread_id") == tid,
+               "the child thread terminated", start)
+    s.wait_idle(start)
+    child = stack.client.beta.sessions.threads.retrieve(tid, session_id=s.id)
+    s.check(child.status == "terminated", f"child thread after the interrupt: {child.status}")
+    log = [e.to_dict(mode="json") for e in stack.client.beta.sessions.threads.events.list(tid, session_id=s.id)]
+    s.check(log[-1]["type"] == "session.thread_status_terminated", f"child log ends terminated: {log}")
+    s.check(not of_type(log, "agent.message"), "the child never answered")
+    # The session takes the next message as usual.
+    stack.fake.set_scenario(model, {"turns": [{"text": "plain answer"}]})
+    more = s.turn("Say something.")
+    s.check(text_of(of_type(more, "agent.message")[-1]) == "plain answer", "a turn after the interrupt")
+
+
+def test_past_the_thread_limit_the_model_hears_an_error(stack, engine, model, sessions):
+    """The e2e server allows 2 threads per session (BRIDLE_SESSIONS__THREADS_PER_SESSION)."""
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    helper_model = model + "-helper"
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "ok"}]})
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "again"))
+    for _ in range(2):
+        s.turn("Delegate.")
+    start = s.mark()
+    s.message("Once more.")
+    end, _ = s.wait_idle(start, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    (err,) = of_type(evs, "session.error")
+    s.check(err["error"]["type"] == "thread_limit_error" and "threads_per_session" in err["error"]["message"],
+            f"limit error: {err}")
+    s.check(not of_type(evs, "session.thread_created"), "no thread past the limit")
+    final = text_of(of_type(evs, "agent.message")[-1])
+    s.check("refused" in final and "threads_per_session" in final, f"the model heard the refusal: {final!r}")
+    s.check(len(list(stack.client.beta.sessions.threads.list(s.id))) == 3, "the primary and two child threads")
+
+
+def test_a_coordinator_on_a_resident_harness_is_refused(stack, engine, model):
+    if engine in IN_SANDBOX:
+        pytest.skip(f"{engine} runs delegated threads")
+    import anthropic
+    helper = stack.client.beta.agents.create(name=uniq("helper"), model=model)
+    lead = stack.client.beta.agents.create(name=uniq("lead"), model=model,
+                                           multiagent={"type": "coordinator", "agents": [helper.id]})
+    with pytest.raises(anthropic.BadRequestError) as e:
+        stack.client.beta.sessions.create(agent=lead.id, environment_id=stack.environment_id(),
+                                          vault_ids=[stack.llm_vault()])
+    assert "resident runtime" in str(e.value)
