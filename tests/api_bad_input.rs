@@ -962,10 +962,10 @@ fn table(fx: &Fx) -> Vec<Case> {
             "environment update with packages this server cannot install",
             M::POST,
             format!("/v1/environments/{}", fx.env),
-            j(json!({"config": {"type": "cloud", "packages": {"cargo": ["ripgrep"]}}})),
+            j(json!({"config": {"type": "cloud", "packages": {"gem": ["rake"]}}})),
             &[400],
         )
-        .msg("config.packages.cargo: this server cannot install cargo packages"),
+        .msg("config.packages.gem: this server cannot install gem packages"),
         case(
             "environment package that looks like an option",
             M::POST,

@@ -66,7 +66,7 @@ fn server_on(runtimes: &Path, sandboxes: &Path, idle_secs: &str, internal: &[Str
     }
     // Package layer builds reach the registries the host's pip and npm are configured for; a
     // machine that resolves them to non-global addresses (a test network) must allow them.
-    let mut allow = bridle::packages::registries::discover(&[]).hosts;
+    let mut allow = bridle::packages::registries::discover(&[], &Default::default()).hosts;
     allow.extend(internal.iter().cloned());
     let allow_internal = format!("[{}]", allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(","));
     session_server(
@@ -217,6 +217,94 @@ fn e2e_claude_gvisor() {
 #[ignore = "long: run with `just e2e-gvisor`"]
 fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, ALL_FILES);
+}
+
+/// cargo, go and gem packages (`test_packages_toolchains.py`), one harness: their layer builds
+/// do not depend on it, and a crate's compile is long for every harness. The suite serves a Go
+/// module proxy and a gem source on this host's own address (Go does not use a proxy for
+/// loopback addresses, and a build reaches its registries only through the egress gateway),
+/// allowed through `egress.allow_internal`. Installs `golang-go` and `ruby` when missing.
+#[test]
+fn e2e_packages_toolchains() {
+    for (tool, package) in [("go", "golang-go"), ("gem", "ruby")] {
+        if which(tool).is_none() {
+            support::apt_install(&[package]);
+        }
+    }
+    let runtimes = install_runtimes();
+    let (fake, token) = fake_model("e2e");
+    let sb = sandbox_dir();
+    let ip = host_address();
+    let (go_addr, gem_addr) = (format!("{ip}:{}", support::free_port()), format!("{ip}:{}", support::free_port()));
+    let toolchain = staged_toolchain();
+    let toolchain_dir = toolchain.path().join("rust");
+    // The registry hosts the server will discover with this toolchain (cargo's among them).
+    let packages =
+        bridle::config::PackagesConfig { cargo_toolchain: Some(toolchain_dir.clone()), ..Default::default() };
+    let mut allow = bridle::packages::registries::discover(&[], &packages).hosts;
+    allow.extend([go_addr.clone(), gem_addr.clone()]);
+    let allow_internal = format!("[{}]", allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(","));
+    let (goproxy, gem_source) = (format!("http://{go_addr}"), format!("http://{gem_addr}/"));
+    let toolchain_dir = toolchain_dir.to_string_lossy().into_owned();
+    let mut main = session_server(
+        Backend::Sqlite,
+        &runtimes,
+        sb.path(),
+        &[
+            ("BRIDLE_EGRESS__ALLOW_INTERNAL", &allow_internal),
+            ("BRIDLE_PACKAGES__CARGO_TOOLCHAIN", &toolchain_dir),
+            ("BRIDLE_PACKAGES__GOPROXY", &goproxy),
+            ("BRIDLE_PACKAGES__GEM_SOURCE", &gem_source),
+            ("BRIDLE_LOG", "info,bridle=debug"),
+        ],
+    );
+    run_pytest(
+        &["test_packages_toolchains.py"],
+        &[
+            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
+            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+            ("BRIDLE_E2E_FAKE_TOKEN", token),
+            ("BRIDLE_BASE_URL", main.base_url.clone()),
+            ("BRIDLE_API_KEY", main.api_key.clone()),
+            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
+            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
+            ("BRIDLE_E2E_GOPROXY_ADDR", go_addr),
+            ("BRIDLE_E2E_GEM_ADDR", gem_addr),
+        ],
+        "pytest tests/python/e2e/test_packages_toolchains.py",
+    );
+    main.assert_alive();
+}
+
+/// The Rust toolchain this test runs with, where sandbox users can read it: a hard-linked copy
+/// (a plain copy across filesystems) in a world-traversable temporary directory, since rustup's
+/// usual home under `/root` is not.
+fn staged_toolchain() -> tempfile::TempDir {
+    let out = Command::new("rustup").args(["which", "cargo"]).output().expect("running rustup which cargo");
+    let cargo = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let source = cargo.parent().and_then(Path::parent).expect("a toolchain directory above bin/cargo");
+    // rustup's toolchain directories may be links (copied as links, they would lead back).
+    let source = source.canonicalize().expect("resolving the toolchain directory");
+    let dir = tempfile::Builder::new().prefix("bridle-e2e-toolchain-").tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let target = dir.path().join("rust");
+    let copied =
+        |flags: &str| Command::new("cp").args([flags, &source.to_string_lossy(), &target.to_string_lossy()]).status();
+    if !copied("-al").is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_dir_all(&target);
+        assert!(copied("-a").is_ok_and(|s| s.success()), "copying {} failed", source.display());
+    }
+    dir
+}
+
+/// This host's first non-loopback IPv4 address (`hostname -I`).
+fn host_address() -> String {
+    let out = Command::new("hostname").arg("-I").output().expect("running hostname -I");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .expect("this host has a non-loopback IPv4 address")
+        .to_string()
 }
 
 /// Sessions whose runtime cannot start: no model credential at all (no LLM vault, no

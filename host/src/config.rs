@@ -69,6 +69,41 @@ pub struct Config {
     pub pricing: BTreeMap<String, ModelPrice>,
     /// Self-hosted environments' work queue.
     pub self_hosted: SelfHostedConfig,
+    /// What environment package layers are built with: toolchains and mirrors.
+    pub packages: PackagesConfig,
+}
+
+/// `[packages]`: the toolchains and registries environment package layers are built with
+/// (Bridle ships no registry host names: a manager without one is refused, naming its key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesConfig {
+    /// A Rust toolchain directory (`bin/cargo`, `bin/rustc`), bound read-only into layer builds.
+    /// Default: the server's own (`rustup which cargo`, else `cargo` on `PATH`).
+    pub cargo_toolchain: Option<PathBuf>,
+    /// The Go module proxy (`GOPROXY`) `go install` fetches from; go packages need it.
+    pub goproxy: Option<String>,
+    /// The Go checksum database (`GOSUMDB`); default `off` (a mirror is trusted as is).
+    pub gosumdb: Option<String>,
+    /// The gem source `gem install` fetches from; gem packages need it.
+    pub gem_source: Option<String>,
+    /// Seconds apt's package lists are reused between layer builds before a build runs
+    /// `apt-get update` again (`0`: every build updates).
+    pub apt_lists_max_age_secs: u64,
+}
+
+impl Default for PackagesConfig {
+    fn default() -> Self {
+        PackagesConfig {
+            cargo_toolchain: None,
+            goproxy: None,
+            gosumdb: None,
+            gem_source: None,
+            // Debian's mirrors publish a few times a day: an hour-old list rarely names a `.deb`
+            // that is gone (and a build whose cached lists fail updates them and tries again).
+            apt_lists_max_age_secs: 3600,
+        }
+    }
 }
 
 /// `[self_hosted]`: the leases of self-hosted environments' work items.
@@ -479,12 +514,13 @@ impl Default for Config {
             files: FilesConfig::default(),
             pricing: BTreeMap::new(),
             self_hosted: SelfHostedConfig::default(),
+            packages: PackagesConfig::default(),
         }
     }
 }
 
 /// Top-level setting names (for picking `BRIDLE_*` variables).
-const SETTINGS: [&str; 19] = [
+const SETTINGS: [&str; 20] = [
     "pricing",
     "auto_install",
     "listen",
@@ -504,6 +540,7 @@ const SETTINGS: [&str; 19] = [
     "egress",
     "files",
     "self_hosted",
+    "packages",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers alone.

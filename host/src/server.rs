@@ -58,8 +58,8 @@ pub async fn build_state_with(
     let harness = Arc::new(harness_runtime(&config).await?);
     // Which package managers an environment may name, and where their registries are: from the
     // host's own tool configuration (a few short commands).
-    let hosts = config.sessions.package_manager_hosts.clone();
-    let found = tokio::task::spawn_blocking(move || crate::packages::registries::discover(&hosts))
+    let (hosts, packages) = (config.sessions.package_manager_hosts.clone(), config.packages.clone());
+    let found = tokio::task::spawn_blocking(move || crate::packages::registries::discover(&hosts, &packages))
         .await
         .context("package manager discovery panicked")?;
     for e in harness.registry().errors() {
@@ -133,6 +133,13 @@ async fn start_sessions(
         cpus: sc.cpu_limit(),
         extra_ro_binds: std::iter::once((runtimes.runtimes.dir().to_path_buf(), runtimes.inside.clone()))
             .chain(layers.as_ref().map(|l| (l.root().to_path_buf(), crate::packages::layer::LAYERS_INSIDE.to_string())))
+            // cargo layer builds run the operator's Rust toolchain (read-only, like /usr).
+            .chain(
+                found
+                    .cargo_toolchain
+                    .clone()
+                    .map(|dir| (dir, crate::packages::spec::CARGO_TOOLCHAIN_INSIDE.to_string())),
+            )
             .collect(),
         egress: bridle_sandbox::egress::EgressSettings {
             ca: Some(crate::egress_ca::load_or_create(&config.data_dir, &secrets)?),
@@ -176,6 +183,7 @@ fn package_layers(
         timeout: Duration::from_secs(sc.package_build_timeout_secs),
         max_bytes: sc.package_layer_max_bytes,
         evict: sc.eviction(),
+        apt_lists_max_age: Duration::from_secs(config.packages.apt_lists_max_age_secs),
     };
     match crate::packages::layer::Layers::new(
         &sc.sandbox_dir,

@@ -50,9 +50,9 @@ def test_packages_this_server_cannot_install_are_refused(client):
     assert "config.packages.go" in err["message"], err
     e = client.beta.environments.create(name=uniq("env"))
     with pytest.raises(anthropic.BadRequestError) as ei:
-        client.beta.environments.update(e.id, config={"type": "cloud", "packages": {"cargo": ["ripgrep"]}})
+        client.beta.environments.update(e.id, config={"type": "cloud", "packages": {"gem": ["rake"]}})
     err = assert_api_error(ei.value, 400, "invalid_request_error")
-    assert "config.packages.cargo" in err["message"], err
+    assert "config.packages.gem" in err["message"], err
 
 
 def test_pip_and_npm_packages_are_stored_and_echoed(client):

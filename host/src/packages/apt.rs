@@ -88,30 +88,70 @@ pub fn script(names: &[String], root: &str) -> String {
     // The host's configuration first, then every path redirected into the private state (the
     // `-o` options are read after `-c`), and the sandbox's gateway as apt's proxy (without
     // pipelining: the gateway forwards plain HTTP one request at a time).
-    let mut s = format!(
+    let s = format!(
         "mkdir -p {a}/lists/partial {a}/archives/partial {a}/log {r}\n\
          bridle_apt() {{ apt-get -q -c {a}/apt.conf -o Dir::Etc={a}/etc -o Dir::State={a} -o Dir::State::lists={a}/lists \
          -o Dir::State::status={a}/status -o Dir::Cache={a} -o Dir::Cache::archives={a}/archives -o Dir::Log={a}/log \
          -o Debug::NoLocking=true -o Acquire::http::Pipeline-Depth=0 -o Acquire::http::Proxy=\"${{http_proxy:-}}\" -o Acquire::https::Proxy=\"${{https_proxy:-}}\" \"$@\"; }}\n\
-         bridle_apt update || exit 3\n",
-    );
-    s.push_str(&format!(
-        "if ! bridle_apt install -y --download-only --no-install-recommends --no-upgrade {}; then\n",
+         bridle_download() {{ bridle_apt install -y --download-only --no-install-recommends --no-upgrade {}; }}\n",
         quoted.join(" ")
+    );
+    let mut s = s;
+    // Lists restored from the cache (see `LISTS_CACHED`) skip `apt-get update`; should they be
+    // too old for the mirror (a `.deb` they name is gone), update them and try again.
+    s.push_str(&format!(
+        "if [ -e {a}/{LISTS_CACHED} ]; then\n  echo '[bridle] apt: package lists from the cache' >&2\n  \
+         bridle_download || {{ echo '[bridle] apt: the cached lists failed; updating them' >&2; rm -f {a}/{LISTS_CACHED}; }}\nfi\n\
+         if [ ! -e {a}/{LISTS_CACHED} ]; then\n  bridle_apt update || exit 3\n  touch {a}/{LISTS_UPDATED}\n  \
+         if ! bridle_download; then\n"
     ));
     // On failure each package alone (a dry run), to name the one that fails.
     for (n, q) in names.iter().zip(&quoted) {
         s.push_str(&format!(
-            "  bridle_apt install -s -y --no-install-recommends {q} >/dev/null 2>&1 || {{ {} }}\n",
+            "    bridle_apt install -s -y --no-install-recommends {q} >/dev/null 2>&1 || {{ {} }}\n",
             fail(n)
         ));
     }
-    s.push_str(&format!("  {}\nfi\n", fail(&names.join(" "))));
+    s.push_str(&format!("    {}\n  fi\nfi\n", fail(&names.join(" "))));
     s.push_str(&format!(
         "for deb in {a}/archives/*.deb; do\n  [ -e \"$deb\" ] || continue\n  echo \"[bridle] apt: unpacking ${{deb##*/}}\" >&2\n  \
          dpkg-deb -x \"$deb\" {r} || {{ echo \"{FAILED_MARK} apt ${{deb##*/}}\" >&2; exit 3; }}\ndone\n"
     ));
     s
+}
+
+/// Marks lists restored from the cache (in [`STATE_INSIDE`]): the build skips `apt-get update`.
+const LISTS_CACHED: &str = "lists-cached";
+/// Marks lists this build updated: worth keeping for the next build.
+const LISTS_UPDATED: &str = "lists-updated";
+
+/// Unpacks cached lists (a tar on stdin) where the build's apt reads them.
+pub fn lists_restore_script() -> String {
+    let a = sh_quote(STATE_INSIDE);
+    format!("mkdir -p {a}/lists && tar -C {a}/lists -xf - && touch {a}/{LISTS_CACHED}")
+}
+
+/// Streams the lists a build updated as a tar to stdout (exit 4: nothing new to keep).
+pub fn lists_export_script() -> String {
+    let a = sh_quote(STATE_INSIDE);
+    format!("[ -e {a}/{LISTS_UPDATED} ] || exit 4\nexec tar -C {a}/lists --exclude=./partial --exclude=./lock -cf - .")
+}
+
+/// The key of the package lists `inputs` (from [`host_inputs`]) give: the apt configuration
+/// and sources, not the dpkg status (installing on the host does not change the lists).
+pub fn lists_key(inputs: &[(String, Vec<u8>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&(String, Vec<u8>)> =
+        inputs.iter().filter(|(p, _)| *p != format!("{STATE_INSIDE}/status")).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Sha256::new();
+    for (path, body) in sorted {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((body.len() as u64).to_le_bytes());
+        h.update(body);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// The files a build sandbox needs for apt, as (path inside, contents): the host's effective
@@ -207,6 +247,83 @@ mod tests {
         assert!(!s.contains(DPKG_STATUS), "{s}");
         let out = std::process::Command::new("sh").args(["-n", "-c", &s]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn cached_lists_skip_the_update_until_they_fail() {
+        let s = script(&["tidy".to_string()], "/l/apt");
+        let cached = s.find("if [ -e '/workspace/apt-state'/lists-cached ]").expect("a cached branch");
+        let update = s.find("bridle_apt update").unwrap();
+        assert!(cached < update, "the cache is tried before an update:\n{s}");
+        assert!(s.contains("rm -f '/workspace/apt-state'/lists-cached"), "a failed cached download updates:\n{s}");
+        assert!(s.contains("touch '/workspace/apt-state'/lists-updated"), "{s}");
+        for sh in [s, lists_restore_script(), lists_export_script()] {
+            let out = std::process::Command::new("sh").args(["-n", "-c", &sh]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    /// The shell parts run for real: a cached list is restored, the script takes the cached
+    /// branch (a stub apt-get), and an update's lists are exported.
+    #[test]
+    fn lists_round_trip_through_the_scripts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let fix = |sh: String| sh.replace(STATE_INSIDE, &state.display().to_string());
+        let lists = dir.path().join("lists.tar");
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/deb_Packages"), "Package: tidy\n").unwrap();
+        let ok = std::process::Command::new("tar")
+            .args(["-C", &dir.path().join("src").display().to_string(), "-cf", &lists.display().to_string(), "."])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let sh = |script: String, stdin: Option<&std::path::Path>| {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &script]);
+            if let Some(p) = stdin {
+                c.stdin(std::fs::File::open(p).unwrap());
+            }
+            c.output().unwrap()
+        };
+        assert!(sh(fix(lists_restore_script()), Some(&lists)).status.success());
+        assert!(state.join("lists/deb_Packages").is_file() && state.join(LISTS_CACHED).is_file());
+        // Nothing updated yet: nothing to export.
+        assert_eq!(sh(fix(lists_export_script()), None).status.code(), Some(4));
+        // A stub apt-get on PATH records what it is asked; downloads succeed.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let log = dir.path().join("apt.log");
+        std::fs::write(bin.join("apt-get"), format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display())).unwrap();
+        std::fs::set_permissions(bin.join("apt-get"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let run = fix(script(&["tidy".to_string()], &dir.path().join("layer").display().to_string()));
+        let out = sh(format!("export PATH={}:$PATH\n{run}", bin.display()), None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(calls.contains("--download-only") && !calls.contains(" update"), "{calls}");
+        // Without the cache the lists are updated, then exported.
+        std::fs::remove_file(state.join(LISTS_CACHED)).unwrap();
+        assert!(sh(format!("export PATH={}:$PATH\n{run}", bin.display()), None).status.success());
+        assert!(std::fs::read_to_string(&log).unwrap().contains(" update"));
+        let out = sh(fix(lists_export_script()), None);
+        assert!(out.status.success() && !out.stdout.is_empty());
+    }
+
+    #[test]
+    fn lists_key_follows_sources_not_status() {
+        let inputs = |sources: &str, status: &str| {
+            vec![
+                (format!("{STATE_INSIDE}/apt.conf"), b"APT::Architecture \"amd64\";".to_vec()),
+                (format!("{STATE_INSIDE}/status"), status.as_bytes().to_vec()),
+                (format!("{STATE_INSIDE}/etc/sources.list"), sources.as_bytes().to_vec()),
+            ]
+        };
+        let a = lists_key(&inputs("deb http://a.example.org/debian bookworm main", "Package: bash"));
+        assert_eq!(a, lists_key(&inputs("deb http://a.example.org/debian bookworm main", "Package: tidy")));
+        assert_ne!(a, lists_key(&inputs("deb http://b.example.org/debian bookworm main", "Package: bash")));
+        let mut reordered = inputs("deb http://a.example.org/debian bookworm main", "");
+        reordered.reverse();
+        assert_eq!(a, lists_key(&reordered));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct BuildLimits {
     pub max_bytes: u64,
     /// When layers are evicted (checked after each build).
     pub evict: Policy,
+    /// How long apt's package lists are reused between builds (zero: never).
+    pub apt_lists_max_age: Duration,
 }
 
 /// Why a layer could not be built, for the session's `session.error`.
@@ -213,16 +215,48 @@ impl Layers {
         log: &mut File,
     ) -> Result<(), String> {
         let script = spec::install_script(spec, &self.registries, BUILD_ROOT);
+        let mut apt_lists = None;
         if spec.lists().any(|(m, _)| m == Manager::Apt) {
             // The host's apt configuration and a copy of its dpkg status (read here, never written).
             let inputs = tokio::task::spawn_blocking(apt::host_inputs)
                 .await
                 .map_err(|e| format!("apt inputs task: {e}"))?
                 .map_err(|e| format!("reading the host's apt configuration: {e:#}"))?;
+            let cache = self.state.join("apt-lists").join(format!("{}.tar", apt::lists_key(&inputs)));
             for (path, body) in inputs {
                 sandbox.write_file(&path, &body, 0o644).await.map_err(|e| format!("placing {path}: {e}"))?;
             }
+            if fresh(&cache, self.limits.apt_lists_max_age) {
+                match exec_from_file(sandbox, apt::lists_restore_script(), &cache).await {
+                    Ok(()) => {
+                        let _ = writeln!(log, "[bridle] apt: package lists restored from {}", cache.display());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "restoring cached apt lists failed; the build updates them"),
+                }
+            }
+            apt_lists = Some(cache);
         }
+        let result = self.install(sandbox, script, tar_path, log).await;
+        // Lists this build updated are kept for the next (even when a package failed: they are
+        // the sources' lists, not the packages').
+        if let Some(cache) = apt_lists.filter(|_| !self.limits.apt_lists_max_age.is_zero()) {
+            match exec_to_file(sandbox, apt::lists_export_script(), &cache).await {
+                Ok(true) => tracing::debug!(path = %cache.display(), "apt lists cached"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "caching apt lists failed"),
+            }
+        }
+        result
+    }
+
+    /// Run the install script; its tar goes to `tar_path`, its log to `log`.
+    async fn install(
+        &self,
+        sandbox: &dyn bridle_sandbox::Sandbox,
+        script: String,
+        tar_path: &Path,
+        log: &mut File,
+    ) -> Result<(), String> {
         let child =
             sandbox.exec(ExecRequest::shell(script)).await.map_err(|e| format!("starting the installer: {e}"))?;
         // Only the control crosses awaits below (the stdio halves are not `Sync`).
@@ -301,6 +335,57 @@ impl Layers {
     pub fn evict(&self) -> anyhow::Result<Vec<String>> {
         evict_in(&self.root, &self.state, self.limits.evict)
     }
+}
+
+/// `path` exists and was written less than `max_age` ago.
+fn fresh(path: &Path, max_age: Duration) -> bool {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified());
+    modified.is_ok_and(|t| SystemTime::now().duration_since(t).is_ok_and(|age| age < max_age))
+}
+
+/// Run `script` in `sandbox` with `file` on its stdin.
+async fn exec_from_file(sandbox: &dyn bridle_sandbox::Sandbox, script: String, file: &Path) -> Result<(), String> {
+    let mut input = tokio::fs::File::open(file).await.map_err(|e| format!("opening {}: {e}", file.display()))?;
+    let child = sandbox.exec(ExecRequest::shell(script)).await.map_err(|e| format!("starting: {e}"))?;
+    // Output kept open until the end (a closed pipe would end the script early).
+    let bridle_sandbox::ExecChild { stdin, stdout: _stdout, stderr: _stderr, control } = child;
+    if let Some(mut stdin) = stdin {
+        tokio::io::copy(&mut input, &mut stdin).await.map_err(|e| format!("feeding {}: {e}", file.display()))?;
+        tokio::io::AsyncWriteExt::shutdown(&mut stdin).await.map_err(|e| format!("closing stdin: {e}"))?;
+    }
+    match control.wait().await {
+        ExitStatus::Exited { code: 0 } => Ok(()),
+        status => Err(format!("ended with {status:?}")),
+    }
+}
+
+/// Run `script` in `sandbox`, its stdout into `file` (replaced whole, only on success); `false`
+/// when the script exits 4 (nothing to write).
+async fn exec_to_file(sandbox: &dyn bridle_sandbox::Sandbox, script: String, file: &Path) -> Result<bool, String> {
+    let dir = file.parent().ok_or("no parent directory")?;
+    tokio::fs::create_dir_all(dir).await.map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".tmp-{}", ulid::Ulid::new()));
+    let result = async {
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let child = sandbox.exec(ExecRequest::shell(script)).await.map_err(|e| format!("starting: {e}"))?;
+        let bridle_sandbox::ExecChild { stdin, stdout, stderr: _stderr, control } = child;
+        drop(stdin);
+        if let Some(mut stdout) = stdout {
+            tokio::io::copy(&mut stdout, &mut out).await.map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        match control.wait().await {
+            ExitStatus::Exited { code: 0 } => {
+                tokio::fs::rename(&tmp, file).await.map_err(|e| format!("moving into {}: {e}", file.display()))?;
+                Ok(true)
+            }
+            ExitStatus::Exited { code: 4 } => Ok(false),
+            status => Err(format!("ended with {status:?}")),
+        }
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    result
 }
 
 /// Where the build log of `key` is kept under `sandbox_dir`.

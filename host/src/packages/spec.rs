@@ -195,7 +195,19 @@ pub struct Registries {
     /// The CA bundle the host's npm is configured with (`cafile`), e.g. for a TLS-inspecting
     /// proxy; a path a sandbox sees (under `/etc/ssl` or `/usr`).
     pub npm_cafile: Option<String>,
+    /// The Go module proxy (`packages.goproxy`); the only source `go install` uses.
+    pub goproxy: Option<String>,
+    /// The Go checksum database (`packages.gosumdb`; `None`: off).
+    pub gosumdb: Option<String>,
+    /// The gem source (`packages.gem_source`); the only source `gem install` uses.
+    pub gem_source: Option<String>,
 }
+
+/// Where a build sandbox sees the Rust toolchain (`packages.cargo_toolchain`, read-only).
+pub const CARGO_TOOLCHAIN_INSIDE: &str = "/opt/bridle/toolchains/cargo";
+
+/// Scratch space of a build (caches that are not part of the layer), inside the sandbox.
+const BUILD_SCRATCH: &str = "/workspace/build";
 
 /// Quote `s` for `sh`: one single-quoted word.
 pub fn sh_quote(s: &str) -> String {
@@ -249,15 +261,58 @@ pub fn install_script(spec: &Spec, reg: &Registries, root: &str) -> String {
                 }
             }
             Manager::Apt => s.push_str(&super::apt::script(list, &format!("{root}/apt"))),
-            // Refused before a build starts (see `Installable`).
-            Manager::Cargo | Manager::Gem | Manager::Go => {
-                s.push_str(&format!("echo {} >&2; exit 3\n", fail(m, &list.join(" "))));
+            Manager::Cargo => {
+                // The operator's toolchain (read-only); cargo's registry cache and build tree in
+                // the build's scratch space, shared by the packages of this build.
+                let t = CARGO_TOOLCHAIN_INSIDE;
+                s.push_str(&format!(
+                    "export CARGO_HOME={BUILD_SCRATCH}/cargo-home CARGO_TARGET_DIR={BUILD_SCRATCH}/cargo-target \
+                     RUSTC={t}/bin/rustc PATH={t}/bin:$PATH\n"
+                ));
+                for (n, q) in list.iter().zip(&names) {
+                    s.push_str(&format!(
+                        "{t}/bin/cargo install --locked --no-track --root {r}/cargo {q} || {{ echo {} >&2; exit 3; }}\n",
+                        fail(m, n)
+                    ));
+                }
+            }
+            Manager::Go => {
+                // Only the configured proxy (no `direct` fallback); binaries into the layer.
+                let proxy = reg.goproxy.as_deref().unwrap_or("off");
+                let sumdb = reg.gosumdb.as_deref().unwrap_or("off");
+                s.push_str(&format!(
+                    "export GOPROXY={} GOSUMDB={} GOPATH={BUILD_SCRATCH}/go GOCACHE={BUILD_SCRATCH}/go-cache \
+                     GOBIN={r}/go/bin GOFLAGS=-modcacherw GOTOOLCHAIN=local CGO_ENABLED=0\n",
+                    sh_quote(proxy),
+                    sh_quote(sumdb)
+                ));
+                for (n, q) in list.iter().zip(go_targets(list)) {
+                    s.push_str(&format!("go install {} || {{ echo {} >&2; exit 3; }}\n", sh_quote(&q), fail(m, n)));
+                }
+            }
+            Manager::Gem => {
+                // Only the configured source; gems and their executables into the layer.
+                let source = reg.gem_source.as_deref().unwrap_or_default();
+                for (n, q) in list.iter().zip(&names) {
+                    s.push_str(&format!(
+                        "gem install --no-document --clear-sources --source {} --install-dir {r}/gem --bindir {r}/gem/bin {q} \
+                         || {{ echo {} >&2; exit 3; }}\n",
+                        sh_quote(source),
+                        fail(m, n)
+                    ));
+                }
             }
         }
     }
     // Readable by every sandbox uid.
     s.push_str(&format!("chmod -R a+rX {r}\ntar -C {r} -cf - . >&3\n"));
     s
+}
+
+/// What `go install` is given for each entry: a module path with its version, `@latest` when
+/// the entry names none (`go install` outside a module needs one).
+pub fn go_targets(list: &[String]) -> Vec<String> {
+    list.iter().map(|n| if n.contains('@') { n.clone() } else { format!("{n}@latest") }).collect()
 }
 
 /// The manager and package a failed build's log names, if it got that far.
@@ -288,7 +343,13 @@ pub fn layer_env(spec: &Spec, dir: &str) -> Vec<(String, String)> {
                 path.extend(bins);
                 env.push(("LD_LIBRARY_PATH".to_string(), libs.join(":")));
             }
-            Manager::Cargo | Manager::Gem | Manager::Go => {}
+            Manager::Cargo => path.push(format!("{dir}/cargo/bin")),
+            Manager::Go => path.push(format!("{dir}/go/bin")),
+            Manager::Gem => {
+                path.push(format!("{dir}/gem/bin"));
+                // The trailing separator keeps Ruby's default gem path (its bundled gems) after it.
+                env.push(("GEM_PATH".to_string(), format!("{dir}/gem:")));
+            }
         }
     }
     if !path.is_empty() {
@@ -404,6 +465,7 @@ mod tests {
             pip_index: Some("https://mirror.example.org/simple".into()),
             npm_registry: None,
             npm_cafile: Some("/etc/ssl/certs/ca.crt".into()),
+            ..Registries::default()
         };
         let s = install_script(&spec(&["cowsay==6.1", "rich"], &["left-pad@1.3.0"]), &reg, "/workspace/layer");
         let rows = [
@@ -421,6 +483,49 @@ mod tests {
         // Valid sh.
         let out = std::process::Command::new("sh").args(["-n", "-c", &s]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn cargo_go_and_gem_install_into_the_layer() {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (cargo, go, gem) =
+            (own(&["rsay@0.1.0"]), own(&["example.org/m/cmd/x@v1.2.3", "example.org/y"]), own(&["rake:13.0.6"]));
+        let spec = Spec::new([
+            (Manager::Cargo, cargo.as_slice()),
+            (Manager::Go, go.as_slice()),
+            (Manager::Gem, gem.as_slice()),
+        ])
+        .unwrap();
+        let reg = Registries {
+            goproxy: Some("http://goproxy.example.org:8080".into()),
+            gem_source: Some("https://gems.example.org/".into()),
+            ..Registries::default()
+        };
+        let s = install_script(&spec, &reg, "/workspace/layer");
+        let rows = [
+            "RUSTC=/opt/bridle/toolchains/cargo/bin/rustc PATH=/opt/bridle/toolchains/cargo/bin:$PATH",
+            "export CARGO_HOME=/workspace/build/cargo-home",
+            "/opt/bridle/toolchains/cargo/bin/cargo install --locked --no-track --root '/workspace/layer'/cargo 'rsay@0.1.0' || { echo 'bridle-layer-failed cargo rsay@0.1.0' >&2; exit 3; }",
+            "export GOPROXY='http://goproxy.example.org:8080' GOSUMDB='off'",
+            "GOBIN='/workspace/layer'/go/bin",
+            "go install 'example.org/m/cmd/x@v1.2.3' || { echo 'bridle-layer-failed go example.org/m/cmd/x@v1.2.3' >&2; exit 3; }",
+            "go install 'example.org/y@latest' || { echo 'bridle-layer-failed go example.org/y' >&2; exit 3; }",
+            "gem install --no-document --clear-sources --source 'https://gems.example.org/' --install-dir '/workspace/layer'/gem --bindir '/workspace/layer'/gem/bin 'rake:13.0.6'",
+            "'bridle-layer-failed gem rake:13.0.6'",
+        ];
+        for want in rows {
+            assert!(s.contains(want), "missing {want:?} in:\n{s}");
+        }
+        assert!(!s.contains("direct"), "no fallback to a module's own host:\n{s}");
+        let out = std::process::Command::new("sh").args(["-n", "-c", &s]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let with_sumdb = install_script(&spec, &Registries { gosumdb: Some("sum.example.org".into()), ..reg }, "/l");
+        assert!(with_sumdb.contains("GOSUMDB='sum.example.org'"), "{with_sumdb}");
+
+        let env = layer_env(&spec, "/l");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+        assert!(get("PATH").starts_with("/l/cargo/bin:/l/gem/bin:/l/go/bin:"), "{}", get("PATH"));
+        assert_eq!(get("GEM_PATH"), "/l/gem:");
     }
 
     #[test]
