@@ -241,7 +241,10 @@ impl Layers {
         // the sources' lists, not the packages').
         if let Some(cache) = apt_lists.filter(|_| !self.limits.apt_lists_max_age.is_zero()) {
             match exec_to_file(sandbox, apt::lists_export_script(), &cache).await {
-                Ok(true) => tracing::debug!(path = %cache.display(), "apt lists cached"),
+                Ok(true) => {
+                    tracing::debug!(path = %cache.display(), "apt lists cached");
+                    prune_stale(cache.parent().unwrap_or(&self.state), self.limits.apt_lists_max_age);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "caching apt lists failed"),
             }
@@ -334,6 +337,17 @@ impl Layers {
     /// Evict by the configured limits (see [`evict`]).
     pub fn evict(&self) -> anyhow::Result<Vec<String>> {
         evict_in(&self.root, &self.state, self.limits.evict)
+    }
+}
+
+/// Remove the cached lists in `dir` older than `max_age` (those of an apt configuration the
+/// host no longer has would otherwise stay forever).
+fn prune_stale(dir: &Path, max_age: Duration) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "tar") && !fresh(&path, max_age) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -492,4 +506,26 @@ fn tail(text: &str, max: usize) -> String {
     let start = text.len().saturating_sub(max);
     let start = text.ceil_char_boundary(start);
     text[start..].trim().replace('\n', " | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_list_caches_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new, other) = (dir.path().join("a.tar"), dir.path().join("b.tar"), dir.path().join("c.log"));
+        for p in [&old, &new, &other] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for p in [&old, &other] {
+            File::options().write(true).open(p).unwrap().set_modified(hour_ago).unwrap();
+        }
+        assert!(!fresh(&old, Duration::from_secs(600)) && fresh(&new, Duration::from_secs(600)));
+        assert!(!fresh(&dir.path().join("missing.tar"), Duration::from_secs(600)));
+        prune_stale(dir.path(), Duration::from_secs(600));
+        assert!(!old.exists() && new.exists() && other.exists());
+    }
 }

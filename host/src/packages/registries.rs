@@ -136,7 +136,13 @@ fn toolchain(configured: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(dir) = configured {
         return check_toolchain(dir).map_err(|e| format!("packages.cargo_toolchain `{}`: {e}", dir.display()));
     }
-    let cargo = run("rustup", &["which", "cargo"]).map(PathBuf::from).or_else(|| {
+    // Never let rustup install a toolchain a `rust-toolchain.toml` in the working directory pins.
+    let rustup = Command::new("rustup").args(["which", "cargo"]).env("RUSTUP_AUTO_INSTALL", "0").output().ok();
+    let from_rustup = rustup
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty());
+    let cargo = from_rustup.map(PathBuf::from).or_else(|| {
         // A `cargo` on PATH that is not rustup's proxy (a proxy has no `rustc` beside it that
         // works without rustup).
         std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("cargo")).find(|p| p.is_file())

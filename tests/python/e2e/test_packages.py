@@ -233,3 +233,24 @@ def test_missing_apt_package_is_a_session_error_naming_it(stack, model, sessions
     s.check(f"apt package `{missing}`" in msg, f"the error should name the missing package alone: {err}")
     s.check("Unable to locate package" in msg, f"the error should carry apt's output: {err}")
     s.check(len(stack.fake.requests(model)) == 0, "no model request without the packages")
+
+
+def test_apt_lists_are_reused_by_the_next_build(stack, model, sessions):
+    """Two apt layers one after the other: the second build takes the package lists the first
+    left in the cache (`packages.apt_lists_max_age_secs`) instead of running `apt-get update`."""
+    keys = []
+    for package, use in (("tree", "tree --version && echo TREE-OK"), ("cmark", "cmark --version && echo CMARK-OK")):
+        assert not host_has(package), f"`{package}` is installed on this host: the test needs one the host lacks"
+        env = stack.client.beta.environments.create(
+            name=uniq("env-apt-lists"), config={"type": "cloud", "packages": {"apt": [package]}})
+        before = layers(stack)
+        s = stack.session(f"{model}-{package}", environment_id=env.id)
+        sessions.append(s)
+        out = tool_turn(stack, s, f"{model}-{package}", use)
+        s.check(f"{package.upper()}-OK" in out, f"{package} did not run from the layer: {out}")
+        [key] = set(layers(stack)) - set(before)
+        keys.append(key)
+    log = (Path(stack.sandbox_dir) / "layer-state" / f"{keys[1]}.log").read_text(errors="replace")
+    assert "[bridle] apt: package lists from the cache" in log, f"the second build updated its lists:\n{log}"
+    assert "the cached lists failed" not in log, f"the cached lists did not serve the second build:\n{log}"
+    bench(stack, keys[1], "apt-cached-lists")
