@@ -911,13 +911,16 @@ impl GvisorSandbox {
                         }
                         if alive && code == Some(128 + libc::SIGABRT) {
                             // A runtime aborts when it cannot start a thread:
-                            // give the relay (it samples every 250 ms) time
-                            // to report the process limit, if that was it.
-                            for _ in 0..5 {
-                                if sbx.processes_at_limit.load(Ordering::SeqCst) {
+                            // give the relay time to report the process limit,
+                            // if that was it (a sample under a fork bomb takes
+                            // up to a second; a sandbox held at the limit is
+                            // ended half a second later).
+                            for _ in 0..30 {
+                                if sbx.processes_at_limit.load(Ordering::SeqCst) || !alive {
                                     break;
                                 }
                                 tokio::time::sleep(Duration::from_millis(100)).await;
+                                alive = sbx.sandbox_alive();
                             }
                         }
                         if !alive && sbx.end_reason().is_none() && sbx.memory_limit_hit() {
