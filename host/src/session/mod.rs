@@ -37,7 +37,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, SandboxDriverKind};
+use crate::model::environment_keys::DriverChoice;
 use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::store::Store;
@@ -94,6 +95,9 @@ impl Default for Timing {
     }
 }
 
+/// A sandbox driver, or why this node has none of that kind.
+pub type DriverOrWhy = Result<Arc<dyn SandboxDriver>, String>;
+
 /// The live-session host: shared by the API (to wake runners) and the runners.
 pub struct Sessions {
     pub(crate) store: Store,
@@ -105,6 +109,9 @@ pub struct Sessions {
     /// sessions then fail with that message instead of the server refusing
     /// to start.
     pub(crate) sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+    /// The drivers environments may choose besides `sandboxes`
+    /// (`sessions.sandbox_drivers_allowed`), or why each is unavailable.
+    pub(crate) other_sandboxes: Vec<(SandboxDriverKind, DriverOrWhy)>,
     pub(crate) runtimes: RuntimeDirs,
     /// Environment package layers (`None`: this node cannot build them, e.g. no sandbox dir).
     pub(crate) layers: Option<Arc<crate::packages::layer::Layers>>,
@@ -129,6 +136,7 @@ impl Sessions {
         config: Arc<Config>,
         harness: Arc<HarnessRuntime>,
         sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+        other_sandboxes: Vec<(SandboxDriverKind, DriverOrWhy)>,
         runtimes: RuntimeDirs,
         layers: Option<Arc<crate::packages::layer::Layers>>,
         timing: Timing,
@@ -147,6 +155,7 @@ impl Sessions {
             config,
             harness,
             sandboxes,
+            other_sandboxes,
             runtimes,
             layers,
             timing,
@@ -207,11 +216,40 @@ impl Sessions {
         // Dropping the sender ends the runner's loop; it stops its runtime.
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
         self.residents.close_session(session_id).await;
-        if let Ok(driver) = &self.sandboxes
-            && let Err(e) = driver.delete_workspace(session_id).await
-        {
-            tracing::warn!(session_id, error = %e, "deleting the session workspace failed");
+        // Every driver: each releases its own sandbox of the session.
+        let mut drivers: Vec<Arc<dyn SandboxDriver>> = self.sandboxes.iter().cloned().collect();
+        for (_, d) in &self.other_sandboxes {
+            drivers.extend(d.iter().cloned());
         }
+        for driver in drivers {
+            if let Err(e) = driver.delete_workspace(session_id).await {
+                tracing::warn!(session_id, driver = driver.name(), error = %e, "deleting the session workspace failed");
+            }
+        }
+    }
+
+    /// The sandbox driver of a session: the one its environment chose when
+    /// it was created, else the server's.
+    pub(crate) fn driver(&self, kind: Option<SandboxDriverKind>) -> Result<Arc<dyn SandboxDriver>, String> {
+        match kind {
+            None => self.sandboxes.clone(),
+            Some(k) if k == self.config.sessions.sandbox_driver => self.sandboxes.clone(),
+            Some(k) => {
+                self.other_sandboxes.iter().find(|(o, _)| *o == k).map(|(_, d)| d.clone()).unwrap_or_else(|| {
+                    Err(format!(
+                        "the session's environment chose the `{k}` sandbox driver, which this server no longer \
+                         allows (sessions.sandbox_drivers_allowed)"
+                    ))
+                })
+            }
+        }
+    }
+
+    /// What environments may choose with `bridle.sandbox_driver` here.
+    pub fn driver_choice(&self) -> DriverChoice {
+        let allowed = self.config.sessions.sandbox_drivers_allowed.clone();
+        let unavailable = allowed.iter().filter_map(|k| self.driver(Some(*k)).err().map(|why| (*k, why))).collect();
+        DriverChoice { allowed, unavailable }
     }
 
     /// Sessions with a live runner.
