@@ -95,6 +95,20 @@ impl Default for Timing {
     }
 }
 
+/// The driver of the kind a session chose (`None`: the server's default);
+/// `None` when this server runs no driver of that kind.
+fn pick_driver<'a, D>(
+    kind: Option<SandboxDriverKind>,
+    default: (SandboxDriverKind, &'a D),
+    others: &'a [(SandboxDriverKind, D)],
+) -> Option<&'a D> {
+    match kind {
+        None => Some(default.1),
+        Some(k) if k == default.0 => Some(default.1),
+        Some(k) => others.iter().find(|(o, _)| *o == k).map(|(_, d)| d),
+    }
+}
+
 /// A sandbox driver, or why this node has none of that kind.
 pub type DriverOrWhy = Result<Arc<dyn SandboxDriver>, String>;
 
@@ -231,18 +245,14 @@ impl Sessions {
     /// The sandbox driver of a session: the one its environment chose when
     /// it was created, else the server's.
     pub(crate) fn driver(&self, kind: Option<SandboxDriverKind>) -> Result<Arc<dyn SandboxDriver>, String> {
-        match kind {
-            None => self.sandboxes.clone(),
-            Some(k) if k == self.config.sessions.sandbox_driver => self.sandboxes.clone(),
-            Some(k) => {
-                self.other_sandboxes.iter().find(|(o, _)| *o == k).map(|(_, d)| d.clone()).unwrap_or_else(|| {
-                    Err(format!(
-                        "the session's environment chose the `{k}` sandbox driver, which this server no longer \
-                         allows (sessions.sandbox_drivers_allowed)"
-                    ))
-                })
-            }
-        }
+        let default = (self.config.sessions.sandbox_driver, &self.sandboxes);
+        pick_driver(kind, default, &self.other_sandboxes).cloned().unwrap_or_else(|| {
+            Err(format!(
+                "the session's environment chose the `{}` sandbox driver, which this server no longer allows \
+                 (sessions.sandbox_drivers_allowed)",
+                kind.map_or("?", SandboxDriverKind::as_str)
+            ))
+        })
     }
 
     /// What environments may choose with `bridle.sandbox_driver` here.
@@ -270,5 +280,26 @@ impl Sessions {
     /// This node's name in session leases.
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+#[cfg(test)]
+mod pick_driver_tests {
+    use super::*;
+    use SandboxDriverKind::*;
+
+    #[test]
+    fn a_session_gets_the_driver_it_chose_or_the_default() {
+        let others = [(Gvisor, "gvisor driver")];
+        for (kind, default, others, want) in [
+            (None, Bubblewrap, &others[..], Some("default")),
+            (Some(Bubblewrap), Bubblewrap, &others[..], Some("default")),
+            (Some(Gvisor), Bubblewrap, &others[..], Some("gvisor driver")),
+            (Some(Gvisor), Gvisor, &[][..], Some("default")),
+            (Some(Gvisor), Bubblewrap, &[][..], None),
+            (Some(Bubblewrap), Gvisor, &others[..], None),
+        ] {
+            assert_eq!(pick_driver(kind, (default, &"default"), others).copied(), want, "{kind:?} on {default:?}");
+        }
     }
 }
