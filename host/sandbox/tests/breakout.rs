@@ -55,11 +55,11 @@ async fn runs_unprivileged_with_no_capabilities(v: Variant) {
     assert!(s.contains("CapEff:\t0000000000000000"), "{s}");
     assert!(s.contains("CapBnd:\t0000000000000000"), "{s}");
     // gVisor's /proc shows no NoNewPrivs line; the seccomp filter needs it.
-    assert!(s.contains("NoNewPrivs:\t1") || v == Variant::Gvisor, "{s}");
+    assert!(s.contains("NoNewPrivs:\t1") || v.is_gvisor(), "{s}");
     assert!(s.contains("Seccomp:\t2"), "{s}");
     let host_uid = sbx.host_uid().unwrap();
     assert!(host_uid >= 600_000, "sandbox host uid {host_uid}");
-    if v == Variant::Gvisor {
+    if v.is_gvisor() {
         // No host process runs the agent's code: gVisor's kernel serves its
         // system calls (and enforces the seccomp filter).
         sbx.release().await.unwrap();
@@ -107,7 +107,7 @@ async fn cannot_write_outside_workspace_even_after_remount(v: Variant) {
     // The agent's outputs directory takes files; the rest of /mnt does not. Uploads are the
     // host's to place: a read-only bind with bubblewrap, the sandbox's own with gVisor.
     assert!(s.contains("OUTPUTS-OK"), "{s}");
-    assert_eq!(s.contains("UPLOADS-OK"), v == Variant::Gvisor, "{s}");
+    assert_eq!(s.contains("UPLOADS-OK"), v.is_gvisor(), "{s}");
     assert!(!s.contains("WROTE /mnt"), "{s}");
     for f in ["/mnt/session/uploads", "/mnt/session/outputs", "/mnt"] {
         assert!(!std::path::Path::new(f).join(&probe).exists(), "host {f}/{probe} was created");
