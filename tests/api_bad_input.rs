@@ -1007,6 +1007,31 @@ fn table(fx: &Fx) -> Vec<Case> {
             &[400],
         )
         .msg("only supported on environment metadata"),
+        // The per-environment sandbox driver: off by default (sessions.sandbox_drivers_allowed = [])
+        case(
+            "environment sandbox driver while the operator has not enabled it",
+            M::POST,
+            "/v1/environments",
+            j(json!({"name": "e", "metadata": {"bridle.sandbox_driver": "gvisor"}})),
+            &[400],
+        )
+        .msg("metadata.bridle.sandbox_driver: the operator has not enabled per-environment sandbox drivers"),
+        case(
+            "environment sandbox driver update while the operator has not enabled it",
+            M::POST,
+            format!("/v1/environments/{}", fx.env),
+            j(json!({"metadata": {"bridle.sandbox_driver": "bubblewrap"}})),
+            &[400],
+        )
+        .msg("sessions.sandbox_drivers_allowed is empty"),
+        case(
+            "environment sandbox driver key in session metadata",
+            M::POST,
+            "/v1/sessions",
+            j(json!({"agent": fx.agent, "environment_id": fx.env, "metadata": {"bridle.sandbox_driver": "gvisor"}})),
+            &[400],
+        )
+        .msg("only supported on environment metadata"),
         case(
             "environment disk quota key in agent metadata",
             M::POST,
@@ -1313,6 +1338,58 @@ fn disk_quota_bounds() {
         // In bounds: changed, then deleted.
         let up = api.ok(M::POST, &path, Some(json!({"metadata": {key: DISK_MAX}}))).await;
         assert_eq!(up["metadata"][key], DISK_MAX);
+        let up = api.ok(M::POST, &path, Some(json!({"metadata": {key: null}}))).await;
+        assert_eq!(up["metadata"], json!({}));
+    });
+}
+
+/// `bridle.sandbox_driver` on a server whose operator allows both drivers, where gVisor cannot
+/// start (a platform its runsc does not have): bubblewrap is kept; gVisor is a 400 saying it is
+/// not available and why; an unknown driver is a 400 naming it and the allowed ones; nothing
+/// refused is stored.
+#[test]
+fn sandbox_driver_choice() {
+    // A node that runs sessions (an API-only node cannot tell which drivers start).
+    let sandboxes = support::sandbox_dir::sandbox_dir();
+    let sandbox_dir = sandboxes.path().to_string_lossy().into_owned();
+    let mut server = Server::start_opts(
+        Backend::Sqlite,
+        &[],
+        &[
+            ("BRIDLE_SESSIONS__SANDBOX_DIR", sandbox_dir.as_str()),
+            ("BRIDLE_AUTO_INSTALL", "false"),
+            ("BRIDLE_SESSIONS__SANDBOX_DRIVERS_ALLOWED", "[\"bubblewrap\", \"gvisor\"]"),
+            ("BRIDLE_SESSIONS__GVISOR_PLATFORM", "no-such-platform"),
+        ],
+    );
+    rt().block_on(async {
+        use Method as M;
+        let api = Api::new(&server);
+        let key = "bridle.sandbox_driver";
+        let env =
+            api.ok(M::POST, "/v1/environments", Some(json!({"name": "d", "metadata": {key: "bubblewrap"}}))).await;
+        assert_eq!(env["metadata"][key], "bubblewrap", "{env}");
+        let path = format!("/v1/environments/{}", env["id"].as_str().unwrap());
+        let mut cases = Vec::new();
+        for (name, v, want) in [
+            ("an unavailable driver", "gvisor", "the `gvisor` sandbox driver is not available on this server"),
+            ("why it is unavailable", "gvisor", "no-such-platform"),
+            (
+                "an unknown driver",
+                "firecracker",
+                "unknown sandbox driver `firecracker`; this server allows: bubblewrap, gvisor",
+            ),
+            ("a driver name in capitals", "GVISOR", "unknown sandbox driver `GVISOR`"),
+        ] {
+            let body = json!({"name": "d", "metadata": {key: v}});
+            cases.push(case(name, M::POST, "/v1/environments", Body::Json(body), &[400]).msg(want));
+            let body = json!({"metadata": {key: v}});
+            cases.push(case(name, M::POST, path.clone(), Body::Json(body), &[400]).msg(want));
+        }
+        check_cases(&mut server, &api, cases).await;
+        assert_eq!(api.ok(M::GET, &path, None).await["metadata"], json!({key: "bubblewrap"}));
+        let list = api.ok(M::GET, "/v1/environments", None).await;
+        assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
         let up = api.ok(M::POST, &path, Some(json!({"metadata": {key: null}}))).await;
         assert_eq!(up["metadata"], json!({}));
     });

@@ -281,11 +281,33 @@ impl Default for MetricsConfig {
 }
 
 /// `sessions.sandbox_driver`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxDriverKind {
     Bubblewrap,
     Gvisor,
+}
+
+impl SandboxDriverKind {
+    pub const ALL: [SandboxDriverKind; 2] = [SandboxDriverKind::Bubblewrap, SandboxDriverKind::Gvisor];
+
+    /// The name in config and in the `bridle.sandbox_driver` environment key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxDriverKind::Bubblewrap => "bubblewrap",
+            SandboxDriverKind::Gvisor => "gvisor",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SandboxDriverKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for SandboxDriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,6 +357,12 @@ pub struct SessionsConfig {
     /// through `runsc`; needs root). Either keeps a warm pool
     /// (`sandbox_pool_size`).
     pub sandbox_driver: SandboxDriverKind,
+    /// The drivers an environment may choose for its sessions with its
+    /// `bridle.sandbox_driver` metadata key (empty, the default: the key is
+    /// refused and every session runs on `sandbox_driver`). The server
+    /// starts each listed driver beside `sandbox_driver`; the warm pool is
+    /// `sandbox_driver`'s.
+    pub sandbox_drivers_allowed: Vec<SandboxDriverKind>,
     /// gVisor's platform (`systrap`, `ptrace` or `kvm`); default: the best
     /// the installed `runsc` has of `systrap` and `ptrace`.
     pub gvisor_platform: Option<String>,
@@ -371,6 +399,18 @@ pub struct SessionsConfig {
 }
 
 impl SessionsConfig {
+    /// The drivers this server runs: `sandbox_driver` first, then the
+    /// others environments may choose.
+    pub fn drivers(&self) -> Vec<SandboxDriverKind> {
+        let mut v = vec![self.sandbox_driver];
+        for k in &self.sandbox_drivers_allowed {
+            if !v.contains(k) {
+                v.push(*k);
+            }
+        }
+        v
+    }
+
     /// The workspace quota for the sandbox driver (`None`: off).
     pub fn disk_quota(&self) -> Option<u64> {
         (self.sandbox_disk_bytes > 0).then_some(self.sandbox_disk_bytes)
@@ -407,6 +447,7 @@ impl Default for SessionsConfig {
             sandbox_cpus: 1.0,
             sandbox_dir: PathBuf::from("/var/lib/bridle-sandboxes"),
             sandbox_driver: SandboxDriverKind::Bubblewrap,
+            sandbox_drivers_allowed: Vec::new(),
             gvisor_platform: None,
             lease_secs: 15,
             lease_renew_secs: 5,
@@ -610,8 +651,9 @@ impl Config {
             sc.max_sandboxes
         );
         anyhow::ensure!(
-            sc.gvisor_platform.is_none() || sc.sandbox_driver == SandboxDriverKind::Gvisor,
-            "sessions.gvisor_platform applies only with sandbox_driver = \"gvisor\""
+            sc.gvisor_platform.is_none() || sc.drivers().contains(&SandboxDriverKind::Gvisor),
+            "sessions.gvisor_platform applies only with sandbox_driver = \"gvisor\" or \"gvisor\" in \
+             sandbox_drivers_allowed"
         );
         anyhow::ensure!(
             sc.sandbox_pool_size == 0 || sc.sandbox_pool_idle_secs > 0,
@@ -767,6 +809,7 @@ mod tests {
             ),
             ("[sessions]\nsandbox_driver = \"gvisor\"\nsandbox_pool_size = 2\n", None),
             ("[sessions]\ngvisor_platform = \"ptrace\"\n", Some("only with sandbox_driver = \"gvisor\"")),
+            ("[sessions]\nsandbox_drivers_allowed = [\"gvisor\", \"kata\"]\n", Some("found `kata`")),
         ] {
             std::fs::write(&file, toml).unwrap();
             match (Config::load(Some(&file), &Overrides::default()), err) {

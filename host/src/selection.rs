@@ -45,6 +45,7 @@ pub fn select(
                 vault_id: None,
                 credential_id: None,
                 llm_base_url: default_base_url.map(str::to_owned),
+                sandbox_driver: None,
             });
         }
         [one] => *one,
@@ -97,6 +98,7 @@ pub fn select(
         vault_id: Some(vault.id.clone()),
         credential_id: Some(cred.id.clone()),
         llm_base_url: vault.metadata.get(LLM_BASE_URL_KEY).cloned(),
+        sandbox_driver: None,
     })
 }
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, SandboxDriverKind};
 use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::session::{RuntimeDirs, Sessions, Timing};
@@ -100,7 +100,7 @@ async fn start_sessions(
 ) -> anyhow::Result<Arc<Sessions>> {
     let runtimes = runtime_dirs(&config)?;
     let layers = package_layers(&config, found);
-    let gvisor = config.sessions.sandbox_driver == crate::config::SandboxDriverKind::Gvisor;
+    let gvisor = config.sessions.drivers().contains(&SandboxDriverKind::Gvisor);
     if config.auto_install {
         if driver.is_none() {
             install_bubblewrap().await;
@@ -109,7 +109,7 @@ async fn start_sessions(
             }
         }
         install_runtimes(runtimes.runtimes.clone());
-    } else if driver.is_none() && gvisor {
+    } else if driver.is_none() && config.sessions.sandbox_driver == SandboxDriverKind::Gvisor {
         // The operator chose gVisor: a missing runsc stops the server here
         // rather than failing every session.
         bridle_sandbox::gvisor::find_runsc(None).map_err(|e| {
@@ -121,7 +121,18 @@ async fn start_sessions(
         interrupt_grace: Duration::from_secs(config.sessions.interrupt_grace_secs),
     };
     if let Some(driver) = driver {
-        return Ok(Sessions::new(store, bus, secrets, config.clone(), harness, Ok(driver), runtimes, layers, timing));
+        return Ok(Sessions::new(
+            store,
+            bus,
+            secrets,
+            config.clone(),
+            harness,
+            Ok(driver),
+            Vec::new(),
+            runtimes,
+            layers,
+            timing,
+        ));
     }
     let sc = &config.sessions;
     let local = LocalConfig {
@@ -152,24 +163,31 @@ async fn start_sessions(
         },
         ..LocalConfig::default()
     };
-    let made: Result<Arc<dyn SandboxDriver>, bridle_sandbox::SandboxError> = if gvisor {
-        bridle_sandbox::GvisorDriver::new(bridle_sandbox::GvisorConfig {
-            base: local,
-            platform: sc.gvisor_platform.clone(),
-            ..Default::default()
+    let make = |kind: SandboxDriverKind, local: LocalConfig| -> Result<Arc<dyn SandboxDriver>, String> {
+        let made: Result<Arc<dyn SandboxDriver>, bridle_sandbox::SandboxError> = match kind {
+            SandboxDriverKind::Gvisor => bridle_sandbox::GvisorDriver::new(bridle_sandbox::GvisorConfig {
+                base: local,
+                platform: sc.gvisor_platform.clone(),
+                ..Default::default()
+            })
+            .map(|d| Arc::new(d) as Arc<dyn SandboxDriver>),
+            SandboxDriverKind::Bubblewrap => LocalDriver::new(local).map(|d| Arc::new(d) as Arc<dyn SandboxDriver>),
+        };
+        made.map_err(|e| {
+            tracing::warn!(driver = %kind, error = %e, "sandboxes unavailable: sessions will fail until this is fixed");
+            format!("sandboxes are unavailable on this server: {e}")
         })
-        .map(|d| Arc::new(d) as Arc<dyn SandboxDriver>)
-    } else {
-        LocalDriver::new(local).map(|d| Arc::new(d) as Arc<dyn SandboxDriver>)
     };
-    let sandboxes: Result<Arc<dyn SandboxDriver>, String> = match made {
-        Ok(d) => Ok(d),
-        Err(e) => {
-            tracing::warn!(error = %e, "sandboxes unavailable: sessions will fail until this is fixed");
-            Err(format!("sandboxes are unavailable on this server: {e}"))
-        }
-    };
-    Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, runtimes, layers, timing))
+    // The drivers environments may choose share the state dir and uid range
+    // (uid leases are host-wide); the warm pool is the default driver's.
+    let others = sc
+        .drivers()
+        .into_iter()
+        .skip(1)
+        .map(|k| (k, make(k, LocalConfig { pool: bridle_sandbox::PoolConfig::default(), ..local.clone() })))
+        .collect();
+    let sandboxes = make(sc.sandbox_driver, local);
+    Ok(Sessions::new(store, bus, secrets, config.clone(), harness, sandboxes, others, runtimes, layers, timing))
 }
 
 /// The package layer store under `sessions.sandbox_dir` (`None`, with a warning, when it cannot

@@ -1,8 +1,8 @@
 """Reserved `sandbox0.managed_agents.*` metadata keys select a session's harness and mean
 something on vaults only: on agents, environments, credentials and sessions they are a 400
 that says where they belong, on create and on update, and nothing is stored. Bridle's own
-environment key `bridle.sandbox_disk_bytes` is a 400 too unless the operator enables it (the
-test server does not)."""
+environment keys `bridle.sandbox_disk_bytes` and `bridle.sandbox_driver` are a 400 too unless the
+operator enables them (the test server does not)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,24 @@ def test_environment_disk_quota_needs_the_operator(client):
     e = client.beta.environments.create(name=uniq("e"), config=cfg)
     expect_400(lambda: client.beta.environments.update(e.id, metadata={key: "33554432"}))
     assert key not in client.beta.environments.retrieve(e.id).metadata
+
+
+def test_environment_sandbox_driver_needs_the_operator(client):
+    key = "bridle.sandbox_driver"
+    cfg = {"type": "cloud", "networking": {"type": "unrestricted"}}
+
+    def expect_400(fn) -> None:
+        with pytest.raises(anthropic.BadRequestError) as ei:
+            fn()
+        err = assert_api_error(ei.value, 400, "invalid_request_error")
+        assert key in err["message"], err["message"]
+        assert "sessions.sandbox_drivers_allowed is empty" in err["message"], err["message"]
+
+    expect_400(lambda: client.beta.environments.create(name=uniq("e"), config=cfg, metadata={key: "gvisor"}))
+    e = client.beta.environments.create(name=uniq("e"), config=cfg)
+    expect_400(lambda: client.beta.environments.update(e.id, metadata={key: "bubblewrap"}))
+    assert key not in client.beta.environments.retrieve(e.id).metadata
+    # Never a session's own key.
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.beta.agents.create(name=uniq("a"), model=MODEL, metadata={key: "gvisor"})
+    assert "only supported on environment metadata" in assert_api_error(ei.value, 400, "invalid_request_error")["message"]

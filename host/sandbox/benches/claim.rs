@@ -139,8 +139,23 @@ async fn measure_driver(d: &Driver, iters: usize, warmup: usize) -> anyhow::Resu
 }
 
 /// `srt`: the one on `SRT_BIN` or `PATH`, else installed with npm into
-/// `/tmp/srt` (the bench's setup; `None` when that fails).
+/// `/tmp/srt` (the bench's setup; `None` when that fails), with the tools
+/// it needs on Linux (ripgrep, socat) installed with apt-get when missing.
 fn find_or_install_srt() -> Option<PathBuf> {
+    let missing = |tool: &str| {
+        !std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if missing("rg") || missing("socat") {
+        println!("installing ripgrep and socat (srt needs them) with apt-get");
+        let _ = std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", "ripgrep", "socat"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
     if let Some(p) = find_srt() {
         return Some(p);
     }

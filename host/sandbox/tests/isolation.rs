@@ -67,7 +67,7 @@ async fn cannot_signal_or_trace_another_sandboxs_processes(v: Variant) {
     let a_uid = a.host_uid().unwrap();
     // On gVisor the victim is no host process at all: the attacker aims at
     // gVisor's host process of the victim's sandbox instead.
-    let host_pid = if v == Variant::Gvisor {
+    let host_pid = if v.is_gvisor() {
         eventually("the victim runs", || victim.pid().is_some()).await;
         a.bwrap_pid().expect("gVisor's sandbox process")
     } else {
@@ -114,7 +114,7 @@ async fn a_daemonized_process_dies_with_its_sandbox(v: Variant) {
     )
     .await;
     assert_eq!(out.stdout_str(), "started\n", "{}", out.stderr_str());
-    if v == Variant::Gvisor {
+    if v.is_gvisor() {
         // Its processes live in gVisor's kernel: ask it, then check that the
         // sandbox's host process (the kernel itself) is gone with it.
         let out = sh(&*sbx, "sleep 1; pgrep -fc 'sleep 30[234]'").await;
@@ -148,7 +148,7 @@ async fn memory_process_file_and_disk_limits_hold(v: Variant) {
     // session claims again.
     let out = sh(&*sbx, "perl -e '$x = \"x\" x (1 << 31)'").await;
     assert_eq!(out.status.limit(), Some(Limit::Memory), "{:?} {}", out.status, out.stderr_str());
-    if v == Variant::Gvisor {
+    if v.is_gvisor() {
         assert_eq!(sbx.limit_hit(), Some(Limit::Memory));
         eventually("the sandbox ended", || !sbx.is_running()).await;
         sbx = v.claim(&d, sp).await;

@@ -10,7 +10,7 @@ use super::pagination::{Page, next_token, parse_limit, parse_order, position};
 use crate::ids::{Kind, new_id};
 use crate::model::common::patch_sets;
 use crate::model::common::{Deleted, apply_metadata_patch, check_len};
-use crate::model::environment_keys::{self, DiskBounds};
+use crate::model::environment_keys::{self, DiskBounds, DriverChoice};
 use crate::model::environments::{ConfigParams, Environment, EnvironmentConfig, EnvironmentCreate, EnvironmentUpdate};
 use crate::model::vaults::check_not_reserved;
 use crate::model::{Invalid, Validate};
@@ -57,7 +57,7 @@ pub async fn create(
     State(st): State<AppState>,
     ApiJson(p): ApiJson<EnvironmentCreate>,
 ) -> ApiResult<Json<Environment>> {
-    environment_keys::check(p.metadata.iter().flatten(), disk_bounds(&st))?;
+    environment_keys::check(p.metadata.iter().flatten(), disk_bounds(&st), &driver_choice(&st))?;
     if let Some(c) = &p.config {
         check_packages(&st, c)?;
     }
@@ -117,6 +117,16 @@ fn disk_bounds(st: &AppState) -> DiskBounds {
     DiskBounds::new(st.config.sessions.sandbox_disk_bytes_max)
 }
 
+/// What this server lets an environment's `bridle.sandbox_driver` name: the
+/// operator's list, less the drivers this node could not start (an API-only
+/// node knows only the list).
+pub(crate) fn driver_choice(st: &AppState) -> DriverChoice {
+    match &st.sessions {
+        Some(s) => s.driver_choice(),
+        None => DriverChoice { allowed: st.config.sessions.sandbox_drivers_allowed.clone(), unavailable: Vec::new() },
+    }
+}
+
 /// Fetch an environment or 404.
 pub async fn load(st: &AppState, id: &str) -> ApiResult<DocRow<Environment>> {
     check_id(Kind::Environment, id)?;
@@ -159,7 +169,7 @@ pub async fn update(
     // Only the keys the patch sets: a key stored under earlier bounds can
     // still be deleted or left as it is.
     let sets = p.metadata.iter().flatten().filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| (k, v)));
-    environment_keys::check(sets, disk_bounds(&st))?;
+    environment_keys::check(sets, disk_bounds(&st), &driver_choice(&st))?;
     if let Some(c) = &p.config {
         check_packages(&st, c)?;
     }

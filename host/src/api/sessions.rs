@@ -280,7 +280,13 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let vault_ids = p.vault_ids.clone().unwrap_or_default();
     let facts = vault_facts(&st, &vault_ids).await?;
     check_env_secrets(&st, &vault_ids).await?;
-    let binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    let mut binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    // The environment's sandbox driver, fixed for the session now.
+    binding.sandbox_driver =
+        crate::model::environment_keys::sandbox_driver(&env.doc.metadata, &super::environments::driver_choice(&st))
+            .map_err(|e| {
+                ApiError::invalid(format!("environment_id: environment `{}` has {}", p.environment_id, e.0))
+            })?;
     crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;
     if crate::model::multiagent::is_coordinator(snapshot.get("multiagent")) {

@@ -5,16 +5,33 @@
 //! value it would not act on, is refused at environment create and update
 //! rather than stored and ignored.
 //!
-//! Today there is one: [`DISK_BYTES_KEY`], the workspace quota of the
-//! environment's sessions (`sessions.sandbox_disk_bytes_max` allows it).
+//! Today there are two: [`DISK_BYTES_KEY`], the workspace quota of the
+//! environment's sessions (`sessions.sandbox_disk_bytes_max` allows it), and
+//! [`DRIVER_KEY`], the sandbox driver they run on
+//! (`sessions.sandbox_drivers_allowed` allows it).
 
 use super::common::{Invalid, Metadata};
+use crate::config::SandboxDriverKind;
 
 /// The prefix of Bridle's own keys on environment metadata.
 pub const PREFIX: &str = "bridle.";
 /// The bytes each session's `/workspace` and `/tmp` may hold together, as a
 /// decimal string.
 pub const DISK_BYTES_KEY: &str = "bridle.sandbox_disk_bytes";
+/// The sandbox driver the environment's sessions run on (`bubblewrap` or
+/// `gvisor`), fixed for each session when it is created.
+pub const DRIVER_KEY: &str = "bridle.sandbox_driver";
+
+/// What the operator allows [`DRIVER_KEY`] to name, and which of those
+/// drivers this node could not start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverChoice {
+    /// `sessions.sandbox_drivers_allowed`; empty: environments may not
+    /// choose.
+    pub allowed: Vec<SandboxDriverKind>,
+    /// Allowed drivers that are not available here, and why.
+    pub unavailable: Vec<(SandboxDriverKind, String)>,
+}
 
 /// What the operator allows [`DISK_BYTES_KEY`] to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,17 +51,59 @@ impl DiskBounds {
 
 /// Check the `bridle.*` pairs an environment create or update sets (other
 /// keys are left alone).
-pub fn check<'a>(set: impl IntoIterator<Item = (&'a String, &'a String)>, bounds: DiskBounds) -> Result<(), Invalid> {
+pub fn check<'a>(
+    set: impl IntoIterator<Item = (&'a String, &'a String)>,
+    bounds: DiskBounds,
+    drivers: &DriverChoice,
+) -> Result<(), Invalid> {
     for (k, v) in set {
         if k == DISK_BYTES_KEY {
             parse_disk_bytes(v, bounds)?;
+        } else if k == DRIVER_KEY {
+            parse_driver(v, drivers)?;
         } else if k.starts_with(PREFIX) {
             return Err(Invalid::new(format!(
-                "metadata.{k}: unknown Bridle environment key; the known key is {DISK_BYTES_KEY}"
+                "metadata.{k}: unknown Bridle environment key; the known keys are {DISK_BYTES_KEY} and {DRIVER_KEY}"
             )));
         }
     }
     Ok(())
+}
+
+/// The sandbox driver an environment's metadata names (`None`: the
+/// server's `sessions.sandbox_driver`), checked against what the operator
+/// allows and this node has today.
+pub fn sandbox_driver(m: &Metadata, drivers: &DriverChoice) -> Result<Option<SandboxDriverKind>, Invalid> {
+    m.get(DRIVER_KEY).map(|v| parse_driver(v, drivers)).transpose()
+}
+
+fn parse_driver(v: &str, c: &DriverChoice) -> Result<SandboxDriverKind, Invalid> {
+    if c.allowed.is_empty() {
+        return Err(Invalid::new(format!(
+            "metadata.{DRIVER_KEY}: the operator has not enabled per-environment sandbox drivers on this server \
+             (sessions.sandbox_drivers_allowed is empty)"
+        )));
+    }
+    let names = || c.allowed.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    let Some(kind) = SandboxDriverKind::parse(v) else {
+        return Err(Invalid::new(format!(
+            "metadata.{DRIVER_KEY}: unknown sandbox driver `{v}`; this server allows: {}",
+            names()
+        )));
+    };
+    if !c.allowed.contains(&kind) {
+        return Err(Invalid::new(format!(
+            "metadata.{DRIVER_KEY}: the `{kind}` sandbox driver is not allowed on this server \
+             (sessions.sandbox_drivers_allowed: {})",
+            names()
+        )));
+    }
+    if let Some((_, why)) = c.unavailable.iter().find(|(k, _)| *k == kind) {
+        return Err(Invalid::new(format!(
+            "metadata.{DRIVER_KEY}: the `{kind}` sandbox driver is not available on this server: {why}"
+        )));
+    }
+    Ok(kind)
 }
 
 /// The workspace quota an environment's metadata asks for (`None`: it does
@@ -102,7 +161,7 @@ mod tests {
             (vec![("bridle.cpus", "2")], off, Err("metadata.bridle.cpus")),
         ] {
             let p = pairs(&kv);
-            let got = check(p.iter().map(|(k, v)| (k, v)), bounds);
+            let got = check(p.iter().map(|(k, v)| (k, v)), bounds, &DriverChoice::default());
             match (want, got) {
                 (Ok(()), Ok(())) => {}
                 (Err(needle), Err(e)) => {
@@ -112,6 +171,40 @@ mod tests {
                 (want, got) => panic!("{kv:?} under {bounds:?}: wanted {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_driver_key_names_an_allowed_available_driver() {
+        use SandboxDriverKind::*;
+        let off = DriverChoice::default();
+        let both = DriverChoice { allowed: vec![Bubblewrap, Gvisor], unavailable: vec![] };
+        let bwrap_only = DriverChoice { allowed: vec![Bubblewrap], unavailable: vec![] };
+        let no_runsc =
+            DriverChoice { allowed: vec![Bubblewrap, Gvisor], unavailable: vec![(Gvisor, "runsc is missing".into())] };
+        for (v, choice, want) in [
+            ("gvisor", &both, Ok(Gvisor)),
+            ("bubblewrap", &both, Ok(Bubblewrap)),
+            ("gvisor", &off, Err("sessions.sandbox_drivers_allowed is empty")),
+            ("gvisor", &bwrap_only, Err("`gvisor` sandbox driver is not allowed on this server")),
+            ("firecracker", &both, Err("unknown sandbox driver `firecracker`; this server allows: bubblewrap, gvisor")),
+            ("GVISOR", &both, Err("unknown sandbox driver `GVISOR`")),
+            ("", &both, Err("unknown sandbox driver ``")),
+            ("gvisor", &no_runsc, Err("`gvisor` sandbox driver is not available on this server: runsc is missing")),
+            ("bubblewrap", &no_runsc, Ok(Bubblewrap)),
+        ] {
+            let p = pairs(&[(DRIVER_KEY, v)]);
+            let m: Metadata = p.iter().cloned().collect();
+            match (want, sandbox_driver(&m, choice), check(p.iter().map(|(k, v)| (k, v)), B, choice)) {
+                (Ok(k), Ok(Some(got)), Ok(())) => assert_eq!(got, k),
+                (Err(needle), Err(e), Err(e2)) => {
+                    assert!(e.0.contains(needle), "{v:?}: {}", e.0);
+                    assert!(e.0.starts_with("metadata.bridle.sandbox_driver: "), "names the key: {}", e.0);
+                    assert_eq!(e.0, e2.0);
+                }
+                (want, got, checked) => panic!("{v:?} under {choice:?}: wanted {want:?}, got {got:?} / {checked:?}"),
+            }
+        }
+        assert_eq!(sandbox_driver(&Metadata::new(), &off), Ok(None));
     }
 
     #[test]

@@ -251,6 +251,12 @@ pub struct HarnessBinding {
     pub credential_id: Option<String>,
     /// Upstream model base URL, if set on the vault (or the server default).
     pub llm_base_url: Option<String>,
+    /// The sandbox driver the session's environment chose when the session
+    /// was created (`bridle.sandbox_driver`); `None`: the server's
+    /// `sessions.sandbox_driver`. Kept, so a later change to the
+    /// environment never moves a session's workspace to another driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_driver: Option<crate::config::SandboxDriverKind>,
 }
 
 #[cfg(test)]

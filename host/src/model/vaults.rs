@@ -49,7 +49,9 @@ pub fn check_not_reserved<'a>(object: &str, keys: impl IntoIterator<Item = &'a S
                  {object} metadata; select the harness by attaching an LLM vault"
             )));
         }
-        if k == super::environment_keys::DISK_BYTES_KEY && object != "environment" {
+        let env_key =
+            [super::environment_keys::DISK_BYTES_KEY, super::environment_keys::DRIVER_KEY].contains(&k.as_str());
+        if env_key && object != "environment" {
             return Err(Invalid::new(format!(
                 "metadata.{k}: only supported on environment metadata, not on {object} metadata; set it on the \
                  session's environment"

@@ -38,7 +38,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, SandboxDriverKind};
+use crate::model::environment_keys::DriverChoice;
 use crate::runtimes::Runtimes;
 use crate::secrets::SecretBox;
 use crate::store::Store;
@@ -95,6 +96,23 @@ impl Default for Timing {
     }
 }
 
+/// The driver of the kind a session chose (`None`: the server's default);
+/// `None` when this server runs no driver of that kind.
+fn pick_driver<'a, D>(
+    kind: Option<SandboxDriverKind>,
+    default: (SandboxDriverKind, &'a D),
+    others: &'a [(SandboxDriverKind, D)],
+) -> Option<&'a D> {
+    match kind {
+        None => Some(default.1),
+        Some(k) if k == default.0 => Some(default.1),
+        Some(k) => others.iter().find(|(o, _)| *o == k).map(|(_, d)| d),
+    }
+}
+
+/// A sandbox driver, or why this node has none of that kind.
+pub type DriverOrWhy = Result<Arc<dyn SandboxDriver>, String>;
+
 /// The live-session host: shared by the API (to wake runners) and the runners.
 pub struct Sessions {
     pub(crate) store: Store,
@@ -106,6 +124,9 @@ pub struct Sessions {
     /// sessions then fail with that message instead of the server refusing
     /// to start.
     pub(crate) sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+    /// The drivers environments may choose besides `sandboxes`
+    /// (`sessions.sandbox_drivers_allowed`), or why each is unavailable.
+    pub(crate) other_sandboxes: Vec<(SandboxDriverKind, DriverOrWhy)>,
     pub(crate) runtimes: RuntimeDirs,
     /// Environment package layers (`None`: this node cannot build them, e.g. no sandbox dir).
     pub(crate) layers: Option<Arc<crate::packages::layer::Layers>>,
@@ -130,6 +151,7 @@ impl Sessions {
         config: Arc<Config>,
         harness: Arc<HarnessRuntime>,
         sandboxes: Result<Arc<dyn SandboxDriver>, String>,
+        other_sandboxes: Vec<(SandboxDriverKind, DriverOrWhy)>,
         runtimes: RuntimeDirs,
         layers: Option<Arc<crate::packages::layer::Layers>>,
         timing: Timing,
@@ -148,6 +170,7 @@ impl Sessions {
             config,
             harness,
             sandboxes,
+            other_sandboxes,
             runtimes,
             layers,
             timing,
@@ -208,11 +231,36 @@ impl Sessions {
         // Dropping the sender ends the runner's loop; it stops its runtime.
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
         self.residents.close_session(session_id).await;
-        if let Ok(driver) = &self.sandboxes
-            && let Err(e) = driver.delete_workspace(session_id).await
-        {
-            tracing::warn!(session_id, error = %e, "deleting the session workspace failed");
+        // Every driver: each releases its own sandbox of the session.
+        let mut drivers: Vec<Arc<dyn SandboxDriver>> = self.sandboxes.iter().cloned().collect();
+        for (_, d) in &self.other_sandboxes {
+            drivers.extend(d.iter().cloned());
         }
+        for driver in drivers {
+            if let Err(e) = driver.delete_workspace(session_id).await {
+                tracing::warn!(session_id, driver = driver.name(), error = %e, "deleting the session workspace failed");
+            }
+        }
+    }
+
+    /// The sandbox driver of a session: the one its environment chose when
+    /// it was created, else the server's.
+    pub(crate) fn driver(&self, kind: Option<SandboxDriverKind>) -> Result<Arc<dyn SandboxDriver>, String> {
+        let default = (self.config.sessions.sandbox_driver, &self.sandboxes);
+        pick_driver(kind, default, &self.other_sandboxes).cloned().unwrap_or_else(|| {
+            Err(format!(
+                "the session's environment chose the `{}` sandbox driver, which this server no longer allows \
+                 (sessions.sandbox_drivers_allowed)",
+                kind.map_or("?", SandboxDriverKind::as_str)
+            ))
+        })
+    }
+
+    /// What environments may choose with `bridle.sandbox_driver` here.
+    pub fn driver_choice(&self) -> DriverChoice {
+        let allowed = self.config.sessions.sandbox_drivers_allowed.clone();
+        let unavailable = allowed.iter().filter_map(|k| self.driver(Some(*k)).err().map(|why| (*k, why))).collect();
+        DriverChoice { allowed, unavailable }
     }
 
     /// Sessions with a live runner.
@@ -233,5 +281,26 @@ impl Sessions {
     /// This node's name in session leases.
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+#[cfg(test)]
+mod pick_driver_tests {
+    use super::*;
+    use SandboxDriverKind::*;
+
+    #[test]
+    fn a_session_gets_the_driver_it_chose_or_the_default() {
+        let others = [(Gvisor, "gvisor driver")];
+        for (kind, default, others, want) in [
+            (None, Bubblewrap, &others[..], Some("default")),
+            (Some(Bubblewrap), Bubblewrap, &others[..], Some("default")),
+            (Some(Gvisor), Bubblewrap, &others[..], Some("gvisor driver")),
+            (Some(Gvisor), Gvisor, &[][..], Some("default")),
+            (Some(Gvisor), Bubblewrap, &[][..], None),
+            (Some(Bubblewrap), Gvisor, &others[..], None),
+        ] {
+            assert_eq!(pick_driver(kind, (default, &"default"), others).copied(), want, "{kind:?} on {default:?}");
+        }
     }
 }

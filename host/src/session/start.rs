@@ -60,7 +60,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     let model = t.agent.pointer("/model/id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.clone() };
     let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
-    let driver = host.sandboxes.clone().map_err(StartError::new)?;
+    let driver = host.driver(t.binding.sandbox_driver).map_err(StartError::new)?;
     let env = host
         .store
         .get_doc::<Environment>(Table::Environments, t.environment_id)

@@ -416,148 +416,143 @@ async fn boot(
     id: String,
 ) -> Result<Arc<GvisorSandbox>> {
     let uid = lease.uid();
-    {
-        let span = info_span!("sandbox", sandbox = %id, session_id = tracing::field::Empty, uid, driver = "gvisor");
-        let run_dir = shared.cfg.state_dir.join("run").join(&id);
-        local::mkdir_mode(&run_dir, 0o700)?;
-        let mut cleanup = RunDirGuard(Some(run_dir.clone()));
-        let gw_dir = run_dir.join("gw");
-        let session_dir = run_dir.join("session");
-        for d in [&gw_dir, &session_dir, &session_dir.join("outputs")] {
-            local::mkdir_mode(d, 0o700)?;
-            std::os::unix::fs::chown(d, Some(uid), Some(uid)).with_context(|| format!("chown {}", d.display()))?;
-        }
-        // The uploads: root's, bound read-only over this mount point.
-        let uploads = run_dir.join(UPLOADS_HOST_DIR);
-        local::mkdir_mode(&uploads, 0o755)?;
-        local::mkdir_mode(&session_dir.join("uploads"), 0o755)?;
-        // The agent is the sandbox's host uid here (gVisor's gofer creates
-        // files with the caller's uid as it is), so it gets its own passwd.
-        let passwd = run_dir.join("passwd");
-        let group = run_dir.join("group");
-        std::fs::write(
-            &passwd,
-            format!(
-                "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{uid}:{uid}:agent:/workspace:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-            ),
-        )
-        .context("write passwd")?;
-        std::fs::write(&group, format!("root:x:0:\nagent:x:{uid}:\nnogroup:x:65534:\n")).context("write group")?;
-        for f in [&passwd, &group] {
-            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).context("chmod passwd")?;
-        }
-
-        let activity = Activity::new();
-        let (workspace, tmp, slot) = match dirs {
-            Dirs::Session { workspace, tmp } => (workspace, tmp, None),
-            Dirs::Slot(slot) => (slot.ws.clone(), None, Some(slot)),
-        };
-        let layout = oci::Layout {
-            rootfs: shared.rootfs.clone(),
-            etc: shared.etc.clone(),
-            passwd,
-            group,
-            workspace: workspace.clone(),
-            tmp,
-            session_dir,
-            uploads,
-            gateway_dir: gw_dir,
-            init: shared.init.clone(),
-            host_dirs: shared.host_dirs.clone(),
-            extra_ro: shared.cfg.extra_ro_binds.clone(),
-        };
-        let base_env = local::base_env(&shared.cfg);
-        let cgroup = format!("/{CGROUP_PARENT}/{id}");
-        let mut oci_spec =
-            oci::sandbox_spec(&layout, uid, limits, shared.cfg.cpus, shared.cfg.relay_port, &base_env, &cgroup);
-        if let Some(slot) = &slot {
-            oci_spec = pool::slot_spec(oci_spec, slot.dir());
-        }
-        let json = serde_json::to_vec_pretty(&oci_spec).context("encode config.json")?;
-        std::fs::write(run_dir.join("config.json"), json).context("write config.json")?;
-
-        // The relay's stdout is our pipe: it says `ready` once listening,
-        // and reaches end of file when the sandbox ends.
-        let (ready_r, ready_w) = std::io::pipe().context("pipe")?;
-        let log_path = run_dir.join("runsc.log");
-        let log = std::fs::File::create(&log_path).context("create runsc.log")?;
-        let t0 = std::time::Instant::now();
-        let pid_file = run_dir.join("sandbox.pid");
-        // Noted before it exists: a server killed during `runsc run` leaves
-        // nothing running either.
-        shared.lifeline.started(&id);
-        let mut run = shared.runsc();
-        run.arg("run")
-            .arg("--detach")
-            .arg(format!("--bundle={}", run_dir.display()))
-            .arg(format!("--pid-file={}", pid_file.display()))
-            .arg(&id)
-            .stdin(std::process::Stdio::null())
-            .stdout(ready_w)
-            .stderr(log);
-        let started = tokio::time::timeout(shared.cfg.ready_timeout, run.status()).await;
-        let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default().trim().to_owned();
-        let failed = match started {
-            Ok(Ok(st)) if st.success() => None,
-            Ok(Ok(st)) => Some(format!("runsc run failed ({st})")),
-            Ok(Err(e)) => Some(format!("cannot run runsc: {e}")),
-            Err(_) => Some(format!("runsc run did not return within {:?}", shared.cfg.ready_timeout)),
-        };
-        drop(run);
-        let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_r.into()).context("ready pipe")?;
-        let ready_line = match failed {
-            Some(e) => Err(e),
-            None => {
-                let mut buf = [0u8; 6];
-                match tokio::time::timeout(shared.cfg.ready_timeout, ready.read_exact(&mut buf)).await {
-                    Ok(Ok(_)) if &buf == b"ready\n" => Ok(()),
-                    Ok(Ok(_)) => Err(format!("the relay said {:?}", String::from_utf8_lossy(&buf))),
-                    Ok(Err(e)) => Err(format!("the sandbox ended during start-up ({e})")),
-                    Err(_) => Err(format!("not ready within {:?}", shared.cfg.ready_timeout)),
-                }
-            }
-        };
-        if let Err(e) = ready_line {
-            delete_container(&shared.runsc, &shared.global_args(), &id).await;
-            shared.lifeline.released(&id);
-            return Err(SandboxError::Other(anyhow!(
-                "gVisor sandbox failed to start: {e}; runsc said: {}",
-                read_log()
-            )));
-        }
-        let sandbox_pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
-        cleanup.0 = None;
-        span.in_scope(|| info!(ready_us = t0.elapsed().as_micros() as u64, "gVisor sandbox started"));
-        let sbx = Arc::new_cyclic(|me| GvisorSandbox {
-            me: me.clone(),
-            id,
-            session_id: OnceLock::new(),
-            relay_port: shared.cfg.relay_port,
-            uid,
-            env: OnceLock::new(),
-            shared: shared.clone(),
-            gateway: Mutex::new(None),
-            activity,
-            cgroup,
-            run_dir,
-            workspace,
-            sandbox_pid,
-            next_exec: AtomicU64::new(1),
-            running: AtomicBool::new(true),
-            released: AtomicBool::new(false),
-            processes_at_limit: AtomicBool::new(false),
-            end_reason: Mutex::new(None),
-            execs: Mutex::new(Vec::new()),
-            lease: Mutex::new(Some(lease)),
-            slot,
-            volume: Mutex::new(None),
-            span: span.clone(),
-        });
-        sbx.activity.touch();
-        tokio::spawn(watch_end(Arc::downgrade(&sbx), ready).instrument(span.clone()));
-        tokio::spawn(monitor_idle(Arc::downgrade(&sbx)).instrument(span));
-        Ok(sbx)
+    let span = info_span!("sandbox", sandbox = %id, session_id = tracing::field::Empty, uid, driver = "gvisor");
+    let run_dir = shared.cfg.state_dir.join("run").join(&id);
+    local::mkdir_mode(&run_dir, 0o700)?;
+    let mut cleanup = RunDirGuard(Some(run_dir.clone()));
+    let gw_dir = run_dir.join("gw");
+    let session_dir = run_dir.join("session");
+    for d in [&gw_dir, &session_dir, &session_dir.join("outputs")] {
+        local::mkdir_mode(d, 0o700)?;
+        std::os::unix::fs::chown(d, Some(uid), Some(uid)).with_context(|| format!("chown {}", d.display()))?;
     }
+    // The uploads: root's, bound read-only over this mount point.
+    let uploads = run_dir.join(UPLOADS_HOST_DIR);
+    local::mkdir_mode(&uploads, 0o755)?;
+    local::mkdir_mode(&session_dir.join("uploads"), 0o755)?;
+    // The agent is the sandbox's host uid here (gVisor's gofer creates
+    // files with the caller's uid as it is), so it gets its own passwd.
+    let passwd = run_dir.join("passwd");
+    let group = run_dir.join("group");
+    std::fs::write(
+        &passwd,
+        format!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{uid}:{uid}:agent:/workspace:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    )
+    .context("write passwd")?;
+    std::fs::write(&group, format!("root:x:0:\nagent:x:{uid}:\nnogroup:x:65534:\n")).context("write group")?;
+    for f in [&passwd, &group] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).context("chmod passwd")?;
+    }
+
+    let activity = Activity::new();
+    let (workspace, tmp, slot) = match dirs {
+        Dirs::Session { workspace, tmp } => (workspace, tmp, None),
+        Dirs::Slot(slot) => (slot.ws.clone(), None, Some(slot)),
+    };
+    let layout = oci::Layout {
+        rootfs: shared.rootfs.clone(),
+        etc: shared.etc.clone(),
+        passwd,
+        group,
+        workspace: workspace.clone(),
+        tmp,
+        session_dir,
+        uploads,
+        gateway_dir: gw_dir,
+        init: shared.init.clone(),
+        host_dirs: shared.host_dirs.clone(),
+        extra_ro: shared.cfg.extra_ro_binds.clone(),
+    };
+    let base_env = local::base_env(&shared.cfg);
+    let cgroup = format!("/{CGROUP_PARENT}/{id}");
+    let mut oci_spec =
+        oci::sandbox_spec(&layout, uid, limits, shared.cfg.cpus, shared.cfg.relay_port, &base_env, &cgroup);
+    if let Some(slot) = &slot {
+        oci_spec = pool::slot_spec(oci_spec, slot.dir());
+    }
+    let json = serde_json::to_vec_pretty(&oci_spec).context("encode config.json")?;
+    std::fs::write(run_dir.join("config.json"), json).context("write config.json")?;
+
+    // The relay's stdout is our pipe: it says `ready` once listening,
+    // and reaches end of file when the sandbox ends.
+    let (ready_r, ready_w) = std::io::pipe().context("pipe")?;
+    let log_path = run_dir.join("runsc.log");
+    let log = std::fs::File::create(&log_path).context("create runsc.log")?;
+    let t0 = std::time::Instant::now();
+    let pid_file = run_dir.join("sandbox.pid");
+    // Noted before it exists: a server killed during `runsc run` leaves
+    // nothing running either.
+    shared.lifeline.started(&id);
+    let mut run = shared.runsc();
+    run.arg("run")
+        .arg("--detach")
+        .arg(format!("--bundle={}", run_dir.display()))
+        .arg(format!("--pid-file={}", pid_file.display()))
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(ready_w)
+        .stderr(log);
+    let started = tokio::time::timeout(shared.cfg.ready_timeout, run.status()).await;
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default().trim().to_owned();
+    let failed = match started {
+        Ok(Ok(st)) if st.success() => None,
+        Ok(Ok(st)) => Some(format!("runsc run failed ({st})")),
+        Ok(Err(e)) => Some(format!("cannot run runsc: {e}")),
+        Err(_) => Some(format!("runsc run did not return within {:?}", shared.cfg.ready_timeout)),
+    };
+    drop(run);
+    let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_r.into()).context("ready pipe")?;
+    let ready_line = match failed {
+        Some(e) => Err(e),
+        None => {
+            let mut buf = [0u8; 6];
+            match tokio::time::timeout(shared.cfg.ready_timeout, ready.read_exact(&mut buf)).await {
+                Ok(Ok(_)) if &buf == b"ready\n" => Ok(()),
+                Ok(Ok(_)) => Err(format!("the relay said {:?}", String::from_utf8_lossy(&buf))),
+                Ok(Err(e)) => Err(format!("the sandbox ended during start-up ({e})")),
+                Err(_) => Err(format!("not ready within {:?}", shared.cfg.ready_timeout)),
+            }
+        }
+    };
+    if let Err(e) = ready_line {
+        delete_container(&shared.runsc, &shared.global_args(), &id).await;
+        shared.lifeline.released(&id);
+        return Err(SandboxError::Other(anyhow!("gVisor sandbox failed to start: {e}; runsc said: {}", read_log())));
+    }
+    let sandbox_pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+    cleanup.0 = None;
+    span.in_scope(|| info!(ready_us = t0.elapsed().as_micros() as u64, "gVisor sandbox started"));
+    let sbx = Arc::new_cyclic(|me| GvisorSandbox {
+        me: me.clone(),
+        id,
+        session_id: OnceLock::new(),
+        relay_port: shared.cfg.relay_port,
+        uid,
+        env: OnceLock::new(),
+        shared: shared.clone(),
+        gateway: Mutex::new(None),
+        activity,
+        cgroup,
+        run_dir,
+        workspace,
+        sandbox_pid,
+        next_exec: AtomicU64::new(1),
+        running: AtomicBool::new(true),
+        released: AtomicBool::new(false),
+        processes_at_limit: AtomicBool::new(false),
+        end_reason: Mutex::new(None),
+        execs: Mutex::new(Vec::new()),
+        lease: Mutex::new(Some(lease)),
+        slot,
+        volume: Mutex::new(None),
+        span: span.clone(),
+    });
+    sbx.activity.touch();
+    tokio::spawn(watch_end(Arc::downgrade(&sbx), ready).instrument(span.clone()));
+    tokio::spawn(monitor_idle(Arc::downgrade(&sbx)).instrument(span));
+    Ok(sbx)
 }
 
 /// Later entries win (glibc's `getenv` takes the first of duplicates).

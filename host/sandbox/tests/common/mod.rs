@@ -200,13 +200,15 @@ pub fn ensure_runsc() {
 }
 
 /// How a test's sandboxes are made: started by the claim, taken from the
-/// warm pool (booted before the session was known), or started on gVisor.
-/// The breakout and isolation suites run against each ([`per_variant!`]).
+/// warm pool (booted before the session was known), started on gVisor, or
+/// taken from gVisor's warm pool. The breakout and isolation suites run
+/// against each ([`per_variant!`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Cold,
     Pooled,
     Gvisor,
+    GvisorPooled,
 }
 
 /// The driver of a [`Variant`].
@@ -269,6 +271,16 @@ pub fn gvisor_driver_with(tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> br
 }
 
 impl Variant {
+    /// Whether its sandboxes run on gVisor.
+    pub fn is_gvisor(self) -> bool {
+        matches!(self, Variant::Gvisor | Variant::GvisorPooled)
+    }
+
+    /// Whether its sandboxes come from a warm pool.
+    pub fn is_pooled(self) -> bool {
+        matches!(self, Variant::Pooled | Variant::GvisorPooled)
+    }
+
     pub fn driver(self, tmp: &Path) -> AnyDriver {
         self.driver_with(tmp, |_| {})
     }
@@ -276,10 +288,11 @@ impl Variant {
     /// A pooled driver keeps one sandbox warm; `edit` may change the pool's
     /// limits to the ones the test's specs ask for.
     pub fn driver_with(self, tmp: &Path, edit: impl FnOnce(&mut LocalConfig)) -> AnyDriver {
-        if self == Variant::Gvisor {
+        if self.is_gvisor() {
+            let size = if self.is_pooled() { 1 } else { 0 };
             return AnyDriver::Gvisor(gvisor_driver_with(tmp, |c| {
+                c.pool = bridle_sandbox::PoolConfig { size, ..Default::default() };
                 edit(c);
-                c.pool = Default::default();
             }));
         }
         let mut cfg = config(tmp);
@@ -294,7 +307,16 @@ impl Variant {
     pub async fn claim(self, d: &AnyDriver, spec: SandboxSpec) -> AnySandbox {
         let d = match d {
             AnyDriver::Gvisor(g) => {
+                if self.is_pooled() {
+                    for _ in 0..600 {
+                        if g.pool_ready() > 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
                 let sbx = g.claim_gvisor(spec).await.expect("claim");
+                assert_eq!(sbx.pooled(), self.is_pooled(), "{self:?} claim");
                 return AnySandbox {
                     uid: sbx.host_uid(),
                     host_pid: sbx.sandbox_pid().map(|p| p as u32),
@@ -325,12 +347,12 @@ impl Variant {
     /// The uid processes see inside (`id -u`): 1000 with bubblewrap (a
     /// user namespace maps it); the host uid itself on gVisor.
     pub fn inside_uid(self, sbx: &AnySandbox) -> u32 {
-        if self == Variant::Gvisor { sbx.uid } else { bridle_sandbox::local::INSIDE_UID }
+        if self.is_gvisor() { sbx.uid } else { bridle_sandbox::local::INSIDE_UID }
     }
 }
 
 /// One `#[tokio::test]` per [`Variant`] for each named `async fn(Variant)`:
-/// `name::cold`, `name::pooled` and `name::gvisor`.
+/// `name::cold`, `name::pooled`, `name::gvisor` and `name::gvisor_pooled`.
 #[macro_export]
 macro_rules! per_variant {
     ($($name:ident),* $(,)?) => {
@@ -347,6 +369,10 @@ macro_rules! per_variant {
                 #[tokio::test]
                 async fn gvisor() {
                     super::$name($crate::common::Variant::Gvisor).await
+                }
+                #[tokio::test]
+                async fn gvisor_pooled() {
+                    super::$name($crate::common::Variant::GvisorPooled).await
                 }
             }
         )*
