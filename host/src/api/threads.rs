@@ -201,11 +201,14 @@ pub async fn stream(
     }
 }
 
-/// A `session_thread_id` on a sent event must name a thread of the session.
+/// A `session_thread_id` on a sent event must name the session's primary
+/// thread: delegated threads take no client events (their calls never wait
+/// on the client, and an interrupt of the session interrupts them).
 pub fn check_thread_field(session_id: &str, field: &str, thread_id: Option<&str>) -> ApiResult<()> {
     match thread_id {
         Some(t) if t != primary_thread_id(session_id) => Err(ApiError::invalid(format!(
-            "{field}: session `{session_id}` has no thread `{t}` (its primary thread is `{}`)",
+            "{field}: session `{session_id}` has no thread `{t}` that takes client events (its primary thread is \
+             `{}`; delegated threads are interrupted with the session)",
             primary_thread_id(session_id)
         ))),
         _ => Ok(()),

@@ -163,8 +163,18 @@ impl Runner {
         }
         let cfg =
             engine::Config { harness: row.binding.engine.clone(), interrupt_grace: host.timing.interrupt_grace, price };
-        let roster = super::threads::roster(&host, &row.session.agent).await?.map(Arc::new);
-        super::threads::end_orphans(&host, &id, claim.epoch).await?;
+        let roster = match super::threads::roster(&host, &row.session.agent).await {
+            Ok(r) => r.map(Arc::new),
+            Err(e) => {
+                // The session runs on; its runtime has no delegation tool.
+                tracing::error!(error = format!("{e:#}"), "reading the coordinator's roster failed");
+                None
+            }
+        };
+        if let Err(e) = super::threads::end_orphans(&host, &id, claim.epoch).await {
+            // They stay marked running until a runner takes the session up again.
+            tracing::warn!(error = format!("{e:#}"), "ending the delegated threads a stopped server left failed");
+        }
         let mut engine = Engine::new(cfg, loaded);
         if roster.is_some() {
             engine = engine.with_delegation(super::threads::delegation::TOOL);

@@ -48,25 +48,19 @@ impl Store {
     /// (positions start at 2: the primary thread is 1).
     pub async fn create_thread(&self, t: &SessionThread) -> StoreResult<()> {
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT COALESCE(MAX(position), 1) AS p FROM session_threads WHERE session_id = $1")
-            .bind(&t.session_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let position: i64 = row.try_get::<i64, _>("p")? + 1;
+        // One statement: its position is read under the write it makes.
         sqlx::query(
             "INSERT INTO session_threads (id, session_id, position, created_at, status, last_seq, body) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+             VALUES ($1, $2, (SELECT COALESCE(MAX(position), 1) + 1 FROM session_threads WHERE session_id = $2), \
+             $3, $4, 0, $5)",
         )
         .bind(&t.id)
         .bind(&t.session_id)
-        .bind(position)
         .bind(now_micros())
         .bind(t.status.as_str())
         .bind(encode(t)?)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -94,7 +88,9 @@ impl Store {
         let ThreadChange { status, usage, stats, archive } = change;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query("SELECT body FROM session_threads WHERE id = $1")
+        // A write first (a no-op one): a transaction that read before it wrote could not
+        // take SQLite's write lock after another connection wrote (SQLITE_BUSY_SNAPSHOT).
+        let Some(row) = sqlx::query("UPDATE session_threads SET status = status WHERE id = $1 RETURNING body")
             .bind(thread_id)
             .fetch_optional(&mut *tx)
             .await?

@@ -79,6 +79,11 @@ def test_a_coordinator_delegates_to_a_thread(stack, engine, model, sessions):
     s.check(not any(e.get("id") in {x["id"] for x in log} for e in s.all_events()), "logs are disjoint")
     s.check(child.usage.input_tokens > 0 and child.stats.duration_seconds > 0,
             f"the child's own usage and stats: {child.usage} {child.stats}")
+    # A delegated thread takes no client events.
+    import anthropic
+    with pytest.raises(anthropic.BadRequestError) as e:
+        s.send({"type": "user.interrupt", "session_thread_id": tid})
+    s.check("takes client events" in str(e.value), f"interrupt naming the child: {e.value}")
     # A child thread is archived on its own; the primary thread only with its session.
     archived = stack.client.beta.sessions.threads.archive(tid, session_id=s.id)
     s.check(archived.archived_at is not None and archived.status == "idle", f"archived child: {archived}")

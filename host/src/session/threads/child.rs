@@ -382,10 +382,33 @@ fn zero_usage() -> Value {
            "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0}})
 }
 
+/// The thread's usage: its requests' totals over zeros for what they never
+/// counted (also inside `cache_creation`).
 fn merged_usage(u: &Map<String, Value>) -> Map<String, Value> {
     let mut total = zero_usage().as_object().cloned().unwrap_or_default();
     for (k, v) in u {
-        total.insert(k.clone(), v.clone());
+        match (total.get_mut(k), v) {
+            (Some(Value::Object(into)), Value::Object(from)) => into.extend(from.clone()),
+            _ => {
+                total.insert(k.clone(), v.clone());
+            }
+        }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_keeps_every_counter() {
+        let mut u = Map::new();
+        add_usage(&mut u, json!({"input_tokens": 3, "cache_creation_input_tokens": 2}).as_object().unwrap());
+        assert_eq!(
+            Value::Object(merged_usage(&u)),
+            json!({"input_tokens": 3, "output_tokens": 0, "cache_read_input_tokens": 0,
+                   "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 2}})
+        );
+    }
 }
