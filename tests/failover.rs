@@ -84,6 +84,19 @@ const MOVED_THEN_TWO_TURNS: [&str; 5] = [
     "session.status_idle",
 ];
 
+/// `kill -9` the node and start it again; then follow `sid` from the start of its log. Returns
+/// the new node's API, the stream, the index of the first event after `cut_seq` (the last one
+/// stored before the kill) and that of the recovery's `session.status_rescheduled`.
+async fn kill_and_restart(node: &mut Server, sid: &str, cut_seq: i64) -> (Api, Stream, usize, usize) {
+    node.stop();
+    node.start_again();
+    let api = Api::new(node);
+    let stream = Stream::open(&api, sid).await;
+    let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == cut_seq).await + 1;
+    let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+    (api, stream, from, resched)
+}
+
 fn node_name(s: &Server) -> String {
     std::fs::read_to_string(s.data_dir().join("node-id")).expect("node-id in the data dir").trim().to_owned()
 }
@@ -237,12 +250,7 @@ fn sqlite_node_killed_mid_turn_recovers_on_restart() {
         let before = Log::read(&db, &sid).await.last_seq;
         drop(stream);
 
-        node.stop();
-        node.start_again();
-        let api = Api::new(&node);
-        let stream = Stream::open(&api, &sid).await;
-        let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == before).await + 1;
-        let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+        let (_, stream, from, resched) = kill_and_restart(&mut node, &sid, before).await;
         let first = stream.wait_for(resched, "answer 1", WAIT, is_answer("first question")).await;
         let idle1 = stream.wait_for(first, "turn 1 idle", WAIT, is_idle).await;
         let second = stream.wait_for(idle1, "answer 2", WAIT, is_answer("second question")).await;
@@ -285,12 +293,7 @@ fn sqlite_usage_after_a_kill_is_the_sum_of_the_stored_requests() {
         assert_eq!(cut.problems(), Vec::<String>::new(), "usage is stored with the request, mid-turn");
         drop(stream);
 
-        node.stop();
-        node.start_again();
-        let api = Api::new(&node);
-        let stream = Stream::open(&api, &sid).await;
-        let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == cut.last_seq).await + 1;
-        let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+        let (_, stream, _, resched) = kill_and_restart(&mut node, &sid, cut.last_seq).await;
         stream.wait_for(resched, "the turn's end", WAIT, is_idle).await;
         let log = Log::read(&db, &sid).await;
         assert_eq!(log.problems(), Vec::<String>::new(), "stored log invariants after recovery");
@@ -465,12 +468,7 @@ fn sqlite_node_killed_during_an_outcome_round_finishes_it_once() {
         let cut = Log::read(&db, &sid).await;
         drop(stream);
 
-        node.stop();
-        node.start_again();
-        let api = Api::new(&node);
-        let stream = Stream::open(&api, &sid).await;
-        let from = stream.wait_for(0, "replay", WAIT, |f| f.seq == cut.last_seq).await + 1;
-        let resched = stream.wait_for(from, "recovery", WAIT, |f| f.kind == "session.status_rescheduled").await;
+        let (api, stream, _, resched) = kill_and_restart(&mut node, &sid, cut.last_seq).await;
         let end = stream.wait_for(resched, "round 2 graded", WAIT, |f| f.kind == "span.outcome_evaluation_end").await;
         stream.wait_for(end, "the outcome's end", WAIT, is_idle).await;
         let frames = stream.snapshot();
