@@ -62,17 +62,23 @@ def test_vaults_still_take_them(client):
     assert v.metadata["sandbox0.managed_agents.role"] == "llm"
 
 
-def test_environment_disk_quota_needs_the_operator(client):
-    key = "bridle.sandbox_disk_bytes"
-    cfg = {"type": "cloud", "networking": {"type": "unrestricted"}}
+def refused_naming(key: str, reason: str):
+    """A check that a call is a 400 whose message names `key` and says `reason`."""
 
     def expect_400(fn) -> None:
         with pytest.raises(anthropic.BadRequestError) as ei:
             fn()
         err = assert_api_error(ei.value, 400, "invalid_request_error")
         assert key in err["message"], err["message"]
-        assert "sessions.sandbox_disk_bytes_max is 0" in err["message"], err["message"]
+        assert reason in err["message"], err["message"]
 
+    return expect_400
+
+
+def test_environment_disk_quota_needs_the_operator(client):
+    key = "bridle.sandbox_disk_bytes"
+    cfg = {"type": "cloud", "networking": {"type": "unrestricted"}}
+    expect_400 = refused_naming(key, "sessions.sandbox_disk_bytes_max is 0")
     expect_400(lambda: client.beta.environments.create(name=uniq("e"), config=cfg, metadata={key: "33554432"}))
     e = client.beta.environments.create(name=uniq("e"), config=cfg)
     expect_400(lambda: client.beta.environments.update(e.id, metadata={key: "33554432"}))
@@ -82,14 +88,7 @@ def test_environment_disk_quota_needs_the_operator(client):
 def test_environment_sandbox_driver_needs_the_operator(client):
     key = "bridle.sandbox_driver"
     cfg = {"type": "cloud", "networking": {"type": "unrestricted"}}
-
-    def expect_400(fn) -> None:
-        with pytest.raises(anthropic.BadRequestError) as ei:
-            fn()
-        err = assert_api_error(ei.value, 400, "invalid_request_error")
-        assert key in err["message"], err["message"]
-        assert "sessions.sandbox_drivers_allowed is empty" in err["message"], err["message"]
-
+    expect_400 = refused_naming(key, "sessions.sandbox_drivers_allowed is empty")
     expect_400(lambda: client.beta.environments.create(name=uniq("e"), config=cfg, metadata={key: "gvisor"}))
     e = client.beta.environments.create(name=uniq("e"), config=cfg)
     expect_400(lambda: client.beta.environments.update(e.id, metadata={key: "bubblewrap"}))
