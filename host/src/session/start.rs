@@ -130,6 +130,7 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
             .collect(),
         token: bridle_sandbox::Secret::new(token),
         allowed: crate::model_paths::for_shape(plugin.info().api_shape),
+        extra: Vec::new(),
     });
     spec.env = plan.env.clone();
     let secrets = spec.secrets.clone();
