@@ -102,7 +102,7 @@ pub struct LlmRoute {
 /// [`crate::egress::extra_llm_prefix`]`(name)`.
 #[derive(Debug, Clone)]
 pub struct NamedLlmRoute {
-    /// `[a-z0-9_]{1,32}` (e.g. the harness's name); unique per sandbox.
+    /// `[a-z0-9_-]{1,32}` (e.g. the harness's name); unique per sandbox.
     pub name: String,
     pub route: LlmRoute,
 }
@@ -111,7 +111,7 @@ impl NamedLlmRoute {
     /// Whether `name` can name an extra route.
     pub fn valid_name(name: &str) -> bool {
         (1..=32).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     }
 }
 

@@ -107,7 +107,7 @@ fn check_extra_llm(llm: Option<&LlmRoute>) -> anyhow::Result<()> {
     for extra in llm.map(|l| l.extra.as_slice()).unwrap_or_default() {
         anyhow::ensure!(
             crate::spec::NamedLlmRoute::valid_name(&extra.name),
-            "extra model route name {:?} is not [a-z0-9_]{{1,32}}",
+            "extra model route name {:?} is not [a-z0-9_-]{{1,32}}",
             extra.name
         );
         anyhow::ensure!(seen.insert(extra.name.as_str()), "extra model route {:?} is given twice", extra.name);
