@@ -140,6 +140,8 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         route.extra.push(bridle_sandbox::NamedLlmRoute { name: d.engine.clone(), route: extra });
         route_env.extend(env);
     }
+    // A secret may not hide another harness's variables either.
+    shadowed(&spec.secrets, &route_env)?;
     spec.llm = Some(route);
     spec.env = route_env;
     let secrets = spec.secrets.clone();
@@ -189,7 +191,8 @@ fn llm_route(
 }
 
 /// The model route of another harness of the session (and the sandbox
-/// environment its credential plan sets).
+/// environment its credential plan sets). `model` is the claiming
+/// runtime's: the plans depend on the upstream, not on the model.
 async fn route_for(
     host: &Sessions,
     binding: &HarnessBinding,
@@ -249,7 +252,7 @@ async fn in_sandbox(
 fn shadowed(secrets: &[bridle_sandbox::EnvSecret], env: &[(String, String)]) -> Result<(), StartError> {
     match secrets.iter().find(|s| env.iter().any(|(k, _)| *k == s.name)) {
         Some(s) => Err(StartError::new(format!(
-            "the environment_variable credential for `{}` names a variable this session's harness sets itself; \
+            "the environment_variable credential for `{}` names a variable one of this session's harnesses sets itself; \
              choose another secret_name",
             s.name
         ))),

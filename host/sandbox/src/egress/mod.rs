@@ -961,3 +961,25 @@ async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_route_paths_name_their_route() {
+        let cases = [
+            ("/llm", Some((None, ""))),
+            ("/llm/v1/messages", Some((None, "/v1/messages"))),
+            ("/llm-codex/v1/responses", Some((Some("codex"), "/v1/responses"))),
+            ("/llm-openai-agents", Some((Some("openai-agents"), ""))),
+            ("/llm-", Some((Some(""), ""))),
+            ("/llmx/v1/messages", None),
+            ("/mcp/x", None),
+            ("/git/llm", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(model_route_of(path), want, "{path}");
+        }
+    }
+}
