@@ -1174,6 +1174,11 @@ fn table(fx: &Fx) -> Vec<Case> {
             .msg("is not an agent id"),
         case("multiagent: the agent itself on update", M::POST, format!("/v1/agents/{}", fx.agent), j(json!({"multiagent": {"type": "coordinator", "agents": [fx.agent]}})), &[400])
             .msg("is this agent; name it as"),
+        // bridle.engine: the harness a roster agent runs on must be one the server has
+        case("agent: unknown bridle.engine", M::POST, "/v1/agents", j(json!({"name": "x", "model": MODEL, "metadata": {"bridle.engine": "gpt-pilot"}})), &[400])
+            .msg("is not a known harness; known harnesses: claude"),
+        case("agent update: unknown bridle.engine", M::POST, format!("/v1/agents/{}", fx.agent), j(json!({"metadata": {"bridle.engine": "gpt-pilot"}})), &[400])
+            .msg("is not a known harness; known harnesses: claude"),
         // threads
         case("threads: unknown session", M::GET, "/v1/sessions/sesn_01NOTTHERE/threads", Body::None, &[404]),
         case("threads: unknown thread", M::GET, format!("/v1/sessions/{s}/threads/sthr_01NOTTHERE"), Body::None, &[404]),

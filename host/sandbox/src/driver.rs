@@ -47,6 +47,11 @@ pub trait Sandbox: Send + Sync {
     /// give it to the runtime as its base URL (`ANTHROPIC_BASE_URL`,
     /// `OPENAI_BASE_URL`, Codex `openai_base_url`).
     fn llm_base_url_inside(&self) -> String;
+    /// The extra model route `name` ([`crate::LlmRoute::extra`]) as the
+    /// sandbox reaches it (`http://127.0.0.1:PORT/llm-<name>`).
+    fn llm_route_url_inside(&self, name: &str) -> String {
+        format!("{}{}", self.proxy_url_inside(), crate::egress::extra_llm_prefix(name))
+    }
     /// The HTTP proxy as the sandbox reaches it (`http://127.0.0.1:PORT`).
     fn proxy_url_inside(&self) -> String;
     /// The workspace path inside the sandbox (`/workspace`).

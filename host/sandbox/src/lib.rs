@@ -30,5 +30,6 @@ pub use gvisor::{GvisorConfig, GvisorDriver};
 pub use local::{Doctor, LocalConfig, LocalDriver, MIN_WORKSPACE_BYTES, PoolConfig};
 pub use spec::{
     EgressPolicy, EgressStats, EnvSecret, ExecRequest, ExitStatus, HeaderRule, Limit, Limits, LlmRoute, McpAuthError,
-    McpCredential, McpFailure, McpFailureKind, McpRoute, ModelEndpoint, Networking, SandboxSpec, Secret, SecretHosts,
+    McpCredential, McpFailure, McpFailureKind, McpRoute, ModelEndpoint, NamedLlmRoute, Networking, SandboxSpec, Secret,
+    SecretHosts,
 };

@@ -89,6 +89,30 @@ pub struct LlmRoute {
     /// The only requests the route forwards (method and path relative to
     /// `base_url`, e.g. `POST /v1/messages`); anything else is a 403.
     pub allowed: Vec<ModelEndpoint>,
+    /// Further model routes of the same sandbox, each with its own upstream,
+    /// credential and endpoints (a coordinator's children on other
+    /// harnesses). The sandbox reaches one as
+    /// [`crate::Sandbox::llm_route_url_inside`]; their own `extra` is not
+    /// served. Carried on the primary route so every driver's gateway gets
+    /// them with it.
+    pub extra: Vec<NamedLlmRoute>,
+}
+
+/// An extra model route ([`LlmRoute::extra`]), served under
+/// [`crate::egress::extra_llm_prefix`]`(name)`.
+#[derive(Debug, Clone)]
+pub struct NamedLlmRoute {
+    /// `[a-z0-9_-]{1,32}` (e.g. the harness's name); unique per sandbox.
+    pub name: String,
+    pub route: LlmRoute,
+}
+
+impl NamedLlmRoute {
+    /// Whether `name` can name an extra route.
+    pub fn valid_name(name: &str) -> bool {
+        (1..=32).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    }
 }
 
 /// One model API endpoint the model route forwards.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridle_sandbox::egress::{Activity, EgressSettings, Gateway, GatewayConfig, GatewayLimits, Hub};
-use bridle_sandbox::{EgressPolicy, HeaderRule, LlmRoute, ModelEndpoint, Networking, Secret};
+use bridle_sandbox::{EgressPolicy, HeaderRule, LlmRoute, ModelEndpoint, NamedLlmRoute, Networking, Secret};
 use common::FakeUpstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -41,6 +41,7 @@ fn route(base_url: String) -> LlmRoute {
         header_rules: vec![HeaderRule { header: "x-api-key".into(), value_template: "{token}".into() }],
         token: Secret::new("sk-test"),
         allowed: vec![ModelEndpoint::post("/v1/messages"), ModelEndpoint::post("/v1/messages/count_tokens")],
+        extra: Vec::new(),
     }
 }
 
@@ -218,6 +219,78 @@ async fn the_model_route_forwards_only_the_api_endpoints() {
             "POST /base/v1/messages HTTP/1.1",
         ],
     );
+}
+
+/// A sandbox with two model routes (a claude coordinator's own and its codex
+/// child's): each reaches its own upstream with its own credential and only
+/// its own API shape's endpoints; a path of one route is refused on the other.
+#[tokio::test]
+async fn two_model_routes_reach_their_own_upstreams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::new(&EgressSettings::default()).unwrap();
+    let anthropic = FakeUpstream::start().await;
+    let openai = FakeUpstream::start().await;
+    let mut primary = route(format!("http://127.0.0.1:{}/a", anthropic.port));
+    primary.extra.push(NamedLlmRoute {
+        name: "codex".into(),
+        route: LlmRoute {
+            base_url: format!("http://127.0.0.1:{}/o", openai.port),
+            header_rules: vec![HeaderRule { header: "authorization".into(), value_template: "Bearer {token}".into() }],
+            token: Secret::new("sk-openai"),
+            allowed: vec![ModelEndpoint::post("/v1/responses")],
+            extra: Vec::new(),
+        },
+    });
+    let sock = tmp.path().join("two.sock");
+    let _g = gateway(&sock, &hub, Networking::default(), Some(primary));
+
+    for path in ["/llm/v1/messages", "/llm-codex/v1/responses"] {
+        let (status, text) = exchange(&sock, &post(path)).await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    for path in ["/llm/v1/responses", "/llm-codex/v1/messages", "/llm-codex/../llm/v1/messages"] {
+        let (status, text) = exchange(&sock, &post(path)).await;
+        assert_eq!(status, 403, "{path}: {text}");
+    }
+    let (status, text) = exchange(&sock, &post("/llm-other/v1/responses")).await;
+    assert_eq!(status, 503, "an unknown route: {text}");
+    assert!(text.contains("no model route \"other\""), "{text}");
+
+    let a = anthropic.requests();
+    assert_eq!(a.iter().map(|r| r.request_line.as_str()).collect::<Vec<_>>(), ["POST /a/v1/messages HTTP/1.1"]);
+    assert_eq!(a[0].header("x-api-key"), Some("sk-test"));
+    assert_eq!(a[0].header("authorization"), None);
+    let o = openai.requests();
+    assert_eq!(o.iter().map(|r| r.request_line.as_str()).collect::<Vec<_>>(), ["POST /o/v1/responses HTTP/1.1"]);
+    assert_eq!(o[0].header("authorization"), Some("Bearer sk-openai"));
+    assert_eq!(o[0].header("x-api-key"), None);
+}
+
+/// Extra routes need distinct, well-formed names: anything else fails the
+/// gateway's start, never serves a route nobody can reach.
+#[tokio::test]
+async fn extra_model_route_names_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::new(&EgressSettings::default()).unwrap();
+    let extra = |name: &str| NamedLlmRoute { name: name.into(), route: route("http://127.0.0.1:9".into()) };
+    for (i, names) in [vec!["Codex"], vec!["a/b"], vec![""], vec!["codex", "codex"]].into_iter().enumerate() {
+        let mut primary = route("http://127.0.0.1:9".into());
+        primary.extra = names.iter().map(|n| extra(n)).collect();
+        let cfg = GatewayConfig {
+            sandbox_id: format!("bad{i}"),
+            session_id: "sesn_test".into(),
+            policy: EgressPolicy::default(),
+            llm: Some(primary),
+            git: None,
+            relay_port: 41_080,
+            hub: hub.clone(),
+            mcp: Vec::new(),
+            mcp_failures: None,
+            secrets: Vec::new(),
+        };
+        let err = Gateway::bind(&tmp.path().join(format!("bad{i}.sock")), cfg, Activity::new()).err();
+        assert!(err.is_some(), "{names:?} was accepted");
+    }
 }
 
 #[tokio::test]

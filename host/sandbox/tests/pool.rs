@@ -161,6 +161,7 @@ async fn a_claim_takes_a_pooled_sandbox_with_the_sessions_workspace_tmp_env_and_
         header_rules: Vec::new(),
         token: Secret::new("tok"),
         allowed: vec![ModelEndpoint::post("/v1/messages")],
+        extra: Vec::new(),
     });
     let sbx = d.claim(sp).await;
     assert!(sbx.pooled, "the claim was served from the pool");

@@ -22,6 +22,7 @@ async fn token_is_injected_upstream_and_absent_inside() {
         ],
         token: Secret::new(TOKEN),
         allowed: vec![ModelEndpoint::post("/v1/messages")],
+        extra: Vec::new(),
     });
     sp.env = vec![
         ("ANTHROPIC_API_KEY".into(), "placeholder-key".into()),

@@ -85,6 +85,9 @@ async fn resolve_roster(
 pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<AgentCreate>) -> ApiResult<Json<Agent>> {
     let mcp_servers = p.mcp_servers.unwrap_or_default();
     check_mcp_servers(&mcp_servers)?;
+    if let Some(m) = &p.metadata {
+        crate::model::agent_keys::check(m, &st.config.harness_names())?;
+    }
     let tools = resolve_tools(p.tools.as_deref().unwrap_or_default(), &mcp_servers)?;
     let roster = match &p.multiagent {
         Some(m) => resolve_roster(&st, m, None).await?,
@@ -210,6 +213,7 @@ pub async fn update(
         Some(None) => Some(None),
         None => None,
     };
+    let engines = st.config.harness_names();
     let agent = st
         .store
         .update_agent(&id, p.version, |cur| -> Result<Option<Agent>, ApiError> {
@@ -266,6 +270,7 @@ pub async fn update(
             }
             if let Some(m) = &p.metadata {
                 apply_metadata_patch("metadata", &mut next.metadata, m)?;
+                crate::model::agent_keys::check(&next.metadata, &engines)?;
             }
             if next.same_definition(cur) {
                 return Ok(None);

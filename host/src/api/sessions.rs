@@ -161,6 +161,31 @@ fn check_coordinator_harness(st: &AppState, engine: &str, self_hosted: bool) -> 
     Ok(())
 }
 
+/// The coordinator's roster agents, with the harness each names.
+async fn roster_facts(st: &AppState, snapshot: &Value) -> ApiResult<Vec<crate::selection::RosterFacts>> {
+    let mut out = Vec::new();
+    for (id, version) in snapshot.get("multiagent").map(crate::model::multiagent::roster).unwrap_or_default() {
+        let agent = st.store.get_agent(&id, Some(version)).await?.ok_or_else(|| {
+            ApiError::invalid(format!("agent: roster agent `{id}` version {version} no longer exists"))
+        })?;
+        let engine = crate::model::agent_keys::engine(&agent.metadata).map(str::to_owned);
+        out.push(crate::selection::RosterFacts { name: agent.name, id, engine });
+    }
+    Ok(out)
+}
+
+/// A roster agent's own harness runs its runtime in the session's sandbox too.
+fn check_delegate_harness(st: &AppState, engine: &str) -> ApiResult<()> {
+    let model = st.harness.plugin(engine).map(|p| p.info().execution_model).ok();
+    if model == Some(bridle_harness::ExecutionModel::SandboxAsTool) {
+        return Err(ApiError::invalid(format!(
+            "agent: roster agents run on harnesses whose runtime runs in the session's sandbox (claude, codex); \
+             `{engine}` (metadata bridle.engine) runs one resident runtime per session"
+        )));
+    }
+    Ok(())
+}
+
 fn mcp_bindings(facts: &[VaultFacts]) -> Vec<crate::model::mcp::Binding> {
     facts
         .iter()
@@ -280,7 +305,9 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
     let vault_ids = p.vault_ids.clone().unwrap_or_default();
     let facts = vault_facts(&st, &vault_ids).await?;
     check_env_secrets(&st, &vault_ids).await?;
-    let mut binding = select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref())?;
+    let coordinator = crate::model::multiagent::is_coordinator(snapshot.get("multiagent"));
+    let mut binding =
+        select(&facts, &st.config.harness_names(), st.config.default_llm.base_url.as_deref(), coordinator)?;
     // The environment's sandbox driver, fixed for the session now.
     binding.sandbox_driver =
         crate::model::environment_keys::sandbox_driver(&env.doc.metadata, &super::environments::driver_choice(&st))
@@ -289,8 +316,14 @@ pub async fn create(State(st): State<AppState>, ApiJson(p): ApiJson<SessionCreat
             })?;
     crate::model::mcp::check_unique(&mcp_bindings(&facts))?;
     check_endpoint(&st, &binding, &snapshot).await?;
-    if crate::model::multiagent::is_coordinator(snapshot.get("multiagent")) {
+    if coordinator {
         check_coordinator_harness(&st, &binding.engine, env.doc.config.is_self_hosted())?;
+        let roster = roster_facts(&st, &snapshot).await?;
+        crate::selection::check_roster(&binding, &roster)?;
+        for d in &binding.delegates {
+            check_delegate_harness(&st, &d.engine)?;
+            check_endpoint(&st, d, &snapshot).await?;
+        }
     }
     if env.doc.config.is_self_hosted() {
         check_remote_tools(&st, &p.environment_id, &binding.engine)?;

@@ -2,6 +2,7 @@
 //! as the official SDKs define them: request params (strict: unknown fields
 //! are rejected, as Anthropic's API does) and response objects.
 
+pub mod agent_keys;
 pub mod agents;
 pub mod common;
 pub mod environment_keys;

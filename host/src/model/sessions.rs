@@ -257,6 +257,23 @@ pub struct HarnessBinding {
     /// environment never moves a session's workspace to another driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_driver: Option<crate::config::SandboxDriverKind>,
+    /// A coordinator's further harnesses (one LLM vault each), which its
+    /// roster agents naming them (`bridle.engine`) run on; never the
+    /// session's own engine, one per engine, their own `delegates` empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<HarnessBinding>,
+}
+
+impl HarnessBinding {
+    /// The binding a runtime on `engine` uses: this one for the session's
+    /// engine, else the delegate's (in the session's sandbox driver).
+    pub fn for_engine(&self, engine: &str) -> Option<HarnessBinding> {
+        if engine == self.engine {
+            return Some(self.clone());
+        }
+        let d = self.delegates.iter().find(|d| d.engine == engine)?;
+        Some(HarnessBinding { sandbox_driver: self.sandbox_driver, delegates: Vec::new(), ..d.clone() })
+    }
 }
 
 #[cfg(test)]

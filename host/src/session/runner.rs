@@ -427,6 +427,7 @@ impl Runner {
                 let target = Target {
                     session_id: &self.id,
                     binding: &self.binding,
+                    engine: None,
                     agent: &agent,
                     environment_id: &self.environment_id,
                     resume: self.engine.resume(),

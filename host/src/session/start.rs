@@ -39,7 +39,11 @@ impl StartError {
 /// What a session's runtime is started for.
 pub(crate) struct Target<'a> {
     pub session_id: &'a str,
+    /// The session's binding (every harness its sandbox routes to).
     pub binding: &'a HarnessBinding,
+    /// The harness this runtime runs on: `None`, the session's; a delegated
+    /// thread's roster agent may name another of the binding's.
+    pub engine: Option<&'a str>,
     pub agent: &'a Value,
     pub environment_id: &'a str,
     /// The resume token to start from.
@@ -55,8 +59,15 @@ pub(crate) struct Target<'a> {
 
 /// Start the session's runtime.
 pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runtime, StartError> {
-    let plugin = host.harness.plugin(&t.binding.engine).map_err(|e| StartError::new(e.to_string()))?;
-    let (token, upstream) = credential(host, t.binding, plugin.info().api_shape).await?;
+    let own = match t.engine {
+        None => t.binding.clone(),
+        Some(engine) => t
+            .binding
+            .for_engine(engine)
+            .ok_or_else(|| StartError::new(format!("this session has no LLM vault for the `{engine}` harness")))?,
+    };
+    let plugin = host.harness.plugin(&own.engine).map_err(|e| StartError::new(e.to_string()))?;
+    let (token, upstream) = credential(host, &own, plugin.info().api_shape).await?;
     let model = t.agent.pointer("/model/id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.clone() };
     let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
@@ -92,18 +103,15 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         let plan = session.launch().await.map_err(|e| StartError::new(e.to_string()))?;
         let skills_dir = plan.skills_dir.clone().unwrap_or_else(|| bridle_harness::DEFAULT_SKILLS_DIR.to_owned());
         let mut argv = plan.argv.clone();
-        let program = program_of(&argv, &t.binding.engine)?;
+        let program = program_of(&argv, &own.engine)?;
         argv[0] = host
             .runtimes
             .resolve_host(&program)
             .map(|p| p.display().to_string())
             .ok_or_else(|| not_installed(&program))?;
         let cwd = host.runtimes.runtimes.dir().to_path_buf();
-        let (proc, out) = host
-            .residents
-            .attach(&t.binding.engine, &argv, &plan.env, &cwd, t.session_id)
-            .await
-            .map_err(StartError::new)?;
+        let (proc, out) =
+            host.residents.attach(&own.engine, &argv, &plan.env, &cwd, t.session_id).await.map_err(StartError::new)?;
         let mcp =
             super::resident_mcp::ResidentMcp::open(&host.residents.mcp_hub, &host.config.egress, &spec, proc.uid())
                 .map_err(|e| StartError::new(format!("opening the MCP route: {e:#}")))?;
@@ -121,22 +129,30 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
         tracing::info!(program = %program, "runtime started (session attached to the resident runtime)");
         return Ok(Runtime { plugin: session, io: Box::new(Resident::new(proc, out, tools, token, mcp)) });
     }
-    spec.llm = Some(bridle_sandbox::LlmRoute {
-        base_url: upstream.clone(),
-        header_rules: plan
-            .inject
-            .iter()
-            .map(|r| bridle_sandbox::HeaderRule { header: r.header.clone(), value_template: r.value_template.clone() })
-            .collect(),
-        token: bridle_sandbox::Secret::new(token),
-        allowed: crate::model_paths::for_shape(plugin.info().api_shape),
-    });
-    spec.env = plan.env.clone();
+    // The sandbox routes to every harness of the session, whichever runtime
+    // claims it first: the session's is the primary route, each delegate's
+    // an extra one named by its engine.
+    let own_route = (llm_route(&plan, &upstream, token, plugin.info().api_shape), plan.env.clone());
+    let (mut route, mut route_env) =
+        if own.engine == t.binding.engine { own_route.clone() } else { route_for(host, t.binding, &model).await? };
+    for d in &t.binding.delegates {
+        let (extra, env) = if d.engine == own.engine { own_route.clone() } else { route_for(host, d, &model).await? };
+        route.extra.push(bridle_sandbox::NamedLlmRoute { name: d.engine.clone(), route: extra });
+        route_env.extend(env);
+    }
+    // A secret may not hide another harness's variables either.
+    shadowed(&spec.secrets, &route_env)?;
+    spec.llm = Some(route);
+    spec.env = route_env;
     let secrets = spec.secrets.clone();
     spec.env.extend(layer_env);
     let sandbox = driver.claim(spec).await.map_err(|e| StartError::new(format!("sandbox: {e}")))?;
-    let placement =
-        Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url: sandbox.llm_base_url_inside() };
+    let llm_base_url = if own.engine == t.binding.engine {
+        sandbox.llm_base_url_inside()
+    } else {
+        sandbox.llm_route_url_inside(&own.engine)
+    };
+    let placement = Placement::Sandbox { workspace: sandbox.workspace_inside(), llm_base_url };
     // The runtime reaches its MCP servers through the gateway's MCP route.
     let agent = crate::model::mcp::routed_agent(t.agent, &sandbox.proxy_url_inside());
     let mut session_spec = launch::session_spec(t.session_id, &agent, t.resume, &upstream, &model, placement);
@@ -144,13 +160,50 @@ pub(crate) async fn runtime(host: &Arc<Sessions>, t: Target<'_>) -> Result<Runti
     // A self-hosted environment's workers run the workspace tools.
     session_spec.remote_tools = env.doc.config.is_self_hosted();
     let setup = Setup { mounts: t.mounts, skills: &skills, secrets: &secrets };
-    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &t.binding.engine, setup).await {
+    match in_sandbox(host, &plugin, sandbox.clone(), &session_spec, &own.engine, setup).await {
         Ok(rt) => Ok(rt),
         Err(e) => {
             let _ = sandbox.stop().await;
             Err(e)
         }
     }
+}
+
+/// The gateway's model route for a runtime of `plugin`: its upstream, its
+/// credential plan's headers, its API shape's endpoints.
+fn llm_route(
+    plan: &bridle_harness::CredentialPlan,
+    upstream: &str,
+    token: String,
+    shape: ApiShape,
+) -> bridle_sandbox::LlmRoute {
+    bridle_sandbox::LlmRoute {
+        base_url: upstream.to_owned(),
+        header_rules: plan
+            .inject
+            .iter()
+            .map(|r| bridle_sandbox::HeaderRule { header: r.header.clone(), value_template: r.value_template.clone() })
+            .collect(),
+        token: bridle_sandbox::Secret::new(token),
+        allowed: crate::model_paths::for_shape(shape),
+        extra: Vec::new(),
+    }
+}
+
+/// The model route of another harness of the session (and the sandbox
+/// environment its credential plan sets). `model` is the claiming
+/// runtime's: the plans depend on the upstream, not on the model.
+async fn route_for(
+    host: &Sessions,
+    binding: &HarnessBinding,
+    model: &str,
+) -> Result<(bridle_sandbox::LlmRoute, Vec<(String, String)>), StartError> {
+    let plugin = host.harness.plugin(&binding.engine).map_err(|e| StartError::new(e.to_string()))?;
+    let shape = plugin.info().api_shape;
+    let (token, upstream) = credential(host, binding, shape).await?;
+    let llm = LlmEndpoint { base_url: Some(upstream.clone()), model: model.to_owned() };
+    let plan = plugin.credentials(&llm).await.map_err(|e| StartError::new(e.to_string()))?;
+    Ok((llm_route(&plan, &upstream, token, shape), plan.env))
 }
 
 /// What a new sandbox gets before its runtime starts.
@@ -199,7 +252,7 @@ async fn in_sandbox(
 fn shadowed(secrets: &[bridle_sandbox::EnvSecret], env: &[(String, String)]) -> Result<(), StartError> {
     match secrets.iter().find(|s| env.iter().any(|(k, _)| *k == s.name)) {
         Some(s) => Err(StartError::new(format!(
-            "the environment_variable credential for `{}` names a variable this session's harness sets itself; \
+            "the environment_variable credential for `{}` names a variable one of this session's harnesses sets itself; \
              choose another secret_name",
             s.name
         ))),

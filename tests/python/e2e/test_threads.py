@@ -182,3 +182,67 @@ def test_a_coordinator_on_a_resident_harness_is_refused(stack, engine, model):
         stack.client.beta.sessions.create(agent=lead.id, environment_id=stack.environment_id(),
                                           vault_ids=[stack.llm_vault()])
     assert "resident runtime" in str(e.value)
+
+
+def test_a_coordinator_delegates_to_another_harness(stack, engine, model, sessions):
+    """A coordinator on this harness, its roster agent on the other in-sandbox harness
+    (`bridle.engine`), each with its own LLM vault: the child runs in the same sandbox
+    through its own model route, its events in its thread's stream and log, its answer in
+    the coordinator's `agent.message`."""
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    import anthropic
+    other = "codex" if engine == "claude" else "claude"
+    c = stack.client
+    helper_model = model + "-x"
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": f"The {other} helper says 7 about {{{{last_user}}}}"}]})
+    helper = c.beta.agents.create(name=uniq("xhelper"), model=helper_model, description="answers questions",
+                                  tools=[{"type": "agent_toolset_20260401"}], metadata={"bridle.engine": other})
+    lead = c.beta.agents.create(name=uniq("lead"), model=model, tools=[{"type": "agent_toolset_20260401"}],
+                                multiagent={"type": "coordinator", "agents": [helper.id]})
+    env_id = stack.environment_id()
+    own_vault = stack.llm_vault(engine)
+    # Without an LLM vault for the helper's harness: a 400 naming the agent and the harness.
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.beta.sessions.create(agent=lead.id, environment_id=env_id, vault_ids=[own_vault])
+    s_err = str(e.value)
+    assert helper.name in s_err and f"`{other}` harness" in s_err, s_err
+    created = c.beta.sessions.create(agent=lead.id, environment_id=env_id,
+                                     vault_ids=[own_vault, stack.llm_vault(other)])
+    from .lib import Live
+    s = Live(stack, created.id, model)
+    sessions.append(s)
+    stack.fake.set_scenario(model, delegating(helper.name, "the sum"))
+    start = s.mark()
+    s.message("Ask the other harness.")
+    end, _ = s.wait_idle(start, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    s.check(not of_type(evs, "session.error"), f"no session.error: {of_type(evs, 'session.error')}")
+    found = s.expect_order(evs, [
+        "session.thread_created", "agent.thread_message_sent", "session.thread_status_idle", "agent.message",
+        is_idle("end_turn"),
+    ], "the cross-harness delegation in the session log")
+    tid = found[0]["session_thread_id"]
+    s.check(found[0]["agent_name"] == helper.name, f"thread_created: {found[0]}")
+    final = text_of(of_type(evs, "agent.message")[-1])
+    s.check(f"The {other} helper says 7 about the sum" in final, f"the coordinator's answer: {final!r}")
+    # The child's run, in its own log and on its thread stream (replayed from its first event).
+    log = [e.to_dict(mode="json") for e in c.beta.sessions.threads.events.list(tid, session_id=s.id)]
+    s.expect_order(log, ["agent.thread_message_received", "agent.message", "session.thread_status_idle"],
+                   "the child thread's own log")
+    s.check(text_of(of_type(log, "agent.message")[-1]) == f"The {other} helper says 7 about the sum",
+            "the child's answer is in its log")
+    seen: list[str] = []
+    with c.beta.sessions.threads.events.stream(tid, session_id=s.id, timeout=60.0,
+                                               extra_headers={"Last-Event-ID": "0"}) as stream:
+        for ev in stream:
+            seen.append(ev.type)
+            if ev.type in ("session.thread_status_idle", "session.thread_status_terminated"):
+                break
+    s.check("agent.message" in seen and seen[-1] == "session.thread_status_idle", f"thread stream: {seen}")
+    # Each harness reached its own API shape with the vault token, through its own route.
+    helper_reqs = stack.fake.requests(helper_model)
+    want = "/responses" if other == "codex" else "/v1/messages"
+    s.check(helper_reqs and all(r["authorized"] and r["path"].rstrip("/").endswith(want) for r in helper_reqs),
+            f"the helper's model requests: {[(r['path'], r['authorized']) for r in helper_reqs]}")
+    s.check_credentials()

@@ -82,6 +82,39 @@ type GwBody = BoxBody<Bytes, BoxError>;
 /// The path prefix of the model route.
 pub const LLM_PREFIX: &str = "/llm";
 
+/// The path prefix of the extra model route `name` ([`LlmRoute::extra`]):
+/// `/llm-<name>`, beside the primary route so that no path of one is a path
+/// of the other.
+pub fn extra_llm_prefix(name: &str) -> String {
+    format!("{LLM_PREFIX}-{name}")
+}
+
+/// Which model route a gateway path names, and the path after its prefix.
+/// `None` for paths that are no model route's.
+fn model_route_of(path: &str) -> Option<(Option<&str>, &str)> {
+    let rest = path.strip_prefix(LLM_PREFIX)?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Some((None, rest));
+    }
+    let named = rest.strip_prefix('-')?;
+    let (name, rest) = named.split_at(named.find('/').unwrap_or(named.len()));
+    Some((Some(name), rest))
+}
+
+/// The extra routes' names are valid and distinct.
+fn check_extra_llm(llm: Option<&LlmRoute>) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for extra in llm.map(|l| l.extra.as_slice()).unwrap_or_default() {
+        anyhow::ensure!(
+            crate::spec::NamedLlmRoute::valid_name(&extra.name),
+            "extra model route name {:?} is not [a-z0-9_-]{{1,32}}",
+            extra.name
+        );
+        anyhow::ensure!(seen.insert(extra.name.as_str()), "extra model route {:?} is given twice", extra.name);
+    }
+    Ok(())
+}
+
 /// How long the gateway waits for an upstream to accept a connection.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest pause between accept attempts after accept errors.
@@ -313,6 +346,7 @@ impl Gateway {
     }
 
     fn bind_as(socket: &Path, cfg: GatewayConfig, activity: Arc<Activity>, mcp_only: bool) -> anyhow::Result<Self> {
+        check_extra_llm(cfg.llm.as_ref())?;
         let _ = std::fs::remove_file(socket);
         let listener =
             UnixListener::bind(socket).with_context(|| format!("bind egress socket {}", socket.display()))?;
@@ -588,7 +622,7 @@ async fn handle(st: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<
         return connect(st, conn, req).await;
     }
     let uri = req.uri().clone();
-    let is_model_route = |path: &str| path == LLM_PREFIX || path.starts_with("/llm/");
+    let is_model_route = |path: &str| model_route_of(path).is_some();
     match uri.host() {
         None if uri.path().starts_with(git_route::GIT_PREFIX) => git_route::serve(st, req).await,
         None => {
@@ -837,16 +871,26 @@ async fn forward(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
 }
 
 /// `/llm/<rest>` → `<llm_base_url>/<rest>` with the credential headers, for
-/// the API shape's endpoints only.
+/// the API shape's endpoints only; `/llm-<name>/<rest>` likewise on the extra
+/// route `name`.
 async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody> {
-    let Some(llm) = st.cfg.llm.clone() else {
+    let uri = req.uri().clone();
+    let Some((name, rest)) = model_route_of(uri.path()) else {
+        return full(StatusCode::NOT_FOUND, format!("bridle egress gateway: unknown path {}\n", uri.path()));
+    };
+    let route = match name {
+        None => st.cfg.llm.clone(),
+        Some(name) => {
+            st.cfg.llm.as_ref().and_then(|l| l.extra.iter().find(|e| e.name == name)).map(|e| e.route.clone())
+        }
+    };
+    let Some(llm) = route else {
+        let which = name.map_or_else(|| "no model route".to_string(), |n| format!("no model route {n:?}"));
         return full(
             StatusCode::SERVICE_UNAVAILABLE,
-            "bridle egress gateway: this sandbox has no model route configured\n".into(),
+            format!("bridle egress gateway: this sandbox has {which} configured\n"),
         );
     };
-    let uri = req.uri().clone();
-    let rest = uri.path().strip_prefix(LLM_PREFIX).unwrap_or("");
     let path = match model_path::check(&llm.allowed, req.method(), rest) {
         Ok(p) => p,
         Err(why) => {
@@ -914,6 +958,28 @@ async fn model_route(st: Arc<State>, req: Request<Incoming>) -> Response<GwBody>
                 _ => "the request to the model endpoint failed",
             };
             bad_gateway(&st, what, e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_route_paths_name_their_route() {
+        let cases = [
+            ("/llm", Some((None, ""))),
+            ("/llm/v1/messages", Some((None, "/v1/messages"))),
+            ("/llm-codex/v1/responses", Some((Some("codex"), "/v1/responses"))),
+            ("/llm-openai-agents", Some((Some("openai-agents"), ""))),
+            ("/llm-", Some((Some(""), ""))),
+            ("/llmx/v1/messages", None),
+            ("/mcp/x", None),
+            ("/git/llm", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(model_route_of(path), want, "{path}");
         }
     }
 }

@@ -157,20 +157,22 @@ impl Thread {
     /// Start the roster agent's runtime and run the message as its turn:
     /// the text of its final `agent.message`.
     async fn turn(&mut self, parent: &Parent, agent: &RosterAgent, message: &str) -> Result<String, String> {
-        let plugin = parent.host.harness.plugin(&parent.binding.engine).map_err(|e| e.to_string())?;
+        // The roster agent's own harness (`bridle.engine`), else the session's.
+        let engine = agent.engine.as_deref().unwrap_or(&parent.binding.engine);
+        let plugin = parent.host.harness.plugin(engine).map_err(|e| e.to_string())?;
         if plugin.info().execution_model == ExecutionModel::SandboxAsTool {
             // Its runtime is a session of the harness's resident process,
             // which keys sessions by the session id: one per session.
             return Err(format!(
-                "harness `{}` runs one runtime per session; delegated threads run on harnesses whose runtime \
-                 runs in the sandbox (claude, codex)",
-                parent.binding.engine
+                "harness `{engine}` runs one runtime per session; delegated threads run on harnesses whose runtime \
+                 runs in the sandbox (claude, codex)"
             ));
         }
         let runtime_agent = thread_agent(&agent.snapshot);
         let target = Target {
             session_id: &parent.session_id,
             binding: &parent.binding,
+            engine: Some(engine),
             agent: &runtime_agent,
             environment_id: &parent.environment_id,
             resume: None,

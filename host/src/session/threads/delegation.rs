@@ -17,6 +17,9 @@ pub struct RosterAgent {
     pub name: String,
     /// The agent's session snapshot (`BetaManagedAgentsSessionAgent`).
     pub snapshot: Value,
+    /// The harness its metadata names (`bridle.engine`); `None`: the
+    /// session's.
+    pub engine: Option<String>,
 }
 
 /// Roster agents named for the tool: by name, or by id where names clash.
@@ -31,7 +34,7 @@ pub fn name_roster(agents: Vec<Value>) -> Vec<RosterAgent> {
                 true => name.clone(),
                 false => snapshot["id"].as_str().unwrap_or_default().to_owned(),
             };
-            RosterAgent { name, snapshot }
+            RosterAgent { name, snapshot, engine: None }
         })
         .collect()
 }

@@ -18,13 +18,21 @@ pub(crate) async fn roster(host: &Sessions, agent: &Value) -> anyhow::Result<Opt
         return Ok(None);
     };
     let mut agents = Vec::new();
+    let mut engines = Vec::new();
     for (id, version) in multiagent::roster(stored) {
         match host.store.get_agent(&id, Some(version)).await? {
-            Some(a) => agents.push(a.session_snapshot()),
+            Some(a) => {
+                engines.push(crate::model::agent_keys::engine(&a.metadata).map(str::to_owned));
+                agents.push(a.session_snapshot());
+            }
             None => anyhow::bail!("roster agent `{id}` version {version} no longer exists"),
         }
     }
-    Ok(Some(delegation::name_roster(agents)))
+    let mut roster = delegation::name_roster(agents);
+    for (agent, engine) in roster.iter_mut().zip(engines) {
+        agent.engine = engine;
+    }
+    Ok(Some(roster))
 }
 
 /// The change that terminates a thread.
