@@ -92,6 +92,25 @@ fn log_path(s: &Server) -> String {
     s.data_dir().join("server.log").to_string_lossy().into_owned()
 }
 
+/// The environment every single-server suite's pytest gets (the harness, the fake model and its
+/// token, the server, its log and sandbox dir), then the suite's own `more`.
+fn suite_env(
+    (engine, fake, token, main, sandboxes): (&str, &bridle_fake_model::FakeModel, &str, &Server, &Path),
+    more: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("BRIDLE_E2E_ENGINE", engine.to_owned()),
+        ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
+        ("BRIDLE_E2E_FAKE_TOKEN", token.to_owned()),
+        ("BRIDLE_BASE_URL", main.base_url.clone()),
+        ("BRIDLE_API_KEY", main.api_key.clone()),
+        ("BRIDLE_E2E_SERVER_LOG", log_path(main)),
+        ("BRIDLE_E2E_SANDBOX_DIR", sandboxes.to_string_lossy().into_owned()),
+    ];
+    env.extend_from_slice(more);
+    env
+}
+
 /// `python -m pytest` on files of `tests/python/e2e`, with `envs`.
 fn run_pytest(files: &[&str], envs: &[(&str, String)], label: &str) {
     let python = support::python_venv();
@@ -260,17 +279,10 @@ fn e2e_packages_toolchains() {
     );
     run_pytest(
         &["test_packages_toolchains.py"],
-        &[
-            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
-            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
-            ("BRIDLE_E2E_FAKE_TOKEN", token),
-            ("BRIDLE_BASE_URL", main.base_url.clone()),
-            ("BRIDLE_API_KEY", main.api_key.clone()),
-            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
-            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_GOPROXY_ADDR", go_addr),
-            ("BRIDLE_E2E_GEM_ADDR", gem_addr),
-        ],
+        &suite_env(
+            ("claude", &fake, &token, &main, sb.path()),
+            &[("BRIDLE_E2E_GOPROXY_ADDR", go_addr), ("BRIDLE_E2E_GEM_ADDR", gem_addr)],
+        ),
         "pytest tests/python/e2e/test_packages_toolchains.py",
     );
     main.assert_alive();
@@ -320,18 +332,14 @@ fn e2e_start_failures() {
     let mut norun = server(empty_runtimes.path(), norun_sb.path(), "600");
     run_pytest(
         &["test_start_failures.py"],
-        &[
-            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
-            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
-            ("BRIDLE_E2E_FAKE_TOKEN", token),
-            ("BRIDLE_BASE_URL", main.base_url.clone()),
-            ("BRIDLE_API_KEY", main.api_key.clone()),
-            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
-            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_NORUNTIME_URL", norun.base_url.clone()),
-            ("BRIDLE_E2E_NORUNTIME_KEY", norun.api_key.clone()),
-            ("BRIDLE_E2E_NORUNTIME_LOG", log_path(&norun)),
-        ],
+        &suite_env(
+            ("claude", &fake, &token, &main, sb.path()),
+            &[
+                ("BRIDLE_E2E_NORUNTIME_URL", norun.base_url.clone()),
+                ("BRIDLE_E2E_NORUNTIME_KEY", norun.api_key.clone()),
+                ("BRIDLE_E2E_NORUNTIME_LOG", log_path(&norun)),
+            ],
+        ),
         "pytest tests/python/e2e/test_start_failures.py",
     );
     main.assert_alive();
@@ -358,15 +366,7 @@ fn e2e_gateways() {
     );
     run_pytest(
         &["test_gateways.py"],
-        &[
-            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
-            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
-            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
-            ("BRIDLE_BASE_URL", main.base_url.clone()),
-            ("BRIDLE_API_KEY", main.api_key.clone()),
-            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
-            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
-        ],
+        &suite_env(("claude", &fake, &token, &main, sb.path()), &[]),
         "pytest tests/python/e2e/test_gateways.py",
     );
     main.assert_alive();
@@ -388,16 +388,10 @@ fn e2e_console() {
     let artifacts = support::tests_dir().join("../target/e2e-artifacts/console");
     run_pytest(
         &["test_console.py"],
-        &[
-            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
-            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
-            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
-            ("BRIDLE_BASE_URL", main.base_url.clone()),
-            ("BRIDLE_API_KEY", main.api_key.clone()),
-            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
-            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_ARTIFACTS", artifacts.to_string_lossy().into_owned()),
-        ],
+        &suite_env(
+            ("claude", &fake, &token, &main, sb.path()),
+            &[("BRIDLE_E2E_ARTIFACTS", artifacts.to_string_lossy().into_owned())],
+        ),
         "pytest tests/python/e2e/test_console.py",
     );
     main.assert_alive();
@@ -442,18 +436,14 @@ fn e2e_env_credentials() {
     );
     run_pytest(
         &["test_env_credentials.py"],
-        &[
-            ("BRIDLE_E2E_ENGINE", "claude".to_owned()),
-            ("BRIDLE_E2E_FAKE_URL", fake.base_url()),
-            ("BRIDLE_E2E_FAKE_TOKEN", token.clone()),
-            ("BRIDLE_BASE_URL", main.base_url.clone()),
-            ("BRIDLE_API_KEY", main.api_key.clone()),
-            ("BRIDLE_E2E_SERVER_LOG", log_path(&main)),
-            ("BRIDLE_E2E_SANDBOX_DIR", sb.path().to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_TLS_CERT", cert_file.to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_TLS_KEY", key_file.to_string_lossy().into_owned()),
-            ("BRIDLE_E2E_TLS_PORT", port.to_string()),
-        ],
+        &suite_env(
+            ("claude", &fake, &token, &main, sb.path()),
+            &[
+                ("BRIDLE_E2E_TLS_CERT", cert_file.to_string_lossy().into_owned()),
+                ("BRIDLE_E2E_TLS_KEY", key_file.to_string_lossy().into_owned()),
+                ("BRIDLE_E2E_TLS_PORT", port.to_string()),
+            ],
+        ),
         "pytest tests/python/e2e/test_env_credentials.py",
     );
     main.assert_alive();

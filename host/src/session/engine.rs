@@ -1069,7 +1069,7 @@ fn ev_map(v: Value) -> Map<String, Value> {
 }
 
 /// The text of an `agent.message`.
-fn message_text(event: &Map<String, Value>) -> String {
+pub(crate) fn message_text(event: &Map<String, Value>) -> String {
     event
         .get("content")
         .and_then(Value::as_array)

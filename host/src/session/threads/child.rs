@@ -229,7 +229,7 @@ impl Thread {
                     add_usage(&mut self.usage, u);
                 }
                 if kind == "agent.message" {
-                    *last_text = Some(message_text(&event));
+                    *last_text = Some(crate::session::engine::message_text(&event));
                 }
                 let id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let waits_on_user = kind == "agent.custom_tool_use"
@@ -369,14 +369,6 @@ enum Call {
 enum Step {
     Go(Vec<PluginAction>),
     Done,
-}
-
-fn message_text(event: &Map<String, Value>) -> String {
-    event
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|blocks| blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
-        .unwrap_or_default()
 }
 
 fn zero_usage() -> Value {
