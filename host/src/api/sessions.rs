@@ -485,17 +485,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Json<
     ])?;
     let order = parse_order(&q, Order::Desc)?;
     let limit = parse_limit(&q, 20, 100)?;
-    let statuses = q
-        .many("statuses")
-        .iter()
-        .map(|s| {
-            SessionStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "statuses[]: unknown status `{s}`; expected idle, running, rescheduling or terminated"
-                ))
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let statuses = parse_statuses(&q)?;
     let filter = SessionFilter {
         agent_id: q.one("agent_id")?.map(str::to_owned),
         agent_version: q.int("agent_version")?,
@@ -675,4 +665,18 @@ pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
     }
     tracing::info!(session_id = %id, "session deleted");
     Ok(Json(Deleted { id, kind: "session_deleted".into() }))
+}
+
+/// The `statuses[]` filter of a session or thread list.
+pub(super) fn parse_statuses(q: &QueryParams) -> ApiResult<Vec<SessionStatus>> {
+    q.many("statuses")
+        .iter()
+        .map(|s| {
+            SessionStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "statuses[]: unknown status `{s}`; expected idle, running, rescheduling or terminated"
+                ))
+            })
+        })
+        .collect()
 }

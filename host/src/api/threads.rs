@@ -15,7 +15,6 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{QueryParams, check_id};
 use super::pagination::{Page, parse_limit, seq_position, seq_token};
 use crate::ids::Kind;
-use crate::model::sessions::SessionStatus;
 use crate::model::threads::{SessionThread, primary, primary_thread_id};
 use crate::store::{EventFilter, Order, ThreadChange};
 
@@ -62,17 +61,7 @@ pub async fn list(
 ) -> ApiResult<Json<Page<SessionThread>>> {
     q.allow(&["limit", "page", "statuses"])?;
     let limit = parse_limit(&q, 1000, 1000)?;
-    let statuses = q
-        .many("statuses")
-        .iter()
-        .map(|s| {
-            SessionStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "statuses[]: unknown status `{s}`; expected running, idle, rescheduling or terminated"
-                ))
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let statuses = super::sessions::parse_statuses(&q)?;
     // Threads in creation order; a page token holds the position after the
     // last thread returned.
     let after = seq_position(&q, Order::Asc)?.unwrap_or(0);
