@@ -50,7 +50,7 @@ use chown::chown_tree;
 pub use pool::PoolConfig;
 use pool::{Pool, Pooled};
 use slot::Slot;
-use volume::{VolumeGuard, Volumes};
+use volume::{FromPool, PooledVolume, VolumeGuard, Volumes};
 
 /// The smallest workspace quota the driver makes: ext4 with a journal needs
 /// a few MiB of its own.
@@ -739,9 +739,10 @@ impl LocalDriver {
             return Ok(s);
         }
         let started = std::time::Instant::now();
-        let pooled = self.pool.as_ref().and_then(|p| p.take(&spec.limits));
+        let pooled = self.pool.as_ref().and_then(|p| p.take_binding(&spec.limits));
         let (result, outcome) = match pooled {
-            Some(sbx) => (self.claim_pooled(sbx, spec).await, "pooled"),
+            // The pool refills once the claim is bound (the binding dropped).
+            Some((sbx, _binding)) => (self.claim_pooled(sbx, spec).await, "pooled"),
             None => (self.start_claim(spec).await, "started"),
         };
         let outcome = if result.is_ok() { outcome } else { "error" };
@@ -840,19 +841,56 @@ impl LocalDriver {
         Ok(sbx)
     }
 
-    /// A claim served from the pool: mount the session's workspace into the
-    /// booted sandbox and bind its gateway. On failure the pooled sandbox is
+    /// A claim served from the pool: a new session adopts the pooled
+    /// sandbox's volume (with the disk quota; nothing is made or mounted),
+    /// any other claim mounts the session's workspace into the booted
+    /// sandbox; then bind its gateway. On failure the pooled sandbox is
     /// released, never returned to the pool.
     async fn claim_pooled(&self, sbx: Arc<LocalSandbox>, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
         let bound = async {
             self.check_workspace_bytes(&spec)?;
             let env = session_env(&spec, self.shared.cfg.relay_port)?;
-            let mut ws = self.open_workspace(&spec).await?;
-            let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
-            self.own_workspace(&ws, owner, sbx.host_uid).await?;
             let slot = sbx.slot.as_ref().ok_or_else(|| anyhow!("a pooled sandbox without a slot"))?;
-            slot.fill(&ws.dir, ws.tmp.as_deref())?;
-            sbx.bind_session(&spec, env, ws.volume.take())
+            let pooled = sbx.pool_volume.lock().map_err(|_| anyhow!("pooled volume poisoned"))?.take();
+            let has_workspace = self.shared.volumes.as_ref().is_some_and(|v| v.exists(&spec.session_id))
+                || self.plain_workspace(&spec.session_id).is_dir();
+            match (pooled, self.shared.volumes.as_ref()) {
+                (Some(pv), Some(v))
+                    if volume::from_pool(Some(pv.bytes()), spec.workspace_bytes, has_workspace) == FromPool::Adopt =>
+                {
+                    let (v2, s) = (v.clone(), spec.session_id.clone());
+                    let adopted = tokio::task::spawn_blocking(move || v2.adopt(pv, &s))
+                        .await
+                        .map_err(|e| anyhow!("volume task: {e}"))?;
+                    let guard = match adopted {
+                        Ok(g) => g,
+                        Err(e) => {
+                            // Discarded with the sandbox, after its slot lets go of it.
+                            if let Ok(mut p) = sbx.pool_volume.lock() {
+                                *p = Some(e.pooled);
+                            }
+                            return Err(SandboxError::Other(e.error.context("adopt the pooled workspace volume")));
+                        }
+                    };
+                    // Made for this sandbox's uid; its `tmp` is fresh.
+                    slot.adopt()?;
+                    sbx.bind_session(&spec, env, Some(guard))
+                }
+                (pooled, _) => {
+                    let mut ws = self.open_workspace(&spec).await?;
+                    let owner =
+                        std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
+                    self.own_workspace(&ws, owner, sbx.host_uid).await?;
+                    let filled = slot.fill(&ws.dir, ws.tmp.as_deref());
+                    // Off the slot now (or the sandbox is released): the
+                    // unused pooled volume goes, off the claim's path.
+                    if let Some(pv) = pooled {
+                        tokio::task::spawn_blocking(move || drop(pv));
+                    }
+                    filled?;
+                    sbx.bind_session(&spec, env, ws.volume.take())
+                }
+            }
         }
         .await;
         if let Err(e) = bound {
@@ -882,13 +920,39 @@ async fn boot_pooled(shared: Arc<Shared>) -> Result<Arc<LocalSandbox>> {
     let slot = Arc::new(slot);
     let dirs = BootDirs { workspace: slot.ws.clone(), tmp: slot.tmp.clone(), slot: Some(slot.clone()) };
     let limits = shared.cfg.pool.limits.clone();
-    match boot_as(shared, &limits, dirs, uid, Some(lease), id).await {
-        Ok(s) => Ok(s),
+    let volumes = shared.volumes.clone().filter(|v| v.creates());
+    let sbx = match boot_as(shared, &limits, dirs, uid, Some(lease), id.clone()).await {
+        Ok(s) => s,
         Err(e) => {
             let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
-            Err(e)
+            return Err(e);
+        }
+    };
+    // With the quota, a fresh volume for the session to come, mounted into
+    // the running sandbox (after the boot: the slot's mounts propagate into
+    // it only from then on).
+    if let Some(v) = volumes {
+        let made = tokio::task::spawn_blocking(move || {
+            let pv = v.provision(&id, uid)?;
+            slot.fill_pooled(&pv.workspace(), &pv.tmp())?;
+            anyhow::Ok(pv)
+        })
+        .await
+        .map_err(|e| anyhow!("volume task: {e}"))
+        .and_then(|r| r);
+        match made {
+            Ok(pv) => {
+                if let Ok(mut p) = sbx.pool_volume.lock() {
+                    *p = Some(pv);
+                }
+            }
+            Err(e) => {
+                let _ = sbx.release_inner("could not provision its volume").await;
+                return Err(SandboxError::Other(e.context("provision a pooled workspace volume")));
+            }
         }
     }
+    Ok(sbx)
 }
 
 /// The environment a session adds to every process of its sandbox: the
@@ -1274,6 +1338,7 @@ async fn boot_as(
         host_uid: uid,
         lease: Mutex::new(lease),
         slot,
+        pool_volume: Mutex::new(None),
         volume: Mutex::new(None),
         span: span.clone(),
     });
@@ -1417,6 +1482,10 @@ pub struct LocalSandbox {
     lease: Mutex<Option<UidLease>>,
     /// A pooled sandbox's slot (its `/workspace` mount point on the host).
     slot: Option<Arc<Slot>>,
+    /// The fresh volume on a pooled sandbox's slot (with the disk quota),
+    /// until a claim adopts or discards it; declared after `slot`, whose
+    /// binds hold it busy.
+    pool_volume: Mutex<Option<PooledVolume>>,
     /// Declared after everything that may hold the mount busy; dropping it
     /// unmounts the volume when this was its last sandbox.
     volume: Mutex<Option<VolumeGuard>>,
@@ -1765,8 +1834,9 @@ impl LocalSandbox {
             let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
         }
         let volume = self.volume.lock().ok().and_then(|mut v| v.take());
-        if let Some(v) = volume {
-            let _ = tokio::task::spawn_blocking(move || drop(v)).await;
+        let pooled = self.pool_volume.lock().ok().and_then(|mut v| v.take());
+        if volume.is_some() || pooled.is_some() {
+            let _ = tokio::task::spawn_blocking(move || drop((volume, pooled))).await;
         }
         if let Ok(mut g) = self.gateway.lock() {
             g.take();

@@ -7,9 +7,12 @@
 //!
 //! The pool fills at start-up and after each claim; when no claim took from
 //! it for the idle limit it empties itself and refills at the next claim, so
-//! an idle server holds no warm sandboxes.
+//! an idle server holds no warm sandboxes. A refill waits until the claims
+//! that took from the pool are bound: booting a replacement competes for the
+//! CPU with the claim (and its first exec) it would replace.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -62,11 +65,30 @@ pub(crate) enum Step {
     Wait,
 }
 
-pub(crate) fn step(ready: usize, wanted: usize) -> Step {
+/// `binding`: claims that took a pooled sandbox and are not bound yet. A
+/// boot waits for them (they are latency-bound, the refill is not); a
+/// release does not (it frees what the claims may need).
+pub(crate) fn step(ready: usize, wanted: usize, binding: usize) -> Step {
     match ready.cmp(&wanted) {
+        std::cmp::Ordering::Less if binding > 0 => Step::Wait,
         std::cmp::Ordering::Less => Step::Boot,
         std::cmp::Ordering::Greater => Step::Release(ready - wanted),
         std::cmp::Ordering::Equal => Step::Wait,
+    }
+}
+
+/// A claim that took a pooled sandbox and is binding it: the pool's refill
+/// waits until every one is dropped (bound, or failed).
+#[must_use = "the refill waits until this is dropped"]
+pub(crate) struct Binding {
+    binding: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        self.binding.fetch_sub(1, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 }
 
@@ -75,6 +97,8 @@ pub(crate) struct Pool<S> {
     pub cfg: PoolConfig,
     ready: Mutex<VecDeque<Arc<S>>>,
     last_claim: Mutex<Instant>,
+    /// Claims holding a [`Binding`].
+    binding: Arc<AtomicUsize>,
     wake: Arc<Notify>,
 }
 
@@ -84,6 +108,7 @@ impl<S: Pooled> Pool<S> {
             cfg,
             ready: Mutex::new(VecDeque::new()),
             last_claim: Mutex::new(Instant::now()),
+            binding: Arc::new(AtomicUsize::new(0)),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -91,9 +116,18 @@ impl<S: Pooled> Pool<S> {
     /// A pooled sandbox for a claim with `limits`, if one is ready and fits.
     /// Any claim that fits counts as demand, so an emptied pool refills.
     pub fn take(&self, limits: &Limits) -> Option<Arc<S>> {
+        self.take_binding(limits).map(|(s, _refill_now)| s)
+    }
+
+    /// [`Pool::take`], with the pool's refill held until the returned
+    /// [`Binding`] is dropped: drop it once the claim is bound.
+    pub fn take_binding(&self, limits: &Limits) -> Option<(Arc<S>, Binding)> {
         if *limits != self.cfg.limits {
             return None;
         }
+        // Counted before the refill task can look (it is woken below).
+        let binding = Binding { binding: self.binding.clone(), wake: self.wake.clone() };
+        self.binding.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut t) = self.last_claim.lock() {
             *t = Instant::now();
         }
@@ -107,7 +141,7 @@ impl<S: Pooled> Pool<S> {
             None
         });
         self.wake.notify_one();
-        got
+        got.map(|s| (s, binding))
     }
 
     /// How many are booted and waiting.
@@ -146,7 +180,7 @@ where
             r.retain(|s| s.alive());
             r.len()
         };
-        match step(ready, want) {
+        match step(ready, want, p.binding.load(Ordering::SeqCst)) {
             Step::Boot => {
                 drop(p);
                 match boot().await {
@@ -218,7 +252,49 @@ mod tests {
             (3, 0, Step::Release(3)),
             (3, 1, Step::Release(2)),
         ] {
-            assert_eq!(step(ready, want), expect, "{ready} ready, {want} wanted");
+            assert_eq!(step(ready, want, 0), expect, "{ready} ready, {want} wanted");
         }
+    }
+
+    #[test]
+    fn step_defers_a_refill_while_a_claim_binds_but_not_a_release() {
+        for (ready, want, binding, expect) in [
+            (1, 2, 1, Step::Wait),
+            (0, 2, 2, Step::Wait),
+            (1, 2, 0, Step::Boot),
+            (2, 2, 1, Step::Wait),
+            (3, 0, 1, Step::Release(3)),
+            (2, 1, 1, Step::Release(1)),
+        ] {
+            assert_eq!(step(ready, want, binding), expect, "{ready} ready, {want} wanted, {binding} binding");
+        }
+    }
+
+    struct Fake;
+    #[async_trait]
+    impl Pooled for Fake {
+        fn alive(&self) -> bool {
+            true
+        }
+        async fn discard(&self, _why: &str) {}
+    }
+
+    #[test]
+    fn a_binding_counts_until_dropped_and_a_misfit_claim_takes_none() {
+        let pool: Arc<Pool<Fake>> = Pool::new(PoolConfig { size: 2, ..PoolConfig::default() });
+        pool.ready.lock().unwrap().extend([Arc::new(Fake), Arc::new(Fake)]);
+        let other = Limits { max_processes: Some(7), ..Limits::default() };
+        assert!(pool.take_binding(&other).is_none());
+        assert_eq!(pool.binding.load(Ordering::SeqCst), 0, "a claim the pool does not fit holds nothing");
+        let (_a, bind_a) = pool.take_binding(&Limits::default()).expect("one");
+        let (_b, bind_b) = pool.take_binding(&Limits::default()).expect("two");
+        assert_eq!(pool.binding.load(Ordering::SeqCst), 2);
+        drop(bind_a);
+        assert_eq!(pool.binding.load(Ordering::SeqCst), 1);
+        drop(bind_b);
+        // An empty pool still counts the claim until it is dropped.
+        let (none, bind) = (pool.take_binding(&Limits::default()), pool.binding.load(Ordering::SeqCst));
+        assert!(none.is_none());
+        assert_eq!(bind, 0, "no sandbox taken, nothing to bind");
     }
 }

@@ -9,6 +9,11 @@
 //! a direct bind). Nothing propagates back: the sandbox's side is a slave
 //! and it holds no capabilities.
 //!
+//! With the disk quota, the pool's task fills the slot with a fresh pooled
+//! volume ([`super::volume::PooledVolume`]) right after the boot; a new
+//! session's claim adopts it as it is ([`Slot::adopt`]: no mount), any other
+//! claim replaces it with the session's own ([`Slot::fill`]).
+//!
 //! Slots live under `<state_dir>/pool/<host>-<pid>/<sandbox>`: a server
 //! sweeps the slots its dead predecessors on the same host left mounted.
 
@@ -29,8 +34,17 @@ pub(crate) struct Slot {
     pub ws: PathBuf,
     /// Bound at `/tmp` (with the disk quota, `/tmp` lives on the session's volume).
     pub tmp: Option<PathBuf>,
-    /// Whether a session's directories were mounted onto the slot.
-    filled: Mutex<bool>,
+    filled: Mutex<Filled>,
+}
+
+/// What is mounted onto a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    Empty,
+    /// A pooled volume, not a session's yet.
+    Pooled,
+    /// A session's directories (for good: a slot serves one session).
+    Session,
 }
 
 /// `<state_dir>/pool/<host>-<pid>`: this process's slots.
@@ -72,7 +86,8 @@ impl Slot {
         let dir = root.join(id);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-        let slot = Slot { ws: dir.join("ws"), tmp: with_tmp.then(|| dir.join("tmp")), dir, filled: Mutex::new(false) };
+        let slot =
+            Slot { ws: dir.join("ws"), tmp: with_tmp.then(|| dir.join("tmp")), dir, filled: Mutex::new(Filled::Empty) };
         for p in std::iter::once(&slot.ws).chain(slot.tmp.as_ref()) {
             std::fs::create_dir(p).with_context(|| format!("create {}", p.display()))?;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
@@ -90,19 +105,52 @@ impl Slot {
         &self.dir
     }
 
-    /// Mount the session's workspace (and its volume's `tmp`) onto the slot:
-    /// the running sandbox sees them at `/workspace` (and `/tmp`) at once.
+    /// Mount the session's workspace (and its volume's `tmp`) onto the slot,
+    /// in place of a pooled volume if one is there: the running sandbox sees
+    /// them at `/workspace` (and `/tmp`) at once.
     pub fn fill(&self, workspace: &Path, tmp: Option<&Path>) -> anyhow::Result<()> {
         let mut filled = self.filled.lock().map_err(|_| anyhow::anyhow!("slot lock poisoned"))?;
-        anyhow::ensure!(!*filled, "slot {} already holds a session", self.dir.display());
-        *filled = true;
-        bind(workspace, &self.ws)?;
+        let was = std::mem::replace(&mut *filled, Filled::Session);
+        anyhow::ensure!(was != Filled::Session, "slot {} already holds a session", self.dir.display());
         match (tmp, &self.tmp) {
-            (Some(t), Some(slot)) => bind(t, slot)?,
-            (None, None) => {}
             (Some(_), None) => anyhow::bail!("the session has a volume /tmp but the pooled sandbox has a tmpfs"),
             (None, Some(_)) => anyhow::bail!("the session has no volume /tmp but the pooled sandbox expects one"),
+            _ => {}
         }
+        if was == Filled::Pooled {
+            // Off the slot (and so out of the sandbox): the pooled volume's binds.
+            for p in std::iter::once(&self.ws).chain(self.tmp.as_ref()) {
+                umount2(p, MntFlags::MNT_DETACH)
+                    .with_context(|| format!("unmount the pooled volume from {}", p.display()))?;
+            }
+        }
+        bind(workspace, &self.ws)?;
+        if let (Some(t), Some(slot)) = (tmp, &self.tmp) {
+            bind(t, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Mount a pooled volume's `workspace` and `tmp` onto the empty slot (the
+    /// pool's task, after the boot).
+    pub fn fill_pooled(&self, workspace: &Path, tmp: &Path) -> anyhow::Result<()> {
+        let mut filled = self.filled.lock().map_err(|_| anyhow::anyhow!("slot lock poisoned"))?;
+        anyhow::ensure!(*filled == Filled::Empty, "slot {} is not empty", self.dir.display());
+        let slot_tmp = self.tmp.as_ref().ok_or_else(|| anyhow::anyhow!("a pooled volume needs a slot with /tmp"))?;
+        *filled = Filled::Session; // until both binds are in: never adopted half-filled
+        bind(workspace, &self.ws)?;
+        bind(tmp, slot_tmp)?;
+        *filled = Filled::Pooled;
+        Ok(())
+    }
+
+    /// The pooled volume on the slot becomes the session's: nothing is
+    /// mounted (its mounts are renamed on the host, see
+    /// [`super::volume::Volumes::adopt`]).
+    pub fn adopt(&self) -> anyhow::Result<()> {
+        let mut filled = self.filled.lock().map_err(|_| anyhow::anyhow!("slot lock poisoned"))?;
+        anyhow::ensure!(*filled == Filled::Pooled, "slot {} holds no pooled volume", self.dir.display());
+        *filled = Filled::Session;
         Ok(())
     }
 

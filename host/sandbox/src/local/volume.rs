@@ -7,6 +7,12 @@
 //! answers `ENOSPC` at the quota: no polling, and the host's disk holds at
 //! most the image's size per session. The image outlives the mount (stop,
 //! idle release, server restart) and goes with the session.
+//!
+//! The warm pool makes volumes ahead of demand ([`Volumes::provision`]):
+//! `pool.<sandbox>` (a `.` is never in a session id), formatted, mounted and
+//! owned by the pooled sandbox's uid. A new session's claim adopts one
+//! ([`Volumes::adopt`]): its image and mount are renamed to the session's,
+//! so no mkfs or loop mount runs on the claim's path.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -49,6 +55,35 @@ struct InUse {
 
 /// Smallest quota: ext4 with a journal needs a few MiB of its own.
 pub const MIN_BYTES: u64 = 16 << 20;
+
+/// Names of pooled volumes start with this; session ids have no `.`.
+const POOLED_PREFIX: &str = "pool.";
+
+fn is_pooled(name: &str) -> bool {
+    name.starts_with(POOLED_PREFIX)
+}
+
+/// How a claim from the pool gets its workspace volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromPool {
+    /// Adopt the pooled sandbox's fresh volume: the common case, a new session.
+    Adopt,
+    /// Mount the session's own (`attach`), as a cold claim does, in place of
+    /// the pooled volume, which is discarded.
+    Attach,
+}
+
+/// A claim from the pool adopts the pooled volume only for a new session
+/// (no workspace yet: not a resume, not a restart, not a plain directory
+/// made before the quota) asking for the pooled size; a resumed session
+/// keeps its own image, a session asking for another size gets an image of
+/// that size.
+pub(crate) fn from_pool(pooled_bytes: Option<u64>, requested: Option<u64>, has_workspace: bool) -> FromPool {
+    match pooled_bytes {
+        Some(b) if !has_workspace && requested.is_none_or(|r| r == b) => FromPool::Adopt,
+        _ => FromPool::Attach,
+    }
+}
 
 fn find_tool(name: &str) -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -113,10 +148,14 @@ impl Volumes {
         self.bytes.is_some()
     }
 
-    /// Whether `state_dir` holds workspace images (made while the quota was on).
+    /// Whether `state_dir` holds workspace images (made while the quota was
+    /// on). A pooled volume's is no workspace's.
     pub fn any_image(state_dir: &Path) -> bool {
-        std::fs::read_dir(state_dir.join("disks"))
-            .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "img")))
+        std::fs::read_dir(state_dir.join("disks")).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                e.path().extension().is_some_and(|x| x == "img") && !is_pooled(&e.file_name().to_string_lossy())
+            })
+        })
     }
 
     pub fn image(&self, session: &str) -> PathBuf {
@@ -209,7 +248,8 @@ impl Volumes {
     }
 
     /// Unmount the volumes a dead server left mounted (killed, crashed):
-    /// each one whose lock nobody holds. Their images stay. Blocking.
+    /// each one whose lock nobody holds. Their images stay, but for pooled
+    /// volumes' (no session's), which go too, mounted or not. Blocking.
     pub fn sweep(&self) -> anyhow::Result<usize> {
         let _users = self.users.lock().map_err(|_| anyhow!("volume table poisoned"))?;
         let mut swept = 0;
@@ -220,14 +260,133 @@ impl Volumes {
                 continue;
             }
             // At start-up nothing here forks yet: a held lock is another server's.
-            let Some(_lock) = self.lock(&name, std::time::Duration::ZERO)? else { continue };
+            let Some(lock) = self.lock(&name, std::time::Duration::ZERO)? else { continue };
             let mp = e.path();
             if is_mount_point(&mp)? {
                 swept += 1;
             }
             unmount(&mp)?;
+            if is_pooled(&name) {
+                self.remove_pooled(&name, lock)?;
+            }
+        }
+        // Pooled images a dead server made but had not mounted yet (or whose
+        // mount point is gone).
+        let disks = std::fs::read_dir(&self.disks).with_context(|| format!("list {}", self.disks.display()))?;
+        for e in disks.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(".img.new").or_else(|| file.strip_suffix(".img")) else { continue };
+            if !is_pooled(name) || self.mount_point(name).exists() {
+                continue;
+            }
+            let Some(lock) = self.lock(name, std::time::Duration::ZERO)? else { continue };
+            self.remove_pooled(name, lock)?;
         }
         Ok(swept)
+    }
+
+    /// Remove an unmounted pooled volume's image (and one half made) and its
+    /// lock file, then let go of the lock.
+    fn remove_pooled(&self, name: &str, lock: File) -> anyhow::Result<()> {
+        let img = self.image(name);
+        for f in [img.with_extension("img.new"), img, self.mounts.join(format!("{name}.lock"))] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("remove {}", f.display())),
+            }
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Make a volume for the pooled sandbox `sandbox` ahead of demand: a
+    /// fresh image of the configured quota, mounted, with `workspace/` and
+    /// `tmp/` owned by `uid`. Blocking (mkfs, mount): the pool's task runs it,
+    /// never a claim.
+    pub fn provision(self: &Arc<Self>, sandbox: &str, uid: u32) -> anyhow::Result<PooledVolume> {
+        let bytes = self.bytes.ok_or_else(|| anyhow!("the workspace quota is off: no volume to provision"))?;
+        let name = format!("{POOLED_PREFIX}{sandbox}");
+        // Held from before the image exists, so that no other server sweeps it.
+        let lock = self
+            .lock(&name, std::time::Duration::ZERO)?
+            .ok_or_else(|| anyhow!("the pooled volume {name} is locked by another process"))?;
+        // From here on, its drop removes whatever was made.
+        let pv = PooledVolume { volumes: self.clone(), name, bytes, lock: Some(lock) };
+        let mp = self.mount_point(&pv.name);
+        self.create_image(&self.image(&pv.name), bytes)?;
+        std::fs::create_dir(&mp).with_context(|| format!("create {}", mp.display()))?;
+        self.mount_image(&self.image(&pv.name), &mp)?;
+        std::fs::set_permissions(&mp, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("chmod {}", mp.display()))?;
+        for d in [pv.workspace(), pv.tmp()] {
+            std::fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+            std::os::unix::fs::chown(&d, Some(uid), Some(uid)).with_context(|| format!("chown {}", d.display()))?;
+        }
+        Ok(pv)
+    }
+
+    /// Make the pooled volume `pv` the new session `session`'s: its image
+    /// becomes `disks/<session>.img` (never replacing one), its mount
+    /// `volumes/<session>` (a bind of the mounted filesystem, the pooled
+    /// mount point then detached: a mount point cannot be renamed), its lock
+    /// the session's. No mkfs, no loop mount. On failure `pv` comes back
+    /// (the caller discards it once nothing uses it); a failure after the
+    /// rename leaves the session a fresh, unmounted image, which a later
+    /// claim mounts. Blocking, but only a few syscalls.
+    pub fn adopt(self: &Arc<Self>, mut pv: PooledVolume, session: &str) -> Result<VolumeGuard, AdoptError> {
+        let fail = |pv: PooledVolume, error: anyhow::Error| AdoptError { pooled: pv, error };
+        let mut users = match self.users.lock() {
+            Ok(u) => u,
+            Err(_) => return Err(fail(pv, anyhow!("volume table poisoned"))),
+        };
+        if users.contains_key(session) {
+            return Err(fail(pv, anyhow!("the workspace of session {session} is already mounted")));
+        }
+        let lock = match self.lock(session, std::time::Duration::ZERO) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                let e = anyhow!("the workspace of session {session} is in use by another Bridle server on this host");
+                return Err(fail(pv, e));
+            }
+            Err(e) => return Err(fail(pv, e)),
+        };
+        let (from, to) = (self.mount_point(&pv.name), self.mount_point(session));
+        let moved = (|| -> anyhow::Result<()> {
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &self.image(&pv.name),
+                nix::fcntl::AT_FDCWD,
+                &self.image(session),
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            )
+            .with_context(|| format!("rename the pooled image to {}", self.image(session).display()))?;
+            match std::fs::create_dir(&to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    anyhow::ensure!(!is_mount_point(&to)?, "{} is mounted already", to.display());
+                }
+                Err(e) => return Err(e).with_context(|| format!("create {}", to.display())),
+            }
+            nix::mount::mount(Some(&from), &to, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+                .with_context(|| format!("mount {} onto {}", from.display(), to.display()))?;
+            Ok(())
+        })();
+        if let Err(e) = moved {
+            return Err(fail(pv, e));
+        }
+        // The session's mount holds the filesystem from now on; the pooled
+        // one's name goes. Nothing uses it (the sandbox's binds are of the
+        // filesystem, not of this mount), so the detach is immediate.
+        if let Err(e) = nix::mount::umount2(&from, MntFlags::MNT_DETACH) {
+            warn!(mount = %from.display(), error = %e, "could not detach a pooled volume's mount point");
+        }
+        let _ = std::fs::remove_dir(&from);
+        let _ = std::fs::remove_file(self.mounts.join(format!("{}.lock", pv.name)));
+        pv.lock.take();
+        users.insert(session.to_owned(), InUse { sandboxes: 1, lock: Some(lock) });
+        Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() })
     }
 
     fn create_image(&self, img: &Path, bytes: u64) -> anyhow::Result<()> {
@@ -392,6 +551,52 @@ fn unmount(mp: &Path) -> anyhow::Result<()> {
 /// How long a volume lock that looks held is retried (see `Volumes::lock`).
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A volume made ahead of demand for a pooled sandbox ([`Volumes::provision`]):
+/// dropping it unadopted unmounts it and removes its image (blocking).
+#[derive(Debug)]
+pub struct PooledVolume {
+    volumes: Arc<Volumes>,
+    name: String,
+    bytes: u64,
+    /// `None` once adopted: the session owns the volume.
+    lock: Option<File>,
+}
+
+impl PooledVolume {
+    /// Its size (the quota it was made with).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Its `workspace/`, bound at `/workspace` in the pooled sandbox.
+    pub fn workspace(&self) -> PathBuf {
+        self.volumes.workspace(&self.name)
+    }
+
+    /// Its `tmp/`, bound at `/tmp` in the pooled sandbox.
+    pub fn tmp(&self) -> PathBuf {
+        self.volumes.tmp(&self.name)
+    }
+}
+
+impl Drop for PooledVolume {
+    fn drop(&mut self) {
+        let Some(lock) = self.lock.take() else { return };
+        let removed =
+            unmount(&self.volumes.mount_point(&self.name)).and_then(|()| self.volumes.remove_pooled(&self.name, lock));
+        if let Err(e) = removed {
+            warn!(volume = %self.name, error = %format!("{e:#}"), "could not remove a pooled workspace volume");
+        }
+    }
+}
+
+/// [`Volumes::adopt`] failed; the pooled volume is handed back.
+#[derive(Debug)]
+pub struct AdoptError {
+    pub pooled: PooledVolume,
+    pub error: anyhow::Error,
+}
+
 /// One sandbox's use of a mounted volume; dropping it may unmount (blocking).
 #[derive(Debug)]
 pub struct VolumeGuard {
@@ -404,5 +609,34 @@ impl Drop for VolumeGuard {
         if let Some(v) = self.volumes.take() {
             v.detach(&self.session);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_adopts_the_pooled_volume_only_for_a_new_session_of_the_pooled_size() {
+        const Q: u64 = 4 << 30;
+        for (pooled, requested, has_workspace, expect, why) in [
+            (Some(Q), None, false, FromPool::Adopt, "a new session, the default size"),
+            (Some(Q), Some(Q), false, FromPool::Adopt, "a new session asking for the pooled size"),
+            (Some(Q), None, true, FromPool::Attach, "a resumed session keeps its own image"),
+            (Some(Q), Some(Q), true, FromPool::Attach, "resumed, whatever size it asks for"),
+            (Some(Q), Some(64 << 20), false, FromPool::Attach, "another size gets an image of its own"),
+            (None, None, false, FromPool::Attach, "no pooled volume (quota off)"),
+        ] {
+            assert_eq!(from_pool(pooled, requested, has_workspace), expect, "{why}");
+        }
+    }
+
+    #[test]
+    fn pooled_volume_names_never_collide_with_a_session_id() {
+        assert!(is_pooled("pool.sbx_0123"));
+        // Session ids are [A-Za-z0-9_-]: never a `.`.
+        assert!(!crate::local::valid_session_id("pool.sbx_0123"));
+        assert!(!is_pooled("pool-sbx_0123"));
+        assert!(!is_pooled("sess_pool."));
     }
 }
