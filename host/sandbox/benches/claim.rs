@@ -3,9 +3,12 @@
 //! (a `runsc run` per claim) and from its pool, and Anthropic's sandbox
 //! runtime (`srt true`, installed with npm into /tmp/srt when missing); then
 //! each variant by phase (with and without the disk quota: a workspace
-//! volume mounted and unmounted per cycle). Each pooled claim first waits,
-//! untimed, for the pool to be full again. Prints min, median and p99 per
-//! variant. Needs root and bubblewrap (like the tests); gVisor needs `runsc`
+//! volume mounted and unmounted per cycle). Each claim is a new session's
+//! (its workspace deleted after the cycle, untimed): from the pool with the
+//! quota, that is the adopted path (the pooled sandbox's ready volume); the
+//! "resumed" variants claim four sessions in turn, whose images exist. Each
+//! pooled claim first waits, untimed, for the pool to be full again. Prints
+//! min, median and p99 per variant. Needs root and bubblewrap (like the tests); gVisor needs `runsc`
 //! (skipped when missing).
 //!
 //! cargo bench -p bridle-sandbox --bench claim
@@ -73,6 +76,13 @@ impl Driver {
             Driver::Gvisor(d) => d.pool_ready(),
         }
     }
+    async fn delete_workspace(&self, session: &str) -> bridle_sandbox::Result<()> {
+        use bridle_sandbox::SandboxDriver;
+        match self {
+            Driver::Bubblewrap(d) => d.delete_workspace(session).await,
+            Driver::Gvisor(d) => d.delete_workspace(session).await,
+        }
+    }
     /// Claim; whether the pool served it.
     async fn claim(&self, spec: SandboxSpec) -> anyhow::Result<(Arc<dyn Sandbox>, bool)> {
         Ok(match self {
@@ -88,9 +98,18 @@ impl Driver {
     }
 }
 
+/// Whose claims a variant measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sessions {
+    /// A new session each cycle (its workspace deleted after, untimed).
+    New,
+    /// Four sessions in turn, resumed: their workspaces (images) exist.
+    Resumed,
+}
+
 /// One claim → exec `true` → release: the times to the claim, to the
 /// exec's end, and to the release's end.
-async fn sandbox_cycle(d: &Driver, i: usize) -> anyhow::Result<Vec<Duration>> {
+async fn sandbox_cycle(d: &Driver, i: usize, sessions: Sessions) -> anyhow::Result<Vec<Duration>> {
     let pool = d.pool_size();
     if pool > 0 {
         // Measure the pooled path: wait (untimed) for the refill.
@@ -100,8 +119,12 @@ async fn sandbox_cycle(d: &Driver, i: usize) -> anyhow::Result<Vec<Duration>> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+    let session = match sessions {
+        Sessions::New => format!("bench{i}"),
+        Sessions::Resumed => format!("resumed{}", i % 4),
+    };
     let t0 = Instant::now();
-    let (sbx, pooled) = d.claim(SandboxSpec::new(format!("bench{}", i % 4))).await?;
+    let (sbx, pooled) = d.claim(SandboxSpec::new(&session)).await?;
     anyhow::ensure!(pool == 0 || pooled, "a pooled claim started cold");
     let t_claim = t0.elapsed();
     let child = sbx.exec(ExecRequest::new(["true"])).await?;
@@ -109,7 +132,11 @@ async fn sandbox_cycle(d: &Driver, i: usize) -> anyhow::Result<Vec<Duration>> {
     anyhow::ensure!(st.success(), "true failed: {st}");
     let t_exec = t0.elapsed();
     sbx.release().await?;
-    Ok(vec![t_claim, t_exec, t0.elapsed()])
+    let times = vec![t_claim, t_exec, t0.elapsed()];
+    if sessions == Sessions::New {
+        d.delete_workspace(&session).await?;
+    }
+    Ok(times)
 }
 
 /// Run `cycle` `warmup + iters` times and keep the last `iters`: one list
@@ -135,7 +162,12 @@ where
 
 /// [`measure`] of a driver's claim cycle.
 async fn measure_driver(d: &Driver, iters: usize, warmup: usize) -> anyhow::Result<Vec<Vec<Duration>>> {
-    measure(iters, warmup, |i| sandbox_cycle(d, i)).await
+    measure(iters, warmup, |i| sandbox_cycle(d, i, Sessions::New)).await
+}
+
+/// [`measure_driver`] of resumed sessions.
+async fn measure_resumed(d: &Driver, iters: usize, warmup: usize) -> anyhow::Result<Vec<Vec<Duration>>> {
+    measure(iters, warmup, |i| sandbox_cycle(d, i, Sessions::Resumed)).await
 }
 
 /// `srt`: the one on `SRT_BIN` or `PATH`, else installed with npm into
@@ -230,6 +262,8 @@ fn main() -> anyhow::Result<()> {
         let cold_rl = measure_driver(&bwrap(config(false, true, 0, "nocg", 680_100))?, iters, 10).await?;
         let pooled = measure_driver(&bwrap(config(true, true, 2, "pool", 680_150))?, iters, 10).await?;
         let pooled_nq = measure_driver(&bwrap(config(true, false, 2, "poolnoquota", 680_200))?, iters, 10).await?;
+        let cold_resumed = measure_resumed(&bwrap(config(true, true, 0, "cgresumed", 680_350))?, iters, 10).await?;
+        let pooled_resumed = measure_resumed(&bwrap(config(true, true, 2, "poolresumed", 680_400))?, iters, 10).await?;
 
         let (g_cold, g_pooled, platform) = match gvisor(config(true, true, 0, "gvisor", 680_250)) {
             Ok(g) => {
@@ -281,7 +315,7 @@ fn main() -> anyhow::Result<()> {
             None => "srt true (srt not installed)".into(),
         };
 
-        println!("\nside by side: claim + first exec `true` (disk quota on where it applies)");
+        println!("\nside by side: a new session's claim + first exec `true` (disk quota on where it applies)");
         let phase = |v: &[Vec<Duration>], i: usize| v.get(i).cloned().unwrap_or_default();
         stats("plain spawn `true` (tokio::process)", phase(&spawn, 0));
         stats("bubblewrap cold", phase(&cold, 1));
@@ -297,6 +331,8 @@ fn main() -> anyhow::Result<()> {
             ("bubblewrap cold, rlimits only", &cold_rl),
             ("bubblewrap pool", &pooled),
             ("bubblewrap pool, no disk quota", &pooled_nq),
+            ("bubblewrap cold, resumed session", &cold_resumed),
+            ("bubblewrap pool, resumed session", &pooled_resumed),
             ("gVisor cold", &g_cold),
             ("gVisor pool", &g_pooled),
         ] {

@@ -851,46 +851,44 @@ impl LocalDriver {
             self.check_workspace_bytes(&spec)?;
             let env = session_env(&spec, self.shared.cfg.relay_port)?;
             let slot = sbx.slot.as_ref().ok_or_else(|| anyhow!("a pooled sandbox without a slot"))?;
-            let pooled = sbx.pool_volume.lock().map_err(|_| anyhow!("pooled volume poisoned"))?.take();
+            // The pooled volume stays the sandbox's until used: on a failure
+            // the release discards it after the slot lets go of it.
+            let take_pooled = || sbx.pool_volume.lock().ok().and_then(|mut p| p.take());
+            let pooled_bytes = sbx.pool_volume.lock().ok().and_then(|p| p.as_ref().map(PooledVolume::bytes));
             let has_workspace = self.shared.volumes.as_ref().is_some_and(|v| v.exists(&spec.session_id))
                 || self.plain_workspace(&spec.session_id).is_dir();
-            match (pooled, self.shared.volumes.as_ref()) {
-                (Some(pv), Some(v))
-                    if volume::from_pool(Some(pv.bytes()), spec.workspace_bytes, has_workspace) == FromPool::Adopt =>
-                {
-                    let (v2, s) = (v.clone(), spec.session_id.clone());
-                    let adopted = tokio::task::spawn_blocking(move || v2.adopt(pv, &s))
-                        .await
-                        .map_err(|e| anyhow!("volume task: {e}"))?;
-                    let guard = match adopted {
-                        Ok(g) => g,
-                        Err(e) => {
-                            // Discarded with the sandbox, after its slot lets go of it.
-                            if let Ok(mut p) = sbx.pool_volume.lock() {
-                                *p = Some(e.pooled);
-                            }
-                            return Err(SandboxError::Other(e.error.context("adopt the pooled workspace volume")));
-                        }
-                    };
-                    // Made for this sandbox's uid; its `tmp` is fresh.
-                    slot.adopt()?;
-                    sbx.bind_session(&spec, env, Some(guard))
-                }
-                (pooled, _) => {
-                    let mut ws = self.open_workspace(&spec).await?;
-                    let owner =
-                        std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
-                    self.own_workspace(&ws, owner, sbx.host_uid).await?;
-                    let filled = slot.fill(&ws.dir, ws.tmp.as_deref());
-                    // Off the slot now (or the sandbox is released): the
-                    // unused pooled volume goes, off the claim's path.
-                    if let Some(pv) = pooled {
-                        tokio::task::spawn_blocking(move || drop(pv));
+            let adopt = volume::from_pool(pooled_bytes, spec.workspace_bytes, has_workspace) == FromPool::Adopt;
+            if let (true, Some(v), Some(pv)) = (adopt, &self.shared.volumes, take_pooled()) {
+                let (v2, s) = (v.clone(), spec.session_id.clone());
+                let adopted = tokio::task::spawn_blocking(move || v2.adopt(pv, &s))
+                    .await
+                    .map_err(|e| anyhow!("volume task: {e}"))?;
+                match adopted {
+                    Ok(guard) => {
+                        // Made for this sandbox's uid; its `tmp` is fresh.
+                        slot.adopt()?;
+                        return sbx.bind_session(&spec, env, Some(guard));
                     }
-                    filled?;
-                    sbx.bind_session(&spec, env, ws.volume.take())
+                    // E.g. a concurrent claim of the same session mounted it
+                    // first: mount the session's own, as below.
+                    Err(e) => {
+                        warn!(session_id = %spec.session_id, error = %format!("{:#}", e.error), "could not adopt the pooled workspace volume; mounting the session's own");
+                        if let Ok(mut p) = sbx.pool_volume.lock() {
+                            *p = Some(e.pooled);
+                        }
+                    }
                 }
             }
+            let mut ws = self.open_workspace(&spec).await?;
+            let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
+            self.own_workspace(&ws, owner, sbx.host_uid).await?;
+            slot.fill(&ws.dir, ws.tmp.as_deref())?;
+            // Off the slot now: the pooled volume the session did not need
+            // goes, off the claim's path.
+            if let Some(pv) = take_pooled() {
+                tokio::task::spawn_blocking(move || drop(pv));
+            }
+            sbx.bind_session(&spec, env, ws.volume.take())
         }
         .await;
         if let Err(e) = bound {
