@@ -864,7 +864,8 @@ impl LocalDriver {
                     .await
                     .map_err(|e| anyhow!("volume task: {e}"))?;
                 match adopted {
-                    Ok(guard) => {
+                    Ok((guard, leftover)) => {
+                        tokio::task::spawn_blocking(move || drop(leftover));
                         // Made for this sandbox's uid; its `tmp` is fresh.
                         slot.adopt()?;
                         return sbx.bind_session(&spec, env, Some(guard));

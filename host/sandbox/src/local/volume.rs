@@ -334,8 +334,15 @@ impl Volumes {
     /// the session's. No mkfs, no loop mount. On failure `pv` comes back
     /// (the caller discards it once nothing uses it); a failure after the
     /// rename leaves the session a fresh, unmounted image, which a later
-    /// claim mounts. Blocking, but only a few syscalls.
-    pub fn adopt(self: &Arc<Self>, mut pv: PooledVolume, session: &str) -> Result<VolumeGuard, AdoptError> {
+    /// claim mounts. Blocking, but only a few syscalls; the pooled mount
+    /// point's detach (an unmount waits for an RCU grace period: milliseconds
+    /// on a loaded host) is left to the returned [`PooledLeftover`]'s drop,
+    /// for the caller to run off the claim's path.
+    pub fn adopt(
+        self: &Arc<Self>,
+        mut pv: PooledVolume,
+        session: &str,
+    ) -> Result<(VolumeGuard, PooledLeftover), AdoptError> {
         let fail = |pv: PooledVolume, error: anyhow::Error| AdoptError { pooled: pv, error };
         let mut users = match self.users.lock() {
             Ok(u) => u,
@@ -376,17 +383,13 @@ impl Volumes {
         if let Err(e) = moved {
             return Err(fail(pv, e));
         }
-        // The session's mount holds the filesystem from now on; the pooled
-        // one's name goes. Nothing uses it (the sandbox's binds are of the
-        // filesystem, not of this mount), so the detach is immediate.
-        if let Err(e) = nix::mount::umount2(&from, MntFlags::MNT_DETACH) {
-            warn!(mount = %from.display(), error = %e, "could not detach a pooled volume's mount point");
-        }
-        let _ = std::fs::remove_dir(&from);
-        let _ = std::fs::remove_file(self.mounts.join(format!("{}.lock", pv.name)));
-        pv.lock.take();
         users.insert(session.to_owned(), InUse { sandboxes: 1, lock: Some(lock) });
-        Ok(VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() })
+        let leftover = PooledLeftover {
+            mount_point: from,
+            lock_file: self.mounts.join(format!("{}.lock", pv.name)),
+            lock: pv.lock.take(),
+        };
+        Ok((VolumeGuard { volumes: Some(self.clone()), session: session.to_owned() }, leftover))
     }
 
     fn create_image(&self, img: &Path, bytes: u64) -> anyhow::Result<()> {
@@ -587,6 +590,29 @@ impl Drop for PooledVolume {
         if let Err(e) = removed {
             warn!(volume = %self.name, error = %format!("{e:#}"), "could not remove a pooled workspace volume");
         }
+    }
+}
+
+/// What an adopted pooled volume leaves: its mount point, a second mount of
+/// the session's filesystem now. Dropping it detaches that (nothing uses it:
+/// the sandbox's binds are of the filesystem, not of this mount), removes
+/// it and the pooled lock file, then lets go of the lock, which until then
+/// keeps another server's sweep off it. Blocking.
+#[derive(Debug)]
+pub struct PooledLeftover {
+    mount_point: PathBuf,
+    lock_file: PathBuf,
+    lock: Option<File>,
+}
+
+impl Drop for PooledLeftover {
+    fn drop(&mut self) {
+        if let Err(e) = nix::mount::umount2(&self.mount_point, MntFlags::MNT_DETACH) {
+            warn!(mount = %self.mount_point.display(), error = %e, "could not detach an adopted pooled volume's mount point");
+        }
+        let _ = std::fs::remove_dir(&self.mount_point);
+        let _ = std::fs::remove_file(&self.lock_file);
+        self.lock.take();
     }
 }
 
