@@ -103,6 +103,24 @@ async fn the_workspace_survives_release_and_is_deleted_with_the_session() {
     assert!(d.resume(spec("never")).await.is_err());
 }
 
+/// A session id that cannot name a workspace is an error from both drivers
+/// (the gVisor driver answered "no workspace" to it).
+#[tokio::test]
+async fn both_drivers_refuse_a_bad_session_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gvisor = driver(&tmp.path().join("g"));
+    let local = common::driver_with(&tmp.path().join("l"), |_| {});
+    for d in [&gvisor as &dyn SandboxDriver, &local] {
+        for bad in ["../etc", "a/b", ""] {
+            match d.workspace_exists(bad).await {
+                Err(SandboxError::Invalid(m)) => assert!(m.contains("bad session id"), "{}: {m}", d.name()),
+                other => panic!("{}: workspace_exists({bad:?}) = {other:?}", d.name()),
+            }
+            assert!(matches!(d.delete_workspace(bad).await, Err(SandboxError::Invalid(_))), "{}", d.name());
+        }
+    }
+}
+
 #[test]
 fn a_missing_runsc_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
