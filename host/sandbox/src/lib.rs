@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod proto;
 mod resources;
 pub mod seccomp;
+mod settings;
 pub mod spec;
 pub mod tools;
 pub mod uids;

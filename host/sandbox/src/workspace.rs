@@ -250,6 +250,15 @@ impl Workspaces {
         Ok(volume || self.plain(session_id).is_dir())
     }
 
+    /// A resume needs the session's workspace.
+    pub fn check_resumable(&self, session_id: &str) -> Result<()> {
+        if self.exists(session_id)? {
+            Ok(())
+        } else {
+            Err(SandboxError::Invalid(format!("session {session_id} has no workspace to resume")))
+        }
+    }
+
     /// Delete the session's workspace (its image and its plain directory).
     /// Its sandbox must be released first.
     pub async fn delete(&self, session_id: &str) -> Result<()> {

@@ -148,17 +148,8 @@ impl GvisorDriver {
                     .into(),
             ));
         }
-        let runtime = pool::check_config(&base.pool, base.uid_count)?;
-        if base.uid_count == 0 {
-            return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
-        }
-        if let Some(c) = base.cpus
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(SandboxError::Invalid(format!(
-                "the sandbox CPU limit must be a positive number of cores, got {c}"
-            )));
-        }
+        crate::settings::check(&base, true)?;
+        let runtime = crate::settings::pool_runtime(&base)?;
         let workspaces = Workspaces::new(&base, true)?;
         // A dead server's sandboxes first: they hold its slots' and volumes' mounts.
         sweep_stale_roots(&runsc, &base.state_dir);
@@ -169,10 +160,7 @@ impl GvisorDriver {
         local::build_etc(&etc, base.egress.ca.as_ref().map(|c| c.cert_pem.as_str())).map_err(SandboxError::Other)?;
         let rootfs = local::own_etc_dir(&base.state_dir, "gvisor-rootfs");
         let host_dirs = build_rootfs(&rootfs, &base.extra_ro_binds).map_err(SandboxError::Other)?;
-        let end = base.uid_base.checked_add(base.uid_count).ok_or_else(|| {
-            SandboxError::Invalid(format!("uid range {} + {} overflows", base.uid_base, base.uid_count))
-        })?;
-        let uids = UidPool::new(&base.uid_lock_dir, base.uid_base..end)?;
+        let uids = UidPool::new(&base.uid_lock_dir, crate::settings::uid_range(&base)?)?;
         let lifeline = lifeline::Lifeline::spawn(&init, &runsc, &global_args(&root_dir, &platform, base.cgroups))
             .map_err(SandboxError::Other)?;
         info!(runsc = %runsc.display(), %platform, pool = base.pool.size, "gVisor sandbox driver ready");
@@ -712,11 +700,7 @@ impl GvisorSandbox {
         if !self.shared.cfg.seccomp {
             env.push((crate::init::NO_SECCOMP_ENV.into(), "1".into()));
         }
-        for (k, v) in &env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
-            }
-        }
+        local::check_env(&env)?;
         let cwd = request.cwd.clone().unwrap_or_else(|| "/workspace".into());
         let n = self.next_exec.fetch_add(1, Ordering::Relaxed);
         let process = oci::exec_process(self.uid, &request.argv, &env, &cwd);
@@ -1011,9 +995,7 @@ impl SandboxDriver for GvisorDriver {
         Ok(self.claim_gvisor(spec).await?)
     }
     async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
-        if !self.workspace_exists(&spec.session_id).await? {
-            return Err(SandboxError::Invalid(format!("session {} has no workspace to resume", spec.session_id)));
-        }
+        self.shared.workspaces.check_resumable(&spec.session_id)?;
         self.claim(spec).await
     }
     async fn workspace_exists(&self, session_id: &str) -> Result<bool> {

@@ -30,7 +30,7 @@ use super::oci::{self, Capabilities, Mount, Process, User};
 use super::{Dirs, GvisorDriver, GvisorSandbox, Shared, boot};
 use crate::driver::Sandbox;
 use crate::error::{Result, SandboxError};
-use crate::local::pool::{self, Pool, PoolConfig, Pooled};
+use crate::local::pool::{self, Pool, Pooled};
 use crate::local::slot::{self, Slot};
 use crate::spec::SandboxSpec;
 
@@ -39,23 +39,6 @@ use crate::spec::SandboxSpec;
 pub(super) const SLOT_MOUNT_POINT: &str = "run/bridle-slot";
 /// The same, inside the sandbox.
 const SLOT_INSIDE: &str = "/run/bridle-slot";
-
-/// Check the pool settings; when the pool is on, the runtime its refill
-/// task runs on.
-pub(super) fn check_config(cfg: &PoolConfig, uid_count: u32) -> Result<Option<tokio::runtime::Handle>> {
-    if cfg.size == 0 {
-        return Ok(None);
-    }
-    if cfg.size > uid_count as usize {
-        return Err(SandboxError::Invalid(format!(
-            "the warm sandbox pool ({}) cannot be larger than the number of sandboxes that may run at once ({})",
-            cfg.size, uid_count
-        )));
-    }
-    tokio::runtime::Handle::try_current().map(Some).map_err(|_| {
-        SandboxError::Invalid("the warm sandbox pool needs the driver to be made inside a tokio runtime".into())
-    })
-}
 
 /// Start the pool and its refill task.
 pub(super) fn start(rt: &tokio::runtime::Handle, shared: &Arc<Shared>) -> Arc<Pool<GvisorSandbox>> {

@@ -553,38 +553,10 @@ impl LocalDriver {
         let bwrap = find_bwrap(&cfg).map_err(SandboxError::Unavailable)?;
         let init = find_init(&cfg).map_err(SandboxError::Unavailable)?;
         let root = is_root();
-        if cfg.uid_count == 0 {
-            return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
-        }
+        crate::settings::check(&cfg, root)?;
         let seccomp = if cfg.seccomp { Some(crate::seccomp::compile().map_err(SandboxError::Other)?) } else { None };
         let cgroups = if cfg.cgroups && root { Cgroups::detect() } else { None };
-        if let Some(c) = cfg.cpus
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(SandboxError::Invalid(format!(
-                "the sandbox CPU limit must be a positive number of cores, got {c}"
-            )));
-        }
-        if cfg.pool.size > 0 && !root {
-            return Err(SandboxError::Unavailable(
-                "the warm sandbox pool needs root (a claim mounts the session's workspace into a pooled \
-                 sandbox); set its size to 0 (`sessions.sandbox_pool_size = 0`)"
-                    .into(),
-            ));
-        }
-        if cfg.pool.size > cfg.uid_count as usize {
-            return Err(SandboxError::Invalid(format!(
-                "the warm sandbox pool ({}) cannot be larger than the number of sandboxes that may run at once ({})",
-                cfg.pool.size, cfg.uid_count
-            )));
-        }
-        let runtime = if cfg.pool.size > 0 {
-            Some(tokio::runtime::Handle::try_current().map_err(|_| {
-                SandboxError::Invalid("the warm sandbox pool needs the driver to be made inside a tokio runtime".into())
-            })?)
-        } else {
-            None
-        };
+        let runtime = crate::settings::pool_runtime(&cfg)?;
         if cfg.cpus.is_some() && cgroups.as_ref().and_then(Cgroups::cpu_controller).is_none() {
             warn!(
                 "no cgroup CPU controller available (not root, cgroups off, or no cpu controller): sandboxes run without a CPU limit"
@@ -601,14 +573,7 @@ impl LocalDriver {
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
 
-        let uids = if root {
-            let end = cfg.uid_base.checked_add(cfg.uid_count).ok_or_else(|| {
-                SandboxError::Invalid(format!("uid range {} + {} overflows", cfg.uid_base, cfg.uid_count))
-            })?;
-            Some(UidPool::new(&cfg.uid_lock_dir, cfg.uid_base..end)?)
-        } else {
-            None
-        };
+        let uids = if root { Some(UidPool::new(&cfg.uid_lock_dir, crate::settings::uid_range(&cfg)?)?) } else { None };
         let base_args = base_args(&cfg);
         let shared = Arc::new(Shared {
             egress: crate::egress::Hub::new(&cfg.egress)?,
@@ -775,12 +740,17 @@ pub(crate) fn session_env(spec: &SandboxSpec, relay_port: u16) -> Result<Vec<(St
     env.extend(spec.env.iter().cloned());
     // Secrets: the placeholder only; the gateway holds the value.
     env.extend(spec.secrets.iter().map(|s| (s.name.clone(), s.placeholder.clone())));
-    for (k, v) in &env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
-        }
-    }
+    check_env(&env)?;
     Ok(env)
+}
+
+/// Every entry must reach the process as it is: a name, no `=` in it, no
+/// NUL anywhere (`execve` would split or cut them).
+pub(crate) fn check_env(env: &[(String, String)]) -> Result<()> {
+    match env.iter().find(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0')) {
+        Some((k, _)) => Err(SandboxError::Invalid(format!("bad environment variable {k:?}"))),
+        None => Ok(()),
+    }
 }
 
 fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
@@ -1461,10 +1431,11 @@ impl LocalSandbox {
         let Some(session_env) = self.session_env.get() else {
             return Err(SandboxError::Invalid(format!("sandbox {} has no session yet", self.id)));
         };
-        let env: Vec<(String, String)> = session_env.iter().cloned().chain(request.env).collect();
         if request.argv.is_empty() {
             return Err(SandboxError::Invalid("exec needs a program".into()));
         }
+        check_env(&request.env)?;
+        let env: Vec<(String, String)> = session_env.iter().cloned().chain(request.env).collect();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
         let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
@@ -1777,9 +1748,7 @@ impl SandboxDriver for LocalDriver {
         Ok(self.claim_local(spec).await?)
     }
     async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
-        if !self.workspace_exists(&spec.session_id).await? {
-            return Err(SandboxError::Invalid(format!("session {} has no workspace to resume", spec.session_id)));
-        }
+        self.shared.workspaces.check_resumable(&spec.session_id)?;
         Ok(self.claim_local(spec).await?)
     }
     async fn workspace_exists(&self, session_id: &str) -> Result<bool> {
