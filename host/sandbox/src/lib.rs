@@ -10,19 +10,25 @@
 //! * [`tools`]: sandbox-as-tool (bash/read/write/edit/glob/grep).
 //! * [`metrics`]: claim and egress metrics (the `metrics` facade).
 
+mod claim;
 pub mod driver;
 pub mod egress;
 pub mod error;
 pub mod gvisor;
+mod idle;
 pub mod init;
+mod live;
 pub mod local;
 mod lockfile;
 pub mod metrics;
 pub mod proto;
+mod resources;
 pub mod seccomp;
+mod settings;
 pub mod spec;
 pub mod tools;
 pub mod uids;
+mod workspace;
 
 pub use driver::{BoxedRead, BoxedWrite, BusyGuard, ExecChild, ExecControl, Output, Sandbox, SandboxDriver};
 pub use error::{Result, SandboxError};

@@ -7,6 +7,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bridle_sandbox::{
@@ -101,6 +102,52 @@ async fn the_workspace_survives_release_and_is_deleted_with_the_session() {
     assert!(!again.is_running());
     assert!(!d.workspace_exists("keep").await.unwrap());
     assert!(d.resume(spec("never")).await.is_err());
+}
+
+/// A session id that cannot name a workspace is an error from both drivers
+/// (the gVisor driver answered "no workspace" to it).
+#[tokio::test]
+async fn both_drivers_refuse_a_bad_session_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gvisor = driver(&tmp.path().join("g"));
+    let local = common::driver_with(&tmp.path().join("l"), |_| {});
+    for d in [&gvisor as &dyn SandboxDriver, &local] {
+        for bad in ["../etc", "a/b", ""] {
+            match d.workspace_exists(bad).await {
+                Err(SandboxError::Invalid(m)) => assert!(m.contains("bad session id"), "{}: {m}", d.name()),
+                other => panic!("{}: workspace_exists({bad:?}) = {other:?}", d.name()),
+            }
+            assert!(matches!(d.delete_workspace(bad).await, Err(SandboxError::Invalid(_))), "{}", d.name());
+        }
+    }
+}
+
+/// An exec's environment entry that cannot be passed as it is (an empty
+/// name, `=` in the name, a NUL) is refused by both drivers (bubblewrap's
+/// passed `A=B` on as a variable named `A`).
+#[tokio::test]
+async fn both_drivers_refuse_an_exec_environment_they_cannot_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gvisor = driver(&tmp.path().join("g"));
+    let local = common::driver_with(&tmp.path().join("l"), |_| {});
+    let sandboxes: [Arc<dyn Sandbox>; 2] =
+        [gvisor.claim(spec("env-g")).await.unwrap(), local.claim(spec("env-l")).await.unwrap()];
+    for sbx in &sandboxes {
+        for (k, v) in [("A=B", "x"), ("", "x"), ("NUL\0", "x"), ("OK", "a\0b")] {
+            let mut req = ExecRequest::new(["true"]);
+            req.env.push((k.to_string(), v.to_string()));
+            match sbx.exec(req).await {
+                Err(SandboxError::Invalid(m)) => assert!(m.contains("environment variable"), "{k:?}={v:?}: {m}"),
+                Err(e) => panic!("{k:?}={v:?}: {e}"),
+                Ok(_) => panic!("{}: {k:?}={v:?} was accepted", sbx.id()),
+            }
+        }
+        // A good one still runs.
+        let mut req = ExecRequest::shell("echo $GOOD");
+        req.env.push(("GOOD".into(), "yes".into()));
+        assert_eq!(sbx.exec(req).await.unwrap().output(4096).await.stdout_str(), "yes\n");
+        sbx.release().await.unwrap();
+    }
 }
 
 #[test]

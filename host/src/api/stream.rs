@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -138,58 +138,89 @@ impl Log {
     }
 }
 
+/// A session's or thread's live stream as SSE frames.
 fn follow(
     st: AppState,
     log: Log,
     start: i64,
     deltas: HashSet<PreviewKind>,
-    mut rx: tokio::sync::broadcast::Receiver<Live>,
+    rx: tokio::sync::broadcast::Receiver<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let id = log.id().to_owned();
+    let log = Arc::new(log);
+    let replay = move |after| {
+        let (st, log) = (st.clone(), log.clone());
+        async move { catch_up(&st, &log, after).await }
+    };
+    follow_log(id, replay, start, deltas, rx).map(|f| {
+        Ok(match f {
+            Frame::Event(e) => frame(&e),
+            Frame::Preview(p) => preview_frame(&p),
+            Frame::Error(msg) => error_frame(&msg),
+        })
+    })
+}
+
+/// What a stream sends, before it is framed.
+#[derive(Debug)]
+enum Frame {
+    Event(Arc<StoredEvent>),
+    Preview(Arc<Preview>),
+    /// The log could not be read: the last frame.
+    Error(String),
+}
+
+/// The events after `start` in order, each once: the broadcast `rx` wakes the stream, and the log
+/// (`replay(after)`: every stored event after a seq) fills in whatever the broadcast dropped
+/// (a lagged receiver) or delivered out of order (concurrent appenders).
+fn follow_log<R, F>(
+    id: String,
+    replay: R,
+    start: i64,
+    deltas: HashSet<PreviewKind>,
+    mut rx: tokio::sync::broadcast::Receiver<Live>,
+) -> impl Stream<Item = Frame>
+where
+    R: Fn(i64) -> F,
+    F: std::future::Future<Output = Result<Vec<StoredEvent>, String>>,
+{
     async_stream::stream! {
-        let session_id = log.id().to_owned();
         let mut last = start;
-        // Replay what the client missed (only when resuming).
-        match catch_up(&st, &log, last).await {
-            Ok(batch) => {
-                for e in &batch {
-                    last = e.seq;
-                    yield Ok(frame(e));
+        // Replay what the client missed (only when resuming), and again whenever this receiver
+        // lagged behind the broadcast: the log is the truth.
+        let mut lagged = true;
+        loop {
+            if std::mem::take(&mut lagged) {
+                match replay(last).await {
+                    Ok(batch) => {
+                        for e in batch {
+                            last = e.seq;
+                            yield Frame::Event(Arc::new(e));
+                        }
+                    }
+                    Err(msg) => {
+                        yield Frame::Error(msg);
+                        return;
+                    }
                 }
             }
-            Err(msg) => {
-                yield Ok(error_frame(&msg));
-                return;
-            }
-        }
-        loop {
             let e: Arc<StoredEvent> = match rx.recv().await {
                 Ok(Live::Event(e)) => e,
                 Ok(Live::Preview(p)) => {
                     if deltas.contains(&p.kind()) {
-                        yield Ok(preview_frame(&p));
+                        yield Frame::Preview(p);
                     }
                     continue;
                 }
                 Err(RecvError::Lagged(n)) => {
-                    tracing::debug!(session_id = %session_id, skipped = n, "stream lagged; catching up from the log");
-                    match catch_up(&st, &log, last).await {
-                        Ok(batch) => {
-                            for e in &batch {
-                                last = e.seq;
-                                yield Ok(frame(e));
-                            }
-                        }
-                        Err(msg) => {
-                            yield Ok(error_frame(&msg));
-                            return;
-                        }
-                    }
+                    tracing::debug!(session_id = %id, skipped = n, "stream lagged; catching up from the log");
+                    lagged = true;
                     continue;
                 }
                 Err(RecvError::Closed) => return,
             };
             if e.kind == "session.deleted" {
-                yield Ok(frame(&e));
+                yield Frame::Event(e);
                 return;
             }
             if e.seq <= last {
@@ -197,21 +228,21 @@ fn follow(
             }
             if e.seq > last + 1 {
                 // Published out of order by concurrent appenders: fill the gap.
-                match catch_up(&st, &log, last).await {
+                match replay(last).await {
                     Ok(batch) => {
                         // `last` moves to `e.seq` below.
-                        for b in batch.iter().filter(|b| b.seq < e.seq) {
-                            yield Ok(frame(b));
+                        for b in batch.into_iter().filter(|b| b.seq < e.seq) {
+                            yield Frame::Event(Arc::new(b));
                         }
                     }
                     Err(msg) => {
-                        yield Ok(error_frame(&msg));
+                        yield Frame::Error(msg);
                         return;
                     }
                 }
             }
             last = e.seq;
-            yield Ok(frame(&e));
+            yield Frame::Event(e);
         }
     }
 }
@@ -232,5 +263,95 @@ async fn catch_up(st: &AppState, log: &Log, mut after: i64) -> Result<Vec<Stored
         let Some(tail) = batch.last() else { return Ok(all) };
         after = tail.seq;
         all.extend(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use tokio::sync::broadcast;
+
+    use super::*;
+
+    fn ev(seq: i64) -> StoredEvent {
+        StoredEvent {
+            session_id: "sesn_1".into(),
+            seq,
+            id: format!("sevt_{seq}"),
+            kind: "agent.message".into(),
+            processed_at: seq,
+            body: "{}".into(),
+        }
+    }
+
+    /// Runs `follow_log` from seq 0 over what `rx` holds, with a log that answers each replay
+    /// from `script` in turn. Returns the stream's frames (event seqs, `-1` for the deletion,
+    /// the error text) and the `after` of each replay.
+    async fn run(
+        script: Vec<Result<Vec<StoredEvent>, String>>,
+        rx: broadcast::Receiver<Live>,
+    ) -> (Vec<Result<i64, String>>, Vec<i64>) {
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (s, c) = (script.clone(), calls.clone());
+        let replay = move |after| {
+            c.lock().unwrap().push(after);
+            let answer = s.lock().unwrap().pop_front().unwrap_or(Ok(Vec::new()));
+            async move { answer }
+        };
+        let frames = follow_log("sesn_1".into(), replay, 0, HashSet::new(), rx)
+            .map(|f| match f {
+                Frame::Event(e) if e.kind == "session.deleted" => Ok(-1),
+                Frame::Event(e) => Ok(e.seq),
+                Frame::Preview(_) => Err("preview".into()),
+                Frame::Error(msg) => Err(msg),
+            })
+            .collect::<Vec<_>>()
+            .await;
+        let calls = calls.lock().unwrap().clone();
+        (frames, calls)
+    }
+
+    fn send(tx: &broadcast::Sender<Live>, e: StoredEvent) {
+        tx.send(Live::Event(Arc::new(e))).expect("a receiver");
+    }
+
+    #[tokio::test]
+    async fn a_lagged_stream_reads_what_it_missed_from_the_log() {
+        // Room for one message: the receiver keeps only the deletion, which ends the stream
+        // without a gap check, so only the lag's replay can deliver 1..=6.
+        let (tx, rx) = broadcast::channel(1);
+        for seq in 1..=6 {
+            send(&tx, ev(seq));
+        }
+        send(&tx, StoredEvent::session_deleted("sesn_1", 6, 7));
+        // The opening replay finds nothing yet; the one after the lag finds all six.
+        let (frames, calls) = run(vec![Ok(vec![]), Ok((1..=6).map(ev).collect())], rx).await;
+        assert_eq!(frames, vec![Ok(1), Ok(2), Ok(3), Ok(4), Ok(5), Ok(6), Ok(-1)]);
+        assert_eq!(calls, vec![0, 0], "one replay on open, one after the lag");
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_filled_from_the_log_and_late_events_are_not_repeated() {
+        let (tx, rx) = broadcast::channel(16);
+        for seq in [1, 3, 2] {
+            send(&tx, ev(seq));
+        }
+        send(&tx, StoredEvent::session_deleted("sesn_1", 3, 4));
+        let (frames, calls) = run(vec![Ok(vec![]), Ok(vec![ev(2), ev(3)])], rx).await;
+        assert_eq!(frames, vec![Ok(1), Ok(2), Ok(3), Ok(-1)]);
+        assert_eq!(calls, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_read_ends_the_stream_with_an_error() {
+        let (tx, rx) = broadcast::channel(16);
+        send(&tx, ev(1));
+        send(&tx, ev(3));
+        let (frames, _) = run(vec![Ok(vec![]), Err("reading the event log failed".into())], rx).await;
+        assert_eq!(frames, vec![Ok(1), Err("reading the event log failed".into())]);
+        drop(tx);
     }
 }

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{Store, StoreResult};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
     pub id: String,
     pub name: String,
@@ -38,20 +38,9 @@ impl Store {
     }
 
     pub async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
-        let rows = sqlx::query("SELECT id, name, hint, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        Ok(sqlx::query_as("SELECT id, name, hint, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApiKeyRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    hint: r.try_get("hint")?,
-                    created_at: r.try_get("created_at")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     pub async fn count_active_api_keys(&self) -> StoreResult<i64> {

@@ -1,11 +1,11 @@
 //! Skills and their versions (each version's files as one zip archive).
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{Arg, Order, Page, Position, Sql, Store, StoreResult};
 
 /// A stored skill.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SkillRow {
     pub id: String,
     pub created_at: i64,
@@ -16,7 +16,7 @@ pub struct SkillRow {
 }
 
 /// A stored skill version (without its archive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SkillVersionRow {
     pub skill_id: String,
     pub id: String,
@@ -25,7 +25,7 @@ pub struct SkillVersionRow {
 }
 
 /// One version as a session places it (see [`Store::skill_bundle`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SkillBundle {
     pub name: String,
     pub description: String,
@@ -36,23 +36,11 @@ const SKILL_COLUMNS: &str = "id, created_at, updated_at, display_name, name, lat
 const VERSION_COLUMNS: &str = "skill_id, id, created_at, description";
 
 fn skill(row: &sqlx::any::AnyRow) -> StoreResult<SkillRow> {
-    Ok(SkillRow {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        display_name: row.try_get("display_name")?,
-        name: row.try_get("name")?,
-        latest_version: row.try_get("latest_version")?,
-    })
+    Ok(SkillRow::from_row(row)?)
 }
 
 fn version(row: &sqlx::any::AnyRow) -> StoreResult<SkillVersionRow> {
-    Ok(SkillVersionRow {
-        skill_id: row.try_get("skill_id")?,
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        description: row.try_get("description")?,
-    })
+    Ok(SkillVersionRow::from_row(row)?)
 }
 
 impl Store {
@@ -130,20 +118,14 @@ impl Store {
     /// What a session or a download needs of one version, in one read: the
     /// skill's name, the version's description and its archive.
     pub async fn skill_bundle(&self, skill_id: &str, id: &str) -> StoreResult<Option<SkillBundle>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT s.name, v.description, v.archive FROM skill_versions v JOIN skills s ON s.id = v.skill_id \
              WHERE v.skill_id = $1 AND v.id = $2",
         )
         .bind(skill_id)
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(SkillBundle {
-            name: r.try_get("name")?,
-            description: r.try_get("description")?,
-            archive: r.try_get("archive")?,
-        }))
+        .await?)
     }
 
     pub async fn list_skill_versions(

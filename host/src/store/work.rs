@@ -9,7 +9,7 @@ use super::{Backend, Store, StoreResult, decode_json};
 use crate::cluster::note::NoteKind;
 use crate::model::work::{WorkItem, WorkState};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EnvironmentKeyRow {
     pub id: String,
     pub environment_id: String,
@@ -137,25 +137,13 @@ impl Store {
 
     /// Every environment key (of one environment, when given).
     pub async fn list_environment_keys(&self, environment_id: Option<&str>) -> StoreResult<Vec<EnvironmentKeyRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, environment_id, name, hint, created_at, revoked_at FROM environment_keys \
              WHERE ($1 = '' OR environment_id = $1) ORDER BY created_at, id",
         )
         .bind(environment_id.unwrap_or_default())
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EnvironmentKeyRow {
-                    id: r.try_get("id")?,
-                    environment_id: r.try_get("environment_id")?,
-                    name: r.try_get("name")?,
-                    hint: r.try_get("hint")?,
-                    created_at: r.try_get("created_at")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Revoke by id; false if no such active key.

@@ -28,9 +28,8 @@ mod oci;
 mod pool;
 mod runsc;
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -43,15 +42,17 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::driver::{BusyGuard, ExecChild, ExecControl, Sandbox, SandboxDriver};
-use crate::egress::{Activity, Gateway, GatewayConfig};
+use crate::egress::Activity;
 use crate::error::{Result, SandboxError};
-use crate::local::chown::chown_tree;
+use crate::live::Live;
 use crate::local::pool::Pool;
 use crate::local::slot::Slot;
-use crate::local::volume::{VolumeGuard, Volumes};
-use crate::local::{self, LocalConfig, MIN_WORKSPACE_BYTES, Touching};
+use crate::local::volume::VolumeGuard;
+use crate::local::{self, LocalConfig, Touching};
+use crate::resources::{GatewayFor, HostResources, RunDirGuard};
 use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, SandboxSpec};
 use crate::uids::{UidLease, UidPool};
+use crate::workspace::Workspaces;
 pub use runsc::{GvisorDoctor, INSTALL_HINT, check, find as find_runsc};
 
 /// Settings of the gVisor driver: the local driver's (state dir, uid range,
@@ -80,10 +81,10 @@ struct Shared {
     etc: PathBuf,
     init: PathBuf,
     host_dirs: Vec<PathBuf>,
-    volumes: Option<Arc<Volumes>>,
+    workspaces: Workspaces,
     uids: UidPool,
     egress: crate::egress::Hub,
-    live: Mutex<HashMap<String, Weak<GvisorSandbox>>>,
+    live: Live<GvisorSandbox>,
     lifeline: lifeline::Lifeline,
 }
 
@@ -147,56 +148,19 @@ impl GvisorDriver {
                     .into(),
             ));
         }
-        let runtime = pool::check_config(&base.pool, base.uid_count)?;
-        if base.uid_count == 0 {
-            return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
-        }
-        if let Some(c) = base.cpus
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(SandboxError::Invalid(format!(
-                "the sandbox CPU limit must be a positive number of cores, got {c}"
-            )));
-        }
-        let volumes = match base.workspace_quota {
-            Some(bytes) => Some(Arc::new(Volumes::probe(&base.state_dir, Some(bytes)).map_err(|why| {
-                SandboxError::Unavailable(format!(
-                    "the workspace disk quota ({} MiB per session) cannot be enforced here: {why}. Fix that, \
-                     or choose to run without a disk quota (`sessions.sandbox_disk_bytes = 0`)",
-                    bytes >> 20
-                ))
-            })?)),
-            None if Volumes::any_image(&base.state_dir) => {
-                Some(Arc::new(Volumes::probe(&base.state_dir, None).map_err(SandboxError::Unavailable)?))
-            }
-            None => None,
-        };
-        std::fs::create_dir_all(&base.state_dir)
-            .with_context(|| format!("create state dir {}", base.state_dir.display()))?;
-        local::mkdir_mode(&base.state_dir, 0o711)?;
-        local::check_traversable(&base.state_dir)?;
-        local::mkdir_mode(&base.state_dir.join("workspaces"), 0o711)?;
-        local::mkdir_mode(&base.state_dir.join("run"), 0o711)?;
-        if let Some(v) = &volumes {
-            v.prepare().map_err(SandboxError::Other)?;
-            match v.sweep() {
-                Ok(0) => {}
-                Ok(n) => info!(volumes = n, "unmounted workspace volumes left by a previous server"),
-                Err(e) => warn!(error = %format!("{e:#}"), "could not sweep stale workspace volumes"),
-            }
-        }
+        crate::settings::check(&base, true)?;
+        let runtime = crate::settings::pool_runtime(&base)?;
+        let workspaces = Workspaces::new(&base, true)?;
+        // A dead server's sandboxes first: they hold its slots' and volumes' mounts.
         sweep_stale_roots(&runsc, &base.state_dir);
-        pool::sweep_slots(&base.state_dir);
+        workspaces.prepare_state_dir(true)?;
         let root_dir = local::own_etc_dir(&base.state_dir, "runsc");
         local::mkdir_mode(&root_dir, 0o700)?;
         let etc = local::own_etc_dir(&base.state_dir, "gvisor-etc");
         local::build_etc(&etc, base.egress.ca.as_ref().map(|c| c.cert_pem.as_str())).map_err(SandboxError::Other)?;
         let rootfs = local::own_etc_dir(&base.state_dir, "gvisor-rootfs");
         let host_dirs = build_rootfs(&rootfs, &base.extra_ro_binds).map_err(SandboxError::Other)?;
-        let end = base.uid_base.checked_add(base.uid_count).ok_or_else(|| {
-            SandboxError::Invalid(format!("uid range {} + {} overflows", base.uid_base, base.uid_count))
-        })?;
-        let uids = UidPool::new(&base.uid_lock_dir, base.uid_base..end)?;
+        let uids = UidPool::new(&base.uid_lock_dir, crate::settings::uid_range(&base)?)?;
         let lifeline = lifeline::Lifeline::spawn(&init, &runsc, &global_args(&root_dir, &platform, base.cgroups))
             .map_err(SandboxError::Other)?;
         info!(runsc = %runsc.display(), %platform, pool = base.pool.size, "gVisor sandbox driver ready");
@@ -210,9 +174,9 @@ impl GvisorDriver {
             etc,
             init,
             host_dirs,
-            volumes,
+            workspaces,
             uids,
-            live: Mutex::new(HashMap::new()),
+            live: Live::new(),
             lifeline,
         });
         let pool = runtime.map(|rt| pool::start(&rt, &shared));
@@ -236,103 +200,37 @@ impl GvisorDriver {
 
     /// The running sandbox of a session, if any.
     pub fn live(&self, session_id: &str) -> Option<Arc<GvisorSandbox>> {
-        let live = self.shared.live.lock().ok()?;
-        live.get(session_id).and_then(Weak::upgrade).filter(|s| s.is_running())
+        self.shared.live.get(session_id)
     }
 
     /// Host path of a session's workspace (inside its mounted volume when the
     /// quota is on: present only while a sandbox of the session runs).
     pub fn workspace_path(&self, session_id: &str) -> PathBuf {
-        match self.volume_of(session_id) {
-            Some(v) => v.workspace(session_id),
-            None => self.plain_workspace(session_id),
-        }
-    }
-
-    fn volume_of(&self, session_id: &str) -> Option<&Arc<Volumes>> {
-        let v = self.shared.volumes.as_ref()?;
-        if v.exists(session_id) || (v.creates() && !self.plain_workspace(session_id).is_dir()) { Some(v) } else { None }
-    }
-
-    fn plain_workspace(&self, session_id: &str) -> PathBuf {
-        self.shared.cfg.state_dir.join("workspaces").join(session_id)
+        self.shared.workspaces.path(session_id)
     }
 
     /// Claim, returning the concrete type.
     pub async fn claim_gvisor(&self, spec: SandboxSpec) -> Result<Arc<GvisorSandbox>> {
-        if !local::valid_session_id(&spec.session_id) {
-            return Err(SandboxError::Invalid(format!(
-                "session id {:?} must match [A-Za-z0-9_-]{{1,128}}",
-                spec.session_id
-            )));
-        }
-        if let Some(s) = self.live(&spec.session_id) {
-            crate::metrics::claim("gvisor", "reused", None);
-            return Ok(s);
-        }
-        let started = std::time::Instant::now();
-        let pooled = self.pool.as_ref().and_then(|p| p.take(&spec.limits));
-        let (result, outcome) = match pooled {
-            Some(sbx) => (self.claim_pooled(sbx, spec).await, "pooled"),
-            None => (self.start(spec).await, "started"),
-        };
-        crate::metrics::claim("gvisor", if result.is_ok() { outcome } else { "error" }, Some(started.elapsed()));
-        result
+        let from_pool = |sbx, spec| self.claim_pooled(sbx, spec);
+        let cold = |spec| self.start(spec);
+        crate::claim::claim("gvisor", &self.shared.live, self.pool.as_ref(), spec, from_pool, cold).await
     }
 
     async fn start(&self, spec: SandboxSpec) -> Result<Arc<GvisorSandbox>> {
         let shared = &self.shared;
-        self.check_workspace_bytes(&spec)?;
+        shared.workspaces.check_bytes(&spec)?;
         let session_env = local::session_env(&spec, shared.cfg.relay_port)?;
-        let (workspace, tmp, volume) = self.open_workspace(&spec).await?;
-        let owner =
-            std::fs::symlink_metadata(&workspace).with_context(|| format!("stat {}", workspace.display()))?.uid();
+        let mut ws = shared.workspaces.open(&spec).await?;
+        let owner = shared.workspaces.owner(&ws)?;
         let lease = shared.uids.lease(Some(owner))?;
-        own_workspace(&workspace, tmp.as_deref(), owner, lease.uid()).await?;
-        let sbx =
-            boot(shared.clone(), &spec.limits, Dirs::Session { workspace, tmp }, lease, local::random_id()).await?;
-        if let Err(e) = self.bind_session(&sbx, &spec, session_env, volume) {
+        shared.workspaces.give(&ws, owner, lease.uid()).await?;
+        let dirs = Dirs::Session { workspace: ws.dir.clone(), tmp: ws.tmp.clone() };
+        let sbx = boot(shared.clone(), &spec.limits, dirs, lease, local::random_id()).await?;
+        if let Err(e) = self.bind_session(&sbx, &spec, session_env, ws.volume.take()) {
             let _ = sbx.release_inner("binding failed").await;
             return Err(e);
         }
         Ok(sbx)
-    }
-
-    /// Check a claim's workspace size against the driver's quota.
-    fn check_workspace_bytes(&self, spec: &SandboxSpec) -> Result<()> {
-        if let Some(bytes) = spec.workspace_bytes {
-            if bytes < MIN_WORKSPACE_BYTES {
-                return Err(SandboxError::Invalid(format!(
-                    "the workspace quota must be at least {MIN_WORKSPACE_BYTES} bytes (16 MiB), got {bytes}"
-                )));
-            }
-            if !self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
-                return Err(SandboxError::Invalid(
-                    "this driver runs without a workspace quota, so it cannot give a session one of its own".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The session's workspace: on its volume (with the volume's `tmp` and
-    /// the guard that keeps it mounted), or a plain directory.
-    async fn open_workspace(&self, spec: &SandboxSpec) -> Result<(PathBuf, Option<PathBuf>, Option<VolumeGuard>)> {
-        Ok(match self.volume_of(&spec.session_id).cloned() {
-            Some(v) => {
-                let (v2, s, size) = (v.clone(), spec.session_id.clone(), spec.workspace_bytes);
-                let guard = tokio::task::spawn_blocking(move || v2.attach(&s, size))
-                    .await
-                    .map_err(|e| anyhow!("volume task: {e}"))?
-                    .map_err(SandboxError::Other)?;
-                (v.workspace(&spec.session_id), Some(v.tmp(&spec.session_id)), Some(guard))
-            }
-            None => {
-                let plain = self.plain_workspace(&spec.session_id);
-                local::mkdir_mode(&plain, 0o700)?;
-                (plain, None, None)
-            }
-        })
     }
 
     /// Give a booted sandbox its session: the egress gateway with the
@@ -346,56 +244,24 @@ impl GvisorDriver {
         volume: Option<VolumeGuard>,
     ) -> Result<()> {
         let shared = &self.shared;
-        let uid = sbx.uid;
-        let sock = sbx.run_dir.join("gw").join("gw.sock");
-        let gateway = Gateway::bind(
-            &sock,
-            GatewayConfig {
-                sandbox_id: sbx.id.clone(),
-                session_id: spec.session_id.clone(),
-                policy: spec.egress.clone(),
-                llm: spec.llm.clone(),
-                git: spec.git.clone(),
-                relay_port: shared.cfg.relay_port,
-                hub: shared.egress.clone(),
-                mcp: spec.mcp.clone(),
-                mcp_failures: spec.mcp_failures.clone(),
-                secrets: spec.secrets.clone(),
-            },
-            sbx.activity.clone(),
-        )?;
-        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).context("chown gateway socket")?;
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
-        if let Ok(mut v) = sbx.volume.lock() {
-            *v = volume;
-        }
-        if let Ok(mut g) = sbx.gateway.lock() {
-            *g = Some(gateway);
-        }
+        let sock = sbx.host.run_dir().join("gw").join("gw.sock");
+        let gateway = GatewayFor {
+            spec,
+            sandbox_id: &sbx.id,
+            relay_port: shared.cfg.relay_port,
+            hub: &shared.egress,
+            activity: &sbx.activity,
+        };
+        sbx.host.bind_session(&sock, gateway, Some(sbx.uid), volume)?;
         let env = merge_env(local::base_env(&shared.cfg).into_iter().chain(session_env));
         if sbx.session_id.set(spec.session_id.clone()).is_err() || sbx.env.set(env).is_err() {
             return Err(SandboxError::Other(anyhow!("sandbox {} already serves a session", sbx.id)));
         }
         sbx.span.record("session_id", spec.session_id.as_str());
         sbx.activity.touch();
-        if let Ok(mut live) = shared.live.lock() {
-            live.retain(|_, w| w.strong_count() > 0);
-            live.insert(spec.session_id.clone(), Arc::downgrade(sbx));
-        }
+        shared.live.insert(&spec.session_id, sbx);
         Ok(())
     }
-}
-
-/// Give the workspace (and its volume's `tmp`) to the sandbox's host uid.
-async fn own_workspace(workspace: &Path, tmp: Option<&Path>, owner: u32, uid: u32) -> Result<()> {
-    if owner != uid {
-        let ws = workspace.to_owned();
-        tokio::task::spawn_blocking(move || chown_tree(&ws, uid)).await.map_err(|e| anyhow!("chown task: {e}"))??;
-    }
-    if let Some(t) = tmp {
-        std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
-    }
-    Ok(())
 }
 
 /// Where a booting sandbox's `/workspace` (and volume `/tmp`) come from.
@@ -532,10 +398,8 @@ async fn boot(
         uid,
         env: OnceLock::new(),
         shared: shared.clone(),
-        gateway: Mutex::new(None),
         activity,
         cgroup,
-        run_dir,
         workspace,
         sandbox_pid,
         next_exec: AtomicU64::new(1),
@@ -544,9 +408,8 @@ async fn boot(
         processes_at_limit: AtomicBool::new(false),
         end_reason: Mutex::new(None),
         execs: Mutex::new(Vec::new()),
-        lease: Mutex::new(Some(lease)),
         slot,
-        volume: Mutex::new(None),
+        host: HostResources::new(run_dir, Some(lease)),
         span: span.clone(),
     });
     sbx.activity.touch();
@@ -661,15 +524,6 @@ async fn delete_container(runsc: &Path, global: &[String], id: &str) {
     }
 }
 
-struct RunDirGuard(Option<PathBuf>);
-impl Drop for RunDirGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
-
 /// Reads the relay's stdout until it ends: the sandbox is gone (its memory
 /// limit, or killed from outside). A [`crate::init::PROCESS_LIMIT_LINE`]
 /// before that means its tasks stayed at the process limit: the sandbox is
@@ -716,12 +570,9 @@ async fn monitor_idle(weak: Weak<GvisorSandbox>) {
         if !sbx.running.load(Ordering::SeqCst) {
             return;
         }
-        // An unclaimed pooled sandbox idles by the pool's own rule.
-        if let Some(idle) = sbx.shared.cfg.idle_timeout
-            && sbx.session_id.get().is_some()
-            && sbx.activity.idle_for() >= idle
-        {
-            info!(idle_secs = idle.as_secs(), "releasing idle sandbox");
+        let timeout = sbx.shared.cfg.idle_timeout;
+        if crate::idle::expired(timeout, sbx.session_id.get().is_some(), sbx.activity.idle_for()) {
+            info!(idle_secs = timeout.unwrap_or_default().as_secs(), "releasing idle sandbox");
             let _ = sbx.release_inner("idle").await;
             return;
         }
@@ -742,10 +593,8 @@ pub struct GvisorSandbox {
     /// nothing); set with the session.
     env: OnceLock<Vec<(String, String)>>,
     shared: Arc<Shared>,
-    gateway: Mutex<Option<Gateway>>,
     activity: Arc<Activity>,
     cgroup: String,
-    run_dir: PathBuf,
     /// The host directory bound at `/workspace`.
     workspace: PathBuf,
     sandbox_pid: Option<i32>,
@@ -757,11 +606,11 @@ pub struct GvisorSandbox {
     end_reason: Mutex<Option<ExitStatus>>,
     /// The status channels of running execs, ended at release.
     execs: Mutex<Vec<watch::Sender<Option<ExitStatus>>>>,
-    lease: Mutex<Option<UidLease>>,
-    /// A pooled sandbox's slot (its `/workspace` on the host); declared
-    /// before `volume`, whose mount its binds hold busy.
+    /// A pooled sandbox's slot (its `/workspace` on the host).
     slot: Option<Arc<Slot>>,
-    volume: Mutex<Option<VolumeGuard>>,
+    /// Its run dir, uid lease, gateway and workspace volume; declared after
+    /// the slot, whose binds hold the volume's mount busy.
+    host: HostResources,
     span: tracing::Span,
 }
 
@@ -845,22 +694,18 @@ impl GvisorSandbox {
         }
         // A pooled sandbox runs nothing before a session is bound.
         let Some(base) = self.env.get() else {
-            return Err(SandboxError::Invalid(format!("sandbox {} serves no session yet", self.id)));
+            return Err(SandboxError::Invalid(format!("sandbox {} has no session yet", self.id)));
         };
         let mut env = merge_env(base.iter().cloned().chain(request.env.iter().cloned()));
         if !self.shared.cfg.seccomp {
             env.push((crate::init::NO_SECCOMP_ENV.into(), "1".into()));
         }
-        for (k, v) in &env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
-            }
-        }
+        local::check_env(&env)?;
         let cwd = request.cwd.clone().unwrap_or_else(|| "/workspace".into());
         let n = self.next_exec.fetch_add(1, Ordering::Relaxed);
         let process = oci::exec_process(self.uid, &request.argv, &env, &cwd);
-        let process_file = self.run_dir.join(format!("exec-{n}.json"));
-        let pid_file = self.run_dir.join(format!("exec-{n}.pid"));
+        let process_file = self.host.run_dir().join(format!("exec-{n}.json"));
+        let pid_file = self.host.run_dir().join(format!("exec-{n}.pid"));
         std::fs::write(&process_file, serde_json::to_vec(&process).context("encode exec process")?)
             .context("write exec process")?;
         let mut cmd = self.shared.runsc();
@@ -964,26 +809,9 @@ impl GvisorSandbox {
                 });
             }
         }
-        // The slot's binds hold the workspace volume: unmount them first.
-        if let Some(slot) = self.slot.clone() {
-            let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
-        }
-        let volume = self.volume.lock().ok().and_then(|mut v| v.take());
-        if let Some(v) = volume {
-            let _ = tokio::task::spawn_blocking(move || drop(v)).await;
-        }
-        if let Ok(mut g) = self.gateway.lock() {
-            g.take();
-        }
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-        if let Ok(mut g) = self.lease.lock() {
-            g.take();
-        }
-        if let Some(session_id) = self.session_id.get()
-            && let Ok(mut live) = self.shared.live.lock()
-            && live.get(session_id).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
-        {
-            live.remove(session_id);
+        self.host.release(self.slot.clone()).await;
+        if let Some(session_id) = self.session_id.get() {
+            self.shared.live.remove(session_id, &self.id);
         }
         info!(parent: &self.span, reason = why, "sandbox released");
         Ok(())
@@ -999,7 +827,7 @@ impl Drop for GvisorSandbox {
                 .args(["delete", "--force", &self.id])
                 .output();
             self.shared.lifeline.released(&self.id);
-            let _ = std::fs::remove_dir_all(&self.run_dir);
+            self.host.abandon(self.slot.as_deref());
         }
     }
 }
@@ -1019,7 +847,7 @@ impl Sandbox for GvisorSandbox {
         format!("http://127.0.0.1:{}", self.relay_port)
     }
     fn egress_stats(&self) -> EgressStats {
-        self.gateway.lock().ok().and_then(|g| g.as_ref().map(Gateway::stats)).unwrap_or_default()
+        self.host.egress_stats()
     }
     fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
@@ -1078,7 +906,7 @@ impl Sandbox for GvisorSandbox {
         }
         let under = |dir: &str| path.strip_prefix(dir).filter(|r| r.starts_with('/'));
         let placed = if let Some(rest) = under(local::UPLOADS_DIR) {
-            local::place::place(self.run_dir.join(UPLOADS_HOST_DIR), rest, content).await
+            local::place::place(self.host.run_dir().join(UPLOADS_HOST_DIR), rest, content).await
         } else if let Some(rest) = under("/workspace") {
             local::place::place(self.workspace.clone(), rest, content).await
         } else {
@@ -1087,6 +915,9 @@ impl Sandbox for GvisorSandbox {
         placed.map_err(|e| SandboxError::Invalid(format!("{e:#}")))
     }
     fn busy(&self) -> BusyGuard {
+        if !self.is_running() {
+            return BusyGuard::noop();
+        }
         self.activity.open_raw();
         let act = self.activity.clone();
         BusyGuard::new(move || act.close())
@@ -1164,34 +995,17 @@ impl SandboxDriver for GvisorDriver {
         Ok(self.claim_gvisor(spec).await?)
     }
     async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
-        if !self.workspace_exists(&spec.session_id).await? {
-            return Err(SandboxError::Invalid(format!("session {} has no workspace to resume", spec.session_id)));
-        }
+        self.shared.workspaces.check_resumable(&spec.session_id)?;
         self.claim(spec).await
     }
     async fn workspace_exists(&self, session_id: &str) -> Result<bool> {
-        if !local::valid_session_id(session_id) {
-            return Ok(false);
-        }
-        Ok(self.shared.volumes.as_ref().is_some_and(|v| v.exists(session_id))
-            || self.plain_workspace(session_id).is_dir())
+        self.shared.workspaces.exists(session_id)
     }
     async fn delete_workspace(&self, session_id: &str) -> Result<()> {
-        if !local::valid_session_id(session_id) {
-            return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
-        }
         if let Some(s) = self.live(session_id) {
             s.release_inner("workspace deleted").await?;
         }
-        if let Some(v) = self.shared.volumes.clone() {
-            let s = session_id.to_owned();
-            tokio::task::spawn_blocking(move || v.delete(&s)).await.map_err(|e| anyhow!("volume task: {e}"))??;
-        }
-        let plain = self.plain_workspace(session_id);
-        if plain.exists() {
-            std::fs::remove_dir_all(&plain).with_context(|| format!("remove {}", plain.display()))?;
-        }
-        Ok(())
+        self.shared.workspaces.delete(session_id).await
     }
 }
 

@@ -25,13 +25,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
-use std::os::unix::fs::MetadataExt;
 
 use super::oci::{self, Capabilities, Mount, Process, User};
-use super::{Dirs, GvisorDriver, GvisorSandbox, Shared, boot, own_workspace};
+use super::{Dirs, GvisorDriver, GvisorSandbox, Shared, boot};
 use crate::driver::Sandbox;
 use crate::error::{Result, SandboxError};
-use crate::local::pool::{self, Pool, PoolConfig, Pooled};
+use crate::local::pool::{self, Pool, Pooled};
 use crate::local::slot::{self, Slot};
 use crate::spec::SandboxSpec;
 
@@ -40,31 +39,6 @@ use crate::spec::SandboxSpec;
 pub(super) const SLOT_MOUNT_POINT: &str = "run/bridle-slot";
 /// The same, inside the sandbox.
 const SLOT_INSIDE: &str = "/run/bridle-slot";
-
-/// Check the pool settings; when the pool is on, the runtime its refill
-/// task runs on.
-pub(super) fn check_config(cfg: &PoolConfig, uid_count: u32) -> Result<Option<tokio::runtime::Handle>> {
-    if cfg.size == 0 {
-        return Ok(None);
-    }
-    if cfg.size > uid_count as usize {
-        return Err(SandboxError::Invalid(format!(
-            "the warm sandbox pool ({}) cannot be larger than the number of sandboxes that may run at once ({})",
-            cfg.size, uid_count
-        )));
-    }
-    tokio::runtime::Handle::try_current().map(Some).map_err(|_| {
-        SandboxError::Invalid("the warm sandbox pool needs the driver to be made inside a tokio runtime".into())
-    })
-}
-
-/// Remove the slots a killed server of this host left mounted.
-pub(super) fn sweep_slots(state_dir: &Path) {
-    match slot::sweep(state_dir) {
-        0 => {}
-        n => tracing::info!(servers = n, "removed pooled-sandbox slots left by a previous server"),
-    }
-}
 
 /// Start the pool and its refill task.
 pub(super) fn start(rt: &tokio::runtime::Handle, shared: &Arc<Shared>) -> Arc<Pool<GvisorSandbox>> {
@@ -79,7 +53,7 @@ pub(super) fn start(rt: &tokio::runtime::Handle, shared: &Arc<Shared>) -> Arc<Po
 async fn boot_pooled(shared: Arc<Shared>) -> Result<Arc<GvisorSandbox>> {
     let lease = shared.uids.lease(None)?;
     let uid = lease.uid();
-    let with_tmp = shared.volumes.as_ref().is_some_and(|v| v.creates());
+    let with_tmp = shared.workspaces.quota_on();
     let id = crate::local::random_id();
     let root = slot::own_dir(&shared.cfg.state_dir);
     let made = tokio::task::spawn_blocking(move || Slot::create(&root, &id, uid, with_tmp).map(|s| (s, id)))
@@ -150,16 +124,16 @@ impl GvisorDriver {
     /// pooled sandbox is released, never returned to the pool.
     pub(super) async fn claim_pooled(&self, sbx: Arc<GvisorSandbox>, spec: SandboxSpec) -> Result<Arc<GvisorSandbox>> {
         let bound = async {
-            self.check_workspace_bytes(&spec)?;
+            let workspaces = &self.shared.workspaces;
+            workspaces.check_bytes(&spec)?;
             let env = crate::local::session_env(&spec, self.shared.cfg.relay_port)?;
-            let (workspace, tmp, volume) = self.open_workspace(&spec).await?;
-            let owner =
-                std::fs::symlink_metadata(&workspace).with_context(|| format!("stat {}", workspace.display()))?.uid();
-            own_workspace(&workspace, tmp.as_deref(), owner, sbx.uid).await?;
+            let mut ws = workspaces.open(&spec).await?;
+            let owner = workspaces.owner(&ws)?;
+            workspaces.give(&ws, owner, sbx.uid).await?;
             let slot = sbx.slot.as_ref().ok_or_else(|| anyhow!("a pooled sandbox without a slot"))?;
-            slot.fill(&workspace, tmp.as_deref())?;
-            bind_inside(&sbx, tmp.is_some()).await?;
-            self.bind_session(&sbx, &spec, env, volume)
+            slot.fill(&ws.dir, ws.tmp.as_deref())?;
+            bind_inside(&sbx, ws.tmp.is_some()).await?;
+            self.bind_session(&sbx, &spec, env, ws.volume.take())
         }
         .await;
         if let Err(e) = bound {
@@ -172,7 +146,7 @@ impl GvisorDriver {
 
 /// Run [`bind_process`] in the sandbox and wait for it.
 async fn bind_inside(sbx: &GvisorSandbox, with_tmp: bool) -> Result<()> {
-    let file = sbx.run_dir.join("bind-slot.json");
+    let file = sbx.host.run_dir().join("bind-slot.json");
     std::fs::write(&file, serde_json::to_vec(&bind_process(with_tmp)).context("encode bind process")?)
         .context("write bind process")?;
     let mut cmd = sbx.shared.runsc();

@@ -22,7 +22,7 @@ pub(crate) mod volume;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,13 +40,15 @@ use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::driver::{BusyGuard, ExecChild, ExecControl, Sandbox, SandboxDriver};
-use crate::egress::{Activity, Gateway, GatewayConfig};
+use crate::egress::Activity;
 use crate::error::{Result, SandboxError};
+use crate::live::Live;
 use crate::proto::{Channel, FromInit, ToInit, seqpacket_pair};
+use crate::resources::{GatewayFor, HostResources, RunDirGuard};
 use crate::spec::{EgressStats, ExecRequest, ExitStatus, Limit, Limits, SandboxSpec};
 use crate::uids::{UidLease, UidPool};
+use crate::workspace::{Workspace, Workspaces};
 use cgroup::{Cgroups, SandboxCgroup};
-use chown::chown_tree;
 pub use pool::PoolConfig;
 use pool::{Pool, Pooled};
 use slot::Slot;
@@ -484,14 +486,16 @@ struct Shared {
     etc_fd: OwnedFd,
     seccomp: Option<Vec<u8>>,
     cgroups: Option<Cgroups>,
-    /// The workspace quota, when on.
+    /// The sessions' workspaces.
+    workspaces: Workspaces,
+    /// The workspace quota, when on (the same as `workspaces.volumes()`).
     volumes: Option<Arc<Volumes>>,
     root: bool,
     base_args: Vec<OsString>,
     /// Sandbox uids (leased host-wide); `None` when not root (every sandbox
     /// runs as the server's own uid).
     uids: Option<UidPool>,
-    live: Mutex<HashMap<String, Weak<LocalSandbox>>>,
+    live: Live<LocalSandbox>,
     egress: crate::egress::Hub,
 }
 
@@ -542,10 +546,6 @@ pub(crate) fn check_traversable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn valid_session_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 impl LocalDriver {
     /// Check prerequisites and prepare the state dir. Fails with
     /// [`SandboxError::Unavailable`] naming what is missing and how to install it.
@@ -553,90 +553,18 @@ impl LocalDriver {
         let bwrap = find_bwrap(&cfg).map_err(SandboxError::Unavailable)?;
         let init = find_init(&cfg).map_err(SandboxError::Unavailable)?;
         let root = is_root();
-        if cfg.uid_count == 0 {
-            return Err(SandboxError::Invalid("uid_count must be at least 1".into()));
-        }
+        crate::settings::check(&cfg, root)?;
         let seccomp = if cfg.seccomp { Some(crate::seccomp::compile().map_err(SandboxError::Other)?) } else { None };
         let cgroups = if cfg.cgroups && root { Cgroups::detect() } else { None };
-        if let Some(c) = cfg.cpus
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(SandboxError::Invalid(format!(
-                "the sandbox CPU limit must be a positive number of cores, got {c}"
-            )));
-        }
-        if cfg.pool.size > 0 && !root {
-            return Err(SandboxError::Unavailable(
-                "the warm sandbox pool needs root (a claim mounts the session's workspace into a pooled \
-                 sandbox); set its size to 0 (`sessions.sandbox_pool_size = 0`)"
-                    .into(),
-            ));
-        }
-        if cfg.pool.size > cfg.uid_count as usize {
-            return Err(SandboxError::Invalid(format!(
-                "the warm sandbox pool ({}) cannot be larger than the number of sandboxes that may run at once ({})",
-                cfg.pool.size, cfg.uid_count
-            )));
-        }
-        let runtime = if cfg.pool.size > 0 {
-            Some(tokio::runtime::Handle::try_current().map_err(|_| {
-                SandboxError::Invalid("the warm sandbox pool needs the driver to be made inside a tokio runtime".into())
-            })?)
-        } else {
-            None
-        };
+        let runtime = crate::settings::pool_runtime(&cfg)?;
         if cfg.cpus.is_some() && cgroups.as_ref().and_then(Cgroups::cpu_controller).is_none() {
             warn!(
                 "no cgroup CPU controller available (not root, cgroups off, or no cpu controller): sandboxes run without a CPU limit"
             );
         }
-        let volumes = match cfg.workspace_quota {
-            Some(bytes) => Some(Arc::new(Volumes::probe(&cfg.state_dir, Some(bytes)).map_err(|why| {
-                SandboxError::Unavailable(format!(
-                    "the workspace disk quota ({} MiB per session) cannot be enforced here: {why}. Fix that, \
-                     or choose to run without a disk quota (`sessions.sandbox_disk_bytes = 0` in Bridle's \
-                     config; `LocalConfig::workspace_quota = None`)",
-                    bytes >> 20
-                ))
-            })?)),
-            // Quota off, but workspaces made while it was on live in images:
-            // keep mounting those.
-            None if Volumes::any_image(&cfg.state_dir) => match Volumes::probe(&cfg.state_dir, None) {
-                Ok(v) => Some(Arc::new(v)),
-                Err(why) => {
-                    return Err(SandboxError::Unavailable(format!(
-                        "{} holds workspace images (made with a disk quota) that cannot be mounted here: {why}",
-                        cfg.state_dir.join("disks").display()
-                    )));
-                }
-            },
-            None => None,
-        };
-
-        std::fs::create_dir_all(&cfg.state_dir)
-            .with_context(|| format!("create state dir {}", cfg.state_dir.display()))?;
-        mkdir_mode(&cfg.state_dir, 0o711)?;
-        if root {
-            check_traversable(&cfg.state_dir)?;
-        }
-        mkdir_mode(&cfg.state_dir.join("workspaces"), 0o711)?;
-        mkdir_mode(&cfg.state_dir.join("run"), 0o711)?;
-        if root {
-            match slot::sweep(&cfg.state_dir) {
-                0 => {}
-                n => info!(servers = n, "removed pooled-sandbox slots left by a previous server"),
-            }
-        }
-        if let Some(v) = &volumes {
-            v.prepare().map_err(SandboxError::Other)?;
-            // Volumes a killed or crashed server left mounted (loop devices
-            // included) are released here; their workspaces stay.
-            match v.sweep() {
-                Ok(0) => {}
-                Ok(n) => info!(volumes = n, "unmounted workspace volumes left by a previous server"),
-                Err(e) => warn!(error = %format!("{e:#}"), "could not sweep stale workspace volumes"),
-            }
-        }
+        let workspaces = Workspaces::new(&cfg, root)?;
+        workspaces.prepare_state_dir(root)?;
+        let volumes = workspaces.volumes().cloned();
         // Each server process builds its own copy: several nodes may share
         // one state dir, and rebuilding a directory another node's
         // sandboxes bind (by fd) would empty theirs.
@@ -645,14 +573,7 @@ impl LocalDriver {
         let etc_fd = open_path(&etc, true)?;
         let init_fd = open_path(&init, false)?;
 
-        let uids = if root {
-            let end = cfg.uid_base.checked_add(cfg.uid_count).ok_or_else(|| {
-                SandboxError::Invalid(format!("uid range {} + {} overflows", cfg.uid_base, cfg.uid_count))
-            })?;
-            Some(UidPool::new(&cfg.uid_lock_dir, cfg.uid_base..end)?)
-        } else {
-            None
-        };
+        let uids = if root { Some(UidPool::new(&cfg.uid_lock_dir, crate::settings::uid_range(&cfg)?)?) } else { None };
         let base_args = base_args(&cfg);
         let shared = Arc::new(Shared {
             egress: crate::egress::Hub::new(&cfg.egress)?,
@@ -662,11 +583,12 @@ impl LocalDriver {
             etc_fd,
             seccomp,
             cgroups,
+            workspaces,
             volumes,
             root,
             base_args,
             uids,
-            live: Mutex::new(HashMap::new()),
+            live: Live::new(),
         });
         info!(
             bwrap = %shared.bwrap.display(),
@@ -700,123 +622,38 @@ impl LocalDriver {
     /// Host path of a session's workspace (inside its mounted volume when the
     /// quota is on: present only while a sandbox of the session runs).
     pub fn workspace_path(&self, session_id: &str) -> PathBuf {
-        match self.volume_of(session_id) {
-            Some(v) => v.workspace(session_id),
-            None => self.plain_workspace(session_id),
-        }
-    }
-
-    /// The volumes, when this session's workspace is (or is to be) on one:
-    /// it has an image, or it is new and the quota is on. A plain directory
-    /// made before the quota was turned on stays one.
-    fn volume_of(&self, session_id: &str) -> Option<&Arc<Volumes>> {
-        let v = self.shared.volumes.as_ref()?;
-        if v.exists(session_id) || (v.creates() && !self.plain_workspace(session_id).is_dir()) { Some(v) } else { None }
-    }
-
-    /// A workspace as a plain directory: without a quota, or made before the
-    /// quota was turned on (kept as it is, unlimited).
-    fn plain_workspace(&self, session_id: &str) -> PathBuf {
-        self.shared.cfg.state_dir.join("workspaces").join(session_id)
+        self.shared.workspaces.path(session_id)
     }
 
     /// The running sandbox of a session, if any.
     pub fn live(&self, session_id: &str) -> Option<Arc<LocalSandbox>> {
-        let live = self.shared.live.lock().ok()?;
-        live.get(session_id).and_then(Weak::upgrade).filter(|s| s.is_running())
+        self.shared.live.get(session_id)
     }
 
     /// Claim, returning the concrete type.
     pub async fn claim_local(&self, spec: SandboxSpec) -> Result<Arc<LocalSandbox>> {
-        if !valid_session_id(&spec.session_id) {
-            return Err(SandboxError::Invalid(format!(
-                "session id {:?} must match [A-Za-z0-9_-]{{1,128}}",
-                spec.session_id
-            )));
-        }
-        if let Some(s) = self.live(&spec.session_id) {
-            crate::metrics::claim("local", "reused", None);
-            return Ok(s);
-        }
-        let started = std::time::Instant::now();
-        let pooled = self.pool.as_ref().and_then(|p| p.take_binding(&spec.limits));
-        let (result, outcome) = match pooled {
-            // The pool refills once the claim is bound (the binding dropped).
-            Some((sbx, _binding)) => (self.claim_pooled(sbx, spec).await, "pooled"),
-            None => (self.start_claim(spec).await, "started"),
-        };
-        let outcome = if result.is_ok() { outcome } else { "error" };
-        crate::metrics::claim("local", outcome, Some(started.elapsed()));
-        result
+        let from_pool = |sbx, spec| self.claim_pooled(sbx, spec);
+        let cold = |spec| self.start_claim(spec);
+        crate::claim::claim("local", &self.shared.live, self.pool.as_ref(), spec, from_pool, cold).await
     }
 
     /// Check a claim's workspace size against the driver's quota.
     fn check_workspace_bytes(&self, spec: &SandboxSpec) -> Result<()> {
-        if let Some(bytes) = spec.workspace_bytes {
-            if bytes < MIN_WORKSPACE_BYTES {
-                return Err(SandboxError::Invalid(format!(
-                    "the workspace quota must be at least {MIN_WORKSPACE_BYTES} bytes (16 MiB), got {bytes}"
-                )));
-            }
-            if !self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
-                return Err(SandboxError::Invalid(
-                    "this driver runs without a workspace quota (`workspace_quota = None`), so it cannot give \
-                     a session one of its own"
-                        .into(),
-                ));
-            }
-        }
-        Ok(())
+        self.shared.workspaces.check_bytes(spec)
     }
 
-    /// Make (or mount) the session's workspace: its directory, its volume's
-    /// `tmp` when on a volume, and the guard that keeps the volume mounted.
+    /// Make (or mount) the session's workspace.
     async fn open_workspace(&self, spec: &SandboxSpec) -> Result<Workspace> {
-        let plain = self.plain_workspace(&spec.session_id);
-        Ok(match self.volume_of(&spec.session_id).cloned() {
-            Some(v) => {
-                let (v2, s, size) = (v.clone(), spec.session_id.clone(), spec.workspace_bytes);
-                let guard = tokio::task::spawn_blocking(move || v2.attach(&s, size))
-                    .await
-                    .map_err(|e| anyhow!("volume task: {e}"))?
-                    .map_err(SandboxError::Other)?;
-                Workspace {
-                    dir: v.workspace(&spec.session_id),
-                    tmp: Some(v.tmp(&spec.session_id)),
-                    volume: Some(guard),
-                }
-            }
-            None => {
-                if self.shared.volumes.as_ref().is_some_and(|v| v.creates()) {
-                    warn!(session_id = %spec.session_id, "this workspace predates the disk quota: it stays a plain directory, without a quota");
-                }
-                mkdir_mode(&plain, 0o700)?;
-                Workspace { dir: plain, tmp: None, volume: None }
-            }
-        })
+        self.shared.workspaces.open(spec).await
     }
 
     /// Give the workspace (and its `tmp`) to the sandbox's host uid.
     async fn own_workspace(&self, ws: &Workspace, owner: u32, uid: u32) -> Result<()> {
-        if self.shared.root && owner != uid {
-            let ws2 = ws.dir.clone();
-            tokio::task::spawn_blocking(move || chown_tree(&ws2, uid))
-                .await
-                .map_err(|e| anyhow!("chown task: {e}"))??;
-        }
-        if let Some(t) = &ws.tmp
-            && self.shared.root
-        {
-            std::os::unix::fs::chown(t, Some(uid), Some(uid)).with_context(|| format!("chown {}", t.display()))?;
-        }
-        Ok(())
+        self.shared.workspaces.give(ws, owner, uid).await
     }
 
     fn register(&self, sbx: &Arc<LocalSandbox>, session_id: &str) {
-        if let Ok(mut live) = self.shared.live.lock() {
-            live.retain(|_, w| w.strong_count() > 0);
-            live.insert(session_id.to_owned(), Arc::downgrade(sbx));
-        }
+        self.shared.live.insert(session_id, sbx);
     }
 
     /// The part of a claim that starts a new sandbox.
@@ -824,7 +661,7 @@ impl LocalDriver {
         self.check_workspace_bytes(&spec)?;
         let env = session_env(&spec, self.shared.cfg.relay_port)?;
         let mut ws = self.open_workspace(&spec).await?;
-        let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
+        let owner = self.shared.workspaces.owner(&ws)?;
         let lease = match &self.shared.uids {
             Some(pool) => Some(pool.lease(Some(owner))?),
             None => None,
@@ -855,8 +692,7 @@ impl LocalDriver {
             // the release discards it after the slot lets go of it.
             let take_pooled = || sbx.pool_volume.lock().ok().and_then(|mut p| p.take());
             let pooled_bytes = sbx.pool_volume.lock().ok().and_then(|p| p.as_ref().map(PooledVolume::bytes));
-            let has_workspace = self.shared.volumes.as_ref().is_some_and(|v| v.exists(&spec.session_id))
-                || self.plain_workspace(&spec.session_id).is_dir();
+            let has_workspace = self.shared.workspaces.exists(&spec.session_id)?;
             let adopt = volume::from_pool(pooled_bytes, spec.workspace_bytes, has_workspace) == FromPool::Adopt;
             if let (true, Some(v), Some(pv)) = (adopt, &self.shared.volumes, take_pooled()) {
                 let (v2, s) = (v.clone(), spec.session_id.clone());
@@ -881,7 +717,7 @@ impl LocalDriver {
                 }
             }
             let mut ws = self.open_workspace(&spec).await?;
-            let owner = std::fs::symlink_metadata(&ws.dir).with_context(|| format!("stat {}", ws.dir.display()))?.uid();
+            let owner = self.shared.workspaces.owner(&ws)?;
             self.own_workspace(&ws, owner, sbx.host_uid).await?;
             slot.fill(&ws.dir, ws.tmp.as_deref())?;
             // Off the slot now: the pooled volume the session did not need
@@ -965,12 +801,17 @@ pub(crate) fn session_env(spec: &SandboxSpec, relay_port: u16) -> Result<Vec<(St
     env.extend(spec.env.iter().cloned());
     // Secrets: the placeholder only; the gateway holds the value.
     env.extend(spec.secrets.iter().map(|s| (s.name.clone(), s.placeholder.clone())));
-    for (k, v) in &env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(SandboxError::Invalid(format!("bad environment variable {k:?}")));
-        }
-    }
+    check_env(&env)?;
     Ok(env)
+}
+
+/// Every entry must reach the process as it is: a name, no `=` in it, no
+/// NUL anywhere (`execve` would split or cut them).
+pub(crate) fn check_env(env: &[(String, String)]) -> Result<()> {
+    match env.iter().find(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0')) {
+        Some((k, _)) => Err(SandboxError::Invalid(format!("bad environment variable {k:?}"))),
+        None => Ok(()),
+    }
 }
 
 fn base_args(cfg: &LocalConfig) -> Vec<OsString> {
@@ -1088,16 +929,6 @@ struct BootDirs {
     tmp: Option<PathBuf>,
     /// Set for a pooled sandbox.
     slot: Option<Arc<Slot>>,
-}
-
-/// Where a session's writable data lives.
-struct Workspace {
-    /// Bound at `/workspace`.
-    dir: PathBuf,
-    /// Bound at `/tmp` when on the quota volume (else `/tmp` is a tmpfs).
-    tmp: Option<PathBuf>,
-    /// Keeps the volume mounted while the sandbox runs.
-    volume: Option<VolumeGuard>,
 }
 
 pub(crate) fn random_id() -> String {
@@ -1320,13 +1151,11 @@ async fn boot_as(
         relay_port: port,
         shared: shared.clone(),
         chan: chan.clone(),
-        gateway: Mutex::new(None),
         activity,
         cgroup: Mutex::new({
             let mut g = cgroup_guard;
             g.0.take()
         }),
-        run_dir,
         bwrap: Mutex::new(Some(child)),
         bwrap_pid,
         table: Mutex::new(ExecTable::default()),
@@ -1335,10 +1164,9 @@ async fn boot_as(
         released: AtomicBool::new(false),
         end_reason: Mutex::new(None),
         host_uid: uid,
-        lease: Mutex::new(lease),
         slot,
         pool_volume: Mutex::new(None),
-        volume: Mutex::new(None),
+        host: HostResources::new(run_dir, lease),
         span: span.clone(),
     });
     sbx.activity.touch();
@@ -1355,15 +1183,6 @@ async fn boot_as(
         )
     });
     Ok(sbx)
-}
-
-struct RunDirGuard(Option<PathBuf>);
-impl Drop for RunDirGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
 }
 
 struct CgroupGuard(Option<SandboxCgroup>);
@@ -1465,10 +1284,8 @@ pub struct LocalSandbox {
     relay_port: u16,
     shared: Arc<Shared>,
     chan: Arc<Channel>,
-    gateway: Mutex<Option<Gateway>>,
     activity: Arc<Activity>,
     cgroup: Mutex<Option<SandboxCgroup>>,
-    run_dir: PathBuf,
     bwrap: Mutex<Option<tokio::process::Child>>,
     bwrap_pid: Option<u32>,
     table: Mutex<ExecTable>,
@@ -1477,17 +1294,15 @@ pub struct LocalSandbox {
     released: AtomicBool,
     end_reason: Mutex<Option<ExitStatus>>,
     host_uid: u32,
-    /// Held while the sandbox runs; dropping it frees the uid host-wide.
-    lease: Mutex<Option<UidLease>>,
     /// A pooled sandbox's slot (its `/workspace` mount point on the host).
     slot: Option<Arc<Slot>>,
     /// The fresh volume on a pooled sandbox's slot (with the disk quota),
     /// until a claim adopts or discards it; declared after `slot`, whose
     /// binds hold it busy.
     pool_volume: Mutex<Option<PooledVolume>>,
-    /// Declared after everything that may hold the mount busy; dropping it
-    /// unmounts the volume when this was its last sandbox.
-    volume: Mutex<Option<VolumeGuard>>,
+    /// Its run dir, uid lease, gateway and workspace volume; declared after
+    /// everything that may hold the volume's mount busy.
+    host: HostResources,
     span: tracing::Span,
 }
 
@@ -1541,12 +1356,9 @@ async fn monitor(weak: Weak<LocalSandbox>) {
             let _ = sbx.release_inner("process limit").await;
             return;
         }
-        // An unclaimed pooled sandbox idles by the pool's own rule.
-        if let Some(idle) = sbx.shared.cfg.idle_timeout
-            && sbx.session_id.get().is_some()
-            && sbx.activity.idle_for() >= idle
-        {
-            info!(idle_secs = idle.as_secs(), "releasing idle sandbox");
+        let timeout = sbx.shared.cfg.idle_timeout;
+        if crate::idle::expired(timeout, sbx.session_id.get().is_some(), sbx.activity.idle_for()) {
+            info!(idle_secs = timeout.unwrap_or_default().as_secs(), "releasing idle sandbox");
             let _ = sbx.release_inner("idle").await;
             return;
         }
@@ -1558,34 +1370,15 @@ impl LocalSandbox {
     /// in the run dir, which exists from now on), its environment, its id,
     /// and the guard of its workspace volume.
     fn bind_session(&self, spec: &SandboxSpec, env: Vec<(String, String)>, volume: Option<VolumeGuard>) -> Result<()> {
-        let sock = self.run_dir.join("gw.sock");
-        let gateway = Gateway::bind(
-            &sock,
-            GatewayConfig {
-                sandbox_id: self.id.clone(),
-                session_id: spec.session_id.clone(),
-                policy: spec.egress.clone(),
-                llm: spec.llm.clone(),
-                git: spec.git.clone(),
-                relay_port: self.relay_port,
-                hub: self.shared.egress.clone(),
-                mcp: spec.mcp.clone(),
-                mcp_failures: spec.mcp_failures.clone(),
-                secrets: spec.secrets.clone(),
-            },
-            self.activity.clone(),
-        )?;
-        if self.shared.root {
-            std::os::unix::fs::chown(&sock, Some(self.host_uid), Some(self.host_uid))
-                .context("chown gateway socket")?;
-        }
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).context("chmod gateway socket")?;
-        if let Ok(mut v) = self.volume.lock() {
-            *v = volume;
-        }
-        if let Ok(mut g) = self.gateway.lock() {
-            *g = Some(gateway);
-        }
+        let sock = self.host.run_dir().join("gw.sock");
+        let gateway = GatewayFor {
+            spec,
+            sandbox_id: &self.id,
+            relay_port: self.relay_port,
+            hub: &self.shared.egress,
+            activity: &self.activity,
+        };
+        self.host.bind_session(&sock, gateway, self.shared.root.then_some(self.host_uid), volume)?;
         if self.session_id.set(spec.session_id.clone()).is_err() || self.session_env.set(env).is_err() {
             return Err(SandboxError::Other(anyhow!("sandbox {} already serves a session", self.id)));
         }
@@ -1704,10 +1497,11 @@ impl LocalSandbox {
         let Some(session_env) = self.session_env.get() else {
             return Err(SandboxError::Invalid(format!("sandbox {} has no session yet", self.id)));
         };
-        let env: Vec<(String, String)> = session_env.iter().cloned().chain(request.env).collect();
         if request.argv.is_empty() {
             return Err(SandboxError::Invalid("exec needs a program".into()));
         }
+        check_env(&request.env)?;
+        let env: Vec<(String, String)> = session_env.iter().cloned().chain(request.env).collect();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
         let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
@@ -1828,27 +1622,14 @@ impl LocalSandbox {
             let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
         }
         self.finish_all();
-        // The slot's binds hold the workspace volume: unmount them first.
-        if let Some(slot) = self.slot.clone() {
-            let _ = tokio::task::spawn_blocking(move || slot.remove()).await;
-        }
-        let volume = self.volume.lock().ok().and_then(|mut v| v.take());
+        self.host.release(self.slot.clone()).await;
+        // A pooled volume no claim took: the slot that held it busy is gone now.
         let pooled = self.pool_volume.lock().ok().and_then(|mut v| v.take());
-        if volume.is_some() || pooled.is_some() {
-            let _ = tokio::task::spawn_blocking(move || drop((volume, pooled))).await;
+        if let Some(pv) = pooled {
+            let _ = tokio::task::spawn_blocking(move || drop(pv)).await;
         }
-        if let Ok(mut g) = self.gateway.lock() {
-            g.take();
-        }
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-        if let Ok(mut g) = self.lease.lock() {
-            g.take();
-        }
-        if let Some(session) = self.session_id.get()
-            && let Ok(mut live) = self.shared.live.lock()
-            && live.get(session).and_then(Weak::upgrade).is_some_and(|s| s.id == self.id)
-        {
-            live.remove(session);
+        if let Some(session) = self.session_id.get() {
+            self.shared.live.remove(session, &self.id);
         }
         info!(parent: &self.span, reason = why, "sandbox released");
         Ok(())
@@ -1884,10 +1665,7 @@ impl Drop for LocalSandbox {
             {
                 cg.kill_and_remove();
             }
-            if let Some(slot) = &self.slot {
-                slot.remove();
-            }
-            let _ = std::fs::remove_dir_all(&self.run_dir);
+            self.host.abandon(self.slot.as_deref());
         }
     }
 }
@@ -1907,7 +1685,7 @@ impl Sandbox for LocalSandbox {
         format!("http://127.0.0.1:{}", self.relay_port)
     }
     fn egress_stats(&self) -> EgressStats {
-        self.gateway.lock().ok().and_then(|g| g.as_ref().map(|g| g.stats())).unwrap_or_default()
+        self.host.egress_stats()
     }
     fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
@@ -1936,7 +1714,7 @@ impl Sandbox for LocalSandbox {
         }
         let placed = if let Some(rest) = path.strip_prefix(UPLOADS_DIR).filter(|r| r.starts_with('/')) {
             // A read-only bind of a host directory: the host writes it directly.
-            place::place(self.run_dir.join(UPLOADS_HOST_DIR), rest, content).await
+            place::place(self.host.run_dir().join(UPLOADS_HOST_DIR), rest, content).await
         } else {
             // Only root can own a file the sandbox's user cannot change.
             match self.bwrap_pid.filter(|_| is_root()).map(place::inner_pid) {
@@ -2041,37 +1819,16 @@ impl SandboxDriver for LocalDriver {
         Ok(self.claim_local(spec).await?)
     }
     async fn resume(&self, spec: SandboxSpec) -> Result<Arc<dyn Sandbox>> {
-        if !self.workspace_exists(&spec.session_id).await? {
-            return Err(SandboxError::Invalid(format!("session {} has no workspace to resume", spec.session_id)));
-        }
+        self.shared.workspaces.check_resumable(&spec.session_id)?;
         Ok(self.claim_local(spec).await?)
     }
     async fn workspace_exists(&self, session_id: &str) -> Result<bool> {
-        if !valid_session_id(session_id) {
-            return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
-        }
-        let volume = self.shared.volumes.as_ref().is_some_and(|v| v.exists(session_id));
-        Ok(volume || self.plain_workspace(session_id).is_dir())
+        self.shared.workspaces.exists(session_id)
     }
     async fn delete_workspace(&self, session_id: &str) -> Result<()> {
-        if !valid_session_id(session_id) {
-            return Err(SandboxError::Invalid(format!("bad session id {session_id:?}")));
-        }
         if let Some(s) = self.live(session_id) {
             s.release_inner("workspace deleted").await?;
         }
-        if let Some(v) = self.shared.volumes.clone() {
-            let s = session_id.to_owned();
-            tokio::task::spawn_blocking(move || v.delete(&s))
-                .await
-                .map_err(|e| anyhow!("volume task: {e}"))?
-                .map_err(SandboxError::Other)?;
-        }
-        let p = self.plain_workspace(session_id);
-        match tokio::fs::remove_dir_all(&p).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(SandboxError::Other(anyhow::Error::from(e).context(format!("remove {}", p.display())))),
-        }
+        self.shared.workspaces.delete(session_id).await
     }
 }

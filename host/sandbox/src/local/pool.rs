@@ -114,14 +114,10 @@ impl<S: Pooled> Pool<S> {
     }
 
     /// A pooled sandbox for a claim with `limits`, if one is ready and fits.
-    /// Any claim that fits counts as demand, so an emptied pool refills.
-    pub fn take(&self, limits: &Limits) -> Option<Arc<S>> {
-        self.take_binding(limits).map(|(s, _refill_now)| s)
-    }
-
-    /// [`Pool::take`], with the pool's refill held until the returned
-    /// [`Binding`] is dropped: drop it once the claim is bound.
-    pub fn take_binding(&self, limits: &Limits) -> Option<(Arc<S>, Binding)> {
+    /// Any claim that fits counts as demand, so an emptied pool refills; the
+    /// refill waits until the returned [`Binding`] is dropped: drop it once
+    /// the claim is bound.
+    pub fn take(&self, limits: &Limits) -> Option<(Arc<S>, Binding)> {
         if *limits != self.cfg.limits {
             return None;
         }
@@ -284,16 +280,16 @@ mod tests {
         let pool: Arc<Pool<Fake>> = Pool::new(PoolConfig { size: 2, ..PoolConfig::default() });
         pool.ready.lock().unwrap().extend([Arc::new(Fake), Arc::new(Fake)]);
         let other = Limits { max_processes: Some(7), ..Limits::default() };
-        assert!(pool.take_binding(&other).is_none());
+        assert!(pool.take(&other).is_none());
         assert_eq!(pool.binding.load(Ordering::SeqCst), 0, "a claim the pool does not fit holds nothing");
-        let (_a, bind_a) = pool.take_binding(&Limits::default()).expect("one");
-        let (_b, bind_b) = pool.take_binding(&Limits::default()).expect("two");
+        let (_a, bind_a) = pool.take(&Limits::default()).expect("one");
+        let (_b, bind_b) = pool.take(&Limits::default()).expect("two");
         assert_eq!(pool.binding.load(Ordering::SeqCst), 2);
         drop(bind_a);
         assert_eq!(pool.binding.load(Ordering::SeqCst), 1);
         drop(bind_b);
         // An empty pool still counts the claim until it is dropped.
-        let (none, bind) = (pool.take_binding(&Limits::default()), pool.binding.load(Ordering::SeqCst));
+        let (none, bind) = (pool.take(&Limits::default()), pool.binding.load(Ordering::SeqCst));
         assert!(none.is_none());
         assert_eq!(bind, 0, "no sandbox taken, nothing to bind");
     }

@@ -661,7 +661,7 @@ mod tests {
     fn pooled_volume_names_never_collide_with_a_session_id() {
         assert!(is_pooled("pool.sbx_0123"));
         // Session ids are [A-Za-z0-9_-]: never a `.`.
-        assert!(!crate::local::valid_session_id("pool.sbx_0123"));
+        assert!(!crate::workspace::valid_session_id("pool.sbx_0123"));
         assert!(!is_pooled("pool-sbx_0123"));
         assert!(!is_pooled("sess_pool."));
     }
