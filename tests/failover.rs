@@ -674,3 +674,64 @@ fn sqlite_node_killed_during_a_delegated_thread_ends_it_clearly() {
     });
     node.assert_alive();
 }
+
+/// kill -9 while a delegated thread is idle: the thread keeps its resume token in the database,
+/// and the coordinator's follow-up after the restart resumes the child with its context (its
+/// model request for the follow-up carries the first exchange); no second thread is created.
+#[test]
+fn sqlite_an_idle_thread_takes_a_follow_up_after_a_restart() {
+    let fx = Fixture::new("threads-idle");
+    let helper_model = format!("{}-helper", fx.model);
+    let answer = Reply { text: "Answer {{turn}} about {{last_user}}".into(), ..Reply::default() };
+    fx.fake.set_scenario(&helper_model, Scenario { turns: vec![answer], ..Scenario::default() });
+    let call = |input: Value| Reply {
+        text: "Coordinator: {{tool_output}}".into(),
+        tools: vec![ToolCall { custom: Some("delegate_to_agent".into()), input: Some(input), ..ToolCall::default() }],
+        ..Reply::default()
+    };
+    let first = call(json!({"agent": "helper", "message": "the apples"}));
+    fx.fake.set_scenario(&fx.model, Scenario { turns: vec![first.clone()], ..Scenario::default() });
+    let mut node = fx.node(Backend::Sqlite);
+    let rt = rt();
+    rt.block_on(async {
+        let api = Api::new(&node);
+        let sid = coordinator_session(&fx, &api, &helper_model).await;
+        let stream = Stream::open(&api, &sid).await;
+        api.send(&sid, "ask about apples").await;
+        stream.wait_for(0, "the first turn idle", WAIT, is_idle).await;
+        drop(stream);
+        let threads = child_threads(&api, &sid).await;
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_eq!(threads[0]["status"], "idle", "{threads:?}");
+        let tid = threads[0]["id"].as_str().unwrap().to_owned();
+
+        node.stop();
+        node.start_again();
+        let follow = call(json!({"thread_id": tid, "message": "the pears"}));
+        fx.fake.set_scenario(&fx.model, Scenario { turns: vec![first, follow], ..Scenario::default() });
+        let api = Api::new(&node);
+        let stream = Stream::open(&api, &sid).await;
+        let idle = stream.wait_for(0, "the first turn idle, replayed", WAIT, is_idle).await;
+        api.send(&sid, "now ask about pears").await;
+        let end = stream.wait_for(idle + 1, "the follow-up's turn idle", WAIT, is_idle).await;
+        let frames = stream.snapshot();
+        let turn = &frames[idle + 1..=end];
+        assert!(turn.iter().all(|f| f.kind != "session.thread_created"), "a follow-up creates no thread");
+        let answer = turn.iter().rev().find(|f| f.kind == "agent.message").expect("the coordinator answered");
+        assert!(answer.body.to_string().contains("Answer 2 about the pears"), "{}", answer.body);
+
+        let threads = child_threads(&api, &sid).await;
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_eq!(threads[0]["status"], "idle", "{threads:?}");
+        let pears: Vec<String> = fx
+            .fake
+            .model_requests(&helper_model)
+            .iter()
+            .map(|r| r.body.to_string())
+            .filter(|b| b.contains("the pears"))
+            .collect();
+        let last = pears.last().expect("the child asked its model about the pears");
+        assert!(last.contains("the apples") && last.contains("Answer 1 about the apples"), "{last}");
+    });
+    node.assert_alive();
+}

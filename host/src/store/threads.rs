@@ -37,6 +37,8 @@ pub struct ThreadChange {
     pub stats: Option<Value>,
     /// Stamp `archived_at` (if not yet archived).
     pub archive: bool,
+    /// The thread runtime's resume token.
+    pub resume: Option<String>,
 }
 
 fn encode(t: &SessionThread) -> StoreResult<String> {
@@ -74,6 +76,15 @@ impl Store {
         row.as_ref().map(decode_thread).transpose()
     }
 
+    /// A child thread's runtime resume token, if its runtime left one.
+    pub async fn thread_resume(&self, thread_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT resume FROM session_threads WHERE id = $1")
+            .bind(thread_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>("resume")).transpose()?.flatten())
+    }
+
     /// A session's child threads with their positions, in creation order.
     pub async fn list_threads(&self, session_id: &str) -> StoreResult<Vec<(i64, SessionThread)>> {
         let rows = sqlx::query("SELECT position, body FROM session_threads WHERE session_id = $1 ORDER BY position")
@@ -85,7 +96,7 @@ impl Store {
 
     /// Change a thread as `change` says. Returns the thread as now stored.
     pub async fn update_thread(&self, thread_id: &str, change: ThreadChange) -> StoreResult<Option<SessionThread>> {
-        let ThreadChange { status, usage, stats, archive } = change;
+        let ThreadChange { status, usage, stats, archive, resume } = change;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // A write first (a no-op one): a transaction that read before it wrote could not
@@ -112,9 +123,10 @@ impl Store {
             t.archived_at = Some(now.clone());
         }
         t.updated_at = now;
-        sqlx::query("UPDATE session_threads SET status = $1, body = $2 WHERE id = $3")
+        sqlx::query("UPDATE session_threads SET status = $1, body = $2, resume = COALESCE($3, resume) WHERE id = $4")
             .bind(t.status.as_str())
             .bind(encode(&t)?)
+            .bind(resume)
             .bind(thread_id)
             .execute(&mut *tx)
             .await?;

@@ -7,6 +7,7 @@ model hears and a `thread_limit_error`."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -87,6 +88,85 @@ def test_a_coordinator_delegates_to_a_thread(stack, engine, model, sessions):
     # A child thread is archived on its own; the primary thread only with its session.
     archived = stack.client.beta.sessions.threads.archive(tid, session_id=s.id)
     s.check(archived.archived_at is not None and archived.status == "idle", f"archived child: {archived}")
+    # An archived thread takes no follow-up.
+    stack.fake.set_scenario(model, {"turns": [following_up(tid, "more")]})
+    more = s.turn("Follow up.")
+    final = text_of(of_type(more, "agent.message")[-1])
+    s.check(f"thread `{tid}` is archived" in final, f"the model heard why: {final!r}")
+    s.check_credentials()
+
+
+def following_up(thread_id: str, message: str) -> dict:
+    return {"tools": [{"custom": TOOL, "input": {"thread_id": thread_id, "message": message}}],
+            "text": "Coordinator: {{tool_output}}"}
+
+
+def test_a_follow_up_goes_on_in_the_same_thread(stack, engine, model, sessions):
+    """The coordinator delegates twice to one thread: the second call names the thread the first
+    result gave, the child's runtime (ended after its first turn) resumes with its context (its
+    second model request carries the first exchange), the thread goes idle, running, idle again,
+    and no second thread is created. A follow-up to a thread of another session is a tool error."""
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    helper_model = model + "-helper"
+    stack.fake.set_scenario(helper_model, {"turns": [{"text": "First answer, about {{last_user}}"},
+                                                     {"text": "Answer {{turn}}, about {{last_user}}"}]})
+    s, helper = coordinator_session(stack, model, helper_model)
+    sessions.append(s)
+    first = {"tools": [{"custom": TOOL, "input": {"agent": helper.name, "message": "the apples"}}],
+             "text": "Coordinator: {{tool_output}}"}
+    stack.fake.set_scenario(model, {"turns": [first]})
+    evs = s.turn("Ask the helper about apples.")
+    (created,) = of_type(evs, "session.thread_created")
+    tid = created["session_thread_id"]
+    final = text_of(of_type(evs, "agent.message")[-1])
+    s.check("First answer, about the apples" in final and tid in final,
+            f"the first result names the thread: {final!r}")
+    s.check(stack.client.beta.sessions.threads.retrieve(tid, session_id=s.id).status == "idle", "idle after turn 1")
+    # Turn 2: the coordinator follows up on the thread its first result named.
+    stack.fake.set_scenario(model, {"turns": [first, following_up(tid, "the pears")]})
+    start = s.mark()
+    s.message("Now ask about pears.")
+    end, _ = s.wait_idle(start, "end_turn")
+    evs = s.snapshot(start)[: end - start + 1]
+    s.check(not of_type(evs, "session.thread_created"), f"a follow-up creates no thread: {evs}")
+    s.check(not of_type(evs, "session.error"), f"no session.error: {of_type(evs, 'session.error')}")
+    found = s.expect_order(evs, [
+        "session.thread_status_running", "agent.thread_message_sent", "session.thread_status_idle",
+        "agent.message", is_idle("end_turn"),
+    ], "the follow-up's events in the session log")
+    s.check(all(e.get("session_thread_id", e.get("to_session_thread_id")) == tid for e in found[:3]),
+            f"the follow-up's events name the thread: {found[:3]}")
+    s.check(found[1]["content"][0]["text"] == "the pears", f"thread_message_sent: {found[1]}")
+    final = text_of(of_type(evs, "agent.message")[-1])
+    # The child's second turn is its conversation's second: the fake counts the user turns sent.
+    s.check("Answer 2, about the pears" in final, f"the follow-up's answer: {final!r}")
+    threads = list(stack.client.beta.sessions.threads.list(s.id))
+    s.check([t.id for t in threads][1:] == [tid], f"still one child thread: {[t.id for t in threads]}")
+    child = stack.client.beta.sessions.threads.retrieve(tid, session_id=s.id)
+    s.check(child.status == "idle", f"the child is idle again: {child.status}")
+    # The child's log: two turns, each opened by the message it received.
+    log = [e.to_dict(mode="json") for e in stack.client.beta.sessions.threads.events.list(tid, session_id=s.id)]
+    s.expect_order(log, [
+        "session.thread_status_running", "agent.thread_message_received", "agent.message",
+        "session.thread_status_idle", "session.thread_status_running", "agent.thread_message_received",
+        "agent.message", "session.thread_status_idle",
+    ], "the child thread's log over two turns")
+    received = of_type(log, "agent.thread_message_received")
+    s.check([text_of(e) for e in received] == ["the apples", "the pears"], f"received: {received}")
+    # The child's model request for the pears carries the apples exchange: its context was kept.
+    pears = [json.dumps(r["body"]) for r in stack.fake.requests(helper_model) if "the pears" in json.dumps(r["body"])]
+    s.check(bool(pears), "the fake saw the child's second turn")
+    s.check("the apples" in pears[-1] and "First answer, about the apples" in pears[-1],
+            "the child's second model request carries its first exchange")
+    # Another session's thread id is no thread of this one.
+    other, _ = coordinator_session(stack, model, helper_model)
+    sessions.append(other)
+    stack.fake.set_scenario(model, {"turns": [following_up(tid, "hello")]})
+    evs = other.turn("Follow up on a thread not mine.")
+    final = text_of(of_type(evs, "agent.message")[-1])
+    other.check(f"`{tid}` is not a thread of this session" in final, f"the model heard why: {final!r}")
+    other.check(not of_type(evs, "session.thread_status_running"), "no thread ran")
     s.check_credentials()
 
 
@@ -145,6 +225,12 @@ def test_an_interrupt_ends_the_running_thread(stack, engine, model, sessions):
     stack.fake.set_scenario(model, {"turns": [{"text": "plain answer"}]})
     more = s.turn("Say something.")
     s.check(text_of(of_type(more, "agent.message")[-1]) == "plain answer", "a turn after the interrupt")
+    # A follow-up to the terminated thread is a tool error naming it; the thread stays terminated.
+    stack.fake.set_scenario(model, {"turns": [following_up(tid, "go on")]})
+    more = s.turn("Follow up.")
+    final = text_of(of_type(more, "agent.message")[-1])
+    s.check(f"thread `{tid}` is terminated" in final, f"the model heard why: {final!r}")
+    s.check(not of_type(more, "session.thread_status_running"), "the terminated thread did not run")
 
 
 def test_past_the_thread_limit_the_model_hears_an_error(stack, engine, model, sessions):

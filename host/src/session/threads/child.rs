@@ -4,6 +4,10 @@
 //! its final `agent.message` text is the call's result. The thread's events
 //! go to its own log, its status changes also to the session's.
 //!
+//! The runtime ends with each turn (the thread goes idle); a follow-up call
+//! naming the thread starts it again from the resume token it checkpointed,
+//! so the agent keeps its conversation (its state is in the workspace).
+//!
 //! It runs as the coordinator runner's tool task: an interrupt aborts the
 //! task, and [`Thread`]'s drop then ends the child runtime and marks the
 //! thread terminated.
@@ -66,37 +70,81 @@ impl Parent {
     }
 }
 
-/// Run one delegation call to its result.
+/// Run one delegation call to its result: a turn of a new child thread, or
+/// of the idle thread the call follows up on.
 pub(crate) async fn run(parent: Parent, call: ToolCall) -> ToolOutcome {
     let error = |content: String| ToolOutcome { id: call.id.clone(), content, is_error: true, exit_code: None };
     let roster = parent.roster.clone();
-    let (agent, message) = match delegation::parse_call(&call.input, &roster) {
+    let request = match delegation::parse_call(&call.input, &roster) {
         Ok(x) => x,
         Err(why) => return error(why),
     };
-    let created = match parent.host.store.list_threads(&parent.session_id).await {
-        Ok(t) => t.len(),
-        Err(e) => return error(format!("the thread could not be created: {e}")),
+    let primary = primary_thread_id(&parent.session_id);
+    let opened = match &request.thread_id {
+        None => new_thread(&parent, request.agent).await,
+        Some(id) => follow_up(&parent, id, &primary, request.agent, &roster).await,
     };
-    if let Err(why) = delegation::check_limits(parent.limits(), created, RUNNING.load(Ordering::SeqCst)) {
-        tracing::info!(reason = %why, "delegation refused");
-        parent.to_session(vec![delegation::limit_error(&why)]).await;
-        return error(format!("the delegation was refused: {why}"));
-    }
-    let mut thread = match Thread::create(&parent, agent).await {
-        Ok(t) => t,
+    let (mut thread, agent) = match opened {
+        Ok(x) => x,
         Err(why) => return error(why),
     };
+    let message = request.message;
     let span = tracing::info_span!("thread", thread_id = %thread.id, agent = %agent.name);
-    let primary = primary_thread_id(&parent.session_id);
-    parent.to_session(delegation::primary_start(&thread.id, &agent.name, &message)).await;
+    parent.to_session(delegation::primary_start(&thread.id, &agent.name, &message, request.thread_id.is_none())).await;
     thread.log(delegation::child_start(&thread.id, &agent.name, &primary, &message)).await;
     let result = thread.turn(&parent, agent, &message).instrument(span).await;
     thread.end(&parent, result.as_ref().err().map(String::as_str)).await;
     match result {
-        Ok(text) => ToolOutcome { id: call.id.clone(), content: text, is_error: false, exit_code: None },
-        Err(why) => error(format!("agent `{}` failed: {why}", agent.name)),
+        Ok(text) => ToolOutcome {
+            id: call.id.clone(),
+            content: delegation::answer(&thread.id, &text),
+            is_error: false,
+            exit_code: None,
+        },
+        Err(why) => error(format!("agent `{}` failed (thread `{}` is terminated): {why}", agent.name, thread.id)),
     }
+}
+
+/// A new child thread for `agent`, within the limits.
+async fn new_thread<'a>(parent: &Parent, agent: Option<&'a RosterAgent>) -> Result<(Thread, &'a RosterAgent), String> {
+    // `parse_call` names an agent whenever no thread is named.
+    let agent = agent.ok_or("`agent` is required")?;
+    let created = parent
+        .host
+        .store
+        .list_threads(&parent.session_id)
+        .await
+        .map_err(|e| format!("the thread could not be created: {e}"))?;
+    limits(parent, Some(created.len())).await?;
+    Ok((Thread::create(parent, agent).await?, agent))
+}
+
+/// The session's idle thread `thread_id`, running again (a follow-up is no
+/// new thread: only the node's runtime limit applies).
+async fn follow_up<'a>(
+    parent: &Parent,
+    thread_id: &str,
+    primary: &str,
+    named: Option<&RosterAgent>,
+    roster: &'a [RosterAgent],
+) -> Result<(Thread, &'a RosterAgent), String> {
+    let read = |e: crate::store::StoreError| format!("thread `{thread_id}` could not be read: {e}");
+    let stored = parent.host.store.get_thread(&parent.session_id, thread_id).await.map_err(read)?;
+    let agent = delegation::follow_up(thread_id, stored.as_ref(), primary, named, roster)?;
+    let Some(stored) = stored else { return Err(format!("`{thread_id}` is not a thread of this session")) };
+    limits(parent, None).await?;
+    let resume = parent.host.store.thread_resume(thread_id).await.map_err(read)?;
+    Ok((Thread::resume(parent, agent, stored, resume).await?, agent))
+}
+
+/// The thread limits, checked; a refusal also goes to the session's log.
+async fn limits(parent: &Parent, new_thread: Option<usize>) -> Result<(), String> {
+    if let Err(why) = delegation::check_limits(parent.limits(), new_thread, RUNNING.load(Ordering::SeqCst)) {
+        tracing::info!(reason = %why, "delegation refused");
+        parent.to_session(vec![delegation::limit_error(&why)]).await;
+        return Err(format!("the delegation was refused: {why}"));
+    }
+    Ok(())
 }
 
 /// A child thread while it runs. Dropped before [`Thread::end`] (the
@@ -112,11 +160,18 @@ struct Thread {
     ended: bool,
     parent: Option<Parent>,
     started: std::time::Instant,
+    /// The runtime's resume token: the one its turn starts from, then the
+    /// last it checkpointed.
+    resume: Option<String>,
+    /// Seconds the thread ran in its earlier turns.
+    active_before: f64,
+    created_micros: i64,
 }
 
 impl Thread {
     async fn create(parent: &Parent, agent: &RosterAgent) -> Result<Thread, String> {
-        let now = rfc3339(now_micros());
+        let micros = now_micros();
+        let now = rfc3339(micros);
         let t = SessionThread {
             id: new_id(Kind::SessionThread),
             agent: thread_agent(&agent.snapshot),
@@ -144,6 +199,45 @@ impl Thread {
             ended: false,
             parent: Some(parent.clone()),
             started: std::time::Instant::now(),
+            resume: None,
+            active_before: 0.0,
+            created_micros: micros,
+        })
+    }
+
+    /// An idle thread of the session, running again for a follow-up turn
+    /// from its runtime's resume token. (The session's delegation calls run
+    /// one at a time, on the node holding its lease: no other call claims
+    /// the thread between its check and this.)
+    async fn resume(
+        parent: &Parent,
+        agent: &RosterAgent,
+        stored: SessionThread,
+        resume: Option<String>,
+    ) -> Result<Thread, String> {
+        let change = ThreadChange { status: Some(SessionStatus::Running), ..Default::default() };
+        parent
+            .host
+            .store
+            .update_thread(&stored.id, change)
+            .await
+            .map_err(|e| format!("thread `{}` could not be resumed: {e}", stored.id))?;
+        tracing::info!(thread_id = %stored.id, agent = %agent.name, resumable = resume.is_some(), "delegated thread resumed");
+        let stat = |k: &str| stored.stats.as_ref().and_then(|s| s[k].as_f64()).unwrap_or(0.0);
+        Ok(Thread {
+            agent_name: agent.name.clone(),
+            host: parent.host.clone(),
+            session_id: parent.session_id.clone(),
+            rt: None,
+            counted: false,
+            usage: stored.usage.as_ref().and_then(Value::as_object).cloned().unwrap_or_default(),
+            ended: false,
+            parent: Some(parent.clone()),
+            started: std::time::Instant::now(),
+            resume,
+            active_before: stat("active_seconds"),
+            created_micros: crate::time::parse_rfc3339(&stored.created_at).unwrap_or_else(now_micros),
+            id: stored.id,
         })
     }
 
@@ -175,7 +269,7 @@ impl Thread {
             engine: Some(engine),
             agent: &runtime_agent,
             environment_id: &parent.environment_id,
-            resume: None,
+            resume: self.resume.as_deref(),
             mounts: &parent.mounts,
             vault_ids: &parent.vault_ids,
             mcp_failures: &parent.mcp_failures,
@@ -275,10 +369,13 @@ impl Thread {
             PluginAction::TurnEnded(_) => Ok(Step::Done),
             PluginAction::Failed(f) => Err(f.message),
             PluginAction::Invalid(msg) => Err(format!("the harness plugin emitted an invalid event: {msg}")),
-            PluginAction::Retrying { .. }
-            | PluginAction::Resumed
-            | PluginAction::Checkpoint(_)
-            | PluginAction::Preview(_) => Ok(Step::Go(Vec::new())),
+            PluginAction::Checkpoint(token) => {
+                self.resume = Some(token);
+                Ok(Step::Go(Vec::new()))
+            }
+            PluginAction::Retrying { .. } | PluginAction::Resumed | PluginAction::Preview(_) => {
+                Ok(Step::Go(Vec::new()))
+            }
         }
     }
 
@@ -300,13 +397,15 @@ impl Thread {
                 (SessionStatus::Terminated, delegation::status_terminated(&self.id, &self.agent_name))
             }
         };
-        let secs = self.started.elapsed().as_secs_f64();
+        let active = self.active_before + self.started.elapsed().as_secs_f64();
+        let duration = (now_micros() - self.created_micros).max(0) as f64 / 1e6;
         let change = ThreadChange {
             status: Some(status),
             usage: Some(usage),
-            // The thread ran once, for its one turn.
-            stats: Some(json!({"active_seconds": secs, "duration_seconds": secs})),
+            stats: Some(json!({"active_seconds": active, "duration_seconds": duration.max(active)})),
             archive: false,
+            // A follow-up resumes the runtime from here.
+            resume: self.resume.clone(),
         };
         if let Err(e) = self.host.store.update_thread(&self.id, change).await {
             tracing::warn!(error = format!("{e:#}"), "storing the thread's status failed");
