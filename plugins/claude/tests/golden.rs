@@ -80,6 +80,8 @@ cases! {
     cc5_max_turns => "cc5.jsonl",
     permission_allow => "permission_allow.script.jsonl",
     permission_deny => "permission_deny.script.jsonl",
+    // A malformed answer is refused and leaves the prompt answerable.
+    confirmation_malformed_then_allow => "confirmation_malformed.script.jsonl",
     interrupt => "interrupt.script.jsonl",
     rate_limited_retry_then_resume => "rate_limit.script.jsonl",
     mcp_and_thinking => "mcp_thinking.script.jsonl",

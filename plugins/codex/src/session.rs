@@ -8,8 +8,10 @@ use crate::protocol::{
     McpBlock, Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
 };
 use crate::remote::WorkerTools;
+use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
+use bridle_harness_sdk::events::{self, ModelUsage, text_content};
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -199,8 +201,8 @@ impl CodexSession {
 
     fn open_span(&mut self, out: &mut Vec<Action>) {
         if self.span.is_none() {
-            let id = new_event_id();
-            out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
+            let (id, start) = events::span_start();
+            out.push(start);
             self.span = Some(id);
         }
     }
@@ -209,21 +211,15 @@ impl CodexSession {
         let Some(start_id) = self.span.take() else {
             return;
         };
-        let usage = usage.unwrap_or_default();
-        // OpenAI counts cached tokens inside input tokens; Managed Agents
-        // (Anthropic semantics) counts them apart.
-        let cached = usage.cached_input_tokens.unwrap_or(0);
-        out.push(Action::emit_json(&json!({
-            "type": "span.model_request_end",
-            "model_request_start_id": start_id,
-            "is_error": is_error,
-            "model_usage": {
-                "input_tokens": usage.input_tokens.unwrap_or(0).saturating_sub(cached),
-                "output_tokens": usage.output_tokens.unwrap_or(0),
-                "cache_creation_input_tokens": usage.cache_write_input_tokens.unwrap_or(0),
-                "cache_read_input_tokens": cached,
-            },
-        })));
+        // OpenAI counts cached tokens inside input tokens.
+        let u = usage.unwrap_or_default();
+        let usage = ModelUsage::cached_in_input(
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.cache_write_input_tokens,
+        );
+        out.push(events::span_end(&start_id, is_error, &usage));
     }
 
     fn release_held(&mut self, item_id: &str, permission: &str, out: &mut Vec<Action>) {
@@ -278,15 +274,10 @@ impl CodexSession {
             return;
         };
         self.approvals.retain(|id, _| *id != item.event_id);
-        let event = match item.kind {
-            ToolKind::Builtin => json!({"type": "agent.tool_result", "tool_use_id": item.event_id,
-                                        "content": content, "is_error": is_error}),
-            ToolKind::Mcp => {
-                json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": item.event_id,
-                                    "content": content, "is_error": is_error})
-            }
-        };
-        out.push(Action::emit_json(&event));
+        out.push(match item.kind {
+            ToolKind::Builtin => events::tool_result_blocks(&item.event_id, content, is_error),
+            ToolKind::Mcp => events::mcp_tool_result(&item.event_id, content, is_error),
+        });
     }
 
     fn on_item_started(&mut self, item: Option<Item>, out: &mut Vec<Action>) {
@@ -362,11 +353,9 @@ impl CodexSession {
                 self.progress(out);
                 let event_id = self.previews.claim_key(&id).unwrap_or_else(new_event_id);
                 if let Some(text) = text.filter(|t| !t.is_empty()) {
-                    out.push(Action::emit_json(&json!({
-                        "type": "agent.message",
-                        "id": event_id,
-                        "content": [{"type": "text", "text": text}],
-                    })));
+                    out.push(Action::emit_json(
+                        &json!({"type": "agent.message", "id": event_id, "content": text_content(&text)}),
+                    ));
                 }
             }
             ItemKind::Reasoning {} if !self.thinking_items.contains(&id) => {
@@ -425,10 +414,7 @@ impl CodexSession {
                     "type": "agent.tool_use", "id": event_id, "name": "web_search",
                     "input": {"query": query.unwrap_or_default()}, "evaluated_permission": "allow",
                 })));
-                out.push(Action::emit_json(&json!({
-                    "type": "agent.tool_result", "tool_use_id": event_id,
-                    "content": [], "is_error": false,
-                })));
+                out.push(events::tool_result(&event_id, "", false));
             }
             ItemKind::ContextCompaction {} => {
                 out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
@@ -777,20 +763,12 @@ impl CodexSession {
     }
 
     fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
-        let allow = match event["result"].as_str() {
-            Some("allow") => true,
-            Some("deny") => false,
-            other => return Err(format!("user.tool_confirmation result {other:?}")),
-        };
-        let message =
-            event["deny_message"].as_str().filter(|s| !s.is_empty()).unwrap_or("The user denied this tool call.");
-        if let Some(actions) = self.worker.on_confirmation(id, allow, message) {
+        let c = Confirmation::from_event(event)?;
+        if let Some(actions) = self.worker.on_confirmation(&c) {
             return Ok(actions);
         }
-        let approval =
-            self.approvals.remove(id).ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
-        Ok(vec![approval_reply(&approval.rpc_id, approval.form, allow)])
+        let approval = self.approvals.remove(&c.tool_use_id).ok_or_else(|| c.unexpected())?;
+        Ok(vec![approval_reply(&approval.rpc_id, approval.form, c.allow)])
     }
 }
 
@@ -919,10 +897,6 @@ fn object_or_empty(v: &Value) -> Value {
         Value::Null => json!({}),
         other => json!({"arguments": other}),
     }
-}
-
-fn text_content(text: &str) -> Vec<Value> {
-    if text.is_empty() { Vec::new() } else { vec![json!({"type": "text", "text": text})] }
 }
 
 /// MCP content block → Managed Agents block.

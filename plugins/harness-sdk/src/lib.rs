@@ -121,9 +121,11 @@
 //! the engine name is what vault metadata `sandbox0.managed_agents.engine`
 //! selects. `bridle plugins inspect x.wasm` shows what the component declares.
 
+pub mod confirmation;
 pub mod content;
 pub mod custom;
 pub mod errors;
+pub mod events;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
 pub mod policy;
