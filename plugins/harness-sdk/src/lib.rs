@@ -124,6 +124,8 @@
 pub mod confirmation;
 pub mod content;
 pub mod custom;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod endpoint_cases;
 pub mod errors;
 pub mod events;
 #[cfg(not(target_arch = "wasm32"))]
