@@ -12,6 +12,7 @@ use crate::remote::{self, Unannounced, WorkerTools};
 use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::held::HeldUses;
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
@@ -32,14 +33,6 @@ struct ToolRef {
     mcp: bool,
     /// A custom tool: its result is the user's, not an agent event.
     custom: bool,
-}
-
-/// An `always_ask` tool use held back until Claude Code either asks for
-/// permission (→ `evaluated_permission: "ask"`) or runs it anyway (→ "allow").
-#[derive(Debug, Clone)]
-struct Held {
-    tool_use_id: String,
-    event: Value,
 }
 
 /// A `can_use_tool` control request waiting for `user.tool_confirmation`.
@@ -77,7 +70,9 @@ pub struct ClaudeSession {
     worker: WorkerTools,
     checkpointed: Option<String>,
     tools: HashMap<String, ToolRef>,
-    held: Vec<Held>,
+    /// `always_ask` tool uses (by Claude's tool use id) held until Claude
+    /// Code asks for permission (→ "ask") or runs them anyway (→ "allow").
+    held: HeldUses,
     permissions: HashMap<String, PendingPermission>,
     span: Option<Span>,
     /// A retry was reported and no progress seen since.
@@ -139,22 +134,6 @@ impl ClaudeSession {
         self.retry.progress(out);
     }
 
-    /// Emit a held tool use with the given permission.
-    fn release_held(&mut self, tool_use_id: &str, permission: &str, out: &mut Vec<Action>) {
-        if let Some(pos) = self.held.iter().position(|h| h.tool_use_id == tool_use_id) {
-            let mut held = self.held.remove(pos);
-            held.event["evaluated_permission"] = json!(permission);
-            out.push(Action::emit_json(&held.event));
-        }
-    }
-
-    fn release_all_held(&mut self, out: &mut Vec<Action>) {
-        for mut held in std::mem::take(&mut self.held) {
-            held.event["evaluated_permission"] = json!("allow");
-            out.push(Action::emit_json(&held.event));
-        }
-    }
-
     /// The permission and event body for a Claude tool use.
     fn tool_event(&self, name: &str, input: &Value, event_id: &str) -> (Perm, Value, bool) {
         if let Some(tool) = self.worker.toolset_name(name) {
@@ -213,7 +192,7 @@ impl ClaudeSession {
                 event["evaluated_permission"] = json!("allow");
                 out.push(Action::emit_json(&event));
             }
-            Perm::Ask | Perm::Auto => self.held.push(Held { tool_use_id: id.to_string(), event }),
+            Perm::Ask | Perm::Auto => self.held.hold(id, event),
         }
     }
 
@@ -223,7 +202,7 @@ impl ClaudeSession {
             return;
         };
         // Ran without a permission prompt: it was allowed after all.
-        self.release_held(id, "allow", out);
+        self.held.release(id, out);
         let Some(tool) = self.tools.get(id).cloned() else {
             log(LogLevel::Warn, &format!("claude: tool_result for unknown tool use {id}, skipped"));
             return;
@@ -293,21 +272,13 @@ impl ClaudeSession {
         // oldest held use of the same tool.
         let tool_use_id = match req.tool_use_id {
             Some(id) => Some(id),
-            None => self
-                .held
-                .iter()
-                .find(|h| {
-                    let n = &h.event["name"];
-                    n.as_str() == self.worker.toolset_name(name).or(toolset_name(name)).or(Some(name))
-                })
-                .map(|h| h.tool_use_id.clone()),
-        };
-        let held_pos = tool_use_id.as_deref().and_then(|id| self.held.iter().position(|h| h.tool_use_id == id));
-        let (perm, event) = match held_pos {
-            Some(pos) => {
-                let held = self.held.remove(pos);
-                (Perm::Ask, Some(held.event))
+            None => {
+                let tool = self.worker.toolset_name(name).or(toolset_name(name)).unwrap_or(name);
+                self.held.find(|e| e["name"].as_str() == Some(tool)).map(str::to_string)
             }
+        };
+        let (perm, event) = match tool_use_id.as_deref().and_then(|id| self.held.take(id)) {
+            Some(event) => (Perm::Ask, Some(event)),
             None => match tool_use_id.as_deref().and_then(|id| self.tools.get(id)) {
                 // Already emitted as allowed: Claude Code asks on its own
                 // (e.g. a path outside the workspace); the policy allows.
@@ -494,7 +465,7 @@ impl ClaudeSession {
             }
         }
         self.close_span(is_error && !self.interrupting, out);
-        self.release_all_held(out);
+        self.held.release_all(out);
         self.retry.reset();
         let interrupted = std::mem::take(&mut self.interrupting);
         let api_error = self.api_error.take();
@@ -692,7 +663,7 @@ impl HarnessSession for ClaudeSession {
             worker,
             checkpointed,
             tools: HashMap::new(),
-            held: Vec::new(),
+            held: HeldUses::default(),
             permissions: HashMap::new(),
             span: None,
             retry: Progress::default(),
@@ -935,7 +906,7 @@ impl HarnessSession for ClaudeSession {
         }
         self.turn_active = false;
         self.close_span(true, &mut out);
-        self.release_all_held(&mut out);
+        self.held.release_all(&mut out);
         self.permissions.clear();
         self.custom.forget_all();
         self.worker.forget_all();

@@ -12,6 +12,7 @@ use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::held::HeldUses;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -97,7 +98,7 @@ pub struct CodexSession {
     items: HashMap<String, ItemRef>,
     /// `always_ask` tool uses held until an approval request (→ "ask") or
     /// their completion (→ "allow"), by item id, in arrival order.
-    held: Vec<(String, Value)>,
+    held: HeldUses,
     approvals: HashMap<String, Approval>,
     thinking_items: Vec<String>,
     span: Option<String>,
@@ -222,21 +223,6 @@ impl CodexSession {
         out.push(events::span_end(&start_id, is_error, &usage));
     }
 
-    fn release_held(&mut self, item_id: &str, permission: &str, out: &mut Vec<Action>) {
-        if let Some(pos) = self.held.iter().position(|(id, _)| id == item_id) {
-            let (_, mut event) = self.held.remove(pos);
-            event["evaluated_permission"] = json!(permission);
-            out.push(Action::emit_json(&event));
-        }
-    }
-
-    fn release_all_held(&mut self, out: &mut Vec<Action>) {
-        for (_, mut event) in std::mem::take(&mut self.held) {
-            event["evaluated_permission"] = json!("allow");
-            out.push(Action::emit_json(&event));
-        }
-    }
-
     /// Emit (or hold) the tool use for a started command / patch item.
     fn tool_use(&mut self, item_id: &str, name: &str, input: Value, out: &mut Vec<Action>) {
         if self.items.contains_key(item_id) {
@@ -263,12 +249,12 @@ impl CodexSession {
             event["evaluated_permission"] = json!("allow");
             out.push(Action::emit_json(&event));
         } else {
-            self.held.push((item_id.to_string(), event));
+            self.held.hold(item_id, event);
         }
     }
 
     fn tool_result(&mut self, item_id: &str, content: Vec<Value>, is_error: bool, out: &mut Vec<Action>) {
-        self.release_held(item_id, "allow", out);
+        self.held.release(item_id, out);
         let Some(item) = self.items.get(item_id).cloned() else {
             log(LogLevel::Warn, &format!("codex: result for unknown item {item_id}, skipped"));
             return;
@@ -322,7 +308,7 @@ impl CodexSession {
                 if mcp_prompts(self.mcp_perm(&server, &tool)) {
                     // Held until codex asks to approve it (its config says
                     // `prompt` for this tool): then it is `ask`.
-                    self.held.push((id, event));
+                    self.held.hold(&id, event);
                 } else {
                     event["evaluated_permission"] = json!("allow");
                     out.push(Action::emit_json(&event));
@@ -451,7 +437,7 @@ impl CodexSession {
     fn end_turn(&mut self, turn: Turn, out: &mut Vec<Action>) {
         let status = turn.status.as_deref().unwrap_or("completed");
         self.close_span(status == "failed", None, out);
-        self.release_all_held(out);
+        self.held.release_all(out);
         self.retry.reset();
         self.turn_active = false;
         self.turn_id = None;
@@ -649,23 +635,20 @@ impl CodexSession {
             self.tool_use(&item_id, tool, input, out);
         }
         let form = if legacy { ReplyForm::LegacyDecision } else { ReplyForm::Decision };
-        let held = self.held.iter().position(|(id, _)| *id == item_id);
-        match held {
-            Some(pos) if self.held[pos].1["evaluated_permission"] == "deny" => {
-                let (_, event) = self.held.remove(pos);
+        match self.held.take(&item_id) {
+            Some(event) if event["evaluated_permission"] == "deny" => {
                 out.push(Action::emit_json(&event));
                 out.push(approval_reply(&rpc_id, form, false));
             }
-            Some(pos) => self.ask(pos, rpc_id, form, out),
+            Some(event) => self.ask(event, rpc_id, form, out),
             // The agent's policy allows this tool: answer for the user.
             None => out.push(approval_reply(&rpc_id, form, true)),
         }
     }
 
-    /// Emit the held tool use at `pos` as `ask`; its approval request waits
-    /// for `user.tool_confirmation`.
-    fn ask(&mut self, pos: usize, rpc_id: RequestId, form: ReplyForm, out: &mut Vec<Action>) {
-        let (_, mut event) = self.held.remove(pos);
+    /// Emit a held tool use as `ask`; its approval request waits for
+    /// `user.tool_confirmation`.
+    fn ask(&mut self, mut event: Value, rpc_id: RequestId, form: ReplyForm, out: &mut Vec<Action>) {
         event["evaluated_permission"] = json!("ask");
         let event_id = event["id"].as_str().unwrap_or_default().to_string();
         out.push(Action::emit_json(&event));
@@ -687,11 +670,12 @@ impl CodexSession {
             out.push(approval_reply(&rpc_id, ReplyForm::Elicitation, false));
             return;
         };
-        let held = self.held.iter().position(|(_, e)| {
-            e["type"] == "agent.mcp_tool_use" && e["mcp_server_name"] == server && e["name"] == tool
-        });
-        match held {
-            Some(pos) => self.ask(pos, rpc_id, ReplyForm::Elicitation, out),
+        let held = self
+            .held
+            .find(|e| e["type"] == "agent.mcp_tool_use" && e["mcp_server_name"] == server && e["name"] == tool)
+            .map(str::to_string);
+        match held.and_then(|key| self.held.take(&key)) {
+            Some(event) => self.ask(event, rpc_id, ReplyForm::Elicitation, out),
             None if mcp_prompts(self.mcp_perm(server, tool)) => {
                 // Nothing to show the user: refuse rather than run unasked.
                 log(
@@ -950,7 +934,7 @@ impl HarnessSession for CodexSession {
             interrupting: false,
             interrupt_deferred: false,
             items: HashMap::new(),
-            held: Vec::new(),
+            held: HeldUses::default(),
             approvals: HashMap::new(),
             thinking_items: Vec::new(),
             span: None,
@@ -1078,7 +1062,7 @@ impl HarnessSession for CodexSession {
             return out;
         }
         self.close_span(true, None, &mut out);
-        self.release_all_held(&mut out);
+        self.held.release_all(&mut out);
         self.retry.reset();
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());
