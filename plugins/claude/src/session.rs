@@ -13,6 +13,7 @@ use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::events::{self, ModelUsage, text_content};
 use bridle_harness_sdk::held::HeldUses;
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
@@ -625,10 +626,9 @@ impl ClaudeSession {
         out
     }
 
-    /// Read whole before the waiting permission is taken: a malformed
-    /// answer leaves it answerable.
-    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let c = Confirmation::from_event(event)?;
+    /// Read whole (`UserEvent::read`) before the waiting permission is
+    /// taken: a malformed answer leaves it answerable.
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
         let p = self.permissions.remove(&c.tool_use_id).ok_or_else(|| c.unexpected())?;
         Ok(vec![Self::permission_reply(&p.request_id, c.allow, &p.input, &c.deny_message)])
     }
@@ -827,12 +827,11 @@ impl HarnessSession for ClaudeSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => self.user_message(&event),
-            Some("user.interrupt") => Ok(self.interrupt()),
-            Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => self.custom.on_result(&event),
-            other => Err(format!("the claude harness does not accept {other:?} events")),
+        match UserEvent::read("claude", &event)? {
+            UserEvent::Message => self.user_message(&event),
+            UserEvent::Interrupt => Ok(self.interrupt()),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.custom.on_result(r),
         }
     }
 

@@ -13,6 +13,7 @@ use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::events::{self, ModelUsage, text_content};
 use bridle_harness_sdk::held::HeldUses;
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -746,8 +747,7 @@ impl CodexSession {
         out
     }
 
-    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let c = Confirmation::from_event(event)?;
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
         if let Some(actions) = self.worker.on_confirmation(&c) {
             return Ok(actions);
         }
@@ -1016,12 +1016,11 @@ impl HarnessSession for CodexSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => self.user_message(&event),
-            Some("user.interrupt") => Ok(self.interrupt()),
-            Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => self.custom.on_result(&event),
-            other => Err(format!("the codex harness does not accept {other:?} events")),
+        match UserEvent::read("codex", &event)? {
+            UserEvent::Message => self.user_message(&event),
+            UserEvent::Interrupt => Ok(self.interrupt()),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.custom.on_result(r),
         }
     }
 

@@ -138,6 +138,7 @@ pub mod events;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
 pub mod held;
+pub mod input;
 pub mod policy;
 pub mod previews;
 pub mod progress;

@@ -8,6 +8,7 @@ use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::errors::model_error_type;
 use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::policy::{self, Decision, McpPolicy, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -210,8 +211,7 @@ impl AgentsSession {
         out.push(Action::emit_json(&json!({"type": "agent.custom_tool_use", "id": id, "name": name, "input": input})));
     }
 
-    fn on_custom_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let result = CustomResult::from_event(event)?;
+    fn on_custom_result(&mut self, result: CustomResult) -> Result<Vec<Action>, String> {
         match self.custom_calls.answer(result)? {
             Answer::Now(call_id, result) => Ok(vec![runtime_result(&call_id, &result.text(), result.is_error)]),
             // Not reachable: a use is announced with its waiting call.
@@ -219,8 +219,7 @@ impl AgentsSession {
         }
     }
 
-    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let c = Confirmation::from_event(event)?;
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
         let id = c.tool_use_id.as_str();
         let pos = self.asking.iter().position(|a| a == id).ok_or_else(|| c.unexpected())?;
         self.asking.remove(pos);
@@ -430,8 +429,8 @@ impl HarnessSession for AgentsSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => {
+        match UserEvent::read("openai-agents", &event)? {
+            UserEvent::Message => {
                 let content = input_content(&event["content"]);
                 if content.is_empty() {
                     return Err("user.message has no text or image content".into());
@@ -442,7 +441,7 @@ impl HarnessSession for AgentsSession {
                     Action::write_line(&json!({"type": "input", "content": content})),
                 ])
             }
-            Some("user.interrupt") => {
+            UserEvent::Interrupt => {
                 if !self.turn_active {
                     return Ok(Vec::new());
                 }
@@ -452,9 +451,8 @@ impl HarnessSession for AgentsSession {
                 self.custom_calls.drain();
                 Ok(vec![Action::write_line(&json!({"type": "interrupt"}))])
             }
-            Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => self.on_custom_result(&event),
-            other => Err(format!("the openai-agents harness does not accept {other:?} events")),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.on_custom_result(r),
         }
     }
 
