@@ -87,8 +87,7 @@ impl CustomServer {
     }
 
     /// `user.custom_tool_result`.
-    pub fn on_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let result = CustomResult::from_event(event)?;
+    pub fn on_result(&mut self, result: CustomResult) -> Result<Vec<Action>, String> {
         Ok(match self.calls.answer(result)? {
             Answer::Now(w, result) => vec![call_result(&w, result.mcp_content(), result.is_error)],
             Answer::Kept => Vec::new(),

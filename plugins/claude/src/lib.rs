@@ -65,7 +65,7 @@ mod sdk_mcp;
 mod session;
 
 pub use endpoint::{PLACEHOLDER_KEY, parse_url};
-pub use session::{ClaudeSession, classify};
+pub use session::ClaudeSession;
 
 use bridle_harness_sdk::{ApiShape, CredentialPlan, ExecutionModel, Harness, HarnessInfo, LlmEndpoint};
 

@@ -9,7 +9,11 @@ use crate::protocol::{
     UserBlock,
 };
 use crate::remote::{self, Unannounced, WorkerTools};
+use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::errors::model_error_type;
+use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::held::HeldUses;
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
 use bridle_harness_sdk::wire::{Line, head, read_line};
@@ -30,14 +34,6 @@ struct ToolRef {
     mcp: bool,
     /// A custom tool: its result is the user's, not an agent event.
     custom: bool,
-}
-
-/// An `always_ask` tool use held back until Claude Code either asks for
-/// permission (→ `evaluated_permission: "ask"`) or runs it anyway (→ "allow").
-#[derive(Debug, Clone)]
-struct Held {
-    tool_use_id: String,
-    event: Value,
 }
 
 /// A `can_use_tool` control request waiting for `user.tool_confirmation`.
@@ -75,7 +71,9 @@ pub struct ClaudeSession {
     worker: WorkerTools,
     checkpointed: Option<String>,
     tools: HashMap<String, ToolRef>,
-    held: Vec<Held>,
+    /// `always_ask` tool uses (by Claude's tool use id) held until Claude
+    /// Code asks for permission (→ "ask") or runs them anyway (→ "allow").
+    held: HeldUses,
     permissions: HashMap<String, PendingPermission>,
     span: Option<Span>,
     /// A retry was reported and no progress seen since.
@@ -87,17 +85,12 @@ pub struct ClaudeSession {
     turn_active: bool,
     interrupting: bool,
     next_request: u64,
-    /// Usage already reported in this turn's spans (the `USAGE_KEYS`).
+    /// Usage already reported in this turn's spans (in `Usage::counters` order).
     reported: [u64; 4],
     /// Previews of the streamed message's text and thinking blocks, keyed
     /// by content block index; its `assistant` lines claim their ids.
     previews: Previews,
 }
-
-/// The `model_usage` counters, in the order of `ClaudeSession::reported`
-/// (and of `Usage::counters`).
-const USAGE_KEYS: [&str; 4] =
-    ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"];
 
 impl ClaudeSession {
     fn state_dir(&self) -> String {
@@ -114,50 +107,32 @@ impl ClaudeSession {
     fn close_span(&mut self, is_error: bool, out: &mut Vec<Action>) {
         if let Some(span) = self.span.take() {
             self.closed_message = span.message_id.clone();
-            let mut usage = json!({});
-            for (i, (k, n)) in USAGE_KEYS.iter().zip(span.usage.counters()).enumerate() {
-                let n = n.unwrap_or(0);
-                self.reported[i] = self.reported[i].saturating_add(n);
-                usage[*k] = json!(n);
+            let counts = span.usage.counters().map(|n| n.unwrap_or(0));
+            for (reported, n) in self.reported.iter_mut().zip(counts) {
+                *reported = reported.saturating_add(n);
             }
-            if let Some(speed) = &span.usage.speed {
-                usage["speed"] = json!(speed);
-            }
-            out.push(Action::emit_json(&json!({
-                "type": "span.model_request_end",
-                "model_request_start_id": span.start_id,
-                "is_error": is_error,
-                "model_usage": usage,
-            })));
+            let [input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens] = counts;
+            let usage = ModelUsage {
+                input_tokens,
+                output_tokens,
+                cache_creation_input_tokens,
+                cache_read_input_tokens,
+                speed: span.usage.speed,
+            };
+            out.push(events::span_end(&span.start_id, is_error, &usage));
         }
     }
 
     fn open_span(&mut self, message_id: Option<String>, usage: Option<Usage>, streamed: bool, out: &mut Vec<Action>) {
         self.close_span(false, out);
-        let start_id = new_event_id();
-        out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": start_id})));
+        let (start_id, start) = events::span_start();
+        out.push(start);
         self.span = Some(Span { start_id, message_id, usage: usage.unwrap_or_default(), streamed });
     }
 
     /// The first progress after a retry report.
     fn progress(&mut self, out: &mut Vec<Action>) {
         self.retry.progress(out);
-    }
-
-    /// Emit a held tool use with the given permission.
-    fn release_held(&mut self, tool_use_id: &str, permission: &str, out: &mut Vec<Action>) {
-        if let Some(pos) = self.held.iter().position(|h| h.tool_use_id == tool_use_id) {
-            let mut held = self.held.remove(pos);
-            held.event["evaluated_permission"] = json!(permission);
-            out.push(Action::emit_json(&held.event));
-        }
-    }
-
-    fn release_all_held(&mut self, out: &mut Vec<Action>) {
-        for mut held in std::mem::take(&mut self.held) {
-            held.event["evaluated_permission"] = json!("allow");
-            out.push(Action::emit_json(&held.event));
-        }
     }
 
     /// The permission and event body for a Claude tool use.
@@ -218,7 +193,7 @@ impl ClaudeSession {
                 event["evaluated_permission"] = json!("allow");
                 out.push(Action::emit_json(&event));
             }
-            Perm::Ask | Perm::Auto => self.held.push(Held { tool_use_id: id.to_string(), event }),
+            Perm::Ask | Perm::Auto => self.held.hold(id, event),
         }
     }
 
@@ -228,7 +203,7 @@ impl ClaudeSession {
             return;
         };
         // Ran without a permission prompt: it was allowed after all.
-        self.release_held(id, "allow", out);
+        self.held.release(id, out);
         let Some(tool) = self.tools.get(id).cloned() else {
             log(LogLevel::Warn, &format!("claude: tool_result for unknown tool use {id}, skipped"));
             return;
@@ -240,14 +215,11 @@ impl ClaudeSession {
         }
         let content = content_blocks(block.content);
         let is_error = block.is_error.unwrap_or(false);
-        let event = if tool.mcp {
-            json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": tool.event_id,
-                   "content": content, "is_error": is_error})
+        out.push(if tool.mcp {
+            events::mcp_tool_result(&tool.event_id, content, is_error)
         } else {
-            json!({"type": "agent.tool_result", "tool_use_id": tool.event_id,
-                   "content": content, "is_error": is_error})
-        };
-        out.push(Action::emit_json(&event));
+            events::tool_result_blocks(&tool.event_id, content, is_error)
+        });
     }
 
     fn permission_reply(request_id: &str, allow: bool, input: &Value, message: &str) -> Action {
@@ -301,21 +273,13 @@ impl ClaudeSession {
         // oldest held use of the same tool.
         let tool_use_id = match req.tool_use_id {
             Some(id) => Some(id),
-            None => self
-                .held
-                .iter()
-                .find(|h| {
-                    let n = &h.event["name"];
-                    n.as_str() == self.worker.toolset_name(name).or(toolset_name(name)).or(Some(name))
-                })
-                .map(|h| h.tool_use_id.clone()),
-        };
-        let held_pos = tool_use_id.as_deref().and_then(|id| self.held.iter().position(|h| h.tool_use_id == id));
-        let (perm, event) = match held_pos {
-            Some(pos) => {
-                let held = self.held.remove(pos);
-                (Perm::Ask, Some(held.event))
+            None => {
+                let tool = self.worker.toolset_name(name).or(toolset_name(name)).unwrap_or(name);
+                self.held.find(|e| e["name"].as_str() == Some(tool)).map(str::to_string)
             }
+        };
+        let (perm, event) = match tool_use_id.as_deref().and_then(|id| self.held.take(id)) {
+            Some(event) => (Perm::Ask, Some(event)),
             None => match tool_use_id.as_deref().and_then(|id| self.tools.get(id)) {
                 // Already emitted as allowed: Claude Code asks on its own
                 // (e.g. a path outside the workspace); the policy allows.
@@ -409,11 +373,9 @@ impl ClaudeSession {
                     // The streamed block's preview id, in block order.
                     let id = self.previews.claim(PreviewedType::AgentMessage);
                     if let Some(text) = text.filter(|t| !t.is_empty()) {
-                        out.push(Action::emit_json(&json!({
-                            "type": "agent.message",
-                            "id": id,
-                            "content": [{"type": "text", "text": text}],
-                        })));
+                        out.push(Action::emit_json(
+                            &json!({"type": "agent.message", "id": id, "content": text_content(&text)}),
+                        ));
                     }
                 }
                 AssistantBlock::Thinking {} | AssistantBlock::RedactedThinking {} => {
@@ -504,7 +466,7 @@ impl ClaudeSession {
             }
         }
         self.close_span(is_error && !self.interrupting, out);
-        self.release_all_held(out);
+        self.held.release_all(out);
         self.retry.reset();
         let interrupted = std::mem::take(&mut self.interrupting);
         let api_error = self.api_error.take();
@@ -527,7 +489,7 @@ impl ClaudeSession {
                 .filter(|k| !k.is_empty())
                 .or_else(|| v.api_error_type.clone())
                 .unwrap_or_default();
-            let error_type = classify(status, &kind);
+            let error_type = model_error_type(status, &kind);
             let message = [result_text, api_error.as_ref().map(|e| e.text.as_str()).unwrap_or("")]
                 .into_iter()
                 .find(|s| !s.is_empty())
@@ -596,7 +558,7 @@ impl ClaudeSession {
             message.push_str(&format!(" in {d} ms"));
         }
         out.push(self.retry.retrying(RetryReport {
-            error_type: classify(status, &kind).to_string(),
+            error_type: model_error_type(status, &kind).to_string(),
             message,
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
             max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
@@ -664,33 +626,19 @@ impl ClaudeSession {
         out
     }
 
-    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
-        let Some(p) = self.permissions.remove(id) else {
-            return Err(format!("no tool use {id} is waiting for confirmation"));
-        };
-        let allow = match event["result"].as_str() {
-            Some("allow") => true,
-            Some("deny") => false,
-            other => return Err(format!("user.tool_confirmation result {other:?}")),
-        };
-        let message =
-            event["deny_message"].as_str().filter(|s| !s.is_empty()).unwrap_or("The user denied this tool call.");
-        Ok(vec![Self::permission_reply(&p.request_id, allow, &p.input, message)])
+    /// Read whole (`UserEvent::read`) before the waiting permission is
+    /// taken: a malformed answer leaves it answerable.
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
+        let p = self.permissions.remove(&c.tool_use_id).ok_or_else(|| c.unexpected())?;
+        Ok(vec![Self::permission_reply(&p.request_id, c.allow, &p.input, &c.deny_message)])
     }
-}
-
-/// Managed Agents `session.error` type for an API failure (the SDK's rule).
-pub fn classify(status: Option<u64>, kind: &str) -> &'static str {
-    model_error_type(status, kind)
 }
 
 /// Claude tool-result content (string or blocks) → Managed Agents blocks.
 fn content_blocks(content: ToolResultContent) -> Vec<Value> {
     match content {
         ToolResultContent::Empty => Vec::new(),
-        ToolResultContent::Text(s) if s.is_empty() => Vec::new(),
-        ToolResultContent::Text(s) | ToolResultContent::Other(s) => vec![json!({"type": "text", "text": s})],
+        ToolResultContent::Text(s) | ToolResultContent::Other(s) => text_content(&s),
         ToolResultContent::Blocks(blocks) => blocks
             .into_iter()
             .filter_map(|b| match b {
@@ -715,7 +663,7 @@ impl HarnessSession for ClaudeSession {
             worker,
             checkpointed,
             tools: HashMap::new(),
-            held: Vec::new(),
+            held: HeldUses::default(),
             permissions: HashMap::new(),
             span: None,
             retry: Progress::default(),
@@ -879,12 +827,11 @@ impl HarnessSession for ClaudeSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => self.user_message(&event),
-            Some("user.interrupt") => Ok(self.interrupt()),
-            Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => self.custom.on_result(&event),
-            other => Err(format!("the claude harness does not accept {other:?} events")),
+        match UserEvent::read("claude", &event)? {
+            UserEvent::Message => self.user_message(&event),
+            UserEvent::Interrupt => Ok(self.interrupt()),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.custom.on_result(r),
         }
     }
 
@@ -958,7 +905,7 @@ impl HarnessSession for ClaudeSession {
         }
         self.turn_active = false;
         self.close_span(true, &mut out);
-        self.release_all_held(&mut out);
+        self.held.release_all(&mut out);
         self.permissions.clear();
         self.custom.forget_all();
         self.worker.forget_all();

@@ -2,16 +2,12 @@
 //! decides, whatever the middle names. Every base URL form of the harness guide (the seed), of
 //! issue 21 and of the AI gateways Bridle documents, accepted or refused with a fix.
 
-use bridle_harness_sdk::{Harness, LlmEndpoint};
+use bridle_harness_sdk::endpoint_cases::{assert_accepted, assert_refused};
 use bridle_plugin_claude::Claude;
-
-fn check(url: Option<&str>) -> Result<(), String> {
-    Claude::check_endpoint(&LlmEndpoint { base_url: url.map(str::to_string), model: "m".into() })
-}
 
 #[test]
 fn accepted_forms() {
-    for url in [
+    assert_accepted::<Claude>(&[
         None, // Claude Code's default, api.anthropic.com
         // The guide's claude vault.
         Some("https://api.anthropic.com"),
@@ -26,15 +22,13 @@ fn accepted_forms() {
         Some("https://gateway.ai.cloudflare.com/client/v4/accounts/acc123/ai/anthropic"),
         Some("http://litellm.internal:4000"),
         Some("http://127.0.0.1:8080/?tenant=a"),
-    ] {
-        assert_eq!(check(url), Ok(()), "{url:?}");
-    }
+    ]);
 }
 
 #[test]
 fn refused_forms_name_the_url_and_the_fix() {
     // (base URL, words the refusal must carry)
-    for (url, fix) in [
+    assert_refused::<Claude>(&[
         // The guide's codex and openai-agents vaults, and its Cloudflare AI Gateway example.
         ("https://api.openai.com/v1", "Anthropic Messages endpoint"),
         ("https://api.openai.com", "Anthropic Messages endpoint"),
@@ -56,9 +50,5 @@ fn refused_forms_name_the_url_and_the_fix() {
         ("api.anthropic.com", "no scheme"),
         ("ftp://api.anthropic.com", "http or https"),
         ("https:///anthropic", "no host"),
-    ] {
-        let err = check(Some(url)).expect_err(url);
-        assert!(err.contains(url), "{url}: {err}");
-        assert!(err.contains(fix), "{url}: `{fix}` missing in: {err}");
-    }
+    ]);
 }

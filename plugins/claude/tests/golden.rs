@@ -12,45 +12,23 @@
 //! diff by eye.
 //! The driver is `bridle_harness_sdk::golden`.
 
-use bridle_harness_sdk::golden::Golden;
+use bridle_harness_sdk::golden::{self, Golden, describe_typed};
+use bridle_harness_sdk::golden_cases;
 use bridle_plugin_claude::ClaudeSession;
-use serde_json::{Value, json};
-
-fn default_spec() -> Value {
-    json!({
-        "session_id": "sesn_test",
-        "agent": {"model": {"id": "claude-sonnet-4-5"}, "system": null, "tools": [
-            {"type": "agent_toolset_20260401",
-             "default_config": {"enabled": true, "permission_policy": {"type": "always_allow"}}}
-        ]},
-        "workspace": "/workspace",
-        "resume": null,
-        "llm": {"base_url": "http://10.0.0.1:7070/llm", "upstream_base_url": null, "model": "claude-sonnet-4-5"},
-        "resident": false
-    })
-}
-
-fn describe_out(v: &Value) -> String {
-    bridle_harness_sdk::golden::describe_typed(v)
-}
-
-fn golden(name: &str) {
-    goldens().check::<ClaudeSession>(name);
-}
 
 fn goldens() -> Golden {
-    Golden {
-        data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
-        default_spec: default_spec(),
-        describe_out,
-    }
+    Golden::new(
+        env!("CARGO_MANIFEST_DIR"),
+        golden::default_spec("claude-sonnet-4-5", "http://10.0.0.1:7070/llm", None, false),
+        describe_typed,
+    )
 }
 
 /// Never an error or a panic: each runtime line of these cases is also fed
 /// with one field at a time in another shape, and cut in half.
 #[test]
 fn odd_lines_never_fail() {
-    for case in [
+    goldens().check_odd_lines_of::<ClaudeSession>(&[
         "cc1.jsonl",
         "cc2.jsonl",
         "cc3.jsonl",
@@ -61,18 +39,11 @@ fn odd_lines_never_fail() {
         "mcp_thinking.script.jsonl",
         "stream_previews.script.jsonl",
         "remote_tools.script.jsonl",
-    ] {
-        assert!(goldens().check_odd_lines::<ClaudeSession>(case) > 0, "{case}");
-    }
+    ]);
 }
 
-macro_rules! cases {
-    ($($test:ident => $file:literal),* $(,)?) => {
-        $( #[test] fn $test() { golden($file); } )*
-    };
-}
-
-cases! {
+golden_cases! {
+    goldens(), ClaudeSession;
     cc1_plain_text => "cc1.jsonl",
     cc2_two_retries_then_success => "cc2.jsonl",
     cc3_retries_exhausted => "cc3.jsonl",
@@ -80,6 +51,8 @@ cases! {
     cc5_max_turns => "cc5.jsonl",
     permission_allow => "permission_allow.script.jsonl",
     permission_deny => "permission_deny.script.jsonl",
+    // A malformed answer is refused and leaves the prompt answerable.
+    confirmation_malformed_then_allow => "confirmation_malformed.script.jsonl",
     interrupt => "interrupt.script.jsonl",
     rate_limited_retry_then_resume => "rate_limit.script.jsonl",
     mcp_and_thinking => "mcp_thinking.script.jsonl",

@@ -97,8 +97,7 @@ impl DynamicTools {
     }
 
     /// `user.custom_tool_result`.
-    pub fn on_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let result = CustomResult::from_event(event)?;
+    pub fn on_result(&mut self, result: CustomResult) -> Result<Vec<Action>, String> {
         Ok(match self.calls.answer(result)? {
             Answer::Now(rpc_id, result) => vec![reply(&rpc_id, content_items(&result), !result.is_error)],
             Answer::Kept => Vec::new(),

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
+use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::custom::CustomTool;
+use bridle_harness_sdk::events::tool_result;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::remote::offered;
 use bridle_harness_sdk::{Action, ToolCall, ToolResult, new_event_id};
@@ -30,13 +32,6 @@ pub struct WorkerTools {
 fn reply(rpc_id: &RequestId, text: &str, success: bool) -> Action {
     let items = if text.is_empty() { json!([]) } else { json!([{"type": "inputText", "text": text}]) };
     Action::write_line(&json!({"id": rpc_id, "result": {"contentItems": items, "success": success}}))
-}
-
-fn tool_result(event_id: &str, text: &str, is_error: bool) -> Action {
-    let content = if text.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) };
-    Action::emit_json(
-        &json!({"type": "agent.tool_result", "tool_use_id": event_id, "content": content, "is_error": is_error}),
-    )
 }
 
 impl WorkerTools {
@@ -97,13 +92,13 @@ impl WorkerTools {
     }
 
     /// `user.tool_confirmation` for a held call; `None` when it is not ours.
-    pub fn on_confirmation(&mut self, id: &str, allow: bool, deny_message: &str) -> Option<Vec<Action>> {
-        let (rpc_id, call) = self.asking.remove(id)?;
-        if allow {
+    pub fn on_confirmation(&mut self, c: &Confirmation) -> Option<Vec<Action>> {
+        let (rpc_id, call) = self.asking.remove(&c.tool_use_id)?;
+        if c.allow {
             self.running.insert(call.id.clone(), rpc_id);
             return Some(vec![Action::ToolCall(call)]);
         }
-        Some(vec![tool_result(id, deny_message, true), reply(&rpc_id, deny_message, false)])
+        Some(vec![tool_result(&c.tool_use_id, &c.deny_message, true), reply(&rpc_id, &c.deny_message, false)])
     }
 
     /// A worker's result: emitted, and the answer of the waiting call.
@@ -196,14 +191,16 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         let id = event(&out[0])["id"].as_str().unwrap().to_string();
         assert_eq!(event(&out[0])["evaluated_permission"], "ask");
-        assert!(w.on_confirmation("sevt_other", true, "").is_none());
-        let denied = w.on_confirmation(&id, false, "no").unwrap();
+        let answer =
+            |id: &str, allow: bool| Confirmation { tool_use_id: id.to_string(), allow, deny_message: "no".into() };
+        assert!(w.on_confirmation(&answer("sevt_other", true)).is_none());
+        let denied = w.on_confirmation(&answer(&id, false)).unwrap();
         assert_eq!(event(&denied[0])["is_error"], true);
         assert_eq!(event(&denied[1])["result"]["success"], false);
         let mut out = Vec::new();
         w.on_call(RequestId::Number(6), params("bash"), &p, &mut out);
         let id = event(&out[0])["id"].as_str().unwrap().to_string();
-        let allowed = w.on_confirmation(&id, true, "").unwrap();
+        let allowed = w.on_confirmation(&answer(&id, true)).unwrap();
         assert!(matches!(&allowed[..], [Action::ToolCall(c)] if c.id == id));
     }
 }

@@ -8,8 +8,12 @@ use crate::protocol::{
     McpBlock, Notification, RequestId, ResponseResult, RpcError, ServerRequest, TokenCounts, Turn, TurnError,
 };
 use crate::remote::WorkerTools;
+use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::errors::model_error_type;
+use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::held::HeldUses;
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::policy::{self, Decision, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -95,7 +99,7 @@ pub struct CodexSession {
     items: HashMap<String, ItemRef>,
     /// `always_ask` tool uses held until an approval request (→ "ask") or
     /// their completion (→ "allow"), by item id, in arrival order.
-    held: Vec<(String, Value)>,
+    held: HeldUses,
     approvals: HashMap<String, Approval>,
     thinking_items: Vec<String>,
     span: Option<String>,
@@ -199,8 +203,8 @@ impl CodexSession {
 
     fn open_span(&mut self, out: &mut Vec<Action>) {
         if self.span.is_none() {
-            let id = new_event_id();
-            out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
+            let (id, start) = events::span_start();
+            out.push(start);
             self.span = Some(id);
         }
     }
@@ -209,36 +213,15 @@ impl CodexSession {
         let Some(start_id) = self.span.take() else {
             return;
         };
-        let usage = usage.unwrap_or_default();
-        // OpenAI counts cached tokens inside input tokens; Managed Agents
-        // (Anthropic semantics) counts them apart.
-        let cached = usage.cached_input_tokens.unwrap_or(0);
-        out.push(Action::emit_json(&json!({
-            "type": "span.model_request_end",
-            "model_request_start_id": start_id,
-            "is_error": is_error,
-            "model_usage": {
-                "input_tokens": usage.input_tokens.unwrap_or(0).saturating_sub(cached),
-                "output_tokens": usage.output_tokens.unwrap_or(0),
-                "cache_creation_input_tokens": usage.cache_write_input_tokens.unwrap_or(0),
-                "cache_read_input_tokens": cached,
-            },
-        })));
-    }
-
-    fn release_held(&mut self, item_id: &str, permission: &str, out: &mut Vec<Action>) {
-        if let Some(pos) = self.held.iter().position(|(id, _)| id == item_id) {
-            let (_, mut event) = self.held.remove(pos);
-            event["evaluated_permission"] = json!(permission);
-            out.push(Action::emit_json(&event));
-        }
-    }
-
-    fn release_all_held(&mut self, out: &mut Vec<Action>) {
-        for (_, mut event) in std::mem::take(&mut self.held) {
-            event["evaluated_permission"] = json!("allow");
-            out.push(Action::emit_json(&event));
-        }
+        // OpenAI counts cached tokens inside input tokens.
+        let u = usage.unwrap_or_default();
+        let usage = ModelUsage::cached_in_input(
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.cache_write_input_tokens,
+        );
+        out.push(events::span_end(&start_id, is_error, &usage));
     }
 
     /// Emit (or hold) the tool use for a started command / patch item.
@@ -267,26 +250,21 @@ impl CodexSession {
             event["evaluated_permission"] = json!("allow");
             out.push(Action::emit_json(&event));
         } else {
-            self.held.push((item_id.to_string(), event));
+            self.held.hold(item_id, event);
         }
     }
 
     fn tool_result(&mut self, item_id: &str, content: Vec<Value>, is_error: bool, out: &mut Vec<Action>) {
-        self.release_held(item_id, "allow", out);
+        self.held.release(item_id, out);
         let Some(item) = self.items.get(item_id).cloned() else {
             log(LogLevel::Warn, &format!("codex: result for unknown item {item_id}, skipped"));
             return;
         };
         self.approvals.retain(|id, _| *id != item.event_id);
-        let event = match item.kind {
-            ToolKind::Builtin => json!({"type": "agent.tool_result", "tool_use_id": item.event_id,
-                                        "content": content, "is_error": is_error}),
-            ToolKind::Mcp => {
-                json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": item.event_id,
-                                    "content": content, "is_error": is_error})
-            }
-        };
-        out.push(Action::emit_json(&event));
+        out.push(match item.kind {
+            ToolKind::Builtin => events::tool_result_blocks(&item.event_id, content, is_error),
+            ToolKind::Mcp => events::mcp_tool_result(&item.event_id, content, is_error),
+        });
     }
 
     fn on_item_started(&mut self, item: Option<Item>, out: &mut Vec<Action>) {
@@ -331,7 +309,7 @@ impl CodexSession {
                 if mcp_prompts(self.mcp_perm(&server, &tool)) {
                     // Held until codex asks to approve it (its config says
                     // `prompt` for this tool): then it is `ask`.
-                    self.held.push((id, event));
+                    self.held.hold(&id, event);
                 } else {
                     event["evaluated_permission"] = json!("allow");
                     out.push(Action::emit_json(&event));
@@ -362,11 +340,9 @@ impl CodexSession {
                 self.progress(out);
                 let event_id = self.previews.claim_key(&id).unwrap_or_else(new_event_id);
                 if let Some(text) = text.filter(|t| !t.is_empty()) {
-                    out.push(Action::emit_json(&json!({
-                        "type": "agent.message",
-                        "id": event_id,
-                        "content": [{"type": "text", "text": text}],
-                    })));
+                    out.push(Action::emit_json(
+                        &json!({"type": "agent.message", "id": event_id, "content": text_content(&text)}),
+                    ));
                 }
             }
             ItemKind::Reasoning {} if !self.thinking_items.contains(&id) => {
@@ -425,10 +401,7 @@ impl CodexSession {
                     "type": "agent.tool_use", "id": event_id, "name": "web_search",
                     "input": {"query": query.unwrap_or_default()}, "evaluated_permission": "allow",
                 })));
-                out.push(Action::emit_json(&json!({
-                    "type": "agent.tool_result", "tool_use_id": event_id,
-                    "content": [], "is_error": false,
-                })));
+                out.push(events::tool_result(&event_id, "", false));
             }
             ItemKind::ContextCompaction {} => {
                 out.push(Action::emit_json(&json!({"type": "agent.thread_context_compacted"})));
@@ -465,7 +438,7 @@ impl CodexSession {
     fn end_turn(&mut self, turn: Turn, out: &mut Vec<Action>) {
         let status = turn.status.as_deref().unwrap_or("completed");
         self.close_span(status == "failed", None, out);
-        self.release_all_held(out);
+        self.held.release_all(out);
         self.retry.reset();
         self.turn_active = false;
         self.turn_id = None;
@@ -663,23 +636,20 @@ impl CodexSession {
             self.tool_use(&item_id, tool, input, out);
         }
         let form = if legacy { ReplyForm::LegacyDecision } else { ReplyForm::Decision };
-        let held = self.held.iter().position(|(id, _)| *id == item_id);
-        match held {
-            Some(pos) if self.held[pos].1["evaluated_permission"] == "deny" => {
-                let (_, event) = self.held.remove(pos);
+        match self.held.take(&item_id) {
+            Some(event) if event["evaluated_permission"] == "deny" => {
                 out.push(Action::emit_json(&event));
                 out.push(approval_reply(&rpc_id, form, false));
             }
-            Some(pos) => self.ask(pos, rpc_id, form, out),
+            Some(event) => self.ask(event, rpc_id, form, out),
             // The agent's policy allows this tool: answer for the user.
             None => out.push(approval_reply(&rpc_id, form, true)),
         }
     }
 
-    /// Emit the held tool use at `pos` as `ask`; its approval request waits
-    /// for `user.tool_confirmation`.
-    fn ask(&mut self, pos: usize, rpc_id: RequestId, form: ReplyForm, out: &mut Vec<Action>) {
-        let (_, mut event) = self.held.remove(pos);
+    /// Emit a held tool use as `ask`; its approval request waits for
+    /// `user.tool_confirmation`.
+    fn ask(&mut self, mut event: Value, rpc_id: RequestId, form: ReplyForm, out: &mut Vec<Action>) {
         event["evaluated_permission"] = json!("ask");
         let event_id = event["id"].as_str().unwrap_or_default().to_string();
         out.push(Action::emit_json(&event));
@@ -701,11 +671,12 @@ impl CodexSession {
             out.push(approval_reply(&rpc_id, ReplyForm::Elicitation, false));
             return;
         };
-        let held = self.held.iter().position(|(_, e)| {
-            e["type"] == "agent.mcp_tool_use" && e["mcp_server_name"] == server && e["name"] == tool
-        });
-        match held {
-            Some(pos) => self.ask(pos, rpc_id, ReplyForm::Elicitation, out),
+        let held = self
+            .held
+            .find(|e| e["type"] == "agent.mcp_tool_use" && e["mcp_server_name"] == server && e["name"] == tool)
+            .map(str::to_string);
+        match held.and_then(|key| self.held.take(&key)) {
+            Some(event) => self.ask(event, rpc_id, ReplyForm::Elicitation, out),
             None if mcp_prompts(self.mcp_perm(server, tool)) => {
                 // Nothing to show the user: refuse rather than run unasked.
                 log(
@@ -776,21 +747,12 @@ impl CodexSession {
         out
     }
 
-    fn confirmation(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
-        let allow = match event["result"].as_str() {
-            Some("allow") => true,
-            Some("deny") => false,
-            other => return Err(format!("user.tool_confirmation result {other:?}")),
-        };
-        let message =
-            event["deny_message"].as_str().filter(|s| !s.is_empty()).unwrap_or("The user denied this tool call.");
-        if let Some(actions) = self.worker.on_confirmation(id, allow, message) {
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
+        if let Some(actions) = self.worker.on_confirmation(&c) {
             return Ok(actions);
         }
-        let approval =
-            self.approvals.remove(id).ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
-        Ok(vec![approval_reply(&approval.rpc_id, approval.form, allow)])
+        let approval = self.approvals.remove(&c.tool_use_id).ok_or_else(|| c.unexpected())?;
+        Ok(vec![approval_reply(&approval.rpc_id, approval.form, c.allow)])
     }
 }
 
@@ -921,10 +883,6 @@ fn object_or_empty(v: &Value) -> Value {
     }
 }
 
-fn text_content(text: &str) -> Vec<Value> {
-    if text.is_empty() { Vec::new() } else { vec![json!({"type": "text", "text": text})] }
-}
-
 /// MCP content block → Managed Agents block.
 fn mcp_block(b: &McpBlock) -> Option<Value> {
     match b {
@@ -976,7 +934,7 @@ impl HarnessSession for CodexSession {
             interrupting: false,
             interrupt_deferred: false,
             items: HashMap::new(),
-            held: Vec::new(),
+            held: HeldUses::default(),
             approvals: HashMap::new(),
             thinking_items: Vec::new(),
             span: None,
@@ -1058,12 +1016,11 @@ impl HarnessSession for CodexSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => self.user_message(&event),
-            Some("user.interrupt") => Ok(self.interrupt()),
-            Some("user.tool_confirmation") => self.confirmation(&event),
-            Some("user.custom_tool_result") => self.custom.on_result(&event),
-            other => Err(format!("the codex harness does not accept {other:?} events")),
+        match UserEvent::read("codex", &event)? {
+            UserEvent::Message => self.user_message(&event),
+            UserEvent::Interrupt => Ok(self.interrupt()),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.custom.on_result(r),
         }
     }
 
@@ -1104,7 +1061,7 @@ impl HarnessSession for CodexSession {
             return out;
         }
         self.close_span(true, None, &mut out);
-        self.release_all_held(&mut out);
+        self.held.release_all(&mut out);
         self.retry.reset();
         if std::mem::take(&mut self.interrupting) {
             out.push(Action::end_turn());

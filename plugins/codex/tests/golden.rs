@@ -14,23 +14,10 @@
 //! diff by eye.
 //! The driver is `bridle_harness_sdk::golden`.
 
-use bridle_harness_sdk::golden::Golden;
+use bridle_harness_sdk::golden::{self, Golden};
+use bridle_harness_sdk::golden_cases;
 use bridle_plugin_codex::CodexSession;
-use serde_json::{Value, json};
-
-fn default_spec() -> Value {
-    json!({
-        "session_id": "sesn_test",
-        "agent": {"model": {"id": "mock-model"}, "system": null, "tools": [
-            {"type": "agent_toolset_20260401",
-             "default_config": {"enabled": true, "permission_policy": {"type": "always_allow"}}}
-        ]},
-        "workspace": "/workspace",
-        "resume": null,
-        "llm": {"base_url": "http://10.0.0.1:7070/llm/v1", "upstream_base_url": "https://api.openai.com/v1", "model": "mock-model"},
-        "resident": false
-    })
-}
+use serde_json::Value;
 
 /// JSON-RPC lines: the method, and the id of requests and responses.
 fn describe_out(v: &Value) -> String {
@@ -42,23 +29,19 @@ fn describe_out(v: &Value) -> String {
     }
 }
 
-fn golden(name: &str) {
-    goldens().check::<CodexSession>(name);
-}
-
 fn goldens() -> Golden {
-    Golden {
-        data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
-        default_spec: default_spec(),
+    Golden::new(
+        env!("CARGO_MANIFEST_DIR"),
+        golden::default_spec("mock-model", "http://10.0.0.1:7070/llm/v1", Some("https://api.openai.com/v1"), false),
         describe_out,
-    }
+    )
 }
 
 /// Never an error or a panic: each runtime line of these cases is also fed
 /// with one field at a time in another shape, and cut in half.
 #[test]
 fn odd_lines_never_fail() {
-    for case in [
+    goldens().check_odd_lines_of::<CodexSession>(&[
         "cx1.jsonl",
         "c500.jsonl",
         "c429.jsonl",
@@ -68,18 +51,11 @@ fn odd_lines_never_fail() {
         "items.script.jsonl",
         "custom_tool.script.jsonl",
         "mcp_ask_allow.script.jsonl",
-    ] {
-        assert!(goldens().check_odd_lines::<CodexSession>(case) > 0, "{case}");
-    }
+    ]);
 }
 
-macro_rules! cases {
-    ($($test:ident => $file:literal),* $(,)?) => {
-        $( #[test] fn $test() { golden($file); } )*
-    };
-}
-
-cases! {
+golden_cases! {
+    goldens(), CodexSession;
     cx1_plain_text => "cx1.jsonl",
     c500_two_retries_then_success => "c500.jsonl",
     c429_rate_limited_retry => "c429.jsonl",

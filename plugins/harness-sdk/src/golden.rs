@@ -1,6 +1,7 @@
 //! Golden tests for plugins: a transcript in, the exact actions out (native
 //! builds only). A plugin's `tests/golden.rs` names its session type, a
-//! default spec and how to label a runtime line, then lists its cases.
+//! default spec ([`default_spec`]) and how to label a runtime line, then
+//! lists its cases with [`golden_cases!`](crate::golden_cases).
 //!
 //! Cases live in the plugin's `tests/data/`:
 //! * `NAME.jsonl` — recorded runtime stdout: the run starts with a
@@ -29,6 +30,32 @@ pub struct Golden {
     pub describe_out: fn(&Value) -> String,
 }
 
+/// The spec a case runs with when its script gives none: the agent's model,
+/// the whole toolset under `always_allow`, and the session's model route
+/// (`upstream` is the route's real upstream, when the plugin reads it).
+pub fn default_spec(model: &str, base_url: &str, upstream: Option<&str>, resident: bool) -> Value {
+    json!({
+        "session_id": "sesn_test",
+        "agent": {"model": {"id": model}, "system": null, "tools": [
+            {"type": "agent_toolset_20260401",
+             "default_config": {"enabled": true, "permission_policy": {"type": "always_allow"}}}
+        ]},
+        "workspace": "/workspace",
+        "resume": null,
+        "llm": {"base_url": base_url, "upstream_base_url": upstream, "model": model},
+        "resident": resident
+    })
+}
+
+/// One `#[test]` per golden case: `golden_cases! { goldens(), MySession; name => "case.jsonl", ... }`
+/// where `goldens()` is the plugin's [`Golden`].
+#[macro_export]
+macro_rules! golden_cases {
+    ($golden:expr, $session:ty; $($test:ident => $file:literal),* $(,)?) => {
+        $( #[test] fn $test() { $golden.check::<$session>($file); } )*
+    };
+}
+
 enum Step {
     In(Value),
     Out(String),
@@ -37,6 +64,12 @@ enum Step {
 }
 
 impl Golden {
+    /// A plugin's goldens, in `tests/data` of `manifest_dir` (its
+    /// `env!("CARGO_MANIFEST_DIR")`).
+    pub fn new(manifest_dir: &str, default_spec: Value, describe_out: fn(&Value) -> String) -> Golden {
+        Golden { data_dir: PathBuf::from(manifest_dir).join("tests/data"), default_spec, describe_out }
+    }
+
     fn load(&self, name: &str) -> (Value, Vec<Step>) {
         let text = std::fs::read_to_string(self.data_dir.join(name)).expect("case file");
         let mut spec = self.default_spec.clone();
@@ -172,6 +205,16 @@ impl Golden {
             }
         }
         fed
+    }
+}
+
+impl Golden {
+    /// [`Golden::check_odd_lines`] for each case; each must have a runtime
+    /// line to vary.
+    pub fn check_odd_lines_of<S: HarnessSession>(&self, cases: &[&str]) {
+        for case in cases {
+            assert!(self.check_odd_lines::<S>(case) > 0, "{case}: no runtime line to vary");
+        }
     }
 }
 

@@ -77,6 +77,13 @@
 //!   `protocol.rs`); stray output is logged and skipped, and [`wire::loose`]
 //!   makes a field of another shape read as absent instead of failing the
 //!   message.
+//! * What every runtime's mapping repeats is here too: [`events`] builds the
+//!   span pair (with `model_usage`), tool results and text content;
+//!   [`confirmation`] reads `user.tool_confirmation`; [`custom`], [`remote`],
+//!   [`policy`], [`previews`] and [`progress`] keep custom tools, worker
+//!   tools, permission policies, previews and retry reports.
+//! * Natively, `golden` runs a plugin's transcript cases
+//!   (`golden_cases!`) and `endpoint_cases` its endpoint tables.
 //! * [`new_event_id`] and [`log`] call the host's imports inside wasm. Natively
 //!   they are deterministic stand-ins: ids are `sevt_test_0001`,
 //!   `sevt_test_0002`, ... per thread (reset with [`reset_event_ids`]), so
@@ -121,11 +128,17 @@
 //! the engine name is what vault metadata `sandbox0.managed_agents.engine`
 //! selects. `bridle plugins inspect x.wasm` shows what the component declares.
 
+pub mod confirmation;
 pub mod content;
 pub mod custom;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod endpoint_cases;
 pub mod errors;
+pub mod events;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod golden;
+pub mod held;
+pub mod input;
 pub mod policy;
 pub mod previews;
 pub mod progress;

@@ -67,7 +67,7 @@
 mod protocol;
 mod session;
 
-pub use session::{AgentsSession, classify};
+pub use session::AgentsSession;
 
 use bridle_harness_sdk::url::{PathEnd, parse_url};
 use bridle_harness_sdk::{ApiShape, CredentialPlan, ExecutionModel, Harness, HarnessInfo, HeaderRule, LlmEndpoint};

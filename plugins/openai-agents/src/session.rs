@@ -3,9 +3,12 @@
 
 use crate::protocol::{Call as CallMessage, McpCall, McpResult, Retry, RunError, RuntimeMessage, Usage};
 use crate::{RETRY_BUDGET, RUNTIME_PROGRAM, TOOLS};
+use bridle_harness_sdk::confirmation::Confirmation;
 use bridle_harness_sdk::content::{self, Block, Source};
 use bridle_harness_sdk::custom::{Answer, CustomCalls, CustomResult, CustomTool, custom_tools};
 use bridle_harness_sdk::errors::model_error_type;
+use bridle_harness_sdk::events::{self, ModelUsage, text_content};
+use bridle_harness_sdk::input::UserEvent;
 use bridle_harness_sdk::policy::{self, Decision, McpPolicy, Perm, ToolPolicy};
 use bridle_harness_sdk::previews::Previews;
 use bridle_harness_sdk::progress::{Progress, exit_failure};
@@ -161,10 +164,7 @@ impl AgentsSession {
             log(LogLevel::Warn, "openai-agents: mcp_tool_result for no running MCP call, skipped");
             return;
         };
-        out.push(Action::emit_json(&json!({
-            "type": "agent.mcp_tool_result", "mcp_tool_use_id": id,
-            "content": m.content.unwrap_or_default(), "is_error": m.is_error.unwrap_or(false),
-        })));
+        out.push(events::mcp_tool_result(&id, m.content.unwrap_or_default(), m.is_error.unwrap_or(false)));
     }
 
     fn progress(&mut self, out: &mut Vec<Action>) {
@@ -175,21 +175,10 @@ impl AgentsSession {
         let Some(start) = self.span.take() else {
             return;
         };
-        let usage = usage.copied().unwrap_or_default();
-        // Responses counts cached tokens inside input tokens; Managed
-        // Agents counts them apart.
-        let cached = usage.cached_tokens.unwrap_or(0);
-        out.push(Action::emit_json(&json!({
-            "type": "span.model_request_end",
-            "model_request_start_id": start,
-            "is_error": is_error,
-            "model_usage": {
-                "input_tokens": usage.input_tokens.unwrap_or(0).saturating_sub(cached),
-                "output_tokens": usage.output_tokens.unwrap_or(0),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": cached,
-            },
-        })));
+        // Responses counts cached tokens inside input tokens.
+        let u = usage.copied().unwrap_or_default();
+        let usage = ModelUsage::cached_in_input(u.input_tokens, u.output_tokens, u.cached_tokens, None);
+        out.push(events::span_end(&start, is_error, &usage));
     }
 
     fn end(&mut self, out: &mut Vec<Action>) {
@@ -212,9 +201,7 @@ impl AgentsSession {
         };
         if !self.custom.iter().any(|t| t.name == name) {
             let text = format!("`{name}` is not a custom tool of this agent");
-            out.push(Action::write_line(&json!({
-                "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
-            })));
+            out.push(runtime_result(call_id, &text, true));
             return;
         }
         let input = m.input.clone().unwrap_or_else(|| json!({}));
@@ -224,15 +211,35 @@ impl AgentsSession {
         out.push(Action::emit_json(&json!({"type": "agent.custom_tool_use", "id": id, "name": name, "input": input})));
     }
 
-    fn on_custom_result(&mut self, event: &Value) -> Result<Vec<Action>, String> {
-        let result = CustomResult::from_event(event)?;
+    fn on_custom_result(&mut self, result: CustomResult) -> Result<Vec<Action>, String> {
         match self.custom_calls.answer(result)? {
-            Answer::Now(call_id, result) => Ok(vec![Action::write_line(&json!({
-                "type": "tool_result", "call_id": call_id, "output": result.text(), "is_error": result.is_error,
-            }))]),
+            Answer::Now(call_id, result) => Ok(vec![runtime_result(&call_id, &result.text(), result.is_error)]),
             // Not reachable: a use is announced with its waiting call.
             Answer::Kept => Ok(Vec::new()),
         }
+    }
+
+    fn confirmation(&mut self, c: Confirmation) -> Result<Vec<Action>, String> {
+        let id = c.tool_use_id.as_str();
+        let pos = self.asking.iter().position(|a| a == id).ok_or_else(|| c.unexpected())?;
+        self.asking.remove(pos);
+        let Some(call) = self.calls.get(id).cloned() else {
+            return Err(c.unexpected());
+        };
+        let text = c.deny_message.as_str();
+        if call.mcp {
+            self.calls.remove(id);
+            if c.allow {
+                self.mcp_running.insert(call.call_id.clone(), id.to_string());
+                return Ok(vec![mcp_approval(&call.call_id, None)]);
+            }
+            return Ok(vec![mcp_denied(id, text), mcp_approval(&call.call_id, Some(text))]);
+        }
+        if c.allow {
+            return Ok(vec![Self::tool_call_action(id, &call)]);
+        }
+        self.calls.remove(id);
+        Ok(vec![events::tool_result(id, text, true), runtime_result(&call.call_id, text, true)])
     }
 
     fn tool_call_action(id: &str, call: &Call) -> Action {
@@ -249,13 +256,8 @@ impl AgentsSession {
         let call = Call { call_id: call_id.to_string(), name: name.to_string(), input: input.clone(), mcp: false };
         let id = new_event_id();
         let refuse = |out: &mut Vec<Action>, text: String| {
-            out.push(Action::emit_json(&json!({
-                "type": "agent.tool_result", "tool_use_id": id,
-                "content": [{"type": "text", "text": text}], "is_error": true,
-            })));
-            out.push(Action::write_line(&json!({
-                "type": "tool_result", "call_id": call_id, "output": text, "is_error": true,
-            })));
+            out.push(events::tool_result(&id, &text, true));
+            out.push(runtime_result(call_id, &text, true));
         };
         let Some(perm) = self.perm(name) else {
             // Not offered to the model, yet called: refused before any
@@ -295,7 +297,7 @@ impl AgentsSession {
             return;
         }
         let status = m.status;
-        let error_type = classify(status, m.code.as_deref().unwrap_or_default());
+        let error_type = model_error_type(status, m.code.as_deref().unwrap_or_default());
         let attempt = m.attempt.unwrap_or(1).max(1);
         let max = m.max_retries;
         let delay = m.delay_ms;
@@ -337,7 +339,7 @@ impl AgentsSession {
         let (error_type, retry_status) = match (kind, status) {
             // Retrying with the same credentials cannot succeed.
             (_, Some(401 | 403)) => ("model_request_failed_error", RetryStatus::Terminal),
-            ("api", _) => match classify(status, m.code.as_deref().unwrap_or_default()) {
+            ("api", _) => match model_error_type(status, m.code.as_deref().unwrap_or_default()) {
                 "billing_error" => ("billing_error", RetryStatus::Terminal),
                 other => (other, RetryStatus::Exhausted),
             },
@@ -360,15 +362,12 @@ fn mcp_approval(call_id: &str, denied: Option<&str>) -> Action {
 
 /// The result event of an MCP tool call that did not run.
 fn mcp_denied(tool_use_id: &str, text: &str) -> Action {
-    Action::emit_json(&json!({
-        "type": "agent.mcp_tool_result", "mcp_tool_use_id": tool_use_id,
-        "content": [{"type": "text", "text": text}], "is_error": true,
-    }))
+    events::mcp_tool_result(tool_use_id, text_content(text), true)
 }
 
-/// Managed Agents error type for a model API failure (the SDK's rule).
-pub fn classify(status: Option<u64>, code: &str) -> &'static str {
-    model_error_type(status, code)
+/// The answer to a `tool_call` or `custom_tool_call`.
+fn runtime_result(call_id: &str, output: &str, is_error: bool) -> Action {
+    Action::write_line(&json!({"type": "tool_result", "call_id": call_id, "output": output, "is_error": is_error}))
 }
 
 /// `user.message` content → the runtime's content (`text` / `image` url).
@@ -430,8 +429,8 @@ impl HarnessSession for AgentsSession {
     }
 
     fn on_input(&mut self, event: Value) -> Result<Vec<Action>, String> {
-        match event["type"].as_str() {
-            Some("user.message") => {
+        match UserEvent::read("openai-agents", &event)? {
+            UserEvent::Message => {
                 let content = input_content(&event["content"]);
                 if content.is_empty() {
                     return Err("user.message has no text or image content".into());
@@ -442,7 +441,7 @@ impl HarnessSession for AgentsSession {
                     Action::write_line(&json!({"type": "input", "content": content})),
                 ])
             }
-            Some("user.interrupt") => {
+            UserEvent::Interrupt => {
                 if !self.turn_active {
                     return Ok(Vec::new());
                 }
@@ -452,50 +451,8 @@ impl HarnessSession for AgentsSession {
                 self.custom_calls.drain();
                 Ok(vec![Action::write_line(&json!({"type": "interrupt"}))])
             }
-            Some("user.tool_confirmation") => {
-                let id = event["tool_use_id"].as_str().ok_or("user.tool_confirmation without tool_use_id")?;
-                let allow = match event["result"].as_str() {
-                    Some("allow") => true,
-                    Some("deny") => false,
-                    other => return Err(format!("user.tool_confirmation result {other:?}")),
-                };
-                let pos = self
-                    .asking
-                    .iter()
-                    .position(|a| a == id)
-                    .ok_or_else(|| format!("no tool use {id} is waiting for confirmation"))?;
-                self.asking.remove(pos);
-                let Some(call) = self.calls.get(id).cloned() else {
-                    return Err(format!("no tool use {id} is waiting for confirmation"));
-                };
-                let text = event["deny_message"]
-                    .as_str()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("The user denied this tool call.");
-                if call.mcp {
-                    self.calls.remove(id);
-                    if allow {
-                        self.mcp_running.insert(call.call_id.clone(), id.to_string());
-                        return Ok(vec![mcp_approval(&call.call_id, None)]);
-                    }
-                    return Ok(vec![mcp_denied(id, text), mcp_approval(&call.call_id, Some(text))]);
-                }
-                if allow {
-                    return Ok(vec![Self::tool_call_action(id, &call)]);
-                }
-                self.calls.remove(id);
-                Ok(vec![
-                    Action::emit_json(&json!({
-                        "type": "agent.tool_result", "tool_use_id": id,
-                        "content": [{"type": "text", "text": text}], "is_error": true,
-                    })),
-                    Action::write_line(&json!({
-                        "type": "tool_result", "call_id": call.call_id, "output": text, "is_error": true,
-                    })),
-                ])
-            }
-            Some("user.custom_tool_result") => self.on_custom_result(&event),
-            other => Err(format!("the openai-agents harness does not accept {other:?} events")),
+            UserEvent::ToolConfirmation(c) => self.confirmation(c),
+            UserEvent::CustomToolResult(r) => self.on_custom_result(r),
         }
     }
 
@@ -509,8 +466,8 @@ impl HarnessSession for AgentsSession {
             RuntimeMessage::ModelRequestStart {} => {
                 self.progress(&mut out);
                 self.close_span(false, None, &mut out);
-                let id = new_event_id();
-                out.push(Action::emit_json(&json!({"type": "span.model_request_start", "id": id})));
+                let (id, start) = events::span_start();
+                out.push(start);
                 self.span = Some(id);
             }
             RuntimeMessage::ModelRequestEnd { usage } => self.close_span(false, usage.as_ref(), &mut out),
@@ -528,9 +485,9 @@ impl HarnessSession for AgentsSession {
                 self.progress(&mut out);
                 let id = item_id.and_then(|item| self.previews.claim_key(&item)).unwrap_or_else(new_event_id);
                 if let Some(text) = text.filter(|t| !t.is_empty()) {
-                    out.push(Action::emit_json(&json!({
-                        "type": "agent.message", "id": id, "content": [{"type": "text", "text": text}],
-                    })));
+                    out.push(Action::emit_json(
+                        &json!({"type": "agent.message", "id": id, "content": text_content(&text)}),
+                    ));
                 }
             }
             RuntimeMessage::Reasoning {} => {
@@ -571,20 +528,13 @@ impl HarnessSession for AgentsSession {
     fn on_tool_result(&mut self, result: ToolResult) -> Result<Vec<Action>, String> {
         let id = result.id.as_str();
         let call = self.calls.remove(id).ok_or_else(|| format!("tool result for unknown call {id}"))?;
-        let text = result.content;
-        let is_error = result.is_error;
-        let content = if text.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) };
         // Interrupted meanwhile: the runtime already gave up on the call.
         if !self.turn_active {
             return Ok(Vec::new());
         }
         Ok(vec![
-            Action::emit_json(&json!({
-                "type": "agent.tool_result", "tool_use_id": id, "content": content, "is_error": is_error,
-            })),
-            Action::write_line(&json!({
-                "type": "tool_result", "call_id": call.call_id, "output": text, "is_error": is_error,
-            })),
+            events::tool_result(id, &result.content, result.is_error),
+            runtime_result(&call.call_id, &result.content, result.is_error),
         ])
     }
 

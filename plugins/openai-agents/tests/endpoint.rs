@@ -3,16 +3,12 @@
 //! mid-path). Every base URL form of the harness guide (the seed), of issue 21 and of the AI
 //! gateways Bridle documents, accepted or refused with a fix.
 
-use bridle_harness_sdk::{Harness, LlmEndpoint};
+use bridle_harness_sdk::endpoint_cases::{assert_accepted, assert_refused};
 use bridle_plugin_openai_agents::OpenaiAgents;
-
-fn check(url: Option<&str>) -> Result<(), String> {
-    OpenaiAgents::check_endpoint(&LlmEndpoint { base_url: url.map(str::to_string), model: "m".into() })
-}
 
 #[test]
 fn accepted_forms() {
-    for url in [
+    assert_accepted::<OpenaiAgents>(&[
         None, // the SDK's default, OpenAI
         // The guide's openai-agents vault and its Cloudflare AI Gateway example.
         Some("https://api.openai.com/v1"),
@@ -25,15 +21,13 @@ fn accepted_forms() {
         Some("https://gw.example.com/prefix/"),
         Some("https://gw.example.com/v1?api-version=2025-04-01"),
         Some("http://127.0.0.1:9/v1/"),
-    ] {
-        assert_eq!(check(url), Ok(()), "{url:?}");
-    }
+    ]);
 }
 
 #[test]
 fn refused_forms_name_the_url_and_the_fix() {
     // (base URL, words the refusal must carry)
-    for (url, fix) in [
+    assert_refused::<OpenaiAgents>(&[
         // The guide's claude vault.
         ("https://api.anthropic.com", "Anthropic Messages endpoint"),
         // Anthropic-shaped roots and calls, wherever they are.
@@ -52,9 +46,5 @@ fn refused_forms_name_the_url_and_the_fix() {
         ("api.openai.com/v1", "no scheme"),
         ("ftp://x/v1", "http or https"),
         ("https:///v1", "no host"),
-    ] {
-        let err = check(Some(url)).expect_err(url);
-        assert!(err.contains(url), "{url}: {err}");
-        assert!(err.contains(fix), "{url}: `{fix}` missing in: {err}");
-    }
+    ]);
 }

@@ -16,45 +16,23 @@
 //! diff by eye.
 //! The driver is `bridle_harness_sdk::golden`.
 
-use bridle_harness_sdk::golden::Golden;
+use bridle_harness_sdk::golden::{self, Golden, describe_typed};
+use bridle_harness_sdk::golden_cases;
 use bridle_plugin_openai_agents::AgentsSession;
-use serde_json::{Value, json};
-
-fn default_spec() -> Value {
-    json!({
-        "session_id": "sesn_test",
-        "agent": {"model": {"id": "gpt-fake"}, "system": null, "tools": [
-            {"type": "agent_toolset_20260401",
-             "default_config": {"enabled": true, "permission_policy": {"type": "always_allow"}}}
-        ]},
-        "workspace": "/workspace",
-        "resume": null,
-        "llm": {"base_url": "http://10.0.0.1:7070/llm/v1", "upstream_base_url": "https://api.openai.com/v1", "model": "gpt-fake"},
-        "resident": true
-    })
-}
-
-fn describe_out(v: &Value) -> String {
-    bridle_harness_sdk::golden::describe_typed(v)
-}
-
-fn golden(name: &str) {
-    goldens().check::<AgentsSession>(name);
-}
 
 fn goldens() -> Golden {
-    Golden {
-        data_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
-        default_spec: default_spec(),
-        describe_out,
-    }
+    Golden::new(
+        env!("CARGO_MANIFEST_DIR"),
+        golden::default_spec("gpt-fake", "http://10.0.0.1:7070/llm/v1", Some("https://api.openai.com/v1"), true),
+        describe_typed,
+    )
 }
 
 /// Never an error or a panic: each runtime line of these cases is also fed
 /// with one field at a time in another shape, and cut in half.
 #[test]
 fn odd_lines_never_fail() {
-    for case in [
+    goldens().check_odd_lines_of::<AgentsSession>(&[
         "rec_text.script.jsonl",
         "rec_tool.script.jsonl",
         "rec_retry.script.jsonl",
@@ -62,18 +40,11 @@ fn odd_lines_never_fail() {
         "rec_custom_tool.script.jsonl",
         "ask_allow.script.jsonl",
         "stream_previews.script.jsonl",
-    ] {
-        assert!(goldens().check_odd_lines::<AgentsSession>(case) > 0, "{case}");
-    }
+    ]);
 }
 
-macro_rules! cases {
-    ($($test:ident => $file:literal),* $(,)?) => {
-        $( #[test] fn $test() { golden($file); } )*
-    };
-}
-
-cases! {
+golden_cases! {
+    goldens(), AgentsSession;
     recorded_text => "rec_text.script.jsonl",
     recorded_tool_round_trip => "rec_tool.script.jsonl",
     recorded_two_retries_then_success => "rec_retry.script.jsonl",

@@ -5,9 +5,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use bridle_fake_model::{Config, Failure, FakeModel, Reply, Scenario, ToolCall};
+use bridle_fake_model::{Failure, FakeModel, Scenario};
 use common::runtimes::Runtime;
-use common::{LineProc, clean_command, program};
+use common::{LineProc, clean_command, fakes, program};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sk-ant-vault-token-for-tests";
@@ -56,17 +56,12 @@ fn turn(c: &mut Claude, text: &str) -> Value {
 }
 
 fn fake() -> FakeModel {
-    FakeModel::start_blocking(Config { token: Some(TOKEN.into()), ..Config::default() }).unwrap()
+    fakes::start(TOKEN)
 }
 
 /// Every model request carried the vault token as `x-api-key`.
 fn assert_token_on_every_request(fm: &FakeModel, model: &str) {
-    let reqs = fm.model_requests(model);
-    assert!(!reqs.is_empty(), "no model request for {model}");
-    for r in &reqs {
-        assert!(r.authorized, "unauthorized request: {:?}", r.headers);
-        assert_eq!(r.header("x-api-key"), Some(TOKEN));
-    }
+    fakes::assert_token_on_every_request(fm, model, "x-api-key", TOKEN);
 }
 
 #[test]
@@ -96,14 +91,7 @@ fn bash_tool_turn_creates_a_file() {
     let fm = fake();
     fm.set_scenario(
         "cc-tool",
-        Scenario {
-            turns: vec![Reply {
-                tools: vec![ToolCall::bash("echo hi > out.txt && cat out.txt")],
-                text: "The command printed: {{tool_output}}".into(),
-                ..Reply::default()
-            }],
-            ..Scenario::default()
-        },
+        fakes::bash_then("echo hi > out.txt && cat out.txt", "The command printed: {{tool_output}}"),
     );
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
@@ -186,13 +174,7 @@ fn wrong_credential_is_rejected_with_401() {
 #[test]
 fn multi_turn_and_resume_keep_context() {
     let fm = fake();
-    fm.set_scenario(
-        "cc-recall",
-        Scenario {
-            turns: vec![Reply::text("OK."), Reply::text("You asked me to remember {{remembered}}")],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cc-recall", fakes::recall());
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
     let mut c = claude(&fm, dir, "cc-recall", &[], 1);
@@ -227,13 +209,7 @@ fn multi_turn_and_resume_keep_context() {
 #[test]
 fn slow_reply_can_be_interrupted() {
     let fm = fake();
-    fm.set_scenario(
-        "cc-slow",
-        Scenario {
-            turns: vec![Reply { text: "tick ".repeat(40), chunk_delay_ms: 250, ..Reply::default() }],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cc-slow", fakes::slow());
     let mut c = claude(&fm, tempfile::tempdir().unwrap(), "cc-slow", &["--include-partial-messages"], 1);
     c.proc.send(&user("count"));
     // Wait for the first text delta, then interrupt through the control protocol.
@@ -256,17 +232,7 @@ fn unprivileged_user_with_skipped_permissions() {
     use std::os::unix::process::CommandExt;
     const NOBODY: u32 = 65534;
     let fm = fake();
-    fm.set_scenario(
-        "cc-nobody",
-        Scenario {
-            turns: vec![Reply {
-                tools: vec![ToolCall::bash("id -u > uid.txt")],
-                text: "done".into(),
-                ..Reply::default()
-            }],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cc-nobody", fakes::bash_then("id -u > uid.txt", "done"));
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     for p in [dir.path(), ws.as_path()] {

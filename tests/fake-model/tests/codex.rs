@@ -5,9 +5,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bridle_fake_model::{Config, Failure, FakeModel, Reply, Scenario, ToolCall};
+use bridle_fake_model::{Failure, FakeModel, Scenario};
 use common::runtimes::Runtime;
-use common::{LineProc, clean_command, program};
+use common::{LineProc, clean_command, fakes, program};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sk-openai-vault-token-for-tests";
@@ -96,17 +96,12 @@ impl Codex {
 }
 
 fn fake() -> FakeModel {
-    FakeModel::start_blocking(Config { token: Some(TOKEN.into()), ..Config::default() }).unwrap()
+    fakes::start(TOKEN)
 }
 
 fn assert_token_on_every_request(fm: &FakeModel, model: &str) {
-    let reqs = fm.model_requests(model);
-    assert!(!reqs.is_empty(), "no model request for {model}");
-    for r in &reqs {
-        assert!(r.authorized, "unauthorized request: {:?}", r.headers);
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
-        assert_eq!(r.path, "/v1/responses");
-    }
+    fakes::assert_token_on_every_request(fm, model, "authorization", &format!("Bearer {TOKEN}"));
+    assert!(fm.model_requests(model).iter().all(|r| r.path == "/v1/responses"));
 }
 
 #[test]
@@ -125,17 +120,7 @@ fn text_turn() {
 #[test]
 fn bash_tool_turn_creates_a_file() {
     let fm = fake();
-    fm.set_scenario(
-        "cx-tool",
-        Scenario {
-            turns: vec![Reply {
-                tools: vec![ToolCall::bash("echo hi > out.txt && cat out.txt")],
-                text: "Done.".into(),
-                ..Reply::default()
-            }],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cx-tool", fakes::bash_then("echo hi > out.txt && cat out.txt", "Done."));
     let mut c = codex(&fm, "cx-tool", 0);
     let done = c.turn("write the file");
     assert_eq!(done["turn"]["status"], "completed", "{}", c.proc.diagnostics());
@@ -194,13 +179,7 @@ fn persistent_failure_fails_the_turn() {
 #[test]
 fn second_turn_sees_the_first() {
     let fm = fake();
-    fm.set_scenario(
-        "cx-recall",
-        Scenario {
-            turns: vec![Reply::text("OK."), Reply::text("You asked me to remember {{remembered}}")],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cx-recall", fakes::recall());
     let mut c = codex(&fm, "cx-recall", 0);
     c.turn("Please remember the word PAPAYA.");
     let done = c.turn("What did I ask you to remember?");
@@ -211,13 +190,7 @@ fn second_turn_sees_the_first() {
 #[test]
 fn slow_reply_can_be_interrupted() {
     let fm = fake();
-    fm.set_scenario(
-        "cx-slow",
-        Scenario {
-            turns: vec![Reply { text: "tick ".repeat(40), chunk_delay_ms: 250, ..Reply::default() }],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("cx-slow", fakes::slow());
     let mut c = codex(&fm, "cx-slow", 0);
     c.proc.send(&json!({"method": "turn/start", "id": 50, "params": {
         "threadId": c.thread_id, "input": [{"type": "text", "text": "count", "text_elements": []}]}}));

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bridle_fake_model::{Config, Failure, FakeModel, Reply, Scenario, ToolCall};
+use bridle_fake_model::{Failure, FakeModel, Scenario};
 use common::runtimes::Runtime;
-use common::{LineProc, clean_command, program};
+use common::{LineProc, clean_command, fakes, program};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sk-agents-vault-token-for-tests";
@@ -95,16 +95,11 @@ fn of_type<'a>(msgs: &'a [Value], t: &str) -> Vec<&'a Value> {
 }
 
 fn fake() -> FakeModel {
-    FakeModel::start_blocking(Config { token: Some(TOKEN.into()), ..Config::default() }).unwrap()
+    fakes::start(TOKEN)
 }
 
 fn assert_token_on_every_request(fm: &FakeModel, model: &str) {
-    let reqs = fm.model_requests(model);
-    assert!(!reqs.is_empty(), "no model request for {model}");
-    for r in &reqs {
-        assert!(r.authorized, "unauthorized request: {:?}", r.headers);
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
-    }
+    fakes::assert_token_on_every_request(fm, model, "authorization", &format!("Bearer {TOKEN}"));
 }
 
 #[test]
@@ -129,14 +124,7 @@ fn bash_tool_turn_creates_a_file() {
     let fm = fake();
     fm.set_scenario(
         "oa-tool",
-        Scenario {
-            turns: vec![Reply {
-                tools: vec![ToolCall::bash("echo hi > out.txt && cat out.txt")],
-                text: "The command printed: {{tool_output}}".into(),
-                ..Reply::default()
-            }],
-            ..Scenario::default()
-        },
+        fakes::bash_then("echo hi > out.txt && cat out.txt", "The command printed: {{tool_output}}"),
     );
     let mut a = agents();
     a.start(&fm, "s1", "oa-tool", 2);
@@ -194,11 +182,7 @@ fn persistent_failure_is_an_error() {
 #[test]
 fn sessions_are_independent_and_keep_context() {
     let fm = fake();
-    let recall = Scenario {
-        turns: vec![Reply::text("OK."), Reply::text("You asked me to remember {{remembered}}")],
-        ..Scenario::default()
-    };
-    fm.set_scenario("oa-recall", recall);
+    fm.set_scenario("oa-recall", fakes::recall());
     let mut a = agents();
     a.start(&fm, "s1", "oa-recall", 1);
     a.start(&fm, "s2", "oa-recall", 1);
@@ -213,13 +197,7 @@ fn sessions_are_independent_and_keep_context() {
 #[test]
 fn slow_reply_can_be_interrupted() {
     let fm = fake();
-    fm.set_scenario(
-        "oa-slow",
-        Scenario {
-            turns: vec![Reply { text: "tick ".repeat(40), chunk_delay_ms: 250, ..Reply::default() }],
-            ..Scenario::default()
-        },
-    );
+    fm.set_scenario("oa-slow", fakes::slow());
     let mut a = agents();
     a.start(&fm, "s1", "oa-slow", 1);
     a.proc.send(&frame("s1", json!({"type": "input", "content": [{"type": "text", "text": "count"}]})));

@@ -13,6 +13,29 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A request sent to the fake, which must answer (any status).
+trait Answered {
+    async fn reply(self) -> reqwest::Response;
+    /// The answer's body as JSON.
+    async fn reply_json<T: serde::de::DeserializeOwned>(self) -> T;
+    /// The answer's body as server-sent events.
+    async fn reply_sse(self) -> Vec<(String, Value)>;
+}
+
+impl Answered for reqwest::RequestBuilder {
+    async fn reply(self) -> reqwest::Response {
+        self.send().await.unwrap()
+    }
+
+    async fn reply_json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.reply().await.json().await.unwrap()
+    }
+
+    async fn reply_sse(self) -> Vec<(String, Value)> {
+        parse_sse(&self.reply().await.text().await.unwrap())
+    }
+}
+
 /// `(event name, data)` pairs of an SSE body.
 fn parse_sse(body: &str) -> Vec<(String, Value)> {
     body.split("\n\n")
@@ -54,9 +77,8 @@ async fn anthropic_streaming_text_and_tool_use() {
         .post(format!("{}/v1/messages?beta=true", fm.base_url()))
         .header("x-api-key", TOKEN)
         .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .reply()
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let events = parse_sse(&resp.text().await.unwrap());
@@ -97,12 +119,8 @@ async fn anthropic_streaming_text_and_tool_use() {
         .post(format!("{}/v1/messages", fm.base_url()))
         .header("authorization", format!("Bearer {TOKEN}"))
         .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .reply_json()
+        .await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["stop_reason"], "end_turn");
     assert_eq!(msg["content"][0]["text"], "result: hi");
@@ -120,17 +138,12 @@ async fn thinking_block_streams_before_text() {
             ..Scenario::default()
         },
     );
-    let text = client()
+    let events = client()
         .post(format!("{}/v1/messages", fm.base_url()))
         .header("x-api-key", TOKEN)
         .json(&json!({"model": "m-think", "stream": true, "messages": [{"role": "user", "content": "?"}]}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = parse_sse(&text);
+        .reply_sse()
+        .await;
     assert_eq!(events[2].1["content_block"]["type"], "thinking");
     assert_eq!(events[3].1["delta"]["thinking"], "hmm");
     assert_eq!(events[4].1["delta"]["type"], "signature_delta");
@@ -145,21 +158,15 @@ async fn credential_is_checked_in_each_providers_shape() {
         .post(format!("{}/v1/messages", fm.base_url()))
         .header("x-api-key", "wrong")
         .json(&json!({"model": "x", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+        .reply()
+        .await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("request-id"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "authentication_error");
 
-    let r = c
-        .post(format!("{}/v1/responses", fm.base_url()))
-        .json(&json!({"model": "x", "input": "hi"}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{}/v1/responses", fm.base_url())).json(&json!({"model": "x", "input": "hi"})).reply().await;
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");
@@ -209,9 +216,8 @@ async fn injected_failures_then_success_with_real_error_shapes() {
         .post(format!("{}/v1/responses", fm.base_url()))
         .bearer_auth(TOKEN)
         .json(&json!({"model": "m-retry", "input": "hi"}))
-        .send()
-        .await
-        .unwrap();
+        .reply()
+        .await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
@@ -243,18 +249,13 @@ async fn responses_streaming_function_call_then_text() {
     fm.set_scenario("r-tool", tool_scenario());
     let c = client();
     let tools = json!([{"type": "function", "name": "exec_command", "parameters": {}}]);
-    let text = c
+    let events = c
         .post(format!("{}/v1/responses", fm.openai_base_url().trim_end_matches("/v1")))
         .bearer_auth(TOKEN)
         .json(&json!({"model": "r-tool", "stream": true, "tools": tools,
             "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}]}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = parse_sse(&text);
+        .reply_sse()
+        .await;
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"response.created"));
     assert_eq!(names.last(), Some(&"response.completed"));
@@ -270,7 +271,7 @@ async fn responses_streaming_function_call_then_text() {
     assert!(completed["usage"]["total_tokens"].as_u64().unwrap() > 0);
     assert_eq!(completed["output"][0]["call_id"], item["call_id"]);
 
-    let text = c
+    let events = c
         .post(format!("{}/responses", fm.openai_base_url()))
         .bearer_auth(TOKEN)
         .json(&json!({"model": "r-tool", "stream": true, "tools": tools, "input": [
@@ -278,13 +279,8 @@ async fn responses_streaming_function_call_then_text() {
             item,
             {"type": "function_call_output", "call_id": item["call_id"], "output": "hi"}
         ]}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events = parse_sse(&text);
+        .reply_sse()
+        .await;
     let deltas: String = events
         .iter()
         .filter(|(n, _)| n == "response.output_text.delta")
@@ -298,39 +294,21 @@ async fn responses_streaming_function_call_then_text() {
 async fn startup_probes_count_tokens_and_models() {
     let fm = fake().await;
     let c = client();
-    assert_eq!(c.head(fm.base_url()).send().await.unwrap().status(), 200);
+    assert_eq!(c.head(fm.base_url()).reply().await.status(), 200);
     let n: Value = c
         .post(format!("{}/v1/messages/count_tokens?beta=true", fm.base_url()))
         .header("x-api-key", TOKEN)
         .json(&json!({"model": "x", "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .reply_json()
+        .await;
     assert!(n["input_tokens"].as_u64().unwrap() > 0);
-    let models: Value = c
-        .get(format!("{}/models", fm.openai_base_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = c.get(format!("{}/models", fm.openai_base_url())).bearer_auth(TOKEN).reply_json().await;
     assert_eq!(models["object"], "list");
     assert!(!models["data"].as_array().unwrap().is_empty());
-    let r = c.get(format!("{}/v1/nope", fm.base_url())).bearer_auth(TOKEN).send().await.unwrap();
+    let r = c.get(format!("{}/v1/nope", fm.base_url())).bearer_auth(TOKEN).reply().await;
     assert_eq!(r.status(), 404);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
-    let r = c
-        .post(format!("{}/v1/messages", fm.base_url()))
-        .header("x-api-key", TOKEN)
-        .body("not json")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{}/v1/messages", fm.base_url())).header("x-api-key", TOKEN).body("not json").reply().await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
 }
@@ -342,41 +320,30 @@ async fn control_endpoints() {
     let r = c
         .post(format!("{}/_fake/scenario", fm.base_url()))
         .json(&json!({"model": "ctl", "turns": [{"text": "scripted {{turn}}"}]}))
-        .send()
-        .await
-        .unwrap();
+        .reply()
+        .await;
     assert_eq!(r.status(), 204);
     let r = c
         .put(format!("{}/_fake/scenarios/ctl2", fm.base_url()))
         .json(&json!({"failures": [{"status": 500}]}))
-        .send()
-        .await
-        .unwrap();
+        .reply()
+        .await;
     assert_eq!(r.status(), 204);
-    let bad = c
-        .post(format!("{}/_fake/scenario", fm.base_url()))
-        .json(&json!({"model": "x", "turnz": []}))
-        .send()
-        .await
-        .unwrap();
+    let bad =
+        c.post(format!("{}/_fake/scenario", fm.base_url())).json(&json!({"model": "x", "turnz": []})).reply().await;
     assert_eq!(bad.status(), 400);
     let msg: Value = c
         .post(format!("{}/v1/messages", fm.base_url()))
         .header("x-api-key", TOKEN)
         .json(&json!({"model": "ctl", "messages": [{"role": "user", "content": "a"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .reply_json()
+        .await;
     assert_eq!(msg["content"][0]["text"], "scripted 1");
-    let log: Vec<Value> =
-        c.get(format!("{}/_fake/requests?model=ctl", fm.base_url())).send().await.unwrap().json().await.unwrap();
+    let log: Vec<Value> = c.get(format!("{}/_fake/requests?model=ctl", fm.base_url())).reply_json().await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["headers"]["x-api-key"], TOKEN);
     assert_eq!(log[0]["body"]["messages"][0]["content"], "a");
     assert_eq!(log[0]["authorized"], true);
-    c.delete(format!("{}/_fake/requests", fm.base_url())).send().await.unwrap();
+    c.delete(format!("{}/_fake/requests", fm.base_url())).reply().await;
     assert!(fm.requests().is_empty());
 }

@@ -147,3 +147,48 @@ pub fn clean_command(program: &Path, home: &Path) -> Command {
         .env("LANG", "C.UTF-8");
     cmd
 }
+
+/// The scenarios and checks the runtime tests share: each runtime is put through the same
+/// text, tool, retry, recall and interrupt turns.
+pub mod fakes {
+    use bridle_fake_model::{Config, FakeModel, Reply, Scenario, ToolCall};
+
+    /// A fake model server that accepts only `token`.
+    pub fn start(token: &str) -> FakeModel {
+        FakeModel::start_blocking(Config { token: Some(token.into()), ..Config::default() }).unwrap()
+    }
+
+    /// One turn: the model runs `command` with bash, then answers `text`.
+    pub fn bash_then(command: &str, text: &str) -> Scenario {
+        Scenario {
+            turns: vec![Reply { tools: vec![ToolCall::bash(command)], text: text.into(), ..Reply::default() }],
+            ..Scenario::default()
+        }
+    }
+
+    /// Two turns: "OK.", then what the user asked it to remember.
+    pub fn recall() -> Scenario {
+        Scenario {
+            turns: vec![Reply::text("OK."), Reply::text("You asked me to remember {{remembered}}")],
+            ..Scenario::default()
+        }
+    }
+
+    /// A reply that streams slowly (40 chunks, 250 ms apart), to interrupt.
+    pub fn slow() -> Scenario {
+        Scenario {
+            turns: vec![Reply { text: "tick ".repeat(40), chunk_delay_ms: 250, ..Reply::default() }],
+            ..Scenario::default()
+        }
+    }
+
+    /// Every model request for `model` was authorized and carried `value` in `header`.
+    pub fn assert_token_on_every_request(fm: &FakeModel, model: &str, header: &str, value: &str) {
+        let reqs = fm.model_requests(model);
+        assert!(!reqs.is_empty(), "no model request for {model}");
+        for r in &reqs {
+            assert!(r.authorized, "unauthorized request: {:?}", r.headers);
+            assert_eq!(r.header(header), Some(value), "{header}");
+        }
+    }
+}
