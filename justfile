@@ -19,7 +19,7 @@ e2e-gvisor:
 
 # codex's fork-bomb test on gVisor, `n` times in a row (it once depended on timing there).
 e2e-gvisor-fork-bomb n="5":
-    for i in $(seq {{n}}); do BRIDLE_E2E_PYTEST_ARGS="-k fork_bomb" cargo test -p bridle --test e2e_sessions -- --exact e2e_codex_gvisor_in_sandbox || exit 1; done
+    for i in $(seq {{n}}); do BRIDLE_E2E_PYTEST_ARGS="-k fork_bomb" cargo test -p bridle --test e2e_sessions -- --include-ignored --exact e2e_codex_gvisor || exit 1; done
 
 # Formatting and lints, as CI checks them.
 lint:
