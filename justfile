@@ -15,7 +15,11 @@ test:
 
 # Every end-to-end harness suite with sessions.sandbox_driver = "gvisor" (needs root; installs runsc).
 e2e-gvisor:
-    cargo test -p bridle --test e2e_sessions -- --include-ignored gvisor
+    cargo test -p bridle --test e2e_sessions -- --include-ignored --exact e2e_claude_gvisor e2e_codex_gvisor e2e_openai_agents_gvisor
+
+# codex's fork-bomb test on gVisor, `n` times in a row (it once depended on timing there).
+e2e-gvisor-fork-bomb n="5":
+    for i in $(seq {{n}}); do BRIDLE_E2E_PYTEST_ARGS="-k fork_bomb" cargo test -p bridle --test e2e_sessions -- --include-ignored --exact e2e_codex_gvisor || exit 1; done
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -148,7 +148,9 @@ pub const DEFAULT_TEXT: &str = "Hello from the fake model.";
 /// `input` call any tool verbatim; `custom` + `input` call the offered tool whose name is
 /// `custom` or ends with it (an agent's custom tool, which a runtime may prefix, e.g. Claude
 /// Code's `mcp__bridle__get_weather`, or a member of a Responses `namespace` tool, e.g. codex's
-/// `lookup` in `mcp__docs`, called with its `namespace`).
+/// `lookup` in `mcp__docs`, called with its `namespace`). `wait_ms` (with `command`) is how
+/// long the runtime should wait for the command before it answers, mapped onto each shell
+/// tool's own argument ([`shell_wait_arg`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolCall {
@@ -156,6 +158,7 @@ pub struct ToolCall {
     pub name: Option<String>,
     pub custom: Option<String>,
     pub input: Option<Value>,
+    pub wait_ms: Option<u64>,
 }
 
 impl ToolCall {
@@ -552,20 +555,80 @@ pub fn tool_call_args(call: &ToolCall, offered: &[String]) -> (String, Value) {
     }
     let cmd = call.command.clone().unwrap_or_default();
     let has = |n: &str| offered.iter().any(|t| t == n);
-    if has("Bash") {
-        // Claude Code.
-        ("Bash".into(), serde_json::json!({"command": cmd, "description": "Run the scripted command"}))
+    let shell = if has("Bash") {
+        Shell::ClaudeBash
     } else if has("exec_command") {
-        // codex (unified exec).
-        ("exec_command".into(), serde_json::json!({"cmd": cmd, "yield_time_ms": 10000}))
+        Shell::CodexExec
     } else if has("shell") {
-        // older codex.
-        ("shell".into(), serde_json::json!({"command": ["bash", "-lc", cmd]}))
+        Shell::CodexShell
     } else if has("shell_command") {
-        ("shell_command".into(), serde_json::json!({"command": cmd}))
+        Shell::CodexShellCommand
     } else {
         // Bridle's openai-agents runtime, and the default.
-        ("bash".into(), serde_json::json!({"command": cmd}))
+        Shell::BridleBash
+    };
+    let mut input = match shell {
+        Shell::ClaudeBash => serde_json::json!({"command": cmd, "description": "Run the scripted command"}),
+        Shell::CodexExec => serde_json::json!({"cmd": cmd}),
+        Shell::CodexShell => serde_json::json!({"command": ["bash", "-lc", cmd]}),
+        Shell::CodexShellCommand | Shell::BridleBash => serde_json::json!({"command": cmd}),
+    };
+    if let Some((key, ms)) = shell_wait_arg(shell, call.wait_ms) {
+        input[key] = ms.into();
+    }
+    (shell.name().into(), input)
+}
+
+/// The shell tools a runtime may offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    /// Claude Code's `Bash`.
+    ClaudeBash,
+    /// codex's unified exec `exec_command`.
+    CodexExec,
+    /// older codex's `shell`.
+    CodexShell,
+    /// codex's `shell_command`.
+    CodexShellCommand,
+    /// Bridle's toolset `bash` (the openai-agents runtime's).
+    BridleBash,
+}
+
+impl Shell {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shell::ClaudeBash => "Bash",
+            Shell::CodexExec => "exec_command",
+            Shell::CodexShell => "shell",
+            Shell::CodexShellCommand => "shell_command",
+            Shell::BridleBash => "bash",
+        }
+    }
+}
+
+/// codex's unified exec clamps `yield_time_ms` to 250..=30 000 ms
+/// (`codex-rs/core/src/unified_exec`: `MIN_YIELD_TIME_MS`, `MAX_YIELD_TIME_MS`) and answers
+/// "still running" once it passes: the fake asks for what codex will really wait.
+pub const CODEX_YIELD_MS: (u64, u64) = (250, 30_000);
+/// What the fake asks codex to wait when the scenario does not say (codex's own default).
+pub const CODEX_DEFAULT_YIELD_MS: u64 = 10_000;
+/// The longest timeout Claude Code's `Bash` and Bridle's `bash` take (600 s; longer is refused
+/// or cut to this).
+pub const MAX_SHELL_TIMEOUT_MS: u64 = 600_000;
+
+/// The argument that says how long `shell` waits for a command, and its value for a scenario's
+/// `wait_ms`: `None` leaves the runtime's default (except codex's `exec_command`, which
+/// always gets a `yield_time_ms`).
+pub fn shell_wait_arg(shell: Shell, wait_ms: Option<u64>) -> Option<(&'static str, u64)> {
+    match shell {
+        Shell::CodexExec => {
+            let (min, max) = CODEX_YIELD_MS;
+            Some(("yield_time_ms", wait_ms.unwrap_or(CODEX_DEFAULT_YIELD_MS).clamp(min, max)))
+        }
+        Shell::ClaudeBash => wait_ms.map(|ms| ("timeout", ms.min(MAX_SHELL_TIMEOUT_MS))),
+        Shell::CodexShell | Shell::CodexShellCommand | Shell::BridleBash => {
+            wait_ms.map(|ms| ("timeout_ms", ms.min(MAX_SHELL_TIMEOUT_MS)))
+        }
     }
 }
 
@@ -627,6 +690,42 @@ mod tests {
         let (name, args) = tool_call_args(r.tool.as_ref().unwrap(), &first.tools);
         assert_eq!(name, "exec_command");
         assert_eq!(args["cmd"], "echo hi");
+    }
+
+    #[test]
+    fn a_commands_wait_maps_onto_each_shell_tool() {
+        let call = |wait_ms| ToolCall { wait_ms, ..ToolCall::bash("sleep 1") };
+        let cases: &[(&str, Option<u64>, Value)] = &[
+            ("Bash", None, json!({"command": "sleep 1", "description": "Run the scripted command"})),
+            (
+                "Bash",
+                Some(20_000),
+                json!({"command": "sleep 1", "description": "Run the scripted command", "timeout": 20_000}),
+            ),
+            (
+                "Bash",
+                Some(900_000),
+                json!({"command": "sleep 1", "description": "Run the scripted command", "timeout": 600_000}),
+            ),
+            ("exec_command", None, json!({"cmd": "sleep 1", "yield_time_ms": 10_000})),
+            ("exec_command", Some(20_000), json!({"cmd": "sleep 1", "yield_time_ms": 20_000})),
+            ("exec_command", Some(60_000), json!({"cmd": "sleep 1", "yield_time_ms": 30_000})),
+            ("exec_command", Some(10), json!({"cmd": "sleep 1", "yield_time_ms": 250})),
+            ("shell", Some(20_000), json!({"command": ["bash", "-lc", "sleep 1"], "timeout_ms": 20_000})),
+            ("shell_command", None, json!({"command": "sleep 1"})),
+            ("shell_command", Some(20_000), json!({"command": "sleep 1", "timeout_ms": 20_000})),
+            ("bash", None, json!({"command": "sleep 1"})),
+            ("bash", Some(20_000), json!({"command": "sleep 1", "timeout_ms": 20_000})),
+            ("bash", Some(900_000), json!({"command": "sleep 1", "timeout_ms": 600_000})),
+        ];
+        for (tool, wait, want) in cases {
+            let (name, input) = tool_call_args(&call(*wait), &[tool.to_string(), "read".into()]);
+            assert_eq!((name.as_str(), &input), (*tool, want), "{tool} waiting {wait:?}");
+        }
+        // Nothing offered that the fake knows: Bridle's `bash`.
+        assert_eq!(tool_call_args(&call(Some(5)), &[]).1, json!({"command": "sleep 1", "timeout_ms": 5}));
+        let parsed: ToolCall = serde_json::from_value(json!({"command": "x", "wait_ms": 30000})).unwrap();
+        assert_eq!(parsed.wait_ms, Some(30_000));
     }
 
     #[test]

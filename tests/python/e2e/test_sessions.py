@@ -423,8 +423,11 @@ def test_vault_token_reaches_the_model_but_not_the_sandbox(stack, model, session
 
 
 def test_fork_bomb_is_stopped_and_reported(stack, engine, model, sessions):
-    stack.fake.set_scenario(model, {"turns": [{"tools": [{"command": "f(){ f | f; }; f"}], "text": "After the bomb."},
-                                              {"text": "Still here."}]})
+    # The runtime waits for the bomb as long as codex can (30 s): a bomb takes ~9 s to reach the
+    # process limit on gVisor's ptrace platform, and a shorter wait (codex's default 10 s) could
+    # end the turn normally ("still running") before the sandbox is stopped.
+    bomb = {"command": "f(){ f | f; }; f", "wait_ms": 30000}
+    stack.fake.set_scenario(model, {"turns": [{"tools": [bomb], "text": "After the bomb."}, {"text": "Still here."}]})
     s = stack.session(model)
     sessions.append(s)
     if engine == "openai-agents":
