@@ -52,11 +52,12 @@ impl Api {
 async fn a_0_2_and_a_0_1_plugin_each_run_a_session_under_a_new_engine_name() {
     let wasm = support::template_plugin();
     let wasm_v0_1 = build_echo_v0_1().to_string_lossy().into_owned();
-    let sandboxes = tempfile::Builder::new().prefix("bridle-swap-sbx-").tempdir().unwrap();
+    // Unmounts what the killed server leaves (its sessions' volumes) when dropped.
+    let sandboxes = support::sandbox_dir::sandbox_dir();
     let runtimes = tempfile::Builder::new().prefix("bridle-swap-rt-").tempdir().unwrap();
-    for dir in [sandboxes.path(), runtimes.path()] {
+    {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(runtimes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let wasm = wasm.to_string_lossy().into_owned();
     let server = Server::start_opts(

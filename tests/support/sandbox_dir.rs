@@ -11,9 +11,11 @@ pub fn sandbox_dir() -> SandboxDir {
     SandboxDir(d)
 }
 
-/// A [`sandbox_dir`]. Dropped, it first deletes the gVisor sandboxes and unmounts the workspace
-/// volumes (the disk quota's loop mounts) that its servers left: tests and benches kill them, so
-/// they never release (and runsc's sandboxes are not the server's children: they would run on).
+/// A [`sandbox_dir`]. Dropped, it first deletes the gVisor sandboxes, then unmounts everything its
+/// servers left mounted below it (workspace volumes, the warm pool's slots and volumes): tests
+/// and benches kill their servers, so those never release (and runsc's sandboxes are not the
+/// server's children: they would run on). Left mounted, they would pile up on the machine from
+/// run to run, and every new mount namespace (each bubblewrap sandbox) copies them all.
 pub struct SandboxDir(tempfile::TempDir);
 
 impl SandboxDir {
@@ -25,15 +27,37 @@ impl SandboxDir {
 impl Drop for SandboxDir {
     fn drop(&mut self) {
         delete_gvisor_sandboxes(self.0.path());
-        let Ok(entries) = std::fs::read_dir(self.0.path().join("volumes")) else { return };
-        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(e.path())
-                .stderr(std::process::Stdio::null())
-                .status();
+        unmount_below(self.0.path());
+    }
+}
+
+/// `umount -l` every mount point at or below `dir`, deepest first, until none is left (slots
+/// stack a session's volume on a bind of themselves). The volumes' loop devices clear themselves
+/// (`mount -o loop` sets autoclear) once their last mount is gone.
+pub fn unmount_below(dir: &Path) {
+    for _ in 0..8 {
+        let mut points = mounts_below(dir);
+        if points.is_empty() {
+            return;
+        }
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&p).stderr(std::process::Stdio::null()).status();
         }
     }
+}
+
+/// The mount points (`/proc/self/mountinfo`'s fifth field) at or below `dir`.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    let below = format!("{}/", dir.trim_end_matches('/'));
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p == dir || p.starts_with(&below))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `runsc delete --force` every container of every runsc state root (`runsc-<host>-<pid>`)
