@@ -324,6 +324,7 @@ fn relay_only(args: &[String]) -> i32 {
             writeln!(out, "ready").context("report ready")?;
             out.flush().context("report ready")?;
         }
+        tokio::spawn(reap_orphans());
         watch_process_limit().await;
         std::future::pending::<()>().await;
         Ok(())
@@ -382,6 +383,22 @@ async fn watch_process_limit() {
             say(PROCESS_LIMIT_LINE);
             return;
         }
+    }
+}
+
+/// How often the relay reaps the orphans reparented to it.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The relay is the gVisor sandbox's PID 1: orphans (a daemonized process, a
+/// subshell's background job, codex's `git` helpers) are reparented to it and
+/// stay zombies until it reaps them, each one a task against the process
+/// limit ([`watch_process_limit`] counts them).
+async fn reap_orphans() {
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        // SAFETY: waitpid(2) on our own children; the relay starts no
+        // process of its own, so nothing else here waits for them.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     }
 }
 

@@ -178,6 +178,20 @@ async fn a_file_placed_right_after_a_cold_claim_lands() {
     sbx.release().await.unwrap();
 }
 
+/// Orphans are reparented to the sandbox's PID 1, the relay, which reaps
+/// them: no zombie stays behind (each would count against the process limit).
+#[tokio::test]
+async fn orphans_are_reaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = driver(tmp.path());
+    let sbx = d.claim_gvisor(spec("orphans")).await.unwrap();
+    // Each subshell leaves a `true` behind that exits as an orphan.
+    let out =
+        sh(&*sbx, "for i in 1 2 3; do (true &); done; sleep 2; grep -l '^State:.*Z' /proc/[0-9]*/status; true").await;
+    assert_eq!(out.stdout_str(), "", "zombies left: {}", out.stderr_str());
+    sbx.release().await.unwrap();
+}
+
 /// The server-like process of [`a_sandbox_ends_when_its_server_is_killed`]:
 /// claims a sandbox, prints its id and the gVisor sandbox's host pid, and
 /// waits to be killed.
