@@ -10,10 +10,9 @@
 //! deltas (`event_start` / `event_delta` to stream clients that ask, `test_deltas.py`). Once: a
 //! session without any model credential, and a server whose runtimes are missing. The
 //! openai-agents suite also runs with `sessions.sandbox_driver = "gvisor"`
-//! (`e2e_openai_agents_gvisor`), and Claude Code's on gVisor runs the tests openai-agents skips
-//! or takes another branch in (delegated threads, runtime failures, the fork bomb:
-//! `e2e_claude_gvisor_in_sandbox`); claude's and codex's whole suites on gVisor are `#[ignore]`d
-//! for time and run by `just e2e-gvisor`. Two suites keep a warm sandbox pool on their main
+//! (`e2e_openai_agents_gvisor`), and so does Claude Code's (`e2e_claude_gvisor`: with it the
+//! tests openai-agents skips or takes another branch in); codex's on gVisor is `#[ignore]`d
+//! (its turns sometimes stall on Debian's runsc) and runs with the others in `just e2e-gvisor`. Two suites keep a warm sandbox pool on their main
 //! server (`e2e_codex` on bubblewrap, `e2e_openai_agents_gvisor`) and check that sessions were
 //! served from it.
 //!
@@ -173,14 +172,6 @@ const ALL_FILES: &[&str] = &[
     "test_threads.py",
 ];
 
-/// What an agent-in-sandbox harness runs that openai-agents (sandbox as tool) skips or takes
-/// another branch in: delegated threads (coordinators are refused on openai-agents), the
-/// runtime dying in its sandbox, and the fork bomb ending the runtime's own sandbox
-/// (pytest node ids: every `engine ==` branch of `tests/python/e2e` about where the runtime
-/// runs).
-const IN_SANDBOX_TESTS: &[&str] =
-    &["test_threads.py", "test_runtime_failures.py", "test_sessions.py::test_fork_bomb_is_stopped_and_reported"];
-
 /// [`harness_suite`] on `driver`, running `files` (or pytest node ids), the main server
 /// keeping `pool` sandboxes warm: with a pool, the suite also checks that claims were served
 /// from it.
@@ -286,29 +277,22 @@ fn e2e_openai_agents_gvisor() {
     harness_suite_on("openai-agents", Driver::Gvisor, ALL_FILES, 2);
 }
 
-/// Claude Code itself in gVisor sandboxes, for what openai-agents cannot show there:
-/// delegated threads (to claude and to codex children), runtime failures and the fork bomb
-/// ([`IN_SANDBOX_TESTS`]). Claude rather than codex: codex's turns on gVisor sometimes stall
-/// after a model request (see `just e2e-gvisor`), claude's whole gVisor suite has not.
+/// Claude Code itself in gVisor sandboxes: the whole suite, including what openai-agents
+/// (sandbox as tool) skips or takes another branch in there (delegated threads, the runtime
+/// dying in its sandbox, the fork bomb ending the runtime's own sandbox).
 #[test]
-fn e2e_claude_gvisor_in_sandbox() {
-    harness_suite_on("claude", Driver::Gvisor, IN_SANDBOX_TESTS, 0);
-}
-
-/// Claude Code itself running in gVisor sandboxes (`just e2e-gvisor`).
-#[test]
-#[ignore = "long: run with `just e2e-gvisor`"]
 fn e2e_claude_gvisor() {
     harness_suite_on("claude", Driver::Gvisor, ALL_FILES, 0);
 }
 
-/// codex app-server itself running in gVisor sandboxes (`just e2e-gvisor`).
+/// codex app-server itself running in gVisor sandboxes (`just e2e-gvisor`). Ignored: on Debian's
+/// runsc some codex turns stall with an exited tool process codex never reaps (1 of 3 full runs
+/// passed; the network path is ruled out by the sandbox crate's `model_stream` test).
 #[test]
-#[ignore = "long: run with `just e2e-gvisor`"]
+#[ignore = "codex turns sometimes stall on this runsc: run with `just e2e-gvisor`"]
 fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, ALL_FILES, 0);
 }
-
 /// cargo, go and gem packages (`test_packages_toolchains.py`), one harness: their layer builds
 /// do not depend on it, and a crate's compile is long for every harness. The suite serves a Go
 /// module proxy and a gem source on this host's own address (Go does not use a proxy for
