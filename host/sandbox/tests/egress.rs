@@ -16,23 +16,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 fn gateway(sock: &Path, hub: &Hub, networking: Networking, llm: Option<LlmRoute>) -> Gateway {
-    Gateway::bind(
-        sock,
-        GatewayConfig {
-            sandbox_id: sock.file_stem().unwrap().to_string_lossy().into_owned(),
-            session_id: "sesn_test".into(),
-            policy: EgressPolicy { networking, ..EgressPolicy::default() },
-            llm,
-            git: None,
-            relay_port: 41_080,
-            hub: hub.clone(),
-            mcp: Vec::new(),
-            mcp_failures: None,
-            secrets: Vec::new(),
-        },
-        Activity::new(),
-    )
-    .unwrap()
+    let sandbox_id = sock.file_stem().unwrap().to_string_lossy().into_owned();
+    Gateway::bind(sock, config(sandbox_id, hub, networking, llm), Activity::new()).unwrap()
+}
+
+/// A test sandbox's gateway settings: `networking` and `llm`, nothing else routed.
+fn config(sandbox_id: String, hub: &Hub, networking: Networking, llm: Option<LlmRoute>) -> GatewayConfig {
+    GatewayConfig {
+        sandbox_id,
+        session_id: "sesn_test".into(),
+        policy: EgressPolicy { networking, ..EgressPolicy::default() },
+        llm,
+        git: None,
+        relay_port: 41_080,
+        hub: hub.clone(),
+        mcp: Vec::new(),
+        mcp_failures: None,
+        secrets: Vec::new(),
+    }
 }
 
 fn route(base_url: String) -> LlmRoute {
@@ -276,18 +277,7 @@ async fn extra_model_route_names_are_checked() {
     for (i, names) in [vec!["Codex"], vec!["a/b"], vec![""], vec!["codex", "codex"]].into_iter().enumerate() {
         let mut primary = route("http://127.0.0.1:9".into());
         primary.extra = names.iter().map(|n| extra(n)).collect();
-        let cfg = GatewayConfig {
-            sandbox_id: format!("bad{i}"),
-            session_id: "sesn_test".into(),
-            policy: EgressPolicy::default(),
-            llm: Some(primary),
-            git: None,
-            relay_port: 41_080,
-            hub: hub.clone(),
-            mcp: Vec::new(),
-            mcp_failures: None,
-            secrets: Vec::new(),
-        };
+        let cfg = config(format!("bad{i}"), &hub, EgressPolicy::default().networking, Some(primary));
         let err = Gateway::bind(&tmp.path().join(format!("bad{i}.sock")), cfg, Activity::new()).err();
         assert!(err.is_some(), "{names:?} was accepted");
     }
