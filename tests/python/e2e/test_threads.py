@@ -40,7 +40,6 @@ def test_a_coordinator_delegates_to_a_thread(stack, engine, model, sessions):
         pytest.skip(f"{engine} runs one resident runtime per session: coordinators are refused (test below)")
     helper_model = model + "-helper"
     stack.fake.set_scenario(helper_model, {"turns": [{"text": "The helper says 42 about {{last_user}}"}]})
-    s, helper = None, None
     # The roster agent's name is unique: the coordinator's model calls it by name.
     s, helper = coordinator_session(stack, model, helper_model)
     sessions.append(s)
