@@ -13,13 +13,13 @@ serve:
 test:
     cargo test --workspace
 
-# Every end-to-end harness suite with sessions.sandbox_driver = "gvisor" (needs root; installs runsc).
+# Every end-to-end harness suite with sessions.sandbox_driver = "gvisor" (needs root; installs or upgrades runsc).
 e2e-gvisor:
-    cargo test -p bridle --test e2e_sessions -- --include-ignored --exact e2e_claude_gvisor e2e_codex_gvisor e2e_openai_agents_gvisor
+    cargo test -p bridle --test e2e_sessions -- --exact e2e_claude_gvisor e2e_codex_gvisor e2e_openai_agents_gvisor
 
 # codex's fork-bomb test on gVisor, `n` times in a row (it once depended on timing there).
 e2e-gvisor-fork-bomb n="5":
-    for i in $(seq {{n}}); do BRIDLE_E2E_PYTEST_ARGS="-k fork_bomb" cargo test -p bridle --test e2e_sessions -- --include-ignored --exact e2e_codex_gvisor || exit 1; done
+    for i in $(seq {{n}}); do BRIDLE_E2E_PYTEST_ARGS="-k fork_bomb" cargo test -p bridle --test e2e_sessions -- --exact e2e_codex_gvisor || exit 1; done
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -10,11 +10,11 @@
 //! deltas (`event_start` / `event_delta` to stream clients that ask, `test_deltas.py`). Once: a
 //! session without any model credential, and a server whose runtimes are missing. The
 //! openai-agents suite also runs with `sessions.sandbox_driver = "gvisor"`
-//! (`e2e_openai_agents_gvisor`), and so does Claude Code's (`e2e_claude_gvisor`: with it the
-//! tests openai-agents skips or takes another branch in); codex's on gVisor is `#[ignore]`d
-//! (its turns sometimes stall on Debian's runsc) and runs with the others in `just e2e-gvisor`. Two suites keep a warm sandbox pool on their main
-//! server (`e2e_codex` on bubblewrap, `e2e_openai_agents_gvisor`) and check that sessions were
-//! served from it.
+//! (`e2e_openai_agents_gvisor`), and so do Claude Code's (`e2e_claude_gvisor`: with it the
+//! tests openai-agents skips or takes another branch in) and codex's (`e2e_codex_gvisor`); they
+//! need runsc 20240729 or newer (`ensure_runsc` installs it from the distribution's backports).
+//! Two suites keep a warm sandbox pool on their main server (`e2e_codex` on bubblewrap,
+//! `e2e_openai_agents_gvisor`) and check that sessions were served from it.
 //!
 //! Needs root (the sandbox switches uids), bubblewrap, node/npm and python3 (the runtimes are
 //! installed on first use into `<workspace>/target/bridle-runtimes`, or `$BRIDLE_RUNTIMES_DIR`,
@@ -285,11 +285,10 @@ fn e2e_claude_gvisor() {
     harness_suite_on("claude", Driver::Gvisor, ALL_FILES, 0);
 }
 
-/// codex app-server itself running in gVisor sandboxes (`just e2e-gvisor`). Ignored: on Debian's
-/// runsc some codex turns stall with an exited tool process codex never reaps (1 of 3 full runs
-/// passed; the network path is ruled out by the sandbox crate's `model_stream` test).
+/// codex app-server itself running in gVisor sandboxes. On Debian 12's own runsc (20221219,
+/// `ptrace`) some codex turns stalled with an exited tool process codex never reaped; on
+/// 20240729 (`systrap`, what `ensure_runsc` installs) the suite passes.
 #[test]
-#[ignore = "codex turns sometimes stall on this runsc: run with `just e2e-gvisor`"]
 fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, ALL_FILES, 0);
 }

@@ -268,12 +268,18 @@ async fn install_bubblewrap() {
     apt_install("bubblewrap").await;
 }
 
-/// gVisor's `runsc`, for `sandbox_driver = "gvisor"`, installed the same way.
+/// gVisor's `runsc`, for `sandbox_driver = "gvisor"`: installed, or
+/// upgraded from the distribution's backports when too old for agents.
 async fn install_runsc() {
-    if bridle_sandbox::gvisor::find_runsc(None).is_ok() {
-        return;
+    use bridle_sandbox::gvisor::install::{self, Ensured};
+    match tokio::task::spawn_blocking(install::ensure).await {
+        Ok(Ok(Ensured::Present { .. })) => {}
+        Ok(Ok(Ensured::Installed { path, version })) => {
+            tracing::info!(path = %path.display(), %version, "runsc installed (auto_install = true)")
+        }
+        Ok(Err(e)) => tracing::warn!("gVisor: {e}"),
+        Err(e) => tracing::warn!(error = %e, "installing runsc panicked"),
     }
-    apt_install("runsc").await;
 }
 
 /// Install one Debian package (as root, with apt-get), or say how to.

@@ -147,12 +147,13 @@ pub fn claim_uid_range() -> UidRange {
 }
 
 /// gVisor's `runsc`, for the suites on `sandbox_driver = "gvisor"`:
-/// installed when missing, like bubblewrap.
+/// installed (or upgraded from the distribution's backports) when missing
+/// or too old, like bubblewrap.
 pub fn ensure_runsc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if !Path::new("/usr/bin/runsc").exists() {
-            super::apt_install(&["runsc"]);
+        if let Err(e) = bridle_sandbox::gvisor::install::ensure() {
+            panic!("gVisor: {e}");
         }
     });
 }

@@ -421,10 +421,7 @@ fn gvisor(config: &Config) -> Vec<Check> {
     let d = bridle_sandbox::gvisor::check(&cfg);
     let mut checks = Vec::new();
     match &d.runsc {
-        Ok(p) => checks.push(Check::ok(
-            "gvisor",
-            format!("{} ({})", p.display(), d.version.as_deref().unwrap_or("version unknown")),
-        )),
+        Ok(p) => checks.push(runsc_version(p, d.version.as_deref())),
         Err(e) => checks.push(Check::fail("gvisor", e.clone(), "apt-get install -y runsc")),
     }
     match &d.platform {
@@ -445,6 +442,21 @@ fn gvisor(config: &Config) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// The installed runsc: a release older than the one the suites pass on
+/// runs sandboxes, but codex turns can stall on it.
+fn runsc_version(path: &std::path::Path, version: Option<&str>) -> Check {
+    use bridle_sandbox::gvisor::install::{TESTED_RELEASE, recent_enough};
+    let detail = format!("{} ({})", path.display(), version.unwrap_or("version unknown"));
+    if version.is_some_and(recent_enough) {
+        return Check::ok("gvisor", detail);
+    }
+    Check::warn(
+        "gvisor",
+        format!("{detail}: older than release {TESTED_RELEASE}, on which agents' tool calls can stall"),
+        Some("upgrade runsc, e.g. `apt-get install -t bookworm-backports runsc` on Debian 12, or set auto_install = true".into()),
+    )
 }
 
 /// bubblewrap, the sandbox init, seccomp, and a trial sandbox as the first sandbox uid.
@@ -648,6 +660,22 @@ mod tests {
         for c in checks {
             assert_eq!(c.level, Level::Fail, "{c:?}");
             assert!(c.fix.as_deref().unwrap().contains(&format!("(runtimes dir {})", abs.display())), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn an_old_runsc_is_a_warning() {
+        let p = std::path::Path::new("/usr/bin/runsc");
+        let cases = [
+            (Some("runsc version 0.0~20240729.0"), Level::Ok),
+            (Some("runsc version release-20251110.0"), Level::Ok),
+            (Some("runsc version 0.0~20221219.0"), Level::Warn),
+            (None, Level::Warn),
+        ];
+        for (version, level) in cases {
+            let c = runsc_version(p, version);
+            assert_eq!(c.level, level, "{c:?}");
+            assert_eq!(c.fix.is_some(), level == Level::Warn, "{c:?}");
         }
     }
 

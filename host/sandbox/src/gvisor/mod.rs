@@ -23,6 +23,7 @@
 //! rest as rlimits gVisor's kernel enforces. The workspace quota and the uid
 //! range are the local driver's ([`LocalConfig`]).
 
+pub mod install;
 pub mod lifeline;
 mod oci;
 mod pool;

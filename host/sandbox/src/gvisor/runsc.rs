@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 /// How to install runsc, for error messages.
-pub const INSTALL_HINT: &str = "install it with `apt-get install -y runsc` (Debian/Ubuntu)";
+pub const INSTALL_HINT: &str =
+    "install it with `apt-get install -y runsc` (Debian 12: add `-t bookworm-backports`, its own runsc is too old)";
 
 /// The `runsc` executable: the configured one, else found on `PATH`.
 pub fn find(configured: Option<&Path>) -> Result<PathBuf, String> {

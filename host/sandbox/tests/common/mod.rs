@@ -177,24 +177,13 @@ pub fn ensure_bubblewrap() {
     });
 }
 
-/// gVisor's `runsc`, for the gVisor variant: installed when missing (as
-/// root, with apt-get), like bubblewrap.
+/// gVisor's `runsc`, for the gVisor variant: installed (or upgraded from
+/// the distribution's backports) when missing or too old, like bubblewrap.
 pub fn ensure_runsc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if std::path::Path::new("/usr/bin/runsc").exists() {
-            return;
-        }
-        let install = || {
-            std::process::Command::new("apt-get")
-                .args(["install", "-y", "-qq", "runsc"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = std::process::Command::new("apt-get").args(["update", "-qq"]).status();
-            assert!(install(), "runsc is missing and `apt-get install -y runsc` failed");
+        if let Err(e) = bridle_sandbox::gvisor::install::ensure() {
+            panic!("gVisor: {e}");
         }
     });
 }
