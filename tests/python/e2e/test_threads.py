@@ -169,18 +169,25 @@ def test_a_follow_up_goes_on_in_the_same_thread(stack, engine, model, sessions):
     s.check_credentials()
 
 
-def test_the_thread_stream_follows_a_child(stack, engine, model, sessions):
-    if engine not in IN_SANDBOX:
-        pytest.skip(f"{engine}: coordinators are refused")
+def started_delegation(stack, model: str, sessions, helper_turn: dict, message: str):
+    """A coordinator session whose delegation of `message` to a helper (answering with
+    `helper_turn`) has begun: the session, the mark before its turn, and the child thread's id."""
     helper_model = model + "-helper"
-    stack.fake.set_scenario(helper_model, {"turns": [{"text": "slow answer", "delay_ms": 3000}]})
+    stack.fake.set_scenario(helper_model, {"turns": [helper_turn]})
     s, helper = coordinator_session(stack, model, helper_model)
     sessions.append(s)
-    stack.fake.set_scenario(model, delegating(helper.name, "take your time"))
+    stack.fake.set_scenario(model, delegating(helper.name, message))
     start = s.mark()
     s.message("Go.")
     _, created = s.wait_type("session.thread_created", start)
-    tid = created["session_thread_id"]
+    return s, start, created["session_thread_id"]
+
+
+def test_the_thread_stream_follows_a_child(stack, engine, model, sessions):
+    if engine not in IN_SANDBOX:
+        pytest.skip(f"{engine}: coordinators are refused")
+    s, start, tid = started_delegation(stack, model, sessions, {"text": "slow answer", "delay_ms": 3000},
+                                       "take your time")
     seen: list[str] = []
     done = threading.Event()
 
@@ -201,16 +208,9 @@ def test_the_thread_stream_follows_a_child(stack, engine, model, sessions):
 def test_an_interrupt_ends_the_running_thread(stack, engine, model, sessions):
     if engine not in IN_SANDBOX:
         pytest.skip(f"{engine}: coordinators are refused")
-    helper_model = model + "-helper"
     # The helper would take minutes: only the interrupt ends its turn.
-    stack.fake.set_scenario(helper_model, {"turns": [{"text": "never finished", "delay_ms": 300000}]})
-    s, helper = coordinator_session(stack, model, helper_model)
-    sessions.append(s)
-    stack.fake.set_scenario(model, delegating(helper.name, "work long"))
-    start = s.mark()
-    s.message("Go.")
-    _, created = s.wait_type("session.thread_created", start)
-    tid = created["session_thread_id"]
+    s, start, tid = started_delegation(stack, model, sessions, {"text": "never finished", "delay_ms": 300000},
+                                       "work long")
     s.send({"type": "user.interrupt"})
     s.wait_for(lambda e: e.get("type") == "session.thread_status_terminated" and e.get("session_thread_id") == tid,
                "the child thread terminated", start)
