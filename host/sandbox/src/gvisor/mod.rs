@@ -164,7 +164,16 @@ impl GvisorDriver {
         let uids = UidPool::new(&base.uid_lock_dir, crate::settings::uid_range(&base)?)?;
         let lifeline = lifeline::Lifeline::spawn(&init, &runsc, &global_args(&root_dir, &platform, base.cgroups))
             .map_err(SandboxError::Other)?;
-        info!(runsc = %runsc.display(), %platform, pool = base.pool.size, "gVisor sandbox driver ready");
+        let version = runsc::version(&runsc).unwrap_or_default();
+        if !install::recent_enough(&version) {
+            warn!(
+                runsc = %runsc.display(), %version,
+                "runsc is older than release {}: codex turns can stall and coreutils' stat fails on it; \
+                 upgrade it (Debian 12: `apt-get install -t bookworm-backports runsc`) or set auto_install = true",
+                install::TESTED_RELEASE
+            );
+        }
+        info!(runsc = %runsc.display(), %version, %platform, pool = base.pool.size, "gVisor sandbox driver ready");
         let shared = Arc::new(Shared {
             egress: crate::egress::Hub::new(&base.egress)?,
             cfg: base,
