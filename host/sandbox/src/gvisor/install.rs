@@ -167,7 +167,11 @@ pub fn ensure() -> Result<Ensured, String> {
         std::fs::write(BACKPORTS_SOURCE, source).map_err(|e| format!("writing {BACKPORTS_SOURCE}: {e}"))?;
         tracing::info!(path = BACKPORTS_SOURCE, "added the {codename}-backports apt suite for a recent runsc");
     }
-    apt(&["update", "-qq"])?;
+    // An unrelated source that cannot be reached fails the update, not the backports suite:
+    // the install below says whether runsc could be had.
+    if let Err(e) = apt(&["update", "-qq"]) {
+        tracing::warn!("{e}");
+    }
     let suite = format!("{codename}-backports");
     apt(&["install", "-y", "-qq", "-t", &suite, "runsc"])?;
     if !upgraded(&mut tried)? {
