@@ -98,6 +98,7 @@ pub struct MemoryStore {
     pub metadata: Metadata,
     pub name: String,
     #[serde(rename = "type")]
+    #[schema(pattern = "^memory_store$")]
     pub kind: String,
     pub updated_at: String,
 }
@@ -191,6 +192,7 @@ pub struct Memory {
     pub memory_version_id: String,
     pub path: String,
     #[serde(rename = "type")]
+    #[schema(pattern = "^memory$")]
     pub kind: String,
     pub updated_at: String,
 }
@@ -200,6 +202,7 @@ pub struct Memory {
 pub struct MemoryPrefix {
     pub path: String,
     #[serde(rename = "type")]
+    #[schema(pattern = "^memory_prefix$")]
     pub kind: String,
 }
 
@@ -292,6 +295,7 @@ pub struct MemoryVersion {
     #[schema(required)]
     pub redacted_by: Option<Actor>,
     #[serde(rename = "type")]
+    #[schema(pattern = "^memory_version$")]
     pub kind: String,
 }
 
