@@ -307,3 +307,33 @@ def test_bad_input_is_400(ms, store, raw):
     assert raw.get(f"/v1/memory_stores/{store.id}", headers=headers).status_code == 200
     resp = raw.get(f"/v1/memory_stores/{store.id}", headers={"anthropic-beta": "something-else"})
     assert "agent-memory-2026-07-22" in assert_raw_error(resp, 400, "invalid_request_error")["message"]
+
+
+def test_concurrent_writers_one_wins(ms, store):
+    """Racing creates at one path and racing conditional updates: exactly one of each wins, the
+    others get a 409 (never a 500 from the database's unique index)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mem = ms.memories
+
+    def outcome(call) -> str:
+        try:
+            call()
+            return "ok"
+        except anthropic.ConflictError as e:
+            assert_api_error(e, 409, "invalid_request_error")
+            return "conflict"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        creates = list(pool.map(lambda i: outcome(lambda: mem.create(store.id, path="/race.md", content=str(i))),
+                                range(8)))
+    assert sorted(creates) == ["conflict"] * 7 + ["ok"], creates
+    [m] = list(mem.list(store.id))
+    digest = m.content_sha256
+    pre = {"type": "content_sha256", "content_sha256": digest}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        updates = list(pool.map(
+            lambda i: outcome(lambda: mem.update(m.id, memory_store_id=store.id, content=f"w{i}", precondition=pre)),
+            range(8)))
+    assert sorted(updates) == ["conflict"] * 7 + ["ok"], updates
+    assert len(list(ms.memory_versions.list(store.id, memory_id=m.id))) == 2
