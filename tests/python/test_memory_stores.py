@@ -337,3 +337,35 @@ def test_concurrent_writers_one_wins(ms, store):
             range(8)))
     assert sorted(updates) == ["conflict"] * 7 + ["ok"], updates
     assert len(list(ms.memory_versions.list(store.id, memory_id=m.id))) == 2
+
+
+def test_stores_are_isolated(ms, store):
+    """A memory or version is reachable only through its own store."""
+    other = ms.create(name=uniq("other"))
+    try:
+        m = ms.memories.create(store.id, path="/same.md", content="a")
+        # The same path in another store is another memory.
+        n = ms.memories.create(other.id, path="/same.md", content="b")
+        assert n.id != m.id
+        for call in (
+            lambda: ms.memories.retrieve(m.id, memory_store_id=other.id),
+            lambda: ms.memories.update(m.id, memory_store_id=other.id, content="x"),
+            lambda: ms.memories.delete(m.id, memory_store_id=other.id),
+            lambda: ms.memory_versions.retrieve(m.memory_version_id, memory_store_id=other.id),
+            lambda: ms.memory_versions.redact(m.memory_version_id, memory_store_id=other.id),
+        ):
+            with pytest.raises(anthropic.NotFoundError) as e:
+                call()
+            assert_api_error(e.value, 404, "not_found_error")
+        assert [v.memory_id for v in ms.memory_versions.list(other.id)] == [n.id]
+        assert ms.memories.retrieve(m.id, memory_store_id=store.id).content == "a"
+        # Deleting a store takes its memories and versions, and no one else's.
+        ms.delete(other.id)
+        with pytest.raises(anthropic.NotFoundError):
+            ms.memories.list(other.id)
+        assert [i.id for i in ms.memories.list(store.id)] == [m.id]
+    finally:
+        try:
+            ms.delete(other.id)
+        except anthropic.NotFoundError:
+            pass

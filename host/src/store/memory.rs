@@ -65,15 +65,16 @@ pub struct VersionFilter {
 const STORE_COLUMNS: &str = "id, created_at, updated_at, archived_at, name, description, metadata";
 const MEMORY_COLUMNS: &str =
     "id, store_id, path, content, content_sha256, content_size_bytes, version_id, created_at, updated_at";
+/// The same, with the content left out (`view=basic` lists read no content).
+const MEMORY_COLUMNS_BASIC: &str =
+    "id, store_id, path, '' AS content, content_sha256, content_size_bytes, version_id, created_at, updated_at";
 const VERSION_COLUMNS: &str = "id, store_id, memory_id, created_at, operation, path, content, content_sha256, \
                                content_size_bytes, actor_type, actor_id, redacted_at, redacted_by_type, redacted_by_id";
+const VERSION_COLUMNS_BASIC: &str = "id, store_id, memory_id, created_at, operation, path, NULL AS content, \
+                                     content_sha256, content_size_bytes, actor_type, actor_id, redacted_at, \
+                                     redacted_by_type, redacted_by_id";
 /// Rows a memories list reads at a time while it rolls paths up.
 const LIST_BATCH: i64 = 200;
-
-/// Memory columns, with the content left out (empty) unless `full`.
-fn memory_columns(full: bool) -> String {
-    if full { MEMORY_COLUMNS.to_owned() } else { MEMORY_COLUMNS.replace("content,", "'' AS content,") }
-}
 
 fn store_row(row: &sqlx::any::AnyRow) -> StoreResult<MemoryStoreRow> {
     let metadata: String = row.try_get("metadata")?;
@@ -444,7 +445,7 @@ impl Store {
     ) -> StoreResult<()> {
         let end = prefix_end(prefix);
         let mut from = from.unwrap_or_else(|| (prefix.to_owned(), true));
-        let columns = memory_columns(full);
+        let columns = if full { MEMORY_COLUMNS } else { MEMORY_COLUMNS_BASIC };
         loop {
             let op = if from.1 { ">=" } else { ">" };
             let rows: Vec<MemoryRow> = sqlx::query_as(&format!(
@@ -482,8 +483,7 @@ impl Store {
         pos: &Position,
         limit: i64,
     ) -> StoreResult<Page<MemoryVersionRow>> {
-        let columns =
-            if full { VERSION_COLUMNS.to_owned() } else { VERSION_COLUMNS.replace(" content,", " NULL AS content,") };
+        let columns = if full { VERSION_COLUMNS } else { VERSION_COLUMNS_BASIC };
         let mut sql = Sql::new(&format!("SELECT {columns} FROM memory_versions WHERE "));
         let p = sql.arg(Arg::S(store_id.to_owned()));
         sql.push(&format!("store_id = {p}"));
