@@ -492,3 +492,79 @@ fn two_nodes_share_postgres() {
     a.assert_alive();
     b.assert_alive();
 }
+
+// ---------------------------------------------------------------------------------------------
+// memory paths in byte order under a locale's collation
+// ---------------------------------------------------------------------------------------------
+
+/// Memory lists walk paths in byte order (a prefix's memories are one byte range, roll-ups are
+/// contiguous) also on a database whose default collation is a locale's, where `a` sorts before
+/// `B` and punctuation is nearly ignored: the `path` column is declared `COLLATE "C"`.
+#[test]
+fn memory_paths_sort_as_bytes_under_a_locale_collation_postgres() {
+    use bridle::model::memory::{Actor, Item, PageBuilder, content_sha256};
+    use bridle::store::{MemoryRow, MemoryStoreRow, Store};
+    use sqlx::Connection;
+
+    let pg = Postgres::start();
+    let admin = pg.create_database("admin");
+    let url = format!("{}/bridle_icu", admin.rsplit_once('/').unwrap().0);
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect");
+        sqlx::query("CREATE DATABASE bridle_icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+            .execute(&mut c)
+            .await
+            .expect("create a database with an ICU collation");
+        let mut icu = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let (locale_order,): (bool,) = sqlx::query_as("SELECT 'a.md' < 'B.md'").fetch_one(&mut icu).await.unwrap();
+        assert!(locale_order, "the database's default collation must not be bytewise, or this test proves nothing");
+
+        let store = Store::connect(&url).await.expect("open and migrate");
+        let s = MemoryStoreRow {
+            id: "memstore_01ICU".into(),
+            created_at: 1,
+            updated_at: 1,
+            archived_at: None,
+            name: "icu".into(),
+            description: String::new(),
+            metadata: Default::default(),
+        };
+        store.create_memory_store(&s).await.unwrap();
+        let by = Actor::ApiActor { api_key_id: "apikey_1".into() };
+        let paths = ["/b.md", "/a0.md", "/\u{e9}.md", "/a/y.md", "/Z.md", "/a-b.md", "/a/x.md", "/B.md"];
+        for (i, p) in paths.iter().enumerate() {
+            let m = MemoryRow {
+                id: format!("mem_{i}"),
+                store_id: s.id.clone(),
+                path: p.to_string(),
+                content: String::new(),
+                content_sha256: content_sha256(""),
+                content_size_bytes: 0,
+                version_id: format!("memver_{i}"),
+                created_at: 1,
+                updated_at: 1,
+            };
+            store.create_memory(&m, &by).await.unwrap();
+        }
+        let list = |prefix: &'static str, depth: usize| {
+            let store = &store;
+            async move {
+                let mut page = PageBuilder::new(prefix, depth, 100);
+                store.list_memories("memstore_01ICU", prefix, None, false, &mut page).await.unwrap();
+                page.finish()
+                    .0
+                    .iter()
+                    .map(|i| match i {
+                        Item::Memory(p, _) => p.clone(),
+                        Item::Prefix(p) => format!("{p}*"),
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let mut bytewise: Vec<&str> = paths.to_vec();
+        bytewise.sort();
+        assert_eq!(list("/", 0).await, bytewise);
+        assert_eq!(list("/", 1).await, ["/B.md", "/Z.md", "/a-b.md", "/a/*", "/a0.md", "/b.md", "/\u{e9}.md"]);
+        assert_eq!(list("/a/", 0).await, ["/a/x.md", "/a/y.md"]);
+    });
+}
