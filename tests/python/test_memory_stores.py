@@ -369,3 +369,16 @@ def test_stores_are_isolated(ms, store):
             ms.delete(other.id)
         except anthropic.NotFoundError:
             pass
+
+
+def test_roll_up_across_read_batches(ms, store):
+    """More memories below one directory than the server reads at a time (200): the directory is
+    still one `memory_prefix`, and what follows it is listed."""
+    mem = ms.memories
+    for i in range(210):
+        mem.create(store.id, path=f"/bulk/{i:03}.md", content="")
+    mem.create(store.id, path="/after.md", content="")
+    mem.create(store.id, path="/zz.md", content="")
+    assert [(i.type, i.path) for i in mem.list(store.id, depth=1)] == [
+        ("memory", "/after.md"), ("memory_prefix", "/bulk/"), ("memory", "/zz.md")]
+    assert len(list(mem.list(store.id, path_prefix="/bulk/", limit=100))) == 210

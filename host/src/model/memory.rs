@@ -523,6 +523,16 @@ impl<T> PageBuilder<T> {
         true
     }
 
+    /// Where to read on after `last` (the last path fed in): past every
+    /// path of the prefix the page ends with when `last` is one of them
+    /// (they would all roll up into it), else just after `last`.
+    pub fn read_on_after(&self, last: &str) -> (String, bool) {
+        match self.items.last() {
+            Some(Item::Prefix(p)) if last.starts_with(p.as_str()) => (prefix_end(p), true),
+            _ => (last.to_owned(), false),
+        }
+    }
+
     /// The page's items and, when there is more, the next page's token.
     pub fn finish(self) -> (Vec<Item<T>>, Option<String>) {
         let next = match (self.more, self.items.last()) {
@@ -689,6 +699,18 @@ mod tests {
         assert!(next.is_none());
         let (items, _) = page("/", 0, 1, TREE);
         assert_eq!(items, ["/a-b.md"]);
+    }
+
+    #[test]
+    fn reading_on_skips_a_rolled_up_directory() {
+        let mut b = PageBuilder::new("/", 1, 10);
+        b.push("/a/x".to_string(), ());
+        assert_eq!(b.read_on_after("/a/x"), ("/a0".to_string(), true));
+        b.push("/b".to_string(), ());
+        assert_eq!(b.read_on_after("/b"), ("/b".to_string(), false));
+        let mut flat = PageBuilder::new("/", 0, 10);
+        flat.push("/a/x".to_string(), ());
+        assert_eq!(flat.read_on_after("/a/x"), ("/a/x".to_string(), false));
     }
 
     #[test]

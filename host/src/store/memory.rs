@@ -470,7 +470,7 @@ impl Store {
             if n < LIST_BATCH {
                 return Ok(());
             }
-            from = (last, false);
+            from = page.read_on_after(&last);
         }
     }
 
