@@ -247,6 +247,10 @@ struct Fx {
     file: String,
     session_with_file: String,
     resource: String,
+    /// A memory store holding one memory, and an archived one.
+    memory_store: String,
+    memory_store_archived: String,
+    memory: String,
 }
 
 async fn fixtures(api: &Api) -> Fx {
@@ -283,6 +287,16 @@ async fn fixtures(api: &Api) -> Fx {
     let with_file = api.ok(Method::POST, "/v1/sessions", Some(held)).await;
     let resource = with_file["resources"][0]["id"].as_str().expect("the resource's id").to_string();
     let session_with_file = id(with_file);
+    let memory_store = id(api.ok(Method::POST, "/v1/memory_stores", Some(json!({"name": "bad-input"}))).await);
+    let memory_store_archived = id(api.ok(Method::POST, "/v1/memory_stores", Some(json!({"name": "archived"}))).await);
+    api.ok(Method::POST, &format!("/v1/memory_stores/{memory_store_archived}/archive"), None).await;
+    let memory = id(api
+        .ok(
+            Method::POST,
+            &format!("/v1/memory_stores/{memory_store}/memories"),
+            Some(json!({"path": "/held.md", "content": "x"})),
+        )
+        .await);
     Fx {
         env,
         env_archived,
@@ -297,6 +311,9 @@ async fn fixtures(api: &Api) -> Fx {
         file,
         session_with_file,
         resource,
+        memory_store,
+        memory_store_archived,
+        memory,
     }
 }
 
@@ -1092,7 +1109,7 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("resources: one inside another", M::POST, "/v1/sessions", j(with_resources(json!([file_at("/workspace/a"), file_at("/workspace/a/b")]))), &[400])
             .msg("collides"),
         case("resources: memory store", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "memory_store", "memory_store_id": "memstore_01A"}]))), &[400])
-            .msg("no memory stores"),
+            .msg("cannot be mounted"),
         case("resources: unknown type", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "url", "url": "https://x"}]))), &[400])
             .msg("unknown resource type `url`"),
         case("resources: unknown field", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "file", "file_id": fx.file, "read_only": true}]))), &[400])
@@ -1104,7 +1121,7 @@ fn table(fx: &Fx) -> Vec<Case> {
         case("resources: add a path with ..", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(file_at("/mnt/session/uploads/../../x")), &[400])
             .msg("no `..`"),
         case("resources: add a memory store", M::POST, format!("/v1/sessions/{}/resources", fx.session_with_file), j(json!({"type": "memory_store", "memory_store_id": "memstore_01A"})), &[400])
-            .msg("no memory stores"),
+            .msg("cannot be mounted"),
         case("repository: missing url", M::POST, "/v1/sessions", j(with_resources(json!([{"type": "github_repository", "authorization_token": "t"}]))), &[400])
             .msg("resources[0].url: required"),
         case("repository: mount path outside the roots", M::POST, "/v1/sessions", j(with_resources(json!([repo_at("/etc/app")]))), &[400])
@@ -1204,6 +1221,30 @@ fn table(fx: &Fx) -> Vec<Case> {
         // routes
         case("unknown route", M::GET, "/v1/nothing-here", Body::None, &[404]).msg("GET /v1/nothing-here"),
         case("agents have no DELETE", M::DELETE, format!("/v1/agents/{}", fx.agent), Body::None, &[404, 405]),
+        // --- memory stores ---
+        case("memory store without name", M::POST, "/v1/memory_stores", j(json!({})), &[400]),
+        case("memory store name with a newline", M::POST, "/v1/memory_stores", j(json!({"name": "a\nb"})), &[400]),
+        case("memory store unknown field", M::POST, format!("/v1/memory_stores/{}", fx.memory_store), j(json!({"title": "t"})), &[400]),
+        case("memory path without leading slash", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "a.md", "content": "x"})), &[400]),
+        case("memory path with ..", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "/a/../b", "content": "x"})), &[400]),
+        case("memory content over 100 kB", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "/big.md", "content": "x".repeat(102_401)})), &[400]),
+        case("memory content null", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "/n.md", "content": null})), &[400]),
+        case("memory unknown field", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "/u.md", "content": "x", "mode": "0644"})), &[400]),
+        case("memory in an archived store", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store_archived), j(json!({"path": "/a.md", "content": "x"})), &[409]),
+        case("memory at a taken path", M::POST, format!("/v1/memory_stores/{}/memories", fx.memory_store), j(json!({"path": "/held.md", "content": "x"})), &[409]),
+        case("memory precondition not hex", M::POST, format!("/v1/memory_stores/{}/memories/{}", fx.memory_store, fx.memory), j(json!({"content": "y", "precondition": {"type": "content_sha256", "content_sha256": "xyz"}})), &[400]),
+        case("memory precondition of another type", M::POST, format!("/v1/memory_stores/{}/memories/{}", fx.memory_store, fx.memory), j(json!({"content": "y", "precondition": {"type": "etag"}})), &[400]),
+        case("memory delete digest not hex", M::DELETE, format!("/v1/memory_stores/{}/memories/{}?expected_content_sha256=nope", fx.memory_store, fx.memory), Body::None, &[400]),
+        case("memory list prefix without trailing slash", M::GET, format!("/v1/memory_stores/{}/memories?path_prefix=/notes", fx.memory_store), Body::None, &[400]),
+        case("memory list negative depth", M::GET, format!("/v1/memory_stores/{}/memories?depth=-1", fx.memory_store), Body::None, &[400]),
+        case("memory list unknown view", M::GET, format!("/v1/memory_stores/{}/memories?view=all", fx.memory_store), Body::None, &[400]),
+        case("memory list bad page token", M::GET, format!("/v1/memory_stores/{}/memories?page=zzz", fx.memory_store), Body::None, &[400]),
+        case("memory list unknown parameter", M::GET, format!("/v1/memory_stores/{}/memories?recursive=true", fx.memory_store), Body::None, &[400]),
+        case("memory versions by service account", M::GET, format!("/v1/memory_stores/{}/memory_versions?service_account_id=svac_1", fx.memory_store), Body::None, &[400]),
+        case("memory versions unknown operation", M::GET, format!("/v1/memory_stores/{}/memory_versions?operation=renamed", fx.memory_store), Body::None, &[400]),
+        case("unknown memory", M::GET, format!("/v1/memory_stores/{}/memories/mem_011CZkZDLs7fYzm1hXNPeRjv", fx.memory_store), Body::None, &[404]),
+        case("unknown memory store", M::GET, "/v1/memory_stores/memstore_011CZkZDLs7fYzm1hXNPeRjv", Body::None, &[404]),
+        case("memory store route with vault id", M::GET, format!("/v1/memory_stores/{}", fx.vault), Body::None, &[404]),
         case("PUT is not a verb here", M::PUT, "/v1/vaults", j(json!({"display_name": "x"})), &[404, 405]),
         // oversize bodies (default limit 32 MiB)
         case("40 MiB body", M::POST, "/v1/agents", Body::Oversize { len: 40 << 20, chunked: false }, &[413]),
@@ -1626,6 +1667,21 @@ fn routes(fx: &Fx) -> Vec<Route> {
             vec![vec![K("metadata".into())]],
         ),
         r(format!("/v1/vaults/{}", fx.vault), json!({"display_name": "v2"}), vec![]),
+        r(
+            "/v1/memory_stores".into(),
+            json!({"name": "m", "description": "d", "metadata": {"a": "b"}}),
+            vec![vec![K("metadata".into())]],
+        ),
+        r(
+            format!("/v1/memory_stores/{}/memories", fx.memory_store),
+            json!({"path": "/fuzz/a.md", "content": "x"}),
+            vec![],
+        ),
+        r(
+            format!("/v1/memory_stores/{}/memories/{}", fx.memory_store, fx.memory),
+            json!({"content": "y", "precondition": {"type": "content_sha256", "content_sha256": "0".repeat(64)}}),
+            vec![vec![K("precondition".into())]],
+        ),
         r(
             format!("/v1/vaults/{}/credentials", fx.vault),
             json!({"auth": {"type": "mcp_oauth", "access_token": "a", "mcp_server_url": "https://m.example.com", "refresh": {"client_id": "c", "refresh_token": "r", "token_endpoint": "https://t.example.com", "token_endpoint_auth": {"type": "none"}}}}),

@@ -1,7 +1,8 @@
 //! Storage-level guarantees seen from outside the server, on SQLite and PostgreSQL:
 //! vault secrets and API keys never appear in plain text at rest (database files, WAL, dump,
 //! server log); `bridle keys` create/list/revoke; everything survives a kill -9 and restart
-//! (including SSE resumption with Last-Event-ID across it); and two nodes sharing one
+//! (including SSE resumption with Last-Event-ID across it, and memory stores listed in byte order
+//! of their paths); and two nodes sharing one
 //! PostgreSQL database see each other's writes and live events.
 //!
 //! Run: `cargo test -p bridle --test api_storage -- --nocapture`
@@ -296,9 +297,64 @@ fn api_keys_postgres() {
 // kill -9 and restart
 // ---------------------------------------------------------------------------------------------
 
+/// Paths in an order no locale collation gives: lists walk them in byte order on both databases
+/// (a prefix's memories are one byte range).
+const MEMORY_PATHS: [&str; 6] = ["/B.md", "/Z.md", "/a-b.md", "/a/x.md", "/a/y.md", "/\u{e9}t\u{e9}.md"];
+
+/// A memory store with memories and versions; returns the store's id and one memory's id.
+async fn seed_memory_store(api: &Api) -> (String, String) {
+    let s = api.ok(Method::POST, "/v1/memory_stores", Some(json!({"name": "persist", "metadata": {"k": "v"}}))).await;
+    let store = s["id"].as_str().unwrap().to_string();
+    // Created out of order; listed sorted.
+    let mut ids = Vec::new();
+    for p in MEMORY_PATHS.iter().rev() {
+        let m = api
+            .ok(Method::POST, &format!("/v1/memory_stores/{store}/memories"), Some(json!({"path": p, "content": p})))
+            .await;
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    let first = ids[0].clone();
+    api.ok(Method::POST, &format!("/v1/memory_stores/{store}/memories/{first}"), Some(json!({"content": "edited"})))
+        .await;
+    (store, first)
+}
+
+/// What [`seed_memory_store`] wrote, read back (after a restart, or from another node).
+async fn check_memory_store(api: &Api, store: &str, memory: &str) {
+    let s = api.ok(Method::GET, &format!("/v1/memory_stores/{store}"), None).await;
+    assert_eq!(s["metadata"]["k"], "v");
+    let listed = api.ok(Method::GET, &format!("/v1/memory_stores/{store}/memories?limit=100"), None).await;
+    let paths: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, MEMORY_PATHS, "memories in byte order of their paths");
+    let rolled = api.ok(Method::GET, &format!("/v1/memory_stores/{store}/memories?depth=1&limit=2"), None).await;
+    let page2 = rolled["next_page"].as_str().expect("a second page");
+    let rest =
+        api.ok(Method::GET, &format!("/v1/memory_stores/{store}/memories?depth=1&limit=100&page={page2}"), None).await;
+    let items: Vec<String> = rolled["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["data"].as_array().unwrap())
+        .map(|i| format!("{}:{}", i["type"].as_str().unwrap(), i["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        items,
+        ["memory:/B.md", "memory:/Z.md", "memory:/a-b.md", "memory_prefix:/a/", "memory:/\u{e9}t\u{e9}.md"]
+    );
+    let m = api.ok(Method::GET, &format!("/v1/memory_stores/{store}/memories/{memory}"), None).await;
+    assert_eq!(m["content"], "edited");
+    let versions =
+        api.ok(Method::GET, &format!("/v1/memory_stores/{store}/memory_versions?memory_id={memory}"), None).await;
+    let ops: Vec<&str> =
+        versions["data"].as_array().unwrap().iter().map(|v| v["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["modified", "created"]);
+    assert_eq!(versions["data"][0]["created_by"]["type"], "api_actor");
+}
+
 fn survives_restart(server: &mut Server) {
     let rt = rt();
     let api = Api::new(server);
+    let (store, memory) = rt.block_on(seed_memory_store(&api));
     let (agent, env, vault, sid, sent) = rt.block_on(async {
         let env = api
             .ok(Method::POST, "/v1/environments", Some(json!({"name": "persist", "config": {"type": "cloud"}})))
@@ -333,6 +389,7 @@ fn survives_restart(server: &mut Server) {
         assert_eq!(a["name"], "persist-v2");
         api.ok(Method::GET, &format!("/v1/environments/{env}"), None).await;
         api.ok(Method::GET, &format!("/v1/vaults/{vault}"), None).await;
+        check_memory_store(&api, &store, &memory).await;
         api.ok(Method::GET, &format!("/v1/sessions/{sid}"), None).await;
         let listed = api.ok(Method::GET, &format!("/v1/sessions/{sid}/events?types[]=user.message"), None).await;
         let ids: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -434,4 +491,80 @@ fn two_nodes_share_postgres() {
     });
     a.assert_alive();
     b.assert_alive();
+}
+
+// ---------------------------------------------------------------------------------------------
+// memory paths in byte order under a locale's collation
+// ---------------------------------------------------------------------------------------------
+
+/// Memory lists walk paths in byte order (a prefix's memories are one byte range, roll-ups are
+/// contiguous) also on a database whose default collation is a locale's, where `a` sorts before
+/// `B` and punctuation is nearly ignored: the `path` column is declared `COLLATE "C"`.
+#[test]
+fn memory_paths_sort_as_bytes_under_a_locale_collation_postgres() {
+    use bridle::model::memory::{Actor, Item, PageBuilder, content_sha256};
+    use bridle::store::{MemoryRow, MemoryStoreRow, Store};
+    use sqlx::Connection;
+
+    let pg = Postgres::start();
+    let admin = pg.create_database("admin");
+    let url = format!("{}/bridle_icu", admin.rsplit_once('/').unwrap().0);
+    rt().block_on(async {
+        let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect");
+        sqlx::query("CREATE DATABASE bridle_icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+            .execute(&mut c)
+            .await
+            .expect("create a database with an ICU collation");
+        let mut icu = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let (locale_order,): (bool,) = sqlx::query_as("SELECT 'a.md' < 'B.md'").fetch_one(&mut icu).await.unwrap();
+        assert!(locale_order, "the database's default collation must not be bytewise, or this test proves nothing");
+
+        let store = Store::connect(&url).await.expect("open and migrate");
+        let s = MemoryStoreRow {
+            id: "memstore_01ICU".into(),
+            created_at: 1,
+            updated_at: 1,
+            archived_at: None,
+            name: "icu".into(),
+            description: String::new(),
+            metadata: Default::default(),
+        };
+        store.create_memory_store(&s).await.unwrap();
+        let by = Actor::ApiActor { api_key_id: "apikey_1".into() };
+        let paths = ["/b.md", "/a0.md", "/\u{e9}.md", "/a/y.md", "/Z.md", "/a-b.md", "/a/x.md", "/B.md"];
+        for (i, p) in paths.iter().enumerate() {
+            let m = MemoryRow {
+                id: format!("mem_{i}"),
+                store_id: s.id.clone(),
+                path: p.to_string(),
+                content: String::new(),
+                content_sha256: content_sha256(""),
+                content_size_bytes: 0,
+                version_id: format!("memver_{i}"),
+                created_at: 1,
+                updated_at: 1,
+            };
+            store.create_memory(&m, &by).await.unwrap();
+        }
+        let list = |prefix: &'static str, depth: usize| {
+            let store = &store;
+            async move {
+                let mut page = PageBuilder::new(prefix, depth, 100);
+                store.list_memories("memstore_01ICU", prefix, None, false, &mut page).await.unwrap();
+                page.finish()
+                    .0
+                    .iter()
+                    .map(|i| match i {
+                        Item::Memory(p, _) => p.clone(),
+                        Item::Prefix(p) => format!("{p}*"),
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let mut bytewise: Vec<&str> = paths.to_vec();
+        bytewise.sort();
+        assert_eq!(list("/", 0).await, bytewise);
+        assert_eq!(list("/", 1).await, ["/B.md", "/Z.md", "/a-b.md", "/a/*", "/a0.md", "/b.md", "/\u{e9}.md"]);
+        assert_eq!(list("/a/", 0).await, ["/a/x.md", "/a/y.md"]);
+    });
 }

@@ -320,6 +320,30 @@ fn real_requests_and_responses_match_their_schemas() {
         ok("/v1/vaults/{vault_id}/credentials", "post", format!("/v1/vaults/{vid}/credentials"), Some(cred_body)).await;
         ok("/v1/vaults/{vault_id}/credentials", "get", format!("/v1/vaults/{vid}/credentials"), None).await;
 
+        let store = ok("/v1/memory_stores", "post", "/v1/memory_stores".into(), Some(json!({"name": "openapi", "metadata": {"k": "v"}}))).await;
+        let msid = store["id"].as_str().unwrap().to_string();
+        ok("/v1/memory_stores/{memory_store_id}", "post", format!("/v1/memory_stores/{msid}"), Some(json!({"description": "d", "metadata": {"k": null}}))).await;
+        ok("/v1/memory_stores", "get", "/v1/memory_stores".into(), None).await;
+        let mems = "/v1/memory_stores/{memory_store_id}/memories";
+        let one = "/v1/memory_stores/{memory_store_id}/memories/{memory_id}";
+        let m = ok(mems, "post", format!("/v1/memory_stores/{msid}/memories"), Some(json!({"path": "/a/b.md", "content": "x"}))).await;
+        let mid = m["id"].as_str().unwrap().to_string();
+        ok(mems, "post", format!("/v1/memory_stores/{msid}/memories?view=full"), Some(json!({"path": "/top.md", "content": "y"}))).await;
+        let precondition = json!({"type": "content_sha256", "content_sha256": m["content_sha256"]});
+        ok(one, "post", format!("/v1/memory_stores/{msid}/memories/{mid}"), Some(json!({"content": "z", "path": "/a/c.md", "precondition": precondition}))).await;
+        ok(one, "get", format!("/v1/memory_stores/{msid}/memories/{mid}"), None).await;
+        let listed = ok(mems, "get", format!("/v1/memory_stores/{msid}/memories?depth=1"), None).await;
+        let kinds: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["memory_prefix", "memory"], "{listed}");
+        ok(one, "delete", format!("/v1/memory_stores/{msid}/memories/{mid}"), None).await;
+        let versions = ok("/v1/memory_stores/{memory_store_id}/memory_versions", "get", format!("/v1/memory_stores/{msid}/memory_versions?view=full"), None).await;
+        assert_eq!(versions["data"][0]["operation"], "deleted", "{versions}");
+        let first = versions["data"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
+        ok("/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}/redact", "post", format!("/v1/memory_stores/{msid}/memory_versions/{first}/redact"), None).await;
+        ok("/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}", "get", format!("/v1/memory_stores/{msid}/memory_versions/{first}"), None).await;
+        ok("/v1/memory_stores/{memory_store_id}/archive", "post", format!("/v1/memory_stores/{msid}/archive"), None).await;
+        ok("/v1/memory_stores/{memory_store_id}", "delete", format!("/v1/memory_stores/{msid}"), None).await;
+
         let session_body = json!({"agent": {"type": "agent", "id": aid}, "environment_id": eid, "title": "openapi"});
         let session = ok("/v1/sessions", "post", "/v1/sessions".into(), Some(session_body)).await;
         let sid = session["id"].as_str().unwrap().to_string();

@@ -89,6 +89,16 @@ pub const BETA: &str = "managed-agents-2026-04-01";
 /// one when a client lists it; the files routes take either.
 pub const FILES_BETA: &str = "files-api-2025-04-14";
 
+/// The memory stores API's own beta: the SDKs send it (not [`BETA`]) on
+/// `memory_stores` calls; those routes take either.
+pub const MEMORY_BETA: &str = "agent-memory-2026-07-22";
+
+/// Whether a `/v1` route belongs to the memory stores API.
+pub fn is_memory_route(path: &str) -> bool {
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    path == "/memory_stores" || path.starts_with("/memory_stores/")
+}
+
 /// Whether a `/v1` route belongs to the Files or Skills API, whose beta
 /// header is optional (the SDKs send none by default).
 /// Inside the nested `/v1` router the path has lost its prefix.
@@ -110,7 +120,8 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let who = match check(&state, req.headers(), is_beta_optional_route(req.uri().path())).await {
+    let path = req.uri().path();
+    let who = match check(&state, req.headers(), is_beta_optional_route(path), is_memory_route(path)).await {
         Ok(who) => who,
         Err(e) => return super::drain_then(req, e).await,
     };
@@ -163,7 +174,12 @@ async fn principal(state: &AppState, key: &str) -> Result<Option<Principal>, Api
     Ok(None)
 }
 
-async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Result<Principal, ApiError> {
+async fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    beta_optional: bool,
+    memory: bool,
+) -> Result<Principal, ApiError> {
     let Some(key) = presented_key(headers).filter(|k| !k.is_empty()) else {
         return Err(ApiError::Authentication(
             "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>".into(),
@@ -182,8 +198,13 @@ async fn check(state: &AppState, headers: &HeaderMap, beta_optional: bool) -> Re
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|b| b.trim() == BETA);
+        .any(|b| b.trim() == BETA || (memory && b.trim() == MEMORY_BETA));
     if !beta_ok && !beta_optional {
+        if memory {
+            return Err(ApiError::invalid(format!(
+                "the memory stores API requires the `anthropic-beta: {MEMORY_BETA}` (or `{BETA}`) header"
+            )));
+        }
         return Err(ApiError::invalid(format!("the Managed Agents API requires the `anthropic-beta: {BETA}` header")));
     }
     Ok(who)
@@ -258,6 +279,16 @@ mod tests {
         }
         for p in ["/filesystem", "/agents", "/v1/sessions/files", "/skillset", "/"] {
             assert!(!is_beta_optional_route(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn memory_store_routes_are_recognised() {
+        for p in ["/memory_stores", "/v1/memory_stores", "/memory_stores/memstore_1/memories/mem_1"] {
+            assert!(is_memory_route(p), "{p}");
+        }
+        for p in ["/memory_storesx", "/agents", "/v1/sessions/memory_stores", "/"] {
+            assert!(!is_memory_route(p), "{p}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod files;
 pub mod health;
+pub mod memory_stores;
 pub mod metrics;
 pub mod openapi;
 pub mod outcomes;
@@ -116,6 +117,14 @@ pub(crate) fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(skills::create_version, skills::list_versions))
         .routes(routes!(skills::retrieve_version, skills::delete_version))
         .routes(routes!(skills::download))
+        .routes(routes!(memory_stores::create, memory_stores::list))
+        .routes(routes!(memory_stores::retrieve, memory_stores::update, memory_stores::delete))
+        .routes(routes!(memory_stores::archive))
+        .routes(routes!(memory_stores::create_memory, memory_stores::list_memories))
+        .routes(routes!(memory_stores::retrieve_memory, memory_stores::update_memory, memory_stores::delete_memory))
+        .routes(routes!(memory_stores::list_versions))
+        .routes(routes!(memory_stores::retrieve_version))
+        .routes(routes!(memory_stores::redact_version))
 }
 
 /// The routes outside `/v1`, answered without an API key (`/metrics` is

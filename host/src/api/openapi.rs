@@ -43,6 +43,10 @@ use super::error::ErrorEnvelope;
         (name = "threads", description = "A session's threads (its primary thread) and each thread's events."),
         (name = "work", description = "A self-hosted environment's work queue: its workers poll, lease and \
                                          heartbeat with an environment key."),
+        (name = "memory_stores", description = "Memory stores: named containers of text memories (beta \
+                                                 `agent-memory-2026-07-22` or `managed-agents-2026-04-01`)."),
+        (name = "memories", description = "A memory store's memories, by path."),
+        (name = "memory_versions", description = "Every change to a store's memories; versions outlive their memory."),
         (name = "files", description = "The Files API: bytes stored in the database, served by every node."),
         (name = "operations", description = "Probes, metrics and this document; no API key."),
     ),

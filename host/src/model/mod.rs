@@ -10,6 +10,7 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod mcp;
+pub mod memory;
 pub mod multiagent;
 pub mod previews;
 pub mod pricing;

@@ -171,7 +171,8 @@ pub fn parse_param(field: &str, v: &Value) -> Result<ResourceSpec, Invalid> {
         "github_repository" => &["type", "url", "authorization_token", "checkout", "mount_path"],
         "memory_store" => {
             return Err(Invalid::new(format!(
-                "{whole}: `memory_store` resources are not supported: this server has no memory stores"
+                "{whole}: `memory_store` resources are not supported yet: memory stores (/v1/memory_stores) cannot be \
+                 mounted into sessions on this server"
             )));
         }
         "" => return Err(Invalid::new(format!("{}: required (`file` or `github_repository`)", at("type")))),
@@ -422,7 +423,7 @@ mod tests {
             (json!("file"), "resources[0]: must be an object"),
             (json!({"file_id": F}), "resources[0].type: required"),
             (json!({"type": "url", "file_id": F}), "unknown resource type `url`"),
-            (json!({"type": "memory_store", "memory_store_id": "memstore_1"}), "no memory stores"),
+            (json!({"type": "memory_store", "memory_store_id": "memstore_1"}), "cannot be mounted"),
             (json!({"type": "file"}), "resources[0].file_id: required"),
             (json!({"type": "file", "file_id": "sesn_1"}), "is not a file id"),
             (json!({"type": "file", "file_id": 7}), "file_id: must be a string"),
