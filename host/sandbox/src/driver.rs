@@ -86,6 +86,12 @@ pub trait Sandbox: Send + Sync {
     fn limit_hit(&self) -> Option<crate::spec::Limit> {
         None
     }
+    /// [`Sandbox::limit_hit`] for a process that has just died abnormally,
+    /// once the driver has had time to see the limit: a driver that learns
+    /// of limits by polling waits for its next polls.
+    async fn limit_hit_settled(&self) -> Option<crate::spec::Limit> {
+        self.limit_hit()
+    }
     /// Keep the sandbox from idling out while the guard lives (a tool call in
     /// flight, a turn in progress).
     fn busy(&self) -> BusyGuard {

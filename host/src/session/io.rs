@@ -58,7 +58,7 @@ pub(crate) trait RuntimeIo: Send {
         None
     }
     /// The sandbox limit the runtime died of, if any.
-    fn limit_hit(&self, status: &ExitStatus) -> Option<String> {
+    async fn limit_hit(&mut self, status: &ExitStatus) -> Option<String> {
         status.limit().map(|l| l.to_string())
     }
     /// `; its last output: ...` from the runtime's stderr, or empty.
@@ -160,9 +160,14 @@ impl RuntimeIo for OwnProcess {
         Some(self.sandbox.busy())
     }
 
-    fn limit_hit(&self, status: &ExitStatus) -> Option<String> {
-        // Directly, or by aborting when it could not get a thread.
-        status.limit().or_else(|| self.sandbox.limit_hit()).map(|l| l.to_string())
+    async fn limit_hit(&mut self, status: &ExitStatus) -> Option<String> {
+        // Directly, or by aborting when it could not get a thread (a driver
+        // that polls for limits may see it only a moment after the exit).
+        if let Some(limit) = status.limit() {
+            return Some(limit.to_string());
+        }
+        let limit = if status.success() { self.sandbox.limit_hit() } else { self.sandbox.limit_hit_settled().await };
+        limit.map(|l| l.to_string())
     }
 
     fn stderr_tail(&self) -> String {

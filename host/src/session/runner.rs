@@ -357,7 +357,7 @@ impl Runner {
         let stderr = rt.io.stderr_tail();
         // A runtime that died of a sandbox limit (directly, or by aborting
         // when it could not get a thread) is reported as that limit.
-        let limit = rt.io.limit_hit(&status);
+        let limit = rt.io.limit_hit(&status).await;
         tracing::info!(%status, ?limit, "runtime exited");
         let exit_actions = rt.plugin.on_exit(status.code()).await.unwrap_or_default();
         rt.io.release(&self.id).await;

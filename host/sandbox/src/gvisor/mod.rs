@@ -56,6 +56,10 @@ use crate::uids::{UidLease, UidPool};
 use crate::workspace::Workspaces;
 pub use runsc::{GvisorDoctor, INSTALL_HINT, check, find as find_runsc};
 
+/// How long [`Sandbox::limit_hit_settled`] waits for the relay to report a
+/// limit: several of its task counts, which a fork bomb slows down.
+const LIMIT_SETTLE: Duration = Duration::from_secs(2);
+
 /// Settings of the gVisor driver: the local driver's (state dir, uid range,
 /// relay port, idle release, seccomp, limits, quota, egress) plus runsc's
 /// own. The local driver's `bwrap` does not apply; its `pool` is this
@@ -867,6 +871,19 @@ impl Sandbox for GvisorSandbox {
             Some(ExitStatus::LimitExceeded { limit, .. }) => Some(limit),
             _ if self.processes_at_limit.load(Ordering::SeqCst) => Some(Limit::Processes),
             _ => None,
+        }
+    }
+    async fn limit_hit_settled(&self) -> Option<Limit> {
+        // The relay counts the sandbox's tasks every 250 ms, slowly under a
+        // fork bomb: a runtime that aborts the moment it cannot get a thread
+        // exits before the count that reports the limit.
+        let deadline = tokio::time::Instant::now() + LIMIT_SETTLE;
+        loop {
+            let limit = self.limit_hit();
+            if limit.is_some() || !self.is_running() || tokio::time::Instant::now() >= deadline {
+                return limit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     async fn exec(&self, request: ExecRequest) -> Result<ExecChild> {
