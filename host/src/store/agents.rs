@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Arg, Key, Order, Page, Position, Sql, Store, StoreError, StoreResult, decode_json};
+use super::{Key, Order, Page, Position, Sql, Store, StoreError, StoreResult, decode_json};
 use crate::model::agents::Agent;
 use crate::time::rfc3339;
 
@@ -76,14 +76,7 @@ impl Store {
         if !include_archived {
             sql.push(" AND archived_at IS NULL");
         }
-        if let Some(t) = created_gte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at >= {p}"));
-        }
-        if let Some(t) = created_lte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at <= {p}"));
-        }
+        sql.created_between(created_gte, created_lte);
         let page = self.page_rows(sql, order, pos, limit).await?;
         let items = page.items.iter().map(row_to_agent).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, more_after: page.more_after, more_before: page.more_before })

@@ -253,14 +253,7 @@ impl Store {
         if !include_archived {
             sql.push(" AND archived_at IS NULL");
         }
-        if let Some(t) = created_gte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at >= {p}"));
-        }
-        if let Some(t) = created_lte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at <= {p}"));
-        }
+        sql.created_between(created_gte, created_lte);
         let page = self.page_rows(sql, order, pos, limit).await?;
         let items = page.items.iter().map(store_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, more_after: page.more_after, more_before: page.more_before })
@@ -501,14 +494,7 @@ impl Store {
             let i = sql.arg(Arg::S(id.to_owned()));
             sql.push(&format!(" AND actor_type = {k} AND actor_id = {i}"));
         }
-        if let Some(t) = filter.created_gte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at >= {p}"));
-        }
-        if let Some(t) = filter.created_lte {
-            let p = sql.arg(Arg::I(t));
-            sql.push(&format!(" AND created_at <= {p}"));
-        }
+        sql.created_between(filter.created_gte, filter.created_lte);
         let page = self.page_rows(sql, order, pos, limit).await?;
         let items = page.items.iter().map(version_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, more_after: page.more_after, more_before: page.more_before })

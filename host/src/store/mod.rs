@@ -292,6 +292,18 @@ impl Sql {
         self
     }
 
+    /// ` AND created_at >= gte AND created_at <= lte`, for the bounds given
+    /// (list filters `created_at[gte]` / `created_at[lte]`).
+    fn created_between(&mut self, gte: Option<i64>, lte: Option<i64>) -> &mut Self {
+        for (op, bound) in [(">=", gte), ("<=", lte)] {
+            if let Some(t) = bound {
+                let p = self.arg(Arg::I(t));
+                self.push(&format!(" AND created_at {op} {p}"));
+            }
+        }
+        self
+    }
+
     /// Add a value; returns its placeholder.
     fn arg(&mut self, a: Arg) -> String {
         self.args.push(a);
