@@ -287,7 +287,7 @@ fn e2e_claude_gvisor() {
 
 /// codex app-server itself running in gVisor sandboxes. On Debian 12's own runsc (20221219,
 /// `ptrace`) some codex turns stalled with an exited tool process codex never reaped; on
-/// 20240729 (`systrap`, what `ensure_runsc` installs) the suite passes.
+/// 20240729 (what `ensure_runsc` installs) the suite passes, on `ptrace` and on `systrap`.
 #[test]
 fn e2e_codex_gvisor() {
     harness_suite_on("codex", Driver::Gvisor, ALL_FILES, 0);
