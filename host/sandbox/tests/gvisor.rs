@@ -36,7 +36,12 @@ async fn processes_run_on_gvisors_kernel_and_share_the_sandbox() {
     );
     // Two execs see each other's /tmp and processes.
     let sleeper = sbx.exec(ExecRequest::new(["sleep", "305"])).await.unwrap();
-    let out = sh(&*sbx, "echo shared > /tmp/x; pgrep -fc 'sleep 30[5]'").await;
+    // The exec returns once its process is forked; it shows as `sleep` once it has exec'd.
+    let out = sh(
+        &*sbx,
+        "echo shared > /tmp/x; for i in $(seq 50); do n=$(pgrep -fc 'sleep 30[5]'); [ \"$n\" = 1 ] && break; sleep 0.1; done; echo $n",
+    )
+    .await;
     assert_eq!(out.stdout_str(), "1\n", "{}", out.stderr_str());
     assert_eq!(sh(&*sbx, "cat /tmp/x").await.stdout_str(), "shared\n");
     // `kill` takes the exec's whole process group.
